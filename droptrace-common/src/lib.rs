@@ -1,0 +1,210 @@
+//! Wire types shared by the droptrace kernel program and user space.
+//!
+//! Everything here is `#[repr(C)]`, made of integers only, with explicit padding, so both
+//! sides agree byte for byte. The sizes are checked at compile time.
+#![no_std]
+
+use core::mem::size_of;
+
+/// An offset that the loader could not find in the running kernel's BTF.
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+/// Where the kernel program finds what it reads, and which drops it keeps.
+///
+/// User space fills this in at load time from the running kernel (BTF and the tracefs
+/// format), so one object works across kernel versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `CONFIG_*` bits below.
+    pub flags: u32,
+    /// `FILTER_*` bits below: which of the filter fields are in force.
+    pub filters: u32,
+
+    // Offsets inside `struct sk_buff`.
+    pub skb_len: u32,
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_protocol: u32,
+    pub skb_dev: u32,
+    pub skb_sk: u32,
+    /// `struct net_device` -> `ifindex`.
+    pub dev_ifindex: u32,
+    /// `struct net_device` -> `nd_net.net` (a `struct net *`).
+    pub dev_net: u32,
+    /// `struct sock` -> `__sk_common.skc_net.net` (a `struct net *`).
+    pub sk_net: u32,
+    /// `struct net` -> `ns.inum`.
+    pub net_inum: u32,
+
+    // Offsets inside the classic tracepoint record (fallback when tp_btf is unavailable).
+    pub tp_skbaddr: u32,
+    pub tp_location: u32,
+    pub tp_protocol: u32,
+    pub tp_reason: u32,
+
+    // Filters (host byte order).
+    pub ifindex: u32,
+    pub netns: u32,
+    pub port: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub l4_proto: u8,
+    pub addr_family: u8,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+    /// Wake user space once this many bytes wait in the ring buffer.
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Config>() == 104);
+
+impl Config {
+    /// No layout known, no filters.
+    pub const ZERO: Config = Config {
+        flags: 0,
+        filters: 0,
+        skb_len: 0,
+        skb_head: 0,
+        skb_network_header: 0,
+        skb_protocol: 0,
+        skb_dev: 0,
+        skb_sk: 0,
+        dev_ifindex: 0,
+        dev_net: 0,
+        sk_net: 0,
+        net_inum: 0,
+        tp_skbaddr: 0,
+        tp_location: 0,
+        tp_protocol: 0,
+        tp_reason: 0,
+        ifindex: 0,
+        netns: 0,
+        port: 0,
+        sport: 0,
+        dport: 0,
+        l4_proto: 0,
+        addr_family: 0,
+        addr: [0; 16],
+        wakeup_bytes: 0,
+        _pad: 0,
+    };
+}
+
+/// The kernel passes a drop reason to the tracepoint.
+pub const CONFIG_HAS_REASON: u32 = 1 << 0;
+/// Packet fields can be read (the `skb_*` offsets are valid).
+pub const CONFIG_HAS_SKB_LAYOUT: u32 = 1 << 1;
+
+pub const FILTER_PORT: u32 = 1 << 0;
+pub const FILTER_SPORT: u32 = 1 << 1;
+pub const FILTER_DPORT: u32 = 1 << 2;
+pub const FILTER_L4_PROTO: u32 = 1 << 3;
+pub const FILTER_ADDR: u32 = 1 << 4;
+pub const FILTER_IFINDEX: u32 = 1 << 5;
+pub const FILTER_NETNS: u32 = 1 << 6;
+/// Keep only reasons marked `REASON_INCLUDE` in the reason map.
+pub const FILTER_REASON_INCLUDE: u32 = 1 << 7;
+/// Skip reasons marked `REASON_EXCLUDE` in the reason map.
+pub const FILTER_REASON_EXCLUDE: u32 = 1 << 8;
+
+/// Values of the reason filter map.
+pub const REASON_INCLUDE: u8 = 1;
+pub const REASON_EXCLUDE: u8 = 2;
+pub const MAX_REASON_FILTERS: u32 = 256;
+
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// Indexes of the per-CPU counter array.
+pub const COUNTER_SEEN: u32 = 0;
+/// Drops that passed the filters: the exact total.
+pub const COUNTER_MATCHED: u32 = 1;
+/// Matched drops whose event found no room in the ring buffer.
+pub const COUNTER_LOST: u32 = 2;
+/// Lost drops that also found no room in the lost-group map (counted in the total only).
+pub const COUNTER_LOST_UNGROUPED: u32 = 3;
+pub const COUNTER_COUNT: u32 = 4;
+
+/// Capacity of the map that counts undelivered drops by group.
+pub const LOST_GROUPS_MAX: u32 = 16384;
+
+/// `DropEvent::flags` bits.
+pub const EVENT_IPV4: u8 = 1 << 0;
+pub const EVENT_IPV6: u8 = 1 << 1;
+/// `sport` and `dport` are valid.
+pub const EVENT_PORTS: u8 = 1 << 2;
+/// `icmp_type` and `icmp_code` are valid.
+pub const EVENT_ICMP: u8 = 1 << 3;
+/// The netns came from the socket, not the device.
+pub const EVENT_NETNS_FROM_SOCK: u8 = 1 << 4;
+
+/// One dropped packet, as the kernel program sends it through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// `CLOCK_BOOTTIME`, nanoseconds.
+    pub timestamp_ns: u64,
+    /// Address of the instruction that freed the packet.
+    pub location: u64,
+    /// Raw `enum skb_drop_reason` value, subsystem in the high 16 bits; 0 when the kernel
+    /// gives none.
+    pub reason: u32,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub skb_len: u32,
+    pub cpu: u32,
+    /// Ethertype, host byte order.
+    pub l3_proto: u16,
+    /// IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6, ...).
+    pub l4_proto: u8,
+    /// `EVENT_*` bits.
+    pub flags: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<DropEvent>() == 80);
+
+/// How drops are grouped; the key of the lost-group map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub location: u64,
+    pub reason: u32,
+    pub l3_proto: u16,
+    /// Destination port, 0 when `EVENT_PORTS` is not set.
+    pub dport: u16,
+    pub l4_proto: u8,
+    /// `EVENT_PORTS` when `dport` is valid; `EVENT_IPV4`/`EVENT_IPV6` when `l4_proto` is.
+    pub flags: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<GroupKey>() == 24);
+
+impl GroupKey {
+    #[inline(always)]
+    pub fn of(event: &DropEvent) -> GroupKey {
+        let ports = event.flags & EVENT_PORTS;
+        GroupKey {
+            location: event.location,
+            reason: event.reason,
+            l3_proto: event.l3_proto,
+            dport: if ports != 0 { event.dport } else { 0 },
+            l4_proto: event.l4_proto,
+            flags: event.flags & (EVENT_PORTS | EVENT_IPV4 | EVENT_IPV6),
+            _pad: [0; 6],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain integer structs with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::GroupKey {}
+}

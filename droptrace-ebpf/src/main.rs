@@ -1,0 +1,330 @@
+//! The droptrace kernel program: runs on every `skb:kfree_skb`, reads the dropped packet,
+//! applies the user's filters, counts every match exactly and streams it to user space.
+//!
+//! Offsets of kernel structs come from user space (the running kernel's BTF) through the
+//! read-only `CONFIG`, so one object serves many kernel versions.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use droptrace_common::*;
+
+/// Filled in by the loader before the program is verified (a frozen `.rodata` global, so
+/// the verifier prunes the filters that are off).
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::ZERO;
+
+/// Resized by the loader (`--ring-buffer-size`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<[u64; COUNTER_COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Drops whose event could not be delivered, counted by group so group counts stay exact.
+#[map]
+static LOST_GROUPS: PerCpuHashMap<GroupKey, u64> =
+    PerCpuHashMap::with_max_entries(LOST_GROUPS_MAX, 0);
+
+/// Reason -> `REASON_INCLUDE` / `REASON_EXCLUDE`.
+#[map]
+static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASON_FILTERS, 0);
+
+#[inline(always)]
+fn config() -> &'static Config {
+    // The pointer is read volatile so the compiler cannot fold the all-zero initial value;
+    // the loads through it then come from the frozen map the loader filled in.
+    unsafe { &*core::ptr::read_volatile(&(&raw const CONFIG)) }
+}
+
+/// BTF-enabled tracepoint: arguments (skb, location, reason[, rx_sk]) as the kernel passes
+/// them, without the cost of building a perf record.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let cfg = config();
+    let skb: u64 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason: u64 = if cfg.flags & CONFIG_HAS_REASON != 0 {
+        ctx.arg(2)
+    } else {
+        0
+    };
+    on_drop(cfg, skb, location, reason as u32, None);
+    0
+}
+
+/// Classic tracepoint, for kernels without BTF: field offsets from the tracefs format.
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    let (Ok(skb), Ok(location)) = (unsafe { ctx.read_at::<u64>(cfg.tp_skbaddr as usize) }, unsafe {
+        ctx.read_at::<u64>(cfg.tp_location as usize)
+    }) else {
+        return 0;
+    };
+    let reason = if cfg.flags & CONFIG_HAS_REASON != 0 {
+        unsafe { ctx.read_at::<u32>(cfg.tp_reason as usize) }.unwrap_or(0)
+    } else {
+        0
+    };
+    let protocol = unsafe { ctx.read_at::<u16>(cfg.tp_protocol as usize) }.ok();
+    on_drop(cfg, skb, location, reason, protocol);
+    0
+}
+
+#[inline(always)]
+fn on_drop(cfg: &Config, skb: u64, location: u64, reason: u32, tp_protocol: Option<u16>) {
+    let Some(counters) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // Per-CPU slots: the kernel never runs this program twice at once on one CPU.
+    let counters = unsafe { &mut *counters };
+    counters[COUNTER_SEEN as usize] += 1;
+
+    if cfg.filters & (FILTER_REASON_INCLUDE | FILTER_REASON_EXCLUDE) != 0 {
+        let mark = unsafe { REASON_FILTER.get(&reason) }.copied().unwrap_or(0);
+        if cfg.filters & FILTER_REASON_INCLUDE != 0 && mark != REASON_INCLUDE {
+            return;
+        }
+        if mark == REASON_EXCLUDE {
+            return;
+        }
+    }
+
+    let mut ev = DropEvent {
+        timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },
+        location,
+        reason,
+        netns: 0,
+        ifindex: 0,
+        skb_len: 0,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        l3_proto: 0,
+        l4_proto: 0,
+        flags: 0,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        sport: 0,
+        dport: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        _pad: [0; 2],
+    };
+    if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
+        read_packet(cfg, skb, &mut ev);
+    } else if let Some(protocol) = tp_protocol {
+        ev.l3_proto = protocol;
+    }
+    if !matches(cfg, &ev) {
+        return;
+    }
+    counters[COUNTER_MATCHED as usize] += 1;
+
+    let flags = if cfg.wakeup_bytes == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<DropEvent>(&ev, flags as u64).is_ok() {
+        return;
+    }
+    counters[COUNTER_LOST as usize] += 1;
+    let key = GroupKey::of(&ev);
+    if let Some(count) = LOST_GROUPS.get_ptr_mut(&key) {
+        unsafe { *count += 1 };
+    } else if LOST_GROUPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+        counters[COUNTER_LOST_UNGROUPED as usize] += 1;
+    }
+}
+
+#[inline(always)]
+fn read<T>(addr: u64) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+#[inline(always)]
+fn read_packet(cfg: &Config, skb: u64, ev: &mut DropEvent) {
+    ev.skb_len = read::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
+
+    let mut net: u64 = 0;
+    let dev: u64 = read(skb + cfg.skb_dev as u64).unwrap_or(0);
+    if dev != 0 {
+        ev.ifindex = read::<u32>(dev + cfg.dev_ifindex as u64).unwrap_or(0);
+        net = read(dev + cfg.dev_net as u64).unwrap_or(0);
+    }
+    if net == 0 {
+        let sk: u64 = read(skb + cfg.skb_sk as u64).unwrap_or(0);
+        if sk != 0 {
+            net = read(sk + cfg.sk_net as u64).unwrap_or(0);
+            ev.flags |= EVENT_NETNS_FROM_SOCK;
+        }
+    }
+    if net != 0 {
+        ev.netns = read::<u32>(net + cfg.net_inum as u64).unwrap_or(0);
+    }
+
+    ev.l3_proto = u16::from_be(read::<u16>(skb + cfg.skb_protocol as u64).unwrap_or(0));
+    let head: u64 = read(skb + cfg.skb_head as u64).unwrap_or(0);
+    let network: u16 = read(skb + cfg.skb_network_header as u64).unwrap_or(0);
+    if head == 0 {
+        return;
+    }
+    let l3 = head + network as u64;
+    match ev.l3_proto {
+        0x0800 => read_ipv4(l3, ev),
+        0x86dd => read_ipv6(l3, ev),
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn read_ipv4(l3: u64, ev: &mut DropEvent) {
+    let Some(h) = read::<[u8; 20]>(l3) else {
+        return;
+    };
+    let ihl = ((h[0] & 0x0f) as u64) * 4;
+    if h[0] >> 4 != 4 || ihl < 20 {
+        return;
+    }
+    ev.flags |= EVENT_IPV4;
+    ev.l4_proto = h[9];
+    ev.saddr[..4].copy_from_slice(&h[12..16]);
+    ev.daddr[..4].copy_from_slice(&h[16..20]);
+    let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if fragment_offset == 0 {
+        read_l4(l3 + ihl, ev);
+    }
+}
+
+#[inline(always)]
+fn read_ipv6(l3: u64, ev: &mut DropEvent) {
+    let Some(h) = read::<[u8; 40]>(l3) else {
+        return;
+    };
+    if h[0] >> 4 != 6 {
+        return;
+    }
+    ev.flags |= EVENT_IPV6;
+    ev.saddr.copy_from_slice(&h[8..24]);
+    ev.daddr.copy_from_slice(&h[24..40]);
+    let mut next = h[6];
+    let mut offset = l3 + 40;
+    // A bounded walk over the extension headers that may precede the transport header.
+    for _ in 0..4 {
+        match next {
+            0 | 43 | 60 => {
+                let Some([nh, len]) = read::<[u8; 2]>(offset) else {
+                    return;
+                };
+                next = nh;
+                offset += (len as u64 + 1) * 8;
+            }
+            51 => {
+                let Some([nh, len]) = read::<[u8; 2]>(offset) else {
+                    return;
+                };
+                next = nh;
+                offset += (len as u64 + 2) * 4;
+            }
+            44 => {
+                let Some([nh, _, hi, lo]) = read::<[u8; 4]>(offset) else {
+                    return;
+                };
+                if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
+                    ev.l4_proto = nh;
+                    return;
+                }
+                next = nh;
+                offset += 8;
+            }
+            _ => break,
+        }
+    }
+    ev.l4_proto = next;
+    read_l4(offset, ev);
+}
+
+#[inline(always)]
+fn read_l4(l4: u64, ev: &mut DropEvent) {
+    match ev.l4_proto {
+        // tcp, udp, dccp, sctp, udplite: ports first.
+        6 | 17 | 33 | 132 | 136 => {
+            if let Some(p) = read::<[u8; 4]>(l4) {
+                ev.sport = u16::from_be_bytes([p[0], p[1]]);
+                ev.dport = u16::from_be_bytes([p[2], p[3]]);
+                ev.flags |= EVENT_PORTS;
+            }
+        }
+        1 | 58 => {
+            if let Some([t, c]) = read::<[u8; 2]>(l4) {
+                ev.icmp_type = t;
+                ev.icmp_code = c;
+                ev.flags |= EVENT_ICMP;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u64; 2] {
+    unsafe { core::ptr::read_unaligned(a.as_ptr() as *const [u64; 2]) }
+}
+
+#[inline(always)]
+fn matches(cfg: &Config, ev: &DropEvent) -> bool {
+    let f = cfg.filters;
+    let ports = ev.flags & EVENT_PORTS != 0;
+    if f & FILTER_L4_PROTO != 0
+        && (ev.flags & (EVENT_IPV4 | EVENT_IPV6) == 0 || ev.l4_proto != cfg.l4_proto)
+    {
+        return false;
+    }
+    if f & FILTER_PORT != 0 && !(ports && (ev.sport == cfg.port || ev.dport == cfg.port)) {
+        return false;
+    }
+    if f & FILTER_SPORT != 0 && !(ports && ev.sport == cfg.sport) {
+        return false;
+    }
+    if f & FILTER_DPORT != 0 && !(ports && ev.dport == cfg.dport) {
+        return false;
+    }
+    if f & FILTER_ADDR != 0 {
+        let family = if ev.flags & EVENT_IPV4 != 0 {
+            AF_INET
+        } else if ev.flags & EVENT_IPV6 != 0 {
+            AF_INET6
+        } else {
+            0
+        };
+        let want = words(&cfg.addr);
+        if family != cfg.addr_family || (words(&ev.saddr) != want && words(&ev.daddr) != want) {
+            return false;
+        }
+    }
+    if f & FILTER_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
+        return false;
+    }
+    if f & FILTER_NETNS != 0 && ev.netns != cfg.netns {
+        return false;
+    }
+    true
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "license")]
+pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,155 @@
+//! Counting drops by group, exactly.
+//!
+//! A group's count is the drops delivered as events plus the drops the kernel counted by
+//! group when the ring buffer had no room (`lost`). The total comes from the kernel's own
+//! per-CPU counter, so it is exact whatever happened to the events.
+use std::collections::HashMap;
+
+use crate::event::{Drop, Group};
+
+/// Counters the kernel program keeps, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Every drop the program saw, before filters.
+    pub seen: u64,
+    /// Drops that passed the filters.
+    pub matched: u64,
+    /// Matched drops whose event did not fit in the ring buffer.
+    pub lost: u64,
+    /// Lost drops that also did not fit in the lost-group map.
+    pub lost_ungrouped: u64,
+    /// Drops the kernel did not run the program for (BPF recursion protection), from the
+    /// program's `recursion_misses`.
+    pub missed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Drops delivered as events.
+    pub delivered: u64,
+    /// Drops counted in the kernel only.
+    pub lost: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl GroupStats {
+    pub fn count(&self) -> u64 {
+        self.delivered + self.lost
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    groups: HashMap<Group, GroupStats>,
+    counters: KernelCounters,
+    delivered: u64,
+}
+
+impl Aggregator {
+    pub fn new() -> Aggregator {
+        Aggregator::default()
+    }
+
+    pub fn add(&mut self, drop: &Drop) {
+        self.delivered += 1;
+        let stats = self.groups.entry(drop.group()).or_default();
+        if stats.count() == 0 {
+            stats.first_ns = drop.timestamp_ns;
+        }
+        stats.delivered += 1;
+        stats.last_ns = stats.last_ns.max(drop.timestamp_ns);
+    }
+
+    /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
+    pub fn set_kernel(&mut self, counters: KernelCounters, lost: impl IntoIterator<Item = (Group, u64)>) {
+        self.counters = counters;
+        for (group, n) in lost {
+            self.groups.entry(group).or_default().lost = n;
+        }
+    }
+
+    pub fn counters(&self) -> KernelCounters {
+        self.counters
+    }
+
+    /// Drops delivered as events so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    pub fn get(&self, group: &Group) -> Option<&GroupStats> {
+        self.groups.get(group)
+    }
+
+    /// Groups, most drops first (ties in a stable order).
+    pub fn ranked(&self) -> Vec<(Group, GroupStats)> {
+        let mut out: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|(_, s)| s.count() > 0)
+            .map(|(g, s)| (*g, *s))
+            .collect();
+        out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
+        out
+    }
+
+    /// Sum of all group counts: equals `counters().matched` minus the ungrouped lost drops
+    /// once every delivered event has been read.
+    pub fn grouped_total(&self) -> u64 {
+        self.groups.values().map(GroupStats::count).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Packet;
+
+    fn drop_at(location: u64, dport: u16, t: u64) -> Drop {
+        Drop {
+            timestamp_ns: t,
+            location,
+            reason: 12,
+            netns: 1,
+            ifindex: 2,
+            len: 60,
+            cpu: 0,
+            packet: Packet {
+                ethertype: 0x0800,
+                addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
+                ip_proto: Some(6),
+                ports: Some((5555, dport)),
+                icmp: None,
+            },
+        }
+    }
+
+    #[test]
+    fn counts_delivered_and_lost_per_group() {
+        let mut agg = Aggregator::new();
+        for t in 0..5 {
+            agg.add(&drop_at(100, 1678, 10 + t));
+        }
+        agg.add(&drop_at(200, 80, 7));
+        let g1678 = drop_at(100, 1678, 0).group();
+        let g22 = drop_at(100, 22, 0).group();
+        agg.set_kernel(
+            KernelCounters { seen: 50, matched: 16, lost: 10, lost_ungrouped: 0, missed: 0 },
+            [(g1678, 3), (g22, 7)],
+        );
+        let ranked = agg.ranked();
+        assert_eq!(ranked.len(), 3);
+        assert_eq!(ranked[0].0, g1678);
+        assert_eq!(ranked[0].1.count(), 8);
+        assert_eq!((ranked[0].1.first_ns, ranked[0].1.last_ns), (10, 14));
+        assert_eq!(ranked[1].0, g22);
+        assert_eq!(ranked[1].1.count(), 7);
+        assert_eq!(agg.grouped_total(), 16);
+        assert_eq!(agg.delivered(), 6);
+
+        // Lost figures are absolute: a newer reading replaces the older one.
+        agg.set_kernel(KernelCounters::default(), [(g22, 9)]);
+        assert_eq!(agg.get(&g22).unwrap().count(), 9);
+    }
+}

@@ -1,0 +1,150 @@
+//! The command line, in one place (clap derive): help and errors come from here.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// Where and why does this machine drop packets?
+///
+/// droptrace follows every packet the kernel frees as dropped (tracepoint skb:kfree_skb),
+/// names the kernel function that dropped it and the kernel's reason, and counts drops
+/// exactly, in the kernel, even when too many arrive to show each one.
+#[derive(Debug, Parser)]
+#[command(name = "droptrace", version, about, long_about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<f64>,
+
+    /// Output: `text` prints a block of new drops every interval; `json` prints one summary
+    /// object when droptrace stops.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Seconds between two text blocks.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
+    pub interval: f64,
+
+    /// Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096).
+    /// Counts stay exact when it overflows; only per-packet details are lost.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_size: u32,
+
+    /// Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or
+    /// tracepoint (classic, through tracefs).
+    #[arg(long, value_enum, hide = true)]
+    pub attach: Option<crate::layout::Attach>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Which drops to keep. They are applied in the kernel program, so drops filtered out never
+/// reach user space.
+#[derive(Debug, Default, Clone, Args)]
+pub struct FilterArgs {
+    /// Source or destination port (like tcpdump's `port`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Source port.
+    #[arg(long, value_name = "PORT")]
+    pub sport: Option<u16>,
+
+    /// Destination port.
+    #[arg(long, value_name = "PORT")]
+    pub dport: Option<u16>,
+
+    /// Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a
+    /// protocol number.
+    #[arg(long, value_name = "PROTO")]
+    pub proto: Option<String>,
+
+    /// Source or destination address, IPv4 or IPv6.
+    #[arg(long, value_name = "IP")]
+    pub addr: Option<std::net::IpAddr>,
+
+    /// Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable.
+    #[arg(long = "reason", value_name = "NAME")]
+    pub reasons: Vec<String>,
+
+    /// Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable.
+    #[arg(long = "exclude-reason", value_name = "NAME")]
+    pub exclude_reasons: Vec<String>,
+
+    /// Network interface the packet was on, by name, in droptrace's network namespace or
+    /// the one given by --netns.
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+
+    /// Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net.
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<PathBuf>,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo droptrace                          every drop, a block a second
+  sudo droptrace --port 1678              drops of packets to or from port 1678
+  sudo droptrace --netns /run/netns/web --exclude-reason NOT_SPECIFIED
+  sudo droptrace --duration 10 --format json > drops.json";
+
+fn parse_duration(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 31_536_000.0) {
+        return Err(format!("`{text}`: give a number of seconds above 0 and up to a year"));
+    }
+    Ok(secs)
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    if size < 4096 || !size.is_power_of_two() || size > 1 << 30 {
+        return Err(format!(
+            "`{text}`: the ring buffer size must be a power of two from 4096 to 1073741824"
+        ));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_filters_and_rejects_bad_values() {
+        let cli = Cli::try_parse_from([
+            "droptrace", "--port", "1678", "--reason", "NETFILTER_DROP", "--reason",
+            "NO_SOCKET", "--format", "json", "--addr", "fd00::1",
+        ])
+        .unwrap();
+        assert_eq!(cli.filters.port, Some(1678));
+        assert_eq!(cli.filters.reasons, ["NETFILTER_DROP", "NO_SOCKET"]);
+        assert_eq!(cli.format, Format::Json);
+        for bad in [
+            &["droptrace", "--port", "70000"][..],
+            &["droptrace", "--duration", "-1"],
+            &["droptrace", "--duration", "nan"],
+            &["droptrace", "--ring-buffer-size", "5000"],
+            &["droptrace", "--addr", "10.0.0.300"],
+            &["droptrace", "--format", "xml"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Errors a user meets, each saying what is wrong and, where possible, the fix.
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::layout::LayoutError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "droptrace needs {} to load its kernel program, and this process does not have {}.\n\
+         Run it as root (sudo droptrace ...), or give the binary the capabilities once:\n  \
+         sudo setcap cap_bpf,cap_perfmon,cap_syslog,cap_sys_admin+ep \"$(command -v droptrace)\"",
+        .0.join(" and "), if .0.len() > 1 { "them" } else { "it" }
+    )]
+    MissingCapabilities(Vec<&'static str>),
+
+    #[error(
+        "the skb:kfree_skb tracepoint cannot be found: the kernel has no BTF \
+         (/sys/kernel/btf/vmlinux) and tracefs is not mounted at /sys/kernel/tracing.\n\
+         Mount it with:\n  sudo mount -t tracefs tracefs /sys/kernel/tracing"
+    )]
+    NoTracefs,
+
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
+
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(String),
+
+    #[error(
+        "--reason/--exclude-reason need the kernel's drop reasons, which this kernel does not \
+         have (they arrived in Linux 5.17)"
+    )]
+    NoReasons,
+
+    #[error("unknown drop reason `{name}`{}\nknown reasons: {known}",
+        .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownReason { name: String, suggestion: Option<String>, known: String },
+
+    #[error("unknown protocol `{0}`: give a name such as tcp, udp, icmp, icmpv6, sctp, or a number from 0 to 255")]
+    UnknownProtocol(String),
+
+    #[error("network namespace {}: {source}", path.display())]
+    Netns { path: PathBuf, source: std::io::Error },
+
+    #[error("no network interface named `{name}` in {where_}")]
+    NoInterface { name: String, where_: String },
+
+    #[error("loading the kernel program: {0}")]
+    Load(Box<aya::EbpfError>),
+
+    #[error("loading {0}: {1}")]
+    Program(&'static str, Box<aya::programs::ProgramError>),
+
+    #[error("attaching to skb:kfree_skb: {0}")]
+    Attach(Box<aya::programs::ProgramError>),
+
+    #[error("the kernel object has no program {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingProgram(&'static str),
+
+    #[error("the kernel object has no map {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingMap(&'static str),
+
+    #[error("BPF map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl Error {
+    /// Exit status: 77 (EX_NOPERM) for missing privileges, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::MissingCapabilities(_) => 77,
+            _ => 1,
+        }
+    }
+}

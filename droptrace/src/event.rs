@@ -1,0 +1,334 @@
+//! Drops as owned domain types, decoded in exactly one place from the kernel's bytes.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use droptrace_common as wire;
+use thiserror::Error;
+
+/// One dropped packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drop {
+    /// `CLOCK_BOOTTIME` nanoseconds.
+    pub timestamp_ns: u64,
+    pub location: u64,
+    /// Raw kernel reason; 0 when the kernel gives none.
+    pub reason: u32,
+    /// Inode number of the network namespace, 0 when unknown.
+    pub netns: u32,
+    pub ifindex: u32,
+    pub len: u32,
+    pub cpu: u32,
+    pub packet: Packet,
+}
+
+/// What droptrace could read of the packet's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Packet {
+    /// Ethertype (0 when unknown).
+    pub ethertype: u16,
+    /// Source and destination, for IPv4 and IPv6.
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    /// IP protocol number, for IPv4 and IPv6.
+    pub ip_proto: Option<u8>,
+    pub ports: Option<(u16, u16)>,
+    /// ICMP or ICMPv6 type and code.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// How drops are counted: by drop site, reason, protocol and destination port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group {
+    pub location: u64,
+    pub reason: u32,
+    pub ethertype: u16,
+    pub ip_proto: Option<u8>,
+    pub dport: Option<u16>,
+}
+
+impl Drop {
+    pub fn group(&self) -> Group {
+        Group {
+            location: self.location,
+            reason: self.reason,
+            ethertype: self.packet.ethertype,
+            ip_proto: self.packet.ip_proto,
+            dport: self.packet.ports.map(|(_, d)| d),
+        }
+    }
+}
+
+impl From<wire::GroupKey> for Group {
+    fn from(key: wire::GroupKey) -> Group {
+        let ip = key.flags & (wire::EVENT_IPV4 | wire::EVENT_IPV6) != 0;
+        Group {
+            location: key.location,
+            reason: key.reason,
+            ethertype: key.l3_proto,
+            ip_proto: ip.then_some(key.l4_proto),
+            dport: (key.flags & wire::EVENT_PORTS != 0).then_some(key.dport),
+        }
+    }
+}
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("drop event of {0} bytes, expected {EVENT_SIZE}")]
+    Size(usize),
+    #[error("drop event with both IPv4 and IPv6 flags set")]
+    Family,
+}
+
+pub const EVENT_SIZE: usize = size_of::<wire::DropEvent>();
+
+/// Decodes one ring-buffer record (`DropEvent`, native byte order).
+pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
+    let b: &[u8; EVENT_SIZE] = bytes
+        .try_into()
+        .map_err(|_| DecodeError::Size(bytes.len()))?;
+    let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    let u16_at = |o: usize| u16::from_ne_bytes(b[o..o + 2].try_into().expect("2 bytes"));
+    let addr16 = |o: usize| -> [u8; 16] { b[o..o + 16].try_into().expect("16 bytes") };
+
+    // Offsets of `wire::DropEvent`; the layout test below keeps them honest.
+    let flags = b[39];
+    let (saddr, daddr) = (addr16(40), addr16(56));
+    let addrs = match (flags & wire::EVENT_IPV4 != 0, flags & wire::EVENT_IPV6 != 0) {
+        (true, true) => return Err(DecodeError::Family),
+        (true, false) => Some((IpAddr::V4(v4(&saddr)), IpAddr::V4(v4(&daddr)))),
+        (false, true) => Some((
+            IpAddr::V6(Ipv6Addr::from(saddr)),
+            IpAddr::V6(Ipv6Addr::from(daddr)),
+        )),
+        (false, false) => None,
+    };
+    Ok(Drop {
+        timestamp_ns: u64_at(0),
+        location: u64_at(8),
+        reason: u32_at(16),
+        netns: u32_at(20),
+        ifindex: u32_at(24),
+        len: u32_at(28),
+        cpu: u32_at(32),
+        packet: Packet {
+            ethertype: u16_at(36),
+            addrs,
+            ip_proto: addrs.map(|_| b[38]),
+            ports: (flags & wire::EVENT_PORTS != 0).then(|| (u16_at(72), u16_at(74))),
+            icmp: (flags & wire::EVENT_ICMP != 0).then_some((b[76], b[77])),
+        },
+    })
+}
+
+fn v4(a: &[u8; 16]) -> Ipv4Addr {
+    Ipv4Addr::new(a[0], a[1], a[2], a[3])
+}
+
+/// Name of an IP protocol number.
+pub fn ip_proto_name(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        1 => "icmp",
+        2 => "igmp",
+        4 => "ipip",
+        6 => "tcp",
+        17 => "udp",
+        33 => "dccp",
+        41 => "ipv6",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "icmpv6",
+        89 => "ospf",
+        103 => "pim",
+        112 => "vrrp",
+        132 => "sctp",
+        136 => "udplite",
+        _ => return None,
+    })
+}
+
+/// IP protocol number of a name (or a number), as `--proto` takes it.
+pub fn ip_proto_by_name(name: &str) -> Option<u8> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let name = name.to_ascii_lowercase();
+    (0..=255u8).find(|&p| ip_proto_name(p) == Some(name.as_str()))
+}
+
+/// Name of a non-IP ethertype worth naming.
+pub fn ethertype_name(ethertype: u16) -> Option<&'static str> {
+    Some(match ethertype {
+        0x0806 => "arp",
+        0x8035 => "rarp",
+        0x88cc => "lldp",
+        0x8100 => "vlan",
+        0x88a8 => "qinq",
+        0x8847 => "mpls",
+        0x8863 | 0x8864 => "pppoe",
+        0x88e5 => "macsec",
+        0x88f7 => "ptp",
+        0x0004 => "802.2",
+        _ => return None,
+    })
+}
+
+impl Group {
+    /// Protocol as shown: the transport for IP packets, else the ethertype's name.
+    pub fn protocol(&self) -> Option<String> {
+        match self.ip_proto {
+            Some(p) => Some(ip_proto_name(p).map_or_else(|| format!("ip-proto-{p}"), str::to_owned)),
+            None => ethertype_name(self.ethertype).map(str::to_owned),
+        }
+    }
+
+    pub fn family(&self) -> Option<&'static str> {
+        match self.ethertype {
+            ETH_P_IP if self.ip_proto.is_some() => Some("ipv4"),
+            ETH_P_IPV6 if self.ip_proto.is_some() => Some("ipv6"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+    use wire::DropEvent;
+
+    #[test]
+    fn offsets_match_the_wire_type() {
+        assert_eq!(offset_of!(DropEvent, timestamp_ns), 0);
+        assert_eq!(offset_of!(DropEvent, location), 8);
+        assert_eq!(offset_of!(DropEvent, reason), 16);
+        assert_eq!(offset_of!(DropEvent, netns), 20);
+        assert_eq!(offset_of!(DropEvent, ifindex), 24);
+        assert_eq!(offset_of!(DropEvent, skb_len), 28);
+        assert_eq!(offset_of!(DropEvent, cpu), 32);
+        assert_eq!(offset_of!(DropEvent, l3_proto), 36);
+        assert_eq!(offset_of!(DropEvent, l4_proto), 38);
+        assert_eq!(offset_of!(DropEvent, flags), 39);
+        assert_eq!(offset_of!(DropEvent, saddr), 40);
+        assert_eq!(offset_of!(DropEvent, daddr), 56);
+        assert_eq!(offset_of!(DropEvent, sport), 72);
+        assert_eq!(offset_of!(DropEvent, dport), 74);
+        assert_eq!(offset_of!(DropEvent, icmp_type), 76);
+        assert_eq!(offset_of!(DropEvent, icmp_code), 77);
+    }
+
+    pub(crate) fn bytes_of(ev: &DropEvent) -> Vec<u8> {
+        let mut out = Vec::with_capacity(EVENT_SIZE);
+        out.extend(ev.timestamp_ns.to_ne_bytes());
+        out.extend(ev.location.to_ne_bytes());
+        for v in [ev.reason, ev.netns, ev.ifindex, ev.skb_len, ev.cpu] {
+            out.extend(v.to_ne_bytes());
+        }
+        out.extend(ev.l3_proto.to_ne_bytes());
+        out.extend([ev.l4_proto, ev.flags]);
+        out.extend(ev.saddr);
+        out.extend(ev.daddr);
+        out.extend(ev.sport.to_ne_bytes());
+        out.extend(ev.dport.to_ne_bytes());
+        out.extend([ev.icmp_type, ev.icmp_code, 0, 0]);
+        out
+    }
+
+    fn tcp_syn() -> DropEvent {
+        let mut saddr = [0; 16];
+        saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut daddr = [0; 16];
+        daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        DropEvent {
+            timestamp_ns: 123_456_789,
+            location: 0xffff_ffff_8203_3a59,
+            reason: 3,
+            netns: 4_026_531_840,
+            ifindex: 2,
+            skb_len: 60,
+            cpu: 1,
+            l3_proto: ETH_P_IP,
+            l4_proto: 6,
+            flags: wire::EVENT_IPV4 | wire::EVENT_PORTS,
+            saddr,
+            daddr,
+            sport: 40000,
+            dport: 9,
+            icmp_type: 0,
+            icmp_code: 0,
+            _pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn decodes_an_ipv4_tcp_drop() {
+        let d = decode(&bytes_of(&tcp_syn())).unwrap();
+        assert_eq!(d.reason, 3);
+        assert_eq!(d.len, 60);
+        assert_eq!(
+            d.packet.addrs,
+            Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()))
+        );
+        assert_eq!(d.packet.ports, Some((40000, 9)));
+        assert_eq!(d.packet.icmp, None);
+        let g = d.group();
+        assert_eq!((g.protocol().as_deref(), g.dport, g.family()), (Some("tcp"), Some(9), Some("ipv4")));
+    }
+
+    #[test]
+    fn decodes_ipv6_icmp_and_non_ip() {
+        let mut ev = tcp_syn();
+        ev.l3_proto = ETH_P_IPV6;
+        ev.l4_proto = 58;
+        ev.flags = wire::EVENT_IPV6 | wire::EVENT_ICMP;
+        ev.saddr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
+        ev.icmp_type = 128;
+        let d = decode(&bytes_of(&ev)).unwrap();
+        assert_eq!(d.packet.addrs.unwrap().0, "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!((d.packet.icmp, d.packet.ports), (Some((128, 0)), None));
+        assert_eq!(d.group().protocol().as_deref(), Some("icmpv6"));
+        assert_eq!(d.group().dport, None);
+
+        ev.l3_proto = 0x0806;
+        ev.flags = 0;
+        let g = decode(&bytes_of(&ev)).unwrap().group();
+        assert_eq!((g.protocol().as_deref(), g.ip_proto, g.family()), (Some("arp"), None, None));
+        ev.l3_proto = 0;
+        assert_eq!(decode(&bytes_of(&ev)).unwrap().group().protocol(), None);
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        let good = bytes_of(&tcp_syn());
+        assert_eq!(decode(&good[..79]), Err(DecodeError::Size(79)));
+        assert_eq!(decode(&[]), Err(DecodeError::Size(0)));
+        let mut both = tcp_syn();
+        both.flags |= wire::EVENT_IPV6;
+        assert_eq!(decode(&bytes_of(&both)), Err(DecodeError::Family));
+    }
+
+    #[test]
+    fn group_from_lost_key_equals_group_of_event() {
+        let ev = tcp_syn();
+        let from_key = Group::from(wire::GroupKey::of(&ev));
+        assert_eq!(from_key, decode(&bytes_of(&ev)).unwrap().group());
+        let mut arp = ev;
+        arp.l3_proto = 0x0806;
+        arp.flags = 0;
+        arp.l4_proto = 0;
+        assert_eq!(
+            Group::from(wire::GroupKey::of(&arp)),
+            decode(&bytes_of(&arp)).unwrap().group()
+        );
+    }
+
+    #[test]
+    fn protocol_names() {
+        assert_eq!(ip_proto_by_name("TCP"), Some(6));
+        assert_eq!(ip_proto_by_name("icmpv6"), Some(58));
+        assert_eq!(ip_proto_by_name("47"), Some(47));
+        assert_eq!(ip_proto_by_name("tcpx"), None);
+    }
+}

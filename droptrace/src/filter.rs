@@ -1,0 +1,276 @@
+//! Turning the user's filter flags into what the kernel program compares against.
+use std::{
+    ffi::CString,
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::Path,
+};
+
+use droptrace_common::{self as wire, Config};
+
+use crate::{cli::FilterArgs, error::Error, event, kernel::reasons::DropReasonTable};
+
+/// Filters resolved against the running system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub port: Option<u16>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub ip_proto: Option<u8>,
+    pub addr: Option<std::net::IpAddr>,
+    pub include: Vec<u32>,
+    pub exclude: Vec<u32>,
+    pub ifindex: Option<u32>,
+    /// Network namespace inode.
+    pub netns: Option<u32>,
+}
+
+impl Filters {
+    /// Resolves names (reasons, protocol, interface, namespace) on this system.
+    pub fn resolve(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
+        let ip_proto = match &args.proto {
+            Some(p) => Some(event::ip_proto_by_name(p).ok_or_else(|| Error::UnknownProtocol(p.clone()))?),
+            None => None,
+        };
+        let include = reason_codes(&args.reasons, reasons)?;
+        let exclude = reason_codes(&args.exclude_reasons, reasons)?;
+        let mut netns = match &args.netns {
+            Some(path) => Some(netns_inode(path)?),
+            None => None,
+        };
+        let ifindex = match &args.iface {
+            Some(name) => {
+                let index = match &args.netns {
+                    Some(ns_path) => ifindex_in(ns_path, name)?,
+                    None => ifindex_here(name)?,
+                };
+                // An ifindex means something only inside its namespace.
+                if netns.is_none() {
+                    netns = Some(netns_inode(Path::new("/proc/self/ns/net"))?);
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        Ok(Filters {
+            port: args.port,
+            sport: args.sport,
+            dport: args.dport,
+            ip_proto,
+            addr: args.addr,
+            include,
+            exclude,
+            ifindex,
+            netns,
+        })
+    }
+
+    /// Writes the filter part of the kernel program's configuration.
+    pub fn apply(&self, c: &mut Config) {
+        let mut set = |bit: u32, on: bool| {
+            if on {
+                c.filters |= bit;
+            }
+        };
+        set(wire::FILTER_PORT, self.port.is_some());
+        set(wire::FILTER_SPORT, self.sport.is_some());
+        set(wire::FILTER_DPORT, self.dport.is_some());
+        set(wire::FILTER_L4_PROTO, self.ip_proto.is_some());
+        set(wire::FILTER_ADDR, self.addr.is_some());
+        set(wire::FILTER_IFINDEX, self.ifindex.is_some());
+        set(wire::FILTER_NETNS, self.netns.is_some());
+        set(wire::FILTER_REASON_INCLUDE, !self.include.is_empty());
+        set(wire::FILTER_REASON_EXCLUDE, !self.exclude.is_empty());
+        c.port = self.port.unwrap_or(0);
+        c.sport = self.sport.unwrap_or(0);
+        c.dport = self.dport.unwrap_or(0);
+        c.l4_proto = self.ip_proto.unwrap_or(0);
+        c.ifindex = self.ifindex.unwrap_or(0);
+        c.netns = self.netns.unwrap_or(0);
+        match self.addr {
+            Some(std::net::IpAddr::V4(a)) => {
+                c.addr_family = wire::AF_INET;
+                c.addr = [0; 16];
+                c.addr[..4].copy_from_slice(&a.octets());
+            }
+            Some(std::net::IpAddr::V6(a)) => {
+                c.addr_family = wire::AF_INET6;
+                c.addr = a.octets();
+            }
+            None => {}
+        }
+    }
+
+    /// Entries of the kernel's reason filter map. A reason both kept and left out is left out.
+    pub fn reason_marks(&self) -> Vec<(u32, u8)> {
+        let mut marks: Vec<(u32, u8)> = self.include.iter().map(|&r| (r, wire::REASON_INCLUDE)).collect();
+        marks.retain(|(r, _)| !self.exclude.contains(r));
+        marks.extend(self.exclude.iter().map(|&r| (r, wire::REASON_EXCLUDE)));
+        marks
+    }
+
+    /// Active filters in words, for status lines.
+    pub fn describe(&self, reasons: Option<&DropReasonTable>) -> String {
+        let name = |r: &u32| reasons.map_or_else(|| r.to_string(), |t| t.display(*r));
+        let mut parts = Vec::new();
+        if let Some(p) = self.port {
+            parts.push(format!("port {p}"));
+        }
+        if let Some(p) = self.sport {
+            parts.push(format!("sport {p}"));
+        }
+        if let Some(p) = self.dport {
+            parts.push(format!("dport {p}"));
+        }
+        if let Some(p) = self.ip_proto {
+            parts.push(format!("proto {}", event::ip_proto_name(p).map_or_else(|| p.to_string(), str::to_owned)));
+        }
+        if let Some(a) = self.addr {
+            parts.push(format!("addr {a}"));
+        }
+        if !self.include.is_empty() {
+            parts.push(format!("reason {}", self.include.iter().map(name).collect::<Vec<_>>().join(",")));
+        }
+        if !self.exclude.is_empty() {
+            parts.push(format!("not reason {}", self.exclude.iter().map(name).collect::<Vec<_>>().join(",")));
+        }
+        if let Some(i) = self.ifindex {
+            parts.push(format!("ifindex {i}"));
+        }
+        if let Some(n) = self.netns {
+            parts.push(format!("netns {n}"));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+fn reason_codes(names: &[String], table: Option<&DropReasonTable>) -> Result<Vec<u32>, Error> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = table.ok_or(Error::NoReasons)?;
+    if names.len() > wire::MAX_REASON_FILTERS as usize {
+        return Err(Error::UnknownReason {
+            name: format!("({} reasons given)", names.len()),
+            suggestion: None,
+            known: format!("at most {} reasons can be filtered", wire::MAX_REASON_FILTERS),
+        });
+    }
+    names
+        .iter()
+        .map(|name| {
+            table.lookup(name).ok_or_else(|| Error::UnknownReason {
+                name: name.clone(),
+                suggestion: table.closest(name).map(str::to_owned),
+                known: table.names().collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// The inode that identifies a network namespace (what the kernel calls `ns.inum`).
+pub fn netns_inode(path: &Path) -> Result<u32, Error> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Netns { path: path.into(), source })?;
+    u32::try_from(meta.ino()).map_err(|_| Error::Netns {
+        path: path.into(),
+        source: std::io::Error::other("not a namespace file"),
+    })
+}
+
+fn ifindex_here(name: &str) -> Result<u32, Error> {
+    let missing = || Error::NoInterface { name: name.into(), where_: "droptrace's network namespace".into() };
+    let cname = CString::new(name).map_err(|_| missing())?;
+    // SAFETY: a NUL-terminated name.
+    match unsafe { libc::if_nametoindex(cname.as_ptr()) } {
+        0 => Err(missing()),
+        index => Ok(index),
+    }
+}
+
+/// Looks an interface up by name inside a network namespace, from a short-lived thread
+/// that enters it (setns changes only the calling thread).
+fn ifindex_in(ns_path: &Path, name: &str) -> Result<u32, Error> {
+    let ns = File::open(ns_path).map_err(|source| Error::Netns { path: ns_path.into(), source })?;
+    let cname = CString::new(name).map_err(|_| Error::NoInterface {
+        name: name.into(),
+        where_: ns_path.display().to_string(),
+    })?;
+    let path = ns_path.to_path_buf();
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: plain system calls on a valid fd and a NUL-terminated name.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(Error::Netns { path: path.clone(), source: std::io::Error::last_os_error() });
+            }
+            Ok(unsafe { libc::if_nametoindex(cname.as_ptr()) })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Netns { path: path.clone(), source: std::io::Error::other("lookup thread failed") }))
+    })?;
+    if result == 0 {
+        return Err(Error::NoInterface { name: name.into(), where_: format!("network namespace {}", ns_path.display()) });
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_bits_follow_the_filters() {
+        let f = Filters {
+            port: Some(1678),
+            ip_proto: Some(6),
+            addr: Some("fd00::2".parse().unwrap()),
+            include: vec![12],
+            exclude: vec![2, 12],
+            netns: Some(4026531840),
+            ..Filters::default()
+        };
+        let mut c = Config::ZERO;
+        f.apply(&mut c);
+        assert_eq!(
+            c.filters,
+            wire::FILTER_PORT
+                | wire::FILTER_L4_PROTO
+                | wire::FILTER_ADDR
+                | wire::FILTER_NETNS
+                | wire::FILTER_REASON_INCLUDE
+                | wire::FILTER_REASON_EXCLUDE
+        );
+        assert_eq!((c.port, c.l4_proto, c.addr_family, c.netns), (1678, 6, wire::AF_INET6, 4026531840));
+        assert_eq!(c.addr[15], 2);
+        assert_eq!(f.reason_marks(), [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]);
+
+        let v4 = Filters { addr: Some("10.1.2.3".parse().unwrap()), ..Filters::default() };
+        let mut c = Config::ZERO;
+        v4.apply(&mut c);
+        assert_eq!((c.addr_family, &c.addr[..5]), (wire::AF_INET, &[10, 1, 2, 3, 0][..]));
+        assert_eq!(Filters::default().describe(None), "none");
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let args = FilterArgs { proto: Some("tcpp".into()), ..FilterArgs::default() };
+        assert!(matches!(Filters::resolve(&args, None), Err(Error::UnknownProtocol(_))));
+        let args = FilterArgs { reasons: vec!["NETFILTER_DROP".into()], ..FilterArgs::default() };
+        assert!(matches!(Filters::resolve(&args, None), Err(Error::NoReasons)));
+        let args = FilterArgs { netns: Some("/nonexistent/netns".into()), ..FilterArgs::default() };
+        assert!(matches!(Filters::resolve(&args, None), Err(Error::Netns { .. })));
+    }
+
+    #[test]
+    fn the_own_namespace_resolves_loopback() {
+        let ino = netns_inode(Path::new("/proc/self/ns/net")).unwrap();
+        let args = FilterArgs { iface: Some("lo".into()), ..FilterArgs::default() };
+        let f = Filters::resolve(&args, None).unwrap();
+        assert_eq!((f.ifindex, f.netns), (Some(1), Some(ino)));
+        let args = FilterArgs { iface: Some("no-such-if0".into()), ..FilterArgs::default() };
+        assert!(matches!(Filters::resolve(&args, None), Err(Error::NoInterface { .. })));
+    }
+}

@@ -1,0 +1,20 @@
+//! droptrace: where and why the kernel drops packets.
+//!
+//! The pipeline runs in one direction:
+//! source (live ring buffer) -> decode ([`event`]) -> resolve (symbols, reason names)
+//! -> aggregate -> sinks (text, JSON summary).
+//! Only [`live`] touches aya and the kernel; everything after decoding is plain Rust that
+//! runs without root.
+pub mod aggregate;
+pub mod caps;
+pub mod cli;
+pub mod error;
+pub mod event;
+pub mod filter;
+pub mod kernel;
+pub mod layout;
+pub mod live;
+pub mod resolve;
+pub mod run;
+pub mod summary;
+pub mod text;

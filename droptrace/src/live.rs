@@ -1,0 +1,223 @@
+//! The only module that touches aya and the bpf() system call: loading the kernel program,
+//! attaching it to skb:kfree_skb, reading the ring buffer and the kernel's counters, and
+//! detaching.
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use droptrace_common::{self as wire, Config, GroupKey};
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    aggregate::KernelCounters,
+    error::Error,
+    event::Group,
+    layout::{Attach, KernelLayout},
+};
+
+/// The compiled kernel program (built by `cargo xtask build-ebpf`, checked in).
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../ebpf/droptrace.bpf.o");
+
+const TP_BTF_PROGRAM: &str = "droptrace_kfree_skb";
+const TRACEPOINT_PROGRAM: &str = "droptrace_kfree_skb_tp";
+
+pub struct LiveOptions {
+    pub config: Config,
+    /// (raw reason, `REASON_INCLUDE` or `REASON_EXCLUDE`).
+    pub reason_marks: Vec<(u32, u8)>,
+    pub ring_buffer_size: u32,
+    pub layout: KernelLayout,
+}
+
+/// The attached kernel program and the maps it fills.
+pub struct Live {
+    /// `None` once detached: dropping `Ebpf` detaches and unloads the program.
+    ebpf: Option<Ebpf>,
+    program: &'static str,
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
+    lost: PerCpuHashMap<MapData, GroupKey, u64>,
+    missed_at_detach: u64,
+}
+
+impl Live {
+    /// Loads, configures and attaches the program. Needs a tokio runtime (for the ring
+    /// buffer's readiness).
+    pub fn start(opts: LiveOptions) -> Result<Live, Error> {
+        let mut config = opts.config;
+        // Wake user space only when a good part of the ring waits; it polls on a timer too.
+        config.wakeup_bytes = (opts.ring_buffer_size / 8).max(4096);
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ring_buffer_size)
+            .load(OBJECT)
+            .map_err(|e| Error::Load(Box::new(e)))?;
+
+        {
+            let map = ebpf.map_mut("REASON_FILTER").ok_or(Error::MissingMap("REASON_FILTER"))?;
+            let mut reasons: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(map).map_err(|e| Error::Map("REASON_FILTER", e))?;
+            for (reason, mark) in &opts.reason_marks {
+                reasons
+                    .insert(reason, mark, 0)
+                    .map_err(|e| Error::Map("REASON_FILTER", e))?;
+            }
+        }
+
+        let program = match &opts.layout.attach {
+            Attach::BtfTracepoint => {
+                let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
+                let prog: &mut BtfTracePoint = program_mut(&mut ebpf, TP_BTF_PROGRAM)?
+                    .try_into()
+                    .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                prog.load("kfree_skb", &btf)
+                    .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                prog.attach().map_err(|e| Error::Attach(Box::new(e)))?;
+                TP_BTF_PROGRAM
+            }
+            Attach::Tracepoint => {
+                let prog: &mut TracePoint = program_mut(&mut ebpf, TRACEPOINT_PROGRAM)?
+                    .try_into()
+                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                prog.load()
+                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                prog.attach("skb", "kfree_skb")
+                    .map_err(|e| Error::Attach(Box::new(e)))?;
+                TRACEPOINT_PROGRAM
+            }
+        };
+
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
+            .map_err(|e| Error::Map("EVENTS", e))?;
+        // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
+        // long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| Error::Io("watching the ring buffer".into(), e.into_parts().1))?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
+            .map_err(|e| Error::Map("COUNTERS", e))?;
+        let lost = PerCpuHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
+            .map_err(|e| Error::Map("LOST_GROUPS", e))?;
+        Ok(Live {
+            ebpf: Some(ebpf),
+            program,
+            ring,
+            counters,
+            lost,
+            missed_at_detach: 0,
+        })
+    }
+
+    /// Name of the attach mode, for the status line.
+    pub fn program(&self) -> &'static str {
+        self.program
+    }
+
+    /// Waits until the kernel signals waiting events.
+    pub async fn readable(&mut self) {
+        if let Ok(mut guard) = self.ring.readable_mut().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Hands every waiting event to `sink`, at most `limit`; returns how many.
+    pub fn drain(&mut self, limit: usize, mut sink: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while n < limit {
+            let Some(item) = ring.next() else { break };
+            sink(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// The kernel's counters and its lost-by-group figures, summed over CPUs.
+    pub fn read_counters(&self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .map_err(|e| Error::Map("COUNTERS", e))?;
+        let sum = |i: u32| per_cpu.iter().map(|c| c[i as usize]).sum::<u64>();
+        let counters = KernelCounters {
+            seen: sum(wire::COUNTER_SEEN),
+            matched: sum(wire::COUNTER_MATCHED),
+            lost: sum(wire::COUNTER_LOST),
+            lost_ungrouped: sum(wire::COUNTER_LOST_UNGROUPED),
+            missed: self.missed()?,
+        };
+        let mut lost = Vec::new();
+        for entry in self.lost.iter() {
+            let (key, values) = entry.map_err(|e| Error::Map("LOST_GROUPS", e))?;
+            lost.push((Group::from(key), values.iter().sum()));
+        }
+        Ok((counters, lost))
+    }
+
+    /// Detaches and unloads the program; the maps stay readable so the last events can be
+    /// drained and the final counters read.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        if self.ebpf.is_some() {
+            self.missed_at_detach = self.missed()?;
+        }
+        self.ebpf = None;
+        Ok(())
+    }
+
+    fn missed(&self) -> Result<u64, Error> {
+        let Some(ebpf) = &self.ebpf else {
+            return Ok(self.missed_at_detach);
+        };
+        let prog = ebpf.program(self.program).ok_or(Error::MissingProgram(self.program))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| Error::Program(self.program, Box::new(e)))?;
+        recursion_misses(fd.as_fd()).map_err(|e| Error::Io("reading the program's statistics".into(), e))
+    }
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::programs::Program, Error> {
+    ebpf.program_mut(name).ok_or(Error::MissingProgram(name))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Error> {
+    ebpf.take_map(name).ok_or(Error::MissingMap(name))
+}
+
+/// `bpf_prog_info.recursion_misses` (Linux 5.12+; stays 0 on older kernels): times the kernel
+/// skipped the program because it was already running on that CPU.
+fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const RECURSION_MISSES_OFFSET: usize = 208;
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = [0u64; 64];
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: attr points at a buffer of info_len bytes that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw mut attr,
+            size_of::<InfoAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if (attr.info_len as usize) < RECURSION_MISSES_OFFSET + 8 {
+        return Ok(0);
+    }
+    Ok(info[RECURSION_MISSES_OFFSET / 8])
+}

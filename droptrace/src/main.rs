@@ -1,0 +1,9 @@
+use clap::Parser;
+
+fn main() {
+    let cli = droptrace::cli::Cli::parse();
+    if let Err(e) = droptrace::run::run(cli) {
+        eprintln!("droptrace: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

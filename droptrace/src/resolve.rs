@@ -1,0 +1,51 @@
+//! Names for raw kernel values: drop locations (kallsyms) and drop reasons (BTF/tracefs).
+use crate::kernel::{kallsyms::KernelSymbols, reasons::DropReasonTable};
+
+/// A drop location made readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub function: Option<String>,
+    pub offset: Option<u64>,
+    pub module: Option<String>,
+    /// `function+0x1c1`, `function+0x1c1 [module]`, or the raw address.
+    pub display: String,
+}
+
+/// Resolves locations and reasons against one kernel's tables.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    symbols: Option<KernelSymbols>,
+    reasons: Option<DropReasonTable>,
+}
+
+impl Resolver {
+    pub fn new(symbols: Option<KernelSymbols>, reasons: Option<DropReasonTable>) -> Resolver {
+        Resolver { symbols, reasons }
+    }
+
+    pub fn location(&self, address: u64) -> Location {
+        match self.symbols.as_ref().and_then(|s| s.resolve(address)) {
+            Some(sym) => Location {
+                function: Some(sym.name.to_owned()),
+                offset: Some(sym.offset),
+                module: sym.module.map(str::to_owned),
+                display: sym.to_string(),
+            },
+            None => Location {
+                function: None,
+                offset: None,
+                module: None,
+                display: format!("{address:#x}"),
+            },
+        }
+    }
+
+    /// The reason's name; `None` when the kernel gives no reasons.
+    pub fn reason(&self, raw: u32) -> Option<String> {
+        self.reasons.as_ref().map(|t| t.display(raw))
+    }
+
+    pub fn reasons(&self) -> Option<&DropReasonTable> {
+        self.reasons.as_ref()
+    }
+}

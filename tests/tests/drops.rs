@@ -1,0 +1,206 @@
+//! Real drops in namespaces made here, counted by droptrace and by the kernel itself.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use droptrace_tests::*;
+use serde_json::Value;
+
+fn connect_attempts(ns: &Netns, to: SocketAddr, n: usize) -> usize {
+    ns.run(|| {
+        (0..n)
+            .filter(|_| TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_err())
+            .count()
+    })
+}
+
+fn is_group(g: &Value, function: &str, reason: &str, protocol: &str, dport: u16) -> bool {
+    g["function"] == function && g["reason"] == reason && g["protocol"] == protocol && g["dport"] == dport
+}
+
+fn nft_port_drop(attach: Option<&str>) {
+    let pair = Pair::new();
+    pair.b.exec(&["nft", "add", "table", "inet", "dt"]);
+    pair.b.exec(&[
+        "nft", "add chain inet dt input { type filter hook input priority 0; policy accept; }",
+    ]);
+    pair.b.exec(&["nft", "add rule inet dt input tcp dport 1678 counter drop comment \"dt1678\""]);
+    // A server listens on the dropped port, and another on a port that works.
+    let (_l1678, _l1679) = pair.b.run(|| {
+        (
+            TcpListener::bind("0.0.0.0:1678").unwrap(),
+            TcpListener::bind("0.0.0.0:1679").unwrap(),
+        )
+    });
+
+    let mut args = vec!["--port", "1678", "--format", "json"];
+    if let Some(mode) = attach {
+        args.extend(["--attach", mode]);
+    }
+    let dt = Droptrace::start(&args);
+    let failed = connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 5);
+    assert_eq!(failed, 5, "every connection to 1678 must fail");
+    // Drops on other ports must not show: a closed port (NO_SOCKET) and a working one.
+    assert_eq!(connect_attempts(&pair.a, format!("{B4}:2000").parse().unwrap(), 3), 3);
+    assert_eq!(connect_attempts(&pair.a, format!("{B4}:1679").parse().unwrap(), 3), 0);
+    let packets = settled(|| nft_rule_packets(&pair.b, "dt", "dt1678"));
+    let summary = dt.stop_json();
+
+    assert!(packets >= 5, "nft counted {packets}");
+    let hits = groups(&summary, |g| is_group(g, "nft_do_chain", "NETFILTER_DROP", "tcp", 1678));
+    assert_eq!(hits.len(), 1, "{summary:#}");
+    assert_eq!(hits[0]["count"], packets, "{summary:#}");
+    assert_eq!(summary["total"], packets, "{summary:#}");
+    assert!(groups(&summary, |g| g["dport"] != 1678).is_empty(), "{summary:#}");
+    assert_eq!(summary["lost_events"], 0);
+}
+
+#[test]
+fn nftables_drop_on_port_1678_matches_the_rule_counter() {
+    if can_run("nftables_drop_on_port_1678_matches_the_rule_counter") {
+        nft_port_drop(None);
+    }
+}
+
+#[test]
+fn classic_tracepoint_attach_gives_the_same_figures() {
+    if can_run("classic_tracepoint_attach_gives_the_same_figures") {
+        nft_port_drop(Some("tracepoint"));
+    }
+}
+
+fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
+    let pair = Pair::new();
+    let before = pair.b.snmp(snmp_proto, "OutRsts");
+    let netns = pair.b.path();
+    let dt = Droptrace::start(&["--netns", &netns, "--port", "9", "--format", "json"]);
+    let to: SocketAddr = format!("{b_addr}:9").parse().unwrap();
+    assert_eq!(connect_attempts(&pair.a, to, 7), 7);
+    let resets = settled(|| pair.b.snmp(snmp_proto, "OutRsts")) - before;
+    let summary = dt.stop_json();
+
+    assert_eq!(resets, 7, "every SYN to a closed port is answered by a reset");
+    let hits = groups(&summary, |g| is_group(g, function, "NO_SOCKET", "tcp", 9));
+    assert_eq!(count_of(&hits), resets, "{summary:#}");
+    assert_eq!(summary["total"], resets, "{summary:#}");
+}
+
+#[test]
+fn syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv() {
+    if can_run("syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv") {
+        syn_to_closed_port(B4, "tcp_v4_rcv", "Tcp");
+    }
+}
+
+#[test]
+fn ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv() {
+    if can_run("ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv") {
+        // /proc/net/snmp's Tcp line counts both families.
+        syn_to_closed_port(&format!("[{B6}]"), "tcp_v6_rcv", "Tcp");
+    }
+}
+
+/// A UDP flood through a tbf qdisc with a tiny rate: droptrace's QDISC_DROP count must equal
+/// the qdisc's own `dropped`, also when the ring buffer is too small for every event.
+fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
+    let pair = Pair::new();
+    pair.a.exec(&[
+        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
+        "limit", "8kb",
+    ]);
+    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let netns = pair.a.path();
+    let mut args = vec!["--netns", netns.as_str(), "--format", "json"];
+    if let Some(size) = ring_buffer_size {
+        args.extend(["--ring-buffer-size", size]);
+    }
+    let dt = Droptrace::start(&args);
+    pair.a.run(|| {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let payload = [0x5a_u8; 1000];
+        for _ in 0..30_000 {
+            // Drops make sendto fail now and then; the qdisc counts them.
+            let _ = sock.send_to(&payload, format!("{B4}:5001"));
+        }
+    });
+    let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
+    let summary = dt.stop_json();
+
+    assert!(dropped > 1000, "the qdisc dropped only {dropped}");
+    let qdisc = groups(&summary, |g| g["reason"] == "QDISC_DROP");
+    assert_eq!(count_of(&qdisc), dropped, "{summary:#}");
+    assert!(qdisc.iter().all(|g| g["protocol"] == "udp" && g["dport"] == 5001), "{summary:#}");
+    let all = groups(&summary, |_| true);
+    assert_eq!(
+        count_of(&all) + summary["unattributed"].as_u64().unwrap(),
+        summary["total"].as_u64().unwrap(),
+        "{summary:#}"
+    );
+    summary
+}
+
+#[test]
+fn qdisc_drops_match_tc_dropped() {
+    if can_run("qdisc_drops_match_tc_dropped") {
+        let summary = qdisc_flood(None);
+        assert_eq!(summary["lost_events"], 0, "{summary:#}");
+    }
+}
+
+#[test]
+fn qdisc_drops_stay_exact_when_the_ring_buffer_overflows() {
+    if can_run("qdisc_drops_stay_exact_when_the_ring_buffer_overflows") {
+        let summary = qdisc_flood(Some("4096"));
+        let lost = summary["lost_events"].as_u64().unwrap();
+        assert!(lost > 0, "a 4 KiB ring must overflow: {summary:#}");
+        let lost_in_groups: u64 = groups(&summary, |_| true)
+            .iter()
+            .map(|g| g["lost"].as_u64().unwrap())
+            .sum();
+        assert_eq!(lost_in_groups + summary["unattributed"].as_u64().unwrap(), lost);
+    }
+}
+
+fn leaves_no_program(signal: i32) {
+    let dt = Droptrace::start(&["--format", "json", "--port", "1"]);
+    let running = droptrace_programs();
+    assert!(!running.is_empty(), "droptrace's program is not listed by bpftool while running");
+    let out = dt.stop(signal);
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let after = droptrace_programs();
+    assert!(
+        running.iter().all(|id| !after.contains(id)),
+        "programs {running:?} still loaded after signal {signal}: {after:?}"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary on stop");
+    assert!(summary["total"].is_u64());
+}
+
+#[test]
+fn sigint_detaches_everything() {
+    if can_run("sigint_detaches_everything") {
+        leaves_no_program(libc::SIGINT);
+    }
+}
+
+#[test]
+fn sigterm_detaches_everything() {
+    if can_run("sigterm_detaches_everything") {
+        leaves_no_program(libc::SIGTERM);
+    }
+}
+
+#[test]
+fn duration_stops_by_itself_with_one_json_object() {
+    if !can_run("duration_stops_by_itself_with_one_json_object") {
+        return;
+    }
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["--duration", "1", "--format", "json", "--port", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["total"].is_u64() && v["lost_events"].is_u64() && v["groups"].is_array());
+}

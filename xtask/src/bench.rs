@@ -1,0 +1,224 @@
+//! `cargo xtask bench`: how much a UDP drop flood slows down with a tracer attached.
+//!
+//! A sender floods 127.0.0.1:9 (nothing listens) inside a network namespace made for the
+//! run, so every packet is dropped (NO_SOCKET). Throughput is measured with nothing
+//! attached, with droptrace, and with the peers (bpftrace counting in a map, perf record),
+//! interleaved round by round so drift in the machine hits all alike. Ratios are
+//! throughput with the tool divided by the baseline of the same round; the median is shown.
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::workspace;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Rounds; each measures every tool once.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of flooding per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Leave out the peers (bpftrace, perf).
+    #[arg(long)]
+    no_peers: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Baseline,
+    Droptrace,
+    DroptraceFiltered,
+    BpftraceMap,
+    PerfRecord,
+}
+
+impl Tool {
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Baseline => "nothing attached",
+            Tool::Droptrace => "droptrace (every drop streamed)",
+            Tool::DroptraceFiltered => "droptrace --port 1 (all filtered out)",
+            Tool::BpftraceMap => "bpftrace, count in a map",
+            Tool::PerfRecord => "perf record -e skb:kfree_skb -a",
+        }
+    }
+}
+
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let ws = workspace();
+    crate::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "droptrace"])
+        .current_dir(&ws))?;
+    let bin = ws.join("target/release/droptrace");
+    let ns = Namespace(format!("dtbench{}", std::process::id()));
+    crate::run(Command::new("ip").args(["netns", "add", &ns.0]))?;
+    crate::run(Command::new("ip").args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]))?;
+
+    let mut tools = vec![Tool::Baseline, Tool::Droptrace, Tool::DroptraceFiltered];
+    if !args.no_peers {
+        tools.extend([Tool::BpftraceMap, Tool::PerfRecord]);
+    }
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+    // Warm up the path once.
+    flood(&ns.0, 0.5)?;
+    for round in 0..args.rounds {
+        let mut this_round = vec![0.0; tools.len()];
+        // Rotate the order so no tool always runs first.
+        for k in 0..tools.len() {
+            let i = (k + round) % tools.len();
+            let mut tracer = start(tools[i], &bin)?;
+            let rate = flood(&ns.0, args.seconds)?;
+            if let Some(t) = tracer.as_mut() {
+                stop(t);
+            }
+            this_round[i] = rate;
+            eprintln!("round {round}: {:<40} {:>10.0} drops/s", tools[i].label(), rate);
+        }
+        for i in 0..tools.len() {
+            rates[i].push(this_round[i]);
+            ratios[i].push(this_round[i] / this_round[0]);
+        }
+    }
+    println!("| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) |", args.rounds);
+    println!("|---|---:|---:|");
+    for (i, tool) in tools.iter().enumerate() {
+        println!("| {} | {:.0} | {:.3} |", tool.label(), median(&mut rates[i]), median(&mut ratios[i]));
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Floods 127.0.0.1:9 inside the namespace for `seconds`; returns packets sent per second.
+fn flood(ns: &str, seconds: f64) -> Result<f64> {
+    let file = File::open(format!("/run/netns/{ns}")).context("opening the namespace")?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<f64> {
+            // SAFETY: a valid namespace fd; setns affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns: {}", std::io::Error::last_os_error());
+            }
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            sock.connect("127.0.0.1:9")?;
+            let payload = [0u8; 64];
+            let start = Instant::now();
+            let limit = Duration::from_secs_f64(seconds);
+            let mut sent = 0u64;
+            loop {
+                for _ in 0..256 {
+                    // ECONNREFUSED from the ICMP errors is expected; the packet was sent.
+                    let _ = sock.send(&payload);
+                }
+                sent += 256;
+                let elapsed = start.elapsed();
+                if elapsed >= limit {
+                    return Ok(sent as f64 / elapsed.as_secs_f64());
+                }
+            }
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("flood thread panicked"))?
+    })
+}
+
+fn start(tool: Tool, bin: &PathBuf) -> Result<Option<Child>> {
+    let (mut cmd, ready): (Command, Option<&str>) = match tool {
+        Tool::Baseline => return Ok(None),
+        Tool::Droptrace => {
+            let mut c = Command::new(bin);
+            c.args(["--format", "json"]);
+            (c, Some("droptrace: watching"))
+        }
+        Tool::DroptraceFiltered => {
+            let mut c = Command::new(bin);
+            c.args(["--format", "json", "--port", "1"]);
+            (c, Some("droptrace: watching"))
+        }
+        Tool::BpftraceMap => {
+            let mut c = Command::new("bpftrace");
+            c.args(["-e", "tracepoint:skb:kfree_skb { @[args->location, args->reason] = count(); }"]);
+            (c, Some("Attaching"))
+        }
+        Tool::PerfRecord => {
+            let mut c = Command::new("perf");
+            c.args(["record", "-q", "-e", "skb:kfree_skb", "-a", "-o", "/tmp/droptrace-bench.perf.data"]);
+            (c, None)
+        }
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", tool.label()))?;
+    match ready {
+        Some(line) => wait_for_line(&mut child, line)?,
+        // perf says nothing when ready; give it time to open its events.
+        None => std::thread::sleep(Duration::from_millis(1500)),
+    }
+    Ok(Some(child))
+}
+
+/// Waits (bounded) for a line starting with `prefix` on the child's stdout or stderr.
+fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    for stream in [out, err].into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.starts_with(prefix) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+    }
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        bail!("the tracer did not say `{prefix}` within 60 s");
+    }
+    Ok(())
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,148 @@
+//! `cargo xtask ...`: the tasks around droptrace that are not droptrace itself.
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "droptrace build, test and benchmark tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: Debian packages, the pinned nightly, bpf-linker.
+    Setup,
+    /// Rebuild the kernel program with the pinned toolchain into droptrace/ebpf/.
+    BuildEbpf {
+        /// Fail if the fresh build differs from the checked-in object instead of replacing it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The whole suite, as CI runs it: setup, object check, fmt, clippy, unit tests, and the
+    /// root integration tests in network namespaces.
+    Test,
+    /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::setup(),
+        Task::BuildEbpf { check } => build_ebpf(check),
+        Task::Test => test(),
+        Task::Bench(args) => bench::bench(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+const CHECKED_IN_OBJECT: &str = "droptrace/ebpf/droptrace.bpf.o";
+
+fn build_ebpf(check: bool) -> Result<()> {
+    let ws = workspace();
+    let crate_dir = ws.join("droptrace-ebpf");
+    let toolchain = setup::NIGHTLY;
+    let sysroot = output(Command::new("rustup").args(["run", toolchain, "rustc", "--print", "sysroot"]))?;
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    // Absolute paths must not reach the object, or it differs between machines.
+    let rustflags = [
+        "-C debuginfo=0".to_owned(),
+        format!("--remap-path-prefix={}=/droptrace", ws.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        format!("--remap-path-prefix={sysroot}=/rustc"),
+    ]
+    .join(" ");
+    run(Command::new("rustup")
+        .args(["run", toolchain, "cargo", "build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .current_dir(&crate_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.replace(' ', "\x1f"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO"))?;
+    let built = crate_dir.join("target/bpfel-unknown-none/release/droptrace");
+    let fresh = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+    let target = ws.join(CHECKED_IN_OBJECT);
+    if check {
+        let old = std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
+        if old != fresh {
+            bail!(
+                "{CHECKED_IN_OBJECT} differs from a fresh build of droptrace-ebpf ({} vs {} bytes): \
+                 run `cargo xtask build-ebpf` and commit the object",
+                old.len(),
+                fresh.len()
+            );
+        }
+        eprintln!("xtask: {CHECKED_IN_OBJECT} matches a fresh build ({} bytes)", fresh.len());
+    } else {
+        std::fs::write(&target, &fresh).with_context(|| format!("writing {}", target.display()))?;
+        eprintln!("xtask: wrote {CHECKED_IN_OBJECT} ({} bytes)", fresh.len());
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test() -> Result<()> {
+    setup::setup()?;
+    let ws = workspace();
+    build_ebpf(true)?;
+    run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
+    run(Command::new("rustup")
+        .args(["run", setup::NIGHTLY, "cargo", "fmt", "--check"])
+        .current_dir(ws.join("droptrace-ebpf"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO"))?;
+    run(cargo()
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(&ws))?;
+    run(cargo().args(["test", "--workspace", "--exclude", "droptrace-tests"]).current_dir(&ws))?;
+    run(cargo().args(["build", "--release", "-p", "droptrace"]).current_dir(&ws))?;
+    setup::mount_tracefs()?;
+    // One at a time: the tests share the kernel tracepoint and create namespaces.
+    run(cargo()
+        .args(["test", "--release", "-p", "droptrace-tests", "--", "--test-threads=1"])
+        .env("DROPTRACE_BIN", ws.join("target/release/droptrace"))
+        .current_dir(&ws))?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Installing what the build and the tests need on a fresh Debian machine.
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Result};
+
+use crate::run;
+
+/// The nightly that carries LLVM 22, which bpf-linker 0.13 is built against.
+pub const NIGHTLY: &str = "nightly-2026-05-20";
+const BPF_LINKER: &str = "0.13.0";
+
+/// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
+/// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs).
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "nftables",
+    "iptables",
+    "iproute2",
+    "bpftrace",
+    "bpftool",
+];
+
+pub fn setup() -> Result<()> {
+    install_packages()?;
+    let toolchains = output_of(Command::new("rustup").args(["toolchain", "list"]));
+    if !toolchains.contains(NIGHTLY) {
+        run(Command::new("rustup").args([
+            "toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+        ]))?;
+    } else {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "rustfmt", "--toolchain", NIGHTLY]))?;
+    }
+    let linker = output_of(Command::new("bpf-linker").arg("--version"));
+    if !linker.contains(BPF_LINKER) {
+        run(Command::new("cargo")
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER}"),
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    Ok(())
+}
+
+fn install_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output_of(Command::new("dpkg-query").args(["-W", "-f", "${Status}", p]))
+                .contains("install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The classic tracepoint and the tests read tracefs; a fresh machine may not have it.
+pub fn mount_tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").is_dir() {
+        return Ok(());
+    }
+    run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))?;
+    if !Path::new("/sys/kernel/tracing/events").is_dir() {
+        bail!("tracefs mounted but /sys/kernel/tracing/events is missing");
+    }
+    Ok(())
+}
+
+fn output_of(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
