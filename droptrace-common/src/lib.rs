@@ -53,8 +53,9 @@ pub struct Config {
     pub addr_family: u8,
     /// IPv4 in the first 4 bytes, or IPv6.
     pub addr: [u8; 16],
-    /// Wake user space once this many bytes wait in the ring buffer.
-    pub wakeup_bytes: u32,
+    /// Wake user space at every this-many-th matched drop of a CPU (a power of two; 0 lets
+    /// the kernel decide). User space also polls, so a quiet ring is read all the same.
+    pub wakeup_events: u32,
     pub _pad: u32,
 }
 const _: () = assert!(size_of::<Config>() == 104);
@@ -86,7 +87,7 @@ impl Config {
         l4_proto: 0,
         addr_family: 0,
         addr: [0; 16],
-        wakeup_bytes: 0,
+        wakeup_events: 0,
         _pad: 0,
     };
 }

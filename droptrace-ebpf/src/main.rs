@@ -7,7 +7,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -48,14 +48,14 @@ fn config() -> &'static Config {
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let cfg = config();
-    let skb: u64 = ctx.arg(0);
+    let skb: *const u8 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u64 = if cfg.flags & CONFIG_HAS_REASON != 0 {
         ctx.arg(2)
     } else {
         0
     };
-    on_drop(cfg, skb, location, reason as u32, None);
+    on_drop::<Direct>(cfg, skb as u64, location, reason as u32, None);
     0
 }
 
@@ -63,9 +63,10 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
     let cfg = config();
-    let (Ok(skb), Ok(location)) = (unsafe { ctx.read_at::<u64>(cfg.tp_skbaddr as usize) }, unsafe {
-        ctx.read_at::<u64>(cfg.tp_location as usize)
-    }) else {
+    let (Ok(skb), Ok(location)) = (
+        unsafe { ctx.read_at::<u64>(cfg.tp_skbaddr as usize) },
+        unsafe { ctx.read_at::<u64>(cfg.tp_location as usize) },
+    ) else {
         return 0;
     };
     let reason = if cfg.flags & CONFIG_HAS_REASON != 0 {
@@ -74,12 +75,45 @@ pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
         0
     };
     let protocol = unsafe { ctx.read_at::<u16>(cfg.tp_protocol as usize) }.ok();
-    on_drop(cfg, skb, location, reason, protocol);
+    on_drop::<Probe>(cfg, skb, location, reason, protocol);
     0
 }
 
+/// How kernel struct fields are read.
+trait Fields {
+    fn load<T>(addr: u64) -> Option<T>;
+}
+
+/// Plain loads: in a tp_btf program the skb is a typed kernel pointer, so the verifier
+/// checks each load against BTF (offsets are constants from the frozen CONFIG) and the
+/// JIT turns a faulting one into 0. Much cheaper than a helper call per field.
+struct Direct;
+
+impl Fields for Direct {
+    #[inline(always)]
+    fn load<T>(addr: u64) -> Option<T> {
+        Some(unsafe { core::ptr::read_volatile(addr as *const T) })
+    }
+}
+
+/// bpf_probe_read_kernel, for the classic tracepoint where the skb is a plain number.
+struct Probe;
+
+impl Fields for Probe {
+    #[inline(always)]
+    fn load<T>(addr: u64) -> Option<T> {
+        read(addr)
+    }
+}
+
 #[inline(always)]
-fn on_drop(cfg: &Config, skb: u64, location: u64, reason: u32, tp_protocol: Option<u16>) {
+fn on_drop<F: Fields>(
+    cfg: &Config,
+    skb: u64,
+    location: u64,
+    reason: u32,
+    tp_protocol: Option<u16>,
+) {
     let Some(counters) = COUNTERS.get_ptr_mut(0) else {
         return;
     };
@@ -98,7 +132,7 @@ fn on_drop(cfg: &Config, skb: u64, location: u64, reason: u32, tp_protocol: Opti
     }
 
     let mut ev = DropEvent {
-        timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },
+        timestamp_ns: 0,
         location,
         reason,
         netns: 0,
@@ -117,7 +151,7 @@ fn on_drop(cfg: &Config, skb: u64, location: u64, reason: u32, tp_protocol: Opti
         _pad: [0; 2],
     };
     if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
-        read_packet(cfg, skb, &mut ev);
+        read_packet::<F>(cfg, skb, &mut ev);
     } else if let Some(protocol) = tp_protocol {
         ev.l3_proto = protocol;
     }
@@ -125,10 +159,12 @@ fn on_drop(cfg: &Config, skb: u64, location: u64, reason: u32, tp_protocol: Opti
         return;
     }
     counters[COUNTER_MATCHED as usize] += 1;
+    // Only now: filtered-out drops need no clock.
+    ev.timestamp_ns = unsafe { bpf_ktime_get_boot_ns() };
 
-    let flags = if cfg.wakeup_bytes == 0 {
+    let flags = if cfg.wakeup_events == 0 {
         0
-    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= cfg.wakeup_bytes as u64 {
+    } else if counters[COUNTER_MATCHED as usize] & (cfg.wakeup_events as u64 - 1) == 0 {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -150,30 +186,31 @@ fn read<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// Reads the packet: struct fields through `F`, header bytes with bpf_probe_read_kernel.
 #[inline(always)]
-fn read_packet(cfg: &Config, skb: u64, ev: &mut DropEvent) {
-    ev.skb_len = read::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
+fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
+    ev.skb_len = F::load::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
 
     let mut net: u64 = 0;
-    let dev: u64 = read(skb + cfg.skb_dev as u64).unwrap_or(0);
+    let dev: u64 = F::load(skb + cfg.skb_dev as u64).unwrap_or(0);
     if dev != 0 {
-        ev.ifindex = read::<u32>(dev + cfg.dev_ifindex as u64).unwrap_or(0);
-        net = read(dev + cfg.dev_net as u64).unwrap_or(0);
+        ev.ifindex = F::load::<u32>(dev + cfg.dev_ifindex as u64).unwrap_or(0);
+        net = F::load(dev + cfg.dev_net as u64).unwrap_or(0);
     }
     if net == 0 {
-        let sk: u64 = read(skb + cfg.skb_sk as u64).unwrap_or(0);
+        let sk: u64 = F::load(skb + cfg.skb_sk as u64).unwrap_or(0);
         if sk != 0 {
-            net = read(sk + cfg.sk_net as u64).unwrap_or(0);
+            net = F::load(sk + cfg.sk_net as u64).unwrap_or(0);
             ev.flags |= EVENT_NETNS_FROM_SOCK;
         }
     }
     if net != 0 {
-        ev.netns = read::<u32>(net + cfg.net_inum as u64).unwrap_or(0);
+        ev.netns = F::load::<u32>(net + cfg.net_inum as u64).unwrap_or(0);
     }
 
-    ev.l3_proto = u16::from_be(read::<u16>(skb + cfg.skb_protocol as u64).unwrap_or(0));
-    let head: u64 = read(skb + cfg.skb_head as u64).unwrap_or(0);
-    let network: u16 = read(skb + cfg.skb_network_header as u64).unwrap_or(0);
+    ev.l3_proto = u16::from_be(F::load::<u16>(skb + cfg.skb_protocol as u64).unwrap_or(0));
+    let head: u64 = F::load(skb + cfg.skb_head as u64).unwrap_or(0);
+    let network: u16 = F::load(skb + cfg.skb_network_header as u64).unwrap_or(0);
     if head == 0 {
         return;
     }
@@ -187,8 +224,17 @@ fn read_packet(cfg: &Config, skb: u64, ev: &mut DropEvent) {
 
 #[inline(always)]
 fn read_ipv4(l3: u64, ev: &mut DropEvent) {
-    let Some(h) = read::<[u8; 20]>(l3) else {
-        return;
+    // The header and, when it has no options, the first 4 transport bytes in one read.
+    let h = match read::<[u8; 24]>(l3) {
+        Some(h) => h,
+        None => match read::<[u8; 20]>(l3) {
+            Some(h20) => {
+                let mut h = [0u8; 24];
+                h[..20].copy_from_slice(&h20);
+                h
+            }
+            None => return,
+        },
     };
     let ihl = ((h[0] & 0x0f) as u64) * 4;
     if h[0] >> 4 != 4 || ihl < 20 {
@@ -199,15 +245,29 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) {
     ev.saddr[..4].copy_from_slice(&h[12..16]);
     ev.daddr[..4].copy_from_slice(&h[16..20]);
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-    if fragment_offset == 0 {
+    if fragment_offset != 0 {
+        return;
+    }
+    if ihl == 20 {
+        l4_fields([h[20], h[21], h[22], h[23]], ev);
+    } else {
         read_l4(l3 + ihl, ev);
     }
 }
 
 #[inline(always)]
 fn read_ipv6(l3: u64, ev: &mut DropEvent) {
-    let Some(h) = read::<[u8; 40]>(l3) else {
-        return;
+    // The header and the first 4 bytes after it in one read.
+    let h = match read::<[u8; 44]>(l3) {
+        Some(h) => h,
+        None => match read::<[u8; 40]>(l3) {
+            Some(h40) => {
+                let mut h = [0u8; 44];
+                h[..40].copy_from_slice(&h40);
+                h
+            }
+            None => return,
+        },
     };
     if h[0] >> 4 != 6 {
         return;
@@ -216,6 +276,11 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
     ev.saddr.copy_from_slice(&h[8..24]);
     ev.daddr.copy_from_slice(&h[24..40]);
     let mut next = h[6];
+    if !matches!(next, 0 | 43 | 60 | 51 | 44) {
+        ev.l4_proto = next;
+        l4_fields([h[40], h[41], h[42], h[43]], ev);
+        return;
+    }
     let mut offset = l3 + 40;
     // A bounded walk over the extension headers that may precede the transport header.
     for _ in 0..4 {
@@ -254,21 +319,25 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
 
 #[inline(always)]
 fn read_l4(l4: u64, ev: &mut DropEvent) {
+    if let Some(p) = read::<[u8; 4]>(l4) {
+        l4_fields(p, ev);
+    }
+}
+
+/// Ports or ICMP type/code from the first 4 bytes of the transport header.
+#[inline(always)]
+fn l4_fields(p: [u8; 4], ev: &mut DropEvent) {
     match ev.l4_proto {
         // tcp, udp, dccp, sctp, udplite: ports first.
         6 | 17 | 33 | 132 | 136 => {
-            if let Some(p) = read::<[u8; 4]>(l4) {
-                ev.sport = u16::from_be_bytes([p[0], p[1]]);
-                ev.dport = u16::from_be_bytes([p[2], p[3]]);
-                ev.flags |= EVENT_PORTS;
-            }
+            ev.sport = u16::from_be_bytes([p[0], p[1]]);
+            ev.dport = u16::from_be_bytes([p[2], p[3]]);
+            ev.flags |= EVENT_PORTS;
         }
         1 | 58 => {
-            if let Some([t, c]) = read::<[u8; 2]>(l4) {
-                ev.icmp_type = t;
-                ev.icmp_code = c;
-                ev.flags |= EVENT_ICMP;
-            }
+            ev.icmp_type = p[0];
+            ev.icmp_code = p[1];
+            ev.flags |= EVENT_ICMP;
         }
         _ => {}
     }

@@ -62,7 +62,11 @@ impl Aggregator {
     }
 
     /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
-    pub fn set_kernel(&mut self, counters: KernelCounters, lost: impl IntoIterator<Item = (Group, u64)>) {
+    pub fn set_kernel(
+        &mut self,
+        counters: KernelCounters,
+        lost: impl IntoIterator<Item = (Group, u64)>,
+    ) {
         self.counters = counters;
         for (group, n) in lost {
             self.groups.entry(group).or_default().lost = n;
@@ -135,7 +139,13 @@ mod tests {
         let g1678 = drop_at(100, 1678, 0).group();
         let g22 = drop_at(100, 22, 0).group();
         agg.set_kernel(
-            KernelCounters { seen: 50, matched: 16, lost: 10, lost_ungrouped: 0, missed: 0 },
+            KernelCounters {
+                seen: 50,
+                matched: 16,
+                lost: 10,
+                lost_ungrouped: 0,
+                missed: 0,
+            },
             [(g1678, 3), (g22, 7)],
         );
         let ranked = agg.ranked();

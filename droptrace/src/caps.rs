@@ -48,7 +48,8 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Capabilities {
-        let text = std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text =
+            std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         Capabilities::from_status(&text[..]).unwrap()
     }
 
@@ -56,7 +57,10 @@ mod tests {
     fn root_on_this_machine_lacks_only_sys_resource() {
         let caps = fixture("status.root");
         assert!(caps.has(CAP_BPF) && caps.has(CAP_PERFMON) && caps.has(CAP_SYS_ADMIN));
-        assert!(!caps.has(24), "CAP_SYS_RESOURCE is withheld on these machines");
+        assert!(
+            !caps.has(24),
+            "CAP_SYS_RESOURCE is withheld on these machines"
+        );
         assert!(caps.missing_for_tracing().is_empty());
     }
 
@@ -64,13 +68,21 @@ mod tests {
     fn an_unprivileged_user_misses_bpf_and_perfmon() {
         let caps = fixture("status.nobody");
         assert_eq!(caps.missing_for_tracing(), ["CAP_BPF", "CAP_PERFMON"]);
-        assert_eq!(Capabilities(1 << CAP_BPF).missing_for_tracing(), ["CAP_PERFMON"]);
-        assert!(Capabilities(1 << CAP_SYS_ADMIN).missing_for_tracing().is_empty());
+        assert_eq!(
+            Capabilities(1 << CAP_BPF).missing_for_tracing(),
+            ["CAP_PERFMON"]
+        );
+        assert!(Capabilities(1 << CAP_SYS_ADMIN)
+            .missing_for_tracing()
+            .is_empty());
     }
 
     #[test]
     fn bad_status_gives_none() {
-        assert_eq!(Capabilities::from_status(&b"Name:\tx\nCapEff:\tzz\n"[..]), None);
+        assert_eq!(
+            Capabilities::from_status(&b"Name:\tx\nCapEff:\tzz\n"[..]),
+            None
+        );
         assert_eq!(Capabilities::from_status(&b""[..]), None);
     }
 }

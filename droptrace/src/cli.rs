@@ -99,7 +99,9 @@ fn parse_duration(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(secs.is_finite() && secs > 0.0 && secs <= 31_536_000.0) {
-        return Err(format!("`{text}`: give a number of seconds above 0 and up to a year"));
+        return Err(format!(
+            "`{text}`: give a number of seconds above 0 and up to a year"
+        ));
     }
     Ok(secs)
 }
@@ -129,8 +131,17 @@ mod tests {
     #[test]
     fn parses_filters_and_rejects_bad_values() {
         let cli = Cli::try_parse_from([
-            "droptrace", "--port", "1678", "--reason", "NETFILTER_DROP", "--reason",
-            "NO_SOCKET", "--format", "json", "--addr", "fd00::1",
+            "droptrace",
+            "--port",
+            "1678",
+            "--reason",
+            "NETFILTER_DROP",
+            "--reason",
+            "NO_SOCKET",
+            "--format",
+            "json",
+            "--addr",
+            "fd00::1",
         ])
         .unwrap();
         assert_eq!(cli.filters.port, Some(1678));

@@ -36,13 +36,20 @@ pub enum Error {
 
     #[error("unknown drop reason `{name}`{}\nknown reasons: {known}",
         .suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
-    UnknownReason { name: String, suggestion: Option<String>, known: String },
+    UnknownReason {
+        name: String,
+        suggestion: Option<String>,
+        known: String,
+    },
 
     #[error("unknown protocol `{0}`: give a name such as tcp, udp, icmp, icmpv6, sctp, or a number from 0 to 255")]
     UnknownProtocol(String),
 
     #[error("network namespace {}: {source}", path.display())]
-    Netns { path: PathBuf, source: std::io::Error },
+    Netns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("no network interface named `{name}` in {where_}")]
     NoInterface { name: String, where_: String },

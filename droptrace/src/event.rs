@@ -179,7 +179,9 @@ impl Group {
     /// Protocol as shown: the transport for IP packets, else the ethertype's name.
     pub fn protocol(&self) -> Option<String> {
         match self.ip_proto {
-            Some(p) => Some(ip_proto_name(p).map_or_else(|| format!("ip-proto-{p}"), str::to_owned)),
+            Some(p) => {
+                Some(ip_proto_name(p).map_or_else(|| format!("ip-proto-{p}"), str::to_owned))
+            }
             None => ethertype_name(self.ethertype).map(str::to_owned),
         }
     }
@@ -274,7 +276,10 @@ mod tests {
         assert_eq!(d.packet.ports, Some((40000, 9)));
         assert_eq!(d.packet.icmp, None);
         let g = d.group();
-        assert_eq!((g.protocol().as_deref(), g.dport, g.family()), (Some("tcp"), Some(9), Some("ipv4")));
+        assert_eq!(
+            (g.protocol().as_deref(), g.dport, g.family()),
+            (Some("tcp"), Some(9), Some("ipv4"))
+        );
     }
 
     #[test]
@@ -286,7 +291,10 @@ mod tests {
         ev.saddr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
         ev.icmp_type = 128;
         let d = decode(&bytes_of(&ev)).unwrap();
-        assert_eq!(d.packet.addrs.unwrap().0, "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            d.packet.addrs.unwrap().0,
+            "fd00::1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!((d.packet.icmp, d.packet.ports), (Some((128, 0)), None));
         assert_eq!(d.group().protocol().as_deref(), Some("icmpv6"));
         assert_eq!(d.group().dport, None);
@@ -294,7 +302,10 @@ mod tests {
         ev.l3_proto = 0x0806;
         ev.flags = 0;
         let g = decode(&bytes_of(&ev)).unwrap().group();
-        assert_eq!((g.protocol().as_deref(), g.ip_proto, g.family()), (Some("arp"), None, None));
+        assert_eq!(
+            (g.protocol().as_deref(), g.ip_proto, g.family()),
+            (Some("arp"), None, None)
+        );
         ev.l3_proto = 0;
         assert_eq!(decode(&bytes_of(&ev)).unwrap().group().protocol(), None);
     }

@@ -29,7 +29,9 @@ impl Filters {
     /// Resolves names (reasons, protocol, interface, namespace) on this system.
     pub fn resolve(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
         let ip_proto = match &args.proto {
-            Some(p) => Some(event::ip_proto_by_name(p).ok_or_else(|| Error::UnknownProtocol(p.clone()))?),
+            Some(p) => {
+                Some(event::ip_proto_by_name(p).ok_or_else(|| Error::UnknownProtocol(p.clone()))?)
+            }
             None => None,
         };
         let include = reason_codes(&args.reasons, reasons)?;
@@ -103,7 +105,11 @@ impl Filters {
 
     /// Entries of the kernel's reason filter map. A reason both kept and left out is left out.
     pub fn reason_marks(&self) -> Vec<(u32, u8)> {
-        let mut marks: Vec<(u32, u8)> = self.include.iter().map(|&r| (r, wire::REASON_INCLUDE)).collect();
+        let mut marks: Vec<(u32, u8)> = self
+            .include
+            .iter()
+            .map(|&r| (r, wire::REASON_INCLUDE))
+            .collect();
         marks.retain(|(r, _)| !self.exclude.contains(r));
         marks.extend(self.exclude.iter().map(|&r| (r, wire::REASON_EXCLUDE)));
         marks
@@ -123,16 +129,25 @@ impl Filters {
             parts.push(format!("dport {p}"));
         }
         if let Some(p) = self.ip_proto {
-            parts.push(format!("proto {}", event::ip_proto_name(p).map_or_else(|| p.to_string(), str::to_owned)));
+            parts.push(format!(
+                "proto {}",
+                event::ip_proto_name(p).map_or_else(|| p.to_string(), str::to_owned)
+            ));
         }
         if let Some(a) = self.addr {
             parts.push(format!("addr {a}"));
         }
         if !self.include.is_empty() {
-            parts.push(format!("reason {}", self.include.iter().map(name).collect::<Vec<_>>().join(",")));
+            parts.push(format!(
+                "reason {}",
+                self.include.iter().map(name).collect::<Vec<_>>().join(",")
+            ));
         }
         if !self.exclude.is_empty() {
-            parts.push(format!("not reason {}", self.exclude.iter().map(name).collect::<Vec<_>>().join(",")));
+            parts.push(format!(
+                "not reason {}",
+                self.exclude.iter().map(name).collect::<Vec<_>>().join(",")
+            ));
         }
         if let Some(i) = self.ifindex {
             parts.push(format!("ifindex {i}"));
@@ -157,7 +172,10 @@ fn reason_codes(names: &[String], table: Option<&DropReasonTable>) -> Result<Vec
         return Err(Error::UnknownReason {
             name: format!("({} reasons given)", names.len()),
             suggestion: None,
-            known: format!("at most {} reasons can be filtered", wire::MAX_REASON_FILTERS),
+            known: format!(
+                "at most {} reasons can be filtered",
+                wire::MAX_REASON_FILTERS
+            ),
         });
     }
     names
@@ -174,7 +192,10 @@ fn reason_codes(names: &[String], table: Option<&DropReasonTable>) -> Result<Vec
 
 /// The inode that identifies a network namespace (what the kernel calls `ns.inum`).
 pub fn netns_inode(path: &Path) -> Result<u32, Error> {
-    let meta = std::fs::metadata(path).map_err(|source| Error::Netns { path: path.into(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Netns {
+        path: path.into(),
+        source,
+    })?;
     u32::try_from(meta.ino()).map_err(|_| Error::Netns {
         path: path.into(),
         source: std::io::Error::other("not a namespace file"),
@@ -182,7 +203,10 @@ pub fn netns_inode(path: &Path) -> Result<u32, Error> {
 }
 
 fn ifindex_here(name: &str) -> Result<u32, Error> {
-    let missing = || Error::NoInterface { name: name.into(), where_: "droptrace's network namespace".into() };
+    let missing = || Error::NoInterface {
+        name: name.into(),
+        where_: "droptrace's network namespace".into(),
+    };
     let cname = CString::new(name).map_err(|_| missing())?;
     // SAFETY: a NUL-terminated name.
     match unsafe { libc::if_nametoindex(cname.as_ptr()) } {
@@ -194,7 +218,10 @@ fn ifindex_here(name: &str) -> Result<u32, Error> {
 /// Looks an interface up by name inside a network namespace, from a short-lived thread
 /// that enters it (setns changes only the calling thread).
 fn ifindex_in(ns_path: &Path, name: &str) -> Result<u32, Error> {
-    let ns = File::open(ns_path).map_err(|source| Error::Netns { path: ns_path.into(), source })?;
+    let ns = File::open(ns_path).map_err(|source| Error::Netns {
+        path: ns_path.into(),
+        source,
+    })?;
     let cname = CString::new(name).map_err(|_| Error::NoInterface {
         name: name.into(),
         where_: ns_path.display().to_string(),
@@ -204,15 +231,26 @@ fn ifindex_in(ns_path: &Path, name: &str) -> Result<u32, Error> {
         s.spawn(|| {
             // SAFETY: plain system calls on a valid fd and a NUL-terminated name.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(Error::Netns { path: path.clone(), source: std::io::Error::last_os_error() });
+                return Err(Error::Netns {
+                    path: path.clone(),
+                    source: std::io::Error::last_os_error(),
+                });
             }
             Ok(unsafe { libc::if_nametoindex(cname.as_ptr()) })
         })
         .join()
-        .unwrap_or_else(|_| Err(Error::Netns { path: path.clone(), source: std::io::Error::other("lookup thread failed") }))
+        .unwrap_or_else(|_| {
+            Err(Error::Netns {
+                path: path.clone(),
+                source: std::io::Error::other("lookup thread failed"),
+            })
+        })
     })?;
     if result == 0 {
-        return Err(Error::NoInterface { name: name.into(), where_: format!("network namespace {}", ns_path.display()) });
+        return Err(Error::NoInterface {
+            name: name.into(),
+            where_: format!("network namespace {}", ns_path.display()),
+        });
     }
     Ok(result)
 }
@@ -243,34 +281,73 @@ mod tests {
                 | wire::FILTER_REASON_INCLUDE
                 | wire::FILTER_REASON_EXCLUDE
         );
-        assert_eq!((c.port, c.l4_proto, c.addr_family, c.netns), (1678, 6, wire::AF_INET6, 4026531840));
+        assert_eq!(
+            (c.port, c.l4_proto, c.addr_family, c.netns),
+            (1678, 6, wire::AF_INET6, 4026531840)
+        );
         assert_eq!(c.addr[15], 2);
-        assert_eq!(f.reason_marks(), [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]);
+        assert_eq!(
+            f.reason_marks(),
+            [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]
+        );
 
-        let v4 = Filters { addr: Some("10.1.2.3".parse().unwrap()), ..Filters::default() };
+        let v4 = Filters {
+            addr: Some("10.1.2.3".parse().unwrap()),
+            ..Filters::default()
+        };
         let mut c = Config::ZERO;
         v4.apply(&mut c);
-        assert_eq!((c.addr_family, &c.addr[..5]), (wire::AF_INET, &[10, 1, 2, 3, 0][..]));
+        assert_eq!(
+            (c.addr_family, &c.addr[..5]),
+            (wire::AF_INET, &[10, 1, 2, 3, 0][..])
+        );
         assert_eq!(Filters::default().describe(None), "none");
     }
 
     #[test]
     fn unknown_names_are_errors() {
-        let args = FilterArgs { proto: Some("tcpp".into()), ..FilterArgs::default() };
-        assert!(matches!(Filters::resolve(&args, None), Err(Error::UnknownProtocol(_))));
-        let args = FilterArgs { reasons: vec!["NETFILTER_DROP".into()], ..FilterArgs::default() };
-        assert!(matches!(Filters::resolve(&args, None), Err(Error::NoReasons)));
-        let args = FilterArgs { netns: Some("/nonexistent/netns".into()), ..FilterArgs::default() };
-        assert!(matches!(Filters::resolve(&args, None), Err(Error::Netns { .. })));
+        let args = FilterArgs {
+            proto: Some("tcpp".into()),
+            ..FilterArgs::default()
+        };
+        assert!(matches!(
+            Filters::resolve(&args, None),
+            Err(Error::UnknownProtocol(_))
+        ));
+        let args = FilterArgs {
+            reasons: vec!["NETFILTER_DROP".into()],
+            ..FilterArgs::default()
+        };
+        assert!(matches!(
+            Filters::resolve(&args, None),
+            Err(Error::NoReasons)
+        ));
+        let args = FilterArgs {
+            netns: Some("/nonexistent/netns".into()),
+            ..FilterArgs::default()
+        };
+        assert!(matches!(
+            Filters::resolve(&args, None),
+            Err(Error::Netns { .. })
+        ));
     }
 
     #[test]
     fn the_own_namespace_resolves_loopback() {
         let ino = netns_inode(Path::new("/proc/self/ns/net")).unwrap();
-        let args = FilterArgs { iface: Some("lo".into()), ..FilterArgs::default() };
+        let args = FilterArgs {
+            iface: Some("lo".into()),
+            ..FilterArgs::default()
+        };
         let f = Filters::resolve(&args, None).unwrap();
         assert_eq!((f.ifindex, f.netns), (Some(1), Some(ino)));
-        let args = FilterArgs { iface: Some("no-such-if0".into()), ..FilterArgs::default() };
-        assert!(matches!(Filters::resolve(&args, None), Err(Error::NoInterface { .. })));
+        let args = FilterArgs {
+            iface: Some("no-such-if0".into()),
+            ..FilterArgs::default()
+        };
+        assert!(matches!(
+            Filters::resolve(&args, None),
+            Err(Error::NoInterface { .. })
+        ));
     }
 }

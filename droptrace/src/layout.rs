@@ -2,10 +2,7 @@
 //! how to attach, whether drop reasons exist, and where sk_buff fields sit.
 use droptrace_common::{Config, CONFIG_HAS_REASON, CONFIG_HAS_SKB_LAYOUT};
 
-use crate::kernel::{
-    btf::Btf,
-    tracefs::TracepointFormat,
-};
+use crate::kernel::{btf::Btf, tracefs::TracepointFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Attach {
@@ -54,7 +51,11 @@ pub enum LayoutError {
     #[error("the kernel's BTF does not describe {0}: {1}")]
     Btf(&'static str, String),
     #[error("sk_buff.{field} is {size} bytes, droptrace expects {expected}")]
-    FieldSize { field: &'static str, size: u32, expected: u32 },
+    FieldSize {
+        field: &'static str,
+        size: u32,
+        expected: u32,
+    },
     #[error("the skb:kfree_skb tracepoint format has no `{0}` field")]
     TracepointField(&'static str),
     #[error("this kernel has no skb:kfree_skb tracepoint (neither in BTF nor in tracefs)")]
@@ -64,14 +65,19 @@ pub enum LayoutError {
 impl SkbOffsets {
     pub fn from_btf(btf: &Btf) -> Result<SkbOffsets, LayoutError> {
         let off = |what: &'static str, s: &str, path: &[&str]| {
-            btf.member_offset(s, path).map_err(|e| LayoutError::Btf(what, e.to_string()))
+            btf.member_offset(s, path)
+                .map_err(|e| LayoutError::Btf(what, e.to_string()))
         };
         let sized = |field: &'static str, expected: u32| -> Result<u32, LayoutError> {
             let size = btf
                 .member_size("sk_buff", &[field])
                 .map_err(|e| LayoutError::Btf("sk_buff", e.to_string()))?;
             if size != expected {
-                return Err(LayoutError::FieldSize { field, size, expected });
+                return Err(LayoutError::FieldSize {
+                    field,
+                    size,
+                    expected,
+                });
             }
             btf.member_offset("sk_buff", &[field])
                 .map_err(|e| LayoutError::Btf("sk_buff", e.to_string()))
@@ -85,7 +91,11 @@ impl SkbOffsets {
             sk: sized("sk", 8)?,
             dev_ifindex: off("net_device.ifindex", "net_device", &["ifindex"])?,
             dev_net: off("net_device.nd_net", "net_device", &["nd_net", "net"])?,
-            sk_net: off("sock.__sk_common.skc_net", "sock", &["__sk_common", "skc_net", "net"])?,
+            sk_net: off(
+                "sock.__sk_common.skc_net",
+                "sock",
+                &["__sk_common", "skc_net", "net"],
+            )?,
             net_inum: off("net.ns.inum", "net", &["ns", "inum"])?,
         })
     }
@@ -136,9 +146,17 @@ impl KernelLayout {
         };
         let has_reason = match attach {
             Attach::BtfTracepoint => btf_reason.ok_or(LayoutError::NoTracepoint)?,
-            Attach::Tracepoint => tracepoint.ok_or(LayoutError::NoTracepoint)?.reason.is_some(),
+            Attach::Tracepoint => tracepoint
+                .ok_or(LayoutError::NoTracepoint)?
+                .reason
+                .is_some(),
         };
-        Ok(KernelLayout { attach, has_reason, skb, tracepoint })
+        Ok(KernelLayout {
+            attach,
+            has_reason,
+            skb,
+            tracepoint,
+        })
     }
 
     /// Writes the layout part of the kernel program's configuration.
@@ -198,19 +216,23 @@ mod tests {
         assert_eq!(layout.attach, Attach::BtfTracepoint);
         assert!(layout.has_reason);
         // Offsets as `bpftool btf dump file /sys/kernel/btf/vmlinux format c` shows them on
-        // this 6.18 kernel (see kernel::btf tests for the cross-check).
+        // this 6.18 kernel, cross-checked with pahole in the kernel::btf tests.
         let skb = layout.skb.unwrap();
         assert_eq!(skb.len, 112);
-        assert_eq!(skb.head, 200);
+        assert_eq!(skb.head, 192);
+        assert_eq!((skb.protocol, skb.network_header), (176, 180));
         assert_eq!(skb.dev, 16);
         assert_eq!(skb.sk, 24);
         let tp = layout.tracepoint.unwrap();
-        assert_eq!((tp.skbaddr, tp.location, tp.protocol, tp.reason), (8, 16, 32, Some(36)));
+        assert_eq!(
+            (tp.skbaddr, tp.location, tp.protocol, tp.reason),
+            (8, 16, 32, Some(36))
+        );
 
         let mut config = Config::ZERO;
         layout.apply(&mut config);
         assert_eq!(config.flags, CONFIG_HAS_REASON | CONFIG_HAS_SKB_LAYOUT);
-        assert_eq!(config.skb_head, 200);
+        assert_eq!(config.skb_head, 192);
     }
 
     #[test]
@@ -226,9 +248,15 @@ mod tests {
         assert!(!layout.has_reason);
 
         let mid = format("kfree_skb.format.pre-6.11");
-        let tp = KernelLayout::detect(None, Some(&mid), None).unwrap().tracepoint.unwrap();
+        let tp = KernelLayout::detect(None, Some(&mid), None)
+            .unwrap()
+            .tracepoint
+            .unwrap();
         assert_eq!(tp.reason, Some(28));
 
-        assert_eq!(KernelLayout::detect(None, None, None), Err(LayoutError::NoTracepoint));
+        assert_eq!(
+            KernelLayout::detect(None, None, None),
+            Err(LayoutError::NoTracepoint)
+        );
     }
 }

@@ -48,8 +48,7 @@ impl Live {
     /// buffer's readiness).
     pub fn start(opts: LiveOptions) -> Result<Live, Error> {
         let mut config = opts.config;
-        // Wake user space only when a good part of the ring waits; it polls on a timer too.
-        config.wakeup_bytes = (opts.ring_buffer_size / 8).max(4096);
+        config.wakeup_events = wakeup_events(opts.ring_buffer_size);
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
@@ -58,7 +57,9 @@ impl Live {
             .map_err(|e| Error::Load(Box::new(e)))?;
 
         {
-            let map = ebpf.map_mut("REASON_FILTER").ok_or(Error::MissingMap("REASON_FILTER"))?;
+            let map = ebpf
+                .map_mut("REASON_FILTER")
+                .ok_or(Error::MissingMap("REASON_FILTER"))?;
             let mut reasons: BpfHashMap<_, u32, u8> =
                 BpfHashMap::try_from(map).map_err(|e| Error::Map("REASON_FILTER", e))?;
             for (reason, mark) in &opts.reason_marks {
@@ -71,9 +72,10 @@ impl Live {
         let program = match &opts.layout.attach {
             Attach::BtfTracepoint => {
                 let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Btf(e.to_string()))?;
-                let prog: &mut BtfTracePoint = program_mut(&mut ebpf, TP_BTF_PROGRAM)?
-                    .try_into()
-                    .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                let prog: &mut BtfTracePoint =
+                    program_mut(&mut ebpf, TP_BTF_PROGRAM)?
+                        .try_into()
+                        .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
                 prog.load("kfree_skb", &btf)
                     .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
                 prog.attach().map_err(|e| Error::Attach(Box::new(e)))?;
@@ -171,15 +173,29 @@ impl Live {
         let Some(ebpf) = &self.ebpf else {
             return Ok(self.missed_at_detach);
         };
-        let prog = ebpf.program(self.program).ok_or(Error::MissingProgram(self.program))?;
+        let prog = ebpf
+            .program(self.program)
+            .ok_or(Error::MissingProgram(self.program))?;
         let fd = prog
             .fd()
             .map_err(|e| Error::Program(self.program, Box::new(e)))?;
-        recursion_misses(fd.as_fd()).map_err(|e| Error::Io("reading the program's statistics".into(), e))
+        recursion_misses(fd.as_fd())
+            .map_err(|e| Error::Io("reading the program's statistics".into(), e))
     }
 }
 
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::programs::Program, Error> {
+/// Wake-ups cost the producing CPU; waking at every event is wasteful under a flood. Wake
+/// once a sixteenth of the ring could be full (per CPU), at most every 1024 events.
+fn wakeup_events(ring_buffer_size: u32) -> u32 {
+    let events = ring_buffer_size / (size_of::<wire::DropEvent>() as u32 + 8) / 16;
+    let events = events.clamp(1, 1024);
+    1 << events.ilog2()
+}
+
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Program, Error> {
     ebpf.program_mut(name).ok_or(Error::MissingProgram(name))
 }
 
@@ -220,4 +236,15 @@ fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
         return Ok(0);
     }
     Ok(info[RECURSION_MISSES_OFFSET / 8])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wakeups_scale_with_the_ring() {
+        assert_eq!(super::wakeup_events(4096), 2);
+        assert_eq!(super::wakeup_events(1 << 16), 32);
+        assert_eq!(super::wakeup_events(4 << 20), 1024);
+        assert_eq!(super::wakeup_events(1 << 30), 1024);
+    }
 }

@@ -52,7 +52,9 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
     let btf = match Btf::from_file(Path::new(BTF_PATH)) {
         Ok(btf) => Some(btf),
         Err(e) => {
-            warn(&format!("no usable kernel BTF ({e}); attaching without packet details"));
+            warn(&format!(
+                "no usable kernel BTF ({e}); attaching without packet details"
+            ));
             None
         }
     };
@@ -62,13 +64,17 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
     let format = match format_text.as_deref().map(tracefs::parse) {
         Some(Ok(f)) => Some(f),
         Some(Err(e)) => {
-            warn(&format!("cannot read the skb:kfree_skb tracefs format: {e}"));
+            warn(&format!(
+                "cannot read the skb:kfree_skb tracefs format: {e}"
+            ));
             None
         }
         None => None,
     };
     if btf.is_none() && format.is_none() {
-        let mounted = TRACEFS_DIRS.iter().any(|d| Path::new(d).join("events").is_dir());
+        let mounted = TRACEFS_DIRS
+            .iter()
+            .any(|d| Path::new(d).join("events").is_dir());
         return Err(if mounted {
             crate::layout::LayoutError::NoTracepoint.into()
         } else {
@@ -79,7 +85,11 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
     let reasons = if layout.has_reason {
         btf.as_ref()
             .and_then(DropReasonTable::from_btf)
-            .or_else(|| format.as_ref().and_then(DropReasonTable::from_tracefs_format))
+            .or_else(|| {
+                format
+                    .as_ref()
+                    .and_then(DropReasonTable::from_tracefs_format)
+            })
     } else {
         warn("this kernel gives no drop reasons (they arrived in Linux 5.17): showing drop locations only");
         None
@@ -95,16 +105,24 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
             }
             Ok(s) => Some(s),
             Err(e) => {
-                warn(&format!("cannot read /proc/kallsyms ({e}): drop locations stay numeric"));
+                warn(&format!(
+                    "cannot read /proc/kallsyms ({e}): drop locations stay numeric"
+                ));
                 None
             }
         },
         Err(e) => {
-            warn(&format!("cannot open /proc/kallsyms ({e}): drop locations stay numeric"));
+            warn(&format!(
+                "cannot open /proc/kallsyms ({e}): drop locations stay numeric"
+            ));
             None
         }
     };
-    Ok(KernelInfo { layout, reasons, symbols })
+    Ok(KernelInfo {
+        layout,
+        reasons,
+        symbols,
+    })
 }
 
 async fn run_live(cli: Cli) -> Result<(), Error> {
@@ -137,8 +155,10 @@ async fn run_live(cli: Cli) -> Result<(), Error> {
         }
     );
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
     let started = Instant::now();
     let deadline = cli.duration.map(|d| started + Duration::from_secs_f64(d));
     let mut poll = interval(POLL);
@@ -180,7 +200,9 @@ async fn run_live(cli: Cli) -> Result<(), Error> {
     let (counters, lost) = live.read_counters()?;
     agg.set_kernel(counters, lost);
     if malformed > 0 {
-        warn(&format!("{malformed} malformed events from the kernel were skipped"));
+        warn(&format!(
+            "{malformed} malformed events from the kernel were skipped"
+        ));
     }
     let out = match cli.format {
         Format::Json => {

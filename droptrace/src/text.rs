@@ -37,7 +37,11 @@ impl TextPrinter {
             "[{elapsed_secs:>7.1}s] {new_total} new drops, {} in all, {} lost events{}",
             counters.matched,
             counters.lost,
-            if new_lost > 0 { format!(" (+{new_lost})") } else { String::new() }
+            if new_lost > 0 {
+                format!(" (+{new_lost})")
+            } else {
+                String::new()
+            }
         );
         for (n, g) in rows {
             let _ = writeln!(out, "{}", line(n, &g, resolver));
@@ -76,7 +80,11 @@ pub fn final_table(agg: &Aggregator, resolver: &Resolver) -> String {
         let _ = writeln!(out, "{}", line(s.count(), &g, resolver));
     }
     if c.lost_ungrouped > 0 {
-        let _ = writeln!(out, "{:>8} drops not attributed to a group (lost-group map full)", c.lost_ungrouped);
+        let _ = writeln!(
+            out,
+            "{:>8} drops not attributed to a group (lost-group map full)",
+            c.lost_ungrouped
+        );
     }
     out
 }

@@ -140,7 +140,15 @@ impl Pair {
         ]);
         for (ns, dev, v4, v6) in [(&a, "veth-a", A4, A6), (&b, "veth-b", B4, B6)] {
             ns.exec(&["ip", "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ns.exec(&["ip", "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"]);
+            ns.exec(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
             ns.exec(&["ip", "link", "set", dev, "up"]);
         }
         Pair { a, b }
@@ -185,7 +193,10 @@ impl Droptrace {
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("droptrace did not attach; stderr:\n{}", stderr.lock().unwrap());
+            panic!(
+                "droptrace did not attach; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
         }
         Droptrace { child, stderr }
     }
@@ -216,16 +227,28 @@ impl Droptrace {
         // Give the stderr thread a moment to see the end of the pipe.
         std::thread::sleep(Duration::from_millis(50));
         let stderr = self.stderr.lock().unwrap().clone().into_bytes();
-        Output { status, stdout, stderr }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 
     /// Stops with SIGINT and parses the JSON summary (run with `--format json`).
     pub fn stop_json(self) -> Value {
         let out = self.stop(libc::SIGINT);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "droptrace failed: {}\n{stderr}", out.status);
+        assert!(
+            out.status.success(),
+            "droptrace failed: {}\n{stderr}",
+            out.status
+        );
         let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(text.lines().count(), 1, "expected one JSON line, got:\n{text}\nstderr:\n{stderr}");
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "expected one JSON line, got:\n{text}\nstderr:\n{stderr}"
+        );
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
     }
 }
@@ -250,7 +273,10 @@ pub fn groups<'a>(summary: &'a Value, pred: impl Fn(&Value) -> bool + 'a) -> Vec
 }
 
 pub fn count_of(groups: &[&Value]) -> u64 {
-    groups.iter().map(|g| g["count"].as_u64().expect("count")).sum()
+    groups
+        .iter()
+        .map(|g| g["count"].as_u64().expect("count"))
+        .sum()
 }
 
 /// Reads a counter until two reads a short while apart agree (packets in flight settled).
@@ -303,7 +329,11 @@ pub fn droptrace_programs() -> Vec<u64> {
     v.as_array()
         .expect("program list")
         .iter()
-        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("droptrace")))
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("droptrace"))
+        })
         .filter_map(|p| p["id"].as_u64())
         .collect()
 }

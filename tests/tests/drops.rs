@@ -16,16 +16,23 @@ fn connect_attempts(ns: &Netns, to: SocketAddr, n: usize) -> usize {
 }
 
 fn is_group(g: &Value, function: &str, reason: &str, protocol: &str, dport: u16) -> bool {
-    g["function"] == function && g["reason"] == reason && g["protocol"] == protocol && g["dport"] == dport
+    g["function"] == function
+        && g["reason"] == reason
+        && g["protocol"] == protocol
+        && g["dport"] == dport
 }
 
 fn nft_port_drop(attach: Option<&str>) {
     let pair = Pair::new();
     pair.b.exec(&["nft", "add", "table", "inet", "dt"]);
     pair.b.exec(&[
-        "nft", "add chain inet dt input { type filter hook input priority 0; policy accept; }",
+        "nft",
+        "add chain inet dt input { type filter hook input priority 0; policy accept; }",
     ]);
-    pair.b.exec(&["nft", "add rule inet dt input tcp dport 1678 counter drop comment \"dt1678\""]);
+    pair.b.exec(&[
+        "nft",
+        "add rule inet dt input tcp dport 1678 counter drop comment \"dt1678\"",
+    ]);
     // A server listens on the dropped port, and another on a port that works.
     let (_l1678, _l1679) = pair.b.run(|| {
         (
@@ -42,17 +49,29 @@ fn nft_port_drop(attach: Option<&str>) {
     let failed = connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 5);
     assert_eq!(failed, 5, "every connection to 1678 must fail");
     // Drops on other ports must not show: a closed port (NO_SOCKET) and a working one.
-    assert_eq!(connect_attempts(&pair.a, format!("{B4}:2000").parse().unwrap(), 3), 3);
-    assert_eq!(connect_attempts(&pair.a, format!("{B4}:1679").parse().unwrap(), 3), 0);
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:2000").parse().unwrap(), 3),
+        3
+    );
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:1679").parse().unwrap(), 3),
+        0
+    );
     let packets = settled(|| nft_rule_packets(&pair.b, "dt", "dt1678"));
     let summary = dt.stop_json();
+    eprintln!("nft counter {packets}; droptrace: {summary}");
 
     assert!(packets >= 5, "nft counted {packets}");
-    let hits = groups(&summary, |g| is_group(g, "nft_do_chain", "NETFILTER_DROP", "tcp", 1678));
+    let hits = groups(&summary, |g| {
+        is_group(g, "nft_do_chain", "NETFILTER_DROP", "tcp", 1678)
+    });
     assert_eq!(hits.len(), 1, "{summary:#}");
     assert_eq!(hits[0]["count"], packets, "{summary:#}");
     assert_eq!(summary["total"], packets, "{summary:#}");
-    assert!(groups(&summary, |g| g["dport"] != 1678).is_empty(), "{summary:#}");
+    assert!(
+        groups(&summary, |g| g["dport"] != 1678).is_empty(),
+        "{summary:#}"
+    );
     assert_eq!(summary["lost_events"], 0);
 }
 
@@ -79,8 +98,12 @@ fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
     assert_eq!(connect_attempts(&pair.a, to, 7), 7);
     let resets = settled(|| pair.b.snmp(snmp_proto, "OutRsts")) - before;
     let summary = dt.stop_json();
+    eprintln!("OutRsts +{resets}; droptrace: {summary}");
 
-    assert_eq!(resets, 7, "every SYN to a closed port is answered by a reset");
+    assert_eq!(
+        resets, 7,
+        "every SYN to a closed port is answered by a reset"
+    );
     let hits = groups(&summary, |g| is_group(g, function, "NO_SOCKET", "tcp", 9));
     assert_eq!(count_of(&hits), resets, "{summary:#}");
     assert_eq!(summary["total"], resets, "{summary:#}");
@@ -126,11 +149,17 @@ fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
     });
     let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
     let summary = dt.stop_json();
+    eprintln!("tc dropped {dropped}; droptrace: {summary}");
 
     assert!(dropped > 1000, "the qdisc dropped only {dropped}");
     let qdisc = groups(&summary, |g| g["reason"] == "QDISC_DROP");
     assert_eq!(count_of(&qdisc), dropped, "{summary:#}");
-    assert!(qdisc.iter().all(|g| g["protocol"] == "udp" && g["dport"] == 5001), "{summary:#}");
+    assert!(
+        qdisc
+            .iter()
+            .all(|g| g["protocol"] == "udp" && g["dport"] == 5001),
+        "{summary:#}"
+    );
     let all = groups(&summary, |_| true);
     assert_eq!(
         count_of(&all) + summary["unattributed"].as_u64().unwrap(),
@@ -158,16 +187,27 @@ fn qdisc_drops_stay_exact_when_the_ring_buffer_overflows() {
             .iter()
             .map(|g| g["lost"].as_u64().unwrap())
             .sum();
-        assert_eq!(lost_in_groups + summary["unattributed"].as_u64().unwrap(), lost);
+        assert_eq!(
+            lost_in_groups + summary["unattributed"].as_u64().unwrap(),
+            lost
+        );
     }
 }
 
 fn leaves_no_program(signal: i32) {
     let dt = Droptrace::start(&["--format", "json", "--port", "1"]);
     let running = droptrace_programs();
-    assert!(!running.is_empty(), "droptrace's program is not listed by bpftool while running");
+    assert!(
+        !running.is_empty(),
+        "droptrace's program is not listed by bpftool while running"
+    );
     let out = dt.stop(signal);
-    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = droptrace_programs();
     assert!(
         running.iter().all(|id| !after.contains(id)),
@@ -200,7 +240,11 @@ fn duration_stops_by_itself_with_one_json_object() {
         .args(["--duration", "1", "--format", "json", "--port", "1"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["total"].is_u64() && v["lost_events"].is_u64() && v["groups"].is_array());
 }

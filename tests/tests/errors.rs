@@ -4,14 +4,20 @@ use std::process::{Command, Output};
 use droptrace_tests::*;
 
 fn droptrace(args: &[&str]) -> Output {
-    Command::new(droptrace_bin()).args(args).output().expect("run droptrace")
+    Command::new(droptrace_bin())
+        .args(args)
+        .output()
+        .expect("run droptrace")
 }
 
 fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "nothing on stdout on failure");
 }
 
@@ -21,7 +27,13 @@ fn without_capabilities_it_says_which_and_how() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "--"])
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
         .arg(droptrace_bin())
         .args(["--duration", "1"])
         .output()
@@ -38,7 +50,11 @@ fn bad_flags_are_usage_errors() {
     assert_clean_failure(&droptrace(&["--port", "99999"]), 2, "--port");
     assert_clean_failure(&droptrace(&["--format", "xml"]), 2, "--format");
     assert_clean_failure(&droptrace(&["--no-such-flag"]), 2, "--no-such-flag");
-    assert_clean_failure(&droptrace(&["--ring-buffer-size", "1000"]), 2, "power of two");
+    assert_clean_failure(
+        &droptrace(&["--ring-buffer-size", "1000"]),
+        2,
+        "power of two",
+    );
 }
 
 #[test]
@@ -47,12 +63,24 @@ fn bad_filter_values_name_the_problem() {
         return;
     }
     let out = droptrace(&["--reason", "NETFILTER_DRO", "--duration", "1"]);
-    assert_clean_failure(&out, 1, "unknown drop reason `NETFILTER_DRO` (did you mean NETFILTER_DROP?)");
-    assert_clean_failure(&droptrace(&["--proto", "tcpx", "--duration", "1"]), 1, "unknown protocol `tcpx`");
+    assert_clean_failure(
+        &out,
+        1,
+        "unknown drop reason `NETFILTER_DRO` (did you mean NETFILTER_DROP?)",
+    );
+    assert_clean_failure(
+        &droptrace(&["--proto", "tcpx", "--duration", "1"]),
+        1,
+        "unknown protocol `tcpx`",
+    );
     assert_clean_failure(
         &droptrace(&["--netns", "/run/netns/does-not-exist", "--duration", "1"]),
         1,
         "/run/netns/does-not-exist",
     );
-    assert_clean_failure(&droptrace(&["--iface", "nope0", "--duration", "1"]), 1, "no network interface named `nope0`");
+    assert_clean_failure(
+        &droptrace(&["--iface", "nope0", "--duration", "1"]),
+        1,
+        "no network interface named `nope0`",
+    );
 }

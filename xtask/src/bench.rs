@@ -63,9 +63,11 @@ impl Drop for Namespace {
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let ws = workspace();
-    crate::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "droptrace"])
-        .current_dir(&ws))?;
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "droptrace"])
+            .current_dir(&ws),
+    )?;
     let bin = ws.join("target/release/droptrace");
     let ns = Namespace(format!("dtbench{}", std::process::id()));
     crate::run(Command::new("ip").args(["netns", "add", &ns.0]))?;
@@ -90,17 +92,29 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 stop(t);
             }
             this_round[i] = rate;
-            eprintln!("round {round}: {:<40} {:>10.0} drops/s", tools[i].label(), rate);
+            eprintln!(
+                "round {round}: {:<40} {:>10.0} drops/s",
+                tools[i].label(),
+                rate
+            );
         }
         for i in 0..tools.len() {
             rates[i].push(this_round[i]);
             ratios[i].push(this_round[i] / this_round[0]);
         }
     }
-    println!("| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) |", args.rounds);
+    println!(
+        "| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) |",
+        args.rounds
+    );
     println!("|---|---:|---:|");
     for (i, tool) in tools.iter().enumerate() {
-        println!("| {} | {:.0} | {:.3} |", tool.label(), median(&mut rates[i]), median(&mut ratios[i]));
+        println!(
+            "| {} | {:.0} | {:.3} |",
+            tool.label(),
+            median(&mut rates[i]),
+            median(&mut ratios[i])
+        );
     }
     Ok(())
 }
@@ -165,12 +179,23 @@ fn start(tool: Tool, bin: &PathBuf) -> Result<Option<Child>> {
         }
         Tool::BpftraceMap => {
             let mut c = Command::new("bpftrace");
-            c.args(["-e", "tracepoint:skb:kfree_skb { @[args->location, args->reason] = count(); }"]);
+            c.args([
+                "-e",
+                "tracepoint:skb:kfree_skb { @[args->location, args->reason] = count(); }",
+            ]);
             (c, Some("Attaching"))
         }
         Tool::PerfRecord => {
             let mut c = Command::new("perf");
-            c.args(["record", "-q", "-e", "skb:kfree_skb", "-a", "-o", "/tmp/droptrace-bench.perf.data"]);
+            c.args([
+                "record",
+                "-q",
+                "-e",
+                "skb:kfree_skb",
+                "-a",
+                "-o",
+                "/tmp/droptrace-bench.perf.data",
+            ]);
             (c, None)
         }
     };
@@ -190,8 +215,14 @@ fn start(tool: Tool, bin: &PathBuf) -> Result<Option<Child>> {
 /// Waits (bounded) for a line starting with `prefix` on the child's stdout or stderr.
 fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
     let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-    let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let out = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let err = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
     for stream in [out, err].into_iter().flatten() {
         let tx = tx.clone();
         std::thread::spawn(move || {

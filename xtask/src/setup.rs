@@ -25,10 +25,23 @@ pub fn setup() -> Result<()> {
     let toolchains = output_of(Command::new("rustup").args(["toolchain", "list"]));
     if !toolchains.contains(NIGHTLY) {
         run(Command::new("rustup").args([
-            "toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
         ]))?;
     } else {
-        run(Command::new("rustup").args(["component", "add", "rust-src", "rustfmt", "--toolchain", NIGHTLY]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "rustfmt",
+            "--toolchain",
+            NIGHTLY,
+        ]))?;
     }
     let linker = output_of(Command::new("bpf-linker").arg("--version"));
     if !linker.contains(BPF_LINKER) {

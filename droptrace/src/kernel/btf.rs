@@ -17,6 +17,8 @@ const HEADER_LEN: usize = 24;
 /// Longest typedef/modifier chain or anonymous-member nesting we follow; real kernels
 /// stay far below, hostile input with cycles stops here.
 const MAX_DEPTH: usize = 64;
+/// Most struct members one path step may visit; sk_buff needs a few dozen.
+const MEMBER_BUDGET: u32 = 100_000;
 
 const KIND_INT: u8 = 1;
 const KIND_PTR: u8 = 2;
@@ -117,7 +119,7 @@ pub enum BtfError {
     Unsized { path: String, kind: String },
     #[error("`{path}`: offset or size does not fit in 32 bits")]
     Overflow { path: String },
-    #[error("BTF type chain starting at type {type_id} is deeper than {MAX_DEPTH}; is it cyclic?")]
+    #[error("BTF type {type_id} nests or chains too deeply to follow; is the BTF corrupt?")]
     TooDeep { type_id: u32 },
 }
 
@@ -265,7 +267,9 @@ impl Btf {
         let types_range = section(data.len(), "type", hdr_len, type_off, type_len)?;
         let strings = section(data.len(), "string", hdr_len, str_off, str_len)?;
 
-        let first_id = base.as_ref().map_or(1, |b| b.type_count() + 1);
+        let first_id = base
+            .as_ref()
+            .map_or(1, |b| b.type_count().saturating_add(1));
         let mut types = Vec::with_capacity(types_range.len() / 16);
         let mut at = types_range.start;
         while at < types_range.end {
@@ -327,7 +331,9 @@ impl Btf {
     }
 
     fn first_id(&self) -> u32 {
-        self.base.as_ref().map_or(1, |b| b.type_count() + 1)
+        self.base
+            .as_ref()
+            .map_or(1, |b| b.type_count().saturating_add(1))
     }
 
     fn total_str_len(&self) -> usize {
@@ -408,7 +414,7 @@ impl Btf {
             .filter(move |(_, t)| {
                 kinds.contains(&t.kind()) && self.str_bytes_at(t.name_off) == Some(name.as_bytes())
             })
-            .map(move |(i, t)| (first + i as u32, *t))
+            .map(move |(i, t)| (first.saturating_add(i as u32), *t))
     }
 
     /// Finds a named type here or, for split BTF, in the base.
@@ -459,12 +465,14 @@ impl Btf {
     }
 
     /// Finds member `name` in the struct/union `type_id`, looking through anonymous
-    /// struct/union members in declaration order as C does.
+    /// struct/union members in declaration order as C does. `budget` bounds the members
+    /// visited, so hostile nesting cannot make the search explode.
     fn find_member(
         &self,
         type_id: u32,
         name: &str,
         depth: usize,
+        budget: &mut u32,
     ) -> Result<Option<Member>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep { type_id });
@@ -475,12 +483,13 @@ impl Btf {
         }
         let (owner, _) = self.raw(id)?;
         for (name_off, member) in Btf::members(owner, t) {
+            *budget = budget.checked_sub(1).ok_or(BtfError::TooDeep { type_id })?;
             let member_name = owner.str_at(name_off).unwrap_or("");
             if member_name == name {
                 return Ok(Some(member));
             }
             if member_name.is_empty() {
-                if let Some(inner) = self.find_member(member.type_id, name, depth + 1)? {
+                if let Some(inner) = self.find_member(member.type_id, name, depth + 1, budget)? {
                     return Ok(Some(Member {
                         bit_offset: member.bit_offset + inner.bit_offset,
                         ..inner
@@ -517,14 +526,13 @@ impl Btf {
                     kind: self.describe(id),
                 });
             }
-            let container = self.describe(id);
             shown.push('.');
             shown.push_str(step);
             let found = self
-                .find_member(id, step, 0)?
+                .find_member(id, step, 0, &mut { MEMBER_BUDGET })?
                 .ok_or_else(|| BtfError::MemberNotFound {
                     path: shown.clone(),
-                    container,
+                    container: self.describe(id),
                     missing: (*step).to_owned(),
                 })?;
             if found.bitfield_bits != 0 || found.bit_offset % 8 != 0 {
@@ -1227,6 +1235,27 @@ pub(crate) mod tests {
         for id in 0..=btf.type_count() + 2 {
             let _ = btf.type_name(id);
         }
+    }
+
+    #[test]
+    fn wide_anonymous_nesting_is_bounded() {
+        // 40 levels, each with two anonymous members of the next: 2^40 paths.
+        let mut b = Builder::new();
+        let uint = b.ty("int", KIND_INT, false, 0, 4, &[32]);
+        let x = b.s("x");
+        let mut inner = b.ty("leaf", KIND_STRUCT, false, 1, 4, &[x, uint, 0]);
+        for level in 0..40 {
+            let name = format!("level{level}");
+            inner = b.ty(&name, KIND_STRUCT, false, 2, 8, &[0, inner, 0, 0, inner, 0]);
+        }
+        let btf = Btf::parse(&b.build()).unwrap();
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            btf.member_offset("level39", &["missing"]),
+            Err(BtfError::TooDeep { .. })
+        ));
+        assert_eq!(btf.member_offset("level39", &["x"]).unwrap(), 0);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
