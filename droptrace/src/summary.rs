@@ -69,3 +69,136 @@ impl Summary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        aggregate::KernelCounters,
+        event::{Drop, Packet},
+        kernel::{kallsyms::KernelSymbols, reasons::DropReasonTable, tracefs},
+        text,
+    };
+
+    fn resolver() -> Resolver {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/");
+        let syms = std::fs::read(format!("{dir}kallsyms.6.18")).unwrap();
+        let format = std::fs::read_to_string(format!("{dir}kfree_skb.format.6.18")).unwrap();
+        Resolver::new(
+            Some(KernelSymbols::parse(&syms[..]).unwrap()),
+            DropReasonTable::from_tracefs_format(&tracefs::parse(&format).unwrap()),
+        )
+    }
+
+    fn syn(location: u64, reason: u32, dport: u16) -> Drop {
+        Drop {
+            timestamp_ns: 1,
+            location,
+            reason,
+            netns: 4026531840,
+            ifindex: 2,
+            len: 60,
+            cpu: 0,
+            packet: Packet {
+                ethertype: 0x0800,
+                addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
+                ip_proto: Some(6),
+                ports: Some((40000, dport)),
+                icmp: None,
+            },
+        }
+    }
+
+    // Addresses from the captured kallsyms: nft_do_chain at 0xffffffff81f63250 and
+    // tcp_v4_rcv at 0xffffffff820339c0.
+    const NFT: u64 = 0xffff_ffff_81f6_3250 + 0x1c1;
+    const TCP: u64 = 0xffff_ffff_8203_39c0 + 0x99;
+
+    fn aggregate() -> Aggregator {
+        let mut agg = Aggregator::new();
+        for _ in 0..3 {
+            agg.add(&syn(NFT, 12, 1678));
+        }
+        agg.add(&syn(TCP, 3, 9));
+        let mut arp = syn(TCP, 2, 0);
+        arp.packet = Packet {
+            ethertype: 0x0806,
+            ..Packet::default()
+        };
+        agg.add(&arp);
+        agg.set_kernel(
+            KernelCounters {
+                seen: 9,
+                matched: 7,
+                lost: 2,
+                lost_ungrouped: 0,
+                missed: 1,
+            },
+            [(syn(NFT, 12, 1678).group(), 2)],
+        );
+        agg
+    }
+
+    #[test]
+    fn json_summary_has_the_documented_schema() {
+        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver())).unwrap();
+        assert_eq!(json["total"], 7);
+        assert_eq!(json["lost_events"], 2);
+        assert_eq!(json["missed"], 1);
+        let groups = json["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 3);
+        let top = &groups[0];
+        assert_eq!(top["function"], "nft_do_chain");
+        assert_eq!(top["offset"], 0x1c1);
+        assert_eq!(top["location"], "nft_do_chain+0x1c1");
+        assert_eq!(top["reason"], "NETFILTER_DROP");
+        assert_eq!(top["protocol"], "tcp");
+        assert_eq!(top["dport"], 1678);
+        assert_eq!(top["count"], 5);
+        assert_eq!(top["lost"], 2);
+        let arp = groups
+            .iter()
+            .find(|g| g["reason"] == "NOT_SPECIFIED")
+            .unwrap();
+        assert_eq!(arp["protocol"], "arp");
+        assert!(arp["dport"].is_null() && arp["family"].is_null());
+    }
+
+    #[test]
+    fn text_blocks_show_only_what_is_new() {
+        let resolver = resolver();
+        let mut agg = aggregate();
+        let mut printer = text::TextPrinter::default();
+        let first = printer.block(&agg, &resolver, 1.0);
+        assert!(
+            first.contains("7 new drops, 7 in all, 2 lost events (+2)"),
+            "{first}"
+        );
+        assert!(
+            first.contains("       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678"),
+            "{first}"
+        );
+        assert!(
+            first.contains("       1 drop  at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9"),
+            "{first}"
+        );
+        assert_eq!(printer.block(&agg, &resolver, 2.0), "");
+        agg.add(&syn(TCP, 3, 9));
+        agg.set_kernel(
+            KernelCounters {
+                seen: 10,
+                matched: 8,
+                lost: 2,
+                lost_ungrouped: 0,
+                missed: 1,
+            },
+            [],
+        );
+        let third = printer.block(&agg, &resolver, 3.0);
+        assert_eq!(third.lines().count(), 2, "{third}");
+        assert!(
+            third.contains("1 new drops, 8 in all, 2 lost events\n"),
+            "{third}"
+        );
+    }
+}

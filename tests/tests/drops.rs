@@ -126,7 +126,9 @@ fn ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv() {
 
 /// A UDP flood through a tbf qdisc with a tiny rate: droptrace's QDISC_DROP count must equal
 /// the qdisc's own `dropped`, also when the ring buffer is too small for every event.
-fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
+/// With `stall`, droptrace is stopped (SIGSTOP) during the flood, as a consumer that falls
+/// behind: its ring buffer must overflow.
+fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
     let pair = Pair::new();
     pair.a.exec(&[
         "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
@@ -139,6 +141,10 @@ fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
         args.extend(["--ring-buffer-size", size]);
     }
     let dt = Droptrace::start(&args);
+    if stall {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(dt.pid(), libc::SIGSTOP) };
+    }
     pair.a.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
         let payload = [0x5a_u8; 1000];
@@ -148,6 +154,10 @@ fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
         }
     });
     let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
+    if stall {
+        // SAFETY: as above.
+        unsafe { libc::kill(dt.pid(), libc::SIGCONT) };
+    }
     let summary = dt.stop_json();
     eprintln!("tc dropped {dropped}; droptrace: {summary}");
 
@@ -172,7 +182,7 @@ fn qdisc_flood(ring_buffer_size: Option<&str>) -> Value {
 #[test]
 fn qdisc_drops_match_tc_dropped() {
     if can_run("qdisc_drops_match_tc_dropped") {
-        let summary = qdisc_flood(None);
+        let summary = qdisc_flood(None, false);
         assert_eq!(summary["lost_events"], 0, "{summary:#}");
     }
 }
@@ -180,7 +190,7 @@ fn qdisc_drops_match_tc_dropped() {
 #[test]
 fn qdisc_drops_stay_exact_when_the_ring_buffer_overflows() {
     if can_run("qdisc_drops_stay_exact_when_the_ring_buffer_overflows") {
-        let summary = qdisc_flood(Some("4096"));
+        let summary = qdisc_flood(Some("4096"), true);
         let lost = summary["lost_events"].as_u64().unwrap();
         assert!(lost > 0, "a 4 KiB ring must overflow: {summary:#}");
         let lost_in_groups: u64 = groups(&summary, |_| true)

@@ -155,7 +155,7 @@ struct Member {
 /// Parsed BTF: the vmlinux blob, or a module's split BTF on top of it.
 ///
 /// Keeps the raw bytes and an index of type headers; names are decoded on demand,
-/// which keeps parsing the 5 MB vmlinux blob to a few milliseconds.
+/// which keeps parsing the 5.5 MB vmlinux blob to about 10 ms (release build).
 #[derive(Clone)]
 pub struct Btf {
     data: Vec<u8>,
