@@ -84,7 +84,11 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
     let layout = KernelLayout::detect(btf.as_ref(), format.as_ref(), force)?;
     let reasons = if layout.has_reason {
         btf.as_ref()
-            .and_then(DropReasonTable::from_btf)
+            .and_then(|btf| {
+                let mut table = DropReasonTable::from_btf(btf)?;
+                add_module_reasons(&mut table, btf);
+                Some(table)
+            })
             .or_else(|| {
                 format
                     .as_ref()
@@ -123,6 +127,28 @@ fn learn_kernel(force: Option<crate::layout::Attach>) -> Result<KernelInfo, Erro
         reasons,
         symbols,
     })
+}
+
+/// Subsystem drop reasons (openvswitch, mac80211, ...) live in their modules' split BTF.
+fn add_module_reasons(table: &mut DropReasonTable, vmlinux: &Btf) {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/btf") else {
+        return;
+    };
+    let modules: Vec<_> = dir
+        .flatten()
+        .filter(|e| e.file_name() != "vmlinux")
+        .take(4096)
+        .map(|e| e.path())
+        .collect();
+    if modules.is_empty() {
+        return;
+    }
+    let base = std::sync::Arc::new(vmlinux.clone());
+    for path in modules {
+        if let Ok(module) = Btf::from_split_file(&path, std::sync::Arc::clone(&base)) {
+            table.add_btf(&module);
+        }
+    }
 }
 
 async fn run_live(cli: Cli) -> Result<(), Error> {

@@ -197,7 +197,7 @@ mod tests {
         let third = printer.block(&agg, &resolver, 3.0);
         assert_eq!(third.lines().count(), 2, "{third}");
         assert!(
-            third.contains("1 new drops, 8 in all, 2 lost events\n"),
+            third.contains("1 new drop, 8 in all, 2 lost events\n"),
             "{third}"
         );
     }

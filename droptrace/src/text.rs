@@ -34,7 +34,8 @@ impl TextPrinter {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "[{elapsed_secs:>7.1}s] {new_total} new drops, {} in all, {} lost events{}",
+            "[{elapsed_secs:>7.1}s] {new_total} new drop{}, {} in all, {} lost events{}",
+            if new_total == 1 { "" } else { "s" },
             counters.matched,
             counters.lost,
             if new_lost > 0 {

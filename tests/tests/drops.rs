@@ -258,3 +258,82 @@ fn duration_stops_by_itself_with_one_json_object() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["total"].is_u64() && v["lost_events"].is_u64() && v["groups"].is_array());
 }
+
+/// Several droptrace instances with different kernel filters watch the same mixed drops;
+/// each must count exactly the drops its filters select.
+#[test]
+fn kernel_filters_keep_exactly_the_matching_drops() {
+    if !can_run("kernel_filters_keep_exactly_the_matching_drops") {
+        return;
+    }
+    let pair = Pair::new();
+    let b = pair.b.path();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--format", "json", "--netns", b.as_str()];
+        args.extend_from_slice(extra);
+        Droptrace::start(&args)
+    };
+    let udp = run(&["--proto", "udp"]);
+    let v6_port9 = run(&["--dport", "9", "--addr", B6]);
+    let iface_no_socket = run(&[
+        "--iface",
+        "veth-b",
+        "--reason",
+        "NO_SOCKET",
+        "--reason",
+        "NETFILTER_DROP",
+    ]);
+    let excluded = run(&["--port", "9", "--exclude-reason", "NO_SOCKET"]);
+    let sport = run(&["--sport", "9"]);
+
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:9").parse().unwrap(), 3),
+        3
+    );
+    assert_eq!(
+        connect_attempts(&pair.a, format!("[{B6}]:9").parse().unwrap(), 2),
+        2
+    );
+    pair.a.run(|| {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..4 {
+            sock.send_to(b"x", format!("{B4}:53")).unwrap();
+        }
+    });
+    let no_ports = settled(|| pair.b.snmp("Udp", "NoPorts"));
+    assert_eq!(
+        no_ports, 4,
+        "/proc/net/snmp Udp NoPorts in the receiving namespace"
+    );
+
+    let udp = udp.stop_json();
+    let udp_hits = groups(&udp, |g| {
+        is_group(g, "__udp4_lib_rcv", "NO_SOCKET", "udp", 53)
+    });
+    assert_eq!(
+        (count_of(&udp_hits), udp["total"].as_u64()),
+        (no_ports, Some(no_ports)),
+        "{udp:#}"
+    );
+
+    let v6 = v6_port9.stop_json();
+    assert_eq!(v6["total"], 2, "{v6:#}");
+    assert!(groups(&v6, |g| g["family"] != "ipv6").is_empty(), "{v6:#}");
+
+    let by_iface = iface_no_socket.stop_json();
+    assert_eq!(by_iface["total"], 3 + 2 + 4, "{by_iface:#}");
+    assert!(
+        groups(&by_iface, |g| g["reason"] != "NO_SOCKET").is_empty(),
+        "{by_iface:#}"
+    );
+
+    let excluded = excluded.stop_json();
+    assert!(
+        groups(&excluded, |g| g["reason"] == "NO_SOCKET").is_empty(),
+        "{excluded:#}"
+    );
+
+    // The resets B sends come from port 9 but are not dropped: nothing to see.
+    let sport = sport.stop_json();
+    assert_eq!(sport["total"], 0, "{sport:#}");
+}
