@@ -141,16 +141,17 @@ fn flood(ns: &str, seconds: f64) -> Result<f64> {
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 bail!("setns: {}", std::io::Error::last_os_error());
             }
+            // Unconnected: a connected socket would return every other send as
+            // ECONNREFUSED (the ICMP error of the previous packet) without sending.
             let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            sock.connect("127.0.0.1:9")?;
+            let to: std::net::SocketAddr = "127.0.0.1:9".parse()?;
             let payload = [0u8; 64];
             let start = Instant::now();
             let limit = Duration::from_secs_f64(seconds);
             let mut sent = 0u64;
             loop {
                 for _ in 0..256 {
-                    // ECONNREFUSED from the ICMP errors is expected; the packet was sent.
-                    let _ = sock.send(&payload);
+                    sock.send_to(&payload, to)?;
                 }
                 sent += 256;
                 let elapsed = start.elapsed();
