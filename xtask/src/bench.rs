@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Leave out the peers (bpftrace, perf).
     #[arg(long)]
     no_peers: bool,
+    /// Extra arguments for droptrace, e.g. "--ring-buffer-size 262144".
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    droptrace_args: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,7 +89,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         // Rotate the order so no tool always runs first.
         for k in 0..tools.len() {
             let i = (k + round) % tools.len();
-            let mut tracer = start(tools[i], &bin)?;
+            let mut tracer = start(tools[i], &bin, &args.droptrace_args)?;
             let rate = flood(&ns.0, args.seconds)?;
             if let Some(t) = tracer.as_mut() {
                 stop(t);
@@ -165,17 +168,18 @@ fn flood(ns: &str, seconds: f64) -> Result<f64> {
     })
 }
 
-fn start(tool: Tool, bin: &PathBuf) -> Result<Option<Child>> {
+fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
     let (mut cmd, ready): (Command, Option<&str>) = match tool {
         Tool::Baseline => return Ok(None),
         Tool::Droptrace => {
             let mut c = Command::new(bin);
-            c.args(["--format", "json"]);
+            c.args(["--format", "json"]).args(extra.split_whitespace());
             (c, Some("droptrace: watching"))
         }
         Tool::DroptraceFiltered => {
             let mut c = Command::new(bin);
-            c.args(["--format", "json", "--port", "1"]);
+            c.args(["--format", "json", "--port", "1"])
+                .args(extra.split_whitespace());
             (c, Some("droptrace: watching"))
         }
         Tool::BpftraceMap => {
