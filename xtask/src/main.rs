@@ -75,7 +75,12 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-const CHECKED_IN_OBJECT: &str = "droptrace/ebpf/droptrace.bpf.o";
+/// Objects built from droptrace-ebpf and checked in: (binary name, path in the repository).
+const OBJECTS: &[(&str, &str)] = &[
+    ("droptrace", "droptrace/ebpf/droptrace.bpf.o"),
+    // A tc program that drops SYNs, for the diagnose integration tests.
+    ("drop_syn", "tests/fixtures/drop_syn.bpf.o"),
+];
 
 fn build_ebpf(check: bool) -> Result<()> {
     let ws = workspace();
@@ -113,27 +118,28 @@ fn build_ebpf(check: bool) -> Result<()> {
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO"))?;
-    let built = crate_dir.join("target/bpfel-unknown-none/release/droptrace");
-    let fresh = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
-    let target = ws.join(CHECKED_IN_OBJECT);
-    if check {
-        let old =
-            std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
-        if old != fresh {
-            bail!(
-                "{CHECKED_IN_OBJECT} differs from a fresh build of droptrace-ebpf ({} vs {} bytes): \
-                 run `cargo xtask build-ebpf` and commit the object",
-                old.len(),
-                fresh.len()
-            );
+    for (bin, checked_in) in OBJECTS {
+        let built = crate_dir.join("target/bpfel-unknown-none/release").join(bin);
+        let fresh = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+        let target = ws.join(checked_in);
+        if check {
+            let old = std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
+            if old != fresh {
+                bail!(
+                    "{checked_in} differs from a fresh build of droptrace-ebpf ({} vs {} bytes): \
+                     run `cargo xtask build-ebpf` and commit the object",
+                    old.len(),
+                    fresh.len()
+                );
+            }
+            eprintln!("xtask: {checked_in} matches a fresh build ({} bytes)", fresh.len());
+        } else {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&target, &fresh).with_context(|| format!("writing {}", target.display()))?;
+            eprintln!("xtask: wrote {checked_in} ({} bytes)", fresh.len());
         }
-        eprintln!(
-            "xtask: {CHECKED_IN_OBJECT} matches a fresh build ({} bytes)",
-            fresh.len()
-        );
-    } else {
-        std::fs::write(&target, &fresh).with_context(|| format!("writing {}", target.display()))?;
-        eprintln!("xtask: wrote {CHECKED_IN_OBJECT} ({} bytes)", fresh.len());
     }
     Ok(())
 }
@@ -149,7 +155,8 @@ fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
     // The kernel crate is outside the workspace; stable rustfmt checks it from here.
     run(Command::new("rustfmt")
-        .args(["--check", "--edition", "2021", "droptrace-ebpf/src/main.rs"])
+        .args(["--check", "--edition", "2021"])
+        .args(["droptrace-ebpf/src/main.rs", "droptrace-ebpf/src/bin/drop_syn.rs"])
         .current_dir(&ws))?;
     run(cargo()
         .args([
