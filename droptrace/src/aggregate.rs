@@ -3,7 +3,7 @@
 //! A group's count is the drops delivered as events plus the drops the kernel counted by
 //! group when the ring buffer had no room (`lost`). The total comes from the kernel's own
 //! per-CPU counter, so it is exact whatever happened to the events.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::event::{Drop, Group};
 
@@ -31,6 +31,8 @@ pub struct GroupStats {
     pub lost: u64,
     pub first_ns: u64,
     pub last_ns: u64,
+    /// Largest packet seen (delivered events only).
+    pub max_len: u32,
 }
 
 impl GroupStats {
@@ -39,9 +41,13 @@ impl GroupStats {
     }
 }
 
+/// Recent drops kept per group, for details (addresses, interface, namespace, length).
+pub const SAMPLES_PER_GROUP: usize = 8;
+
 #[derive(Debug, Default)]
 pub struct Aggregator {
     groups: HashMap<Group, GroupStats>,
+    samples: HashMap<Group, VecDeque<Drop>>,
     counters: KernelCounters,
     delivered: u64,
 }
@@ -59,6 +65,17 @@ impl Aggregator {
         }
         stats.delivered += 1;
         stats.last_ns = stats.last_ns.max(drop.timestamp_ns);
+        stats.max_len = stats.max_len.max(drop.len);
+        let recent = self.samples.entry(drop.group()).or_default();
+        if recent.len() == SAMPLES_PER_GROUP {
+            recent.pop_front();
+        }
+        recent.push_back(*drop);
+    }
+
+    /// The most recent drops of a group, oldest first.
+    pub fn samples(&self, group: &Group) -> impl Iterator<Item = &Drop> {
+        self.samples.get(group).into_iter().flatten()
     }
 
     /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
@@ -157,9 +174,16 @@ mod tests {
         assert_eq!(ranked[1].1.count(), 7);
         assert_eq!(agg.grouped_total(), 16);
         assert_eq!(agg.delivered(), 6);
+        assert_eq!(agg.samples(&g1678).count(), 5);
+        for t in 0..20 {
+            agg.add(&drop_at(100, 1678, 100 + t));
+        }
+        let kept: Vec<u64> = agg.samples(&g1678).map(|d| d.timestamp_ns).collect();
+        assert_eq!(kept, (112..120).collect::<Vec<_>>(), "the last {SAMPLES_PER_GROUP}");
 
         // Lost figures are absolute: a newer reading replaces the older one.
         agg.set_kernel(KernelCounters::default(), [(g22, 9)]);
+        assert_eq!(agg.get(&g1678).unwrap().max_len, 60);
         assert_eq!(agg.get(&g22).unwrap().count(), 9);
     }
 }

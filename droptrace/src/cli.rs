@@ -1,7 +1,7 @@
 //! The command line, in one place (clap derive): help and errors come from here.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Where and why does this machine drop packets?
 ///
@@ -9,10 +9,20 @@ use clap::{Args, Parser, ValueEnum};
 /// names the kernel function that dropped it and the kernel's reason, and counts drops
 /// exactly, in the kernel, even when too many arrive to show each one.
 #[derive(Debug, Parser)]
-#[command(name = "droptrace", version, about, long_about, after_help = EXAMPLES)]
+#[command(
+    name = "droptrace",
+    version,
+    about,
+    long_about,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
-    pub filters: FilterArgs,
+    pub live: LiveArgs,
 
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
@@ -26,6 +36,35 @@ pub struct Cli {
     /// Seconds between two text blocks.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
     pub interval: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch drops for a while, sample the system before and after, and name the causes
+    /// with their evidence and fixes.
+    #[command(after_help = DIAGNOSE_EXAMPLES)]
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    /// Seconds to watch.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    pub duration: f64,
+
+    /// Output: `text` for people, `json` for one object with the findings.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// What every run that attaches to the kernel takes.
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096).
     /// Counts stay exact when it overflows; only per-packet details are lost.
@@ -92,7 +131,14 @@ Examples:
   sudo droptrace                          every drop, a block a second
   sudo droptrace --port 1678              drops of packets to or from port 1678
   sudo droptrace --netns /run/netns/web --exclude-reason NOT_SPECIFIED
-  sudo droptrace --duration 10 --format json > drops.json";
+  sudo droptrace --duration 10 --format json > drops.json
+  sudo droptrace diagnose                 what is dropping, why, and the fix";
+
+const DIAGNOSE_EXAMPLES: &str = "\
+Examples:
+  sudo droptrace diagnose                      watch 10 s, then report the causes
+  sudo droptrace diagnose --port 1678 --duration 30
+  sudo droptrace diagnose --netns /run/netns/web --format json";
 
 fn parse_duration(text: &str) -> Result<f64, String> {
     let secs: f64 = text
@@ -144,8 +190,8 @@ mod tests {
             "fd00::1",
         ])
         .unwrap();
-        assert_eq!(cli.filters.port, Some(1678));
-        assert_eq!(cli.filters.reasons, ["NETFILTER_DROP", "NO_SOCKET"]);
+        assert_eq!(cli.live.filters.port, Some(1678));
+        assert_eq!(cli.live.filters.reasons, ["NETFILTER_DROP", "NO_SOCKET"]);
         assert_eq!(cli.format, Format::Json);
         for bad in [
             &["droptrace", "--port", "70000"][..],
@@ -154,8 +200,24 @@ mod tests {
             &["droptrace", "--ring-buffer-size", "5000"],
             &["droptrace", "--addr", "10.0.0.300"],
             &["droptrace", "--format", "xml"],
+            &["droptrace", "--port", "1", "diagnose"],
+            &["droptrace", "diagnose", "--interval", "1"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn diagnose_takes_the_live_filters() {
+        let cli = Cli::try_parse_from([
+            "droptrace", "diagnose", "--port", "1678", "--netns", "/run/netns/x", "--format", "json",
+        ])
+        .unwrap();
+        let Some(Command::Diagnose(d)) = cli.command else {
+            panic!("not diagnose")
+        };
+        assert_eq!(d.live.filters.port, Some(1678));
+        assert_eq!(d.duration, 10.0);
+        assert_eq!(d.format, Format::Json);
     }
 }

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod caps;
 pub mod cli;
+pub mod diagnose;
 pub mod error;
 pub mod event;
 pub mod filter;
@@ -18,3 +19,4 @@ pub mod resolve;
 pub mod run;
 pub mod summary;
 pub mod text;
+pub mod watch;

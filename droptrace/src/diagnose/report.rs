@@ -1,0 +1,69 @@
+//! The diagnosis report: one JSON object for scripts, a ranked text for people.
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::engine::Finding;
+use crate::event::Drop;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub window_secs: f64,
+    /// Drops that matched the filters in the window (exact).
+    pub total: u64,
+    pub lost_events: u64,
+    /// Namespaces whose state was sampled.
+    pub namespaces: usize,
+    /// Most important first.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "droptrace diagnose: {} drops in {:.1} s ({} lost events), {} namespaces sampled\n",
+            self.total, self.window_secs, self.lost_events, self.namespaces
+        );
+        if self.findings.is_empty() {
+            out.push_str("\nNo drops and no drop counters moved: nothing to explain.\n");
+            return out;
+        }
+        for (i, f) in self.findings.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "\n{}. [{}] {} drops ({:.1}/s){}",
+                i + 1,
+                f.cause,
+                f.drops,
+                f.rate,
+                if f.benign { " — normal housekeeping, probably harmless" } else { "" }
+            );
+            let _ = writeln!(out, "   {}", f.summary);
+            out.push_str("   evidence:\n");
+            for e in &f.evidence {
+                let _ = writeln!(out, "     - {e}");
+            }
+            let _ = writeln!(out, "   fix: {}", f.fix);
+        }
+        out
+    }
+}
+
+/// "10.0.0.1:40000 -> 10.0.0.2:1678, 60 bytes"
+pub fn packet_line(d: &Drop) -> String {
+    let p = &d.packet;
+    let ends = match (p.addrs, p.ports) {
+        (Some((s, t)), Some((sp, dp))) => format!("{} -> {}", sock(s, sp), sock(t, dp)),
+        (Some((s, t)), None) => format!("{s} -> {t}"),
+        _ => "non-IP packet".to_owned(),
+    };
+    let icmp = p.icmp.map(|(t, c)| format!(" icmp type {t} code {c}")).unwrap_or_default();
+    format!("{ends}{icmp}, {} bytes", d.len)
+}
+
+fn sock(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
