@@ -179,7 +179,11 @@ mod tests {
             agg.add(&drop_at(100, 1678, 100 + t));
         }
         let kept: Vec<u64> = agg.samples(&g1678).map(|d| d.timestamp_ns).collect();
-        assert_eq!(kept, (112..120).collect::<Vec<_>>(), "the last {SAMPLES_PER_GROUP}");
+        assert_eq!(
+            kept,
+            (112..120).collect::<Vec<_>>(),
+            "the last {SAMPLES_PER_GROUP}"
+        );
 
         // Lost figures are absolute: a newer reading replaces the older one.
         agg.set_kernel(KernelCounters::default(), [(g22, 9)]);

@@ -210,7 +210,14 @@ mod tests {
     #[test]
     fn diagnose_takes_the_live_filters() {
         let cli = Cli::try_parse_from([
-            "droptrace", "diagnose", "--port", "1678", "--netns", "/run/netns/x", "--format", "json",
+            "droptrace",
+            "diagnose",
+            "--port",
+            "1678",
+            "--netns",
+            "/run/netns/x",
+            "--format",
+            "json",
         ])
         .unwrap();
         let Some(Command::Diagnose(d)) = cli.command else {

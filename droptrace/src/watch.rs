@@ -151,10 +151,11 @@ impl Watch {
 
     fn drain_batch(&mut self) -> usize {
         let (agg, malformed) = (&mut self.agg, &mut self.malformed);
-        self.live.drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
-            Ok(drop) => agg.add(&drop),
-            Err(_) => *malformed += 1,
-        })
+        self.live
+            .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
+                Ok(drop) => agg.add(&drop),
+                Err(_) => *malformed += 1,
+            })
     }
 
     fn drain_all(&mut self) {

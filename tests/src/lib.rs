@@ -234,6 +234,34 @@ impl Droptrace {
         }
     }
 
+    /// Waits (bounded) for droptrace to stop by itself and parses its JSON output.
+    pub fn wait_json(mut self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "droptrace did not stop by itself"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_end(&mut stdout).expect("stdout");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "droptrace failed: {status}\n{stderr}");
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "bad JSON ({e}): {}\nstderr:\n{stderr}",
+                String::from_utf8_lossy(&stdout)
+            )
+        })
+    }
+
     /// Stops with SIGINT and parses the JSON summary (run with `--format json`).
     pub fn stop_json(self) -> Value {
         let out = self.stop(libc::SIGINT);

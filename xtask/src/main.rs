@@ -119,11 +119,15 @@ fn build_ebpf(check: bool) -> Result<()> {
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO"))?;
     for (bin, checked_in) in OBJECTS {
-        let built = crate_dir.join("target/bpfel-unknown-none/release").join(bin);
-        let fresh = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+        let built = crate_dir
+            .join("target/bpfel-unknown-none/release")
+            .join(bin);
+        let fresh =
+            std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
         let target = ws.join(checked_in);
         if check {
-            let old = std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
+            let old =
+                std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?;
             if old != fresh {
                 bail!(
                     "{checked_in} differs from a fresh build of droptrace-ebpf ({} vs {} bytes): \
@@ -132,12 +136,16 @@ fn build_ebpf(check: bool) -> Result<()> {
                     fresh.len()
                 );
             }
-            eprintln!("xtask: {checked_in} matches a fresh build ({} bytes)", fresh.len());
+            eprintln!(
+                "xtask: {checked_in} matches a fresh build ({} bytes)",
+                fresh.len()
+            );
         } else {
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::write(&target, &fresh).with_context(|| format!("writing {}", target.display()))?;
+            std::fs::write(&target, &fresh)
+                .with_context(|| format!("writing {}", target.display()))?;
             eprintln!("xtask: wrote {checked_in} ({} bytes)", fresh.len());
         }
     }
@@ -156,7 +164,10 @@ fn test() -> Result<()> {
     // The kernel crate is outside the workspace; stable rustfmt checks it from here.
     run(Command::new("rustfmt")
         .args(["--check", "--edition", "2021"])
-        .args(["droptrace-ebpf/src/main.rs", "droptrace-ebpf/src/bin/drop_syn.rs"])
+        .args([
+            "droptrace-ebpf/src/main.rs",
+            "droptrace-ebpf/src/bin/drop_syn.rs",
+        ])
         .current_dir(&ws))?;
     run(cargo()
         .args([

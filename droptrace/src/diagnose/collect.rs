@@ -10,7 +10,14 @@ use std::{
 };
 
 /// Files read from /proc inside the namespace (relative to /proc/thread-self/net).
-pub const PROC_NET_FILES: &[&str] = &["snmp", "netstat", "snmp6", "dev", "softnet_stat", "stat/nf_conntrack"];
+pub const PROC_NET_FILES: &[&str] = &[
+    "snmp",
+    "netstat",
+    "snmp6",
+    "dev",
+    "softnet_stat",
+    "stat/nf_conntrack",
+];
 
 /// Per-namespace sysctls the diagnosis cites (interface-specific rp_filter is added per link).
 pub const SYSCTLS: &[&str] = &[
@@ -39,7 +46,11 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("qdiscs", "tc", &["-s", "-j", "qdisc", "show"]),
     ("links", "ip", &["-j", "-s", "-d", "link", "show"]),
     ("bpf-net", "bpftool", &["-j", "net", "show"]),
-    ("tcp-listen", "ss", &["-H", "-t", "-l", "-n", "-p", "-e", "-m"]),
+    (
+        "tcp-listen",
+        "ss",
+        &["-H", "-t", "-l", "-n", "-p", "-e", "-m"],
+    ),
     ("udp", "ss", &["-H", "-u", "-a", "-n", "-p", "-m"]),
 ];
 
@@ -48,6 +59,9 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
 pub struct RawSnapshot {
     /// Output of each of `COMMANDS` by key.
     pub commands: BTreeMap<String, String>,
+    /// Their standard error, where it said something (nft warns there about tables
+    /// that iptables-nft manages).
+    pub stderr: BTreeMap<String, String>,
     /// `tc -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
     /// ingress qdisc exists.
     pub tc_filters: BTreeMap<(String, String), String>,
@@ -64,8 +78,11 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     let mut snap = RawSnapshot::default();
     for (key, program, args) in COMMANDS {
         match run_in(netns, program, args) {
-            Ok(out) => {
+            Ok((out, err)) => {
                 snap.commands.insert((*key).to_owned(), out);
+                if !err.trim().is_empty() {
+                    snap.stderr.insert((*key).to_owned(), err);
+                }
             }
             Err(why) => snap.missing.push(format!("{program}: {why}")),
         }
@@ -73,15 +90,21 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     for (dev, dir) in clsact_devices(snap.commands.get("qdiscs").map(String::as_str)) {
         let args = ["-j", "filter", "show", "dev", dev.as_str(), dir.as_str()];
         match run_in(netns, "tc", &args) {
-            Ok(out) => {
+            Ok((out, _)) => {
                 snap.tc_filters.insert((dev, dir), out);
             }
-            Err(why) => snap.missing.push(format!("tc filter show dev {dev} {dir}: {why}")),
+            Err(why) => snap
+                .missing
+                .push(format!("tc filter show dev {dev} {dir}: {why}")),
         }
     }
     let links = snap.commands.get("links").cloned().unwrap_or_default();
     let mut sysctls: Vec<String> = SYSCTLS.iter().map(|s| (*s).to_owned()).collect();
-    sysctls.extend(link_names(&links).into_iter().map(|n| format!("net/ipv4/conf/{n}/rp_filter")));
+    sysctls.extend(
+        link_names(&links)
+            .into_iter()
+            .map(|n| format!("net/ipv4/conf/{n}/rp_filter")),
+    );
     let read = move || {
         let mut files = BTreeMap::new();
         for name in PROC_NET_FILES {
@@ -110,14 +133,19 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).
 pub fn kernel_log() -> Option<String> {
     let out = Command::new("dmesg").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_in(netns: Option<&Path>, program: &str, args: &[&str]) -> Result<String, String> {
+/// Runs a program in the namespace: (stdout, stderr), or why it failed.
+fn run_in(netns: Option<&Path>, program: &str, args: &[&str]) -> Result<(String, String), String> {
     let mut cmd = match netns {
         Some(path) => {
             let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", path.display())).arg("--").arg(program);
+            c.arg(format!("--net={}", path.display()))
+                .arg("--")
+                .arg(program);
             c
         }
         None => Command::new(program),
@@ -129,13 +157,18 @@ fn run_in(netns: Option<&Path>, program: &str, args: &[&str]) -> Result<String, 
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("failed").trim();
-        return Err(if first.contains("not found") || first.contains("No such file") {
-            "not installed".to_owned()
-        } else {
-            first.to_owned()
-        });
+        return Err(
+            if first.contains("not found") || first.contains("No such file") {
+                "not installed".to_owned()
+            } else {
+                first.to_owned()
+            },
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Runs `f` on a thread inside the namespace (setns changes only that thread).
@@ -148,7 +181,11 @@ pub fn in_netns<T: Send>(netns: Option<&Path>, f: impl FnOnce() -> T + Send) -> 
         s.spawn(|| {
             // SAFETY: a valid namespace fd; setns affects only this thread.
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("entering {}: {}", path.display(), std::io::Error::last_os_error()));
+                return Err(format!(
+                    "entering {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ));
             }
             Ok(f())
         })
@@ -159,13 +196,17 @@ pub fn in_netns<T: Send>(netns: Option<&Path>, f: impl FnOnce() -> T + Send) -> 
 
 /// Devices with a clsact or ingress qdisc (where tc filters may hang), with the directions.
 fn clsact_devices(qdiscs_json: Option<&str>) -> Vec<(String, String)> {
-    let Some(json) = qdiscs_json else { return Vec::new() };
+    let Some(json) = qdiscs_json else {
+        return Vec::new();
+    };
     let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(json) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for q in list {
-        let (Some(kind), Some(dev)) = (q["kind"].as_str(), q["dev"].as_str()) else { continue };
+        let (Some(kind), Some(dev)) = (q["kind"].as_str(), q["dev"].as_str()) else {
+            continue;
+        };
         match kind {
             "clsact" => {
                 out.push((dev.to_owned(), "ingress".to_owned()));
@@ -179,7 +220,8 @@ fn clsact_devices(qdiscs_json: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn link_names(links_json: &str) -> Vec<String> {
-    let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(links_json) else {
+    let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(links_json)
+    else {
         return Vec::new();
     };
     list.iter()
@@ -214,7 +256,8 @@ mod tests {
             ]
         );
         assert!(clsact_devices(Some("not json")).is_empty());
-        let links = r#"[{"ifindex":1,"ifname":"lo"},{"ifindex":2,"ifname":"veth-b"},{"ifname":"../x"}]"#;
+        let links =
+            r#"[{"ifindex":1,"ifname":"lo"},{"ifindex":2,"ifname":"veth-b"},{"ifname":"../x"}]"#;
         assert_eq!(link_names(links), ["lo", "veth-b"]);
     }
 }

@@ -30,7 +30,9 @@ impl NamespaceNames for Namespaces {
             Some(p) if p.as_os_str() == "/proc/self/ns/net" => String::new(),
             Some(p) if p.starts_with("/run/netns") => format!(
                 "ip netns exec {} ",
-                p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ),
             Some(p) => format!("nsenter --net={} ", p.display()),
             None => String::new(),
@@ -60,7 +62,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     watch.announce(&format!("diagnosing for {} s", args.duration));
     let started = std::time::Instant::now();
     watch
-        .run(Some(Duration::from_secs_f64(args.duration)), None, |_| ControlFlow::Continue(()))
+        .run(Some(Duration::from_secs_f64(args.duration)), None, |_| {
+            ControlFlow::Continue(())
+        })
         .await?;
     watch.finish()?;
     let after = snapshot_all(&targets);
@@ -68,10 +72,14 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
 
     let groups = drop_groups(&watch);
     let log_lines = collect::kernel_log().map_or(0, |log| {
-        log.lines().filter(|l| l.contains("nf_conntrack: table full, dropping packet")).count()
+        log.lines()
+            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
+            .count()
     });
     let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
-        raw.into_iter().map(|(i, r)| (i, super::state::from_raw(&r))).collect()
+        raw.into_iter()
+            .map(|(i, r)| (i, super::state::from_raw(&r)))
+            .collect()
     };
     let (before, after) = (parse(before), parse(after));
     let findings = engine::diagnose(&engine::Window {
@@ -101,7 +109,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         Format::Text => report.text(),
     };
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
     Ok(())
 }
 
@@ -138,7 +148,7 @@ fn drop_groups(watch: &Watch) -> Vec<DropGroup> {
                 example = Some(super::report::packet_line(d));
             }
             let mut places: Vec<_> = places.into_iter().collect();
-            places.sort_by(|a, b| b.1.cmp(&a.1));
+            places.sort_by_key(|p| std::cmp::Reverse(p.1));
             DropGroup {
                 function: loc.function,
                 location: loc.display,

@@ -83,9 +83,18 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
     }
     findings.extend(from_counters(w, &findings));
     for f in &mut findings {
-        f.rate = if w.secs > 0.0 { f.drops as f64 / w.secs } else { 0.0 };
+        f.rate = if w.secs > 0.0 {
+            f.drops as f64 / w.secs
+        } else {
+            0.0
+        };
     }
-    findings.sort_by(|a, b| a.benign.cmp(&b.benign).then(b.drops.cmp(&a.drops)).then(a.cause.cmp(b.cause)));
+    findings.sort_by(|a, b| {
+        a.benign
+            .cmp(&b.benign)
+            .then(b.drops.cmp(&a.drops))
+            .then(a.cause.cmp(b.cause))
+    });
     findings
 }
 
@@ -121,7 +130,10 @@ struct Ns<'a> {
 impl Ns<'_> {
     fn delta(&self, group: &str, name: &str) -> Option<u64> {
         let after = self.after?.counter(group, name)?;
-        let before = self.before.and_then(|b| b.counter(group, name)).unwrap_or(0);
+        let before = self
+            .before
+            .and_then(|b| b.counter(group, name))
+            .unwrap_or(0);
         Some(after.saturating_sub(before))
     }
 
@@ -144,7 +156,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
     let (inode, ifindex) = place(w, g);
     let n = ns(w, inode);
-    let iface = ifindex.and_then(|i| n.after.and_then(|a| a.link(i))).map(|l| l.name.clone());
+    let iface = ifindex
+        .and_then(|i| n.after.and_then(|a| a.link(i)))
+        .map(|l| l.name.clone());
     let what = describe_packets(g, iface.as_deref(), &n.name);
     let mut f = Finding {
         cause: class.cause.id(),
@@ -155,11 +169,17 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
             "kernel: {} drops at {}{}{}{}",
             g.count,
             g.location,
-            g.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+            g.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
             what,
-            g.example.as_ref().map(|e| format!("; e.g. {e}")).unwrap_or_default()
+            g.example
+                .as_ref()
+                .map(|e| format!("; e.g. {e}"))
+                .unwrap_or_default()
         )],
-        fix: class.fix.to_owned(),
+        fix: knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport),
         benign: class.benign,
         netns: Some(n.name.clone()),
         reason: g.reason.clone(),
@@ -187,7 +207,10 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
             f.summary = format!(
                 "{} packets{what} were dropped{}: {}",
                 g.count,
-                g.reason.as_ref().map(|r| format!(" with reason {r}")).unwrap_or_default(),
+                g.reason
+                    .as_ref()
+                    .map(|r| format!(" with reason {r}"))
+                    .unwrap_or_default(),
                 class.explanation
             );
             format!("{}|{}", g.location, g.reason.clone().unwrap_or_default())
@@ -197,7 +220,11 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         f.summary = format!("{} packets{what}: {}", g.count, class.explanation);
     }
     if matches!(class.cause, Cause::Other) || f.evidence.len() == 1 {
-        f.evidence.extend(n.missing().into_iter().map(|m| format!("not collected: {m}")));
+        f.evidence.extend(
+            n.missing()
+                .into_iter()
+                .map(|m| format!("not collected: {m}")),
+        );
     }
     f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
     f
@@ -231,7 +258,8 @@ fn rule_delta(n: &Ns<'_>, rule: &Rule) -> Option<u64> {
 
 fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
     let Some(after) = n.after else {
-        f.evidence.push(format!("no firewall state could be read in {}", n.name));
+        f.evidence
+            .push(format!("no firewall state could be read in {}", n.name));
         return "unknown".into();
     };
     let mut grown: Vec<(&Rule, u64)> = after
@@ -239,14 +267,18 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
         .iter()
         .filter_map(|r| rule_delta(n, r).filter(|d| *d > 0).map(|d| (r, d)))
         .collect();
-    grown.sort_by(|a, b| b.1.cmp(&a.1));
+    grown.sort_by_key(|g| std::cmp::Reverse(g.1));
     if let Some((top, delta)) = grown.first() {
         f.cause = Cause::NetfilterRule.id();
         let random = top
             .random
             .map(|p| format!(", matching at random with probability {p:.2}"))
             .unwrap_or_default();
-        let what = if top.is_policy { "policy of chain" } else { "rule" };
+        let what = if top.is_policy {
+            "policy of chain"
+        } else {
+            "rule"
+        };
         f.summary = format!(
             "the {} {what} `{} {}: {}` dropped {} packets{random} in {}",
             top.source, top.table, top.chain, top.text, delta, n.name
@@ -267,9 +299,14 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
         return top.key.clone();
     }
     // No counter moved: is conntrack refusing new connections?
-    let count = after.sysctl("net.netfilter.nf_conntrack_count").and_then(|v| v.parse::<u64>().ok());
-    let max = after.sysctl("net.netfilter.nf_conntrack_max").and_then(|v| v.parse::<u64>().ok());
-    let ct_drops = n.delta("nf_conntrack", "drop").unwrap_or(0) + n.delta("nf_conntrack", "early_drop").unwrap_or(0);
+    let count = after
+        .sysctl("net.netfilter.nf_conntrack_count")
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = after
+        .sysctl("net.netfilter.nf_conntrack_max")
+        .and_then(|v| v.parse::<u64>().ok());
+    let ct_drops = n.delta("nf_conntrack", "drop").unwrap_or(0)
+        + n.delta("nf_conntrack", "early_drop").unwrap_or(0);
     if let (Some(c), Some(m)) = (count, max) {
         if m > 0 && (c * 100 >= m * 95 || ct_drops > 0 || w.conntrack_full_log_lines > 0) {
             f.cause = Cause::ConntrackFull.id();
@@ -277,9 +314,13 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
                 "the conntrack table is full in {} ({c} of {m} entries): new connections are dropped",
                 n.name
             );
-            f.evidence.push(format!("net.netfilter.nf_conntrack_count = {c}, nf_conntrack_max = {m}"));
+            f.evidence.push(format!(
+                "net.netfilter.nf_conntrack_count = {c}, nf_conntrack_max = {m}"
+            ));
             if ct_drops > 0 {
-                f.evidence.push(format!("conntrack statistics: drop + early_drop +{ct_drops} in the window"));
+                f.evidence.push(format!(
+                    "conntrack statistics: drop + early_drop +{ct_drops} in the window"
+                ));
             }
             if w.conntrack_full_log_lines > 0 {
                 f.evidence.push(format!(
@@ -313,12 +354,17 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
         ));
         f.fix = "add `counter` to the drop rules (nft) to see which one matches, then remove or narrow it".into();
     }
-    f.summary = format!("a netfilter hook dropped these packets in {}, but no rule's counter shows which", n.name);
+    f.summary = format!(
+        "a netfilter hook dropped these packets in {}, but no rule's counter shows which",
+        n.name
+    );
     "unconfirmed".into()
 }
 
 fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
-    let Some(after) = n.after else { return "unknown".into() };
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
     let mut grown: Vec<(&super::state::Qdisc, u64)> = after
         .qdiscs
         .iter()
@@ -326,13 +372,17 @@ fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
         .map(|q| {
             let before = n
                 .before
-                .and_then(|b| b.qdiscs.iter().find(|p| p.dev == q.dev && p.handle == q.handle))
+                .and_then(|b| {
+                    b.qdiscs
+                        .iter()
+                        .find(|p| p.dev == q.dev && p.handle == q.handle)
+                })
                 .map_or(0, |p| p.drops);
             (q, q.drops.saturating_sub(before))
         })
         .filter(|(_, d)| *d > 0)
         .collect();
-    grown.sort_by(|a, b| b.1.cmp(&a.1));
+    grown.sort_by_key(|g| std::cmp::Reverse(g.1));
     let Some((q, d)) = grown.first() else {
         f.evidence.push(format!(
             "no qdisc{} in {} shows new drops in `tc -s qdisc`",
@@ -369,8 +419,16 @@ fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
     format!("{}|{}", q.dev, q.handle)
 }
 
-fn bpf(n: &Ns<'_>, iface: Option<&str>, reason: Option<&str>, xdp: bool, f: &mut Finding) -> String {
-    let Some(after) = n.after else { return "unknown".into() };
+fn bpf(
+    n: &Ns<'_>,
+    iface: Option<&str>,
+    reason: Option<&str>,
+    xdp: bool,
+    f: &mut Finding,
+) -> String {
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
     let direction = match reason {
         Some(r) if r.contains("EGRESS") => Some("egress"),
         Some(r) if r.contains("INGRESS") => Some("ingress"),
@@ -380,7 +438,13 @@ fn bpf(n: &Ns<'_>, iface: Option<&str>, reason: Option<&str>, xdp: bool, f: &mut
         .bpf
         .iter()
         .filter(|a| iface.is_none_or(|i| a.dev == i))
-        .filter(|a| if xdp { a.hook == "xdp" } else { a.hook != "xdp" })
+        .filter(|a| {
+            if xdp {
+                a.hook == "xdp"
+            } else {
+                a.hook != "xdp"
+            }
+        })
         .filter(|a| direction.is_none_or(|d| a.hook.ends_with(d)))
         .collect();
     let Some(top) = attached.first() else {
@@ -403,7 +467,10 @@ fn bpf(n: &Ns<'_>, iface: Option<&str>, reason: Option<&str>, xdp: bool, f: &mut
             a.dev,
             a.prog_id,
             a.name,
-            a.tag.as_ref().map(|t| format!(" tag {t}")).unwrap_or_default()
+            a.tag
+                .as_ref()
+                .map(|t| format!(" tag {t}"))
+                .unwrap_or_default()
         ));
     }
     f.iface = Some(top.dev.clone());
@@ -416,12 +483,16 @@ fn bpf(n: &Ns<'_>, iface: Option<&str>, reason: Option<&str>, xdp: bool, f: &mut
 
 fn mtu(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
     if g.max_len == 0 {
-        f.evidence.push("the size of the dropped packets is unknown (their events were lost)".into());
+        f.evidence
+            .push("the size of the dropped packets is unknown (their events were lost)".into());
         return "unknown".into();
     }
     // The too-small MTU may sit on the receiving side of a veth, in another namespace.
     let mut small: Vec<(u32, &super::state::Link)> = Vec::new();
-    let here = n.after.into_iter().flat_map(|a| a.links.iter().map(move |l| (n.inode, l)));
+    let here = n
+        .after
+        .into_iter()
+        .flat_map(|a| a.links.iter().map(move |l| (n.inode, l)));
     let elsewhere = w
         .after
         .iter()
@@ -446,15 +517,27 @@ fn mtu(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
         g.max_len, link.name, where_, link.mtu
     );
     for (i, l) in &small {
-        f.evidence.push(format!("{} in {}: mtu {}", l.name, w.names.describe(*i), l.mtu));
+        f.evidence.push(format!(
+            "{} in {}: mtu {}",
+            l.name,
+            w.names.describe(*i),
+            l.mtu
+        ));
     }
-    f.evidence.push(format!("largest dropped packet: {} bytes", g.max_len));
-    f.fix = format!("{}ip link set dev {} mtu 1500", w.names.command_prefix(*inode), link.name);
+    f.evidence
+        .push(format!("largest dropped packet: {} bytes", g.max_len));
+    f.fix = format!(
+        "{}ip link set dev {} mtu 1500",
+        w.names.command_prefix(*inode),
+        link.name
+    );
     format!("{}|{}", inode, link.name)
 }
 
 fn rp_filter(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
-    let Some(after) = n.after else { return "unknown".into() };
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
     let all = after.sysctl("net.ipv4.conf.all.rp_filter").unwrap_or("?");
     let dev = iface.and_then(|i| after.sysctl(&format!("net.ipv4.conf.{i}.rp_filter")));
     f.evidence.push(format!(
@@ -465,7 +548,8 @@ fn rp_filter(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
         }
     ));
     if let Some(d) = n.delta("TcpExt", "IPReversePathFilter") {
-        f.evidence.push(format!("TcpExt IPReversePathFilter +{d} in the window"));
+        f.evidence
+            .push(format!("TcpExt IPReversePathFilter +{d} in the window"));
     }
     let i = iface.unwrap_or("IFACE");
     f.summary = format!(
@@ -489,25 +573,38 @@ fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
             .filter(|s| Some(s.port) == g.dport && s.proto == proto)
             .collect();
         if bound.is_empty() {
-            f.evidence.push(format!("ss: no {proto} socket listens on port {port} in {}", n.name));
+            f.evidence.push(format!(
+                "ss: no {proto} socket listens on port {port} in {}",
+                n.name
+            ));
         } else {
             for s in bound {
                 f.evidence.push(format!(
                     "ss: {proto} {}:{} is bound{} (but not where these packets go)",
                     s.local_ip,
                     s.port,
-                    s.process.as_ref().map(|p| format!(" by {p}")).unwrap_or_default()
+                    s.process
+                        .as_ref()
+                        .map(|p| format!(" by {p}"))
+                        .unwrap_or_default()
                 ));
             }
         }
     }
     let counter = match proto.as_str() {
-        "udp" => n.delta("Udp", "NoPorts").map(|d| format!("Udp NoPorts +{d} in the window")),
-        "tcp" => n.delta("Tcp", "OutRsts").map(|d| format!("Tcp OutRsts (resets sent) +{d} in the window")),
+        "udp" => n
+            .delta("Udp", "NoPorts")
+            .map(|d| format!("Udp NoPorts +{d} in the window")),
+        "tcp" => n
+            .delta("Tcp", "OutRsts")
+            .map(|d| format!("Tcp OutRsts (resets sent) +{d} in the window")),
         _ => None,
     };
     f.evidence.extend(counter);
-    f.summary = format!("nothing listens on {proto} port {port} in {}: {} packets were refused", n.name, g.count);
+    f.summary = format!(
+        "nothing listens on {proto} port {port} in {}: {} packets were refused",
+        n.name, g.count
+    );
     f.fix = format!(
         "start the service that should listen on {proto}/{port} there (check: {}ss -lnp '( sport = :{port} )'), or stop clients from sending to it",
         n.prefix
@@ -516,13 +613,19 @@ fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
 }
 
 fn rcvbuf(n: &Ns<'_>, f: &mut Finding) -> String {
-    let Some(after) = n.after else { return "unknown".into() };
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
     let mut key = "unknown".to_owned();
     for s in &after.sockets {
         let Some(drops) = s.drops else { continue };
         let before = n
             .before
-            .and_then(|b| b.sockets.iter().find(|p| p.proto == s.proto && p.port == s.port && p.local_ip == s.local_ip))
+            .and_then(|b| {
+                b.sockets
+                    .iter()
+                    .find(|p| p.proto == s.proto && p.port == s.port && p.local_ip == s.local_ip)
+            })
             .and_then(|p| p.drops)
             .unwrap_or(0);
         if drops > before {
@@ -531,7 +634,10 @@ fn rcvbuf(n: &Ns<'_>, f: &mut Finding) -> String {
                 s.proto,
                 s.local_ip,
                 s.port,
-                s.process.as_ref().map(|p| format!(" of {p}")).unwrap_or_default(),
+                s.process
+                    .as_ref()
+                    .map(|p| format!(" of {p}"))
+                    .unwrap_or_default(),
                 s.rcvbuf.unwrap_or(0),
                 s.recv_q,
                 drops - before
@@ -549,7 +655,11 @@ fn rcvbuf(n: &Ns<'_>, f: &mut Finding) -> String {
             }
         }
     }
-    for (g, c) in [("Udp", "RcvbufErrors"), ("Udp6", "Udp6RcvbufErrors"), ("TcpExt", "TCPRcvQDrop")] {
+    for (g, c) in [
+        ("Udp", "RcvbufErrors"),
+        ("Udp6", "RcvbufErrors"),
+        ("TcpExt", "TCPRcvQDrop"),
+    ] {
         if let Some(d) = n.delta(g, c).filter(|d| *d > 0) {
             f.evidence.push(format!("{g} {c} +{d} in the window"));
         }
@@ -575,12 +685,19 @@ fn listen_overflow(n: &Ns<'_>, f: &mut Finding) -> String {
     }
     let mut key = "any".to_owned();
     if let Some(after) = n.after {
-        for s in after.sockets.iter().filter(|s| s.proto == "tcp" && s.send_q > 0 && s.recv_q >= s.send_q) {
+        for s in after
+            .sockets
+            .iter()
+            .filter(|s| s.proto == "tcp" && s.send_q > 0 && s.recv_q >= s.send_q)
+        {
             f.evidence.push(format!(
                 "ss: listener {}:{}{} has its accept queue full ({} of backlog {})",
                 s.local_ip,
                 s.port,
-                s.process.as_ref().map(|p| format!(" of {p}")).unwrap_or_default(),
+                s.process
+                    .as_ref()
+                    .map(|p| format!(" of {p}"))
+                    .unwrap_or_default(),
                 s.recv_q,
                 s.send_q
             ));
@@ -594,14 +711,21 @@ fn listen_overflow(n: &Ns<'_>, f: &mut Finding) -> String {
                 key = s.port.to_string();
             }
         }
-        for k in ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies"] {
+        for k in [
+            "net.core.somaxconn",
+            "net.ipv4.tcp_max_syn_backlog",
+            "net.ipv4.tcp_syncookies",
+        ] {
             if let Some(v) = after.sysctl(k) {
                 f.evidence.push(format!("{k} = {v}"));
             }
         }
     }
     if key == "any" {
-        f.summary = format!("listening sockets in {} overflow their SYN or accept queue", n.name);
+        f.summary = format!(
+            "listening sockets in {} overflow their SYN or accept queue",
+            n.name
+        );
     }
     f.fix = format!(
         "make the application accept faster or raise its listen backlog (bounded by {}sysctl -w net.core.somaxconn=4096)",
@@ -629,22 +753,36 @@ fn paws(n: &Ns<'_>, f: &mut Finding) -> String {
 
 fn backlog(n: &Ns<'_>, f: &mut Finding) -> String {
     if let Some(d) = n.delta("softnet", "dropped") {
-        f.evidence.push(format!("/proc/net/softnet_stat dropped +{d} in the window (all CPUs)"));
+        f.evidence.push(format!(
+            "/proc/net/softnet_stat dropped +{d} in the window (all CPUs)"
+        ));
     }
-    if let Some(v) = n.after.and_then(|a| a.sysctl("net.core.netdev_max_backlog")) {
-        f.evidence.push(format!("net.core.netdev_max_backlog = {v}"));
+    if let Some(v) = n
+        .after
+        .and_then(|a| a.sysctl("net.core.netdev_max_backlog"))
+    {
+        f.evidence
+            .push(format!("net.core.netdev_max_backlog = {v}"));
     }
-    f.summary = "a CPU's input backlog queue overflows: packets arrive faster than that CPU processes them".into();
+    f.summary =
+        "a CPU's input backlog queue overflows: packets arrive faster than that CPU processes them"
+            .into();
     f.fix = "raise the queue (sysctl -w net.core.netdev_max_backlog=4096) and spread the load (RPS/RSS, irqbalance)".into();
     "backlog".into()
 }
 
 fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
-    let Some(after) = n.after else { return "unknown".into() };
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
     let mut key = "unknown".to_owned();
     for l in &after.links {
-        let before = n.before.and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex));
-        let d = |now: u64, then: fn(&super::state::Link) -> u64| now.saturating_sub(before.map_or(0, then));
+        let before = n
+            .before
+            .and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex));
+        let d = |now: u64, then: fn(&super::state::Link) -> u64| {
+            now.saturating_sub(before.map_or(0, then))
+        };
         let (drop, missed, fifo, over) = (
             d(l.rx_dropped, |x| x.rx_dropped),
             d(l.rx_missed, |x| x.rx_missed),
@@ -659,7 +797,10 @@ fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
             if key == "unknown" {
                 key = l.name.clone();
                 f.iface = Some(l.name.clone());
-                f.summary = format!("the interface {} in {} drops received packets itself (driver or ring)", l.name, n.name);
+                f.summary = format!(
+                    "the interface {} in {} drops received packets itself (driver or ring)",
+                    l.name, n.name
+                );
             }
         }
     }
@@ -677,7 +818,9 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
         let n = ns(w, inode);
         for info in knowledge::COUNTERS {
             let group = info.group;
-            let Some(delta) = counter_delta(&n, info.file, group, info.name) else { continue };
+            let Some(delta) = counter_delta(&n, info.file, group, info.name) else {
+                continue;
+            };
             if delta == 0 {
                 continue;
             }
@@ -687,7 +830,10 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                 .chain(out.iter())
                 .any(|f| f.cause == cause && f.netns_inode.is_none_or(|i| i == inode));
             if covered {
-                if let Some(f) = out.iter_mut().find(|f| f.cause == cause && f.netns_inode == Some(inode)) {
+                if let Some(f) = out
+                    .iter_mut()
+                    .find(|f| f.cause == cause && f.netns_inode == Some(inode))
+                {
                     f.drops = f.drops.max(delta);
                 }
                 continue;
@@ -697,8 +843,11 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                 drops: delta,
                 rate: 0.0,
                 summary: String::new(),
-                evidence: vec![format!("{group} {} +{delta} in the window: {}", info.name, info.explanation)],
-                fix: info.fix.to_owned(),
+                evidence: vec![format!(
+                    "{group} {} +{delta} in the window: {}",
+                    info.name, info.explanation
+                )],
+                fix: knowledge::fill_placeholders(info.fix, None, None),
                 benign: false,
                 netns: Some(n.name.clone()),
                 reason: None,
@@ -755,5 +904,233 @@ fn counter_delta(n: &Ns<'_>, file: &str, group: &str, name: &str) -> Option<u64>
             Some(sum(after).saturating_sub(n.before.map_or(0, sum)))
         }
         _ => n.delta(group, name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::state::{Link, Qdisc, Socket};
+
+    struct Names;
+    impl NamespaceNames for Names {
+        fn describe(&self, inode: u32) -> String {
+            format!("netns n{inode}")
+        }
+        fn command_prefix(&self, inode: u32) -> String {
+            format!("ip netns exec n{inode} ")
+        }
+    }
+
+    fn group(function: &str, reason: &str, count: u64) -> DropGroup {
+        DropGroup {
+            function: Some(function.into()),
+            location: format!("{function}+0x10"),
+            reason: Some(reason.into()),
+            protocol: Some("tcp".into()),
+            dport: Some(1678),
+            count,
+            places: vec![(1, 2)],
+            max_len: 60,
+            example: None,
+        }
+    }
+
+    fn link(ifindex: u32, name: &str, mtu: u32) -> Link {
+        Link {
+            ifindex,
+            name: name.into(),
+            mtu,
+            rx_dropped: 0,
+            rx_missed: 0,
+            rx_fifo: 0,
+            rx_over: 0,
+            rx_errors: 0,
+            tx_dropped: 0,
+        }
+    }
+
+    fn rule(packets: u64) -> Rule {
+        Rule {
+            source: "nftables".into(),
+            key: "inet filter input handle 7".into(),
+            table: "inet filter".into(),
+            chain: "input".into(),
+            text: format!("tcp dport 1678 counter packets {packets} bytes 0 drop"),
+            verdict: "drop".into(),
+            packets: Some(packets),
+            random: None,
+            delete: "nft delete rule inet filter input handle 7".into(),
+            is_policy: false,
+        }
+    }
+
+    fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
+        let before = BTreeMap::from([(1, before)]);
+        let after = BTreeMap::from([(1, after)]);
+        diagnose(&Window {
+            groups,
+            before: &before,
+            after: &after,
+            names: &Names,
+            default_netns: 1,
+            secs: 10.0,
+            conntrack_full_log_lines: 0,
+        })
+    }
+
+    fn state(rules: Vec<Rule>) -> NsState {
+        NsState {
+            rules,
+            links: vec![link(2, "eth0", 1500)],
+            ..NsState::default()
+        }
+    }
+
+    #[test]
+    fn a_rule_whose_counter_grew_is_the_cause() {
+        let f = run(
+            &[group("nft_do_chain", "NETFILTER_DROP", 12)],
+            state(vec![rule(3)]),
+            state(vec![rule(15)]),
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].cause, f[0].drops, f[0].rate),
+            ("netfilter_rule", 12, 1.2)
+        );
+        assert_eq!(f[0].iface.as_deref(), Some("eth0"));
+        assert!(
+            f[0].summary.contains("`inet filter input: tcp dport 1678"),
+            "{}",
+            f[0].summary
+        );
+        assert!(
+            f[0].evidence
+                .iter()
+                .any(|e| e.contains("counter +12 in the window, now 15")),
+            "{f:#?}"
+        );
+        assert_eq!(
+            f[0].fix,
+            "ip netns exec n1 nft delete rule inet filter input handle 7"
+        );
+    }
+
+    #[test]
+    fn without_a_moving_counter_it_says_so_or_finds_conntrack_full() {
+        let f = run(
+            &[group("nf_hook_slow", "NETFILTER_DROP", 5)],
+            state(vec![]),
+            state(vec![]),
+        );
+        assert_eq!(f[0].cause, "netfilter_rule");
+        assert!(
+            f[0].summary.contains("no rule's counter shows which"),
+            "{f:#?}"
+        );
+        assert!(f[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("no nftables or iptables rule")));
+
+        let mut full = state(vec![]);
+        full.sysctls
+            .insert("net.netfilter.nf_conntrack_count".into(), "65536".into());
+        full.sysctls
+            .insert("net.netfilter.nf_conntrack_max".into(), "65536".into());
+        let f = run(
+            &[group("nf_hook_slow", "NETFILTER_DROP", 5)],
+            state(vec![]),
+            full,
+        );
+        assert_eq!(f[0].cause, "conntrack_full", "{f:#?}");
+        assert!(f[0].fix.contains("nf_conntrack_max=131072"));
+    }
+
+    #[test]
+    fn counters_alone_reveal_listen_overflows() {
+        let mut before = state(vec![]);
+        before
+            .counters
+            .insert(("TcpExt".into(), "ListenOverflows".into()), 2);
+        let mut after = before.clone();
+        after
+            .counters
+            .insert(("TcpExt".into(), "ListenOverflows".into()), 50);
+        after.sockets.push(Socket {
+            proto: "tcp".into(),
+            local_ip: "0.0.0.0".into(),
+            port: 8080,
+            recv_q: 129,
+            send_q: 128,
+            process: Some("server (pid 42)".into()),
+            rcvbuf: None,
+            drops: None,
+        });
+        let f = run(&[], before, after);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!((f[0].cause, f[0].drops), ("listen_overflow", 48));
+        assert!(
+            f[0].summary.contains("port 8080 (server (pid 42))"),
+            "{}",
+            f[0].summary
+        );
+    }
+
+    #[test]
+    fn benign_drops_rank_after_real_causes() {
+        let mut before = state(vec![]);
+        before.qdiscs.push(Qdisc {
+            dev: "eth0".into(),
+            kind: "tbf".into(),
+            handle: "8001:".into(),
+            root: true,
+            options: "rate 125000".into(),
+            drops: 0,
+            overlimits: 0,
+            backlog_packets: 0,
+        });
+        let mut after = before.clone();
+        after.qdiscs[0].drops = 7;
+        let f = run(
+            &[
+                group("unix_release_sock", "UNIX_DISCONNECT", 500),
+                group("__dev_queue_xmit", "QDISC_DROP", 7),
+            ],
+            before,
+            after,
+        );
+        assert_eq!(f[0].cause, "qdisc", "{f:#?}");
+        assert!(!f[0].benign && f.last().unwrap().benign);
+        assert!(f[0].evidence.iter().any(|e| e.contains("dropped +7")));
+    }
+
+    #[test]
+    fn a_small_mtu_is_found_in_the_peer_namespace() {
+        let mut g = group("__dev_forward_skb2", "NOT_SPECIFIED", 20);
+        g.max_len = 542;
+        let here = state(vec![]);
+        let mut peer = NsState::default();
+        peer.links.push(link(2, "veth-b", 100));
+        let before = BTreeMap::from([(1, here.clone()), (2, peer.clone())]);
+        let after = BTreeMap::from([(1, here), (2, peer)]);
+        let f = diagnose(&Window {
+            groups: &[g],
+            before: &before,
+            after: &after,
+            names: &Names,
+            default_netns: 1,
+            secs: 1.0,
+            conntrack_full_log_lines: 0,
+        });
+        assert_eq!(f[0].cause, "mtu", "{f:#?}");
+        assert!(
+            f[0].summary
+                .contains("veth-b in netns n2 has an MTU of 100"),
+            "{}",
+            f[0].summary
+        );
+        assert_eq!(f[0].fix, "ip netns exec n2 ip link set dev veth-b mtu 1500");
     }
 }

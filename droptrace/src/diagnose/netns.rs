@@ -12,7 +12,11 @@ impl Namespaces {
     pub fn scan() -> Namespaces {
         let mut ns = Namespaces::default();
         if let Ok(me) = std::fs::metadata("/proc/self/ns/net") {
-            ns.insert(me.ino(), PathBuf::from("/proc/self/ns/net"), "droptrace's own".into());
+            ns.insert(
+                me.ino(),
+                PathBuf::from("/proc/self/ns/net"),
+                "droptrace's own".into(),
+            );
         }
         if let Ok(dir) = std::fs::read_dir("/run/netns") {
             for e in dir.flatten() {

@@ -36,7 +36,11 @@ impl Report {
                 f.cause,
                 f.drops,
                 f.rate,
-                if f.benign { " — normal housekeeping, probably harmless" } else { "" }
+                if f.benign {
+                    " — normal housekeeping, probably harmless"
+                } else {
+                    ""
+                }
             );
             let _ = writeln!(out, "   {}", f.summary);
             out.push_str("   evidence:\n");
@@ -57,7 +61,10 @@ pub fn packet_line(d: &Drop) -> String {
         (Some((s, t)), None) => format!("{s} -> {t}"),
         _ => "non-IP packet".to_owned(),
     };
-    let icmp = p.icmp.map(|(t, c)| format!(" icmp type {t} code {c}")).unwrap_or_default();
+    let icmp = p
+        .icmp
+        .map(|(t, c)| format!(" icmp type {t} code {c}"))
+        .unwrap_or_default();
     format!("{ends}{icmp}, {} bytes", d.len)
 }
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::collect::RawSnapshot;
+
 /// A firewall rule (nftables or iptables) whose verdict drops packets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
@@ -100,7 +102,9 @@ pub struct NsState {
 
 impl NsState {
     pub fn counter(&self, group: &str, name: &str) -> Option<u64> {
-        self.counters.get(&(group.to_owned(), name.to_owned())).copied()
+        self.counters
+            .get(&(group.to_owned(), name.to_owned()))
+            .copied()
     }
 
     pub fn link(&self, ifindex: u32) -> Option<&Link> {
@@ -110,4 +114,420 @@ impl NsState {
     pub fn sysctl(&self, name: &str) -> Option<&str> {
         self.sysctls.get(name).map(String::as_str)
     }
+}
+
+/// Parses everything a snapshot holds; what cannot be parsed is listed in `missing`.
+pub fn from_raw(raw: &RawSnapshot) -> NsState {
+    let mut st = NsState {
+        missing: raw.missing.clone(),
+        ..NsState::default()
+    };
+    firewall(raw, &mut st);
+    traffic_control(raw, &mut st);
+    links(raw, &mut st);
+    counters(raw, &mut st);
+    sockets(raw, &mut st);
+    st.sysctls = raw
+        .sysctls
+        .iter()
+        .map(|(path, value)| (path.replace('/', "."), value.clone()))
+        .collect();
+    st
+}
+
+fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::{bpftool, tc};
+    if let Some(json) = raw.commands.get("qdiscs") {
+        match tc::parse_qdiscs(json) {
+            Ok(qdiscs) => {
+                st.qdiscs = qdiscs
+                    .into_iter()
+                    .map(|q| Qdisc {
+                        options: options_text(&q.options),
+                        dev: q.dev,
+                        kind: q.kind,
+                        handle: q.handle,
+                        root: q.root,
+                        drops: q.drops.unwrap_or(0),
+                        overlimits: q.overlimits.unwrap_or(0),
+                        backlog_packets: q.qlen.unwrap_or(0),
+                    })
+                    .collect();
+            }
+            Err(e) => st.missing.push(format!("tc qdisc output: {e}")),
+        }
+    }
+    // tc's own listing gives the filter's preference (to delete it) and the program tag.
+    let mut filters = Vec::new();
+    for ((dev, dir), json) in &raw.tc_filters {
+        match tc::parse_bpf_filters(json, dev) {
+            Ok(list) => filters.extend(list.into_iter().map(|f| (dir.clone(), f))),
+            Err(e) => st.missing.push(format!("tc filter output on {dev}: {e}")),
+        }
+    }
+    let attachments = match raw
+        .commands
+        .get("bpf-net")
+        .map(|j| bpftool::parse_net_show(j))
+    {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            st.missing.push(format!("bpftool net output: {e}"));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    for a in attachments {
+        let dev = a.dev.clone().unwrap_or_default();
+        let dir = match a.direction {
+            Some(bpftool::Direction::Ingress) => "ingress",
+            Some(bpftool::Direction::Egress) => "egress",
+            None => "",
+        };
+        let (hook, detach) = match a.kind {
+            bpftool::AttachKind::Xdp => {
+                ("xdp".to_owned(), format!("ip link set dev {dev} xdp off"))
+            }
+            bpftool::AttachKind::Tc => {
+                let pref = filters
+                    .iter()
+                    .find(|(d, f)| d == dir && f.dev == dev && f.prog_id == Some(a.prog_id))
+                    .and_then(|(_, f)| f.pref);
+                let detach = match pref {
+                    Some(p) => format!("tc filter del dev {dev} {dir} pref {p}"),
+                    None => format!("tc filter del dev {dev} {dir}"),
+                };
+                (format!("tc {dir}"), detach)
+            }
+            bpftool::AttachKind::Tcx => (
+                format!("tcx {dir}"),
+                format!(
+                    "stop the process holding the tcx link{}",
+                    a.link_id
+                        .map(|l| format!(" (link id {l})"))
+                        .unwrap_or_default()
+                ),
+            ),
+            _ => continue,
+        };
+        let tag = filters
+            .iter()
+            .find(|(_, f)| f.prog_id == Some(a.prog_id))
+            .and_then(|(_, f)| f.prog_tag.clone());
+        st.bpf.push(BpfAttachment {
+            name: a
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("prog {}", a.prog_id)),
+            dev,
+            hook,
+            prog_id: a.prog_id,
+            tag,
+            detach,
+        });
+    }
+    // Without bpftool, tc's listing alone still shows classic tc programs.
+    if !raw.commands.contains_key("bpf-net") {
+        for (dir, f) in filters {
+            let Some(id) = f.prog_id else { continue };
+            st.bpf.push(BpfAttachment {
+                name: f
+                    .prog_name
+                    .clone()
+                    .or(f.name.clone())
+                    .unwrap_or_else(|| format!("prog {id}")),
+                hook: format!("tc {dir}"),
+                prog_id: id,
+                tag: f.prog_tag.clone(),
+                detach: match f.pref {
+                    Some(p) => format!("tc filter del dev {} {dir} pref {p}", f.dev),
+                    None => format!("tc filter del dev {} {dir}", f.dev),
+                },
+                dev: f.dev,
+            });
+        }
+    }
+}
+
+/// `{"limit":8192,"rate":"1Mbit"}` as `limit 8192 rate 1Mbit`.
+fn options_text(options: &serde_json::Value) -> String {
+    match options.as_object() {
+        Some(map) if !map.is_empty() => map
+            .iter()
+            .filter(|(_, v)| !v.is_object() && !v.is_array())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k} {s}"),
+                other => format!("{k} {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => "default options".into(),
+    }
+}
+
+fn links(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::link;
+    let Some(json) = raw.commands.get("links") else {
+        return;
+    };
+    match link::parse_links(json) {
+        Ok(list) => {
+            st.links = list
+                .into_iter()
+                .map(|l| {
+                    let rx = l.rx.clone();
+                    Link {
+                        ifindex: l.ifindex,
+                        mtu: l.mtu.unwrap_or(0),
+                        rx_dropped: rx.as_ref().map_or(0, |r| r.dropped),
+                        rx_missed: rx.as_ref().and_then(|r| r.missed_errors).unwrap_or(0),
+                        rx_fifo: rx.as_ref().and_then(|r| r.fifo_errors).unwrap_or(0),
+                        rx_over: rx.as_ref().map_or(0, |r| r.over_errors),
+                        rx_errors: rx.as_ref().map_or(0, |r| r.errors),
+                        tx_dropped: l.tx.as_ref().map_or(0, |t| t.dropped),
+                        name: l.name,
+                    }
+                })
+                .collect();
+        }
+        Err(e) => st.missing.push(format!("ip link output: {e}")),
+    }
+}
+
+fn counters(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::proc;
+    let mut put = |group: &str, name: &str, value: u64| {
+        st.counters
+            .insert((group.to_owned(), name.to_owned()), value);
+    };
+    for file in ["snmp", "netstat"] {
+        if let Some(text) = raw.proc_net.get(file) {
+            if let Ok(c) = proc::parse_snmp(text) {
+                for (group, values) in &c.groups {
+                    for (name, v) in values {
+                        put(group, name, u64::try_from(*v).unwrap_or(0));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Ok(values)) = raw.proc_net.get("snmp6").map(|t| proc::parse_snmp6(t)) {
+        for (key, v) in values {
+            let split = ["UdpLite6", "Udp6", "Icmp6", "Ip6"]
+                .iter()
+                .find_map(|p| key.strip_prefix(p).map(|rest| (*p, rest)));
+            if let Some((group, name)) = split {
+                put(group, name, u64::try_from(v).unwrap_or(0));
+            }
+        }
+    }
+    if let Some(Ok(s)) = raw
+        .proc_net
+        .get("softnet_stat")
+        .map(|t| proc::parse_softnet(t))
+    {
+        put("softnet", "dropped", s.dropped);
+        put("softnet", "time_squeeze", s.time_squeeze);
+        put(
+            "softnet",
+            "flow_limit_count",
+            s.cpus.iter().filter_map(|c| c.flow_limit_count).sum(),
+        );
+    }
+    if let Some(Ok(devs)) = raw.proc_net.get("dev").map(|t| proc::parse_net_dev(t)) {
+        for d in devs {
+            let group = format!("dev:{}", d.name);
+            put(&group, "rx_drop", d.rx.drop);
+            put(&group, "rx_fifo", d.rx.fifo);
+            put(&group, "rx_errs", d.rx.errs);
+            put(&group, "rx_frame", d.rx.frame);
+            put(&group, "tx_drop", d.tx.drop);
+        }
+    }
+    if let Some(Ok(ct)) = raw
+        .proc_net
+        .get("stat/nf_conntrack")
+        .map(|t| proc::parse_conntrack_stat(t))
+    {
+        for (name, v) in &ct.totals {
+            put("nf_conntrack", name, *v);
+        }
+    }
+}
+
+fn sockets(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::ss::{self, Proto};
+    for (key, proto, name) in [
+        ("tcp-listen", Proto::Tcp, "tcp"),
+        ("udp", Proto::Udp, "udp"),
+    ] {
+        let Some(text) = raw.commands.get(key) else {
+            continue;
+        };
+        match ss::parse_sockets(text, proto) {
+            Ok(list) => st.sockets.extend(list.into_iter().filter_map(|s| {
+                Some(Socket {
+                    proto: name.to_owned(),
+                    local_ip: s.local.addr.clone(),
+                    port: s.local.port?,
+                    recv_q: s.recv_q,
+                    send_q: s.send_q,
+                    process: s
+                        .processes
+                        .first()
+                        .map(|p| format!("{} (pid {})", p.name, p.pid)),
+                    rcvbuf: s.skmem.as_ref().map(|m| m.rcvbuf),
+                    drops: s.skmem.as_ref().and_then(|m| m.drops),
+                })
+            })),
+            Err(e) => st.missing.push(format!("ss output: {e}")),
+        }
+    }
+}
+
+fn firewall(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::{
+        iptables::{self, Backend, Family},
+        nft::{self, Policy, Verdict},
+    };
+    let mut iptables_nft_present = false;
+    for (key, backend, family) in [
+        ("iptables-nft", Backend::Nft, Family::Ipv4),
+        ("ip6tables-nft", Backend::Nft, Family::Ipv6),
+        ("iptables-legacy", Backend::Legacy, Family::Ipv4),
+        ("ip6tables-legacy", Backend::Legacy, Family::Ipv6),
+    ] {
+        let Some(text) = raw.commands.get(key) else {
+            continue;
+        };
+        let save = match iptables::parse_save(text, backend, family) {
+            Ok(save) => save,
+            Err(e) => {
+                st.missing.push(format!("{key}-save output: {e}"));
+                continue;
+            }
+        };
+        if backend == Backend::Nft && !save.rules.is_empty() {
+            iptables_nft_present = true;
+        }
+        for r in &save.rules {
+            let Some(target) = r
+                .target
+                .as_deref()
+                .filter(|t| matches!(*t, "DROP" | "REJECT"))
+            else {
+                continue;
+            };
+            let delete_spec = r.spec.replacen(&format!("-A {} ", r.chain), "", 1);
+            st.rules.push(Rule {
+                source: key.to_owned(),
+                key: format!("{key} {} {}", r.table, r.spec),
+                table: r.table.clone(),
+                chain: r.chain.clone(),
+                text: r.spec.clone(),
+                verdict: target.to_ascii_lowercase(),
+                packets: r.packets,
+                random: r.random_probability,
+                delete: format!("{key} -t {} -D {} {delete_spec}", r.table, r.chain),
+                is_policy: false,
+            });
+        }
+        for c in save
+            .chains
+            .iter()
+            .filter(|c| c.policy.as_deref() == Some("DROP"))
+        {
+            st.rules.push(Rule {
+                source: key.to_owned(),
+                key: format!("{key} {} policy {}", c.table, c.name),
+                table: c.table.clone(),
+                chain: c.name.clone(),
+                text: "policy DROP".into(),
+                verdict: "drop".into(),
+                packets: Some(c.packets),
+                random: None,
+                delete: format!("{key} -t {} -P {} ACCEPT", c.table, c.name),
+                is_policy: true,
+            });
+        }
+    }
+    let Some(text) = raw.commands.get("nft") else {
+        return;
+    };
+    let chains = match nft::parse_ruleset(text) {
+        Ok(c) => c,
+        Err(e) => {
+            st.missing.push(format!("nft ruleset: {e}"));
+            return;
+        }
+    };
+    let warnings = raw
+        .stderr
+        .get("nft")
+        .map(|e| nft::parse_iptables_nft_warnings(e))
+        .unwrap_or_default();
+    for chain in &chains {
+        // iptables-nft's own tables are read from iptables-nft-save, in its syntax.
+        if iptables_nft_present
+            && nft::is_iptables_nft_table(&chains, &chain.family, &chain.table, &warnings)
+        {
+            continue;
+        }
+        for r in &chain.rules {
+            let verdict = match r.verdict {
+                Some(Verdict::Drop) => "drop",
+                Some(Verdict::Reject) => "reject",
+                None => continue,
+            };
+            st.rules.push(Rule {
+                source: "nftables".into(),
+                key: format!("{} {} {} handle {}", r.family, r.table, r.chain, r.handle),
+                table: format!("{} {}", r.family, r.table),
+                chain: r.chain.clone(),
+                text: r.text.clone(),
+                verdict: verdict.into(),
+                packets: r.packets,
+                random: numgen_probability(&r.text),
+                delete: format!(
+                    "nft delete rule {} {} {} handle {}",
+                    r.family, r.table, r.chain, r.handle
+                ),
+                is_policy: false,
+            });
+        }
+        if chain.policy == Some(Policy::Drop) {
+            st.rules.push(Rule {
+                source: "nftables".into(),
+                key: format!("{} {} {} policy", chain.family, chain.table, chain.name),
+                table: format!("{} {}", chain.family, chain.table),
+                chain: chain.name.clone(),
+                text: "policy drop".into(),
+                verdict: "drop".into(),
+                packets: None,
+                random: None,
+                delete: format!(
+                    "nft chain {} {} {} '{{ policy accept; }}'",
+                    chain.family, chain.table, chain.name
+                ),
+                is_policy: true,
+            });
+        }
+    }
+}
+
+/// `numgen random mod 10 < 3` matches with probability 0.3.
+fn numgen_probability(rule: &str) -> Option<f64> {
+    let rest = rule.split("numgen random mod ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let modulus: f64 = words.next()?.parse().ok()?;
+    let op = words.next()?;
+    let bound: f64 = words.next()?.parse().ok()?;
+    let p = match op {
+        "<" => bound / modulus,
+        "<=" => (bound + 1.0) / modulus,
+        ">" => (modulus - bound - 1.0) / modulus,
+        ">=" => (modulus - bound) / modulus,
+        _ => return None,
+    };
+    (modulus > 0.0).then_some(p.clamp(0.0, 1.0))
 }

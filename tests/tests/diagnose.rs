@@ -1,0 +1,300 @@
+//! `droptrace diagnose` on causes reproduced in namespaces made here: the top finding must
+//! name the cause and carry the evidence from the live system.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use droptrace_tests::*;
+use serde_json::Value;
+
+const WINDOW: &str = "3";
+
+/// Starts `droptrace diagnose`, makes the drops once it watches, returns its report.
+fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
+    let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
+    all.extend_from_slice(args);
+    let dt = Droptrace::start(&all);
+    traffic();
+    let report = dt.wait_json();
+    eprintln!("report: {report:#}");
+    report
+}
+
+fn top(report: &Value) -> &Value {
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(!findings.is_empty(), "no findings: {report:#}");
+    &findings[0]
+}
+
+fn evidence(f: &Value) -> String {
+    f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| e.as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_mentions(f: &Value, needles: &[&str]) {
+    let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
+    for n in needles {
+        assert!(text.contains(n), "`{n}` missing from finding:\n{f:#}");
+    }
+}
+
+fn syns(ns: &Netns, to: SocketAddr, n: usize) {
+    ns.run(|| {
+        for _ in 0..n {
+            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(100));
+        }
+    });
+}
+
+fn udp_burst(ns: &Netns, to: SocketAddr, n: usize, size: usize) {
+    ns.run(|| {
+        let sock = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).unwrap();
+        let payload = vec![7u8; size];
+        for _ in 0..n {
+            let _ = sock.send_to(&payload, to);
+        }
+    });
+}
+
+#[test]
+fn nftables_rule_dropping_a_port_is_named_with_its_handle() {
+    if !can_run("nftables_rule_dropping_a_port_is_named_with_its_handle") {
+        return;
+    }
+    for (addr, family) in [(B4, "ipv4"), (B6, "ipv6")] {
+        let pair = Pair::new();
+        pair.b.exec(&["nft", "add table inet filter"]);
+        pair.b.exec(&[
+            "nft",
+            "add chain inet filter input { type filter hook input priority 0; policy accept; }",
+        ]);
+        pair.b.exec(&[
+            "nft",
+            "add rule inet filter input tcp dport 1678 counter drop",
+        ]);
+        let _server = pair.b.run(|| TcpListener::bind("[::]:1678").unwrap());
+        let to: SocketAddr = if family == "ipv4" {
+            format!("{addr}:1678")
+        } else {
+            format!("[{addr}]:1678")
+        }
+        .parse()
+        .unwrap();
+        let netns = pair.b.path();
+        let report = diagnose(&["--netns", &netns], || syns(&pair.a, to, 6));
+        let packets = nft_rule_packets_any(&pair.b);
+        let f = top(&report);
+        assert_eq!(f["cause"], "netfilter_rule", "{family}: {report:#}");
+        assert_eq!(
+            f["drops"], packets,
+            "{family}: drops equal the rule's counter"
+        );
+        assert_mentions(
+            f,
+            &[
+                "tcp dport 1678",
+                "handle",
+                "nft delete rule inet filter input handle",
+                "+6",
+            ],
+        );
+    }
+}
+
+/// The packet counter of the only counted rule in `inet filter input`.
+fn nft_rule_packets_any(ns: &Netns) -> u64 {
+    let json = ns.exec(&["nft", "-j", "list", "chain", "inet", "filter", "input"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["rule"]["expr"].as_array())
+        .flatten()
+        .find_map(|e| e["counter"]["packets"].as_u64())
+        .expect("a counter")
+}
+
+#[test]
+fn iptables_statistic_random_drops_are_found() {
+    if !can_run("iptables_statistic_random_drops_are_found") {
+        return;
+    }
+    for tool in ["iptables-nft", "iptables-legacy"] {
+        let pair = Pair::new();
+        pair.b.exec(&[
+            tool,
+            "-A",
+            "INPUT",
+            "-p",
+            "udp",
+            "--dport",
+            "6000",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.3",
+            "-j",
+            "DROP",
+        ]);
+        let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:6000").unwrap());
+        let netns = pair.b.path();
+        let report = diagnose(&["--netns", &netns], || {
+            udp_burst(&pair.a, format!("{B4}:6000").parse().unwrap(), 300, 100)
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "netfilter_rule", "{tool}: {report:#}");
+        let drops = f["drops"].as_u64().unwrap();
+        assert!(
+            (30..=170).contains(&drops),
+            "{tool}: about 30% of 300 dropped, got {drops}"
+        );
+        assert_mentions(
+            f,
+            &[
+                "statistic",
+                "probability 0.30",
+                "--dport 6000",
+                &format!("+{drops}"),
+            ],
+        );
+        assert!(
+            f["fix"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{tool} -t filter -D INPUT")),
+            "{f:#}"
+        );
+    }
+}
+
+#[test]
+fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
+    if !can_run("a_tbf_qdisc_dropping_is_found_with_its_statistics") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.a.exec(&[
+        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
+        "limit", "8kb",
+    ]);
+    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let netns = pair.a.path();
+    let report = diagnose(&["--netns", &netns], || {
+        udp_burst(&pair.a, format!("{B4}:5001").parse().unwrap(), 5000, 1000)
+    });
+    let dropped = qdisc_dropped(&pair.a, "veth-a");
+    let f = top(&report);
+    assert_eq!(f["cause"], "qdisc", "{report:#}");
+    assert_eq!(f["drops"], dropped, "drops equal tc's dropped");
+    assert_eq!(f["iface"], "veth-a");
+    assert_mentions(
+        f,
+        &["tbf", "veth-a", &format!("dropped +{dropped}"), "tc qdisc"],
+    );
+}
+
+#[test]
+fn a_too_small_mtu_on_the_receiving_side_is_named() {
+    if !can_run("a_too_small_mtu_on_the_receiving_side_is_named") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.b
+        .exec(&["ip", "link", "set", "dev", "veth-b", "mtu", "100"]);
+    // No --netns: the drop happens on the sender's side, the MTU is the receiver's.
+    let report = diagnose(&["--addr", B4, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:7777").parse().unwrap(), 20, 500)
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "mtu", "{report:#}");
+    assert_eq!(f["drops"], 20);
+    assert_mentions(f, &["veth-b", "MTU of 100", "mtu 1500", &pair.b.name]);
+}
+
+#[test]
+fn a_tc_bpf_program_dropping_syns_is_named_with_its_id() {
+    if !can_run("a_tc_bpf_program_dropping_syns_is_named_with_its_id") {
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let pair = Pair::new();
+    pair.b
+        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
+    pair.b.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "veth-b",
+        "ingress",
+        "bpf",
+        "da",
+        "obj",
+        object,
+        "sec",
+        "classifier",
+    ]);
+    let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+    let filters = pair
+        .b
+        .exec(&["tc", "-j", "filter", "show", "dev", "veth-b", "ingress"]);
+    let id = serde_json::from_str::<Value>(&filters)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f["options"]["prog"]["id"].as_u64())
+        .expect("program id");
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns, "--proto", "tcp"], || {
+        syns(&pair.a, format!("{B4}:8080").parse().unwrap(), 3)
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "tc_bpf", "{report:#}");
+    assert_eq!(f["iface"], "veth-b");
+    assert_mentions(f, &["drop_syn", &format!("id {id}"), "ingress", "veth-b"]);
+}
+
+#[test]
+fn a_port_nothing_listens_on_is_no_listener() {
+    if !can_run("a_port_nothing_listens_on_is_no_listener") {
+        return;
+    }
+    for (to, proto) in [
+        (format!("{B4}:9"), "tcp"),
+        (format!("[{B6}]:9"), "tcp"),
+        (format!("{B4}:53"), "udp"),
+    ] {
+        let pair = Pair::new();
+        let netns = pair.b.path();
+        let to: SocketAddr = to.parse().unwrap();
+        let report = diagnose(&["--netns", &netns], || {
+            if proto == "tcp" {
+                syns(&pair.a, to, 5);
+            } else {
+                udp_burst(&pair.a, to, 5, 10);
+            }
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
+        assert_eq!(f["drops"], 5);
+        let counter = if proto == "tcp" { "OutRsts" } else { "NoPorts" };
+        assert_mentions(
+            f,
+            &[
+                &format!("no {proto} socket listens on port {}", to.port()),
+                counter,
+                "+5",
+            ],
+        );
+    }
+}
