@@ -298,3 +298,137 @@ fn a_port_nothing_listens_on_is_no_listener() {
         );
     }
 }
+
+#[test]
+fn reverse_path_filtering_is_named_with_its_sysctls() {
+    if !can_run("reverse_path_filtering_is_named_with_its_sysctls") {
+        return;
+    }
+    let pair = Pair::new();
+    // B routes 10.99.0.0/24 through another interface, so packets from there arriving on
+    // veth-b fail the strict reverse-path check.
+    pair.b.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.rp_filter=1",
+        "net.ipv4.conf.veth-b.rp_filter=1",
+    ]);
+    pair.b.exec(&[
+        "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1",
+    ]);
+    pair.b.exec(&["ip", "link", "set", "side0", "up"]);
+    pair.b
+        .exec(&["ip", "route", "add", "10.99.0.0/24", "dev", "side0"]);
+    pair.a
+        .exec(&["ip", "addr", "add", "10.99.0.1/32", "dev", "veth-a"]);
+    let links: Value =
+        serde_json::from_str(&pair.b.exec(&["ip", "-j", "link", "show", "veth-b"])).unwrap();
+    let mac = links[0]["address"].as_str().unwrap().to_owned();
+    pair.a
+        .exec(&["ip", "neigh", "add", B4, "lladdr", &mac, "dev", "veth-a"]);
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+        pair.a.run(|| {
+            let sock = UdpSocket::bind("10.99.0.1:0").unwrap();
+            for _ in 0..10 {
+                sock.send_to(b"x", format!("{B4}:5300")).unwrap();
+            }
+        })
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "rp_filter", "{report:#}");
+    assert_eq!(f["drops"], 10);
+    assert_mentions(
+        f,
+        &[
+            "net.ipv4.conf.veth-b.rp_filter = 1",
+            "IPReversePathFilter +10",
+            "rp_filter=2",
+        ],
+    );
+}
+
+#[test]
+fn a_full_receive_buffer_names_the_socket_and_its_owner() {
+    if !can_run("a_full_receive_buffer_names_the_socket_and_its_owner") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let pair = Pair::new();
+    let sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5300").unwrap());
+    let one: libc::c_int = 1;
+    // SAFETY: setting an int socket option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            sink.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const one).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0);
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:5300").parse().unwrap(), 50, 200)
+    });
+    let errors = pair.b.snmp("Udp", "RcvbufErrors");
+    let f = top(&report);
+    assert_eq!(f["cause"], "socket_rcvbuf", "{report:#}");
+    assert_eq!(f["drops"], errors, "drops equal Udp RcvbufErrors");
+    let pid = std::process::id().to_string();
+    assert_mentions(
+        f,
+        &[
+            "udp 0.0.0.0:5300",
+            &pid,
+            &format!("RcvbufErrors +{errors}"),
+            "rmem_max",
+        ],
+    );
+}
+
+#[test]
+fn an_accept_queue_overflow_is_found_from_the_counters() {
+    if !can_run("an_accept_queue_overflow_is_found_from_the_counters") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let pair = Pair::new();
+    let listener = pair.b.run(|| TcpListener::bind("0.0.0.0:8081").unwrap());
+    // SAFETY: listen() again on our own socket only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1) }, 0);
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns], || {
+        pair.a.run(|| {
+            let clients: Vec<_> = (0..8)
+                .filter_map(|_| {
+                    TcpStream::connect_timeout(
+                        &format!("{B4}:8081").parse().unwrap(),
+                        Duration::from_millis(300),
+                    )
+                    .ok()
+                })
+                .collect();
+            // Keep them open while the handshakes retry into the full queue.
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(clients);
+        })
+    });
+    let f = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["cause"] == "listen_overflow");
+    let f = f.unwrap_or_else(|| panic!("no listen_overflow finding: {report:#}"));
+    assert_mentions(
+        f,
+        &[
+            "ListenOverflows +",
+            "port 8081",
+            "accept queue full",
+            "somaxconn",
+        ],
+    );
+    assert!(f["drops"].as_u64().unwrap() > 0);
+}

@@ -198,15 +198,17 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::Mtu => mtu(w, &n, g, &mut f),
         Cause::RpFilter => rp_filter(&n, iface.as_deref(), &mut f),
         Cause::NoListener => no_listener(&n, g, &mut f),
-        Cause::SocketRcvbuf => rcvbuf(&n, &mut f),
+        Cause::SocketRcvbuf => rcvbuf(&n, Some(g), &mut f),
         Cause::ListenOverflow => listen_overflow(&n, &mut f),
         Cause::Paws => paws(&n, &mut f),
         Cause::NetdevBacklog => backlog(&n, &mut f),
         Cause::Nic => nic(&n, &mut f),
         Cause::Other => {
             f.summary = format!(
-                "{} packets{what} were dropped{}: {}",
+                "{} packet{}{what} {} dropped{}: {}",
                 g.count,
+                if g.count == 1 { "" } else { "s" },
+                if g.count == 1 { "was" } else { "were" },
                 g.reason
                     .as_ref()
                     .map(|r| format!(" with reason {r}"))
@@ -284,14 +286,19 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
             top.source, top.table, top.chain, top.text, delta, n.name
         );
         for (r, d) in &grown {
+            // nftables rules are named by handle; iptables rules by their text.
+            let handle = r
+                .key
+                .rsplit_once(" handle ")
+                .map(|(_, h)| format!(" (handle {h})"))
+                .unwrap_or_default();
             f.evidence.push(format!(
-                "{} {} `{} {}: {}` ({}): counter +{d} in the window, now {}",
+                "{} {} `{} {}: {}`{handle}: counter +{d} in the window, now {}",
                 r.source,
                 if r.is_policy { "chain policy" } else { "rule" },
                 r.table,
                 r.chain,
                 r.text,
-                r.key,
                 r.packets.unwrap_or(0)
             ));
         }
@@ -612,12 +619,19 @@ fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
     format!("{proto}|{port}")
 }
 
-fn rcvbuf(n: &Ns<'_>, f: &mut Finding) -> String {
+fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> String {
     let Some(after) = n.after else {
         return "unknown".into();
     };
     let mut key = "unknown".to_owned();
-    for s in &after.sockets {
+    // The sockets of the dropped packets; without a group, UDP ones (a TCP listener's
+    // drop count is its accept-queue overflows, not its buffer).
+    let wanted = g.and_then(|g| g.dport.zip(g.protocol.clone()));
+    let relevant = |s: &&super::state::Socket| match &wanted {
+        Some((port, proto)) => s.port == *port && s.proto == *proto,
+        None => s.proto == "udp",
+    };
+    for s in after.sockets.iter().filter(relevant) {
         let Some(drops) = s.drops else { continue };
         let before = n
             .before
@@ -869,7 +883,7 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                     nic(&n, &mut f);
                 }
                 Cause::SocketRcvbuf => {
-                    rcvbuf(&n, &mut f);
+                    rcvbuf(&n, None, &mut f);
                 }
                 Cause::Paws => {
                     paws(&n, &mut f);
@@ -882,7 +896,11 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
             if f.summary.is_empty() {
                 f.summary = format!("{} in {}: {}", info.name, n.name, info.explanation);
             }
-            f.evidence.dedup();
+            let line = format!("{group} {} +{delta} in the window", info.name);
+            if !f.evidence.iter().any(|e| e.starts_with(&line)) {
+                f.evidence
+                    .insert(0, format!("{line}: {}", info.explanation));
+            }
             out.push(f);
         }
     }
@@ -1008,7 +1026,7 @@ mod tests {
         assert!(
             f[0].evidence
                 .iter()
-                .any(|e| e.contains("counter +12 in the window, now 15")),
+                .any(|e| e.contains("(handle 7): counter +12 in the window, now 15")),
             "{f:#?}"
         );
         assert_eq!(
