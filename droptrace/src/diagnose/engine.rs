@@ -828,6 +828,10 @@ fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
 /// Findings from kernel counters alone: drops that never reach kfree_skb.
 fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
+    // Interface and generic IP counters also count drops kfree_skb already showed (a
+    // veth drop is tx_dropped on one side and rx_dropped on the other): only report them
+    // when they exceed what the drops explain.
+    let explained: u64 = existing.iter().filter(|f| !f.benign).map(|f| f.drops).sum();
     for &inode in w.after.keys() {
         let n = ns(w, inode);
         for info in knowledge::COUNTERS {
@@ -839,6 +843,10 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                 continue;
             }
             let cause = info.cause.id();
+            let generic = matches!(info.cause, Cause::Nic | Cause::Other);
+            if generic && (delta <= explained || (info.cause == Cause::Other && explained > 0)) {
+                continue;
+            }
             let covered = existing
                 .iter()
                 .chain(out.iter())
@@ -857,10 +865,7 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                 drops: delta,
                 rate: 0.0,
                 summary: String::new(),
-                evidence: vec![format!(
-                    "{group} {} +{delta} in the window: {}",
-                    info.name, info.explanation
-                )],
+                evidence: Vec::new(),
                 fix: knowledge::fill_placeholders(info.fix, None, None),
                 benign: false,
                 netns: Some(n.name.clone()),
@@ -1094,6 +1099,12 @@ mod tests {
             "{}",
             f[0].summary
         );
+        let overflow_lines = f[0]
+            .evidence
+            .iter()
+            .filter(|e| e.contains("ListenOverflows +48"))
+            .count();
+        assert_eq!(overflow_lines, 1, "{:#?}", f[0].evidence);
     }
 
     #[test]
@@ -1150,5 +1161,30 @@ mod tests {
             f[0].summary
         );
         assert_eq!(f[0].fix, "ip netns exec n2 ip link set dev veth-b mtu 1500");
+    }
+
+    #[test]
+    fn interface_counters_that_the_drops_explain_are_not_repeated() {
+        let mut g = group("__dev_forward_skb2", "NOT_SPECIFIED", 20);
+        g.max_len = 542;
+        let mut before = state(vec![]);
+        before.links.push(link(3, "veth-b", 100));
+        let mut after = before.clone();
+        after
+            .counters
+            .insert(("dev:eth0".into(), "tx_drop".into()), 20);
+        after
+            .counters
+            .insert(("Ip".into(), "OutDiscards".into()), 19);
+        let f = run(&[g.clone()], before.clone(), after.clone());
+        assert_eq!(
+            f.iter().map(|f| f.cause).collect::<Vec<_>>(),
+            ["mtu"],
+            "{f:#?}"
+        );
+
+        // Without drops to explain them, the same counters are findings.
+        let f = run(&[], before, after);
+        assert_eq!(f[0].cause, "nic", "{f:#?}");
     }
 }
