@@ -355,16 +355,6 @@ fn repair_flow_dissector(json: &str) -> String {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     fn find(a: &[NetAttachment], kind: AttachKind, point: Option<&str>) -> Vec<NetAttachment> {
         a.iter()
             .filter(|x| x.kind == kind && x.attach_point.as_deref() == point)

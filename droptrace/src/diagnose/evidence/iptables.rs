@@ -269,15 +269,6 @@ fn split_args(text: &str) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
     const NFT4: &str = fixture!("iptables-nft-save.v4.txt");
     const NFT6: &str = fixture!("iptables-nft-save.v6.txt");
     const LEGACY4: &str = fixture!("iptables-legacy-save.v4.txt");

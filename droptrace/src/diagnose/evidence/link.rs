@@ -154,16 +154,6 @@ fn xdp(value: Option<&Value>) -> (Option<u32>, Option<String>) {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     #[test]
     fn one_s() {
         let links = parse_links(fixture!("ip-link.json")).unwrap();

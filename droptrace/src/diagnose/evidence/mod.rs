@@ -4,6 +4,18 @@
 //! and never runs anything itself, so every parser is testable on captured fixtures
 //! (`fixtures/evidence/`, see its README.capture). Hostile or truncated input gives an error
 //! or is skipped; nothing here panics.
+/// A captured fixture under `fixtures/evidence/`, for the parsers' tests.
+#[cfg(test)]
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/",
+            $name
+        ))
+    };
+}
+
 pub mod bpftool;
 pub mod iptables;
 pub mod link;

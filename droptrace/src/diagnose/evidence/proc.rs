@@ -339,16 +339,6 @@ pub fn parse_conntrack_stat(text: &str) -> Result<ConntrackStats, ProcError> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     #[test]
     fn snmp_and_netstat() {
         let snmp = parse_snmp(fixture!("proc-net-snmp.txt")).unwrap();

@@ -278,16 +278,6 @@ fn parse_skmem(text: &str) -> Option<SkMem> {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     fn ep(addr: &str, port: Option<u16>, scope: Option<&str>) -> Endpoint {
         Endpoint {
             addr: addr.into(),

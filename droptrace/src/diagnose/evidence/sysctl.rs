@@ -163,16 +163,6 @@ pub fn parse_dmesg_conntrack_full(text: &str) -> usize {
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     #[test]
     fn values_from_real_files() {
         assert_eq!(

@@ -170,16 +170,6 @@ pub fn parse_bpf_filters(json: &str, dev: &str) -> Result<Vec<TcBpfFilter>, TcEr
 mod tests {
     use super::*;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/fixtures/evidence/",
-                $name
-            ))
-        };
-    }
-
     #[test]
     fn shapers_with_drops() {
         let q = parse_qdiscs(fixture!("tc-qdisc.shaper.json")).unwrap();
