@@ -177,7 +177,11 @@ fn on_drop<F: Fields>(
     if let Some(count) = LOST_GROUPS.get_ptr_mut(&key) {
         unsafe { *count += 1 };
     } else if LOST_GROUPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
-        counters[COUNTER_LOST_UNGROUPED as usize] += 1;
+        // Another CPU may have inserted the key meanwhile: count in its (per-CPU) slot.
+        match LOST_GROUPS.get_ptr_mut(&key) {
+            Some(count) => unsafe { *count += 1 },
+            None => counters[COUNTER_LOST_UNGROUPED as usize] += 1,
+        }
     }
 }
 

@@ -43,6 +43,9 @@ impl GroupStats {
 
 /// Recent drops kept per group, for details (addresses, interface, namespace, length).
 pub const SAMPLES_PER_GROUP: usize = 8;
+/// Groups kept apart; beyond this (a port scan makes one per port) drops are still
+/// counted, in `overflow`, so memory stays bounded.
+pub const MAX_GROUPS: usize = 65_536;
 
 #[derive(Debug, Default)]
 pub struct Aggregator {
@@ -50,6 +53,7 @@ pub struct Aggregator {
     samples: HashMap<Group, VecDeque<Drop>>,
     counters: KernelCounters,
     delivered: u64,
+    overflow: u64,
 }
 
 impl Aggregator {
@@ -59,7 +63,12 @@ impl Aggregator {
 
     pub fn add(&mut self, drop: &Drop) {
         self.delivered += 1;
-        let stats = self.groups.entry(drop.group()).or_default();
+        let group = drop.group();
+        if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&group) {
+            self.overflow += 1;
+            return;
+        }
+        let stats = self.groups.entry(group).or_default();
         if stats.count() == 0 {
             stats.first_ns = drop.timestamp_ns;
         }
@@ -94,6 +103,11 @@ impl Aggregator {
         self.counters
     }
 
+    /// Delivered drops of groups beyond `MAX_GROUPS`, counted together.
+    pub fn overflow(&self) -> u64 {
+        self.overflow
+    }
+
     /// Drops delivered as events so far.
     pub fn delivered(&self) -> u64 {
         self.delivered
@@ -118,7 +132,7 @@ impl Aggregator {
     /// Sum of all group counts: equals `counters().matched` minus the ungrouped lost drops
     /// once every delivered event has been read.
     pub fn grouped_total(&self) -> u64 {
-        self.groups.values().map(GroupStats::count).sum()
+        self.groups.values().map(GroupStats::count).sum::<u64>() + self.overflow
     }
 }
 
@@ -144,6 +158,22 @@ mod tests {
                 icmp: None,
             },
         }
+    }
+
+    #[test]
+    fn groups_beyond_the_cap_are_counted_together() {
+        let mut agg = Aggregator::new();
+        for port in 0..=u16::MAX {
+            agg.add(&drop_at(100, port, 1));
+        }
+        assert_eq!(agg.ranked().len(), MAX_GROUPS);
+        agg.add(&drop_at(200, 1, 1));
+        agg.add(&drop_at(200, 2, 1));
+        agg.add(&drop_at(100, 7, 2));
+        assert_eq!(agg.ranked().len(), MAX_GROUPS);
+        assert_eq!(agg.overflow(), 2);
+        assert_eq!(agg.get(&drop_at(100, 7, 0).group()).unwrap().count(), 2);
+        assert_eq!(agg.grouped_total(), agg.delivered());
     }
 
     #[test]

@@ -144,9 +144,9 @@ fn parse_duration(text: &str) -> Result<f64, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 31_536_000.0) {
+    if !(secs.is_finite() && (0.001..=31_536_000.0).contains(&secs)) {
         return Err(format!(
-            "`{text}`: give a number of seconds above 0 and up to a year"
+            "`{text}`: give a number of seconds from 0.001 up to a year"
         ));
     }
     Ok(secs)
@@ -197,6 +197,7 @@ mod tests {
             &["droptrace", "--port", "70000"][..],
             &["droptrace", "--duration", "-1"],
             &["droptrace", "--duration", "nan"],
+            &["droptrace", "--interval", "1e-10"],
             &["droptrace", "--ring-buffer-size", "5000"],
             &["droptrace", "--addr", "10.0.0.300"],
             &["droptrace", "--format", "xml"],

@@ -29,6 +29,13 @@ pub enum Error {
     Btf(String),
 
     #[error(
+        "packet filters (--port, --sport, --dport, --proto, --addr, --iface, --netns) need the \
+         kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF), which this kernel does \
+         not offer; only --reason and --exclude-reason work without it"
+    )]
+    NoPacketFilters,
+
+    #[error(
         "--reason/--exclude-reason need the kernel's drop reasons, which this kernel does not \
          have (they arrived in Linux 5.17)"
     )]

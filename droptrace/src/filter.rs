@@ -115,6 +115,17 @@ impl Filters {
         marks
     }
 
+    /// Whether a filter looks into the packet or its device (all but the reasons).
+    pub fn needs_packet(&self) -> bool {
+        self.port.is_some()
+            || self.sport.is_some()
+            || self.dport.is_some()
+            || self.ip_proto.is_some()
+            || self.addr.is_some()
+            || self.ifindex.is_some()
+            || self.netns.is_some()
+    }
+
     /// Active filters in words, for status lines.
     pub fn describe(&self, reasons: Option<&DropReasonTable>) -> String {
         let name = |r: &u32| reasons.map_or_else(|| r.to_string(), |t| t.display(*r));
@@ -190,16 +201,24 @@ fn reason_codes(names: &[String], table: Option<&DropReasonTable>) -> Result<Vec
         .collect()
 }
 
-/// The inode that identifies a network namespace (what the kernel calls `ns.inum`).
+/// The inode that identifies a network namespace (what the kernel calls `ns.inum`), after
+/// checking that the file is one (any other file would silently match nothing).
 pub fn netns_inode(path: &Path) -> Result<u32, Error> {
-    let meta = std::fs::metadata(path).map_err(|source| Error::Netns {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let fail = |source| Error::Netns {
         path: path.into(),
         source,
-    })?;
-    u32::try_from(meta.ino()).map_err(|_| Error::Netns {
-        path: path.into(),
-        source: std::io::Error::other("not a namespace file"),
-    })
+    };
+    let file = File::open(path).map_err(fail)?;
+    // SAFETY: an ioctl without argument on a file we hold open.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(fail(std::io::Error::other(
+            "not a network namespace (give /run/netns/NAME or /proc/PID/ns/net)",
+        )));
+    }
+    let meta = file.metadata().map_err(fail)?;
+    u32::try_from(meta.ino()).map_err(|_| fail(std::io::Error::other("not a namespace file")))
 }
 
 fn ifindex_here(name: &str) -> Result<u32, Error> {
@@ -330,6 +349,12 @@ mod tests {
             Filters::resolve(&args, None),
             Err(Error::Netns { .. })
         ));
+        let args = FilterArgs {
+            netns: Some("/etc/hostname".into()),
+            ..FilterArgs::default()
+        };
+        let err = Filters::resolve(&args, None).unwrap_err().to_string();
+        assert!(err.contains("not a network namespace"), "{err}");
     }
 
     #[test]

@@ -236,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn recursion_misses_sits_where_the_live_module_reads_it() {
+        let off = btf_6_18()
+            .member_offset("bpf_prog_info", &["recursion_misses"])
+            .unwrap();
+        assert_eq!(off as usize, crate::live::RECURSION_MISSES_OFFSET);
+    }
+
+    #[test]
     fn without_btf_the_classic_tracepoint_is_used() {
         let fmt = format("kfree_skb.format.6.18");
         let layout = KernelLayout::detect(None, Some(&fmt), None).unwrap();

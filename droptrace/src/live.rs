@@ -49,6 +49,7 @@ impl Live {
     pub fn start(opts: LiveOptions) -> Result<Live, Error> {
         let mut config = opts.config;
         config.wakeup_events = wakeup_events(opts.ring_buffer_size);
+        raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
@@ -184,6 +185,18 @@ impl Live {
     }
 }
 
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK. Raising it needs
+/// CAP_SYS_RESOURCE; where that is missing (newer kernels charge the memory cgroup instead)
+/// a failure is harmless, and an old kernel's load error will say EPERM.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain system call with a valid pointer.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
+}
+
 /// Wake-ups cost the producing CPU; waking at every event is wasteful under a flood. Wake
 /// once a sixteenth of the ring could be full (per CPU), at most every 1024 events.
 fn wakeup_events(ring_buffer_size: u32) -> u32 {
@@ -203,11 +216,13 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Error
     ebpf.take_map(name).ok_or(Error::MissingMap(name))
 }
 
+/// Offset of `recursion_misses` in `struct bpf_prog_info` (UAPI: fixed once added).
+pub(crate) const RECURSION_MISSES_OFFSET: usize = 208;
+
 /// `bpf_prog_info.recursion_misses` (Linux 5.12+; stays 0 on older kernels): times the kernel
 /// skipped the program because it was already running on that CPU.
 fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    const RECURSION_MISSES_OFFSET: usize = 208;
     #[repr(C)]
     struct InfoAttr {
         bpf_fd: u32,

@@ -15,6 +15,8 @@ pub struct Summary {
     pub missed: u64,
     /// Lost drops that could not be attributed to a group (the lost-group map was full).
     pub unattributed: u64,
+    /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
+    pub other_groups: u64,
     pub groups: Vec<GroupSummary>,
 }
 
@@ -65,6 +67,7 @@ impl Summary {
             lost_events: counters.lost,
             missed: counters.missed,
             unattributed: counters.lost_ungrouped,
+            other_groups: agg.overflow(),
             groups,
         }
     }

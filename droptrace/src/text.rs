@@ -80,6 +80,14 @@ pub fn final_table(agg: &Aggregator, resolver: &Resolver) -> String {
     for (g, s) in agg.ranked() {
         let _ = writeln!(out, "{}", line(s.count(), &g, resolver));
     }
+    if agg.overflow() > 0 {
+        let _ = writeln!(
+            out,
+            "{:>8} drops in groups beyond the {} kept apart",
+            agg.overflow(),
+            crate::aggregate::MAX_GROUPS
+        );
+    }
     if c.lost_ungrouped > 0 {
         let _ = writeln!(
             out,

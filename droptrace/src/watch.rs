@@ -49,14 +49,12 @@ pub enum Stop {
 impl Watch {
     /// Checks privileges, learns the kernel, resolves the filters and attaches.
     pub fn start(args: &LiveArgs) -> Result<Watch, Error> {
-        if let Some(caps) = Capabilities::current() {
-            let missing = caps.missing_for_tracing();
-            if !missing.is_empty() {
-                return Err(Error::MissingCapabilities(missing));
-            }
-        }
+        check_capabilities()?;
         let kernel = learn_kernel(args.attach)?;
         let filters = Filters::resolve(&args.filters, kernel.reasons.as_ref())?;
+        if kernel.layout.skb.is_none() && filters.needs_packet() {
+            return Err(Error::NoPacketFilters);
+        }
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
@@ -132,8 +130,17 @@ impl Watch {
     /// and the final counters, which now agree exactly.
     pub fn finish(&mut self) -> Result<(), Error> {
         self.live.detach()?;
-        self.drain_all();
-        self.refresh()?;
+        // A run of the program that started before the detach may still be finishing on
+        // another CPU: read until every matched drop is accounted for (bounded).
+        for _ in 0..100 {
+            self.drain_all();
+            self.refresh()?;
+            let c = self.agg.counters();
+            if self.agg.delivered() + self.malformed + c.lost >= c.matched {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if self.malformed > 0 {
             warn(&format!(
                 "{} malformed events from the kernel were skipped",
@@ -271,6 +278,17 @@ fn add_module_reasons(table: &mut DropReasonTable, vmlinux: &Btf) {
             table.add_btf(&module);
         }
     }
+}
+
+/// Fails with the capabilities missing to load and attach the kernel program.
+pub fn check_capabilities() -> Result<(), Error> {
+    if let Some(caps) = Capabilities::current() {
+        let missing = caps.missing_for_tracing();
+        if !missing.is_empty() {
+            return Err(Error::MissingCapabilities(missing));
+        }
+    }
+    Ok(())
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -26,6 +26,14 @@ fn without_capabilities_it_says_which_and_how() {
     if !can_run("without_capabilities_it_says_which_and_how") {
         return;
     }
+    // A copy nobody can reach (the build tree may sit under /root, mode 0700).
+    let dir = std::env::temp_dir().join(format!("droptrace-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("droptrace");
+    std::fs::copy(droptrace_bin(), &bin).unwrap();
+    for p in [&dir, &bin] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
     let out = Command::new("setpriv")
         .args([
             "--reuid=nobody",
@@ -34,10 +42,11 @@ fn without_capabilities_it_says_which_and_how() {
             "--inh-caps=-all",
             "--",
         ])
-        .arg(droptrace_bin())
+        .arg(&bin)
         .args(["--duration", "1"])
         .output()
         .expect("setpriv");
+    let _ = std::fs::remove_dir_all(&dir);
     assert_clean_failure(&out, 77, "CAP_BPF and CAP_PERFMON");
     assert!(String::from_utf8_lossy(&out.stderr).contains("setcap"));
 }

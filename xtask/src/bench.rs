@@ -89,11 +89,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         // Rotate the order so no tool always runs first.
         for k in 0..tools.len() {
             let i = (k + round) % tools.len();
-            let mut tracer = start(tools[i], &bin, &args.droptrace_args)?;
+            // Stopped on drop, also when the flood fails.
+            let tracer = Tracer(start(tools[i], &bin, &args.droptrace_args)?);
             let rate = flood(&ns.0, args.seconds)?;
-            if let Some(t) = tracer.as_mut() {
-                stop(t);
-            }
+            drop(tracer);
             this_round[i] = rate;
             eprintln!(
                 "round {round}: {:<40} {:>10.0} drops/s",
@@ -243,6 +242,17 @@ fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
         bail!("the tracer did not say `{prefix}` within 60 s");
     }
     Ok(())
+}
+
+/// A running tracer, stopped (SIGINT, then bounded wait) when dropped.
+struct Tracer(Option<Child>);
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            stop(child);
+        }
+    }
 }
 
 fn stop(child: &mut Child) {

@@ -85,7 +85,8 @@ const OBJECTS: &[(&str, &str)] = &[
 fn build_ebpf(check: bool) -> Result<()> {
     let ws = workspace();
     let crate_dir = ws.join("droptrace-ebpf");
-    let toolchain = setup::NIGHTLY;
+    let toolchain = setup::ebpf_toolchain()?;
+    let toolchain = toolchain.as_str();
     let sysroot =
         output(Command::new("rustup").args(["run", toolchain, "rustc", "--print", "sysroot"]))?;
     let cargo_home = std::env::var("CARGO_HOME")

@@ -7,6 +7,8 @@ use crate::run;
 
 /// The nightly that carries LLVM 22, which bpf-linker 0.13 is built against.
 pub const NIGHTLY: &str = "nightly-2026-05-20";
+/// Its rustc commit: a machine's plain `nightly` may be this very build.
+const NIGHTLY_COMMIT: &str = "e50aa6fba";
 const BPF_LINKER: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
@@ -22,27 +24,21 @@ const PACKAGES: &[&str] = &[
 
 pub fn setup() -> Result<()> {
     install_packages()?;
-    let toolchains = output_of(Command::new("rustup").args(["toolchain", "list"]));
-    if !toolchains.contains(NIGHTLY) {
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            NIGHTLY,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
-    } else {
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "rustfmt",
-            "--toolchain",
-            NIGHTLY,
-        ]))?;
+    // Idempotent: quick when everything is already there.
+    run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))?;
+    if let Err(e) = run(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        NIGHTLY,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ])) {
+        eprintln!("xtask: warning: installing {NIGHTLY} failed ({e}); looking for the same build as `nightly`");
     }
+    let toolchain = ebpf_toolchain()?;
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", &toolchain]))?;
     let linker = output_of(Command::new("bpf-linker").arg("--version"));
     if !linker.contains(BPF_LINKER) {
         run(Command::new("cargo")
@@ -57,6 +53,19 @@ pub fn setup() -> Result<()> {
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
     }
     Ok(())
+}
+
+/// The installed toolchain that builds the kernel program: the pinned nightly, or a
+/// `nightly` that is the same build.
+pub fn ebpf_toolchain() -> Result<String> {
+    for toolchain in [NIGHTLY, "nightly"] {
+        let version =
+            output_of(Command::new("rustup").args(["run", toolchain, "rustc", "--version"]));
+        if version.contains(NIGHTLY_COMMIT) {
+            return Ok(toolchain.to_owned());
+        }
+    }
+    bail!("the pinned nightly ({NIGHTLY}, rustc {NIGHTLY_COMMIT}) is not installed; `cargo xtask setup` installs it")
 }
 
 fn install_packages() -> Result<()> {

@@ -1,6 +1,9 @@
 //! `droptrace diagnose`: attach, sample every relevant namespace, watch, sample again,
 //! then hand drops and both samples to the engine.
-use std::{collections::BTreeMap, io::Write, ops::ControlFlow, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap, fs::File, io::Write, ops::ControlFlow, os::fd::AsRawFd, path::PathBuf,
+    time::Duration,
+};
 
 use super::{
     collect::{self, RawSnapshot},
@@ -41,41 +44,70 @@ impl NamespaceNames for Namespaces {
 }
 
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
-    let mut watch = Watch::start(&args.live)?;
-    let names = Namespaces::scan();
+    // Fail early, before sampling, when droptrace cannot attach.
+    crate::watch::check_capabilities()?;
+    let mut names = Namespaces::scan();
     let own = names.own_inode();
-    let targets: Vec<(u32, Option<PathBuf>)> = match watch.filters.netns {
-        Some(inode) => vec![(inode, args.live.filters.netns.clone())],
+    let chosen = match &args.live.filters.netns {
+        Some(path) => Some(names.add(path).map_err(|source| Error::Netns {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    // Each namespace is opened once and entered through that descriptor afterwards, so a
+    // process that exits (and a reused PID) cannot swap the namespace under us.
+    let mut open_files = Vec::new();
+    let mut targets: Vec<(u32, Option<PathBuf>)> = Vec::new();
+    let candidates: Vec<(u32, PathBuf)> = match chosen {
+        Some(inode) => names
+            .path(inode)
+            .map(|p| (inode, p.clone()))
+            .into_iter()
+            .collect(),
         None => names
             .all()
             .take(MAX_NAMESPACES)
-            .map(|(inode, path)| (inode, (inode != own).then(|| path.clone())))
+            .map(|(i, p)| (i, p.clone()))
             .collect(),
     };
-    if watch.filters.netns.is_none() && names.len() > MAX_NAMESPACES {
+    for (inode, path) in candidates {
+        if inode == own {
+            targets.push((inode, None));
+            continue;
+        }
+        if let Ok(file) = File::open(&path) {
+            let fd_path = PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                file.as_raw_fd()
+            ));
+            open_files.push(file);
+            targets.push((inode, Some(fd_path)));
+        }
+    }
+    if chosen.is_none() && names.len() > MAX_NAMESPACES {
         warn(&format!(
             "{} network namespaces; sampling the first {MAX_NAMESPACES} (use --netns to choose)",
             names.len()
         ));
     }
+    let log_before = conntrack_full_lines();
     let before = snapshot_all(&targets);
+    let mut watch = Watch::start(&args.live)?;
     watch.announce(&format!("diagnosing for {} s", args.duration));
-    let started = std::time::Instant::now();
     watch
         .run(Some(Duration::from_secs_f64(args.duration)), None, |_| {
             ControlFlow::Continue(())
         })
         .await?;
+    let secs = watch.elapsed().as_secs_f64();
     watch.finish()?;
     let after = snapshot_all(&targets);
-    let secs = started.elapsed().as_secs_f64();
+    drop(open_files);
 
     let groups = drop_groups(&watch);
-    let log_lines = collect::kernel_log().map_or(0, |log| {
-        log.lines()
-            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
-            .count()
-    });
+    let log_lines = conntrack_full_lines().saturating_sub(log_before);
     let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
         raw.into_iter()
             .map(|(i, r)| (i, super::state::from_raw(&r)))
@@ -88,6 +120,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         after: &after,
         names: &names,
         default_netns: watch.filters.netns.unwrap_or(own),
+        host_netns: own,
         secs,
         conntrack_full_log_lines: log_lines,
     });
@@ -113,6 +146,15 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
+}
+
+/// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).
+fn conntrack_full_lines() -> usize {
+    collect::kernel_log().map_or(0, |log| {
+        log.lines()
+            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
+            .count()
+    })
 }
 
 fn snapshot_all(targets: &[(u32, Option<PathBuf>)]) -> BTreeMap<u32, RawSnapshot> {

@@ -43,6 +43,8 @@ pub struct Window<'a> {
     pub names: &'a dyn NamespaceNames,
     /// Namespace assumed for drops without samples (all their events were lost).
     pub default_netns: u32,
+    /// droptrace's own namespace: machine-wide counters (softnet_stat) are read there only.
+    pub host_netns: u32,
     pub secs: f64,
     /// Lines of the kernel log saying the conntrack table was full.
     pub conntrack_full_log_lines: usize,
@@ -128,12 +130,10 @@ struct Ns<'a> {
 }
 
 impl Ns<'_> {
+    /// Growth of a counter in the window; `None` unless both samples have it.
     fn delta(&self, group: &str, name: &str) -> Option<u64> {
         let after = self.after?.counter(group, name)?;
-        let before = self
-            .before
-            .and_then(|b| b.counter(group, name))
-            .unwrap_or(0);
+        let before = self.before?.counter(group, name)?;
         Some(after.saturating_sub(before))
     }
 
@@ -191,7 +191,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         netns_inode: Some(inode),
     };
     let key_detail = match class.cause {
-        Cause::NetfilterRule | Cause::ConntrackFull => netfilter(w, &n, &mut f),
+        Cause::NetfilterRule | Cause::ConntrackFull => netfilter(w, &n, Some(g), &mut f),
         Cause::Qdisc => qdisc(&n, iface.as_deref(), &mut f),
         Cause::TcBpf => bpf(&n, iface.as_deref(), g.reason.as_deref(), false, &mut f),
         Cause::Xdp => bpf(&n, iface.as_deref(), g.reason.as_deref(), true, &mut f),
@@ -221,6 +221,16 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     if f.summary.is_empty() {
         f.summary = format!("{} packets{what}: {}", g.count, class.explanation);
     }
+    // The knowledge table's fixes are prose with commands: say where to run them.
+    let generic_fix = knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport);
+    if f.fix == generic_fix && !n.prefix.is_empty() {
+        f.fix = format!(
+            "{} (inside {}: prefix commands with `{}`)",
+            f.fix,
+            n.name,
+            n.prefix.trim_end()
+        );
+    }
     if matches!(class.cause, Cause::Other) || f.evidence.len() == 1 {
         f.evidence.extend(
             n.missing()
@@ -248,17 +258,28 @@ fn describe_packets(g: &DropGroup, iface: Option<&str>, ns: &str) -> String {
     s
 }
 
+/// Growth of a rule's counter in the window. A rule absent before was added during the
+/// window, so all its count is new; without a first sample nothing can be said.
 fn rule_delta(n: &Ns<'_>, rule: &Rule) -> Option<u64> {
     let after = rule.packets?;
-    let before = n
-        .before
-        .and_then(|b| b.rules.iter().find(|r| r.key == rule.key))
-        .and_then(|r| r.packets)
-        .unwrap_or(0);
+    let before = match n.before?.rules.iter().find(|r| r.key == rule.key) {
+        Some(r) => r.packets?,
+        None => 0,
+    };
     Some(after.saturating_sub(before))
 }
 
-fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
+/// Whether a rule's text names this destination port (nft `dport 22`, iptables
+/// `--dport 22`, `--dports 22,80`); ports in sets or ranges are not recognised.
+fn rule_names_port(rule: &Rule, port: u16) -> bool {
+    let port = port.to_string();
+    let words: Vec<&str> = rule.text.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        matches!(w[0], "dport" | "--dport" | "--dports") && w[1].split(',').any(|p| p == port)
+    })
+}
+
+fn netfilter(w: &Window<'_>, n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> String {
     let Some(after) = n.after else {
         f.evidence
             .push(format!("no firewall state could be read in {}", n.name));
@@ -270,6 +291,12 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
         .filter_map(|r| rule_delta(n, r).filter(|d| *d > 0).map(|d| (r, d)))
         .collect();
     grown.sort_by_key(|g| std::cmp::Reverse(g.1));
+    // Several rules may have dropped in the window: prefer those naming this group's port.
+    if let Some(port) = g.and_then(|g| g.dport) {
+        if grown.iter().any(|(r, _)| rule_names_port(r, port)) {
+            grown.retain(|(r, _)| rule_names_port(r, port));
+        }
+    }
     if let Some((top, delta)) = grown.first() {
         f.cause = Cause::NetfilterRule.id();
         let random = top
@@ -336,9 +363,9 @@ fn netfilter(w: &Window<'_>, n: &Ns<'_>, f: &mut Finding) -> String {
                 ));
             }
             f.fix = format!(
-                "{}sysctl -w net.netfilter.nf_conntrack_max={} (or find what opens so many connections: conntrack -L)",
-                n.prefix,
-                m.saturating_mul(2)
+                "raise the limit in the host namespace (it is read-only inside others on most kernels): sysctl -w net.netfilter.nf_conntrack_max={}; or find what opens so many connections: {}conntrack -L",
+                m.saturating_mul(2),
+                n.prefix
             );
             return "conntrack".into();
         }
@@ -389,7 +416,8 @@ fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
         })
         .filter(|(_, d)| *d > 0)
         .collect();
-    grown.sort_by_key(|g| std::cmp::Reverse(g.1));
+    // mq only spreads over per-queue children and drops nothing itself: prefer a child.
+    grown.sort_by_key(|g| (g.0.kind == "mq", std::cmp::Reverse(g.1)));
     let Some((q, d)) = grown.first() else {
         f.evidence.push(format!(
             "no qdisc{} in {} shows new drops in `tc -s qdisc`",
@@ -420,7 +448,11 @@ fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
         "raise the qdisc's limit or rate: {p}tc qdisc change dev {dev} {parent} {kind} ... ; or go back to the default: {p}tc qdisc del dev {dev} {parent}",
         p = n.prefix,
         dev = q.dev,
-        parent = if q.root { "root".to_owned() } else { format!("handle {}", q.handle) },
+        parent = match (&q.parent, q.root) {
+            (_, true) => "root".to_owned(),
+            (Some(p), false) => format!("parent {p}"),
+            (None, false) => format!("handle {}", q.handle),
+        },
         kind = q.kind
     );
     format!("{}|{}", q.dev, q.handle)
@@ -507,7 +539,7 @@ fn mtu(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
         .flat_map(|(i, s)| s.links.iter().map(move |l| (*i, l)));
     for (inode, link) in here.chain(elsewhere) {
         // skb->len can include the link-layer header: allow for it.
-        if link.name != "lo" && link.mtu + 14 < g.max_len && link.mtu < 1280 {
+        if link.name != "lo" && link.mtu > 0 && link.mtu + 14 < g.max_len {
             small.push((inode, link));
         }
     }
@@ -559,13 +591,18 @@ fn rp_filter(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
             .push(format!("TcpExt IPReversePathFilter +{d} in the window"));
     }
     let i = iface.unwrap_or("IFACE");
+    // sysctl reads dots as separators: an interface name with a dot needs the slash form.
+    let key = if i.contains('.') {
+        format!("net/ipv4/conf/{i}/rp_filter")
+    } else {
+        format!("net.ipv4.conf.{i}.rp_filter")
+    };
     f.summary = format!(
         "reverse-path filtering drops packets arriving on {i} in {}: the route back to their source leaves by another interface",
         n.name
     );
     f.fix = format!(
-        "fix the routing for those sources, or use loose mode: {}sysctl -w net.ipv4.conf.{i}.rp_filter=2 net.ipv4.conf.all.rp_filter=2",
-        n.prefix
+        "fix the routing for those sources, or use loose mode: {}sysctl -w {key}=2 net.ipv4.conf.all.rp_filter=2", n.prefix
     );
     i.to_owned()
 }
@@ -608,10 +645,27 @@ fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
         _ => None,
     };
     f.evidence.extend(counter);
-    f.summary = format!(
-        "nothing listens on {proto} port {port} in {}: {} packets were refused",
-        n.name, g.count
-    );
+    let bound = n.after.is_some_and(|a| {
+        a.sockets
+            .iter()
+            .any(|s| Some(s.port) == g.dport && s.proto == proto)
+    });
+    f.summary = if bound {
+        format!(
+            "no socket accepts these {proto} packets to port {port} in {}: the port is bound, but not on their destination address; {} packets were refused",
+            n.name, g.count
+        )
+    } else if n.after.is_none() {
+        format!(
+            "no socket took these {proto} packets to port {port} in {}: {} packets were refused",
+            n.name, g.count
+        )
+    } else {
+        format!(
+            "nothing listens on {proto} port {port} in {}: {} packets were refused",
+            n.name, g.count
+        )
+    };
     f.fix = format!(
         "start the service that should listen on {proto}/{port} there (check: {}ss -lnp '( sport = :{port} )'), or stop clients from sending to it",
         n.prefix
@@ -693,7 +747,7 @@ fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> String {
 
 fn listen_overflow(n: &Ns<'_>, f: &mut Finding) -> String {
     for c in ["ListenOverflows", "ListenDrops"] {
-        if let Some(d) = n.delta("TcpExt", c) {
+        if let Some(d) = n.delta("TcpExt", c).filter(|d| *d > 0) {
             f.evidence.push(format!("TcpExt {c} +{d} in the window"));
         }
     }
@@ -761,7 +815,10 @@ fn paws(n: &Ns<'_>, f: &mut Finding) -> String {
         "TCP segments with old timestamps are rejected (PAWS) in {}: typical of several clients behind one NAT with unsynchronised clocks",
         n.name
     );
-    f.fix = "find the peers behind NAT (tcp_tw_recycle no longer exists since Linux 4.12); as a last resort disable timestamps on one side: sysctl -w net.ipv4.tcp_timestamps=0".into();
+    f.fix = format!(
+        "find the peers behind NAT (tcp_tw_recycle no longer exists since Linux 4.12); as a last resort disable timestamps on one side: {}sysctl -w net.ipv4.tcp_timestamps=0",
+        n.prefix
+    );
     "paws".into()
 }
 
@@ -819,7 +876,8 @@ fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
         }
     }
     f.fix = format!(
-        "look at the driver's counters (ethtool -S {k}) and grow the receive ring (ethtool -G {k} rx 4096)",
+        "look at the driver's counters ({p}ethtool -S {k}) and grow the receive ring ({p}ethtool -G {k} rx 4096)",
+        p = n.prefix,
         k = f.iface.clone().unwrap_or_else(|| "IFACE".into())
     );
     key
@@ -836,6 +894,11 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
         let n = ns(w, inode);
         for info in knowledge::COUNTERS {
             let group = info.group;
+            // softnet_stat is machine-wide: read once, in droptrace's own namespace; its
+            // time_squeeze and flow_limit_count are not drops.
+            if group == "softnet" && (inode != w.host_netns || info.name != "dropped") {
+                continue;
+            }
             let Some(delta) = counter_delta(&n, info.file, group, info.name) else {
                 continue;
             };
@@ -894,7 +957,7 @@ fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding> {
                     paws(&n, &mut f);
                 }
                 Cause::ConntrackFull | Cause::NetfilterRule => {
-                    netfilter(w, &n, &mut f);
+                    netfilter(w, &n, None, &mut f);
                 }
                 _ => {}
             }
@@ -997,6 +1060,7 @@ mod tests {
             after: &after,
             names: &Names,
             default_netns: 1,
+            host_netns: 1,
             secs: 10.0,
             conntrack_full_log_lines: 0,
         })
@@ -1114,6 +1178,7 @@ mod tests {
             dev: "eth0".into(),
             kind: "tbf".into(),
             handle: "8001:".into(),
+            parent: None,
             root: true,
             options: "rate 125000".into(),
             drops: 0,
@@ -1150,6 +1215,7 @@ mod tests {
             after: &after,
             names: &Names,
             default_netns: 1,
+            host_netns: 1,
             secs: 1.0,
             conntrack_full_log_lines: 0,
         });

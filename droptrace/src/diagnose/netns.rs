@@ -1,5 +1,9 @@
 //! Network namespaces by inode: drops carry the inode, evidence is gathered by path.
-use std::{collections::BTreeMap, os::unix::fs::MetadataExt, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 /// Known namespaces: inode -> a path that opens it, and a name for people.
 #[derive(Debug, Default, Clone)]
@@ -48,6 +52,25 @@ impl Namespaces {
         }
     }
 
+    /// Adds a namespace the user named (any path, e.g. /var/run/docker/netns/x); it takes
+    /// precedence for naming and entering. Returns its inode.
+    pub fn add(&mut self, path: &Path) -> std::io::Result<u32> {
+        let inode = u32::try_from(std::fs::metadata(path)?.ino())
+            .map_err(|_| std::io::Error::other("not a namespace file"))?;
+        let name = match path.strip_prefix("/run/netns") {
+            Ok(rest) => rest.display().to_string(),
+            Err(_) => path.display().to_string(),
+        };
+        if self
+            .by_inode
+            .get(&inode)
+            .is_none_or(|(_, n)| n != "droptrace's own")
+        {
+            self.by_inode.insert(inode, (path.to_path_buf(), name));
+        }
+        Ok(inode)
+    }
+
     /// Inode of droptrace's own namespace (0 if unknown).
     pub fn own_inode(&self) -> u32 {
         std::fs::metadata("/proc/self/ns/net").map_or(0, |m| u32::try_from(m.ino()).unwrap_or(0))
@@ -75,6 +98,7 @@ impl Namespaces {
         match self.by_inode.get(&inode) {
             Some((_, name)) if name == "droptrace's own" => "the host namespace".into(),
             Some((p, name)) if p.starts_with("/run/netns") => format!("netns {name}"),
+            Some((p, name)) if !p.starts_with("/proc") => format!("the netns at {name}"),
             Some((_, name)) => format!("the netns {name}"),
             None => format!("netns inode {inode}"),
         }

@@ -34,6 +34,8 @@ pub struct Qdisc {
     pub dev: String,
     pub kind: String,
     pub handle: String,
+    /// Parent handle, for qdiscs that are not the root.
+    pub parent: Option<String>,
     pub root: bool,
     /// Options as tc prints them (limit, rate, burst ...), flattened to text.
     pub options: String,
@@ -147,6 +149,7 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                         dev: q.dev,
                         kind: q.kind,
                         handle: q.handle,
+                        parent: q.parent,
                         root: q.root,
                         drops: q.drops.unwrap_or(0),
                         overlimits: q.overlimits.unwrap_or(0),
