@@ -433,3 +433,33 @@ fn an_accept_queue_overflow_is_found_from_the_counters() {
     );
     assert!(f["drops"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn an_xdp_program_dropping_is_named_with_its_mode() {
+    if !can_run("an_xdp_program_dropping_is_named_with_its_mode") {
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let pair = Pair::new();
+    pair.b.exec(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "veth-b",
+        "xdpgeneric",
+        "obj",
+        object,
+        "sec",
+        "xdp",
+    ]);
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:6001").parse().unwrap(), 10, 50)
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "xdp", "{report:#}");
+    assert_eq!(f["drops"], 10);
+    assert_eq!(f["iface"], "veth-b");
+    assert_mentions(f, &["drop_udp_6001", "xdp on veth-b", "xdpgeneric off"]);
+}

@@ -80,6 +80,8 @@ const OBJECTS: &[(&str, &str)] = &[
     ("droptrace", "droptrace/ebpf/droptrace.bpf.o"),
     // A tc program that drops SYNs, for the diagnose integration tests.
     ("drop_syn", "tests/fixtures/drop_syn.bpf.o"),
+    // An XDP program that drops UDP to port 6001, for the same tests.
+    ("drop_udp_xdp", "tests/fixtures/drop_udp_xdp.bpf.o"),
 ];
 
 fn build_ebpf(check: bool) -> Result<()> {

@@ -65,6 +65,8 @@ pub struct RawSnapshot {
     /// `tc -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
     /// ingress qdisc exists.
     pub tc_filters: BTreeMap<(String, String), String>,
+    /// `bpftool -j prog show id N` of the programs attached to interfaces, by id.
+    pub bpf_progs: BTreeMap<u32, String>,
     /// /proc/net files by name.
     pub proc_net: BTreeMap<String, String>,
     /// Sysctl values by path under /proc/sys.
@@ -96,6 +98,12 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
             Err(why) => snap
                 .missing
                 .push(format!("tc filter show dev {dev} {dir}: {why}")),
+        }
+    }
+    for id in attached_prog_ids(snap.commands.get("bpf-net").map(String::as_str)) {
+        let id_text = id.to_string();
+        if let Ok((out, _)) = run_in(None, "bpftool", &["-j", "prog", "show", "id", &id_text]) {
+            snap.bpf_progs.insert(id, out);
         }
     }
     let links = snap.commands.get("links").cloned().unwrap_or_default();
@@ -219,6 +227,18 @@ fn clsact_devices(qdiscs_json: Option<&str>) -> Vec<(String, String)> {
     out
 }
 
+/// Ids of the programs in `bpftool -j net show` (at most 32: names are for people).
+fn attached_prog_ids(net_json: Option<&str>) -> Vec<u32> {
+    let Some(Ok(attachments)) = net_json.map(super::evidence::bpftool::parse_net_show) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = attachments.iter().map(|a| a.prog_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(32);
+    ids
+}
+
 fn link_names(links_json: &str) -> Vec<String> {
     let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(links_json)
     else {
@@ -241,6 +261,18 @@ pub struct Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_ids_of_attached_programs() {
+        let json = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/bpftool-net.json"
+        ));
+        let ids = attached_prog_ids(Some(json));
+        assert!(ids.contains(&624) && ids.contains(&606), "{ids:?}");
+        assert!(attached_prog_ids(Some("[")).is_empty());
+        assert!(attached_prog_ids(None).is_empty());
+    }
 
     #[test]
     fn finds_clsact_devices_and_link_names() {

@@ -223,7 +223,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     }
     // The knowledge table's fixes are prose with commands: say where to run them.
     let generic_fix = knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport);
-    if f.fix == generic_fix && !n.prefix.is_empty() {
+    if f.fix == generic_fix && !n.prefix.is_empty() && !f.benign {
         f.fix = format!(
             "{} (inside {}: prefix commands with `{}`)",
             f.fix,

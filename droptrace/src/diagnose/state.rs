@@ -189,7 +189,17 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
         };
         let (hook, detach) = match a.kind {
             bpftool::AttachKind::Xdp => {
-                ("xdp".to_owned(), format!("ip link set dev {dev} xdp off"))
+                // Each attach mode has its own switch in ip-link.
+                let flag = match a.attach_point.as_deref() {
+                    Some("generic") => "xdpgeneric",
+                    Some("offload") => "xdpoffload",
+                    Some("driver") => "xdpdrv",
+                    _ => "xdp",
+                };
+                (
+                    "xdp".to_owned(),
+                    format!("ip link set dev {dev} {flag} off"),
+                )
             }
             bpftool::AttachKind::Tc => {
                 let pref = filters
@@ -217,10 +227,16 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
             .iter()
             .find(|(_, f)| f.prog_id == Some(a.prog_id))
             .and_then(|(_, f)| f.prog_tag.clone());
+        let prog = raw
+            .bpf_progs
+            .get(&a.prog_id)
+            .and_then(|j| bpftool::parse_prog(j).ok());
+        let tag = tag.or_else(|| prog.as_ref().and_then(|p| p.tag.clone()));
         st.bpf.push(BpfAttachment {
             name: a
                 .name
                 .clone()
+                .or_else(|| prog.as_ref().and_then(|p| p.name.clone()))
                 .unwrap_or_else(|| format!("prog {}", a.prog_id)),
             dev,
             hook,
