@@ -3,7 +3,7 @@
 //! A group's count is the drops delivered as events plus the drops the kernel counted by
 //! group when the ring buffer had no room (`lost`). The total comes from the kernel's own
 //! per-CPU counter, so it is exact whatever happened to the events.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{hash_map::Entry, HashMap, VecDeque};
 
 use crate::event::{Drop, Group};
 
@@ -47,10 +47,16 @@ pub const SAMPLES_PER_GROUP: usize = 8;
 /// counted, in `overflow`, so memory stays bounded.
 pub const MAX_GROUPS: usize = 65_536;
 
+/// A group's figures and its most recent drops, kept together: one lookup per event.
+#[derive(Debug, Default)]
+struct GroupEntry {
+    stats: GroupStats,
+    recent: VecDeque<Drop>,
+}
+
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    groups: HashMap<Group, GroupStats>,
-    samples: HashMap<Group, VecDeque<Drop>>,
+    groups: HashMap<Group, GroupEntry>,
     counters: KernelCounters,
     delivered: u64,
     overflow: u64,
@@ -63,19 +69,23 @@ impl Aggregator {
 
     pub fn add(&mut self, drop: &Drop) {
         self.delivered += 1;
-        let group = drop.group();
-        if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&group) {
-            self.overflow += 1;
-            return;
-        }
-        let stats = self.groups.entry(group).or_default();
+        let full = self.groups.len() >= MAX_GROUPS;
+        let entry = match self.groups.entry(drop.group()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if full => {
+                self.overflow += 1;
+                return;
+            }
+            Entry::Vacant(e) => e.insert(GroupEntry::default()),
+        };
+        let stats = &mut entry.stats;
         if stats.count() == 0 {
             stats.first_ns = drop.timestamp_ns;
         }
         stats.delivered += 1;
         stats.last_ns = stats.last_ns.max(drop.timestamp_ns);
         stats.max_len = stats.max_len.max(drop.len);
-        let recent = self.samples.entry(drop.group()).or_default();
+        let recent = &mut entry.recent;
         if recent.len() == SAMPLES_PER_GROUP {
             recent.pop_front();
         }
@@ -84,7 +94,10 @@ impl Aggregator {
 
     /// The most recent drops of a group, oldest first.
     pub fn samples(&self, group: &Group) -> impl Iterator<Item = &Drop> {
-        self.samples.get(group).into_iter().flatten()
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|e| e.recent.iter())
     }
 
     /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
@@ -95,7 +108,7 @@ impl Aggregator {
     ) {
         self.counters = counters;
         for (group, n) in lost {
-            self.groups.entry(group).or_default().lost = n;
+            self.groups.entry(group).or_default().stats.lost = n;
         }
     }
 
@@ -114,7 +127,7 @@ impl Aggregator {
     }
 
     pub fn get(&self, group: &Group) -> Option<&GroupStats> {
-        self.groups.get(group)
+        self.groups.get(group).map(|e| &e.stats)
     }
 
     /// Groups, most drops first (ties in a stable order).
@@ -122,8 +135,8 @@ impl Aggregator {
         let mut out: Vec<_> = self
             .groups
             .iter()
-            .filter(|(_, s)| s.count() > 0)
-            .map(|(g, s)| (*g, *s))
+            .filter(|(_, e)| e.stats.count() > 0)
+            .map(|(g, e)| (*g, e.stats))
             .collect();
         out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
         out
@@ -132,7 +145,7 @@ impl Aggregator {
     /// Sum of all group counts: equals `counters().matched` minus the ungrouped lost drops
     /// once every delivered event has been read.
     pub fn grouped_total(&self) -> u64 {
-        self.groups.values().map(GroupStats::count).sum::<u64>() + self.overflow
+        self.groups.values().map(|e| e.stats.count()).sum::<u64>() + self.overflow
     }
 }
 

@@ -123,6 +123,17 @@ pub fn snmp_value(text: &str, proto: &str, field: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
+/// Makes `n` TCP connection attempts from `ns` (200 ms each); returns how many failed.
+pub fn connect_attempts(ns: &Netns, to: std::net::SocketAddr, n: usize) -> usize {
+    ns.run(|| {
+        (0..n)
+            .filter(|_| {
+                std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_err()
+            })
+            .count()
+    })
+}
+
 /// Two namespaces joined by a veth pair: `a` is 10.77.0.1 / fd77::1 on `veth-a`,
 /// `b` is 10.77.0.2 / fd77::2 on `veth-b`.
 pub struct Pair {

@@ -44,12 +44,9 @@ fn assert_mentions(f: &Value, needles: &[&str]) {
     }
 }
 
+/// SYNs that the cause under test drops; whether a connection failed is not the point.
 fn syns(ns: &Netns, to: SocketAddr, n: usize) {
-    ns.run(|| {
-        for _ in 0..n {
-            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(100));
-        }
-    });
+    connect_attempts(ns, to, n);
 }
 
 fn udp_burst(ns: &Netns, to: SocketAddr, n: usize, size: usize) {

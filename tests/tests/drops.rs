@@ -1,19 +1,8 @@
 //! Real drops in namespaces made here, counted by droptrace and by the kernel itself.
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    time::Duration,
-};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use droptrace_tests::*;
 use serde_json::Value;
-
-fn connect_attempts(ns: &Netns, to: SocketAddr, n: usize) -> usize {
-    ns.run(|| {
-        (0..n)
-            .filter(|_| TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_err())
-            .count()
-    })
-}
 
 fn is_group(g: &Value, function: &str, reason: &str, protocol: &str, dport: u16) -> bool {
     g["function"] == function
