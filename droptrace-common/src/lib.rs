@@ -171,12 +171,15 @@ pub struct DropEvent {
 }
 const _: () = assert!(size_of::<DropEvent>() == 80);
 
-/// How drops are grouped; the key of the lost-group map.
+/// How drops are grouped; the key of the lost-group map. Interface and namespace are part
+/// of it so that counts per interface and per namespace stay exact when events are lost.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     pub location: u64,
     pub reason: u32,
+    pub netns: u32,
+    pub ifindex: u32,
     pub l3_proto: u16,
     /// Destination port, 0 when `EVENT_PORTS` is not set.
     pub dport: u16,
@@ -185,7 +188,7 @@ pub struct GroupKey {
     pub flags: u8,
     pub _pad: [u8; 6],
 }
-const _: () = assert!(size_of::<GroupKey>() == 24);
+const _: () = assert!(size_of::<GroupKey>() == 32);
 
 impl GroupKey {
     #[inline(always)]
@@ -194,6 +197,8 @@ impl GroupKey {
         GroupKey {
             location: event.location,
             reason: event.reason,
+            netns: event.netns,
+            ifindex: event.ifindex,
             l3_proto: event.l3_proto,
             dport: if ports != 0 { event.dport } else { 0 },
             l4_proto: event.l4_proto,

@@ -39,6 +39,22 @@ impl GroupStats {
     pub fn count(&self) -> u64 {
         self.delivered + self.lost
     }
+
+    /// Adds another group's figures to these (for folded views).
+    pub fn merge(&mut self, other: &GroupStats) {
+        if other.count() == 0 {
+            return;
+        }
+        self.first_ns = if self.count() == 0 {
+            other.first_ns
+        } else {
+            self.first_ns.min(other.first_ns)
+        };
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.last_ns = self.last_ns.max(other.last_ns);
+        self.max_len = self.max_len.max(other.max_len);
+    }
 }
 
 /// Recent drops kept per group, for details (addresses, interface, namespace, length).
@@ -92,12 +108,19 @@ impl Aggregator {
         recent.push_back(*drop);
     }
 
-    /// The most recent drops of a group, oldest first.
-    pub fn samples(&self, group: &Group) -> impl Iterator<Item = &Drop> {
-        self.groups
-            .get(group)
-            .into_iter()
-            .flat_map(|e| e.recent.iter())
+    /// The most recent drops of every group that `member` accepts, oldest first, at most
+    /// `SAMPLES_PER_GROUP` of them.
+    pub fn samples(&self, member: impl Fn(&Group) -> bool) -> Vec<Drop> {
+        let mut out: Vec<Drop> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| member(g))
+            .flat_map(|(_, e)| e.recent.iter().copied())
+            .collect();
+        out.sort_by_key(|d| d.timestamp_ns);
+        let cut = out.len().saturating_sub(SAMPLES_PER_GROUP);
+        out.drain(..cut);
+        out
     }
 
     /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
@@ -130,16 +153,36 @@ impl Aggregator {
         self.groups.get(group).map(|e| &e.stats)
     }
 
-    /// Groups, most drops first (ties in a stable order).
+    /// Groups by site (interface and namespace folded together), most drops first.
     pub fn ranked(&self) -> Vec<(Group, GroupStats)> {
-        let mut out: Vec<_> = self
-            .groups
-            .iter()
-            .filter(|(_, e)| e.stats.count() > 0)
-            .map(|(g, e)| (*g, e.stats))
-            .collect();
+        self.ranked_by(Group::site)
+    }
+
+    /// Groups folded by `key`, most drops first (ties in a stable order).
+    pub fn ranked_by(&self, key: impl Fn(&Group) -> Group) -> Vec<(Group, GroupStats)> {
+        let mut folded: HashMap<Group, GroupStats> = HashMap::new();
+        for (g, e) in &self.groups {
+            if e.stats.count() > 0 {
+                folded.entry(key(g)).or_default().merge(&e.stats);
+            }
+        }
+        let mut out: Vec<_> = folded.into_iter().collect();
         out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
         out
+    }
+
+    /// Every group with its figures, in no particular order.
+    pub fn groups(&self) -> impl Iterator<Item = (&Group, &GroupStats)> {
+        self.groups.iter().map(|(g, e)| (g, &e.stats))
+    }
+
+    /// Number of groups kept apart.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
     }
 
     /// Sum of all group counts: equals `counters().matched` minus the ungrouped lost drops
@@ -210,18 +253,22 @@ mod tests {
         );
         let ranked = agg.ranked();
         assert_eq!(ranked.len(), 3);
-        assert_eq!(ranked[0].0, g1678);
+        assert_eq!(ranked[0].0, g1678.site());
         assert_eq!(ranked[0].1.count(), 8);
         assert_eq!((ranked[0].1.first_ns, ranked[0].1.last_ns), (10, 14));
-        assert_eq!(ranked[1].0, g22);
+        assert_eq!(ranked[1].0, g22.site());
         assert_eq!(ranked[1].1.count(), 7);
         assert_eq!(agg.grouped_total(), 16);
         assert_eq!(agg.delivered(), 6);
-        assert_eq!(agg.samples(&g1678).count(), 5);
+        assert_eq!(agg.samples(|g| *g == g1678).len(), 5);
         for t in 0..20 {
             agg.add(&drop_at(100, 1678, 100 + t));
         }
-        let kept: Vec<u64> = agg.samples(&g1678).map(|d| d.timestamp_ns).collect();
+        let kept: Vec<u64> = agg
+            .samples(|g| *g == g1678)
+            .iter()
+            .map(|d| d.timestamp_ns)
+            .collect();
         assert_eq!(
             kept,
             (112..120).collect::<Vec<_>>(),
@@ -232,5 +279,36 @@ mod tests {
         agg.set_kernel(KernelCounters::default(), [(g22, 9)]);
         assert_eq!(agg.get(&g1678).unwrap().max_len, 60);
         assert_eq!(agg.get(&g22).unwrap().count(), 9);
+    }
+
+    #[test]
+    fn folds_interfaces_for_the_site_view_and_keeps_them_apart_otherwise() {
+        let mut agg = Aggregator::new();
+        let mut a = drop_at(100, 53, 5);
+        agg.add(&a);
+        a.ifindex = 7;
+        a.timestamp_ns = 9;
+        agg.add(&a);
+        agg.add(&a);
+        let sites = agg.ranked();
+        assert_eq!(sites.len(), 1);
+        assert_eq!(sites[0].1.count(), 3);
+        assert_eq!((sites[0].1.first_ns, sites[0].1.last_ns), (5, 9));
+        assert_eq!((sites[0].0.ifindex, sites[0].0.netns), (0, 0));
+        let by_iface = agg.ranked_by(|g| Group {
+            location: 0,
+            reason: 0,
+            ethertype: 0,
+            ip_proto: None,
+            dport: None,
+            ..*g
+        });
+        let counts: Vec<(u32, u64)> = by_iface
+            .iter()
+            .map(|(g, s)| (g.ifindex, s.count()))
+            .collect();
+        assert_eq!(counts, [(7, 2), (2, 1)]);
+        let site = sites[0].0;
+        assert_eq!(agg.samples(|g| g.site() == site).len(), 3);
     }
 }

@@ -28,14 +28,21 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<f64>,
 
-    /// Output: `text` prints a block of new drops every interval; `json` prints one summary
-    /// object when droptrace stops.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output. On a terminal, droptrace opens a live view; `text` prints a block of new
+    /// drops every interval instead (the default when output is not a terminal); `json`
+    /// prints one summary object when droptrace stops.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 
-    /// Seconds between two text blocks.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
-    pub interval: f64,
+    /// Seconds between two refreshes of the live view (default 0.25) or two text blocks
+    /// (default 1).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub interval: Option<f64>,
+
+    /// Kernel image with debug info, for the source file and line of drop sites in the
+    /// live view's details (default: the usual /usr/lib/debug places).
+    #[arg(long, value_name = "PATH")]
+    pub vmlinux: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +135,7 @@ pub struct FilterArgs {
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo droptrace                          every drop, a block a second
+  sudo droptrace                          the live view (a block a second when piped)
   sudo droptrace --port 1678              drops of packets to or from port 1678
   sudo droptrace --netns /run/netns/web --exclude-reason NOT_SPECIFIED
   sudo droptrace --duration 10 --format json > drops.json
@@ -192,7 +199,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.live.filters.port, Some(1678));
         assert_eq!(cli.live.filters.reasons, ["NETFILTER_DROP", "NO_SOCKET"]);
-        assert_eq!(cli.format, Format::Json);
+        assert_eq!(cli.format, Some(Format::Json));
         for bad in [
             &["droptrace", "--port", "70000"][..],
             &["droptrace", "--duration", "-1"],

@@ -34,7 +34,8 @@ pub struct Packet {
     pub icmp: Option<(u8, u8)>,
 }
 
-/// How drops are counted: by drop site, reason, protocol and destination port.
+/// How drops are counted: by drop site, reason, protocol, destination port, and the
+/// interface and namespace they were dropped on (0 when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
     pub location: u64,
@@ -42,6 +43,20 @@ pub struct Group {
     pub ethertype: u16,
     pub ip_proto: Option<u8>,
     pub dport: Option<u16>,
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+impl Group {
+    /// The group without its interface and namespace: what the summary and the text
+    /// output count by.
+    pub fn site(&self) -> Group {
+        Group {
+            netns: 0,
+            ifindex: 0,
+            ..*self
+        }
+    }
 }
 
 impl Drop {
@@ -52,6 +67,8 @@ impl Drop {
             ethertype: self.packet.ethertype,
             ip_proto: self.packet.ip_proto,
             dport: self.packet.ports.map(|(_, d)| d),
+            netns: self.netns,
+            ifindex: self.ifindex,
         }
     }
 }
@@ -65,6 +82,8 @@ impl From<wire::GroupKey> for Group {
             ethertype: key.l3_proto,
             ip_proto: ip.then_some(key.l4_proto),
             dport: (key.flags & wire::EVENT_PORTS != 0).then_some(key.dport),
+            netns: key.netns,
+            ifindex: key.ifindex,
         }
     }
 }

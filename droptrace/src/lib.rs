@@ -2,7 +2,7 @@
 //!
 //! The pipeline runs in one direction:
 //! source (live ring buffer) -> decode ([`event`]) -> resolve (symbols, reason names)
-//! -> aggregate -> sinks (text, JSON summary).
+//! -> aggregate -> sinks (live view, text, JSON summary).
 //! Only [`live`] touches aya and the kernel; everything after decoding is plain Rust that
 //! runs without root.
 pub mod aggregate;
@@ -11,12 +11,15 @@ pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod filter;
 pub mod kernel;
 pub mod layout;
 pub mod live;
+pub mod places;
 pub mod resolve;
 pub mod run;
 pub mod summary;
 pub mod text;
+pub mod tui;
 pub mod watch;

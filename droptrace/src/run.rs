@@ -1,10 +1,14 @@
-//! The commands: a live run prints drops as they come (text) or a summary at the end
-//! (JSON); `diagnose` hands a watch to the diagnosis.
+//! The commands: on a terminal a live run opens the live view; otherwise it prints drops
+//! as they come (text) or a summary at the end (JSON); `diagnose` hands a watch to the
+//! diagnosis.
 use std::{io::Write, ops::ControlFlow, time::Duration};
+
+use std::io::IsTerminal;
 
 use crate::{
     cli::{Cli, Command, Format},
     error::Error,
+    feed::{self, LiveView},
     summary::Summary,
     text::{self, TextPrinter},
     watch::Watch,
@@ -17,11 +21,23 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .map_err(|e| Error::Io("starting the runtime".into(), e))?;
     match cli.command {
         Some(Command::Diagnose(args)) => runtime.block_on(crate::diagnose::run(args)),
+        None if cli.format.is_none() && on_terminal() => {
+            drop(runtime);
+            let closing = feed::run(LiveView {
+                args: cli.live,
+                duration: cli.duration.map(Duration::from_secs_f64),
+                interval: Duration::from_secs_f64(cli.interval.unwrap_or(0.25)),
+                vmlinux: cli.vmlinux,
+            })?;
+            let _ = write_out(&mut std::io::stdout().lock(), &closing);
+            Ok(())
+        }
         None => runtime.block_on(run_live(cli)),
     }
 }
 
 async fn run_live(cli: Cli) -> Result<(), Error> {
+    let format = cli.format.unwrap_or(Format::Text);
     let mut watch = Watch::start(&cli.live)?;
     watch.announce(&match cli.duration {
         Some(d) => format!("stopping after {d} s"),
@@ -29,7 +45,8 @@ async fn run_live(cli: Cli) -> Result<(), Error> {
     });
     let mut printer = TextPrinter::default();
     let mut stdout = std::io::stdout().lock();
-    let every = (cli.format == Format::Text).then(|| Duration::from_secs_f64(cli.interval));
+    let every =
+        (format == Format::Text).then(|| Duration::from_secs_f64(cli.interval.unwrap_or(1.0)));
     watch
         .run(cli.duration.map(Duration::from_secs_f64), every, |w| {
             let block = printer.block(&w.agg, &w.resolver, w.elapsed().as_secs_f64());
@@ -40,7 +57,7 @@ async fn run_live(cli: Cli) -> Result<(), Error> {
         })
         .await?;
     watch.finish()?;
-    let out = match cli.format {
+    let out = match format {
         Format::Json => {
             let mut s = serde_json::to_string(&Summary::new(&watch.agg, &watch.resolver))
                 .map_err(|e| Error::Io("writing the summary".into(), std::io::Error::other(e)))?;
@@ -52,6 +69,11 @@ async fn run_live(cli: Cli) -> Result<(), Error> {
     // A closed stdout at the end is not worth an error.
     let _ = write_out(&mut stdout, &out);
     Ok(())
+}
+
+/// The live view needs a terminal for its output and for keys.
+fn on_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
 fn write_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {

@@ -185,7 +185,7 @@ fn drop_groups(watch: &Watch) -> Vec<DropGroup> {
             let loc = watch.resolver.location(g.location);
             let mut places: BTreeMap<(u32, u32), usize> = BTreeMap::new();
             let mut example = None;
-            for d in watch.agg.samples(&g) {
+            for d in &watch.agg.samples(|m| m.site() == g) {
                 *places.entry((d.netns, d.ifindex)).or_default() += 1;
                 example = Some(super::report::packet_line(d));
             }

@@ -93,6 +93,25 @@ impl Namespaces {
         self.by_inode.get(&inode).map(|(p, _)| p)
     }
 
+    /// A short label for tables: `web` (/run/netns/web), `host` (droptrace's own),
+    /// `nginx:812` (a process's), or the inode.
+    pub fn label(&self, inode: u32) -> String {
+        match self.by_inode.get(&inode) {
+            Some((_, name)) if name == "droptrace's own" => "host".into(),
+            Some((p, name)) if p.starts_with("/run/netns") => name.clone(),
+            Some((p, _)) if p.starts_with("/proc") => {
+                let pid = p.components().nth(2).map_or_else(String::new, |c| {
+                    c.as_os_str().to_string_lossy().into_owned()
+                });
+                let comm = std::fs::read_to_string(Path::new("/proc").join(&pid).join("comm"))
+                    .unwrap_or_default();
+                format!("{}:{pid}", comm.trim())
+            }
+            Some((p, _)) => p.display().to_string(),
+            None => inode.to_string(),
+        }
+    }
+
     /// "netns web", "netns of nginx (pid 812)", or the inode.
     pub fn describe(&self, inode: u32) -> String {
         match self.by_inode.get(&inode) {
@@ -116,5 +135,7 @@ mod tests {
         assert!(ns.path(me).is_some());
         assert_eq!(ns.describe(me), "the host namespace");
         assert_eq!(ns.describe(1), "netns inode 1");
+        assert_eq!(ns.label(me), "host");
+        assert_eq!(ns.label(1), "1");
     }
 }

@@ -1,0 +1,217 @@
+//! Drops per second over the last minute, per group and in all, from successive snapshots.
+//! Time is the snapshot's (the source's clock), never the wall clock of the viewer.
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+
+use crate::{aggregate::GroupStats, event::Group};
+
+/// Seconds of history kept (the sparkline's width at most).
+pub const WINDOW: usize = 60;
+/// Seconds over which the rate column is averaged.
+pub const RATE_SECS: u64 = 5;
+const NS: u64 = 1_000_000_000;
+
+/// Per-second counts of the last `WINDOW` seconds of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    buckets: [u32; WINDOW],
+    /// The second (of the source's clock) the newest bucket stands for.
+    second: u64,
+    /// The cumulative count at the last update.
+    seen: u64,
+    /// When this series first had drops (snapshot time, ns).
+    pub first_seen_ns: u64,
+}
+
+impl Series {
+    fn new(now_ns: u64) -> Series {
+        Series {
+            buckets: [0; WINDOW],
+            second: now_ns / NS,
+            seen: 0,
+            first_seen_ns: now_ns,
+        }
+    }
+
+    /// Moves the window to `second`, clearing the seconds in between; returns the counts
+    /// of the seconds that left the window's newest place (completed seconds), oldest first.
+    fn advance(&mut self, second: u64) -> Vec<u32> {
+        let mut completed = Vec::new();
+        if second <= self.second {
+            return completed;
+        }
+        let steps = (second - self.second).min(WINDOW as u64 + 1);
+        for _ in 0..steps {
+            completed.push(self.buckets[WINDOW - 1]);
+            self.buckets.rotate_left(1);
+            self.buckets[WINDOW - 1] = 0;
+        }
+        self.second = second;
+        completed
+    }
+
+    /// Takes a new cumulative count at `now_ns`; returns the completed seconds' counts.
+    fn update(&mut self, now_ns: u64, count: u64) -> Vec<u32> {
+        let completed = self.advance(now_ns / NS);
+        let delta = count.saturating_sub(self.seen);
+        self.seen = count;
+        let b = &mut self.buckets[WINDOW - 1];
+        *b = b.saturating_add(u32::try_from(delta).unwrap_or(u32::MAX));
+        completed
+    }
+
+    /// Counts per second, oldest first, as of `now_ns` (seconds without updates count 0).
+    pub fn per_second(&self, now_ns: u64) -> [u32; WINDOW] {
+        let lag = (now_ns / NS).saturating_sub(self.second).min(WINDOW as u64) as usize;
+        let mut out = [0; WINDOW];
+        out[..WINDOW - lag].copy_from_slice(&self.buckets[lag..]);
+        out
+    }
+
+    /// Drops in the last `RATE_SECS` seconds (the current one included).
+    pub fn recent(&self, now_ns: u64) -> u64 {
+        let per = self.per_second(now_ns);
+        per[WINDOW - RATE_SECS as usize..]
+            .iter()
+            .map(|&n| u64::from(n))
+            .sum()
+    }
+}
+
+/// Everything the view remembers between snapshots.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub groups: HashMap<Group, Series>,
+    pub total: Series,
+    /// Drops per completed second of the whole run, for percentiles.
+    pub total_per_second: Histogram<u64>,
+    pub now_ns: u64,
+    pub started_ns: u64,
+}
+
+impl History {
+    pub fn new() -> History {
+        History {
+            groups: HashMap::new(),
+            total: Series::new(0),
+            // Three significant digits from 1 up to any count: fixed, small memory.
+            total_per_second: Histogram::new(3).expect("3 significant digits are valid"),
+            now_ns: 0,
+            started_ns: 0,
+        }
+    }
+
+    /// Takes a snapshot's groups and total at `now_ns`.
+    pub fn update(
+        &mut self,
+        started_ns: u64,
+        now_ns: u64,
+        total: u64,
+        groups: &[(Group, GroupStats)],
+    ) {
+        if self.now_ns == 0 {
+            self.started_ns = started_ns;
+            self.total = Series::new(now_ns);
+        }
+        self.now_ns = self.now_ns.max(now_ns);
+        for n in self.total.update(now_ns, total) {
+            self.total_per_second.saturating_record(u64::from(n));
+        }
+        for (g, s) in groups {
+            self.groups
+                .entry(*g)
+                .or_insert_with(|| Series::new(now_ns))
+                .update(now_ns, s.count());
+        }
+    }
+
+    /// Seconds covered by the rate column now (less at the start).
+    pub fn rate_window_secs(&self) -> f64 {
+        let elapsed = self.now_ns.saturating_sub(self.started_ns) as f64 / NS as f64;
+        elapsed.clamp(0.001, RATE_SECS as f64)
+    }
+
+    /// Drops per second of a series, averaged over the rate window.
+    pub fn rate(&self, series: &Series) -> f64 {
+        series.recent(self.now_ns) as f64 / self.rate_window_secs()
+    }
+}
+
+impl Default for History {
+    fn default() -> History {
+        History::new()
+    }
+}
+
+/// Percentiles of per-second counts (p50, p99, max), through hdrhistogram.
+pub fn percentiles(per_second: impl IntoIterator<Item = u64>) -> Option<(u64, u64, u64)> {
+    let mut h: Histogram<u64> = Histogram::new(3).ok()?;
+    for n in per_second {
+        h.saturating_record(n);
+    }
+    summary(&h)
+}
+
+pub fn summary(h: &Histogram<u64>) -> Option<(u64, u64, u64)> {
+    (!h.is_empty()).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(n: u64) -> GroupStats {
+        GroupStats {
+            delivered: n,
+            ..GroupStats::default()
+        }
+    }
+
+    #[test]
+    fn counts_land_in_the_second_of_the_snapshot() {
+        let g = Group {
+            location: 1,
+            reason: 2,
+            ethertype: 0,
+            ip_proto: None,
+            dport: None,
+            netns: 0,
+            ifindex: 0,
+        };
+        let mut h = History::new();
+        let t0 = 100 * NS;
+        h.update(t0, t0, 0, &[]);
+        h.update(t0, t0 + NS / 2, 10, &[(g, stats(10))]);
+        h.update(t0, t0 + NS + 1, 30, &[(g, stats(30))]);
+        h.update(t0, t0 + 3 * NS, 30, &[(g, stats(30))]);
+        let s = &h.groups[&g];
+        let per = s.per_second(t0 + 3 * NS);
+        assert_eq!(&per[WINDOW - 4..], &[10, 20, 0, 0]);
+        assert_eq!(s.recent(t0 + 3 * NS), 30);
+        assert_eq!(h.rate_window_secs(), 3.0);
+        assert_eq!(h.rate(s), 10.0);
+        // Completed seconds went into the whole-run histogram: 10, 20, 0.
+        assert_eq!(summary(&h.total_per_second), Some((10, 20, 20)));
+        // Long after, everything has left the window.
+        assert_eq!(s.per_second(t0 + 500 * NS), [0; WINDOW]);
+        assert_eq!(s.first_seen_ns, t0 + NS / 2);
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_window_clears_it() {
+        let mut s = Series::new(0);
+        s.update(0, 5);
+        let completed = s.update(1000 * NS, 6);
+        assert_eq!(completed.len(), WINDOW + 1);
+        assert_eq!(s.per_second(1000 * NS)[WINDOW - 1], 1);
+        assert_eq!(s.per_second(1000 * NS).iter().sum::<u32>(), 1);
+    }
+
+    #[test]
+    fn percentiles_of_a_minute() {
+        let (p50, p99, max) = percentiles((1..=100).map(|n| n as u64)).unwrap();
+        assert_eq!((p50, p99, max), (50, 99, 100));
+        assert_eq!(percentiles(std::iter::empty()), None);
+    }
+}

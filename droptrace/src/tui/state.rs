@@ -1,0 +1,377 @@
+//! The live view's state and the one function that changes it: `update(&mut State, Action)`.
+//! Nothing here draws, reads the clock or touches the terminal.
+use std::collections::HashMap;
+
+use crate::{aggregate::GroupStats, event::Group};
+
+use super::{
+    filter::ViewFilter,
+    grouping::{Grouping, Sort},
+    history::History,
+    snapshot::{DetailRequest, Snapshot, SourceInfo},
+};
+
+/// A key, as the view understands it (the runtime maps terminal events to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Enter,
+    Esc,
+    Backspace,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    Tab,
+    BackTab,
+    CtrlC,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Snapshot(Box<Snapshot>),
+    Key(Key),
+    /// Rows of the table that fit on screen, for paging.
+    PageSize(usize),
+}
+
+/// What fills the screen below the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Table,
+    /// The selected row's details.
+    Detail(DetailRequest),
+    Help,
+    /// Typing a filter; the text so far.
+    Filter(String),
+}
+
+/// Seconds a new row stays marked.
+pub const NEW_FOR_NS: u64 = 5_000_000_000;
+
+/// One row of the table, as shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub key: Group,
+    /// Figures since the last reset.
+    pub stats: GroupStats,
+    pub rate: f64,
+    pub first_seen_ns: u64,
+    pub new: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub info: SourceInfo,
+    /// The newest snapshot.
+    pub latest: Snapshot,
+    pub history: History,
+    /// While paused: what the screen shows (snapshot and history at the pause).
+    pub frozen: Option<Box<(Snapshot, History)>>,
+    pub grouping: Grouping,
+    pub sort: Sort,
+    pub filter: ViewFilter,
+    /// Index of the selected row in `rows()`.
+    pub selected: usize,
+    pub page: usize,
+    pub mode: Mode,
+    /// Counts at the last reset (`r`), subtracted from what is shown.
+    pub baseline: Baseline,
+    /// A one-line message (a filter error, "counters reset").
+    pub message: Option<String>,
+    pub color: bool,
+    pub quit: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Baseline {
+    pub groups: HashMap<Group, GroupStats>,
+    pub total: u64,
+    pub lost: u64,
+    pub at_ns: Option<u64>,
+}
+
+impl State {
+    pub fn new(info: SourceInfo, color: bool) -> State {
+        State {
+            info,
+            latest: Snapshot::default(),
+            history: History::new(),
+            frozen: None,
+            grouping: Grouping::default(),
+            sort: Sort::default(),
+            filter: ViewFilter::default(),
+            selected: 0,
+            page: 10,
+            mode: Mode::Table,
+            baseline: Baseline::default(),
+            message: None,
+            color,
+            quit: false,
+        }
+    }
+
+    /// The snapshot and history on screen (frozen while paused).
+    pub fn shown(&self) -> (&Snapshot, &History) {
+        match &self.frozen {
+            Some(f) => (&f.0, &f.1),
+            None => (&self.latest, &self.history),
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// What the source should send samples for.
+    pub fn detail_request(&self) -> Option<DetailRequest> {
+        match &self.mode {
+            Mode::Detail(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// Total drops and lost events shown (since the last reset).
+    pub fn totals(&self) -> (u64, u64) {
+        let c = self.shown().0.counters;
+        (
+            c.matched.saturating_sub(self.baseline.total),
+            c.lost.saturating_sub(self.baseline.lost),
+        )
+    }
+
+    /// The table's rows: groups folded by the grouping, filtered, sorted.
+    pub fn rows(&self) -> Vec<Row> {
+        let (snap, history) = self.shown();
+        let mut rows: HashMap<Group, Row> = HashMap::new();
+        for (g, s) in &snap.groups {
+            if !self.filter.accepts(g, &snap.names) {
+                continue;
+            }
+            let mut s = *s;
+            if let Some(b) = self.baseline.groups.get(g) {
+                s.delivered = s.delivered.saturating_sub(b.delivered);
+                s.lost = s.lost.saturating_sub(b.lost);
+                if s.count() == 0 {
+                    continue;
+                }
+            }
+            let series = history.groups.get(g);
+            let key = self.grouping.key(g);
+            let row = rows.entry(key).or_insert_with(|| Row {
+                key,
+                stats: GroupStats::default(),
+                rate: 0.0,
+                first_seen_ns: u64::MAX,
+                new: false,
+            });
+            row.stats.merge(&s);
+            if let Some(series) = series {
+                row.rate += history.rate(series);
+                row.first_seen_ns = row.first_seen_ns.min(series.first_seen_ns);
+            }
+        }
+        let now = history.now_ns;
+        let mut rows: Vec<Row> = rows
+            .into_values()
+            .map(|mut r| {
+                if r.first_seen_ns == u64::MAX {
+                    r.first_seen_ns = now;
+                }
+                r.new = now.saturating_sub(r.first_seen_ns) < NEW_FOR_NS
+                    && r.first_seen_ns > history.started_ns;
+                r
+            })
+            .collect();
+        self.sort_rows(&mut rows, snap);
+        rows
+    }
+
+    fn sort_rows(&self, rows: &mut [Row], snap: &Snapshot) {
+        let names = &snap.names;
+        let by_count = |a: &Row, b: &Row| b.stats.count().cmp(&a.stats.count());
+        match self.sort {
+            Sort::Count => rows.sort_by(|a, b| by_count(a, b).then(a.key.cmp(&b.key))),
+            Sort::Rate => rows.sort_by(|a, b| {
+                b.rate
+                    .total_cmp(&a.rate)
+                    .then(by_count(a, b))
+                    .then(a.key.cmp(&b.key))
+            }),
+            Sort::Name => {
+                rows.sort_by_cached_key(|r| {
+                    (super::view::row_name(self.grouping, &r.key, names), r.key)
+                });
+            }
+            Sort::Port => rows.sort_by(|a, b| {
+                (a.key.dport.is_none(), a.key.dport, a.key).cmp(&(
+                    b.key.dport.is_none(),
+                    b.key.dport,
+                    b.key,
+                ))
+            }),
+            Sort::Recency => rows.sort_by(|a, b| {
+                b.stats
+                    .last_ns
+                    .cmp(&a.stats.last_ns)
+                    .then(by_count(a, b))
+                    .then(a.key.cmp(&b.key))
+            }),
+        }
+    }
+
+    /// Members of a row, finest grouping, in the shown snapshot.
+    pub fn members(&self, request: &DetailRequest) -> Vec<(Group, GroupStats)> {
+        let mut out: Vec<_> = self
+            .shown()
+            .0
+            .groups
+            .iter()
+            .filter(|(g, _)| request.grouping.key(g) == request.key)
+            .copied()
+            .collect();
+        out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// The only place the state changes.
+pub fn update(state: &mut State, action: Action) {
+    match action {
+        Action::Snapshot(snap) => take_snapshot(state, *snap),
+        Action::PageSize(n) => state.page = n.max(1),
+        Action::Key(key) => on_key(state, key),
+    }
+}
+
+fn take_snapshot(state: &mut State, snap: Snapshot) {
+    state.history.update(
+        snap.started_ns,
+        snap.now_ns,
+        snap.counters.matched,
+        &snap.groups,
+    );
+    state.latest = snap;
+    // While paused the screen keeps its frozen copy, but a detail view that is waiting for
+    // samples gets them.
+    let wanted = state.detail_request();
+    if let Some(frozen) = &mut state.frozen {
+        if frozen.0.detail.as_ref().map(|d| d.0) != wanted {
+            frozen.0.detail = state.latest.detail.clone();
+        }
+    }
+}
+
+fn on_key(state: &mut State, key: Key) {
+    if key == Key::CtrlC {
+        state.quit = true;
+        return;
+    }
+    match state.mode.clone() {
+        Mode::Filter(text) => filter_key(state, text, key),
+        Mode::Help => state.mode = Mode::Table,
+        Mode::Detail(_) => match key {
+            Key::Esc | Key::Backspace | Key::Enter | Key::Char('h') => state.mode = Mode::Table,
+            _ => common_key(state, key),
+        },
+        Mode::Table => table_key(state, key),
+    }
+}
+
+fn table_key(state: &mut State, key: Key) {
+    let rows = state.rows().len();
+    let last = rows.saturating_sub(1);
+    match key {
+        Key::Up | Key::Char('k') => state.selected = state.selected.saturating_sub(1),
+        Key::Down | Key::Char('j') => state.selected = (state.selected + 1).min(last),
+        Key::PageUp => state.selected = state.selected.saturating_sub(state.page),
+        Key::PageDown => state.selected = (state.selected + state.page).min(last),
+        Key::Home => state.selected = 0,
+        Key::End => state.selected = last,
+        Key::Enter => {
+            if let Some(row) = state.rows().get(state.selected) {
+                state.mode = Mode::Detail(DetailRequest {
+                    grouping: state.grouping,
+                    key: row.key,
+                });
+            }
+        }
+        Key::Esc => state.message = None,
+        _ => common_key(state, key),
+    }
+    state.selected = state.selected.min(last);
+}
+
+/// Keys that work in the table and in the detail view.
+fn common_key(state: &mut State, key: Key) {
+    match key {
+        Key::Char('q') => state.quit = true,
+        Key::Char('?') => state.mode = Mode::Help,
+        Key::Char('/') => {
+            state.mode = Mode::Filter(state.filter.text().to_owned());
+        }
+        Key::Char('p') | Key::Char(' ') => {
+            state.frozen = match state.frozen.take() {
+                Some(_) => None,
+                None => Some(Box::new((state.latest.clone(), state.history.clone()))),
+            };
+        }
+        Key::Char('r') => reset(state),
+        Key::Char('g') | Key::Tab => regroup(state, state.grouping.next()),
+        Key::Char('G') | Key::BackTab => regroup(state, state.grouping.previous()),
+        Key::Char(c @ '1'..='6') => {
+            let i = c as usize - '1' as usize;
+            regroup(state, Grouping::ALL[i]);
+        }
+        Key::Char('s') => state.sort = state.sort.next(),
+        Key::Char('S') => state.sort = state.sort.previous(),
+        _ => {}
+    }
+}
+
+fn regroup(state: &mut State, grouping: Grouping) {
+    state.grouping = grouping;
+    state.selected = 0;
+    state.mode = Mode::Table;
+}
+
+fn reset(state: &mut State) {
+    let (snap, _) = state.shown();
+    state.baseline = Baseline {
+        groups: snap.groups.iter().copied().collect(),
+        total: snap.counters.matched,
+        lost: snap.counters.lost,
+        at_ns: Some(snap.now_ns),
+    };
+    state.selected = 0;
+    state.message = Some("counters reset (the final summary still counts everything)".into());
+}
+
+fn filter_key(state: &mut State, mut text: String, key: Key) {
+    match key {
+        Key::Esc => state.mode = Mode::Table,
+        Key::Enter => match ViewFilter::parse(&text) {
+            Ok(filter) => {
+                state.message = (!filter.is_empty()).then(|| format!("filter: {}", filter.text()));
+                state.filter = filter;
+                state.selected = 0;
+                state.mode = Mode::Table;
+            }
+            Err(e) => {
+                state.message = Some(e);
+                state.mode = Mode::Filter(text);
+            }
+        },
+        Key::Backspace => {
+            text.pop();
+            state.mode = Mode::Filter(text);
+        }
+        Key::Char(c) if text.len() < 200 => {
+            text.push(c);
+            state.mode = Mode::Filter(text);
+        }
+        _ => {}
+    }
+}

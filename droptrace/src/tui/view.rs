@@ -1,0 +1,477 @@
+//! Drawing: `render(&State, &mut Frame)` reads the state and draws it; nothing else.
+use std::collections::HashMap;
+
+use ratatui::{
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Cell, Paragraph, Row as TableRow, Table, TableState, Wrap},
+    Frame,
+};
+
+use super::{
+    grouping::Grouping,
+    history::{self, History, WINDOW},
+    snapshot::Names,
+    state::{Mode, Row, State},
+};
+use crate::event::Group;
+
+pub mod detail;
+pub mod format;
+
+use format::{ago, count, rate};
+
+/// Header lines above the table.
+const HEADER: u16 = 3;
+
+pub fn render(state: &State, frame: &mut Frame) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(HEADER),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_header(state, frame, header);
+    match &state.mode {
+        Mode::Detail(request) => detail::render(state, request, frame, body),
+        Mode::Help => render_help(state, frame, body),
+        Mode::Table | Mode::Filter(_) => render_table(state, frame, body),
+    }
+    render_footer(state, frame, footer);
+}
+
+/// Rows of the table that fit in a terminal of `height` lines.
+pub fn table_rows(height: u16) -> usize {
+    usize::from(height.saturating_sub(HEADER + 2)).max(1)
+}
+
+struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    fn fg(&self, color: Color) -> Style {
+        if self.color {
+            Style::new().fg(color)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn alarm(&self) -> Style {
+        if self.color {
+            Style::new()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
+        }
+    }
+
+    fn new_row(&self) -> Style {
+        self.fg(Color::Green).add_modifier(Modifier::BOLD)
+    }
+
+    fn key(&self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+}
+
+fn render_header(state: &State, frame: &mut Frame, area: Rect) {
+    let theme = Theme { color: state.color };
+    let (snap, hist) = state.shown();
+    let info = &state.info;
+    let elapsed = hist.now_ns.saturating_sub(hist.started_ns);
+    let mut first = vec![
+        Span::styled("droptrace", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(
+            "  {}  kernel {}  filters: {}",
+            info.source,
+            or_dash(&info.kernel),
+            or_dash(&info.filters)
+        )),
+    ];
+    let clock = format!("  {}", format::duration(elapsed));
+    let used: usize = first.iter().map(Span::width).sum();
+    let pad = usize::from(area.width).saturating_sub(used + clock.len());
+    first.push(Span::raw(" ".repeat(pad)));
+    first.push(Span::raw(clock));
+
+    let (total, lost) = state.totals();
+    let now_rate = hist.rate(&hist.total);
+    let mut second = vec![
+        Span::styled(
+            format!("{} drops/s", rate(now_rate)),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("  total {}  ", count(total))),
+        Span::styled(
+            format!("lost events {}", count(lost)),
+            if lost > 0 {
+                theme.alarm()
+            } else {
+                Style::new()
+            },
+        ),
+    ];
+    if snap.counters.missed > 0 {
+        second.push(Span::raw("  "));
+        second.push(Span::styled(
+            format!("missed {}", count(snap.counters.missed)),
+            theme.alarm(),
+        ));
+    }
+    if let Some((p50, p99, max)) = history::summary(&hist.total_per_second) {
+        second.push(Span::raw(format!(
+            "  per s p50 {} p99 {} max {}",
+            count(p50),
+            count(p99),
+            count(max)
+        )));
+    }
+
+    let mut third = vec![
+        Span::styled("g", theme.key()),
+        Span::raw(format!(" by {}  ", state.grouping.label())),
+        Span::styled("s", theme.key()),
+        Span::raw(format!(" sort {}  ", state.sort.label())),
+    ];
+    if !state.filter.is_empty() {
+        third.push(Span::styled("/", theme.key()));
+        third.push(Span::raw(format!(" {}  ", state.filter.text())));
+    }
+    if state.paused() {
+        third.push(Span::styled(" PAUSED ", theme.alarm()));
+        third.push(Span::raw(" "));
+    }
+    if let Some(at) = state.baseline.at_ns {
+        third.push(Span::raw(format!(
+            "since reset {} ago  ",
+            ago(hist.now_ns, at)
+        )));
+    }
+    if snap.finished {
+        third.push(Span::styled(" END OF RECORDING ", theme.alarm()));
+    }
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from(first),
+            Line::from(second),
+            Line::from(third),
+        ]),
+        area,
+    );
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// The name columns of a grouping: title and width (0 = takes what is left).
+fn name_columns(grouping: Grouping) -> &'static [(&'static str, u16)] {
+    match grouping {
+        Grouping::Site => &[("Location", 0), ("Reason", 16), ("Proto", 6), ("Port", 5)],
+        Grouping::Location => &[("Location", 0)],
+        Grouping::Reason => &[("Reason", 0)],
+        Grouping::Port => &[("Proto", 8), ("Port", 0)],
+        Grouping::Interface => &[("Interface", 16), ("Namespace", 0)],
+        Grouping::Namespace => &[("Namespace", 0)],
+    }
+}
+
+fn name_cells(grouping: Grouping, key: &Group, names: &Names) -> Vec<String> {
+    let reason = || {
+        names
+            .reason(key.reason)
+            .map_or_else(|| "-".to_owned(), str::to_owned)
+    };
+    let proto = || key.protocol().unwrap_or_else(|| "-".into());
+    let port = || key.dport.map_or_else(|| "-".into(), |p| p.to_string());
+    match grouping {
+        Grouping::Site => vec![names.location(key.location), reason(), proto(), port()],
+        Grouping::Location => vec![names.location(key.location)],
+        Grouping::Reason => vec![reason()],
+        Grouping::Port => vec![proto(), port()],
+        Grouping::Interface => vec![
+            names.interface(key.netns, key.ifindex),
+            names.namespace(key.netns),
+        ],
+        Grouping::Namespace => vec![names.namespace(key.netns)],
+    }
+}
+
+/// The row's name as one string (for sorting by name and for titles).
+pub fn row_name(grouping: Grouping, key: &Group, names: &Names) -> String {
+    name_cells(grouping, key, names).join(" ")
+}
+
+fn render_table(state: &State, frame: &mut Frame, area: Rect) {
+    let theme = Theme { color: state.color };
+    let (snap, hist) = state.shown();
+    let rows = state.rows();
+    let (total, _) = state.totals();
+    let names = &snap.names;
+
+    let numbers: &[(&str, u16)] = &[("Count", 9), ("Rate/s", 7), ("Share", 6)];
+    let spacing = 1u16;
+    let name_cols = name_columns(state.grouping);
+    let fixed_names: u16 = name_cols.iter().map(|c| c.1).sum();
+    let cols = (name_cols.len() + numbers.len() + 3) as u16;
+    let fixed = fixed_names + numbers.iter().map(|c| c.1).sum::<u16>() + cols * spacing + 2;
+    let min_flexible = 16;
+    let room = area.width.saturating_sub(fixed + min_flexible);
+    let with_times = room >= 30;
+    let spark = if with_times {
+        (room - 16).min(WINDOW as u16)
+    } else {
+        room.min(WINDOW as u16)
+    };
+
+    let mut titles: Vec<&str> = name_cols.iter().map(|c| c.0).collect();
+    titles.extend(numbers.iter().map(|c| c.0));
+    titles.push(if spark >= 11 {
+        "Last minute"
+    } else {
+        "Last min"
+    });
+    if with_times {
+        titles.extend(["First", "Last"]);
+    }
+    let mut widths: Vec<Constraint> = name_cols
+        .iter()
+        .map(|c| {
+            if c.1 == 0 {
+                Constraint::Min(min_flexible)
+            } else {
+                Constraint::Length(c.1)
+            }
+        })
+        .collect();
+    widths.extend(numbers.iter().map(|c| Constraint::Length(c.1)));
+    widths.push(Constraint::Length(spark));
+    if with_times {
+        widths.extend([Constraint::Length(7), Constraint::Length(7)]);
+    }
+
+    // Only the rows on screen are built: a port scan makes tens of thousands.
+    let visible = usize::from(area.height.saturating_sub(1)).max(1);
+    let offset = state.selected.saturating_sub(visible - 1);
+    let shown = &rows[offset.min(rows.len())..(offset + visible).min(rows.len())];
+    let series = row_series(state, shown, hist);
+    let body: Vec<TableRow> = shown
+        .iter()
+        .map(|row| {
+            let per_second = series.get(&row.key).copied().unwrap_or([0; WINDOW]);
+            table_row(
+                state,
+                row,
+                names,
+                hist,
+                total,
+                (&per_second, spark),
+                with_times,
+                &theme,
+            )
+        })
+        .collect();
+    let empty = body.is_empty();
+    let header = TableRow::new(titles)
+        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let table = Table::new(body, widths)
+        .header(header)
+        .column_spacing(spacing)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    let mut table_state =
+        TableState::new().with_selected((!empty).then_some(state.selected - offset));
+    frame.render_stateful_widget(table, area, &mut table_state);
+    if empty {
+        let text = if snap.groups.is_empty() {
+            "No drops yet. Counting in the kernel; rows appear as drops do."
+        } else {
+            "No rows match the view filter (/ to change it, Enter on an empty filter clears it)."
+        };
+        let [_, msg] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), msg);
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row needs the whole view's context"
+)]
+fn table_row<'a>(
+    state: &State,
+    row: &Row,
+    names: &Names,
+    hist: &History,
+    total: u64,
+    (per_second, spark): (&[u32; WINDOW], u16),
+    with_times: bool,
+    theme: &Theme,
+) -> TableRow<'a> {
+    let mut cells: Vec<Cell> = name_cells(state.grouping, &row.key, names)
+        .into_iter()
+        .map(Cell::from)
+        .collect();
+    if row.new {
+        if let Some(first) = cells.first_mut() {
+            let name = name_cells(state.grouping, &row.key, names).remove(0);
+            *first = Cell::from(Span::styled(format!("+{name}"), theme.new_row()));
+        }
+    }
+    let share = if total == 0 {
+        0.0
+    } else {
+        row.stats.count() as f64 * 100.0 / total as f64
+    };
+    cells.push(Cell::from(format!("{:>9}", count(row.stats.count()))));
+    cells.push(Cell::from(format!("{:>7}", rate(row.rate))));
+    cells.push(Cell::from(format!("{share:>5.1}%")));
+    cells.push(Cell::from(Span::styled(
+        format::sparkline(per_second, usize::from(spark)),
+        theme.fg(Color::Yellow),
+    )));
+    if with_times {
+        cells.push(Cell::from(format!(
+            "{:>7}",
+            ago(hist.now_ns, row.first_seen_ns)
+        )));
+        cells.push(Cell::from(format!(
+            "{:>7}",
+            ago(
+                hist.now_ns,
+                row.stats.last_ns.max(row.first_seen_ns).min(hist.now_ns)
+            )
+        )));
+    }
+    TableRow::new(cells)
+}
+
+/// Per-second counts of the rows shown: the sums of their members' series, in one pass.
+fn row_series(state: &State, rows: &[Row], hist: &History) -> HashMap<Group, [u32; WINDOW]> {
+    let mut out: HashMap<Group, [u32; WINDOW]> =
+        rows.iter().map(|r| (r.key, [0u32; WINDOW])).collect();
+    let names = &state.shown().0.names;
+    for (g, series) in &hist.groups {
+        let Some(sum) = out.get_mut(&state.grouping.key(g)) else {
+            continue;
+        };
+        if !state.filter.accepts(g, names) {
+            continue;
+        }
+        for (o, n) in sum.iter_mut().zip(series.per_second(hist.now_ns)) {
+            *o = o.saturating_add(n);
+        }
+    }
+    out
+}
+
+fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
+    let theme = Theme { color: state.color };
+    let line = match &state.mode {
+        Mode::Filter(text) => {
+            let mut spans = vec![
+                Span::styled("/", theme.key()),
+                Span::raw(format!(" filter: {text}")),
+                Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+            ];
+            if let Some(m) = &state.message {
+                spans.push(Span::styled(format!("  {m}"), theme.alarm()));
+            } else {
+                spans.push(Span::raw("  Enter apply, Esc cancel"));
+            }
+            Line::from(spans)
+        }
+        _ => match &state.message {
+            Some(m) => Line::from(Span::raw(m.clone())),
+            None => {
+                let keys: &[(&str, &str)] = match state.mode {
+                    Mode::Detail(_) => &[
+                        ("Esc", "back"),
+                        ("q", "quit"),
+                        ("p", "pause"),
+                        ("?", "help"),
+                    ],
+                    _ => &[
+                        ("q", "quit"),
+                        ("?", "help"),
+                        ("Enter", "details"),
+                        ("/", "filter"),
+                        ("g", "group"),
+                        ("s", "sort"),
+                        ("p", "pause"),
+                        ("r", "reset"),
+                    ],
+                };
+                let mut spans = Vec::new();
+                for (k, what) in keys {
+                    spans.push(Span::styled(*k, theme.key()));
+                    spans.push(Span::raw(format!(" {what}  ")));
+                }
+                Line::from(spans)
+            }
+        },
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// Every key, in the help screen.
+pub const KEYS: &[(&str, &str)] = &[
+    ("Up/Down, j/k", "move the selection"),
+    (
+        "PgUp/PgDn, Home/End",
+        "move by a page, to the top or bottom",
+    ),
+    (
+        "Enter",
+        "details of the selected row: packets, reason, drop site",
+    ),
+    ("Esc", "back to the table"),
+    ("g / G, Tab", "next / previous grouping"),
+    (
+        "1-6",
+        "group by location+reason+port, location, reason, port, interface, namespace",
+    ),
+    (
+        "s / S",
+        "next / previous sort: count, rate, name, port, recency",
+    ),
+    (
+        "/",
+        "view filter: --port, --proto, --reason, --exclude-reason, --iface, --netns, --function",
+    ),
+    ("p, Space", "pause the screen (counting goes on)"),
+    (
+        "r",
+        "reset the counters shown (the final summary keeps everything)",
+    ),
+    ("?", "this help"),
+    ("q, Ctrl-C", "quit (prints the final table)"),
+];
+
+fn render_help(state: &State, frame: &mut Frame, area: Rect) {
+    let theme = Theme { color: state.color };
+    let mut lines = vec![Line::from(Span::styled(
+        "Keys (any key closes this help)",
+        Style::new().add_modifier(Modifier::BOLD),
+    ))];
+    for (k, what) in KEYS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{k:>20}  "), theme.key()),
+            Span::raw(*what),
+        ]));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(
+        "A + before a name marks a row that appeared in the last 5 s. Rate/s is the average \
+         of the last 5 s; Last minute shows drops per second, oldest on the left.",
+    ));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}

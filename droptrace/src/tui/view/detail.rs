@@ -1,0 +1,177 @@
+//! The drill-down of one row: what the kernel said, where, and the latest packets.
+use ratatui::{
+    layout::Rect,
+    style::{Modifier, Style},
+    text::{Line, Span},
+    widgets::{Paragraph, Wrap},
+    Frame,
+};
+
+use super::format::{ago, count, rate};
+use crate::{
+    diagnose::knowledge,
+    event::Drop,
+    tui::{
+        history::{self, WINDOW},
+        snapshot::{DetailRequest, Names},
+        state::State,
+    },
+};
+
+/// Drop sites listed for a folded row (by reason, by port...).
+const MAX_SITES: usize = 6;
+
+pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: Rect) {
+    let (snap, hist) = state.shown();
+    let names = &snap.names;
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let members = state.members(request);
+    let title = super::row_name(request.grouping, &request.key, names);
+    let mut lines = vec![Line::from(Span::styled(
+        format!("{} {title}", request.grouping.label()),
+        bold,
+    ))];
+
+    let mut total = crate::aggregate::GroupStats::default();
+    let mut per_second = [0u64; WINDOW];
+    let mut rate_now = 0.0;
+    for (g, s) in &members {
+        total.merge(s);
+        if let Some(series) = hist.groups.get(g) {
+            rate_now += hist.rate(series);
+            for (o, n) in per_second.iter_mut().zip(series.per_second(hist.now_ns)) {
+                *o += u64::from(n);
+            }
+        }
+    }
+    if members.is_empty() {
+        lines.push(Line::raw("No drops in this row any more."));
+    } else {
+        lines.push(Line::raw(format!(
+            "{} drops ({} lost events)  {}/s now  first {} ago  last {} ago  largest {} bytes",
+            count(total.count()),
+            count(total.lost),
+            rate(rate_now),
+            ago(hist.now_ns, total.first_ns),
+            ago(hist.now_ns, total.last_ns.min(hist.now_ns)),
+            total.max_len,
+        )));
+        let seconds = (hist.now_ns.saturating_sub(hist.started_ns) / 1_000_000_000 + 1)
+            .min(WINDOW as u64) as usize;
+        if let Some((p50, p99, max)) =
+            history::percentiles(per_second[WINDOW - seconds..].iter().copied())
+        {
+            lines.push(Line::raw(format!(
+                "drops per second over the last {seconds} s: p50 {} p99 {} max {}",
+                count(p50),
+                count(p99),
+                count(max)
+            )));
+        }
+    }
+
+    // Drop sites: function+offset, reason and what it means, source line.
+    let detail = snap
+        .detail
+        .as_ref()
+        .filter(|(r, _)| r == request)
+        .map(|(_, d)| d);
+    let mut sites: Vec<(u64, u32, u64)> = Vec::new();
+    for (g, s) in &members {
+        match sites
+            .iter_mut()
+            .find(|x| x.0 == g.location && x.1 == g.reason)
+        {
+            Some(site) => site.2 += s.count(),
+            None => sites.push((g.location, g.reason, s.count())),
+        }
+    }
+    sites.sort_by_key(|s| std::cmp::Reverse(s.2));
+    for (location, reason, n) in sites.iter().take(MAX_SITES) {
+        lines.push(Line::raw(""));
+        let reason_name = names.reason(*reason);
+        lines.push(Line::from(vec![
+            Span::styled(names.location(*location), bold),
+            Span::raw(format!(
+                "  {}  {} drops",
+                reason_name.unwrap_or("(no reason from this kernel)"),
+                count(*n)
+            )),
+        ]));
+        let source = match (
+            detail.and_then(|d| d.source_lines.get(location)),
+            &state.info.debuginfo,
+        ) {
+            (Some(line), _) => format!("source: {line}"),
+            (None, Ok(_)) if detail.is_none() => "source: looking up...".into(),
+            (None, Ok(path)) => format!("source: not found in {path}"),
+            (None, Err(why)) => format!("source: {why}"),
+        };
+        lines.push(Line::raw(format!("  {source}")));
+        let c = knowledge::classify(reason_name, names.function(*location));
+        lines.push(Line::raw(format!("  why: {}", c.explanation)));
+        lines.push(Line::raw(format!(
+            "  fix: {}",
+            knowledge::fill_placeholders(c.fix, None, request.key.dport)
+        )));
+    }
+    if sites.len() > MAX_SITES {
+        lines.push(Line::raw(format!(
+            "  ... and {} more drop sites",
+            sites.len() - MAX_SITES
+        )));
+    }
+
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled("Latest packets", bold)));
+    match detail {
+        None => lines.push(Line::raw("  waiting for the next snapshot...")),
+        Some(d) if d.samples.is_empty() => {
+            lines.push(Line::raw(
+                "  none kept (their events were lost; counts stay exact)",
+            ));
+        }
+        Some(d) => {
+            for drop in d.samples.iter().rev() {
+                lines.push(Line::raw(format!(
+                    "  {}",
+                    sample_line(drop, names, hist.now_ns)
+                )));
+            }
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// `0.3s ago  10.77.0.1:40000 > 10.77.0.2:1678 tcp  veth-b@dt-a  60 B`
+fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
+    let p = &d.packet;
+    let ends = match (p.addrs, p.ports) {
+        (Some((s, t)), Some((sp, dp))) => format!("{} > {}", sock(s, sp), sock(t, dp)),
+        (Some((s, t)), None) => format!("{s} > {t}"),
+        _ => "non-IP".to_owned(),
+    };
+    let proto = d
+        .group()
+        .protocol()
+        .unwrap_or_else(|| format!("ethertype {:#06x}", p.ethertype));
+    let icmp = p
+        .icmp
+        .map(|(t, c)| format!(" type {t} code {c}"))
+        .unwrap_or_default();
+    format!(
+        "{:>6} ago  {ends} {proto}{icmp}  {}@{}  {} B  cpu {}",
+        ago(now_ns, d.timestamp_ns.min(now_ns)),
+        names.interface(d.netns, d.ifindex),
+        names.namespace(d.netns),
+        d.len,
+        d.cpu
+    )
+}
+
+fn sock(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
