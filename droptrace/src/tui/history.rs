@@ -18,8 +18,9 @@ pub struct Series {
     buckets: [u32; WINDOW],
     /// The second (of the source's clock) the newest bucket stands for.
     second: u64,
-    /// The cumulative count at the last update.
+    /// The cumulative count at the last update, and when it was.
     seen: u64,
+    updated_ns: Option<u64>,
     /// When this series first had drops (snapshot time, ns).
     pub first_seen_ns: u64,
 }
@@ -30,34 +31,73 @@ impl Series {
             buckets: [0; WINDOW],
             second: now_ns / NS,
             seen: 0,
+            updated_ns: None,
             first_seen_ns: now_ns,
         }
     }
 
-    /// Moves the window to `second`, clearing the seconds in between; returns the counts
-    /// of the seconds that left the window's newest place (completed seconds), oldest first.
-    fn advance(&mut self, second: u64) -> Vec<u32> {
-        let mut completed = Vec::new();
+    /// Moves the window to `second`, clearing the seconds in between; the counts of the
+    /// seconds that completed go to `completed`, oldest first, as (count, how many seconds).
+    fn advance(&mut self, second: u64, completed: &mut Vec<(u32, u64)>) {
         if second <= self.second {
-            return completed;
+            return;
         }
-        let steps = (second - self.second).min(WINDOW as u64 + 1);
-        for _ in 0..steps {
-            completed.push(self.buckets[WINDOW - 1]);
+        let steps = second - self.second;
+        for _ in 0..steps.min(WINDOW as u64) {
+            completed.push((self.buckets[WINDOW - 1], 1));
             self.buckets.rotate_left(1);
             self.buckets[WINDOW - 1] = 0;
         }
+        if steps > WINDOW as u64 {
+            // A long gap: seconds without drops, counted at once.
+            completed.push((0, steps - WINDOW as u64));
+        }
         self.second = second;
-        completed
     }
 
-    /// Takes a new cumulative count at `now_ns`; returns the completed seconds' counts.
-    fn update(&mut self, now_ns: u64, count: u64) -> Vec<u32> {
-        let completed = self.advance(now_ns / NS);
+    fn add(&mut self, second: u64, n: u64, completed: &mut Vec<(u32, u64)>) {
+        self.advance(second, completed);
+        let back = self.second - second;
+        if back < WINDOW as u64 {
+            let b = &mut self.buckets[WINDOW - 1 - back as usize];
+            *b = b.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Takes a new cumulative count at `now_ns`. The drops since the previous update are
+    /// spread over the seconds between the two, in proportion; returns the counts of the
+    /// seconds that completed.
+    fn update(&mut self, now_ns: u64, count: u64) -> Vec<(u32, u64)> {
+        let mut completed = Vec::new();
         let delta = count.saturating_sub(self.seen);
         self.seen = count;
-        let b = &mut self.buckets[WINDOW - 1];
-        *b = b.saturating_add(u32::try_from(delta).unwrap_or(u32::MAX));
+        let from = self.updated_ns.filter(|&t| t < now_ns);
+        self.updated_ns = Some(now_ns);
+        if delta > 0 {
+            match from {
+                None => self.add(now_ns / NS, delta, &mut completed),
+                Some(from) => {
+                    let span = now_ns - from;
+                    let last = (now_ns - 1) / NS;
+                    // Seconds before the window cannot show: start at its oldest.
+                    let first = (from / NS).max(last.saturating_sub(WINDOW as u64));
+                    let mut left = delta;
+                    for second in first..=last {
+                        let n = if second == last {
+                            left
+                        } else {
+                            let start = from.max(second * NS);
+                            let end = now_ns.min((second + 1) * NS);
+                            let n = u128::from(delta) * u128::from(end - start) / u128::from(span);
+                            u64::try_from(n).unwrap_or(u64::MAX).min(left)
+                        };
+                        left -= n;
+                        self.add(second, n, &mut completed);
+                    }
+                }
+            }
+        }
+        self.advance(now_ns / NS, &mut completed);
         completed
     }
 
@@ -115,8 +155,8 @@ impl History {
             self.total = Series::new(now_ns);
         }
         self.now_ns = self.now_ns.max(now_ns);
-        for n in self.total.update(now_ns, total) {
-            self.total_per_second.saturating_record(u64::from(n));
+        for (n, seconds) in self.total.update(now_ns, total) {
+            let _ = self.total_per_second.record_n(u64::from(n), seconds);
         }
         for (g, s) in groups {
             self.groups
@@ -126,10 +166,12 @@ impl History {
         }
     }
 
-    /// Seconds covered by the rate column now (less at the start).
+    /// Seconds covered by the rate column now: the last `RATE_SECS - 1` whole seconds and
+    /// the part of the current one gone by (less at the start).
     pub fn rate_window_secs(&self) -> f64 {
         let elapsed = self.now_ns.saturating_sub(self.started_ns) as f64 / NS as f64;
-        elapsed.clamp(0.001, RATE_SECS as f64)
+        let window = (RATE_SECS - 1) as f64 + (self.now_ns % NS) as f64 / NS as f64;
+        elapsed.min(window).max(0.001)
     }
 
     /// Drops per second of a series, averaged over the rate window.
@@ -182,16 +224,18 @@ mod tests {
         let mut h = History::new();
         let t0 = 100 * NS;
         h.update(t0, t0, 0, &[]);
+        // First sight: all in the second of the snapshot.
         h.update(t0, t0 + NS / 2, 10, &[(g, stats(10))]);
-        h.update(t0, t0 + NS + 1, 30, &[(g, stats(30))]);
+        // 20 more over 0.5 s .. 1.5 s: half in each second.
+        h.update(t0, t0 + 3 * NS / 2, 30, &[(g, stats(30))]);
         h.update(t0, t0 + 3 * NS, 30, &[(g, stats(30))]);
         let s = &h.groups[&g];
         let per = s.per_second(t0 + 3 * NS);
-        assert_eq!(&per[WINDOW - 4..], &[10, 20, 0, 0]);
+        assert_eq!(&per[WINDOW - 4..], &[20, 10, 0, 0]);
         assert_eq!(s.recent(t0 + 3 * NS), 30);
         assert_eq!(h.rate_window_secs(), 3.0);
         assert_eq!(h.rate(s), 10.0);
-        // Completed seconds went into the whole-run histogram: 10, 20, 0.
+        // Completed seconds went into the whole-run histogram: 20, 10, 0.
         assert_eq!(summary(&h.total_per_second), Some((10, 20, 20)));
         // Long after, everything has left the window.
         assert_eq!(s.per_second(t0 + 500 * NS), [0; WINDOW]);
@@ -203,8 +247,13 @@ mod tests {
         let mut s = Series::new(0);
         s.update(0, 5);
         let completed = s.update(1000 * NS, 6);
-        assert_eq!(completed.len(), WINDOW + 1);
-        assert_eq!(s.per_second(1000 * NS)[WINDOW - 1], 1);
+        let seconds: u64 = completed.iter().map(|c| c.1).sum();
+        assert_eq!(seconds, 1000, "every second of the gap is accounted for");
+        assert_eq!(
+            s.per_second(1000 * NS)[WINDOW - 2],
+            1,
+            "the drop lands in the last second before"
+        );
         assert_eq!(s.per_second(1000 * NS).iter().sum::<u32>(), 1);
     }
 

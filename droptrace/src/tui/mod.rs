@@ -72,3 +72,6 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

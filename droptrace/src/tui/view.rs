@@ -174,14 +174,20 @@ fn or_dash(s: &str) -> &str {
 }
 
 /// The name columns of a grouping: title and width (0 = takes what is left).
-fn name_columns(grouping: Grouping) -> &'static [(&'static str, u16)] {
+/// `reason_width` fits the reasons on screen, so the location keeps the room it needs.
+fn name_columns(grouping: Grouping, reason_width: u16) -> Vec<(&'static str, u16)> {
     match grouping {
-        Grouping::Site => &[("Location", 0), ("Reason", 16), ("Proto", 6), ("Port", 5)],
-        Grouping::Location => &[("Location", 0)],
-        Grouping::Reason => &[("Reason", 0)],
-        Grouping::Port => &[("Proto", 8), ("Port", 0)],
-        Grouping::Interface => &[("Interface", 16), ("Namespace", 0)],
-        Grouping::Namespace => &[("Namespace", 0)],
+        Grouping::Site => vec![
+            ("Location", 0),
+            ("Reason", reason_width.clamp(6, 22)),
+            ("Proto", 6),
+            ("Port", 5),
+        ],
+        Grouping::Location => vec![("Location", 0)],
+        Grouping::Reason => vec![("Reason", 0)],
+        Grouping::Port => vec![("Proto", 8), ("Port", 0)],
+        Grouping::Interface => vec![("Interface", 16), ("Namespace", 0)],
+        Grouping::Namespace => vec![("Namespace", 0)],
     }
 }
 
@@ -218,52 +224,72 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
     let (total, _) = state.totals();
     let names = &snap.names;
 
-    let numbers: &[(&str, u16)] = &[("Count", 9), ("Rate/s", 7), ("Share", 6)];
-    let spacing = 1u16;
-    let name_cols = name_columns(state.grouping);
-    let fixed_names: u16 = name_cols.iter().map(|c| c.1).sum();
-    let cols = (name_cols.len() + numbers.len() + 3) as u16;
-    let fixed = fixed_names + numbers.iter().map(|c| c.1).sum::<u16>() + cols * spacing + 2;
-    let min_flexible = 16;
-    let room = area.width.saturating_sub(fixed + min_flexible);
-    let with_times = room >= 30;
-    let spark = if with_times {
-        (room - 16).min(WINDOW as u16)
-    } else {
-        room.min(WINDOW as u16)
-    };
-
-    let mut titles: Vec<&str> = name_cols.iter().map(|c| c.0).collect();
-    titles.extend(numbers.iter().map(|c| c.0));
-    titles.push(if spark >= 11 {
-        "Last minute"
-    } else {
-        "Last min"
-    });
-    if with_times {
-        titles.extend(["First", "Last"]);
-    }
-    let mut widths: Vec<Constraint> = name_cols
-        .iter()
-        .map(|c| {
-            if c.1 == 0 {
-                Constraint::Min(min_flexible)
-            } else {
-                Constraint::Length(c.1)
-            }
-        })
-        .collect();
-    widths.extend(numbers.iter().map(|c| Constraint::Length(c.1)));
-    widths.push(Constraint::Length(spark));
-    if with_times {
-        widths.extend([Constraint::Length(7), Constraint::Length(7)]);
-    }
-
     // Only the rows on screen are built: a port scan makes tens of thousands.
     let visible = usize::from(area.height.saturating_sub(1)).max(1);
     let offset = state.selected.saturating_sub(visible - 1);
     let shown = &rows[offset.min(rows.len())..(offset + visible).min(rows.len())];
     let series = row_series(state, shown, hist);
+
+    let reason_width = shown
+        .iter()
+        .filter_map(|r| names.reason(r.key.reason))
+        .map(|r| r.chars().count())
+        .max()
+        .unwrap_or(0);
+    let name_cols = name_columns(
+        state.grouping,
+        u16::try_from(reason_width).unwrap_or(u16::MAX),
+    );
+    let longest = shown
+        .iter()
+        .map(|r| name_cells(state.grouping, &r.key, names))
+        .filter_map(|cells| {
+            let flexible = name_cols.iter().position(|c| c.1 == 0)?;
+            Some(cells.get(flexible)?.chars().count() + 1)
+        })
+        .max()
+        .unwrap_or(0);
+    let plan = Columns::plan(area.width, &name_cols, longest);
+
+    let right = |t: &str, w: u16| format!("{t:>w$}", w = usize::from(w));
+    let mut titles: Vec<String> = name_cols.iter().map(|c| c.0.to_owned()).collect();
+    titles.extend([right("Count", 9), right("Rate/s", 7)]);
+    if plan.share {
+        titles.push(right("Share", 6));
+    }
+    titles.push(
+        if plan.spark >= 11 {
+            "Last minute"
+        } else {
+            "Last min"
+        }
+        .into(),
+    );
+    if plan.times {
+        titles.extend([right("First", 7), right("Last", 7)]);
+    }
+    let mut widths: Vec<Constraint> = name_cols
+        .iter()
+        .map(|c| {
+            if c.1 == 0 {
+                Constraint::Min(plan.flexible)
+            } else {
+                Constraint::Length(c.1)
+            }
+        })
+        .collect();
+    widths.extend([Constraint::Length(9), Constraint::Length(7)]);
+    if plan.share {
+        widths.push(Constraint::Length(6));
+    }
+    widths.push(Constraint::Length(plan.spark));
+    if plan.times {
+        widths.extend([Constraint::Length(7), Constraint::Length(7)]);
+    }
+    let spacing = 1;
+    let spark = plan.spark;
+    let with_times = plan.times;
+
     let body: Vec<TableRow> = shown
         .iter()
         .map(|row| {
@@ -275,7 +301,7 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
                 hist,
                 total,
                 (&per_second, spark),
-                with_times,
+                (plan.share, with_times),
                 &theme,
             )
         })
@@ -313,7 +339,7 @@ fn table_row<'a>(
     hist: &History,
     total: u64,
     (per_second, spark): (&[u32; WINDOW], u16),
-    with_times: bool,
+    (with_share, with_times): (bool, bool),
     theme: &Theme,
 ) -> TableRow<'a> {
     let mut cells: Vec<Cell> = name_cells(state.grouping, &row.key, names)
@@ -333,7 +359,9 @@ fn table_row<'a>(
     };
     cells.push(Cell::from(format!("{:>9}", count(row.stats.count()))));
     cells.push(Cell::from(format!("{:>7}", rate(row.rate))));
-    cells.push(Cell::from(format!("{share:>5.1}%")));
+    if with_share {
+        cells.push(Cell::from(format!("{share:>5.1}%")));
+    }
     cells.push(Cell::from(Span::styled(
         format::sparkline(per_second, usize::from(spark)),
         theme.fg(Color::Yellow),
@@ -352,6 +380,41 @@ fn table_row<'a>(
         )));
     }
     TableRow::new(cells)
+}
+
+/// Widths of the table's columns for a terminal width: the flexible name column first,
+/// then the sparkline; Share, First and Last only when there is room.
+struct Columns {
+    flexible: u16,
+    spark: u16,
+    share: bool,
+    times: bool,
+}
+
+impl Columns {
+    fn plan(width: u16, name_cols: &[(&str, u16)], longest: usize) -> Columns {
+        let fixed_names: u16 = name_cols.iter().map(|c| c.1).sum();
+        // Highlight symbol, Count, Rate/s and a space after every column.
+        let base = 2 + fixed_names + 9 + 7 + name_cols.len() as u16 + 3;
+        let want = u16::try_from(longest).unwrap_or(u16::MAX).clamp(12, 44);
+        let avail = width.saturating_sub(base);
+        let (share, times) = (7, 16);
+        let (share, times, avail) = if avail >= want + share + times + 12 {
+            (true, true, avail - share - times)
+        } else if avail >= want + share + 8 {
+            (true, false, avail - share)
+        } else {
+            (false, false, avail)
+        };
+        let flexible = want.min(avail.saturating_sub(8)).max(12);
+        let spark = avail.saturating_sub(flexible).min(WINDOW as u16);
+        Columns {
+            flexible,
+            spark,
+            share,
+            times,
+        }
+    }
 }
 
 /// Per-second counts of the rows shown: the sums of their members' series, in one pass.

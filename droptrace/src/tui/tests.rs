@@ -1,0 +1,498 @@
+//! The live view driven by fixed synthetic pipeline data: key handling, grouping, sorting,
+//! and snapshots of what it draws (ratatui's TestBackend, compared with insta).
+use std::{collections::HashMap, sync::Arc};
+
+use ratatui::{backend::TestBackend, Terminal};
+
+use super::{
+    grouping::{Grouping, Sort},
+    snapshot::{Detail, DetailRequest, Names, Snapshot, SourceInfo},
+    state::{update, Action, Key, Mode, State},
+    view,
+};
+use crate::{
+    aggregate::{GroupStats, KernelCounters},
+    event::{Drop, Group, Packet},
+    resolve::Location,
+};
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 5_000 * S;
+const NFT: u64 = 0xffff_ffff_8100_0000;
+const TCP: u64 = 0xffff_ffff_8200_0000;
+const QDISC: u64 = 0xffff_ffff_8300_0000;
+const IP6: u64 = 0xffff_ffff_8400_0000;
+const NS_A: u32 = 4026532246;
+const NS_HOST: u32 = 4026531840;
+
+fn location(function: &str, offset: u64) -> Location {
+    Location {
+        function: Some(function.into()),
+        offset: Some(offset),
+        module: None,
+        display: format!("{function}+{offset:#x}"),
+    }
+}
+
+fn names() -> Arc<Names> {
+    let mut n = Names::default();
+    n.locations.insert(NFT, location("nft_do_chain", 0x3e8));
+    n.locations.insert(TCP, location("tcp_v4_rcv", 0x91));
+    n.locations
+        .insert(QDISC, location("__dev_queue_xmit", 0xd01));
+    n.locations.insert(IP6, location("ip6_mc_input", 0x15e));
+    for (code, name) in [
+        (12, "NETFILTER_DROP"),
+        (3, "NO_SOCKET"),
+        (39, "QDISC_DROP"),
+        (2, "NOT_SPECIFIED"),
+    ] {
+        n.reasons.insert(code, name.into());
+    }
+    n.interfaces.insert((NS_A, 2), "veth-b".into());
+    n.interfaces.insert((NS_HOST, 3), "eth0".into());
+    n.namespaces.insert(NS_A, "dt-a".into());
+    n.namespaces.insert(NS_HOST, "host".into());
+    Arc::new(n)
+}
+
+fn group(
+    location: u64,
+    reason: u32,
+    proto: Option<u8>,
+    dport: Option<u16>,
+    netns: u32,
+    ifindex: u32,
+) -> Group {
+    Group {
+        location,
+        reason,
+        ethertype: if proto == Some(58) { 0x86dd } else { 0x0800 },
+        ip_proto: proto,
+        dport,
+        netns,
+        ifindex,
+    }
+}
+
+/// The groups of the fixture and how many drops each makes per second.
+fn fixture_groups() -> Vec<(Group, u64)> {
+    vec![
+        (group(NFT, 12, Some(6), Some(1678), NS_A, 2), 40),
+        (group(TCP, 3, Some(6), Some(9), NS_A, 2), 12),
+        (group(QDISC, 39, Some(17), Some(6001), NS_HOST, 3), 250),
+        (group(IP6, 2, Some(58), None, NS_HOST, 3), 1),
+    ]
+}
+
+fn sample(g: &Group, t: u64, sport: u16) -> Drop {
+    Drop {
+        timestamp_ns: t,
+        location: g.location,
+        reason: g.reason,
+        netns: g.netns,
+        ifindex: g.ifindex,
+        len: 60,
+        cpu: 1,
+        packet: Packet {
+            ethertype: g.ethertype,
+            addrs: Some(("10.77.0.1".parse().unwrap(), "10.77.0.2".parse().unwrap())),
+            ip_proto: g.ip_proto,
+            ports: g.dport.map(|d| (sport, d)),
+            icmp: None,
+        },
+    }
+}
+
+/// The snapshot at `secs` after the start (4 per second), with `lost` lost events of the
+/// qdisc group and the samples of `request`.
+fn snapshot_at(quarter: u64, request: Option<DetailRequest>) -> Snapshot {
+    let now = T0 + quarter * S / 4;
+    let secs_f = quarter as f64 / 4.0;
+    let mut groups = Vec::new();
+    let mut matched = 0;
+    for (i, (g, per_sec)) in fixture_groups().into_iter().enumerate() {
+        // The SYN drops start after 60 s: a new row near the end of the fixture.
+        let start = if i == 1 { 60.0 } else { 0.0 };
+        let n = ((secs_f - start).max(0.0) * per_sec as f64) as u64;
+        if n == 0 {
+            continue;
+        }
+        matched += n;
+        let lost = if i == 2 { n / 10 } else { 0 };
+        groups.push((
+            g,
+            GroupStats {
+                delivered: n - lost,
+                lost,
+                first_ns: T0 + (start * S as f64) as u64 + S / 8,
+                last_ns: now - S / 10,
+                max_len: 60,
+            },
+        ));
+    }
+    let detail = request.map(|r| {
+        let members: Vec<Group> = fixture_groups()
+            .into_iter()
+            .map(|(g, _)| g)
+            .filter(|g| r.grouping.key(g) == r.key)
+            .collect();
+        let samples = members
+            .iter()
+            .flat_map(|g| {
+                (0..3).map(move |i| sample(g, now - S / 2 + i * S / 10, 40000 + i as u16))
+            })
+            .collect();
+        let mut source_lines = HashMap::new();
+        source_lines.insert(NFT, "net/netfilter/nf_tables_core.c:285".to_owned());
+        (
+            r,
+            Detail {
+                samples,
+                source_lines,
+            },
+        )
+    });
+    Snapshot {
+        now_ns: now,
+        started_ns: T0,
+        counters: KernelCounters {
+            seen: matched + 100,
+            matched,
+            lost: groups.iter().map(|(_, s)| s.lost).sum(),
+            lost_ungrouped: 0,
+            missed: 0,
+        },
+        overflow: 0,
+        groups,
+        names: names(),
+        detail,
+        finished: false,
+    }
+}
+
+fn info() -> SourceInfo {
+    SourceInfo {
+        source: "live".into(),
+        kernel: "6.18.0".into(),
+        filters: "none".into(),
+        debuginfo: Ok("/usr/lib/debug/boot/vmlinux-6.18.0".into()),
+    }
+}
+
+/// A view fed 62 seconds of the fixture, four snapshots a second.
+fn fed_state() -> State {
+    let mut state = State::new(info(), false);
+    for q in 0..=248 {
+        let request = state.detail_request();
+        update(
+            &mut state,
+            Action::Snapshot(Box::new(snapshot_at(q, request))),
+        );
+    }
+    state
+}
+
+fn keys(state: &mut State, keys: &[Key]) {
+    for k in keys {
+        update(state, Action::Key(*k));
+    }
+}
+
+fn draw(state: &State, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view::render(state, f)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..height {
+        let line: String = (0..width)
+            .map(|x| buffer[(x, y)].symbol().to_owned())
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn row_names(state: &State) -> Vec<String> {
+    let names = &state.shown().0.names;
+    state
+        .rows()
+        .iter()
+        .map(|r| view::row_name(state.grouping, &r.key, names))
+        .collect()
+}
+
+#[test]
+fn rows_fold_by_grouping_and_counts_add_up() {
+    let mut state = fed_state();
+    let total = state.totals().0;
+    for (i, grouping) in Grouping::ALL.into_iter().enumerate() {
+        keys(&mut state, &[Key::Char(char::from(b'1' + i as u8))]);
+        assert_eq!(state.grouping, grouping);
+        let rows = state.rows();
+        assert_eq!(
+            rows.iter().map(|r| r.stats.count()).sum::<u64>(),
+            total,
+            "{grouping:?}"
+        );
+    }
+    keys(&mut state, &[Key::Char('5')]);
+    assert_eq!(row_names(&state), ["eth0 host", "veth-b dt-a"]);
+    keys(&mut state, &[Key::Char('6')]);
+    assert_eq!(row_names(&state), ["host", "dt-a"]);
+    keys(&mut state, &[Key::Char('3')]);
+    assert_eq!(
+        row_names(&state),
+        ["QDISC_DROP", "NETFILTER_DROP", "NOT_SPECIFIED", "NO_SOCKET"]
+    );
+}
+
+#[test]
+fn sorts_by_every_key() {
+    let mut state = fed_state();
+    assert_eq!(state.sort, Sort::Count);
+    let first = |s: &State| row_names(s)[0].clone();
+    assert!(first(&state).starts_with("__dev_queue_xmit"));
+    keys(&mut state, &[Key::Char('s')]);
+    assert_eq!(state.sort, Sort::Rate);
+    assert!(first(&state).starts_with("__dev_queue_xmit"));
+    keys(&mut state, &[Key::Char('s')]);
+    assert_eq!(state.sort, Sort::Name);
+    assert_eq!(
+        row_names(&state)
+            .iter()
+            .map(|n| n.split('+').next().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        [
+            "__dev_queue_xmit",
+            "ip6_mc_input",
+            "nft_do_chain",
+            "tcp_v4_rcv"
+        ]
+    );
+    keys(&mut state, &[Key::Char('s')]);
+    assert_eq!(state.sort, Sort::Port);
+    let ports: Vec<Option<u16>> = state.rows().iter().map(|r| r.key.dport).collect();
+    assert_eq!(ports, [Some(9), Some(1678), Some(6001), None]);
+    keys(&mut state, &[Key::Char('s')]);
+    assert_eq!(state.sort, Sort::Recency);
+    keys(
+        &mut state,
+        &[
+            Key::Char('S'),
+            Key::Char('S'),
+            Key::Char('S'),
+            Key::Char('S'),
+        ],
+    );
+    assert_eq!(state.sort, Sort::Count);
+}
+
+#[test]
+fn new_rows_are_marked_and_rates_follow_the_last_seconds() {
+    let state = fed_state();
+    let rows = state.rows();
+    let syn = rows.iter().find(|r| r.key.location == TCP).unwrap();
+    assert!(syn.new, "the SYN drops began 2 s before the end");
+    let nft = rows.iter().find(|r| r.key.location == NFT).unwrap();
+    assert!(!nft.new);
+    assert!((nft.rate - 40.0).abs() < 2.0, "{}", nft.rate);
+}
+
+#[test]
+fn selection_moves_and_stays_in_range() {
+    let mut state = fed_state();
+    keys(
+        &mut state,
+        &[Key::Down, Key::Down, Key::Down, Key::Down, Key::Down],
+    );
+    assert_eq!(state.selected, 3);
+    keys(&mut state, &[Key::Up, Key::Char('k')]);
+    assert_eq!(state.selected, 1);
+    keys(&mut state, &[Key::End]);
+    assert_eq!(state.selected, 3);
+    keys(&mut state, &[Key::Home]);
+    assert_eq!(state.selected, 0);
+    update(&mut state, Action::PageSize(2));
+    keys(&mut state, &[Key::PageDown]);
+    assert_eq!(state.selected, 2);
+}
+
+#[test]
+fn enter_opens_details_and_asks_the_source_for_samples() {
+    let mut state = fed_state();
+    assert_eq!(state.detail_request(), None);
+    keys(&mut state, &[Key::Down, Key::Enter]);
+    let request = state.detail_request().expect("a detail request");
+    assert_eq!(request.key.location, NFT);
+    assert_eq!(request.grouping, Grouping::Site);
+    keys(&mut state, &[Key::Esc]);
+    assert_eq!(state.mode, Mode::Table);
+    assert_eq!(state.detail_request(), None);
+}
+
+#[test]
+fn pause_freezes_the_screen_while_counting_goes_on() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('p')]);
+    assert!(state.paused());
+    let shown = state.totals().0;
+    update(
+        &mut state,
+        Action::Snapshot(Box::new(snapshot_at(300, None))),
+    );
+    assert_eq!(state.totals().0, shown, "the screen stays");
+    assert!(state.latest.counters.matched > shown, "counting goes on");
+    keys(&mut state, &[Key::Char('p')]);
+    assert!(state.totals().0 > shown);
+}
+
+#[test]
+fn reset_counts_from_now_on() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('r')]);
+    assert_eq!(state.totals(), (0, 0));
+    assert!(state.rows().is_empty());
+    update(
+        &mut state,
+        Action::Snapshot(Box::new(snapshot_at(252, None))),
+    );
+    let after: u64 = state.rows().iter().map(|r| r.stats.count()).sum();
+    assert_eq!(after, state.totals().0);
+    assert!(after > 0 && after < 400, "{after}");
+    assert!(state.message.as_deref().unwrap().contains("reset"));
+}
+
+#[test]
+fn filter_is_typed_applied_and_cleared() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--port 1678".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    assert_eq!(state.mode, Mode::Filter("--port 1678".into()));
+    keys(&mut state, &[Key::Enter]);
+    assert_eq!(state.mode, Mode::Table);
+    assert_eq!(
+        row_names(&state),
+        ["nft_do_chain+0x3e8 NETFILTER_DROP tcp 1678"]
+    );
+
+    // A bad filter keeps the input open with the error; Esc leaves the old filter.
+    keys(&mut state, &[Key::Char('/'), Key::Char('x'), Key::Enter]);
+    assert!(matches!(state.mode, Mode::Filter(_)));
+    assert!(state.message.as_deref().unwrap().contains("not a port"));
+    keys(&mut state, &[Key::Esc]);
+    assert_eq!(state.filter.text(), "--port 1678");
+
+    // Emptying it shows everything again.
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &[Key::Backspace; 20]);
+    keys(&mut state, &[Key::Enter]);
+    assert_eq!(state.rows().len(), 4);
+}
+
+#[test]
+fn quit_keys_and_help() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('?')]);
+    assert_eq!(state.mode, Mode::Help);
+    keys(&mut state, &[Key::Char('x')]);
+    assert_eq!(state.mode, Mode::Table);
+    keys(&mut state, &[Key::Char('/'), Key::Char('q')]);
+    assert!(!state.quit, "q is text while typing a filter");
+    keys(&mut state, &[Key::CtrlC]);
+    assert!(state.quit);
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('q')]);
+    assert!(state.quit);
+}
+
+#[test]
+fn an_empty_source_says_so() {
+    let state = State::new(info(), false);
+    let screen = draw(&state, 80, 24);
+    assert!(screen.contains("No drops yet"), "{screen}");
+}
+
+#[test]
+fn snapshot_table_80x24() {
+    insta::assert_snapshot!(draw(&fed_state(), 80, 24));
+}
+
+#[test]
+fn snapshot_table_120x40() {
+    insta::assert_snapshot!(draw(&fed_state(), 120, 40));
+}
+
+#[test]
+fn snapshot_table_by_interface_paused_filtered_120x40() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--proto tcp".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter, Key::Char('5'), Key::Char('p')]);
+    insta::assert_snapshot!(draw(&state, 120, 40));
+}
+
+fn detail_state() -> State {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Down, Key::Enter]);
+    let request = state.detail_request();
+    update(
+        &mut state,
+        Action::Snapshot(Box::new(snapshot_at(249, request))),
+    );
+    state
+}
+
+#[test]
+fn snapshot_detail_80x24() {
+    insta::assert_snapshot!(draw(&detail_state(), 80, 24));
+}
+
+#[test]
+fn snapshot_detail_120x40() {
+    insta::assert_snapshot!(draw(&detail_state(), 120, 40));
+}
+
+#[test]
+fn snapshot_help_80x24() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('?')]);
+    insta::assert_snapshot!(draw(&state, 80, 24));
+}
+
+#[test]
+fn snapshot_help_120x40() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('?')]);
+    insta::assert_snapshot!(draw(&state, 120, 40));
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let state = detail_state();
+    for (w, h) in [(1, 1), (10, 3), (20, 5), (40, 10), (300, 100)] {
+        draw(&state, w, h);
+        draw(&fed_state(), w, h);
+    }
+}
+
+#[test]
+fn no_color_means_no_colors() {
+    use ratatui::style::Color;
+    for color in [false, true] {
+        let mut state = fed_state();
+        state.color = color;
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        terminal.draw(|f| view::render(&state, f)).unwrap();
+        let colored = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .any(|c| c.fg != Color::Reset || c.bg != Color::Reset);
+        assert_eq!(colored, color);
+    }
+}
