@@ -12,7 +12,8 @@ const NIGHTLY_COMMIT: &str = "e50aa6fba";
 const BPF_LINKER: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
-/// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs).
+/// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
+/// tmux for the live view's terminal test).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -20,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "bpftrace",
     "bpftool",
+    "tmux",
 ];
 
 pub fn setup() -> Result<()> {

@@ -1,0 +1,164 @@
+//! The live view on a real terminal: droptrace runs in a tmux pane, real drops happen in
+//! a namespace, and the pane must show them with the kernel's own count; `q` must give the
+//! shell back in a usable state.
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use droptrace_tests::*;
+
+/// A tmux session made by this test, killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn new(width: u16, height: u16) -> Tmux {
+        let name = format!("droptrace-test-{}", std::process::id());
+        sh(&[
+            "tmux",
+            "-L",
+            &name,
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "env",
+            "-i",
+            "TERM=xterm-256color",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "PS1=dt-prompt$ ",
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        Tmux { name }
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["tmux", "-L", &self.name, "send-keys", "-t", &self.name];
+        args.extend_from_slice(keys);
+        sh(&args);
+    }
+
+    fn pane(&self) -> String {
+        sh(&[
+            "tmux",
+            "-L",
+            &self.name,
+            "capture-pane",
+            "-p",
+            "-t",
+            &self.name,
+        ])
+    }
+
+    /// Waits (bounded) until `found` accepts the pane; returns the pane.
+    fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pane = self.pane();
+            if found(&pane) {
+                return pane;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; the pane shows:\n{pane}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.name, "kill-server"])
+            .status();
+    }
+}
+
+/// The count shown in the row of the nftables drop on port 1678, if there is one.
+fn nft_row_count(pane: &str) -> Option<u64> {
+    pane.lines().find_map(|line| {
+        if !(line.contains("nft_do_chain+") && line.contains("NETFILTER_DROP")) {
+            return None;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let port = words.iter().position(|w| *w == "1678")?;
+        (words.get(port - 1) == Some(&"tcp")).then_some(())?;
+        words.get(port + 1)?.replace(',', "").parse().ok()
+    })
+}
+
+#[test]
+fn live_view_shows_the_drop_and_gives_the_terminal_back() {
+    if !can_run("live_view_shows_the_drop_and_gives_the_terminal_back") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.b.exec(&["nft", "add", "table", "inet", "dtv"]);
+    pair.b.exec(&[
+        "nft",
+        "add chain inet dtv input { type filter hook input priority 0; policy accept; }",
+    ]);
+    pair.b.exec(&[
+        "nft",
+        "add rule inet dtv input tcp dport 1678 counter drop comment \"dtv1678\"",
+    ]);
+
+    let tmux = Tmux::new(120, 40);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    let command = format!(
+        "{} --netns {} --interval 0.2",
+        droptrace_bin().display(),
+        pair.b.path()
+    );
+    tmux.send(&[&command, "Enter"]);
+    tmux.wait_for("the live view's header", |p| {
+        p.contains("droptrace  live") && p.contains("q quit")
+    });
+
+    let failed = connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 5);
+    assert_eq!(failed, 5);
+    let packets = settled(|| nft_rule_packets(&pair.b, "dtv", "dtv1678"));
+    assert!(packets >= 5, "nft counted {packets}");
+    let pane = tmux.wait_for("the nft_do_chain row with the rule's count", |p| {
+        nft_row_count(p) == Some(packets)
+    });
+    eprintln!("{pane}");
+
+    // The view filter, then the drill-down of the only row left.
+    tmux.send(&["/", "--port 1678", "Enter"]);
+    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
+    tmux.send(&["Enter"]);
+    let detail = tmux.wait_for("the latest packets of the row", |p| {
+        p.contains("Latest packets") && p.contains(&format!("> {B4}:1678 tcp"))
+    });
+    assert!(detail.contains("why: "), "{detail}");
+    assert!(detail.contains(&format!("{A4}:")), "{detail}");
+    tmux.send(&["Escape"]);
+
+    tmux.send(&["q"]);
+    let after = tmux.wait_for("the closing table and the prompt", |p| {
+        p.contains("drops matched") && p.trim_end().ends_with("dt-prompt$")
+    });
+    assert!(after.contains("NETFILTER_DROP"), "{after}");
+    // The terminal is back in cooked mode with echo: a command typed now runs.
+    tmux.send(&[
+        "stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo OK-$((6*7))",
+        "Enter",
+    ]);
+    tmux.wait_for("the shell to answer", |p| {
+        p.contains("icanon echo OK-42") || p.contains("echo icanon OK-42")
+    });
+    assert!(
+        droptrace_programs().is_empty(),
+        "a droptrace program is still loaded"
+    );
+}
