@@ -4,7 +4,7 @@
 use std::{io::BufReader, ops::ControlFlow, path::Path, time::Duration};
 
 use tokio::{
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     time::{interval, Instant, MissedTickBehavior},
 };
 
@@ -36,6 +36,10 @@ pub struct Watch {
     pub agg: Aggregator,
     malformed: u64,
     started: Instant,
+    // Installed before attaching (and before the "watching" line), so a signal that comes
+    // right after is never the default action that kills the process.
+    sigint: Signal,
+    sigterm: Signal,
 }
 
 /// What ended the loop.
@@ -49,6 +53,10 @@ pub enum Stop {
 impl Watch {
     /// Checks privileges, learns the kernel, resolves the filters and attaches.
     pub fn start(args: &LiveArgs) -> Result<Watch, Error> {
+        let sigint =
+            signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
+        let sigterm =
+            signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
         check_capabilities()?;
         let kernel = learn_kernel(args.attach)?;
         let filters = Filters::resolve(&args.filters, kernel.reasons.as_ref())?;
@@ -71,6 +79,8 @@ impl Watch {
             agg: Aggregator::new(),
             malformed: 0,
             started: Instant::now(),
+            sigint,
+            sigterm,
         })
     }
 
@@ -95,10 +105,6 @@ impl Watch {
         interval_every: Option<Duration>,
         mut on_interval: impl FnMut(&Watch) -> ControlFlow<()>,
     ) -> Result<Stop, Error> {
-        let mut sigint =
-            signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
-        let mut sigterm =
-            signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
         let deadline = duration.map(|d| Instant::now() + d);
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -118,8 +124,8 @@ impl Watch {
                     }
                     continue;
                 }
-                _ = sigint.recv() => return Ok(Stop::Signal),
-                _ = sigterm.recv() => return Ok(Stop::Signal),
+                _ = self.sigint.recv() => return Ok(Stop::Signal),
+                _ = self.sigterm.recv() => return Ok(Stop::Signal),
                 () = sleep_until_opt(deadline) => return Ok(Stop::Deadline),
             }
             self.drain_batch();
