@@ -3,7 +3,9 @@
 //! A group's count is the drops delivered as events plus the drops the kernel counted by
 //! group when the ring buffer had no room (`lost`). The total comes from the kernel's own
 //! per-CPU counter, so it is exact whatever happened to the events.
-use std::collections::{hash_map::Entry, HashMap, VecDeque};
+use std::collections::{hash_map::Entry, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::event::{Drop, Group};
 
@@ -160,7 +162,7 @@ impl Aggregator {
 
     /// Groups folded by `key`, most drops first (ties in a stable order).
     pub fn ranked_by(&self, key: impl Fn(&Group) -> Group) -> Vec<(Group, GroupStats)> {
-        let mut folded: HashMap<Group, GroupStats> = HashMap::new();
+        let mut folded: HashMap<Group, GroupStats> = HashMap::default();
         for (g, e) in &self.groups {
             if e.stats.count() > 0 {
                 folded.entry(key(g)).or_default().merge(&e.stats);

@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: the tasks around droptrace that are not droptrace itself.
 mod bench;
+mod bench_view;
 mod setup;
 
 use std::{
@@ -35,6 +36,8 @@ enum Task {
     Test,
     /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
     Bench(bench::BenchArgs),
+    /// The live view under a drop flood (in tmux): key-to-screen latency, memory, CPU.
+    BenchView(bench_view::BenchViewArgs),
 }
 
 fn main() {
@@ -44,6 +47,7 @@ fn main() {
         Task::BuildEbpf { check } => build_ebpf(check),
         Task::Test => test(),
         Task::Bench(args) => bench::bench(&args),
+        Task::BenchView(args) => bench_view::bench_view(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -1,6 +1,6 @@
 //! Drops per second over the last minute, per group and in all, from successive snapshots.
 //! Time is the snapshot's (the source's clock), never the wall clock of the viewer.
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use hdrhistogram::Histogram;
 
@@ -133,7 +133,7 @@ pub struct History {
 impl History {
     pub fn new() -> History {
         History {
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             total: Series::new(0),
             // Three significant digits from 1 up to any count: fixed, small memory.
             total_per_second: Histogram::new(3).expect("3 significant digits are valid"),

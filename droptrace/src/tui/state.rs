@@ -1,6 +1,6 @@
 //! The live view's state and the one function that changes it: `update(&mut State, Action)`.
 //! Nothing here draws, reads the clock or touches the terminal.
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::{aggregate::GroupStats, event::Group};
 
@@ -83,6 +83,10 @@ pub struct State {
     pub message: Option<String>,
     pub color: bool,
     pub quit: bool,
+    /// The table's rows, derived from the rest by `update` (drawing and keys read them;
+    /// with tens of thousands of groups, folding them once per change is what keeps keys
+    /// quick).
+    rows: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,6 +114,7 @@ impl State {
             message: None,
             color,
             quit: false,
+            rows: Vec::new(),
         }
     }
 
@@ -143,9 +148,13 @@ impl State {
     }
 
     /// The table's rows: groups folded by the grouping, filtered, sorted.
-    pub fn rows(&self) -> Vec<Row> {
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    fn fold_rows(&self) -> Vec<Row> {
         let (snap, history) = self.shown();
-        let mut rows: HashMap<Group, Row> = HashMap::new();
+        let mut rows: HashMap<Group, Row> = HashMap::default();
         for (g, s) in &snap.groups {
             if !self.filter.accepts(g, &snap.names) {
                 continue;
@@ -241,9 +250,35 @@ impl State {
 pub fn update(state: &mut State, action: Action) {
     match action {
         Action::Snapshot(snap) => take_snapshot(state, *snap),
-        Action::PageSize(n) => state.page = n.max(1),
+        Action::PageSize(n) => {
+            state.page = n.max(1);
+            return;
+        }
+        Action::Key(key) if moves_only(key, &state.mode) => {
+            on_key(state, key);
+            return;
+        }
         Action::Key(key) => on_key(state, key),
     }
+    state.rows = state.fold_rows();
+    state.selected = state.selected.min(state.rows.len().saturating_sub(1));
+}
+
+/// Keys that change only the selection or the screen, not the rows.
+fn moves_only(key: Key, mode: &Mode) -> bool {
+    matches!(mode, Mode::Table | Mode::Detail(_))
+        && matches!(
+            key,
+            Key::Up
+                | Key::Down
+                | Key::PageUp
+                | Key::PageDown
+                | Key::Home
+                | Key::End
+                | Key::Enter
+                | Key::Esc
+                | Key::Char('j' | 'k' | '?' | 'q')
+        )
 }
 
 fn take_snapshot(state: &mut State, snap: Snapshot) {

@@ -1,5 +1,5 @@
 //! Drawing: `render(&State, &mut Frame)` reads the state and draws it; nothing else.
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
