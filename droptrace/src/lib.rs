@@ -15,6 +15,7 @@ pub mod filter;
 pub mod kernel;
 pub mod layout;
 pub mod live;
+pub mod record;
 pub mod resolve;
 pub mod run;
 pub mod summary;
