@@ -214,6 +214,27 @@ fn packet_bytes_are_cut_to_the_snaplen() {
 }
 
 #[test]
+fn a_name_too_long_is_refused_and_leaves_the_recording_whole() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let long = "x".repeat(f::MAX_STRING + 1);
+    let err = w.add_interface(1, 2, &long).unwrap_err();
+    assert!(matches!(err, WriteError::StringTooLong(n) if n == long.len()));
+    let mut bad = location();
+    bad.display = long;
+    assert!(w.add_location(7, &bad).is_err());
+    assert!(!w.has_location(7));
+    w.add_location(7, &location()).unwrap();
+    w.add_namespace(1, "init").unwrap();
+    let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(status, Status::Complete);
+    assert_eq!(names.location(7), Some(&location()));
+    assert_eq!(
+        (names.interface(1, 2), names.namespace(1)),
+        (None, Some("init"))
+    );
+}
+
+#[test]
 fn many_blocks_round_trip() {
     let mut w = Writer::new(Vec::new(), &header()).unwrap();
     let drops: Vec<Drop> = (0..40_000u32)

@@ -91,12 +91,12 @@ impl<W: Write> Writer<W> {
     /// Records the symbol of a drop location; call it before the first drop there.
     /// Later calls for the same address are ignored.
     pub fn add_location(&mut self, address: u64, location: &Location) -> Result<(), WriteError> {
-        if !self.locations.insert(address) {
+        if self.locations.contains(&address) {
             return Ok(());
         }
-        f::encode_location(&mut self.names, address, location)
-            .map_err(WriteError::StringTooLong)?;
-        self.names_written_if_large()
+        self.add_name(|out| f::encode_location(out, address, location))?;
+        self.locations.insert(address);
+        Ok(())
     }
 
     /// Records an interface's name (again, if it changed).
@@ -109,12 +109,14 @@ impl<W: Write> Writer<W> {
         if self.interfaces.get(&(netns, ifindex)).map(String::as_str) == Some(name) {
             return Ok(());
         }
-        self.names.push(f::NAME_INTERFACE);
-        f::put_varint(&mut self.names, u64::from(netns));
-        f::put_varint(&mut self.names, u64::from(ifindex));
-        f::put_str(&mut self.names, name).map_err(WriteError::StringTooLong)?;
+        self.add_name(|out| {
+            out.push(f::NAME_INTERFACE);
+            f::put_varint(out, u64::from(netns));
+            f::put_varint(out, u64::from(ifindex));
+            f::put_str(out, name)
+        })?;
         self.interfaces.insert((netns, ifindex), name.to_owned());
-        self.names_written_if_large()
+        Ok(())
     }
 
     /// Records a network namespace's label (again, if it changed).
@@ -122,11 +124,13 @@ impl<W: Write> Writer<W> {
         if self.namespaces.get(&netns).map(String::as_str) == Some(label) {
             return Ok(());
         }
-        self.names.push(f::NAME_NAMESPACE);
-        f::put_varint(&mut self.names, u64::from(netns));
-        f::put_str(&mut self.names, label).map_err(WriteError::StringTooLong)?;
+        self.add_name(|out| {
+            out.push(f::NAME_NAMESPACE);
+            f::put_varint(out, u64::from(netns));
+            f::put_str(out, label)
+        })?;
         self.namespaces.insert(netns, label.to_owned());
-        self.names_written_if_large()
+        Ok(())
     }
 
     /// Adds a drop and the first bytes of its packet (cut to the header's snaplen).
@@ -178,7 +182,17 @@ impl<W: Write> Writer<W> {
         &self.out
     }
 
-    fn names_written_if_large(&mut self) -> Result<(), WriteError> {
+    /// Adds one entry to the pending names block; an entry that fails (a name too long)
+    /// leaves nothing behind.
+    fn add_name(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), usize>,
+    ) -> Result<(), WriteError> {
+        let mark = self.names.len();
+        if let Err(len) = encode(&mut self.names) {
+            self.names.truncate(mark);
+            return Err(WriteError::StringTooLong(len));
+        }
         if self.names.len() >= BLOCK_BYTES {
             self.write_names()?;
         }
