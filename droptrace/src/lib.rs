@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod layout;
 pub mod live;
 pub mod places;
+pub mod record;
 pub mod resolve;
 pub mod run;
 pub mod summary;

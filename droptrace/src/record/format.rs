@@ -1,0 +1,459 @@
+//! The bytes of a recording: framing, varints, strings, and the encoding of each block.
+//!
+//! ```text
+//! file   = MAGIC (8) | format version (u32 LE) | block*
+//! block  = kind (u8) | payload length (u32 LE) | crc32 of payload (u32 LE)
+//!          | frame check: low 16 bits of the crc32 of the 9 bytes before (u16 LE) | payload
+//! ```
+//! Integers are LEB128 varints unless said otherwise; strings are a varint length and
+//! UTF-8 bytes. The frame check tells a damaged length (an error) from a file cut
+//! within a block (a truncated recording). Both ends of the encoding live here, next to each other, so they agree.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::aggregate::KernelCounters;
+use crate::event::Group;
+use crate::resolve::Location;
+
+use super::{Counters, Header};
+
+pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
+pub const FORMAT_VERSION: u32 = 1;
+pub const PREAMBLE_LEN: usize = 12;
+pub const FRAME_LEN: usize = 11;
+/// No block is larger; a reader refuses longer ones before reading them.
+pub const MAX_BLOCK: usize = 16 << 20;
+pub const MAX_STRING: usize = 16 << 10;
+/// Packet bytes kept per event, at most.
+pub const MAX_SNAPLEN: u32 = 65_535;
+/// Entries a reader keeps in each name table, however many blocks define them.
+pub const MAX_NAMES: usize = 1 << 20;
+
+/// Kinds of block.
+pub const HEADER: u8 = 1;
+pub const NAMES: u8 = 2;
+pub const EVENTS: u8 = 3;
+pub const COUNTERS: u8 = 4;
+pub const END: u8 = 5;
+
+/// Entries of a `NAMES` block.
+pub const NAME_LOCATION: u8 = 1;
+pub const NAME_INTERFACE: u8 = 2;
+pub const NAME_NAMESPACE: u8 = 3;
+
+/// Flags of one event in an `EVENTS` block.
+pub const EV_ADDRS: u8 = 1;
+pub const EV_PORTS: u8 = 2;
+pub const EV_ICMP: u8 = 4;
+pub const EV_BYTES: u8 = 8;
+pub const EV_SAME_CONTEXT: u8 = 16;
+pub const EV_SAME_LEN: u8 = 32;
+/// Same source and destination as the previous event (with `EV_ADDRS`).
+pub const EV_SAME_ADDRS: u8 = 64;
+/// Same destination port as the previous event (with `EV_PORTS`).
+pub const EV_SAME_DPORT: u8 = 128;
+
+/// What a run of drops shares, stored once per block and then referred to by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Context {
+    pub location: u64,
+    pub reason: u32,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub cpu: u32,
+    pub ethertype: u16,
+    pub ip_proto: Option<u8>,
+}
+
+/// A fault in a block's payload, at a byte offset within the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+// ---- encoding ----
+
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// Fails (rather than writing what no reader takes) on strings over `MAX_STRING`.
+pub fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), usize> {
+    if s.len() > MAX_STRING {
+        return Err(s.len());
+    }
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+pub fn put_addr(out: &mut Vec<u8>, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+}
+
+pub fn put_context(out: &mut Vec<u8>, c: &Context) {
+    out.extend_from_slice(&c.location.to_le_bytes());
+    for v in [c.reason, c.netns, c.ifindex, c.cpu, u32::from(c.ethertype)] {
+        put_varint(out, u64::from(v));
+    }
+    put_varint(out, c.ip_proto.map_or(0, |p| u64::from(p) + 1));
+}
+
+/// The one place a [`Group`] becomes bytes; [`Cursor::group`] is its inverse.
+pub fn encode_group(out: &mut Vec<u8>, g: &Group) {
+    out.extend_from_slice(&g.location.to_le_bytes());
+    for v in [g.reason, u32::from(g.ethertype), g.netns, g.ifindex] {
+        put_varint(out, u64::from(v));
+    }
+    put_varint(out, g.ip_proto.map_or(0, |p| u64::from(p) + 1));
+    put_varint(out, g.dport.map_or(0, |p| u64::from(p) + 1));
+}
+
+pub fn encode_header(out: &mut Vec<u8>, h: &Header) -> Result<(), usize> {
+    for s in [&h.droptrace_version, &h.kernel_release, &h.hostname] {
+        put_str(out, s)?;
+    }
+    put_varint(out, h.boot_time_ns);
+    put_varint(out, h.started_ns);
+    put_str(out, &h.filters)?;
+    put_varint(out, u64::from(h.snaplen));
+    put_varint(out, h.reasons.len() as u64);
+    for (code, name) in &h.reasons {
+        put_varint(out, u64::from(*code));
+        put_str(out, name)?;
+    }
+    Ok(())
+}
+
+pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
+    let k = &c.kernel;
+    for v in [
+        c.at_ns,
+        k.seen,
+        k.matched,
+        k.lost,
+        k.lost_ungrouped,
+        k.missed,
+    ] {
+        put_varint(out, v);
+    }
+    put_varint(out, c.malformed);
+    put_varint(out, c.overflow);
+    put_varint(out, c.lost_groups.len() as u64);
+    for (group, n) in &c.lost_groups {
+        encode_group(out, group);
+        put_varint(out, *n);
+    }
+}
+
+pub fn encode_location(out: &mut Vec<u8>, address: u64, l: &Location) -> Result<(), usize> {
+    out.push(NAME_LOCATION);
+    out.extend_from_slice(&address.to_le_bytes());
+    let present = u8::from(l.function.is_some())
+        | u8::from(l.offset.is_some()) << 1
+        | u8::from(l.module.is_some()) << 2;
+    out.push(present);
+    if let Some(f) = &l.function {
+        put_str(out, f)?;
+    }
+    if let Some(o) = l.offset {
+        put_varint(out, o);
+    }
+    if let Some(m) = &l.module {
+        put_str(out, m)?;
+    }
+    put_str(out, &l.display)
+}
+
+/// Fills in the frame reserved at the start of `block` (kind, length, checksums).
+pub fn seal(block: &mut [u8], kind: u8) {
+    let len = (block.len() - FRAME_LEN) as u32;
+    block[0] = kind;
+    block[1..5].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&block[FRAME_LEN..]);
+    block[5..9].copy_from_slice(&crc.to_le_bytes());
+    let check = frame_check(&block[..9]);
+    block[9..11].copy_from_slice(&check.to_le_bytes());
+}
+
+pub fn frame_check(frame: &[u8]) -> u16 {
+    crc32fast::hash(frame) as u16
+}
+
+// ---- decoding ----
+
+/// Reads a block's payload; every read is bounds-checked and fails with a [`Fault`].
+pub struct Cursor<'a> {
+    buf: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor { buf, pos: 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn fault(&self, what: &'static str) -> Fault {
+        Fault { at: self.pos, what }
+    }
+
+    pub fn u8(&mut self) -> Result<u8, Fault> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.fault("block ends early"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Fault> {
+        if n > self.remaining() {
+            return Err(self.fault("block ends early"));
+        }
+        let b = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(b)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], Fault> {
+        let b = self.bytes(N)?;
+        let mut out = [0; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub fn u64_le(&mut self) -> Result<u64, Fault> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    pub fn u16_le(&mut self) -> Result<u16, Fault> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, Fault> {
+        let start = self.pos;
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            if shift == 63 && b > 1 {
+                self.pos = start;
+                return Err(self.fault("bad varint"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        self.pos = start;
+        Err(self.fault("bad varint"))
+    }
+
+    pub fn varint_u32(&mut self) -> Result<u32, Fault> {
+        let start = self.pos;
+        let v = self.varint()?;
+        u32::try_from(v).map_err(|_| Fault {
+            at: start,
+            what: "value out of range",
+        })
+    }
+
+    pub fn varint_u16(&mut self) -> Result<u16, Fault> {
+        let start = self.pos;
+        let v = self.varint()?;
+        u16::try_from(v).map_err(|_| Fault {
+            at: start,
+            what: "value out of range",
+        })
+    }
+
+    /// `0` for none, else the value plus one.
+    fn optional(&mut self, max: u64) -> Result<Option<u64>, Fault> {
+        let start = self.pos;
+        match self.varint()? {
+            0 => Ok(None),
+            v if v - 1 <= max => Ok(Some(v - 1)),
+            _ => Err(Fault {
+                at: start,
+                what: "value out of range",
+            }),
+        }
+    }
+
+    /// A count of entries that each take at least `min_size` bytes: never more than the
+    /// bytes left could hold, so a hostile count cannot make a reader allocate.
+    pub fn count(&mut self, min_size: usize, max: usize) -> Result<usize, Fault> {
+        let start = self.pos;
+        let n = self.varint()?;
+        if n > max as u64 || n as usize > self.remaining() / min_size {
+            return Err(Fault {
+                at: start,
+                what: "impossible count",
+            });
+        }
+        Ok(n as usize)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, Fault> {
+        let start = self.pos;
+        let n = self.varint()?;
+        if n > MAX_STRING as u64 {
+            self.pos = start;
+            return Err(self.fault("string too long"));
+        }
+        let b = self.bytes(n as usize)?;
+        std::str::from_utf8(b).map_err(|_| Fault {
+            at: start,
+            what: "string not UTF-8",
+        })
+    }
+
+    pub fn addr(&mut self) -> Result<IpAddr, Fault> {
+        match self.u8()? {
+            4 => Ok(IpAddr::V4(Ipv4Addr::from(self.array::<4>()?))),
+            6 => Ok(IpAddr::V6(Ipv6Addr::from(self.array::<16>()?))),
+            _ => {
+                self.pos -= 1;
+                Err(self.fault("bad address family"))
+            }
+        }
+    }
+
+    pub fn context(&mut self) -> Result<Context, Fault> {
+        Ok(Context {
+            location: self.u64_le()?,
+            reason: self.varint_u32()?,
+            netns: self.varint_u32()?,
+            ifindex: self.varint_u32()?,
+            cpu: self.varint_u32()?,
+            ethertype: self.varint_u16()?,
+            ip_proto: self.optional(255)?.map(|p| p as u8),
+        })
+    }
+
+    /// Inverse of [`encode_group`].
+    pub fn group(&mut self) -> Result<Group, Fault> {
+        let location = self.u64_le()?;
+        let reason = self.varint_u32()?;
+        let ethertype = self.varint_u16()?;
+        let (netns, ifindex) = (self.varint_u32()?, self.varint_u32()?);
+        Ok(Group {
+            location,
+            reason,
+            ethertype,
+            ip_proto: self.optional(255)?.map(|p| p as u8),
+            dport: self.optional(65_535)?.map(|p| p as u16),
+            netns,
+            ifindex,
+        })
+    }
+
+    pub fn header(&mut self) -> Result<Header, Fault> {
+        let droptrace_version = self.str()?.to_owned();
+        let kernel_release = self.str()?.to_owned();
+        let hostname = self.str()?.to_owned();
+        let boot_time_ns = self.varint()?;
+        let started_ns = self.varint()?;
+        let filters = self.str()?.to_owned();
+        let snaplen = self.varint_u32()?;
+        if snaplen > MAX_SNAPLEN {
+            return Err(self.fault("snaplen too large"));
+        }
+        let n = self.count(2, 1 << 20)?;
+        let mut reasons = Vec::with_capacity(n);
+        for _ in 0..n {
+            reasons.push((self.varint_u32()?, self.str()?.to_owned()));
+        }
+        Ok(Header {
+            droptrace_version,
+            kernel_release,
+            hostname,
+            boot_time_ns,
+            started_ns,
+            filters,
+            snaplen,
+            reasons,
+        })
+    }
+
+    pub fn counters(&mut self) -> Result<Counters, Fault> {
+        let mut v = [0u64; 8];
+        for slot in &mut v {
+            *slot = self.varint()?;
+        }
+        // A group takes at least 8 (location) + 6 (varints) bytes, and its count one more.
+        let n = self.count(15, MAX_BLOCK)?;
+        let mut lost_groups = Vec::with_capacity(n);
+        for _ in 0..n {
+            lost_groups.push((self.group()?, self.varint()?));
+        }
+        Ok(Counters {
+            at_ns: v[0],
+            kernel: KernelCounters {
+                seen: v[1],
+                matched: v[2],
+                lost: v[3],
+                lost_ungrouped: v[4],
+                missed: v[5],
+            },
+            malformed: v[6],
+            overflow: v[7],
+            lost_groups,
+        })
+    }
+
+    /// The rest of a `NAME_LOCATION` entry, after its tag.
+    pub fn location(&mut self) -> Result<(u64, Location), Fault> {
+        let address = self.u64_le()?;
+        let present = self.u8()?;
+        if present & !7 != 0 {
+            return Err(self.fault("unknown location fields"));
+        }
+        let function = (present & 1 != 0)
+            .then(|| self.str().map(str::to_owned))
+            .transpose()?;
+        let offset = (present & 2 != 0).then(|| self.varint()).transpose()?;
+        let module = (present & 4 != 0)
+            .then(|| self.str().map(str::to_owned))
+            .transpose()?;
+        let display = self.str()?.to_owned();
+        Ok((
+            address,
+            Location {
+                function,
+                offset,
+                module,
+                display,
+            },
+        ))
+    }
+}

@@ -1,0 +1,333 @@
+use std::net::IpAddr;
+
+use super::format::{self as f, put_varint};
+use super::*;
+use crate::event::{Packet, ETH_P_IP, ETH_P_IPV6};
+
+mod damage;
+mod streams;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn header() -> Header {
+    Header {
+        kernel_release: "6.18.0-test".into(),
+        hostname: "web-1".into(),
+        boot_time_ns: 1_780_000_000_000_000_000,
+        started_ns: 5_000_000_000,
+        filters: "--port 53 --reason NETFILTER_DROP".into(),
+        snaplen: 16,
+        reasons: vec![(2, "NOT_SPECIFIED".into()), (12, "NETFILTER_DROP".into())],
+        ..Header::default()
+    }
+}
+
+fn drop_at(ts: u64, packet: Packet) -> Drop {
+    Drop {
+        timestamp_ns: ts,
+        location: 0xffff_ffff_8203_3a59,
+        reason: 12,
+        netns: 4_026_531_840,
+        ifindex: 2,
+        len: 60,
+        cpu: 1,
+        packet,
+    }
+}
+
+fn udp4(src: &str, sport: u16, dport: u16) -> Packet {
+    Packet {
+        ethertype: ETH_P_IP,
+        addrs: Some((ip(src), ip("10.0.0.2"))),
+        ip_proto: Some(17),
+        ports: Some((sport, dport)),
+        icmp: None,
+    }
+}
+
+/// One drop of each shape the format distinguishes, with packet bytes on some.
+fn varied() -> Vec<(Drop, Vec<u8>)> {
+    let tcp6 = Packet {
+        ethertype: ETH_P_IPV6,
+        addrs: Some((ip("fd00::1"), ip("fd00::2"))),
+        ip_proto: Some(6),
+        ports: Some((40_000, 443)),
+        icmp: None,
+    };
+    let icmp6 = Packet {
+        ip_proto: Some(58),
+        ports: None,
+        icmp: Some((128, 0)),
+        ..tcp6
+    };
+    let icmp4 = Packet {
+        ip_proto: Some(1),
+        ports: None,
+        icmp: Some((3, 3)),
+        ..udp4("10.0.0.9", 0, 0)
+    };
+    let arp = Packet {
+        ethertype: 0x0806,
+        ..Packet::default()
+    };
+    let mut out = vec![
+        (drop_at(1_000, udp4("10.0.0.1", 5353, 53)), vec![]),
+        (
+            drop_at(1_500, udp4("10.0.0.1", 5354, 53)),
+            vec![0x45, 0, 0, 60],
+        ),
+        (drop_at(1_400, tcp6), vec![]),
+        (drop_at(2_000, icmp6), (0..16).collect()),
+        (drop_at(2_000, icmp4), vec![]),
+        (drop_at(9_000, arp), vec![1]),
+        (drop_at(9_001, Packet::default()), vec![]),
+        (drop_at(u64::MAX, udp4("10.0.0.1", 1, 53)), vec![]),
+        (drop_at(0, udp4("10.0.0.1", 1, 53)), vec![]),
+    ];
+    out[2].0.cpu = 0;
+    out[2].0.len = 1500;
+    out[3].0.location = 0xffff_ffff_c000_0010;
+    out[4].0.reason = 0x0001_0005;
+    out[5].0.netns = 0;
+    out[5].0.ifindex = 0;
+    out
+}
+
+fn counters(at_ns: u64) -> Counters {
+    let group = drop_at(0, udp4("10.0.0.1", 1, 53)).group();
+    let arp = drop_at(0, Packet::default()).group();
+    Counters {
+        at_ns,
+        kernel: crate::aggregate::KernelCounters {
+            seen: 1_000_000,
+            matched: 900_000,
+            lost: 12_345,
+            lost_ungrouped: 7,
+            missed: 3,
+        },
+        lost_groups: vec![(group, 12_000), (arp, 338)],
+        malformed: 1,
+        overflow: 2,
+    }
+}
+
+fn location() -> crate::resolve::Location {
+    crate::resolve::Location {
+        function: Some("nf_hook_slow".into()),
+        offset: Some(0xd9),
+        module: None,
+        display: "nf_hook_slow+0xd9".into(),
+    }
+}
+
+/// What a reader gives, owned, to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    Drop(Drop, Vec<u8>),
+    Counters(Counters),
+}
+
+fn read_all(bytes: &[u8]) -> Result<(Header, Names, Vec<Owned>, Status), ReadError> {
+    let mut reader = Reader::new(bytes)?;
+    let mut items = Vec::new();
+    let status = reader.for_each(|item| {
+        items.push(match item {
+            Item::Drop(d, b) => Owned::Drop(d, b.to_vec()),
+            Item::Counters(c) => Owned::Counters(c),
+        })
+    })?;
+    Ok((
+        reader.header().clone(),
+        reader.names().clone(),
+        items,
+        status,
+    ))
+}
+
+/// A small recording of several blocks: names, events, counters, more names and events.
+/// Also gives, after each block written, the file length and the items written so far.
+fn small_recording() -> (Vec<u8>, Vec<Owned>, Vec<(usize, usize)>) {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let mut expected = Vec::new();
+    let mut boundaries = vec![(w.get_ref().len(), 0)];
+    w.add_location(0xffff_ffff_8203_3a59, &location()).unwrap();
+    w.add_interface(4_026_531_840, 2, "eth0").unwrap();
+    w.add_namespace(4_026_531_840, "init").unwrap();
+    for (i, (d, bytes)) in varied().into_iter().enumerate() {
+        w.write_drop(&d, &bytes).unwrap();
+        expected.push(Owned::Drop(d, bytes));
+        if i == 3 {
+            w.flush().unwrap();
+            boundaries.push((w.get_ref().len(), expected.len()));
+            w.write_counters(&counters(3_000)).unwrap();
+            expected.push(Owned::Counters(counters(3_000)));
+            boundaries.push((w.get_ref().len(), expected.len()));
+            w.add_interface(4_026_531_840, 2, "eth0-renamed").unwrap();
+        }
+    }
+    w.flush().unwrap();
+    boundaries.push((w.get_ref().len(), expected.len()));
+    let bytes = w.finish().unwrap();
+    (bytes, expected, boundaries)
+}
+
+#[test]
+fn round_trip_keeps_everything() {
+    let (bytes, expected, _) = small_recording();
+    let (h, names, items, status) = read_all(&bytes).unwrap();
+    assert_eq!(h, header());
+    assert_eq!(status, Status::Complete);
+    assert_eq!(items, expected);
+    assert_eq!(names.location(0xffff_ffff_8203_3a59), Some(&location()));
+    assert_eq!(names.location(0xffff_ffff_c000_0010), None);
+    assert_eq!(names.interface(4_026_531_840, 2), Some("eth0-renamed"));
+    assert_eq!(names.namespace(4_026_531_840), Some("init"));
+}
+
+#[test]
+fn packet_bytes_are_cut_to_the_snaplen() {
+    let mut w = Writer::new(Vec::new(), &Header::default()).unwrap();
+    let d = drop_at(1, udp4("10.0.0.1", 1, 2));
+    w.write_drop(&d, &[1, 2, 3]).unwrap();
+    let (_, _, items, _) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(items, vec![Owned::Drop(d, vec![])]);
+
+    let h = Header {
+        snaplen: 2,
+        ..Header::default()
+    };
+    let mut w = Writer::new(Vec::new(), &h).unwrap();
+    w.write_drop(&d, &[1, 2, 3]).unwrap();
+    let (_, _, items, _) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(items, vec![Owned::Drop(d, vec![1, 2])]);
+
+    let too_big = Header {
+        snaplen: 70_000,
+        ..Header::default()
+    };
+    assert!(matches!(
+        Writer::new(Vec::new(), &too_big),
+        Err(WriteError::SnaplenTooLarge(70_000))
+    ));
+}
+
+#[test]
+fn a_name_too_long_is_refused_and_leaves_the_recording_whole() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let long = "x".repeat(f::MAX_STRING + 1);
+    let err = w.add_interface(1, 2, &long).unwrap_err();
+    assert!(matches!(err, WriteError::StringTooLong(n) if n == long.len()));
+    let mut bad = location();
+    bad.display = long;
+    assert!(w.add_location(7, &bad).is_err());
+    assert!(!w.has_location(7));
+    w.add_location(7, &location()).unwrap();
+    w.add_namespace(1, "init").unwrap();
+    let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(status, Status::Complete);
+    assert_eq!(names.location(7), Some(&location()));
+    assert_eq!(
+        (names.interface(1, 2), names.namespace(1)),
+        (None, Some("init"))
+    );
+}
+
+#[test]
+fn many_blocks_round_trip() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let drops: Vec<Drop> = (0..40_000u32)
+        .map(|i| {
+            let src = format!("10.0.{}.{}", i % 7, i % 3);
+            drop_at(u64::from(i) * 997, udp4(&src, i as u16, 53))
+        })
+        .collect();
+    for d in &drops {
+        w.write_drop(d, &[]).unwrap();
+    }
+    assert_eq!(w.events(), 40_000);
+    let (_, _, items, status) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(status, Status::Complete);
+    let got: Vec<Drop> = items
+        .into_iter()
+        .map(|i| match i {
+            Owned::Drop(d, _) => d,
+            Owned::Counters(_) => panic!("no counters written"),
+        })
+        .collect();
+    assert_eq!(got, drops);
+}
+
+#[test]
+fn an_unfinished_recording_reads_as_truncated() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let d = drop_at(1, udp4("10.0.0.1", 1, 2));
+    w.write_drop(&d, &[]).unwrap();
+    let before = w.get_ref().len();
+    let (_, _, items, status) = read_all(w.get_ref()).unwrap();
+    assert_eq!(
+        (items.len(), status),
+        (
+            0,
+            Status::Truncated {
+                at_offset: before as u64
+            }
+        )
+    );
+    w.flush().unwrap();
+    let (_, _, items, status) = read_all(w.get_ref()).unwrap();
+    let end = w.get_ref().len() as u64;
+    assert_eq!(
+        (items.len(), status),
+        (1, Status::Truncated { at_offset: end })
+    );
+}
+
+#[test]
+fn recordings_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("droptrace-record-{}.dtr", std::process::id()));
+    // Even over a file others could read.
+    std::fs::write(&path, b"old").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let w = Writer::create(&path, &header()).unwrap();
+    w.finish().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    let read = Recording::open(&path).map(|mut r| r.for_each(|_| {}));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(read.unwrap().unwrap(), Status::Complete);
+}
+
+#[test]
+fn varints_and_zigzag_round_trip() {
+    for v in [
+        0,
+        1,
+        127,
+        128,
+        300,
+        u64::from(u32::MAX),
+        u64::MAX - 1,
+        u64::MAX,
+    ] {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        let mut c = f::Cursor::new(&out);
+        assert_eq!(c.varint(), Ok(v));
+        assert!(c.is_empty());
+    }
+    for v in [0, 1, -1, i64::MIN, i64::MAX] {
+        assert_eq!(f::unzigzag(f::zigzag(v)), v);
+    }
+    // Eleven bytes, or a tenth byte over 1, is no u64.
+    let mut c = f::Cursor::new(&[0xff; 11]);
+    assert_eq!(c.varint().unwrap_err().what, "bad varint");
+    let mut ten = vec![0xff; 9];
+    ten.push(2);
+    assert_eq!(
+        f::Cursor::new(&ten).varint().unwrap_err().what,
+        "bad varint"
+    );
+}
