@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod kernel;
