@@ -28,6 +28,10 @@ pub struct Config {
     pub skb_protocol: u32,
     pub skb_dev: u32,
     pub skb_sk: u32,
+    /// `data` (a pointer) and `data_len` (bytes outside the linear part): with `head`,
+    /// `len` and `network_header` they say how many header bytes can be copied.
+    pub skb_data: u32,
+    pub skb_data_len: u32,
     /// `struct net_device` -> `ifindex`.
     pub dev_ifindex: u32,
     /// `struct net_device` -> `nd_net.net` (a `struct net *`).
@@ -56,9 +60,11 @@ pub struct Config {
     /// Wake user space at every this-many-th matched drop of a CPU (a power of two; 0 lets
     /// the kernel decide). User space also polls, so a quiet ring is read all the same.
     pub wakeup_events: u32,
-    pub _pad: u32,
+    /// Packet bytes to copy after each event, from the IP header (0: none; at most
+    /// `SNAPLEN_MAX`).
+    pub snaplen: u32,
 }
-const _: () = assert!(size_of::<Config>() == 104);
+const _: () = assert!(size_of::<Config>() == 112);
 
 impl Config {
     /// No layout known, no filters.
@@ -71,6 +77,8 @@ impl Config {
         skb_protocol: 0,
         skb_dev: 0,
         skb_sk: 0,
+        skb_data: 0,
+        skb_data_len: 0,
         dev_ifindex: 0,
         dev_net: 0,
         sk_net: 0,
@@ -88,7 +96,7 @@ impl Config {
         addr_family: 0,
         addr: [0; 16],
         wakeup_events: 0,
-        _pad: 0,
+        snaplen: 0,
     };
 }
 
@@ -127,6 +135,10 @@ pub const COUNTER_LOST: u32 = 2;
 pub const COUNTER_LOST_UNGROUPED: u32 = 3;
 pub const COUNTER_COUNT: u32 = 4;
 
+/// Most packet bytes an event carries (`--snaplen`); the kernel program's scratch buffer
+/// holds an event and `SNAPLEN_MAX + 1` bytes.
+pub const SNAPLEN_MAX: u32 = 4095;
+
 /// Capacity of the map that counts undelivered drops by group.
 pub const LOST_GROUPS_MAX: u32 = 16384;
 
@@ -140,7 +152,8 @@ pub const EVENT_ICMP: u8 = 1 << 3;
 /// The netns came from the socket, not the device.
 pub const EVENT_NETNS_FROM_SOCK: u8 = 1 << 4;
 
-/// One dropped packet, as the kernel program sends it through the ring buffer.
+/// One dropped packet, as the kernel program sends it through the ring buffer; with a
+/// snaplen, the record goes on with up to `snaplen` bytes of the packet from its IP header.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropEvent {

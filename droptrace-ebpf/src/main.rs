@@ -6,9 +6,13 @@
 #![no_std]
 #![no_main]
 
+use core::mem::size_of;
+
+use aya_ebpf::cty::c_void;
+
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, map, tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
@@ -31,6 +35,14 @@ static COUNTERS: PerCpuArray<[u64; COUNTER_COUNT as usize]> = PerCpuArray::with_
 #[map]
 static LOST_GROUPS: PerCpuHashMap<GroupKey, u64> =
     PerCpuHashMap::with_max_entries(LOST_GROUPS_MAX, 0);
+
+const EVENT_SIZE: usize = size_of::<DropEvent>();
+
+/// Where an event with packet bytes is put together (`--snaplen`); per CPU, like the
+/// counters, as the program never runs twice at once on one CPU.
+#[map]
+static SCRATCH: PerCpuArray<[u8; EVENT_SIZE + SNAPLEN_MAX as usize + 1]> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Reason -> `REASON_INCLUDE` / `REASON_EXCLUDE`.
 #[map]
@@ -150,8 +162,9 @@ fn on_drop<F: Fields>(
         icmp_code: 0,
         _pad: [0; 2],
     };
+    let mut capture = Capture { from: 0, len: 0 };
     if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
-        read_packet::<F>(cfg, skb, &mut ev);
+        capture = read_packet::<F>(cfg, skb, &mut ev);
     } else if let Some(protocol) = tp_protocol {
         ev.l3_proto = protocol;
     }
@@ -169,7 +182,12 @@ fn on_drop<F: Fields>(
     } else {
         BPF_RB_NO_WAKEUP
     };
-    if EVENTS.output::<DropEvent>(&ev, flags as u64).is_ok() {
+    let sent = if cfg.snaplen != 0 {
+        output_with_packet(&ev, capture, flags as u64)
+    } else {
+        EVENTS.output::<DropEvent>(&ev, flags as u64).is_ok()
+    };
+    if sent {
         return;
     }
     counters[COUNTER_LOST as usize] += 1;
@@ -190,9 +208,44 @@ fn read<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// The packet bytes that can be copied: from the IP header to the end of the linear part,
+/// at most the snaplen.
+#[derive(Clone, Copy)]
+struct Capture {
+    from: u64,
+    len: u32,
+}
+
+/// Sends the event followed by the packet's first bytes, put together in `SCRATCH`.
+#[inline(always)]
+fn output_with_packet(ev: &DropEvent, capture: Capture, flags: u64) -> bool {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    let buf = buf as *mut u8;
+    unsafe { core::ptr::write_unaligned(buf as *mut DropEvent, *ev) };
+    // The mask is the bound the verifier checks the copy and the record against.
+    let mut n = capture.len & SNAPLEN_MAX;
+    if n != 0 {
+        let rc = unsafe {
+            generated::bpf_probe_read_kernel(
+                buf.add(EVENT_SIZE) as *mut c_void,
+                n,
+                capture.from as *const c_void,
+            )
+        };
+        if rc != 0 {
+            n = 0;
+        }
+    }
+    let record = unsafe { core::slice::from_raw_parts(buf, EVENT_SIZE + n as usize) };
+    EVENTS.output::<[u8]>(record, flags).is_ok()
+}
+
 /// Reads the packet: struct fields through `F`, header bytes with bpf_probe_read_kernel.
 #[inline(always)]
-fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
+fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture {
+    let mut capture = Capture { from: 0, len: 0 };
     ev.skb_len = F::load::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
 
     let mut net: u64 = 0;
@@ -216,14 +269,31 @@ fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
     let head: u64 = F::load(skb + cfg.skb_head as u64).unwrap_or(0);
     let network: u16 = F::load(skb + cfg.skb_network_header as u64).unwrap_or(0);
     if head == 0 {
-        return;
+        return capture;
     }
     let l3 = head + network as u64;
     match ev.l3_proto {
         0x0800 => read_ipv4(l3, ev),
         0x86dd => read_ipv6(l3, ev),
-        _ => {}
+        _ => return capture,
     }
+    if cfg.snaplen != 0 {
+        let data: u64 = F::load(skb + cfg.skb_data as u64).unwrap_or(0);
+        let data_len: u32 = F::load(skb + cfg.skb_data_len as u64).unwrap_or(0);
+        let end = data + ev.skb_len.saturating_sub(data_len) as u64;
+        if data != 0 && l3 < end {
+            let avail = end - l3;
+            capture = Capture {
+                from: l3,
+                len: if avail < cfg.snaplen as u64 {
+                    avail as u32
+                } else {
+                    cfg.snaplen
+                },
+            };
+        }
+    }
+    capture
 }
 
 #[inline(always)]

@@ -51,6 +51,97 @@ pub enum Command {
     /// with their evidence and fixes.
     #[command(after_help = DIAGNOSE_EXAMPLES)]
     Diagnose(DiagnoseArgs),
+
+    /// Record drops to a file (every event, the exact counters and the names needed to
+    /// read it anywhere), to replay, report or export later without root.
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(RecordArgs),
+
+    /// Play a recording in the live view (needs a terminal).
+    Replay(ReplayArgs),
+
+    /// Summarise a recording: the live run's closing table, or its JSON summary.
+    Report(ReportArgs),
+
+    /// Turn a recording into pcapng (packets with their drop reason as a comment) or JSON
+    /// Lines (one object per drop).
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["pcapng", "jsonl"])))]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The recording to write (created with mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<f64>,
+
+    /// Stop after this many drops have been recorded (drops still arriving while
+    /// droptrace detaches are kept too, so the counts stay exact).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Also keep the first BYTES of each dropped packet, from its IP header (0 to 4095),
+    /// for `droptrace export --pcapng`.
+    #[arg(long, value_name = "BYTES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4095))]
+    pub snaplen: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A file written by `droptrace record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads).
+    #[arg(long, value_name = "N|max", default_value = "1", value_parser = parse_speed)]
+    pub speed: Speed,
+
+    /// Seconds between two refreshes of the view.
+    #[arg(long, value_name = "SECS", default_value = "0.25", value_parser = parse_duration)]
+    pub interval: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    Factor(f64),
+    Max,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A file written by `droptrace record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// `text` for people; `json` for the same object a live run prints with --format json.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A file written by `droptrace record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Write the recorded packets as pcapng (needs `record --snaplen`); `-` for stdout.
+    #[arg(long, value_name = "OUT")]
+    pub pcapng: Option<PathBuf>,
+
+    /// Write one JSON object per drop; `-` for stdout.
+    #[arg(long, value_name = "OUT")]
+    pub jsonl: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +230,18 @@ Examples:
   sudo droptrace --port 1678              drops of packets to or from port 1678
   sudo droptrace --netns /run/netns/web --exclude-reason NOT_SPECIFIED
   sudo droptrace --duration 10 --format json > drops.json
-  sudo droptrace diagnose                 what is dropping, why, and the fix";
+  sudo droptrace diagnose                 what is dropping, why, and the fix
+  sudo droptrace record -o drops.dtr      save drops; later: droptrace report drops.dtr";
+
+const RECORD_EXAMPLES: &str = "\
+Examples:
+  sudo droptrace record -o drops.dtr --duration 60
+  sudo droptrace record -o drops.dtr --port 1678 --snaplen 256 --count 1000
+  droptrace report drops.dtr                   the closing table, on any machine
+  droptrace report drops.dtr --format json     the live --format json summary
+  droptrace replay drops.dtr --speed 10        the live view, ten times as fast
+  droptrace export drops.dtr --pcapng drops.pcapng   then: tshark -r drops.pcapng
+  droptrace export drops.dtr --jsonl -          one JSON object per drop";
 
 const DIAGNOSE_EXAMPLES: &str = "\
 Examples:
@@ -157,6 +259,18 @@ fn parse_duration(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(secs)
+}
+
+fn parse_speed(text: &str) -> Result<Speed, String> {
+    if text == "max" {
+        return Ok(Speed::Max);
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && (0.01..=1_000_000.0).contains(&f) => Ok(Speed::Factor(f)),
+        _ => Err(format!(
+            "`{text}`: give a factor from 0.01 to 1000000, or `max`"
+        )),
+    }
 }
 
 fn parse_ring_size(text: &str) -> Result<u32, String> {

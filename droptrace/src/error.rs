@@ -81,6 +81,24 @@ pub enum Error {
 
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+
+    #[error("{}: {source}", path.display())]
+    Recording {
+        path: PathBuf,
+        source: crate::record::ReadError,
+    },
+
+    #[error("{}: {source}", path.display())]
+    Export {
+        path: PathBuf,
+        source: crate::export::ExportError,
+    },
+
+    #[error(
+        "replay shows the live view, which needs a terminal; for text or JSON use \
+         `droptrace report FILE [--format json]`"
+    )]
+    NotATerminal,
 }
 
 impl Error {

@@ -93,7 +93,7 @@ pub const ETH_P_IPV6: u16 = 0x86dd;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("drop event of {0} bytes, expected {EVENT_SIZE}")]
+    #[error("drop event of {0} bytes, expected at least {EVENT_SIZE}")]
     Size(usize),
     #[error("drop event with both IPv4 and IPv6 flags set")]
     Family,
@@ -101,11 +101,17 @@ pub enum DecodeError {
 
 pub const EVENT_SIZE: usize = size_of::<wire::DropEvent>();
 
-/// Decodes one ring-buffer record (`DropEvent`, native byte order).
+/// The packet bytes after the event in a ring-buffer record (`--snaplen`; empty without).
+pub fn packet_bytes(record: &[u8]) -> &[u8] {
+    record.get(EVENT_SIZE..).unwrap_or_default()
+}
+
+/// Decodes one ring-buffer record (`DropEvent`, native byte order, then packet bytes).
 pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
     let b: &[u8; EVENT_SIZE] = bytes
-        .try_into()
-        .map_err(|_| DecodeError::Size(bytes.len()))?;
+        .get(..EVENT_SIZE)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::Size(bytes.len()))?;
     let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
     let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
     let u16_at = |o: usize| u16::from_ne_bytes(b[o..o + 2].try_into().expect("2 bytes"));
@@ -333,6 +339,12 @@ mod tests {
     fn rejects_bad_records() {
         let good = bytes_of(&tcp_syn());
         assert_eq!(decode(&good[..79]), Err(DecodeError::Size(79)));
+        // With a snaplen the packet's bytes follow the event.
+        let mut with_packet = good.clone();
+        with_packet.extend_from_slice(&[0x45, 0, 0, 60]);
+        assert_eq!(decode(&with_packet), decode(&good));
+        assert_eq!(packet_bytes(&with_packet), [0x45, 0, 0, 60]);
+        assert!(packet_bytes(&good).is_empty());
         assert_eq!(decode(&[]), Err(DecodeError::Size(0)));
         let mut both = tcp_syn();
         both.flags |= wire::EVENT_IPV6;

@@ -32,6 +32,8 @@ pub struct SkbOffsets {
     pub protocol: u32,
     pub dev: u32,
     pub sk: u32,
+    pub data: u32,
+    pub data_len: u32,
     pub dev_ifindex: u32,
     pub dev_net: u32,
     pub sk_net: u32,
@@ -89,6 +91,8 @@ impl SkbOffsets {
             protocol: sized("protocol", 2)?,
             dev: sized("dev", 8)?,
             sk: sized("sk", 8)?,
+            data: sized("data", 8)?,
+            data_len: sized("data_len", 4)?,
             dev_ifindex: off("net_device.ifindex", "net_device", &["ifindex"])?,
             dev_net: off("net_device.nd_net", "net_device", &["nd_net", "net"])?,
             sk_net: off(
@@ -172,6 +176,8 @@ impl KernelLayout {
             config.skb_protocol = s.protocol;
             config.skb_dev = s.dev;
             config.skb_sk = s.sk;
+            config.skb_data = s.data;
+            config.skb_data_len = s.data_len;
             config.dev_ifindex = s.dev_ifindex;
             config.dev_net = s.dev_net;
             config.sk_net = s.sk_net;

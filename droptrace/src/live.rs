@@ -48,7 +48,7 @@ impl Live {
     /// buffer's readiness).
     pub fn start(opts: LiveOptions) -> Result<Live, Error> {
         let mut config = opts.config;
-        config.wakeup_events = wakeup_events(opts.ring_buffer_size);
+        config.wakeup_events = wakeup_events(opts.ring_buffer_size, config.snaplen);
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .btf(None)
@@ -199,8 +199,9 @@ fn raise_memlock_limit() {
 
 /// Wake-ups cost the producing CPU; waking at every event is wasteful under a flood. Wake
 /// once a sixteenth of the ring could be full (per CPU), at most every 1024 events.
-fn wakeup_events(ring_buffer_size: u32) -> u32 {
-    let events = ring_buffer_size / (size_of::<wire::DropEvent>() as u32 + 8) / 16;
+fn wakeup_events(ring_buffer_size: u32, snaplen: u32) -> u32 {
+    let record = size_of::<wire::DropEvent>() as u32 + snaplen + 8;
+    let events = ring_buffer_size / record / 16;
     let events = events.clamp(1, 1024);
     1 << events.ilog2()
 }
@@ -257,9 +258,9 @@ fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
 mod tests {
     #[test]
     fn wakeups_scale_with_the_ring() {
-        assert_eq!(super::wakeup_events(4096), 2);
-        assert_eq!(super::wakeup_events(1 << 16), 32);
-        assert_eq!(super::wakeup_events(4 << 20), 1024);
-        assert_eq!(super::wakeup_events(1 << 30), 1024);
+        assert_eq!(super::wakeup_events(4096, 0), 2);
+        assert_eq!(super::wakeup_events(1 << 16, 0), 32);
+        assert_eq!(super::wakeup_events(4 << 20, 0), 1024);
+        assert_eq!(super::wakeup_events(1 << 30, 0), 1024);
     }
 }

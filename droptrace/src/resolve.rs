@@ -1,4 +1,6 @@
 //! Names for raw kernel values: drop locations (kallsyms) and drop reasons (BTF/tracefs).
+use std::collections::HashMap;
+
 use crate::kernel::{kallsyms::KernelSymbols, reasons::DropReasonTable};
 
 /// A drop location made readable.
@@ -11,19 +13,46 @@ pub struct Location {
     pub display: String,
 }
 
-/// Resolves locations and reasons against one kernel's tables.
+/// Resolves locations and reasons against one kernel's tables, or a recording's.
 #[derive(Debug, Default)]
 pub struct Resolver {
     symbols: Option<KernelSymbols>,
     reasons: Option<DropReasonTable>,
+    /// Locations as a recording named them (it never asks this machine's kallsyms).
+    recorded: Option<HashMap<u64, Location>>,
 }
 
 impl Resolver {
     pub fn new(symbols: Option<KernelSymbols>, reasons: Option<DropReasonTable>) -> Resolver {
-        Resolver { symbols, reasons }
+        Resolver {
+            symbols,
+            reasons,
+            recorded: None,
+        }
+    }
+
+    /// Names from a recording: its locations and its kernel's reasons (`None` when that
+    /// kernel had none).
+    pub fn recorded(
+        locations: HashMap<u64, Location>,
+        reasons: Option<DropReasonTable>,
+    ) -> Resolver {
+        Resolver {
+            symbols: None,
+            reasons,
+            recorded: Some(locations),
+        }
     }
 
     pub fn location(&self, address: u64) -> Location {
+        if let Some(recorded) = &self.recorded {
+            return recorded.get(&address).cloned().unwrap_or_else(|| Location {
+                function: None,
+                offset: None,
+                module: None,
+                display: format!("{address:#x}"),
+            });
+        }
         match self.symbols.as_ref().and_then(|s| s.resolve(address)) {
             Some(sym) => Location {
                 function: Some(sym.name.to_owned()),

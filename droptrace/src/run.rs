@@ -21,6 +21,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .map_err(|e| Error::Io("starting the runtime".into(), e))?;
     match cli.command {
         Some(Command::Diagnose(args)) => runtime.block_on(crate::diagnose::run(args)),
+        Some(Command::Record(args)) => runtime.block_on(crate::recorder::run(args)),
+        Some(Command::Report(args)) => crate::report::run(&args),
+        Some(Command::Export(args)) => crate::report::export(&args),
+        Some(Command::Replay(args)) => {
+            drop(runtime);
+            let closing = crate::replay::run(&args, on_terminal())?;
+            let _ = write_out(&mut std::io::stdout().lock(), &closing);
+            Ok(())
+        }
         None if cli.format.is_none() && on_terminal() => {
             drop(runtime);
             let closing = feed::run(LiveView {

@@ -13,7 +13,7 @@ use crate::{
     caps::Capabilities,
     cli::LiveArgs,
     error::Error,
-    event,
+    event::{self, Drop},
     filter::Filters,
     kernel::{btf::Btf, kallsyms::KernelSymbols, reasons::DropReasonTable, tracefs},
     layout::KernelLayout,
@@ -42,6 +42,34 @@ pub struct Watch {
     sigterm: Signal,
 }
 
+/// Where a watch's events and figures go besides its aggregator (a recording, a view).
+pub trait Sink {
+    /// Every decoded drop, with the packet bytes kept (`--snaplen`); `Break` stops the
+    /// watch.
+    fn event(&mut self, _drop: &Drop, _packet: &[u8], _resolver: &Resolver) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// Every interval, with up-to-date figures; `Break` stops the watch.
+    fn interval(&mut self, _watch: &Watch) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// A sink that only looks at the figures, every interval.
+pub struct EveryInterval<F>(pub F);
+
+impl<F: FnMut(&Watch) -> ControlFlow<()>> Sink for EveryInterval<F> {
+    fn interval(&mut self, watch: &Watch) -> ControlFlow<()> {
+        (self.0)(watch)
+    }
+}
+
+/// Drops nothing, looks at nothing.
+pub struct NoSink;
+
+impl Sink for NoSink {}
+
 /// What ended the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -53,6 +81,11 @@ pub enum Stop {
 impl Watch {
     /// Checks privileges, learns the kernel, resolves the filters and attaches.
     pub fn start(args: &LiveArgs) -> Result<Watch, Error> {
+        Watch::start_with(args, 0)
+    }
+
+    /// As `start`, also copying up to `snaplen` bytes of each dropped packet.
+    pub fn start_with(args: &LiveArgs, snaplen: u32) -> Result<Watch, Error> {
         let sigint =
             signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
         let sigterm =
@@ -66,6 +99,7 @@ impl Watch {
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
+        config.snaplen = snaplen.min(droptrace_common::SNAPLEN_MAX);
         let live = Live::start(LiveOptions {
             config,
             reason_marks: filters.reason_marks(),
@@ -103,7 +137,19 @@ impl Watch {
         &mut self,
         duration: Option<Duration>,
         interval_every: Option<Duration>,
-        mut on_interval: impl FnMut(&Watch) -> ControlFlow<()>,
+        on_interval: impl FnMut(&Watch) -> ControlFlow<()>,
+    ) -> Result<Stop, Error> {
+        self.run_into(duration, interval_every, &mut EveryInterval(on_interval))
+            .await
+    }
+
+    /// Runs until SIGINT/SIGTERM, `duration`, or the sink breaks, handing the sink every
+    /// event and, every `interval`, the figures.
+    pub async fn run_into(
+        &mut self,
+        duration: Option<Duration>,
+        interval_every: Option<Duration>,
+        sink: &mut impl Sink,
     ) -> Result<Stop, Error> {
         let deadline = duration.map(|d| Instant::now() + d);
         let mut poll = interval(POLL);
@@ -117,9 +163,11 @@ impl Watch {
                 () = self.live.readable() => {}
                 _ = poll.tick() => {}
                 _ = every.tick(), if interval_every.is_some() => {
-                    self.drain_all();
+                    if self.drain_all(sink).is_break() {
+                        return Ok(Stop::Caller);
+                    }
                     self.refresh()?;
-                    if on_interval(self).is_break() {
+                    if sink.interval(self).is_break() {
                         return Ok(Stop::Caller);
                     }
                     continue;
@@ -128,18 +176,27 @@ impl Watch {
                 _ = self.sigterm.recv() => return Ok(Stop::Signal),
                 () = sleep_until_opt(deadline) => return Ok(Stop::Deadline),
             }
-            self.drain_batch();
+            if self.drain_batch(sink).1.is_break() {
+                return Ok(Stop::Caller);
+            }
         }
     }
 
     /// Detaches first, so nothing new arrives; then takes every event still in the ring
     /// and the final counters, which now agree exactly.
     pub fn finish(&mut self) -> Result<(), Error> {
+        self.finish_into(&mut NoSink)
+    }
+
+    /// As `finish`, handing the sink the last events (a recording keeps them all, so its
+    /// counts are as exact as the watch's).
+    pub fn finish_into(&mut self, sink: &mut impl Sink) -> Result<(), Error> {
         self.live.detach()?;
         // A run of the program that started before the detach may still be finishing on
         // another CPU: read until every matched drop is accounted for (bounded).
         for _ in 0..100 {
-            self.drain_all();
+            // A sink that wants to stop (a count reached) still gets these: they count.
+            let _ = self.drain_all(&mut Always(&mut *sink));
             self.refresh()?;
             let c = self.agg.counters();
             if self.agg.delivered() + self.malformed + c.lost >= c.matched {
@@ -162,17 +219,45 @@ impl Watch {
         Ok(())
     }
 
-    fn drain_batch(&mut self) -> usize {
-        let (agg, malformed) = (&mut self.agg, &mut self.malformed);
-        self.live
+    /// Reads up to `DRAIN_BATCH` events; returns how many and whether the sink wants to
+    /// stop (the events of the batch are all handled either way).
+    fn drain_batch(&mut self, sink: &mut impl Sink) -> (usize, ControlFlow<()>) {
+        let (agg, malformed, resolver) = (&mut self.agg, &mut self.malformed, &self.resolver);
+        let mut flow = ControlFlow::Continue(());
+        let n = self
+            .live
             .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
-                Ok(drop) => agg.add(&drop),
+                Ok(drop) => {
+                    agg.add(&drop);
+                    if sink
+                        .event(&drop, event::packet_bytes(bytes), resolver)
+                        .is_break()
+                    {
+                        flow = ControlFlow::Break(());
+                    }
+                }
                 Err(_) => *malformed += 1,
-            })
+            });
+        (n, flow)
     }
 
-    fn drain_all(&mut self) {
-        while self.drain_batch() == DRAIN_BATCH {}
+    fn drain_all(&mut self, sink: &mut impl Sink) -> ControlFlow<()> {
+        loop {
+            let (n, flow) = self.drain_batch(sink);
+            if flow.is_break() || n < DRAIN_BATCH {
+                return flow;
+            }
+        }
+    }
+}
+
+/// A sink whose `Break` is ignored: after detaching, every event still counts.
+struct Always<'a, S: Sink>(&'a mut S);
+
+impl<S: Sink> Sink for Always<'_, S> {
+    fn event(&mut self, drop: &Drop, packet: &[u8], resolver: &Resolver) -> ControlFlow<()> {
+        let _ = self.0.event(drop, packet, resolver);
+        ControlFlow::Continue(())
     }
 }
 

@@ -251,7 +251,24 @@ impl Droptrace {
     }
 
     /// Waits (bounded) for droptrace to stop by itself and parses its JSON output.
-    pub fn wait_json(mut self) -> Value {
+    pub fn wait_json(self) -> Value {
+        let out = self.wait();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "droptrace failed: {}\n{stderr}",
+            out.status
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bad JSON ({e}): {}\nstderr:\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Waits (bounded) for droptrace to stop by itself.
+    pub fn wait(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -268,14 +285,12 @@ impl Droptrace {
             out.read_to_end(&mut stdout).expect("stdout");
         }
         std::thread::sleep(Duration::from_millis(50));
-        let stderr = self.stderr.lock().unwrap().clone();
-        assert!(status.success(), "droptrace failed: {status}\n{stderr}");
-        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "bad JSON ({e}): {}\nstderr:\n{stderr}",
-                String::from_utf8_lossy(&stdout)
-            )
-        })
+        let stderr = self.stderr.lock().unwrap().clone().into_bytes();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 
     /// Stops with SIGINT and parses the JSON summary (run with `--format json`).

@@ -93,3 +93,91 @@ fn bad_filter_values_name_the_problem() {
         "no network interface named `nope0`",
     );
 }
+
+#[test]
+fn bad_recordings_are_named_with_the_problem() {
+    if !can_run("bad_recordings_are_named_with_the_problem") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("droptrace-badrec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::write(
+        path("garbage"),
+        b"GIF89a and then some bytes that are not a recording",
+    )
+    .unwrap();
+    std::fs::write(path("magic-only"), b"DROPTRC\n").unwrap();
+    std::fs::write(path("existing"), b"keep me").unwrap();
+    let cases: [(&[&str], i32, &str); 8] = [
+        (&["report", &path("missing")], 1, "No such file"),
+        (
+            &["report", &path("garbage")],
+            1,
+            "not a droptrace recording",
+        ),
+        (
+            &["report", &path("magic-only")],
+            1,
+            "before its header is complete",
+        ),
+        (
+            &["export", &path("garbage"), "--jsonl", "-"],
+            1,
+            "not a droptrace recording",
+        ),
+        (&["export", &path("garbage")], 2, "--pcapng"),
+        (
+            &["replay", &path("garbage")],
+            1,
+            "not a droptrace recording",
+        ),
+        (
+            &["record", "-o", &path("x"), "--snaplen", "5000"],
+            2,
+            "--snaplen",
+        ),
+        (
+            &["record", "-o", &path("existing"), "--duration", "1"],
+            1,
+            "give --force",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        assert_clean_failure(&droptrace(args), code, needle);
+    }
+    assert_eq!(std::fs::read(path("existing")).unwrap(), b"keep me");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_without_a_terminal_points_to_report() {
+    if !can_run("replay_without_a_terminal_points_to_report") {
+        return;
+    }
+    // The file is checked before the terminal: give it a real recording.
+    let dir = std::env::temp_dir().join(format!("droptrace-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("quiet.dtr");
+    let out = droptrace(&[
+        "record",
+        "-o",
+        file.to_str().unwrap(),
+        "--port",
+        "1",
+        "--duration",
+        "0.5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(droptrace_bin())
+        .args(["replay", file.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, 1, "droptrace report FILE");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -174,6 +174,8 @@ fn test() -> Result<()> {
         .args([
             "droptrace-ebpf/src/main.rs",
             "droptrace-ebpf/src/bin/drop_syn.rs",
+            "droptrace-ebpf/src/bin/drop_udp_xdp.rs",
+            "droptrace/fuzz/fuzz_targets/read_recording.rs",
         ])
         .current_dir(&ws))?;
     run(cargo()
@@ -205,6 +207,59 @@ fn test() -> Result<()> {
         ])
         .env("DROPTRACE_BIN", ws.join("target/release/droptrace"))
         .current_dir(&ws))?;
+    fuzz(FUZZ_SECONDS)?;
     eprintln!("xtask: all tests passed");
+    Ok(())
+}
+
+/// How long CI fuzzes the recording reader.
+const FUZZ_SECONDS: u32 = 60;
+const CARGO_FUZZ: &str = "0.13.2";
+
+/// Fuzzes the recording reader (`droptrace/fuzz`, target `read_recording`) for a bounded
+/// time with the pinned nightly; fails on any finding, and says how many inputs ran.
+fn fuzz(seconds: u32) -> Result<()> {
+    let toolchain = setup::ebpf_toolchain()?;
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ));
+    if !has_fuzz {
+        run(cargo().args(["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked"]))?;
+    }
+    let dir = workspace().join("droptrace");
+    let corpus = dir.join("fuzz/corpus/read_recording");
+    std::fs::create_dir_all(&corpus).context("creating the fuzz corpus directory")?;
+    let out = Command::new("rustup")
+        .args(["run", &toolchain, "cargo", "fuzz", "run", "read_recording"])
+        .arg(&corpus)
+        .arg(dir.join("fuzz/seeds"))
+        .args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=1024",
+            "-print_final_stats=1",
+        ])
+        .current_dir(&dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .output()
+        .context("running cargo fuzz")?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "fuzzing the recording reader found a problem:\n{}",
+            tail.join("\n")
+        );
+    }
+    let runs = log
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .map_or("?", str::trim)
+        .to_owned();
+    eprintln!("xtask: fuzzed the recording reader for {seconds} s: {runs} inputs, no finding");
     Ok(())
 }

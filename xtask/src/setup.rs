@@ -13,7 +13,7 @@ const BPF_LINKER: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
 /// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
-/// tmux for the live view's terminal test).
+/// tmux for the live view's terminal test, tshark to read exported pcapng back).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "bpftrace",
     "bpftool",
     "tmux",
+    "tshark",
 ];
 
 pub fn setup() -> Result<()> {

@@ -28,6 +28,8 @@ const NOT_DROPS: [&str; 3] = ["NOT_DROPPED_YET", "CONSUMED", "MAX"];
 pub enum ReasonSource {
     Btf,
     Tracefs,
+    /// A recording made on another (or the same) machine.
+    Recording,
 }
 
 /// Maps raw drop reason values to the kernel's names and back.
@@ -112,6 +114,20 @@ impl DropReasonTable {
             }
         }
         Some(table)
+    }
+
+    /// A table from (value, name) pairs, as a recording keeps them.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = (u32, &'a str)>) -> DropReasonTable {
+        let mut table = DropReasonTable::empty(ReasonSource::Recording);
+        for (value, name) in entries {
+            table.insert(value, name);
+        }
+        table
+    }
+
+    /// Every (value, name) pair, by value.
+    pub fn entries(&self) -> impl Iterator<Item = (u32, &str)> + '_ {
+        self.by_value.iter().map(|(v, n)| (*v, n.as_str()))
     }
 
     fn empty(source: ReasonSource) -> DropReasonTable {

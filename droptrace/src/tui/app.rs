@@ -76,6 +76,7 @@ fn view_loop(
                     if let Some(key) = map_key(k) {
                         update(&mut state, Action::Key(key));
                         link.set_request(state.detail_request());
+                        link.set_paused(state.paused());
                         dirty = true;
                     }
                 }

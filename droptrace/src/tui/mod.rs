@@ -27,6 +27,7 @@ pub struct Link {
     request: Mutex<Option<DetailRequest>>,
     stop: AtomicBool,
     stopped: tokio::sync::Notify,
+    paused: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -53,6 +54,16 @@ impl Link {
     /// Source side.
     pub fn request(&self) -> Option<DetailRequest> {
         *lock(&self.request)
+    }
+
+    /// View side: the screen is paused (a recording's playback waits too).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Source side.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
     }
 
     /// View side: ask the source to stop.

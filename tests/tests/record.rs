@@ -1,0 +1,322 @@
+//! Recordings of real drops: what `report` reads back equals what a live run counted at
+//! the same time, a killed recorder leaves a readable file, packets export to pcapng that
+//! tshark reads with their drop reason, and a report never asks this machine's kallsyms.
+use std::{
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use droptrace_tests::*;
+use serde_json::Value;
+
+/// A temporary directory for one test's files, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("droptrace-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn droptrace(args: &[&str]) -> Output {
+    Command::new(droptrace_bin())
+        .args(args)
+        .output()
+        .expect("run droptrace")
+}
+
+fn report_json(file: &Path) -> Value {
+    let out = droptrace(&["report", file.to_str().unwrap(), "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+/// A pair with an nftables rule dropping TCP to port 1678 in `b`, counted.
+fn nft_pair() -> Pair {
+    let pair = Pair::new();
+    pair.b.exec(&["nft", "add", "table", "inet", "dtr"]);
+    pair.b.exec(&[
+        "nft",
+        "add chain inet dtr input { type filter hook input priority 0; policy accept; }",
+    ]);
+    pair.b.exec(&[
+        "nft",
+        "add rule inet dtr input tcp dport 1678 counter drop comment \"dtr1678\"",
+    ]);
+    pair
+}
+
+#[test]
+fn report_equals_the_live_summary_and_pcapng_shows_why() {
+    if !can_run("report_equals_the_live_summary_and_pcapng_shows_why") {
+        return;
+    }
+    let dir = Dir::new("record");
+    let file = dir.file("drops.dtr");
+    let pair = nft_pair();
+    let file_arg = file.to_str().unwrap();
+    let recorder = Droptrace::start(&[
+        "record",
+        "-o",
+        file_arg,
+        "--port",
+        "1678",
+        "--snaplen",
+        "128",
+    ]);
+    let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 6),
+        6
+    );
+    let packets = settled(|| nft_rule_packets(&pair.b, "dtr", "dtr1678"));
+    let recorded = recorder.stop(libc::SIGINT);
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let live = live.stop_json();
+
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "recordings are private");
+
+    let report = report_json(&file);
+    eprintln!("nft {packets}; live {live}; report {report}");
+    assert_eq!(report, live, "report and live summary differ");
+    assert_eq!(report["total"], packets);
+    let nft = groups(&report, |g| {
+        g["function"] == "nft_do_chain" && g["reason"] == "NETFILTER_DROP" && g["dport"] == 1678
+    });
+    assert_eq!(count_of(&nft), packets, "{report:#}");
+
+    // The text report: where it was made, and the same table.
+    let text = droptrace(&["report", file_arg]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("complete"), "{text}");
+    assert!(
+        text.contains(&format!("{packets} drops at nft_do_chain+0x")),
+        "{text}"
+    );
+
+    // pcapng: every dropped SYN, with why it was dropped, as tshark reads it.
+    let pcap = dir.file("drops.pcapng");
+    let out = droptrace(&["export", file_arg, "--pcapng", pcap.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields = sh(&[
+        "tshark",
+        "-r",
+        pcap.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
+        "-e",
+        "ip.dst",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.flags.syn",
+    ]);
+    let lines: Vec<&str> = fields.lines().collect();
+    assert_eq!(lines.len() as u64, packets, "{fields}");
+    for line in lines {
+        assert!(line.contains("NETFILTER_DROP at nft_do_chain+0x"), "{line}");
+        assert!(line.contains(&format!("\t{B4}\t1678\t")), "{line}");
+    }
+    let ifaces = sh(&[
+        "tshark",
+        "-r",
+        pcap.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_name",
+    ]);
+    assert!(ifaces.lines().all(|l| l.starts_with("veth-b@")), "{ifaces}");
+
+    // JSON Lines: one object per drop.
+    let out = droptrace(&["export", file_arg, "--jsonl", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout);
+    let drops: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(drops.len() as u64, packets);
+    assert!(drops.iter().all(|d| d["dport"] == 1678 && d["daddr"] == B4));
+
+    // The report never asks this machine's kallsyms: with another one in place, the
+    // recorded names stay.
+    let address = u64::from_str_radix(
+        nft[0]["address"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let start = address - nft[0]["offset"].as_u64().unwrap();
+    let fake = dir.file("kallsyms");
+    std::fs::write(&fake, format!("{start:016x} T not_the_recorded_name\n")).unwrap();
+    let script = format!(
+        "mount --bind {} /proc/kallsyms && head -1 /proc/kallsyms >&2 && exec {} report {} --format json",
+        fake.display(),
+        droptrace_bin().display(),
+        file.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not_the_recorded_name"),
+        "the fake kallsyms was not in place: {stderr}"
+    );
+    let elsewhere: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(elsewhere, report);
+}
+
+#[test]
+fn a_killed_recorder_leaves_a_readable_file() {
+    if !can_run("a_killed_recorder_leaves_a_readable_file") {
+        return;
+    }
+    let dir = Dir::new("killed");
+    let file = dir.file("killed.dtr");
+    let pair = nft_pair();
+    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 4),
+        4
+    );
+    let packets = settled(|| nft_rule_packets(&pair.b, "dtr", "dtr1678"));
+    // Blocks go out every 250 ms; give it a few.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let killed = recorder.stop(libc::SIGKILL);
+    assert_eq!(killed.status.code(), None, "killed by a signal");
+
+    let out = droptrace(&["report", file.to_str().unwrap(), "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("without its end block"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nft = groups(&report, |g| {
+        g["function"] == "nft_do_chain" && g["dport"] == 1678
+    });
+    assert_eq!(count_of(&nft), packets, "{report:#}");
+    let text = droptrace(&["report", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("cut at byte"));
+}
+
+#[test]
+fn lost_events_are_recorded_and_counts_stay_exact() {
+    if !can_run("lost_events_are_recorded_and_counts_stay_exact") {
+        return;
+    }
+    let dir = Dir::new("lost");
+    let file = dir.file("lost.dtr");
+    let pair = Pair::new();
+    pair.a.exec(&[
+        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
+        "limit", "8kb",
+    ]);
+    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let netns = pair.a.path();
+    let recorder = Droptrace::start(&[
+        "record",
+        "-o",
+        file.to_str().unwrap(),
+        "--netns",
+        &netns,
+        "--ring-buffer-size",
+        "4096",
+    ]);
+    // A stalled recorder: the ring overflows and the kernel counts by group.
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(recorder.pid(), libc::SIGSTOP) };
+    pair.a.run(|| {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..20_000 {
+            let _ = sock.send_to(&[0x5a_u8; 1000], format!("{B4}:5001"));
+        }
+    });
+    let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
+    // SAFETY: as above.
+    unsafe { libc::kill(recorder.pid(), libc::SIGCONT) };
+    let out = recorder.stop(libc::SIGTERM);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report = report_json(&file);
+    assert!(report["lost_events"].as_u64().unwrap() > 0, "{report:#}");
+    let qdisc = groups(&report, |g| g["reason"] == "QDISC_DROP");
+    assert_eq!(count_of(&qdisc), dropped, "{report:#}");
+    let lost_in_groups: u64 = groups(&report, |_| true)
+        .iter()
+        .map(|g| g["lost"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        lost_in_groups + report["unattributed"].as_u64().unwrap(),
+        report["lost_events"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn count_stops_the_recording_and_keeps_every_drop_counted() {
+    if !can_run("count_stops_the_recording_and_keeps_every_drop_counted") {
+        return;
+    }
+    let dir = Dir::new("count");
+    let file = dir.file("count.dtr");
+    let pair = nft_pair();
+    let recorder = Droptrace::start(&[
+        "record",
+        "-o",
+        file.to_str().unwrap(),
+        "--port",
+        "1678",
+        "--count",
+        "3",
+    ]);
+    connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 6);
+    let out = recorder.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = report_json(&file);
+    let total = report["total"].as_u64().unwrap();
+    assert!(total >= 3, "{report:#}");
+    assert_eq!(count_of(&groups(&report, |_| true)), total, "{report:#}");
+}
