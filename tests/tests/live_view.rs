@@ -162,3 +162,51 @@ fn live_view_shows_the_drop_and_gives_the_terminal_back() {
         "a droptrace program is still loaded"
     );
 }
+
+#[test]
+fn replay_plays_a_recording_in_the_live_view() {
+    if !can_run("replay_plays_a_recording_in_the_live_view") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.b.exec(&["nft", "add", "table", "inet", "dtp"]);
+    pair.b.exec(&[
+        "nft",
+        "add chain inet dtp input { type filter hook input priority 0; policy accept; }",
+    ]);
+    pair.b.exec(&[
+        "nft",
+        "add rule inet dtp input tcp dport 1678 counter drop comment \"dtp1678\"",
+    ]);
+    let file = std::env::temp_dir().join(format!("droptrace-replay-{}.dtr", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    assert_eq!(
+        connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 5),
+        5
+    );
+    let packets = settled(|| nft_rule_packets(&pair.b, "dtp", "dtp1678"));
+    assert!(recorder.stop(libc::SIGINT).status.success());
+
+    let tmux = Tmux::new(100, 30);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    let command = format!(
+        "{} replay {} --speed 4",
+        droptrace_bin().display(),
+        file.display()
+    );
+    tmux.send(&[&command, "Enter"]);
+    let pane = tmux.wait_for("the recorded row and the end of the recording", |p| {
+        p.contains("droptrace  recording")
+            && nft_row_count(p) == Some(packets)
+            && p.contains("END OF RECORDING")
+    });
+    eprintln!("{pane}");
+    tmux.send(&["p"]);
+    tmux.wait_for("the pause", |p| p.contains("PAUSED"));
+    tmux.send(&["q"]);
+    tmux.wait_for("the closing table and the prompt", |p| {
+        p.contains("drops matched") && p.trim_end().ends_with("dt-prompt$")
+    });
+    let _ = std::fs::remove_file(&file);
+}
