@@ -40,6 +40,7 @@ enum Tool {
     Baseline,
     Droptrace,
     DroptraceFiltered,
+    DroptraceRecord,
     BpftraceMap,
     PerfRecord,
 }
@@ -50,6 +51,7 @@ impl Tool {
             Tool::Baseline => "nothing attached",
             Tool::Droptrace => "droptrace (every drop streamed)",
             Tool::DroptraceFiltered => "droptrace --port 1 (all filtered out)",
+            Tool::DroptraceRecord => "droptrace record (every drop to a file)",
             Tool::BpftraceMap => "bpftrace, count in a map",
             Tool::PerfRecord => "perf record -e skb:kfree_skb -a",
         }
@@ -76,12 +78,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     crate::run(Command::new("ip").args(["netns", "add", &ns.0]))?;
     crate::run(Command::new("ip").args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]))?;
 
-    let mut tools = vec![Tool::Baseline, Tool::Droptrace, Tool::DroptraceFiltered];
+    let mut tools = vec![
+        Tool::Baseline,
+        Tool::Droptrace,
+        Tool::DroptraceFiltered,
+        Tool::DroptraceRecord,
+    ];
     if !args.no_peers {
         tools.extend([Tool::BpftraceMap, Tool::PerfRecord]);
     }
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+    // (bytes, drops) of each recording made.
+    let mut sizes: Vec<(u64, u64)> = Vec::new();
     // Warm up the path once.
     flood(&ns.0, 0.5)?;
     for round in 0..args.rounds {
@@ -94,6 +103,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             let rate = flood(&ns.0, args.seconds)?;
             drop(tracer);
             this_round[i] = rate;
+            if tools[i] == Tool::DroptraceRecord {
+                sizes.push(recording_size(&bin)?);
+            }
             eprintln!(
                 "round {round}: {:<40} {:>10.0} drops/s",
                 tools[i].label(),
@@ -104,6 +116,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             rates[i].push(this_round[i]);
             ratios[i].push(this_round[i] / this_round[0]);
         }
+    }
+    let _ = std::fs::remove_file(RECORDING);
+    for (bytes, drops) in &sizes {
+        eprintln!(
+            "recording: {drops} drops in {bytes} bytes: {:.2} bytes a drop",
+            *bytes as f64 / (*drops).max(1) as f64
+        );
     }
     println!(
         "| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) |",
@@ -167,6 +186,26 @@ fn flood(ns: &str, seconds: f64) -> Result<f64> {
     })
 }
 
+/// The recording's size and the drops its report counts.
+fn recording_size(bin: &PathBuf) -> Result<(u64, u64)> {
+    let bytes = std::fs::metadata(RECORDING).context("the recording")?.len();
+    let out = Command::new(bin)
+        .args(["report", RECORDING, "--format", "json"])
+        .output()
+        .context("droptrace report")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let total = text
+        .split("\"total\":")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|t| t.parse().ok())
+        .with_context(|| format!("no total in the report: {text}"))?;
+    Ok((bytes, total))
+}
+
+/// Where the record measurement writes (replaced every round, removed at the end).
+const RECORDING: &str = "/tmp/droptrace-bench.dtr";
+
 fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
     let (mut cmd, ready): (Command, Option<&str>) = match tool {
         Tool::Baseline => return Ok(None),
@@ -178,6 +217,12 @@ fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
         Tool::DroptraceFiltered => {
             let mut c = Command::new(bin);
             c.args(["--format", "json", "--port", "1"])
+                .args(extra.split_whitespace());
+            (c, Some("droptrace: watching"))
+        }
+        Tool::DroptraceRecord => {
+            let mut c = Command::new(bin);
+            c.args(["record", "--force", "-o", RECORDING])
                 .args(extra.split_whitespace());
             (c, Some("droptrace: watching"))
         }
