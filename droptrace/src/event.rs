@@ -151,6 +151,14 @@ fn v4(a: &[u8; 16]) -> Ipv4Addr {
     Ipv4Addr::new(a[0], a[1], a[2], a[3])
 }
 
+/// `10.0.0.1:80` or `[fd00::1]:80`.
+pub fn endpoint(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
 /// Name of an IP protocol number.
 pub fn ip_proto_name(proto: u8) -> Option<&'static str> {
     Some(match proto {

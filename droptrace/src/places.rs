@@ -26,14 +26,23 @@ impl Places {
     /// Adds names for the namespaces and interfaces of `agg` that have none yet; true when
     /// something was added.
     pub fn learn(&mut self, names: &mut Names, agg: &Aggregator) -> bool {
+        self.learn_places(names, agg.groups().map(|(g, _)| (g.netns, g.ifindex)))
+    }
+
+    /// As `learn`, for (netns, ifindex) pairs.
+    pub fn learn_places(
+        &mut self,
+        names: &mut Names,
+        places: impl IntoIterator<Item = (u32, u32)>,
+    ) -> bool {
         let mut unknown_ns = HashSet::new();
         let mut unknown_if: HashSet<u32> = HashSet::new();
-        for (g, _) in agg.groups() {
-            if g.netns != 0 && !names.namespaces.contains_key(&g.netns) {
-                unknown_ns.insert(g.netns);
+        for (netns, ifindex) in places {
+            if netns != 0 && !names.namespaces.contains_key(&netns) {
+                unknown_ns.insert(netns);
             }
-            if g.ifindex != 0 && !names.interfaces.contains_key(&(g.netns, g.ifindex)) {
-                unknown_if.insert(g.netns);
+            if ifindex != 0 && !names.interfaces.contains_key(&(netns, ifindex)) {
+                unknown_if.insert(netns);
             }
         }
         let now = Instant::now();

@@ -52,6 +52,7 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
         places: Places::default(),
         names: Names::default(),
         written_places: HashSet::new(),
+        seen_places: HashSet::new(),
         last: None,
         failed: None,
         progress: std::io::stderr().is_terminal(),
@@ -116,6 +117,8 @@ struct Recorder {
     places: Places,
     names: Names,
     written_places: HashSet<(u32, u32)>,
+    /// (netns, ifindex) pairs drops were seen on.
+    seen_places: HashSet<(u32, u32)>,
     /// The counters last written, to write them again only when they change.
     last: Option<Counters>,
     failed: Option<WriteError>,
@@ -131,6 +134,13 @@ impl Sink for Recorder {
             if !self.writer.has_location(drop.location) {
                 self.writer
                     .add_location(drop.location, &resolver.location(drop.location))?;
+            }
+            // Names go in before the first drop that needs them (pcapng names its
+            // interfaces at their first packet).
+            if self.seen_places.insert((drop.netns, drop.ifindex)) {
+                self.places
+                    .learn_places(&mut self.names, [(drop.netns, drop.ifindex)]);
+                self.write_names()?;
             }
             self.writer.write_drop(drop, packet)
         })();
@@ -169,17 +179,9 @@ impl Recorder {
     /// Names of new interfaces and namespaces, the counters if they moved, then the
     /// block goes to the file.
     fn checkpoint(&mut self, watch: &Watch) -> Result<(), WriteError> {
+        // Names that could not be learnt at the first drop are tried again here.
         self.places.learn(&mut self.names, &watch.agg);
-        for (&(netns, ifindex), name) in &self.names.interfaces {
-            if self.written_places.insert((netns, ifindex)) {
-                self.writer.add_interface(netns, ifindex, name)?;
-            }
-        }
-        for (&netns, label) in &self.names.namespaces {
-            if self.written_places.insert((netns, u32::MAX)) {
-                self.writer.add_namespace(netns, label)?;
-            }
-        }
+        self.write_names()?;
         let agg = &watch.agg;
         let counters = Counters {
             at_ns: boottime_ns(),
@@ -200,6 +202,21 @@ impl Recorder {
             self.last = Some(counters);
         }
         self.writer.flush()
+    }
+
+    /// Interface and namespace names learnt and not written yet.
+    fn write_names(&mut self) -> Result<(), WriteError> {
+        for (&(netns, ifindex), name) in &self.names.interfaces {
+            if self.written_places.insert((netns, ifindex)) {
+                self.writer.add_interface(netns, ifindex, name)?;
+            }
+        }
+        for (&netns, label) in &self.names.namespaces {
+            if self.written_places.insert((netns, u32::MAX)) {
+                self.writer.add_namespace(netns, label)?;
+            }
+        }
+        Ok(())
     }
 
     fn bytes(&self) -> u64 {

@@ -352,6 +352,24 @@ pub fn settled(mut read: impl FnMut() -> u64) -> u64 {
     panic!("counter did not settle: {last}");
 }
 
+/// An nftables table `table` (family inet) in `ns` whose input chain drops TCP to `port`,
+/// with a counter and the comment `{table}{port}` (read it with `nft_rule_packets`).
+pub fn nft_drop_tcp_port(ns: &Netns, table: &str, port: u16) {
+    ns.exec(&["nft", "add", "table", "inet", table]);
+    ns.exec(&[
+        "nft",
+        &format!(
+            "add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}"
+        ),
+    ]);
+    ns.exec(&[
+        "nft",
+        &format!(
+            "add rule inet {table} input tcp dport {port} counter drop comment \"{table}{port}\""
+        ),
+    ]);
+}
+
 /// The packet counter of the nftables rule carrying `comment` in `table` (family inet).
 pub fn nft_rule_packets(ns: &Netns, table: &str, comment: &str) -> u64 {
     let json = ns.exec(&["nft", "-j", "list", "table", "inet", table]);

@@ -13,15 +13,7 @@ fn is_group(g: &Value, function: &str, reason: &str, protocol: &str, dport: u16)
 
 fn nft_port_drop(attach: Option<&str>) {
     let pair = Pair::new();
-    pair.b.exec(&["nft", "add", "table", "inet", "dt"]);
-    pair.b.exec(&[
-        "nft",
-        "add chain inet dt input { type filter hook input priority 0; policy accept; }",
-    ]);
-    pair.b.exec(&[
-        "nft",
-        "add rule inet dt input tcp dport 1678 counter drop comment \"dt1678\"",
-    ]);
+    nft_drop_tcp_port(&pair.b, "dt", 1678);
     // A server listens on the dropped port, and another on a port that works.
     let (_l1678, _l1679) = pair.b.run(|| {
         (

@@ -102,15 +102,7 @@ fn live_view_shows_the_drop_and_gives_the_terminal_back() {
         return;
     }
     let pair = Pair::new();
-    pair.b.exec(&["nft", "add", "table", "inet", "dtv"]);
-    pair.b.exec(&[
-        "nft",
-        "add chain inet dtv input { type filter hook input priority 0; policy accept; }",
-    ]);
-    pair.b.exec(&[
-        "nft",
-        "add rule inet dtv input tcp dport 1678 counter drop comment \"dtv1678\"",
-    ]);
+    nft_drop_tcp_port(&pair.b, "dtv", 1678);
 
     let tmux = Tmux::new(120, 40);
     tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
@@ -169,15 +161,7 @@ fn replay_plays_a_recording_in_the_live_view() {
         return;
     }
     let pair = Pair::new();
-    pair.b.exec(&["nft", "add", "table", "inet", "dtp"]);
-    pair.b.exec(&[
-        "nft",
-        "add chain inet dtp input { type filter hook input priority 0; policy accept; }",
-    ]);
-    pair.b.exec(&[
-        "nft",
-        "add rule inet dtp input tcp dport 1678 counter drop comment \"dtp1678\"",
-    ]);
+    nft_drop_tcp_port(&pair.b, "dtp", 1678);
     let file = std::env::temp_dir().join(format!("droptrace-replay-{}.dtr", std::process::id()));
     let _ = std::fs::remove_file(&file);
     let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);

@@ -52,15 +52,7 @@ fn report_json(file: &Path) -> Value {
 /// A pair with an nftables rule dropping TCP to port 1678 in `b`, counted.
 fn nft_pair() -> Pair {
     let pair = Pair::new();
-    pair.b.exec(&["nft", "add", "table", "inet", "dtr"]);
-    pair.b.exec(&[
-        "nft",
-        "add chain inet dtr input { type filter hook input priority 0; policy accept; }",
-    ]);
-    pair.b.exec(&[
-        "nft",
-        "add rule inet dtr input tcp dport 1678 counter drop comment \"dtr1678\"",
-    ]);
+    nft_drop_tcp_port(&pair.b, "dtr", 1678);
     pair
 }
 

@@ -58,7 +58,8 @@ impl Tool {
     }
 }
 
-struct Namespace(String);
+/// A network namespace made for a run, deleted when dropped.
+pub struct Namespace(pub String);
 
 impl Drop for Namespace {
     fn drop(&mut self) {

@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::workspace;
+use crate::{bench::Namespace, workspace};
 
 #[derive(clap::Args)]
 pub struct BenchViewArgs {
@@ -58,14 +58,6 @@ impl Drop for Session {
         let _ = Command::new("tmux")
             .args(["-L", &self.0, "kill-server"])
             .status();
-    }
-}
-
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 

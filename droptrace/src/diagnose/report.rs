@@ -4,7 +4,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::engine::Finding;
-use crate::event::Drop;
+use crate::event::{endpoint, Drop};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -57,7 +57,7 @@ impl Report {
 pub fn packet_line(d: &Drop) -> String {
     let p = &d.packet;
     let ends = match (p.addrs, p.ports) {
-        (Some((s, t)), Some((sp, dp))) => format!("{} -> {}", sock(s, sp), sock(t, dp)),
+        (Some((s, t)), Some((sp, dp))) => format!("{} -> {}", endpoint(s, sp), endpoint(t, dp)),
         (Some((s, t)), None) => format!("{s} -> {t}"),
         _ => "non-IP packet".to_owned(),
     };
@@ -66,11 +66,4 @@ pub fn packet_line(d: &Drop) -> String {
         .map(|(t, c)| format!(" icmp type {t} code {c}"))
         .unwrap_or_default();
     format!("{ends}{icmp}, {} bytes", d.len)
-}
-
-fn sock(ip: std::net::IpAddr, port: u16) -> String {
-    match ip {
-        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
-        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
 }

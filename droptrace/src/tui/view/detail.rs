@@ -10,7 +10,7 @@ use ratatui::{
 use super::format::{ago, count, rate};
 use crate::{
     diagnose::knowledge,
-    event::Drop,
+    event::{endpoint, Drop},
     tui::{
         history::{self, WINDOW},
         snapshot::{DetailRequest, Names},
@@ -147,7 +147,7 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
 fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
     let p = &d.packet;
     let ends = match (p.addrs, p.ports) {
-        (Some((s, t)), Some((sp, dp))) => format!("{} > {}", sock(s, sp), sock(t, dp)),
+        (Some((s, t)), Some((sp, dp))) => format!("{} > {}", endpoint(s, sp), endpoint(t, dp)),
         (Some((s, t)), None) => format!("{s} > {t}"),
         _ => "non-IP".to_owned(),
     };
@@ -167,11 +167,4 @@ fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
         d.len,
         d.cpu
     )
-}
-
-fn sock(ip: std::net::IpAddr, port: u16) -> String {
-    match ip {
-        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
-        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
 }
