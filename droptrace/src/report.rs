@@ -118,11 +118,15 @@ fn about(path: &Path, r: &Replayed) -> String {
         or_dash(&h.kernel_release),
         h.droptrace_version
     );
+    let last = if r.events == 0 {
+        "no drop recorded".to_owned()
+    } else {
+        format!("last drop {} later", format::ago(end, h.started_ns))
+    };
     let _ = writeln!(
         out,
-        "started {} UTC, last drop {} later; filters: {}; snaplen {}",
+        "started {} UTC, {last}; filters: {}; snaplen {}",
         utc(started),
-        format::ago(end, h.started_ns),
         or_dash(&h.filters),
         h.snaplen
     );
