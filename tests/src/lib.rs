@@ -171,6 +171,23 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// A pair whose `veth-a` sends through a tight tbf qdisc (1 mbit, 8 KiB queue), so a
+    /// UDP burst from `a` is dropped there (QDISC_DROP); `b` listens on UDP 5001, the
+    /// returned socket.
+    pub fn with_tbf() -> (Pair, std::net::UdpSocket) {
+        let pair = Pair::new();
+        pair.a.exec(&[
+            "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
+            "limit", "8kb",
+        ]);
+        let sink = pair
+            .b
+            .run(|| std::net::UdpSocket::bind("0.0.0.0:5001").expect("bind UDP 5001"));
+        (pair, sink)
+    }
+}
+
 impl Default for Pair {
     fn default() -> Self {
         Pair::new()

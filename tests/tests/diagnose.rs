@@ -178,12 +178,7 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     if !can_run("a_tbf_qdisc_dropping_is_found_with_its_statistics") {
         return;
     }
-    let pair = Pair::new();
-    pair.a.exec(&[
-        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
-        "limit", "8kb",
-    ]);
-    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
     let report = diagnose(&["--netns", &netns], || {
         udp_burst(&pair.a, format!("{B4}:5001").parse().unwrap(), 5000, 1000)

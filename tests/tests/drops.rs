@@ -110,12 +110,7 @@ fn ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv() {
 /// With `stall`, droptrace is stopped (SIGSTOP) during the flood, as a consumer that falls
 /// behind: its ring buffer must overflow.
 fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
-    let pair = Pair::new();
-    pair.a.exec(&[
-        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
-        "limit", "8kb",
-    ]);
-    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
     let mut args = vec!["--netns", netns.as_str(), "--format", "json"];
     if let Some(size) = ring_buffer_size {

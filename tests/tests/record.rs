@@ -234,12 +234,7 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
     }
     let dir = Dir::new("lost");
     let file = dir.file("lost.dtr");
-    let pair = Pair::new();
-    pair.a.exec(&[
-        "tc", "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "1mbit", "burst", "4kb",
-        "limit", "8kb",
-    ]);
-    let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5001").unwrap());
+    let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
     let recorder = Droptrace::start(&[
         "record",

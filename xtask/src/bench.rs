@@ -67,17 +67,22 @@ impl Drop for Namespace {
     }
 }
 
-pub fn bench(args: &BenchArgs) -> Result<()> {
+/// Builds droptrace (release) and makes a namespace with loopback up to flood in.
+pub fn prepare(prefix: &str) -> Result<(PathBuf, Namespace)> {
     let ws = workspace();
     crate::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "-p", "droptrace"])
             .current_dir(&ws),
     )?;
-    let bin = ws.join("target/release/droptrace");
-    let ns = Namespace(format!("dtbench{}", std::process::id()));
+    let ns = Namespace(format!("{prefix}{}", std::process::id()));
     crate::run(Command::new("ip").args(["netns", "add", &ns.0]))?;
     crate::run(Command::new("ip").args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]))?;
+    Ok((ws.join("target/release/droptrace"), ns))
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let (bin, ns) = prepare("dtbench")?;
 
     let mut tools = vec![
         Tool::Baseline,

@@ -14,8 +14,6 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{bench::Namespace, workspace};
-
 #[derive(clap::Args)]
 pub struct BenchViewArgs {
     /// Seconds of flooding per scenario.
@@ -62,16 +60,7 @@ impl Drop for Session {
 }
 
 pub fn bench_view(args: &BenchViewArgs) -> Result<()> {
-    let ws = workspace();
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "droptrace"])
-            .current_dir(&ws),
-    )?;
-    let bin = ws.join("target/release/droptrace");
-    let ns = Namespace(format!("dtview{}", std::process::id()));
-    crate::run(Command::new("ip").args(["netns", "add", &ns.0]))?;
-    crate::run(Command::new("ip").args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]))?;
+    let (bin, ns) = crate::bench::prepare("dtview")?;
     println!("| flood | drops/s | key to screen p50 / p95 / max (ms) | RSS start → max (MB) | VmHWM (MB) | CPU (% of a core) | drops counted |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for scan in [false, true] {
