@@ -52,7 +52,7 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
         places: Places::default(),
         names: Names::default(),
         written_places: HashSet::new(),
-        seen_places: HashSet::new(),
+        seen_places: rustc_hash::FxHashSet::default(),
         last: None,
         failed: None,
         progress: std::io::stderr().is_terminal(),
@@ -117,8 +117,8 @@ struct Recorder {
     places: Places,
     names: Names,
     written_places: HashSet<(u32, u32)>,
-    /// (netns, ifindex) pairs drops were seen on.
-    seen_places: HashSet<(u32, u32)>,
+    /// (netns, ifindex) pairs drops were seen on (looked up per event: a fast hash).
+    seen_places: rustc_hash::FxHashSet<(u32, u32)>,
     /// The counters last written, to write them again only when they change.
     last: Option<Counters>,
     failed: Option<WriteError>,

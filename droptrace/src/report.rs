@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A recording, aggregated.
-pub struct Replayed {
+pub struct ReadBack {
     pub header: Header,
     pub agg: Aggregator,
     pub resolver: Resolver,
@@ -30,7 +30,7 @@ pub struct Replayed {
 }
 
 /// Reads the whole recording through an aggregator, as a live run would have counted it.
-pub fn replay_all(path: &Path) -> Result<Replayed, Error> {
+pub fn read_all(path: &Path) -> Result<ReadBack, Error> {
     let fail = |source| Error::Recording {
         path: path.into(),
         source,
@@ -68,7 +68,7 @@ pub fn replay_all(path: &Path) -> Result<Replayed, Error> {
         DropReasonTable::from_entries(header.reasons.iter().map(|(v, n)| (*v, n.as_str())))
     });
     let locations: HashMap<_, _> = reader.names().locations.clone();
-    Ok(Replayed {
+    Ok(ReadBack {
         resolver: Resolver::recorded(locations, reasons),
         header,
         agg,
@@ -78,7 +78,7 @@ pub fn replay_all(path: &Path) -> Result<Replayed, Error> {
 }
 
 pub fn run(args: &ReportArgs) -> Result<(), Error> {
-    let r = replay_all(&args.file)?;
+    let r = read_all(&args.file)?;
     if let Status::Truncated { at_offset } = r.status {
         warn(&format!(
             "{} ends at byte {at_offset} without its end block (the recorder was killed or \
@@ -100,7 +100,7 @@ pub fn run(args: &ReportArgs) -> Result<(), Error> {
 }
 
 /// The lines before the table: where and when the recording was made.
-fn about(path: &Path, r: &Replayed) -> String {
+fn about(path: &Path, r: &ReadBack) -> String {
     let h = &r.header;
     let mut out = String::new();
     let started = h.boot_time_ns.saturating_add(h.started_ns);

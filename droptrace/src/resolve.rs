@@ -13,6 +13,18 @@ pub struct Location {
     pub display: String,
 }
 
+impl Location {
+    /// A location without a symbol: the raw address.
+    pub fn unknown(address: u64) -> Location {
+        Location {
+            function: None,
+            offset: None,
+            module: None,
+            display: format!("{address:#x}"),
+        }
+    }
+}
+
 /// Resolves locations and reasons against one kernel's tables, or a recording's.
 #[derive(Debug, Default)]
 pub struct Resolver {
@@ -46,12 +58,10 @@ impl Resolver {
 
     pub fn location(&self, address: u64) -> Location {
         if let Some(recorded) = &self.recorded {
-            return recorded.get(&address).cloned().unwrap_or_else(|| Location {
-                function: None,
-                offset: None,
-                module: None,
-                display: format!("{address:#x}"),
-            });
+            return recorded
+                .get(&address)
+                .cloned()
+                .unwrap_or_else(|| Location::unknown(address));
         }
         match self.symbols.as_ref().and_then(|s| s.resolve(address)) {
             Some(sym) => Location {
@@ -60,12 +70,7 @@ impl Resolver {
                 module: sym.module.map(str::to_owned),
                 display: sym.to_string(),
             },
-            None => Location {
-                function: None,
-                offset: None,
-                module: None,
-                display: format!("{address:#x}"),
-            },
+            None => Location::unknown(address),
         }
     }
 

@@ -239,32 +239,13 @@ impl Droptrace {
     }
 
     /// Sends `signal` and waits (bounded) for droptrace to exit.
-    pub fn stop(mut self, signal: i32) -> Output {
+    pub fn stop(self, signal: i32) -> Output {
         // SAFETY: signalling our own child by its PID.
         unsafe { libc::kill(self.pid(), signal) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("droptrace did not exit after signal {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = Vec::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            out.read_to_end(&mut stdout).expect("stdout");
-        }
-        // Give the stderr thread a moment to see the end of the pipe.
-        std::thread::sleep(Duration::from_millis(50));
-        let stderr = self.stderr.lock().unwrap().clone().into_bytes();
-        Output {
-            status,
-            stdout,
-            stderr,
-        }
+        self.exit(
+            Duration::from_secs(60),
+            &format!("droptrace did not exit after signal {signal}"),
+        )
     }
 
     /// Waits (bounded) for droptrace to stop by itself and parses its JSON output.
@@ -285,17 +266,23 @@ impl Droptrace {
     }
 
     /// Waits (bounded) for droptrace to stop by itself.
-    pub fn wait(mut self) -> Output {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    pub fn wait(self) -> Output {
+        self.exit(Duration::from_secs(120), "droptrace did not stop by itself")
+    }
+
+    /// Waits up to `limit` for the exit (killing it and failing with `late` after that),
+    /// then collects its output.
+    fn exit(mut self, limit: Duration, late: &str) -> Output {
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 break status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "droptrace did not stop by itself"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{late}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         };
         let mut stdout = Vec::new();
         if let Some(mut out) = self.child.stdout.take() {
