@@ -1,0 +1,63 @@
+//! Drops below the IP stack: a CPU's input backlog, and the interface or its driver.
+
+use super::{Finding, Ns};
+use crate::diagnose::state::Link;
+
+pub(super) fn backlog(n: &Ns<'_>, f: &mut Finding) -> String {
+    if let Some(d) = n.delta("softnet", "dropped") {
+        f.evidence.push(format!(
+            "/proc/net/softnet_stat dropped +{d} in the window (all CPUs)"
+        ));
+    }
+    if let Some(v) = n
+        .after
+        .and_then(|a| a.sysctl("net.core.netdev_max_backlog"))
+    {
+        f.evidence
+            .push(format!("net.core.netdev_max_backlog = {v}"));
+    }
+    f.summary =
+        "a CPU's input backlog queue overflows: packets arrive faster than that CPU processes them"
+            .into();
+    f.fix = "raise the queue (sysctl -w net.core.netdev_max_backlog=4096) and spread the load (RPS/RSS, irqbalance)".into();
+    "backlog".into()
+}
+
+pub(super) fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
+    let Some(after) = n.after else {
+        return "unknown".into();
+    };
+    let mut key = "unknown".to_owned();
+    for l in &after.links {
+        let before = n
+            .before
+            .and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex));
+        let d = |now: u64, then: fn(&Link) -> u64| now.saturating_sub(before.map_or(0, then));
+        let (drop, missed, fifo, over) = (
+            d(l.rx_dropped, |x| x.rx_dropped),
+            d(l.rx_missed, |x| x.rx_missed),
+            d(l.rx_fifo, |x| x.rx_fifo),
+            d(l.rx_over, |x| x.rx_over),
+        );
+        if drop + missed + fifo + over > 0 {
+            f.evidence.push(format!(
+                "ip -s link {}: rx dropped +{drop}, missed +{missed}, fifo +{fifo}, overruns +{over} in the window",
+                l.name
+            ));
+            if key == "unknown" {
+                key = l.name.clone();
+                f.iface = Some(l.name.clone());
+                f.summary = format!(
+                    "the interface {} in {} drops received packets itself (driver or ring)",
+                    l.name, n.name
+                );
+            }
+        }
+    }
+    f.fix = format!(
+        "look at the driver's counters ({p}ethtool -S {k}) and grow the receive ring ({p}ethtool -G {k} rx 4096)",
+        p = n.prefix,
+        k = f.iface.clone().unwrap_or_else(|| "IFACE".into())
+    );
+    key
+}

@@ -1,0 +1,284 @@
+//! From drops and two snapshots of the system to ranked findings. Pure: every input is
+//! data, so it runs on fixtures. A cause is only claimed with evidence that moved (a rule
+//! counter, a qdisc's drops, a kernel counter) or that is present (an attached program, an
+//! MTU smaller than the dropped packets); otherwise the finding says what is missing.
+//!
+//! This file holds the types, the dispatch from a drop group to its cause family, and
+//! the ranking. Each family has a file that looks for its own evidence and fills in the
+//! finding; `counters` adds the findings that only kernel counters show.
+mod bpf;
+mod counters;
+mod device;
+mod mtu;
+mod netfilter;
+mod qdisc;
+mod rp_filter;
+mod sockets;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{
+    knowledge::{self, Cause},
+    state::NsState,
+};
+use bpf::bpf;
+use counters::from_counters;
+use device::{backlog, nic};
+use mtu::mtu;
+use netfilter::netfilter;
+use qdisc::qdisc;
+use rp_filter::rp_filter;
+use sockets::{listen_overflow, no_listener, paws, rcvbuf};
+
+/// A group of drops as the diagnosis sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DropGroup {
+    pub function: Option<String>,
+    /// `function+0xoff` or the address.
+    pub location: String,
+    pub reason: Option<String>,
+    pub protocol: Option<String>,
+    pub dport: Option<u16>,
+    pub count: u64,
+    /// (netns inode, ifindex) of recent samples, most frequent first.
+    pub places: Vec<(u32, u32)>,
+    pub max_len: u32,
+    /// One recent packet, for people: "10.0.0.1:40000 -> 10.0.0.2:1678, 60 bytes".
+    pub example: Option<String>,
+}
+
+/// What a namespace is called and how to run a command in it.
+pub trait NamespaceNames {
+    /// "netns web", "the host namespace".
+    fn describe(&self, inode: u32) -> String;
+    /// Prefix for a command run in it: "", "ip netns exec web ", "nsenter --net=... ".
+    fn command_prefix(&self, inode: u32) -> String;
+}
+
+pub struct Window<'a> {
+    pub groups: &'a [DropGroup],
+    pub before: &'a BTreeMap<u32, NsState>,
+    pub after: &'a BTreeMap<u32, NsState>,
+    pub names: &'a dyn NamespaceNames,
+    /// Namespace assumed for drops without samples (all their events were lost).
+    pub default_netns: u32,
+    /// droptrace's own namespace: machine-wide counters (softnet_stat) are read there only.
+    pub host_netns: u32,
+    pub secs: f64,
+    /// Lines of the kernel log saying the conntrack table was full.
+    pub conntrack_full_log_lines: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub cause: &'static str,
+    pub drops: u64,
+    /// Drops per second over the window.
+    pub rate: f64,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+    /// Normal housekeeping drops, ranked after everything else.
+    pub benign: bool,
+    pub netns: Option<String>,
+    pub reason: Option<String>,
+    pub location: Option<String>,
+    pub protocol: Option<String>,
+    pub dport: Option<u16>,
+    pub iface: Option<String>,
+    #[serde(skip)]
+    merge_key: String,
+    #[serde(skip)]
+    netns_inode: Option<u32>,
+}
+
+/// Ranked findings: real causes by drops, benign ones last.
+pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::new();
+    for group in w.groups.iter().filter(|g| g.count > 0) {
+        let f = from_group(w, group);
+        match findings.iter_mut().find(|e| e.merge_key == f.merge_key) {
+            Some(existing) => merge(existing, f),
+            None => findings.push(f),
+        }
+    }
+    findings.extend(from_counters(w, &findings));
+    for f in &mut findings {
+        f.rate = if w.secs > 0.0 {
+            f.drops as f64 / w.secs
+        } else {
+            0.0
+        };
+    }
+    findings.sort_by(|a, b| {
+        a.benign
+            .cmp(&b.benign)
+            .then(b.drops.cmp(&a.drops))
+            .then(a.cause.cmp(b.cause))
+    });
+    findings
+}
+
+fn merge(into: &mut Finding, f: Finding) {
+    into.drops += f.drops;
+    if into.dport != f.dport {
+        into.dport = None;
+    }
+    for line in f.evidence {
+        if !into.evidence.contains(&line) {
+            into.evidence.push(line);
+        }
+    }
+}
+
+/// Namespace and interface where a group's drops happened.
+fn place(w: &Window<'_>, g: &DropGroup) -> (u32, Option<u32>) {
+    match g.places.first() {
+        Some(&(ns, ifindex)) if ns != 0 => (ns, (ifindex != 0).then_some(ifindex)),
+        _ => (w.default_netns, None),
+    }
+}
+
+/// Context for evidence about one namespace.
+struct Ns<'a> {
+    inode: u32,
+    before: Option<&'a NsState>,
+    after: Option<&'a NsState>,
+    name: String,
+    prefix: String,
+}
+
+impl Ns<'_> {
+    /// Growth of a counter in the window; `None` unless both samples have it.
+    fn delta(&self, group: &str, name: &str) -> Option<u64> {
+        let after = self.after?.counter(group, name)?;
+        let before = self.before?.counter(group, name)?;
+        Some(after.saturating_sub(before))
+    }
+
+    fn missing(&self) -> Vec<String> {
+        self.after.map(|a| a.missing.clone()).unwrap_or_default()
+    }
+}
+
+fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
+    Ns {
+        inode,
+        before: w.before.get(&inode),
+        after: w.after.get(&inode),
+        name: w.names.describe(inode),
+        prefix: w.names.command_prefix(inode),
+    }
+}
+
+fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
+    let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
+    let (inode, ifindex) = place(w, g);
+    let n = ns(w, inode);
+    let iface = ifindex
+        .and_then(|i| n.after.and_then(|a| a.link(i)))
+        .map(|l| l.name.clone());
+    let what = describe_packets(g, iface.as_deref(), &n.name);
+    let mut f = Finding {
+        cause: class.cause.id(),
+        drops: g.count,
+        rate: 0.0,
+        summary: String::new(),
+        evidence: vec![format!(
+            "kernel: {} drops at {}{}{}{}",
+            g.count,
+            g.location,
+            g.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            what,
+            g.example
+                .as_ref()
+                .map(|e| format!("; e.g. {e}"))
+                .unwrap_or_default()
+        )],
+        fix: knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport),
+        benign: class.benign,
+        netns: Some(n.name.clone()),
+        reason: g.reason.clone(),
+        location: Some(g.location.clone()),
+        protocol: g.protocol.clone(),
+        dport: g.dport,
+        iface: iface.clone(),
+        merge_key: String::new(),
+        netns_inode: Some(inode),
+    };
+    // Each family adds its evidence, summary and fix, and returns what tells its findings
+    // apart from others of the same cause in this namespace (the merge key's detail).
+    let key_detail = match class.cause {
+        Cause::NetfilterRule | Cause::ConntrackFull => netfilter(w, &n, Some(g), &mut f),
+        Cause::Qdisc => qdisc(&n, iface.as_deref(), &mut f),
+        Cause::TcBpf => bpf(&n, iface.as_deref(), g.reason.as_deref(), false, &mut f),
+        Cause::Xdp => bpf(&n, iface.as_deref(), g.reason.as_deref(), true, &mut f),
+        Cause::Mtu => mtu(w, &n, g, &mut f),
+        Cause::RpFilter => rp_filter(&n, iface.as_deref(), &mut f),
+        Cause::NoListener => no_listener(&n, g, &mut f),
+        Cause::SocketRcvbuf => rcvbuf(&n, Some(g), &mut f),
+        Cause::ListenOverflow => listen_overflow(&n, &mut f),
+        Cause::Paws => paws(&n, &mut f),
+        Cause::NetdevBacklog => backlog(&n, &mut f),
+        Cause::Nic => nic(&n, &mut f),
+        Cause::Other => {
+            f.summary = format!(
+                "{} packet{}{what} {} dropped{}: {}",
+                g.count,
+                if g.count == 1 { "" } else { "s" },
+                if g.count == 1 { "was" } else { "were" },
+                g.reason
+                    .as_ref()
+                    .map(|r| format!(" with reason {r}"))
+                    .unwrap_or_default(),
+                class.explanation
+            );
+            format!("{}|{}", g.location, g.reason.clone().unwrap_or_default())
+        }
+    };
+    if f.summary.is_empty() {
+        f.summary = format!("{} packets{what}: {}", g.count, class.explanation);
+    }
+    // The knowledge table's fixes are prose with commands: say where to run them.
+    let generic_fix = knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport);
+    if f.fix == generic_fix && !n.prefix.is_empty() && !f.benign {
+        f.fix = format!(
+            "{} (inside {}: prefix commands with `{}`)",
+            f.fix,
+            n.name,
+            n.prefix.trim_end()
+        );
+    }
+    if matches!(class.cause, Cause::Other) || f.evidence.len() == 1 {
+        f.evidence.extend(
+            n.missing()
+                .into_iter()
+                .map(|m| format!("not collected: {m}")),
+        );
+    }
+    f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
+    f
+}
+
+/// " tcp dport 1678 on veth-b in netns web"
+fn describe_packets(g: &DropGroup, iface: Option<&str>, ns: &str) -> String {
+    let mut s = String::new();
+    if let Some(p) = &g.protocol {
+        s.push_str(&format!(" {p}"));
+    }
+    if let Some(d) = g.dport {
+        s.push_str(&format!(" dport {d}"));
+    }
+    if let Some(i) = iface {
+        s.push_str(&format!(" on {i}"));
+    }
+    s.push_str(&format!(" in {ns}"));
+    s
+}

@@ -1,0 +1,147 @@
+//! Firewall drops: the nftables or iptables rule whose counter grew, or a full
+//! conntrack table when no counter moved.
+
+use super::{DropGroup, Finding, Ns, Window};
+use crate::diagnose::{knowledge::Cause, state::Rule};
+
+/// Growth of a rule's counter in the window. A rule absent before was added during the
+/// window, so all its count is new; without a first sample nothing can be said.
+fn rule_delta(n: &Ns<'_>, rule: &Rule) -> Option<u64> {
+    let after = rule.packets?;
+    let before = match n.before?.rules.iter().find(|r| r.key == rule.key) {
+        Some(r) => r.packets?,
+        None => 0,
+    };
+    Some(after.saturating_sub(before))
+}
+
+/// Whether a rule's text names this destination port (nft `dport 22`, iptables
+/// `--dport 22`, `--dports 22,80`); ports in sets or ranges are not recognised.
+fn rule_names_port(rule: &Rule, port: u16) -> bool {
+    let port = port.to_string();
+    let words: Vec<&str> = rule.text.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        matches!(w[0], "dport" | "--dport" | "--dports") && w[1].split(',').any(|p| p == port)
+    })
+}
+
+pub(super) fn netfilter(
+    w: &Window<'_>,
+    n: &Ns<'_>,
+    g: Option<&DropGroup>,
+    f: &mut Finding,
+) -> String {
+    let Some(after) = n.after else {
+        f.evidence
+            .push(format!("no firewall state could be read in {}", n.name));
+        return "unknown".into();
+    };
+    let mut grown: Vec<(&Rule, u64)> = after
+        .rules
+        .iter()
+        .filter_map(|r| rule_delta(n, r).filter(|d| *d > 0).map(|d| (r, d)))
+        .collect();
+    grown.sort_by_key(|g| std::cmp::Reverse(g.1));
+    // Several rules may have dropped in the window: prefer those naming this group's port.
+    if let Some(port) = g.and_then(|g| g.dport) {
+        if grown.iter().any(|(r, _)| rule_names_port(r, port)) {
+            grown.retain(|(r, _)| rule_names_port(r, port));
+        }
+    }
+    if let Some((top, delta)) = grown.first() {
+        f.cause = Cause::NetfilterRule.id();
+        let random = top
+            .random
+            .map(|p| format!(", matching at random with probability {p:.2}"))
+            .unwrap_or_default();
+        let what = if top.is_policy {
+            "policy of chain"
+        } else {
+            "rule"
+        };
+        f.summary = format!(
+            "the {} {what} `{} {}: {}` dropped {} packets{random} in {}",
+            top.source, top.table, top.chain, top.text, delta, n.name
+        );
+        for (r, d) in &grown {
+            // nftables rules are named by handle; iptables rules by their text.
+            let handle = r
+                .key
+                .rsplit_once(" handle ")
+                .map(|(_, h)| format!(" (handle {h})"))
+                .unwrap_or_default();
+            f.evidence.push(format!(
+                "{} {} `{} {}: {}`{handle}: counter +{d} in the window, now {}",
+                r.source,
+                if r.is_policy { "chain policy" } else { "rule" },
+                r.table,
+                r.chain,
+                r.text,
+                r.packets.unwrap_or(0)
+            ));
+        }
+        f.fix = format!("{}{}", n.prefix, top.delete);
+        return top.key.clone();
+    }
+    // No counter moved: is conntrack refusing new connections?
+    let count = after
+        .sysctl("net.netfilter.nf_conntrack_count")
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = after
+        .sysctl("net.netfilter.nf_conntrack_max")
+        .and_then(|v| v.parse::<u64>().ok());
+    let ct_drops = n.delta("nf_conntrack", "drop").unwrap_or(0)
+        + n.delta("nf_conntrack", "early_drop").unwrap_or(0);
+    if let (Some(c), Some(m)) = (count, max) {
+        if m > 0 && (c * 100 >= m * 95 || ct_drops > 0 || w.conntrack_full_log_lines > 0) {
+            f.cause = Cause::ConntrackFull.id();
+            f.summary = format!(
+                "the conntrack table is full in {} ({c} of {m} entries): new connections are dropped",
+                n.name
+            );
+            f.evidence.push(format!(
+                "net.netfilter.nf_conntrack_count = {c}, nf_conntrack_max = {m}"
+            ));
+            if ct_drops > 0 {
+                f.evidence.push(format!(
+                    "conntrack statistics: drop + early_drop +{ct_drops} in the window"
+                ));
+            }
+            if w.conntrack_full_log_lines > 0 {
+                f.evidence.push(format!(
+                    "kernel log: {} lines \"nf_conntrack: table full, dropping packet\"",
+                    w.conntrack_full_log_lines
+                ));
+            }
+            f.fix = format!(
+                "raise the limit in the host namespace (it is read-only inside others on most kernels): sysctl -w net.netfilter.nf_conntrack_max={}; or find what opens so many connections: {}conntrack -L",
+                m.saturating_mul(2),
+                n.prefix
+            );
+            return "conntrack".into();
+        }
+    }
+    let drop_rules: Vec<&Rule> = after.rules.iter().collect();
+    if drop_rules.is_empty() {
+        f.evidence.push(format!(
+            "no nftables or iptables rule with a drop or reject verdict was found in {}",
+            n.name
+        ));
+    } else {
+        f.evidence.push(format!(
+            "no rule counter moved; these rules drop or reject but have no counter to confirm: {}",
+            drop_rules
+                .iter()
+                .filter(|r| r.packets.is_none())
+                .map(|r| format!("`{} {}: {}`", r.table, r.chain, r.text))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        f.fix = "add `counter` to the drop rules (nft) to see which one matches, then remove or narrow it".into();
+    }
+    f.summary = format!(
+        "a netfilter hook dropped these packets in {}, but no rule's counter shows which",
+        n.name
+    );
+    "unconfirmed".into()
+}

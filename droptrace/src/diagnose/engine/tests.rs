@@ -1,0 +1,258 @@
+use super::*;
+use crate::diagnose::state::{Link, Qdisc, Rule, Socket};
+
+struct Names;
+impl NamespaceNames for Names {
+    fn describe(&self, inode: u32) -> String {
+        format!("netns n{inode}")
+    }
+    fn command_prefix(&self, inode: u32) -> String {
+        format!("ip netns exec n{inode} ")
+    }
+}
+
+fn group(function: &str, reason: &str, count: u64) -> DropGroup {
+    DropGroup {
+        function: Some(function.into()),
+        location: format!("{function}+0x10"),
+        reason: Some(reason.into()),
+        protocol: Some("tcp".into()),
+        dport: Some(1678),
+        count,
+        places: vec![(1, 2)],
+        max_len: 60,
+        example: None,
+    }
+}
+
+fn link(ifindex: u32, name: &str, mtu: u32) -> Link {
+    Link {
+        ifindex,
+        name: name.into(),
+        mtu,
+        rx_dropped: 0,
+        rx_missed: 0,
+        rx_fifo: 0,
+        rx_over: 0,
+        rx_errors: 0,
+        tx_dropped: 0,
+    }
+}
+
+fn rule(packets: u64) -> Rule {
+    Rule {
+        source: "nftables".into(),
+        key: "inet filter input handle 7".into(),
+        table: "inet filter".into(),
+        chain: "input".into(),
+        text: format!("tcp dport 1678 counter packets {packets} bytes 0 drop"),
+        verdict: "drop".into(),
+        packets: Some(packets),
+        random: None,
+        delete: "nft delete rule inet filter input handle 7".into(),
+        is_policy: false,
+    }
+}
+
+fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
+    let before = BTreeMap::from([(1, before)]);
+    let after = BTreeMap::from([(1, after)]);
+    diagnose(&Window {
+        groups,
+        before: &before,
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 10.0,
+        conntrack_full_log_lines: 0,
+    })
+}
+
+fn state(rules: Vec<Rule>) -> NsState {
+    NsState {
+        rules,
+        links: vec![link(2, "eth0", 1500)],
+        ..NsState::default()
+    }
+}
+
+#[test]
+fn a_rule_whose_counter_grew_is_the_cause() {
+    let f = run(
+        &[group("nft_do_chain", "NETFILTER_DROP", 12)],
+        state(vec![rule(3)]),
+        state(vec![rule(15)]),
+    );
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].cause, f[0].drops, f[0].rate),
+        ("netfilter_rule", 12, 1.2)
+    );
+    assert_eq!(f[0].iface.as_deref(), Some("eth0"));
+    assert!(
+        f[0].summary.contains("`inet filter input: tcp dport 1678"),
+        "{}",
+        f[0].summary
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("(handle 7): counter +12 in the window, now 15")),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f[0].fix,
+        "ip netns exec n1 nft delete rule inet filter input handle 7"
+    );
+}
+
+#[test]
+fn without_a_moving_counter_it_says_so_or_finds_conntrack_full() {
+    let f = run(
+        &[group("nf_hook_slow", "NETFILTER_DROP", 5)],
+        state(vec![]),
+        state(vec![]),
+    );
+    assert_eq!(f[0].cause, "netfilter_rule");
+    assert!(
+        f[0].summary.contains("no rule's counter shows which"),
+        "{f:#?}"
+    );
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("no nftables or iptables rule")));
+
+    let mut full = state(vec![]);
+    full.sysctls
+        .insert("net.netfilter.nf_conntrack_count".into(), "65536".into());
+    full.sysctls
+        .insert("net.netfilter.nf_conntrack_max".into(), "65536".into());
+    let f = run(
+        &[group("nf_hook_slow", "NETFILTER_DROP", 5)],
+        state(vec![]),
+        full,
+    );
+    assert_eq!(f[0].cause, "conntrack_full", "{f:#?}");
+    assert!(f[0].fix.contains("nf_conntrack_max=131072"));
+}
+
+#[test]
+fn counters_alone_reveal_listen_overflows() {
+    let mut before = state(vec![]);
+    before
+        .counters
+        .insert(("TcpExt".into(), "ListenOverflows".into()), 2);
+    let mut after = before.clone();
+    after
+        .counters
+        .insert(("TcpExt".into(), "ListenOverflows".into()), 50);
+    after.sockets.push(Socket {
+        proto: "tcp".into(),
+        local_ip: "0.0.0.0".into(),
+        port: 8080,
+        recv_q: 129,
+        send_q: 128,
+        process: Some("server (pid 42)".into()),
+        rcvbuf: None,
+        drops: None,
+    });
+    let f = run(&[], before, after);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!((f[0].cause, f[0].drops), ("listen_overflow", 48));
+    assert!(
+        f[0].summary.contains("port 8080 (server (pid 42))"),
+        "{}",
+        f[0].summary
+    );
+    let overflow_lines = f[0]
+        .evidence
+        .iter()
+        .filter(|e| e.contains("ListenOverflows +48"))
+        .count();
+    assert_eq!(overflow_lines, 1, "{:#?}", f[0].evidence);
+}
+
+#[test]
+fn benign_drops_rank_after_real_causes() {
+    let mut before = state(vec![]);
+    before.qdiscs.push(Qdisc {
+        dev: "eth0".into(),
+        kind: "tbf".into(),
+        handle: "8001:".into(),
+        parent: None,
+        root: true,
+        options: "rate 125000".into(),
+        drops: 0,
+        overlimits: 0,
+        backlog_packets: 0,
+    });
+    let mut after = before.clone();
+    after.qdiscs[0].drops = 7;
+    let f = run(
+        &[
+            group("unix_release_sock", "UNIX_DISCONNECT", 500),
+            group("__dev_queue_xmit", "QDISC_DROP", 7),
+        ],
+        before,
+        after,
+    );
+    assert_eq!(f[0].cause, "qdisc", "{f:#?}");
+    assert!(!f[0].benign && f.last().unwrap().benign);
+    assert!(f[0].evidence.iter().any(|e| e.contains("dropped +7")));
+}
+
+#[test]
+fn a_small_mtu_is_found_in_the_peer_namespace() {
+    let mut g = group("__dev_forward_skb2", "NOT_SPECIFIED", 20);
+    g.max_len = 542;
+    let here = state(vec![]);
+    let mut peer = NsState::default();
+    peer.links.push(link(2, "veth-b", 100));
+    let before = BTreeMap::from([(1, here.clone()), (2, peer.clone())]);
+    let after = BTreeMap::from([(1, here), (2, peer)]);
+    let f = diagnose(&Window {
+        groups: &[g],
+        before: &before,
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 1.0,
+        conntrack_full_log_lines: 0,
+    });
+    assert_eq!(f[0].cause, "mtu", "{f:#?}");
+    assert!(
+        f[0].summary
+            .contains("veth-b in netns n2 has an MTU of 100"),
+        "{}",
+        f[0].summary
+    );
+    assert_eq!(f[0].fix, "ip netns exec n2 ip link set dev veth-b mtu 1500");
+}
+
+#[test]
+fn interface_counters_that_the_drops_explain_are_not_repeated() {
+    let mut g = group("__dev_forward_skb2", "NOT_SPECIFIED", 20);
+    g.max_len = 542;
+    let mut before = state(vec![]);
+    before.links.push(link(3, "veth-b", 100));
+    let mut after = before.clone();
+    after
+        .counters
+        .insert(("dev:eth0".into(), "tx_drop".into()), 20);
+    after
+        .counters
+        .insert(("Ip".into(), "OutDiscards".into()), 19);
+    let f = run(&[g.clone()], before.clone(), after.clone());
+    assert_eq!(
+        f.iter().map(|f| f.cause).collect::<Vec<_>>(),
+        ["mtu"],
+        "{f:#?}"
+    );
+
+    // Without drops to explain them, the same counters are findings.
+    let f = run(&[], before, after);
+    assert_eq!(f[0].cause, "nic", "{f:#?}");
+}
