@@ -9,9 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use droptrace::event::{Drop, Packet, ETH_P_IP, ETH_P_IPV6};
+use droptrace::pipeline::event::{Drop, Packet, ETH_P_IP, ETH_P_IPV6};
+use droptrace::pipeline::names::Location;
 use droptrace::record::{Header, Item, Recording, Writer};
-use droptrace::resolve::Location;
 
 /// Distinct drops generated; the stream repeats them with later timestamps.
 const POOL: usize = 1 << 20;

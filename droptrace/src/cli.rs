@@ -1,6 +1,7 @@
 //! The command line, in one place (clap derive): help and errors come from here.
 use std::path::PathBuf;
 
+use crate::pipeline::recording::Speed;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Where and why does this machine drop packets?
@@ -112,12 +113,6 @@ pub struct ReplayArgs {
     pub interval: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Speed {
-    Factor(f64),
-    Max,
-}
-
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A file written by `droptrace record`.
@@ -172,7 +167,7 @@ pub struct LiveArgs {
     /// Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or
     /// tracepoint (classic, through tracefs).
     #[arg(long, value_enum, hide = true)]
-    pub attach: Option<crate::layout::Attach>,
+    pub attach: Option<crate::kernel::layout::Attach>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::layout::LayoutError;
+use crate::kernel::layout::LayoutError;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -91,7 +91,7 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Export {
         path: PathBuf,
-        source: crate::export::ExportError,
+        source: crate::sinks::export::ExportError,
     },
 
     #[error(
@@ -109,4 +109,9 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+/// A problem droptrace works around, said once on stderr.
+pub fn warn(message: &str) {
+    eprintln!("droptrace: warning: {message}");
 }

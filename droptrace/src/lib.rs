@@ -1,30 +1,32 @@
 //! droptrace: where and why the kernel drops packets.
 //!
-//! The pipeline runs in one direction:
-//! source (live ring buffer) -> decode ([`event`]) -> resolve (symbols, reason names)
-//! -> aggregate -> sinks (live view, text, JSON summary).
-//! Only [`live`] touches aya and the kernel; everything after decoding is plain Rust that
-//! runs without root.
-pub mod aggregate;
-pub mod caps;
+//! One pipeline, in one direction (ARCHITECTURE.md draws it):
+//!
+//! ```text
+//! source (probe::LiveSource | pipeline::recording::RecordingSource)
+//!     -> decode -> resolve (one Names table) -> aggregate -> sinks
+//! ```
+//!
+//! - [`probe`]: the only folder that needs privileges: aya and the kernel program,
+//!   discovery of the running kernel, capabilities, clocks, network namespaces (setns),
+//!   sampling namespaces for diagnose. The live source lives here.
+//! - [`kernel`]: pure parsers of what the kernel says about itself (BTF, tracefs,
+//!   kallsyms, debug info), tested on captured fixtures.
+//! - [`pipeline`]: the drive loop, the `Source` and `Sink` traits, decoding, names,
+//!   aggregation, and the recording source. Runs without root.
+//! - [`sinks`]: text, JSON summary, recorder, live-view publisher, exports.
+//! - [`record`]: the recording file format.
+//! - [`tui`]: the live view (pure state and drawing; it never knows its source).
+//! - [`diagnose`]: from drops and sampled state to causes (pure).
+//! - [`commands`]: one thin file per subcommand, wiring a source to sinks.
 pub mod cli;
+pub mod commands;
 pub mod diagnose;
 pub mod error;
-pub mod event;
-pub mod export;
-pub mod feed;
-pub mod filter;
+pub mod format;
 pub mod kernel;
-pub mod layout;
-pub mod live;
-pub mod places;
+pub mod pipeline;
+pub mod probe;
 pub mod record;
-pub mod recorder;
-pub mod replay;
-pub mod report;
-pub mod resolve;
-pub mod run;
-pub mod summary;
-pub mod text;
+pub mod sinks;
 pub mod tui;
-pub mod watch;

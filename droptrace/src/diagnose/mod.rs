@@ -1,11 +1,9 @@
-//! `droptrace diagnose`: sample the system around a watch window and explain drops.
-pub mod collect;
-pub mod command;
+//! `droptrace diagnose`, the pure part: from the drops of a watch window and the raw state
+//! of every namespace before and after it (sampled by `probe::collect`), the causes, with
+//! evidence and fixes. Nothing here touches the system.
 pub mod engine;
 pub mod evidence;
 pub mod knowledge;
-pub mod netns;
+pub mod raw;
 pub mod report;
 pub mod state;
-
-pub use command::run;

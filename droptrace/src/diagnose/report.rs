@@ -4,7 +4,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::engine::Finding;
-use crate::event::{endpoint, Drop};
+use crate::pipeline::event::{endpoint, Drop};
 
 #[derive(Debug, Serialize)]
 pub struct Report {

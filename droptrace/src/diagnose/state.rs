@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::collect::RawSnapshot;
+use super::raw::RawSnapshot;
 
 /// A firewall rule (nftables or iptables) whose verdict drops packets.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -660,6 +660,12 @@ impl Btf {
             .filter(|n| !n.is_empty())
     }
 
+    /// The type id of a typedef, e.g. `btf_trace_kfree_skb` (what a BTF tracepoint program
+    /// is attached by).
+    pub fn typedef_id(&self, name: &str) -> Option<u32> {
+        self.find(name, &[KIND_TYPEDEF]).map(|(id, _)| id)
+    }
+
     /// C spellings of the parameter types of a function-pointer typedef such as
     /// `btf_trace_kfree_skb` (typedef -> pointer -> function prototype).
     ///
@@ -807,7 +813,7 @@ pub(crate) mod tests {
         BTF.get_or_init(|| Btf::parse(&vmlinux_bytes()).expect("fixture parses"))
     }
 
-    fn vmlinux_bytes() -> Vec<u8> {
+    pub(crate) fn vmlinux_bytes() -> Vec<u8> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vmlinux-6.18.btf.gz");
         let file = std::fs::File::open(path).expect("fixture present");
         let mut data = Vec::new();

@@ -1,7 +1,9 @@
-//! Readers of what the running kernel tells about itself: BTF, tracefs formats, kallsyms.
-//! All parsers take bytes or text, so they are tested on captured fixtures.
+//! Readers of what the running kernel tells about itself: BTF, tracefs formats, kallsyms,
+//! debug info, and the tracepoint layout they add up to. All parsers take bytes or text,
+//! so they are tested on captured fixtures; reading the files is `probe::discover`'s job.
 pub mod btf;
 pub mod debuginfo;
 pub mod kallsyms;
+pub mod layout;
 pub mod reasons;
 pub mod tracefs;

@@ -33,7 +33,7 @@ pub enum ReasonSource {
 }
 
 /// Maps raw drop reason values to the kernel's names and back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropReasonTable {
     /// Value -> name, the first name seen for a value.
     by_value: BTreeMap<u32, String>,

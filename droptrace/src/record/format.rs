@@ -10,9 +10,9 @@
 //! within a block (a truncated recording). Both ends of the encoding live here, next to each other, so they agree.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::aggregate::KernelCounters;
-use crate::event::Group;
-use crate::resolve::Location;
+use crate::pipeline::aggregate::KernelCounters;
+use crate::pipeline::event::Group;
+use crate::pipeline::names::Location;
 
 use super::{Counters, Header};
 

@@ -9,13 +9,12 @@
 //! Names travel with the recording: the header holds the reason table, and `Names`
 //! blocks hold the symbols of drop locations and the names of interfaces and network
 //! namespaces, written before the first events that use them.
-use std::collections::HashMap;
-
 use thiserror::Error;
 
-use crate::aggregate::KernelCounters;
-use crate::event::{Drop, Group};
-use crate::resolve::Location;
+use crate::pipeline::{
+    aggregate::KernelCounters,
+    event::{Drop, Group},
+};
 
 pub mod format;
 mod reader;
@@ -92,30 +91,6 @@ pub enum Status {
     /// The recorder stopped without ending the file (killed, or out of disk); all blocks
     /// before `at_offset` were read.
     Truncated { at_offset: u64 },
-}
-
-/// Names of the recording machine: drop locations, interfaces, network namespaces.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    pub locations: HashMap<u64, Location>,
-    /// (netns inode, ifindex) -> interface name.
-    pub interfaces: HashMap<(u32, u32), String>,
-    /// netns inode -> label (`init`, a `ip netns` name, a container).
-    pub namespaces: HashMap<u32, String>,
-}
-
-impl Names {
-    pub fn location(&self, address: u64) -> Option<&Location> {
-        self.locations.get(&address)
-    }
-
-    pub fn interface(&self, netns: u32, ifindex: u32) -> Option<&str> {
-        self.interfaces.get(&(netns, ifindex)).map(String::as_str)
-    }
-
-    pub fn namespace(&self, netns: u32) -> Option<&str> {
-        self.namespaces.get(&netns).map(String::as_str)
-    }
 }
 
 #[derive(Debug, Error)]

@@ -6,10 +6,12 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::path::Path;
 
-use crate::event::{Drop, Packet};
+use crate::pipeline::event::{Drop, Packet};
 
 use super::format::{self as f, Context, Cursor, Fault};
-use super::{Header, Item, Names, ReadError, Status};
+use super::{Header, Item, ReadError, Status};
+use crate::kernel::reasons::DropReasonTable;
+use crate::pipeline::names::Names;
 
 /// A recording read from a file.
 pub type Recording = Reader<BufReader<File>>;
@@ -88,6 +90,10 @@ impl<R: Read> Reader<R> {
         let mut c = Cursor::new(&reader.buf);
         let header = c.header().and_then(|h| whole(&c).map(|()| h));
         reader.header = header.map_err(|e| reader.fault(e))?;
+        // The recording kernel's reasons name its drops, wherever it is read.
+        let reasons = &reader.header.reasons;
+        reader.names.reasons = (!reasons.is_empty())
+            .then(|| DropReasonTable::from_entries(reasons.iter().map(|(v, n)| (*v, n.as_str()))));
         reader.block.snaplen = reader.header.snaplen as usize;
         Ok(reader)
     }

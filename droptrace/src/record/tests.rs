@@ -2,7 +2,8 @@ use std::net::IpAddr;
 
 use super::format::{self as f, put_varint};
 use super::*;
-use crate::event::{Packet, ETH_P_IP, ETH_P_IPV6};
+use crate::pipeline::event::{Packet, ETH_P_IP, ETH_P_IPV6};
+use crate::pipeline::names::Names;
 
 mod damage;
 mod streams;
@@ -100,7 +101,7 @@ fn counters(at_ns: u64) -> Counters {
     let arp = drop_at(0, Packet::default()).group();
     Counters {
         at_ns,
-        kernel: crate::aggregate::KernelCounters {
+        kernel: crate::pipeline::aggregate::KernelCounters {
             seen: 1_000_000,
             matched: 900_000,
             lost: 12_345,
@@ -113,8 +114,8 @@ fn counters(at_ns: u64) -> Counters {
     }
 }
 
-fn location() -> crate::resolve::Location {
-    crate::resolve::Location {
+fn location() -> crate::pipeline::names::Location {
+    crate::pipeline::names::Location {
         function: Some("nf_hook_slow".into()),
         offset: Some(0xd9),
         module: None,
@@ -180,10 +181,13 @@ fn round_trip_keeps_everything() {
     assert_eq!(h, header());
     assert_eq!(status, Status::Complete);
     assert_eq!(items, expected);
-    assert_eq!(names.location(0xffff_ffff_8203_3a59), Some(&location()));
-    assert_eq!(names.location(0xffff_ffff_c000_0010), None);
-    assert_eq!(names.interface(4_026_531_840, 2), Some("eth0-renamed"));
-    assert_eq!(names.namespace(4_026_531_840), Some("init"));
+    assert_eq!(
+        names.locations.get(&0xffff_ffff_8203_3a59),
+        Some(&location())
+    );
+    assert_eq!(names.locations.get(&0xffff_ffff_c000_0010), None);
+    assert_eq!(names.interface_name(4_026_531_840, 2), Some("eth0-renamed"));
+    assert_eq!(names.namespace_name(4_026_531_840), Some("init"));
 }
 
 #[test]
@@ -227,9 +231,9 @@ fn a_name_too_long_is_refused_and_leaves_the_recording_whole() {
     w.add_namespace(1, "init").unwrap();
     let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
     assert_eq!(status, Status::Complete);
-    assert_eq!(names.location(7), Some(&location()));
+    assert_eq!(names.locations.get(&7), Some(&location()));
     assert_eq!(
-        (names.interface(1, 2), names.namespace(1)),
+        (names.interface_name(1, 2), names.namespace_name(1)),
         (None, Some("init"))
     );
 }

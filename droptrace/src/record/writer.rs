@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::event::Drop;
-use crate::resolve::Location;
+use crate::pipeline::event::Drop;
+use crate::pipeline::names::Location;
 
 use super::format::{self as f, Context};
 use super::{Counters, Header, WriteError};

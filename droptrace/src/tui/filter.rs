@@ -1,8 +1,8 @@
 //! The filter typed at run time (`/`): the command line's words, applied to the rows shown.
 //! Kernel-side filters cannot change while attached; this one narrows the view and leaves
 //! the counting alone.
-use super::snapshot::Names;
-use crate::event::{ip_proto_by_name, Group};
+use crate::pipeline::event::{ip_proto_by_name, Group};
+use crate::pipeline::names::Names;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewFilter {
@@ -84,7 +84,7 @@ impl ViewFilter {
         if self.is_empty() {
             return true;
         }
-        let reason = names.reason(g.reason).map(reason_key);
+        let reason = names.reason(g.reason).as_deref().map(reason_key);
         let reason_in = |set: &[String]| reason.as_ref().is_some_and(|r| set.contains(r));
         (self.dport.is_none() || g.dport == self.dport)
             && (self.proto.is_none() || g.ip_proto == self.proto)
@@ -116,12 +116,13 @@ fn reason_key(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::Location;
+    use crate::pipeline::names::Location;
 
     fn names() -> Names {
-        let mut n = Names::default();
-        n.reasons.insert(12, "NETFILTER_DROP".into());
-        n.reasons.insert(2, "NOT_SPECIFIED".into());
+        let mut n =
+            Names::with_reasons(Some(crate::kernel::reasons::DropReasonTable::from_entries(
+                [(12, "NETFILTER_DROP"), (2, "NOT_SPECIFIED")],
+            )));
         n.locations.insert(
             0x100,
             Location {

@@ -1,5 +1,5 @@
-//! How the table folds groups into rows, and how it orders them.
-use crate::event::Group;
+//! How the table folds groups into rows, names them, and orders them.
+use crate::pipeline::{event::Group, names::Names};
 
 /// What one row of the table stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -33,6 +33,30 @@ impl Grouping {
             Grouping::Interface => "interface",
             Grouping::Namespace => "namespace",
         }
+    }
+
+    /// What the table's name columns show for a row.
+    pub fn cells(self, key: &Group, names: &Names) -> Vec<String> {
+        let reason = || names.reason(key.reason).unwrap_or_else(|| "-".to_owned());
+        let proto = || key.protocol().unwrap_or_else(|| "-".into());
+        let port = || key.dport.map_or_else(|| "-".into(), |p| p.to_string());
+        let location = || names.location_display(key.location);
+        match self {
+            Grouping::Site => vec![location(), reason(), proto(), port()],
+            Grouping::Location => vec![location()],
+            Grouping::Reason => vec![reason()],
+            Grouping::Port => vec![proto(), port()],
+            Grouping::Interface => vec![
+                names.interface(key.netns, key.ifindex),
+                names.namespace(key.netns),
+            ],
+            Grouping::Namespace => vec![names.namespace(key.netns)],
+        }
+    }
+
+    /// The row's name as one string (for sorting by name and for titles).
+    pub fn row_name(self, key: &Group, names: &Names) -> String {
+        self.cells(key, names).join(" ")
     }
 
     /// The row a group belongs to: the group with the fields this grouping ignores cleared.

@@ -4,7 +4,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use hdrhistogram::Histogram;
 
-use crate::{aggregate::GroupStats, event::Group};
+use crate::pipeline::{aggregate::GroupStats, event::Group};
 
 /// Seconds of history kept (the sparkline's width at most).
 pub const WINDOW: usize = 60;

@@ -2,8 +2,8 @@
 //!
 //! Elm-style: [`state::update`] is the only code that changes [`state::State`],
 //! [`view::render`] only draws it, and [`app`] (the one module that touches the terminal)
-//! runs the loop. A source (the live kernel watch, or a recording) feeds it snapshots
-//! through a [`Link`]; the view cannot tell which.
+//! runs the loop. Snapshots come through a [`Link`] from the pipeline's view sink,
+//! whatever the source (the live kernel, or a recording); the view cannot tell which.
 pub mod app;
 pub mod filter;
 pub mod grouping;
@@ -12,22 +12,20 @@ pub mod snapshot;
 pub mod state;
 pub mod view;
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Mutex, MutexGuard,
-};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use snapshot::{DetailRequest, Snapshot};
 
-/// Between a source thread and the view: the latest snapshot (a newer one replaces one the
-/// view has not taken yet), the row the view wants details of, and the request to stop.
+use crate::pipeline::source::Control;
+
+/// Between the pipeline's thread and the view: the latest snapshot (a newer one replaces
+/// one the view has not taken yet), the row the view wants details of, and the source's
+/// [`Control`] (stop, pause).
 #[derive(Debug, Default)]
 pub struct Link {
     latest: Mutex<Option<Snapshot>>,
     request: Mutex<Option<DetailRequest>>,
-    stop: AtomicBool,
-    stopped: tokio::sync::Notify,
-    paused: AtomicBool,
+    pub control: Arc<Control>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,29 +56,12 @@ impl Link {
 
     /// View side: the screen is paused (a recording's playback waits too).
     pub fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-    }
-
-    /// Source side.
-    pub fn paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
+        self.control.set_paused(paused);
     }
 
     /// View side: ask the source to stop.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.stopped.notify_one();
-    }
-
-    pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// Source side: resolves when the view asks to stop.
-    pub async fn stopping(&self) {
-        if !self.stop_requested() {
-            self.stopped.notified().await;
-        }
+        self.control.stop();
     }
 }
 

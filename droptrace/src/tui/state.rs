@@ -2,7 +2,7 @@
 //! Nothing here draws, reads the clock or touches the terminal.
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::{aggregate::GroupStats, event::Group};
+use crate::pipeline::{aggregate::GroupStats, event::Group};
 
 use super::{
     filter::ViewFilter,
@@ -210,9 +210,7 @@ impl State {
                     .then(a.key.cmp(&b.key))
             }),
             Sort::Name => {
-                rows.sort_by_cached_key(|r| {
-                    (super::view::row_name(self.grouping, &r.key, names), r.key)
-                });
+                rows.sort_by_cached_key(|r| (self.grouping.row_name(&r.key, names), r.key));
             }
             Sort::Port => rows.sort_by(|a, b| {
                 (a.key.dport.is_none(), a.key.dport, a.key).cmp(&(

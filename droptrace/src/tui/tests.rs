@@ -6,14 +6,17 @@ use ratatui::{backend::TestBackend, Terminal};
 
 use super::{
     grouping::{Grouping, Sort},
-    snapshot::{Detail, DetailRequest, Names, Snapshot, SourceInfo},
+    snapshot::{Detail, DetailRequest, Snapshot, SourceInfo},
     state::{update, Action, Key, Mode, State},
     view,
 };
 use crate::{
-    aggregate::{GroupStats, KernelCounters},
-    event::{Drop, Group, Packet},
-    resolve::Location,
+    kernel::reasons::DropReasonTable,
+    pipeline::{
+        aggregate::{GroupStats, KernelCounters},
+        event::{Drop, Group, Packet},
+        names::{Location, Names},
+    },
 };
 
 const S: u64 = 1_000_000_000;
@@ -35,20 +38,17 @@ fn location(function: &str, offset: u64) -> Location {
 }
 
 fn names() -> Arc<Names> {
-    let mut n = Names::default();
+    let mut n = Names::with_reasons(Some(DropReasonTable::from_entries([
+        (12, "NETFILTER_DROP"),
+        (3, "NO_SOCKET"),
+        (39, "QDISC_DROP"),
+        (2, "NOT_SPECIFIED"),
+    ])));
     n.locations.insert(NFT, location("nft_do_chain", 0x3e8));
     n.locations.insert(TCP, location("tcp_v4_rcv", 0x91));
     n.locations
         .insert(QDISC, location("__dev_queue_xmit", 0xd01));
     n.locations.insert(IP6, location("ip6_mc_input", 0x15e));
-    for (code, name) in [
-        (12, "NETFILTER_DROP"),
-        (3, "NO_SOCKET"),
-        (39, "QDISC_DROP"),
-        (2, "NOT_SPECIFIED"),
-    ] {
-        n.reasons.insert(code, name.into());
-    }
     n.interfaces.insert((NS_A, 2), "veth-b".into());
     n.interfaces.insert((NS_HOST, 3), "eth0".into());
     n.namespaces.insert(NS_A, "dt-a".into());
@@ -219,7 +219,7 @@ fn row_names(state: &State) -> Vec<String> {
     state
         .rows()
         .iter()
-        .map(|r| view::row_name(state.grouping, &r.key, names))
+        .map(|r| state.grouping.row_name(&r.key, names))
         .collect()
 }
 

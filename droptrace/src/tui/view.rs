@@ -12,15 +12,13 @@ use ratatui::{
 use super::{
     grouping::Grouping,
     history::{self, History, WINDOW},
-    snapshot::Names,
     state::{Mode, Row, State},
 };
-use crate::event::Group;
+use crate::pipeline::{event::Group, names::Names};
 
 pub mod detail;
-pub mod format;
 
-use format::{ago, count, rate};
+use crate::format::{self, ago, count, rate};
 
 /// Header lines above the table.
 const HEADER: u16 = 3;
@@ -191,32 +189,6 @@ fn name_columns(grouping: Grouping, reason_width: u16) -> Vec<(&'static str, u16
     }
 }
 
-fn name_cells(grouping: Grouping, key: &Group, names: &Names) -> Vec<String> {
-    let reason = || {
-        names
-            .reason(key.reason)
-            .map_or_else(|| "-".to_owned(), str::to_owned)
-    };
-    let proto = || key.protocol().unwrap_or_else(|| "-".into());
-    let port = || key.dport.map_or_else(|| "-".into(), |p| p.to_string());
-    match grouping {
-        Grouping::Site => vec![names.location(key.location), reason(), proto(), port()],
-        Grouping::Location => vec![names.location(key.location)],
-        Grouping::Reason => vec![reason()],
-        Grouping::Port => vec![proto(), port()],
-        Grouping::Interface => vec![
-            names.interface(key.netns, key.ifindex),
-            names.namespace(key.netns),
-        ],
-        Grouping::Namespace => vec![names.namespace(key.netns)],
-    }
-}
-
-/// The row's name as one string (for sorting by name and for titles).
-pub fn row_name(grouping: Grouping, key: &Group, names: &Names) -> String {
-    name_cells(grouping, key, names).join(" ")
-}
-
 fn render_table(state: &State, frame: &mut Frame, area: Rect) {
     let theme = Theme { color: state.color };
     let (snap, hist) = state.shown();
@@ -242,7 +214,7 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
     );
     let longest = shown
         .iter()
-        .map(|r| name_cells(state.grouping, &r.key, names))
+        .map(|r| state.grouping.cells(&r.key, names))
         .filter_map(|cells| {
             let flexible = name_cols.iter().position(|c| c.1 == 0)?;
             Some(cells.get(flexible)?.chars().count() + 1)
@@ -342,13 +314,15 @@ fn table_row<'a>(
     (with_share, with_times): (bool, bool),
     theme: &Theme,
 ) -> TableRow<'a> {
-    let mut cells: Vec<Cell> = name_cells(state.grouping, &row.key, names)
+    let mut cells: Vec<Cell> = state
+        .grouping
+        .cells(&row.key, names)
         .into_iter()
         .map(Cell::from)
         .collect();
     if row.new {
         if let Some(first) = cells.first_mut() {
-            let name = name_cells(state.grouping, &row.key, names).remove(0);
+            let name = state.grouping.cells(&row.key, names).remove(0);
             *first = Cell::from(Span::styled(format!("+{name}"), theme.new_row()));
         }
     }

@@ -7,13 +7,16 @@ use ratatui::{
     Frame,
 };
 
-use super::format::{ago, count, rate};
+use crate::format::{ago, count, rate};
 use crate::{
     diagnose::knowledge,
-    event::{endpoint, Drop},
+    pipeline::{
+        event::{endpoint, Drop},
+        names::Names,
+    },
     tui::{
         history::{self, WINDOW},
-        snapshot::{DetailRequest, Names},
+        snapshot::DetailRequest,
         state::State,
     },
 };
@@ -26,13 +29,13 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
     let names = &snap.names;
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let members = state.members(request);
-    let title = super::row_name(request.grouping, &request.key, names);
+    let title = request.grouping.row_name(&request.key, names);
     let mut lines = vec![Line::from(Span::styled(
         format!("{} {title}", request.grouping.label()),
         bold,
     ))];
 
-    let mut total = crate::aggregate::GroupStats::default();
+    let mut total = crate::pipeline::aggregate::GroupStats::default();
     let mut per_second = [0u64; WINDOW];
     let mut rate_now = 0.0;
     for (g, s) in &members {
@@ -91,10 +94,12 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
         lines.push(Line::raw(""));
         let reason_name = names.reason(*reason);
         lines.push(Line::from(vec![
-            Span::styled(names.location(*location), bold),
+            Span::styled(names.location_display(*location), bold),
             Span::raw(format!(
                 "  {}  {} drops",
-                reason_name.unwrap_or("(no reason from this kernel)"),
+                reason_name
+                    .as_deref()
+                    .unwrap_or("(no reason from this kernel)"),
                 count(*n)
             )),
         ]));
@@ -108,7 +113,7 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
             (None, Err(why)) => format!("source: {why}"),
         };
         lines.push(Line::raw(format!("  {source}")));
-        let c = knowledge::classify(reason_name, names.function(*location));
+        let c = knowledge::classify(reason_name.as_deref(), names.function(*location));
         lines.push(Line::raw(format!("  why: {}", c.explanation)));
         lines.push(Line::raw(format!(
             "  fix: {}",

@@ -1,0 +1,198 @@
+//! `droptrace diagnose`: sample every relevant namespace, run the live source for the
+//! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
+//! both samples to the engine.
+use std::{
+    collections::BTreeMap, fs::File, io::Write, os::fd::AsRawFd, path::PathBuf, time::Duration,
+};
+
+use crate::{
+    cli::{DiagnoseArgs, Format},
+    diagnose::{
+        engine::{self, DropGroup, NamespaceNames},
+        raw::RawSnapshot,
+        report::Report,
+        state::NsState,
+    },
+    error::{warn, Error},
+    pipeline::{drive, Outcome, Source},
+    probe::{caps, collect, netns::Namespaces, LiveOptions, LiveSource},
+};
+
+/// At most this many namespaces are sampled (containers can make thousands).
+const MAX_NAMESPACES: usize = 64;
+/// Snapshots taken at once.
+const PARALLEL: usize = 4;
+
+impl NamespaceNames for Namespaces {
+    fn describe(&self, inode: u32) -> String {
+        Namespaces::describe(self, inode)
+    }
+
+    fn command_prefix(&self, inode: u32) -> String {
+        Namespaces::command_prefix(self, inode)
+    }
+}
+
+pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
+    // Fail early, before sampling, when droptrace cannot attach.
+    caps::check_tracing()?;
+    let mut names = Namespaces::scan();
+    let own = crate::probe::netns::own_inode();
+    let chosen = match &args.live.filters.netns {
+        Some(path) => Some(names.add(path).map_err(|source| Error::Netns {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    // Each namespace is opened once and entered through that descriptor afterwards, so a
+    // process that exits (and a reused PID) cannot swap the namespace under us.
+    let mut open_files = Vec::new();
+    let mut targets: Vec<(u32, Option<PathBuf>)> = Vec::new();
+    let candidates: Vec<(u32, PathBuf)> = match chosen {
+        Some(inode) => names
+            .path(inode)
+            .map(|p| (inode, p.clone()))
+            .into_iter()
+            .collect(),
+        None => names
+            .all()
+            .take(MAX_NAMESPACES)
+            .map(|(i, p)| (i, p.clone()))
+            .collect(),
+    };
+    for (inode, path) in candidates {
+        if inode == own {
+            targets.push((inode, None));
+            continue;
+        }
+        if let Ok(file) = File::open(&path) {
+            let fd_path = PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                file.as_raw_fd()
+            ));
+            open_files.push(file);
+            targets.push((inode, Some(fd_path)));
+        }
+    }
+    if chosen.is_none() && names.len() > MAX_NAMESPACES {
+        warn(&format!(
+            "{} network namespaces; sampling the first {MAX_NAMESPACES} (use --netns to choose)",
+            names.len()
+        ));
+    }
+    let log_before = conntrack_full_lines();
+    let before = snapshot_all(&targets);
+    let mut source = LiveSource::start(
+        &args.live,
+        LiveOptions {
+            duration: Some(Duration::from_secs_f64(args.duration)),
+            ..LiveOptions::default()
+        },
+    )?;
+    source.announce(&format!("diagnosing for {} s", args.duration));
+    let watched = drive(&mut source, &mut []).await?;
+    let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
+    let after = snapshot_all(&targets);
+    drop(open_files);
+
+    let groups = drop_groups(&watched);
+    let log_lines = conntrack_full_lines().saturating_sub(log_before);
+    let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
+        raw.into_iter()
+            .map(|(i, r)| (i, crate::diagnose::state::from_raw(&r)))
+            .collect()
+    };
+    let (before, after) = (parse(before), parse(after));
+    let findings = engine::diagnose(&engine::Window {
+        groups: &groups,
+        before: &before,
+        after: &after,
+        names: &names,
+        default_netns: source.filters().netns.unwrap_or(own),
+        host_netns: own,
+        secs,
+        conntrack_full_log_lines: log_lines,
+    });
+    let counters = watched.agg.counters();
+    let report = Report {
+        window_secs: secs,
+        total: counters.matched,
+        lost_events: counters.lost,
+        namespaces: after.len(),
+        findings,
+    };
+    let out = match args.format {
+        Format::Json => {
+            let mut s = serde_json::to_string(&report)
+                .map_err(|e| Error::Io("writing the report".into(), std::io::Error::other(e)))?;
+            s.push('\n');
+            s
+        }
+        Format::Text => report.text(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    Ok(())
+}
+
+/// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).
+fn conntrack_full_lines() -> usize {
+    collect::kernel_log().map_or(0, |log| {
+        log.lines()
+            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
+            .count()
+    })
+}
+
+fn snapshot_all(targets: &[(u32, Option<PathBuf>)]) -> BTreeMap<u32, RawSnapshot> {
+    let mut out = BTreeMap::new();
+    for chunk in targets.chunks(PARALLEL) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(inode, path)| (*inode, s.spawn(move || collect::snapshot(path.as_deref()))))
+                .collect();
+            for (inode, h) in handles {
+                if let Ok(snap) = h.join() {
+                    out.insert(inode, snap);
+                }
+            }
+        });
+    }
+    out
+}
+
+/// The window's groups with what the diagnosis needs from their samples.
+fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
+    watched
+        .agg
+        .ranked()
+        .into_iter()
+        .map(|(g, stats)| {
+            let loc = watched.names.location(g.location);
+            let mut places: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+            let mut example = None;
+            for d in &watched.agg.samples(|m| m.site() == g) {
+                *places.entry((d.netns, d.ifindex)).or_default() += 1;
+                example = Some(crate::diagnose::report::packet_line(d));
+            }
+            let mut places: Vec<_> = places.into_iter().collect();
+            places.sort_by_key(|p| std::cmp::Reverse(p.1));
+            DropGroup {
+                function: loc.function,
+                location: loc.display,
+                reason: watched.names.reason(g.reason),
+                protocol: g.protocol(),
+                dport: g.dport,
+                count: stats.count(),
+                places: places.into_iter().map(|(p, _)| p).collect(),
+                max_len: stats.max_len,
+                example,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,67 @@
+//! `sudo droptrace` on a terminal: the live source into the view sink.
+use std::{path::Path, sync::Arc, time::Duration};
+
+use crate::{
+    cli::Cli,
+    error::Error,
+    kernel::debuginfo::{self, SourceLines},
+    pipeline::drive,
+    probe::{clock, LiveOptions, LiveSource},
+    sinks::view::ViewPublisher,
+    tui::snapshot::SourceInfo,
+};
+
+pub fn run(cli: Cli) -> Result<(), Error> {
+    super::view::show(move |link, ready| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Io("starting the runtime".into(), e))?;
+        runtime.block_on(async {
+            let mut source = LiveSource::start(
+                &cli.live,
+                LiveOptions {
+                    duration: cli.duration.map(Duration::from_secs_f64),
+                    tick: Some(Duration::from_secs_f64(cli.interval.unwrap_or(0.25))),
+                    name_places: true,
+                    control: Some(Arc::clone(&link.control)),
+                    ..LiveOptions::default()
+                },
+            )?;
+            let kernel = clock::kernel_release();
+            let lines = open_debuginfo(cli.vmlinux.as_deref(), &kernel);
+            let info = SourceInfo {
+                source: "live".into(),
+                kernel,
+                filters: source.describe_filters(),
+                debuginfo: lines
+                    .as_ref()
+                    .map(|l| l.path().display().to_string())
+                    .map_err(Clone::clone),
+            };
+            if ready.send(info).is_err() {
+                return Ok(String::new());
+            }
+            let mut view = ViewPublisher::new(link, lines.ok());
+            let outcome = drive(&mut source, &mut [&mut view]).await?;
+            Ok(super::view::closing(&outcome))
+        })
+    })
+}
+
+/// The vmlinux to take source lines from: `--vmlinux`, or the usual debug-info places.
+fn open_debuginfo(given: Option<&Path>, release: &str) -> Result<SourceLines, String> {
+    if let Some(path) = given {
+        return SourceLines::open(path).map_err(|e| e.to_string());
+    }
+    let candidates = debuginfo::candidates(release);
+    for path in &candidates {
+        if path.exists() {
+            return SourceLines::open(path).map_err(|e| e.to_string());
+        }
+    }
+    Err(format!(
+        "no kernel debug info (give --vmlinux PATH, or install it at {})",
+        candidates[0].display()
+    ))
+}

@@ -1,0 +1,44 @@
+//! The commands, one thin file each: a source, its sinks, and the drive loop between them.
+//! On a terminal a live run opens the live view; otherwise it prints drops as they come
+//! (text) or a summary at the end (JSON).
+mod diagnose;
+mod export;
+mod live_view;
+mod record;
+mod replay;
+mod report;
+mod view;
+mod watch;
+
+use std::io::IsTerminal;
+
+use crate::{
+    cli::{Cli, Command},
+    error::Error,
+};
+
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Some(Command::Diagnose(args)) => block_on(diagnose::run(args)),
+        Some(Command::Record(args)) => block_on(record::run(args)),
+        Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Replay(args)) => replay::run(&args, on_terminal()),
+        None if cli.format.is_none() && on_terminal() => live_view::run(cli),
+        None => block_on(watch::run(cli)),
+    }
+}
+
+/// Runs a command on a runtime of its own thread.
+fn block_on(command: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io("starting the runtime".into(), e))?
+        .block_on(command)
+}
+
+/// The live view needs a terminal for its output and for keys.
+fn on_terminal() -> bool {
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}

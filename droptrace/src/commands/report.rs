@@ -1,0 +1,136 @@
+//! `droptrace report`: a recording read to its end into the text sink's closing table or
+//! the JSON summary, the same figures a live run prints, with the recording's own names.
+use std::{fmt::Write as _, io::Write, path::Path};
+
+use crate::{
+    cli::{Format, ReportArgs},
+    error::{warn, Error},
+    format,
+    pipeline::{drive_blocking, recording::RecordingSource, Outcome},
+    record::{Recording, Status},
+    sinks::{summary::Summary, text},
+};
+
+/// A recording read to its end.
+pub struct ReadBack {
+    pub outcome: Outcome,
+    pub source: RecordingSource<std::io::BufReader<std::fs::File>>,
+}
+
+/// Reads the whole recording through the drive loop, as a live run would have counted it.
+pub fn read_all(path: &Path) -> Result<ReadBack, Error> {
+    let reader = Recording::open(path).map_err(|source| Error::Recording {
+        path: path.into(),
+        source,
+    })?;
+    let mut source = RecordingSource::new(reader, path.into());
+    let outcome = drive_blocking(&mut source, &mut [])?;
+    Ok(ReadBack { outcome, source })
+}
+
+pub fn run(args: &ReportArgs) -> Result<(), Error> {
+    let r = read_all(&args.file)?;
+    if let Status::Truncated { at_offset } = r.source.status() {
+        warn(&format!(
+            "{} ends at byte {at_offset} without its end block (the recorder was killed or \
+             ran out of disk): these are the figures up to its last complete block",
+            args.file.display()
+        ));
+    }
+    let (agg, names) = (&r.outcome.agg, &r.outcome.names);
+    let out = match args.format {
+        Format::Json => Summary::new(agg, names).to_line()?,
+        Format::Text => about(&args.file, &r) + &text::final_table(agg, names),
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// The lines before the table: where and when the recording was made.
+fn about(path: &Path, r: &ReadBack) -> String {
+    let h = r.source.header();
+    let events = r.source.events();
+    let mut out = String::new();
+    let started = h.boot_time_ns.saturating_add(h.started_ns);
+    let end = r
+        .outcome
+        .agg
+        .groups()
+        .map(|(_, s)| s.last_ns)
+        .max()
+        .unwrap_or(h.started_ns);
+    let _ = writeln!(
+        out,
+        "recording {}: host {}, kernel {}, droptrace {}",
+        path.display(),
+        or_dash(&h.hostname),
+        or_dash(&h.kernel_release),
+        h.droptrace_version
+    );
+    let last = if events == 0 {
+        "no drop recorded".to_owned()
+    } else {
+        format!("last drop {} later", format::ago(end, h.started_ns))
+    };
+    let _ = writeln!(
+        out,
+        "started {} UTC, {last}; filters: {}; snaplen {}",
+        utc(started),
+        or_dash(&h.filters),
+        h.snaplen
+    );
+    let _ = writeln!(
+        out,
+        "{} events read; {}",
+        format::count(events),
+        match r.source.status() {
+            Status::Complete => "complete".to_owned(),
+            Status::Truncated { at_offset } => format!("cut at byte {at_offset}"),
+            Status::Reading => "not read to the end".to_owned(),
+        }
+    );
+    out
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// `2026-11-22 13:40:01` from nanoseconds since the Unix epoch (UTC, proleptic Gregorian).
+pub fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400 * 1_000_000_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_361_001 * 1_000_000_000), "2026-11-22 15:23:21");
+    }
+}

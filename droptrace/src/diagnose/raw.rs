@@ -1,0 +1,155 @@
+//! What diagnose samples in each network namespace, and the raw text it keeps. The
+//! sampling itself (running the tools inside a namespace) is `probe::collect`; everything
+//! from here on parses that text, so it is testable on captured files.
+use std::collections::BTreeMap;
+
+/// Files read from /proc inside the namespace (relative to /proc/thread-self/net).
+pub const PROC_NET_FILES: &[&str] = &[
+    "snmp",
+    "netstat",
+    "snmp6",
+    "dev",
+    "softnet_stat",
+    "stat/nf_conntrack",
+];
+
+/// Per-namespace sysctls the diagnosis cites (interface-specific rp_filter is added per link).
+pub const SYSCTLS: &[&str] = &[
+    "net/ipv4/conf/all/rp_filter",
+    "net/ipv4/conf/default/rp_filter",
+    "net/core/netdev_max_backlog",
+    "net/core/rmem_default",
+    "net/core/rmem_max",
+    "net/core/somaxconn",
+    "net/ipv4/tcp_max_syn_backlog",
+    "net/ipv4/tcp_syncookies",
+    "net/ipv4/tcp_timestamps",
+    "net/ipv4/udp_mem",
+    "net/ipv4/ip_forward",
+    "net/netfilter/nf_conntrack_count",
+    "net/netfilter/nf_conntrack_max",
+];
+
+/// Commands run inside the namespace: (key, program, arguments).
+pub const COMMANDS: &[(&str, &str, &[&str])] = &[
+    ("nft", "nft", &["-a", "list", "ruleset"]),
+    ("iptables-nft", "iptables-nft-save", &["-c"]),
+    ("ip6tables-nft", "ip6tables-nft-save", &["-c"]),
+    ("iptables-legacy", "iptables-legacy-save", &["-c"]),
+    ("ip6tables-legacy", "ip6tables-legacy-save", &["-c"]),
+    ("qdiscs", "tc", &["-s", "-j", "qdisc", "show"]),
+    ("links", "ip", &["-j", "-s", "-d", "link", "show"]),
+    ("bpf-net", "bpftool", &["-j", "net", "show"]),
+    (
+        "tcp-listen",
+        "ss",
+        &["-H", "-t", "-l", "-n", "-p", "-e", "-m"],
+    ),
+    ("udp", "ss", &["-H", "-u", "-a", "-n", "-p", "-m"]),
+];
+
+/// Raw state of one namespace at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct RawSnapshot {
+    /// Output of each of `COMMANDS` by key.
+    pub commands: BTreeMap<String, String>,
+    /// Their standard error, where it said something (nft warns there about tables
+    /// that iptables-nft manages).
+    pub stderr: BTreeMap<String, String>,
+    /// `tc -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
+    /// ingress qdisc exists.
+    pub tc_filters: BTreeMap<(String, String), String>,
+    /// `bpftool -j prog show id N` of the programs attached to interfaces, by id.
+    pub bpf_progs: BTreeMap<u32, String>,
+    /// /proc/net files by name.
+    pub proc_net: BTreeMap<String, String>,
+    /// Sysctl values by path under /proc/sys.
+    pub sysctls: BTreeMap<String, String>,
+    /// What could not be collected, and why (missing tool, permission...).
+    pub missing: Vec<String>,
+}
+
+/// Devices with a clsact or ingress qdisc (where tc filters may hang), with the directions.
+pub fn clsact_devices(qdiscs_json: Option<&str>) -> Vec<(String, String)> {
+    let Some(json) = qdiscs_json else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for q in list {
+        let (Some(kind), Some(dev)) = (q["kind"].as_str(), q["dev"].as_str()) else {
+            continue;
+        };
+        match kind {
+            "clsact" => {
+                out.push((dev.to_owned(), "ingress".to_owned()));
+                out.push((dev.to_owned(), "egress".to_owned()));
+            }
+            "ingress" => out.push((dev.to_owned(), "ingress".to_owned())),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Ids of the programs in `bpftool -j net show` (at most 32: names are for people).
+pub fn attached_prog_ids(net_json: Option<&str>) -> Vec<u32> {
+    let Some(Ok(attachments)) = net_json.map(super::evidence::bpftool::parse_net_show) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = attachments.iter().map(|a| a.prog_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(32);
+    ids
+}
+
+pub fn link_names(links_json: &str) -> Vec<String> {
+    let Ok(serde_json::Value::Array(list)) = serde_json::from_str::<serde_json::Value>(links_json)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|l| l["ifname"].as_str())
+        .filter(|n| !n.contains('/') && !n.contains(".."))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_ids_of_attached_programs() {
+        let json = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/bpftool-net.json"
+        ));
+        let ids = attached_prog_ids(Some(json));
+        assert!(ids.contains(&624) && ids.contains(&606), "{ids:?}");
+        assert!(attached_prog_ids(Some("[")).is_empty());
+        assert!(attached_prog_ids(None).is_empty());
+    }
+
+    #[test]
+    fn finds_clsact_devices_and_link_names() {
+        let qdiscs = r#"[{"kind":"noqueue","handle":"0:","dev":"lo","root":true},
+            {"kind":"clsact","handle":"ffff:","dev":"veth-b","parent":"ffff:fff1"},
+            {"kind":"ingress","handle":"ffff:","dev":"eth0","parent":"ffff:fff1"}]"#;
+        assert_eq!(
+            clsact_devices(Some(qdiscs)),
+            [
+                ("veth-b".to_owned(), "ingress".to_owned()),
+                ("veth-b".to_owned(), "egress".to_owned()),
+                ("eth0".to_owned(), "ingress".to_owned())
+            ]
+        );
+        assert!(clsact_devices(Some("not json")).is_empty());
+        let links =
+            r#"[{"ifindex":1,"ifname":"lo"},{"ifindex":2,"ifname":"veth-b"},{"ifname":"../x"}]"#;
+        assert_eq!(link_names(links), ["lo", "veth-b"]);
+    }
+}

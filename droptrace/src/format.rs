@@ -1,0 +1,144 @@
+//! Numbers and times as droptrace prints them (the live view, status lines, reports):
+//! short, aligned, deterministic.
+
+/// `1,234,567` up to 9 characters, then `12.3M`.
+pub fn count(n: u64) -> String {
+    if n < 10_000_000 {
+        let digits = n.to_string();
+        let mut out = String::with_capacity(digits.len() + 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else {
+        human(n as f64)
+    }
+}
+
+/// Drops per second: `0`, `0.4`, `12.5`, `1.2k`, `345k`, `1.2M`.
+pub fn rate(r: f64) -> String {
+    if r <= 0.0 {
+        "0".into()
+    } else if r < 100.0 {
+        format!("{r:.1}")
+    } else if r < 1000.0 {
+        format!("{r:.0}")
+    } else {
+        human(r)
+    }
+}
+
+fn human(x: f64) -> String {
+    let (v, unit) = if x >= 1e9 {
+        (x / 1e9, "G")
+    } else if x >= 1e6 {
+        (x / 1e6, "M")
+    } else {
+        (x / 1e3, "k")
+    };
+    if v < 10.0 {
+        format!("{v:.1}{unit}")
+    } else {
+        format!("{v:.0}{unit}")
+    }
+}
+
+/// How long before `now_ns` something happened: `0.3s`, `12s`, `5m03s`, `2h05m`.
+pub fn ago(now_ns: u64, then_ns: u64) -> String {
+    duration_short(now_ns.saturating_sub(then_ns))
+}
+
+fn duration_short(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    if secs < 10 {
+        format!("{:.1}s", ns as f64 / 1e9)
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+/// `00:01:23` (hours grow past 99 if they must).
+pub fn duration(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+}
+
+const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A sparkline of per-second counts (oldest first) in `width` characters: the newest
+/// seconds at the right, several seconds per character when narrow (their sum).
+pub fn sparkline(per_second: &[u32], width: usize) -> String {
+    if width == 0 || per_second.is_empty() {
+        return String::new();
+    }
+    let per_char = per_second.len().div_ceil(width);
+    let chars = per_second.len().div_ceil(per_char).min(width);
+    let start = per_second.len() - (chars * per_char).min(per_second.len());
+    let sums: Vec<u64> = per_second[start..]
+        .chunks(per_char)
+        .map(|c| c.iter().map(|&n| u64::from(n)).sum())
+        .collect();
+    let max = sums.iter().copied().max().unwrap_or(0);
+    let mut out: String = " ".repeat(width - sums.len());
+    for s in sums {
+        let level = if s == 0 || max == 0 {
+            0
+        } else {
+            // Any drop shows at least the lowest bar.
+            (s * 8).div_ceil(max).clamp(1, 8) as usize
+        };
+        out.push(BARS[level]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_rates() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(12_345_678), "12M");
+        assert_eq!(rate(0.0), "0");
+        assert_eq!(rate(0.44), "0.4");
+        assert_eq!(rate(250.2), "250");
+        assert_eq!(rate(1234.0), "1.2k");
+        assert_eq!(rate(345_000.0), "345k");
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(ago(5_000_000_000, 4_700_000_000), "0.3s");
+        assert_eq!(ago(100_000_000_000, 0), "1m40s");
+        assert_eq!(ago(0, 5), "0.0s");
+        assert_eq!(ago(7_500_000_000_000, 0), "2h05m");
+        assert_eq!(duration(3_723_000_000_000), "01:02:03");
+    }
+
+    #[test]
+    fn sparklines_fold_seconds_when_narrow() {
+        let mut per = [0u32; 60];
+        per[59] = 8;
+        per[58] = 4;
+        let wide = sparkline(&per, 60);
+        assert_eq!(wide.chars().count(), 60);
+        assert!(wide.ends_with("▄█"));
+        let narrow = sparkline(&per, 6);
+        assert_eq!(narrow.chars().count(), 6);
+        assert_eq!(narrow, "     █");
+        per[0] = 1;
+        assert_eq!(sparkline(&per, 6), "▁    █");
+        assert_eq!(sparkline(&[0; 60], 4), "    ");
+    }
+}

@@ -1,0 +1,142 @@
+//! The one table of names for raw kernel values: drop locations, drop reasons, interfaces
+//! and network namespaces. A live source fills it from the running kernel and the host, a
+//! recording source from the names the recording carries; every sink reads it the same way.
+use std::collections::HashMap;
+
+use crate::kernel::reasons::DropReasonTable;
+
+/// A drop location made readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub function: Option<String>,
+    pub offset: Option<u64>,
+    pub module: Option<String>,
+    /// `function+0x1c1`, `function+0x1c1 [module]`, or the raw address.
+    pub display: String,
+}
+
+impl Location {
+    /// A location without a symbol: the raw address.
+    pub fn unknown(address: u64) -> Location {
+        Location {
+            function: None,
+            offset: None,
+            module: None,
+            display: format!("{address:#x}"),
+        }
+    }
+}
+
+/// Names are only ever added, so [`Names::len`] tells whether a copy is out of date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    pub locations: HashMap<u64, Location>,
+    /// The drop reasons of the kernel the drops come from; `None` when it has none.
+    pub reasons: Option<DropReasonTable>,
+    /// (netns inode, ifindex) -> interface name.
+    pub interfaces: HashMap<(u32, u32), String>,
+    /// netns inode -> a short label (`web`, `nginx:812`, `host`).
+    pub namespaces: HashMap<u32, String>,
+}
+
+impl Names {
+    /// Names with a kernel's reason table.
+    pub fn with_reasons(reasons: Option<DropReasonTable>) -> Names {
+        Names {
+            reasons,
+            ..Names::default()
+        }
+    }
+
+    /// Entries of the location, interface and namespace maps (reasons are fixed).
+    pub fn len(&self) -> usize {
+        self.locations.len() + self.interfaces.len() + self.namespaces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The location, or the raw address when it has no name.
+    pub fn location(&self, address: u64) -> Location {
+        self.locations
+            .get(&address)
+            .cloned()
+            .unwrap_or_else(|| Location::unknown(address))
+    }
+
+    /// `function+0x1c1 [module]`, or the raw address.
+    pub fn location_display(&self, address: u64) -> String {
+        self.locations
+            .get(&address)
+            .map_or_else(|| format!("{address:#x}"), |l| l.display.clone())
+    }
+
+    pub fn function(&self, address: u64) -> Option<&str> {
+        self.locations.get(&address)?.function.as_deref()
+    }
+
+    /// The reason's name (`reason N` for a value the table lacks); `None` when the kernel
+    /// gives no reasons.
+    pub fn reason(&self, raw: u32) -> Option<String> {
+        self.reasons.as_ref().map(|t| t.display(raw))
+    }
+
+    pub fn reasons(&self) -> Option<&DropReasonTable> {
+        self.reasons.as_ref()
+    }
+
+    /// The interface's name, `if7` when unknown, `-` when the drop had none.
+    pub fn interface(&self, netns: u32, ifindex: u32) -> String {
+        match (ifindex, self.interfaces.get(&(netns, ifindex))) {
+            (0, _) => "-".into(),
+            (_, Some(name)) => name.clone(),
+            (i, None) => format!("if{i}"),
+        }
+    }
+
+    pub fn interface_name(&self, netns: u32, ifindex: u32) -> Option<&str> {
+        self.interfaces.get(&(netns, ifindex)).map(String::as_str)
+    }
+
+    /// The namespace's label, its inode when unknown, `-` when the drop had none.
+    pub fn namespace(&self, inode: u32) -> String {
+        match (inode, self.namespaces.get(&inode)) {
+            (0, _) => "-".into(),
+            (_, Some(label)) => label.clone(),
+            (i, None) => i.to_string(),
+        }
+    }
+
+    pub fn namespace_name(&self, inode: u32) -> Option<&str> {
+        self.namespaces.get(&inode).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_values_fall_back_to_numbers() {
+        let mut names = Names::with_reasons(Some(DropReasonTable::from_entries([(
+            12,
+            "NETFILTER_DROP",
+        )])));
+        assert_eq!(names.location_display(0xffff_0001), "0xffff0001");
+        assert_eq!(names.reason(12).as_deref(), Some("NETFILTER_DROP"));
+        assert_eq!(names.reason(500).as_deref(), Some("reason 500"));
+        assert_eq!(Names::default().reason(12), None);
+        assert_eq!(names.interface(7, 0), "-");
+        assert_eq!(names.interface(7, 3), "if3");
+        assert_eq!(names.namespace(0), "-");
+        assert_eq!(names.namespace(7), "7");
+        names.interfaces.insert((7, 3), "veth-b".into());
+        names.namespaces.insert(7, "web".into());
+        assert_eq!(names.len(), 2);
+        assert_eq!(
+            (names.interface(7, 3), names.namespace(7)),
+            ("veth-b".into(), "web".into())
+        );
+    }
+}

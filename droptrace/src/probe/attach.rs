@@ -1,0 +1,340 @@
+//! The only module that touches aya and the bpf() system call: loading the kernel program,
+//! attaching it to skb:kfree_skb, reading the ring buffer and the kernel's counters, and
+//! detaching.
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use droptrace_common::{self as wire, Config, GroupKey};
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    error::Error,
+    kernel::layout::{Attach, KernelLayout},
+    pipeline::{aggregate::KernelCounters, event::Group},
+};
+
+/// The compiled kernel program (built by `cargo xtask build-ebpf`, checked in).
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/droptrace.bpf.o");
+
+const TP_BTF_PROGRAM: &str = "droptrace_kfree_skb";
+const TRACEPOINT_PROGRAM: &str = "droptrace_kfree_skb_tp";
+
+pub struct ProbeOptions {
+    pub config: Config,
+    /// (raw reason, `REASON_INCLUDE` or `REASON_EXCLUDE`).
+    pub reason_marks: Vec<(u32, u8)>,
+    pub ring_buffer_size: u32,
+    pub layout: KernelLayout,
+    /// BTF type id of `btf_trace_kfree_skb` in the running kernel (for `tp_btf`).
+    pub tracepoint_btf_id: Option<u32>,
+}
+
+/// The attached kernel program and the maps it fills.
+pub struct Probe {
+    /// `None` once detached: dropping `Ebpf` detaches and unloads the program.
+    ebpf: Option<Ebpf>,
+    program: &'static str,
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
+    lost: PerCpuHashMap<MapData, GroupKey, u64>,
+    missed_at_detach: u64,
+}
+
+impl Probe {
+    /// Loads, configures and attaches the program. Needs a tokio runtime (for the ring
+    /// buffer's readiness).
+    pub fn attach(opts: ProbeOptions) -> Result<Probe, Error> {
+        let mut config = opts.config;
+        config.wakeup_events = wakeup_events(opts.ring_buffer_size, config.snaplen);
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ring_buffer_size)
+            .load(OBJECT)
+            .map_err(|e| Error::Load(Box::new(e)))?;
+
+        {
+            let map = ebpf
+                .map_mut("REASON_FILTER")
+                .ok_or(Error::MissingMap("REASON_FILTER"))?;
+            let mut reasons: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(map).map_err(|e| Error::Map("REASON_FILTER", e))?;
+            for (reason, mark) in &opts.reason_marks {
+                reasons
+                    .insert(reason, mark, 0)
+                    .map_err(|e| Error::Map("REASON_FILTER", e))?;
+            }
+        }
+
+        let program = match &opts.layout.attach {
+            Attach::BtfTracepoint => {
+                let id = opts
+                    .tracepoint_btf_id
+                    .ok_or_else(|| Error::Btf("no btf_trace_kfree_skb typedef".into()))?;
+                let btf = stand_in_btf(TRACEPOINT_TYPEDEF, id)?;
+                let prog: &mut BtfTracePoint =
+                    program_mut(&mut ebpf, TP_BTF_PROGRAM)?
+                        .try_into()
+                        .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                prog.load(TRACEPOINT, &btf)
+                    .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                prog.attach().map_err(|e| Error::Attach(Box::new(e)))?;
+                TP_BTF_PROGRAM
+            }
+            Attach::Tracepoint => {
+                let prog: &mut TracePoint = program_mut(&mut ebpf, TRACEPOINT_PROGRAM)?
+                    .try_into()
+                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                prog.load()
+                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                prog.attach("skb", "kfree_skb")
+                    .map_err(|e| Error::Attach(Box::new(e)))?;
+                TRACEPOINT_PROGRAM
+            }
+        };
+
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
+            .map_err(|e| Error::Map("EVENTS", e))?;
+        // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
+        // long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| Error::Io("watching the ring buffer".into(), e.into_parts().1))?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
+            .map_err(|e| Error::Map("COUNTERS", e))?;
+        let lost = PerCpuHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
+            .map_err(|e| Error::Map("LOST_GROUPS", e))?;
+        Ok(Probe {
+            ebpf: Some(ebpf),
+            program,
+            ring,
+            counters,
+            lost,
+            missed_at_detach: 0,
+        })
+    }
+
+    /// Name of the attach mode, for the status line.
+    pub fn program(&self) -> &'static str {
+        self.program
+    }
+
+    /// Waits until the kernel signals waiting events.
+    pub async fn readable(&mut self) {
+        if let Ok(mut guard) = self.ring.readable_mut().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Hands every waiting event to `sink`, at most `limit`; returns how many.
+    pub fn drain(&mut self, limit: usize, mut sink: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while n < limit {
+            let Some(item) = ring.next() else { break };
+            sink(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// The kernel's counters and its lost-by-group figures, summed over CPUs.
+    pub fn read_counters(&self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .map_err(|e| Error::Map("COUNTERS", e))?;
+        let sum = |i: u32| per_cpu.iter().map(|c| c[i as usize]).sum::<u64>();
+        let counters = KernelCounters {
+            seen: sum(wire::COUNTER_SEEN),
+            matched: sum(wire::COUNTER_MATCHED),
+            lost: sum(wire::COUNTER_LOST),
+            lost_ungrouped: sum(wire::COUNTER_LOST_UNGROUPED),
+            missed: self.missed()?,
+        };
+        let mut lost = Vec::new();
+        for entry in self.lost.iter() {
+            let (key, values) = entry.map_err(|e| Error::Map("LOST_GROUPS", e))?;
+            lost.push((Group::from(key), values.iter().sum()));
+        }
+        Ok((counters, lost))
+    }
+
+    /// Detaches and unloads the program; the maps stay readable so the last events can be
+    /// drained and the final counters read.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        if self.ebpf.is_some() {
+            self.missed_at_detach = self.missed()?;
+        }
+        self.ebpf = None;
+        Ok(())
+    }
+
+    fn missed(&self) -> Result<u64, Error> {
+        let Some(ebpf) = &self.ebpf else {
+            return Ok(self.missed_at_detach);
+        };
+        let prog = ebpf
+            .program(self.program)
+            .ok_or(Error::MissingProgram(self.program))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| Error::Program(self.program, Box::new(e)))?;
+        recursion_misses(fd.as_fd())
+            .map_err(|e| Error::Io("reading the program's statistics".into(), e))
+    }
+}
+
+/// The tracepoint, and the typedef the kernel's BTF describes it with.
+const TRACEPOINT: &str = "kfree_skb";
+pub const TRACEPOINT_TYPEDEF: &str = "btf_trace_kfree_skb";
+
+/// aya's `BtfTracePoint::load` asks its BTF for one thing only: the id of the tracepoint's
+/// typedef. The running kernel's BTF (5.5 MB) is parsed once already, by
+/// `kernel::btf`; instead of aya parsing it again, it gets a stand-in whose only named
+/// type is that typedef, at the id the kernel gives it (placeholder pointers fill the ids
+/// before it: 12 bytes each).
+fn stand_in_btf(typedef: &str, id: u32) -> Result<aya::Btf, Error> {
+    const KIND_PTR: u32 = 2;
+    const KIND_TYPEDEF: u32 = 8;
+    const HEADER_LEN: u32 = 24;
+    if id == 0 || id > 1 << 24 {
+        return Err(Error::Btf(format!(
+            "type id {id} of {typedef} is out of range"
+        )));
+    }
+    let mut types = Vec::with_capacity(id as usize * 12);
+    let mut push_type = |name_off: u32, kind: u32| {
+        for word in [name_off, kind << 24, 0] {
+            types.extend_from_slice(&word.to_le_bytes());
+        }
+    };
+    for _ in 1..id {
+        push_type(0, KIND_PTR);
+    }
+    push_type(1, KIND_TYPEDEF);
+    let mut strings = vec![0];
+    strings.extend_from_slice(typedef.as_bytes());
+    strings.push(0);
+    let type_len = u32::try_from(types.len()).map_err(|_| Error::Btf("too many types".into()))?;
+    let mut blob = Vec::with_capacity(types.len() + strings.len() + HEADER_LEN as usize);
+    blob.extend_from_slice(&0xeb9f_u16.to_le_bytes());
+    blob.extend_from_slice(&[1, 0]); // version, flags
+    for word in [HEADER_LEN, 0, type_len, type_len, strings.len() as u32] {
+        blob.extend_from_slice(&word.to_le_bytes());
+    }
+    blob.extend_from_slice(&types);
+    blob.extend_from_slice(&strings);
+    aya::Btf::parse(&blob, aya::Endianness::Little).map_err(|e| Error::Btf(e.to_string()))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK. Raising it needs
+/// CAP_SYS_RESOURCE; where that is missing (newer kernels charge the memory cgroup instead)
+/// a failure is harmless, and an old kernel's load error will say EPERM.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain system call with a valid pointer.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) };
+}
+
+/// Wake-ups cost the producing CPU; waking at every event is wasteful under a flood. Wake
+/// once a sixteenth of the ring could be full (per CPU), at most every 1024 events.
+fn wakeup_events(ring_buffer_size: u32, snaplen: u32) -> u32 {
+    let record = size_of::<wire::DropEvent>() as u32 + snaplen + 8;
+    let events = ring_buffer_size / record / 16;
+    let events = events.clamp(1, 1024);
+    1 << events.ilog2()
+}
+
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Program, Error> {
+    ebpf.program_mut(name).ok_or(Error::MissingProgram(name))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Error> {
+    ebpf.take_map(name).ok_or(Error::MissingMap(name))
+}
+
+/// Offset of `recursion_misses` in `struct bpf_prog_info` (UAPI: fixed once added).
+const RECURSION_MISSES_OFFSET: usize = 208;
+
+/// `bpf_prog_info.recursion_misses` (Linux 5.12+; stays 0 on older kernels): times the kernel
+/// skipped the program because it was already running on that CPU.
+fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = [0u64; 64];
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: attr points at a buffer of info_len bytes that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw mut attr,
+            size_of::<InfoAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if (attr.info_len as usize) < RECURSION_MISSES_OFFSET + 8 {
+        return Ok(0);
+    }
+    Ok(info[RECURSION_MISSES_OFFSET / 8])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stand_in_btf_names_the_typedef_at_the_kernels_id() {
+        use crate::kernel::btf::tests::{vmlinux, vmlinux_bytes};
+        // Against aya's own parse of the captured 6.18 vmlinux BTF.
+        let data = vmlinux_bytes();
+        let id = vmlinux().typedef_id(super::TRACEPOINT_TYPEDEF).unwrap();
+        let stand_in = super::stand_in_btf(super::TRACEPOINT_TYPEDEF, id).unwrap();
+        let full = aya::Btf::parse(&data, aya::Endianness::Little).unwrap();
+        for aya_btf in [&stand_in, &full] {
+            assert_eq!(
+                aya_btf
+                    .id_by_type_name_kind(super::TRACEPOINT_TYPEDEF, aya_obj::btf::BtfKind::Typedef)
+                    .unwrap(),
+                id
+            );
+        }
+        assert!(super::stand_in_btf(super::TRACEPOINT_TYPEDEF, 0).is_err());
+    }
+
+    #[test]
+    fn recursion_misses_sits_where_it_is_read() {
+        let off = crate::kernel::btf::tests::vmlinux()
+            .member_offset("bpf_prog_info", &["recursion_misses"])
+            .unwrap();
+        assert_eq!(off as usize, super::RECURSION_MISSES_OFFSET);
+    }
+
+    #[test]
+    fn wakeups_scale_with_the_ring() {
+        assert_eq!(super::wakeup_events(4096, 0), 2);
+        assert_eq!(super::wakeup_events(1 << 16, 0), 32);
+        assert_eq!(super::wakeup_events(4 << 20, 0), 1024);
+        assert_eq!(super::wakeup_events(1 << 30, 0), 1024);
+    }
+}

@@ -1,0 +1,323 @@
+//! Turning the user's filter flags into what the kernel program compares against.
+use std::path::Path;
+
+use droptrace_common::{self as wire, Config};
+
+use crate::{cli::FilterArgs, error::Error, kernel::reasons::DropReasonTable, pipeline::event};
+
+use super::netns::{self, NetnsError};
+
+/// Filters resolved against the running system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub port: Option<u16>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub ip_proto: Option<u8>,
+    pub addr: Option<std::net::IpAddr>,
+    pub include: Vec<u32>,
+    pub exclude: Vec<u32>,
+    pub ifindex: Option<u32>,
+    /// Network namespace inode.
+    pub netns: Option<u32>,
+}
+
+impl Filters {
+    /// Resolves names (reasons, protocol, interface, namespace) on this system.
+    pub fn resolve(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
+        let mut filters = Filters::parse(args, reasons)?;
+        if let Some(path) = &args.netns {
+            filters.netns = Some(inode_of(path)?);
+        }
+        if let Some(name) = &args.iface {
+            filters.ifindex = Some(ifindex_of(name, args.netns.as_deref())?);
+            // An ifindex means something only inside its namespace.
+            if filters.netns.is_none() {
+                filters.netns = Some(inode_of(Path::new("/proc/self/ns/net"))?);
+            }
+        }
+        Ok(filters)
+    }
+
+    /// The filters that need nothing from the system but the reason table: ports,
+    /// protocol, address, reasons.
+    fn parse(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
+        let ip_proto = match &args.proto {
+            Some(p) => {
+                Some(event::ip_proto_by_name(p).ok_or_else(|| Error::UnknownProtocol(p.clone()))?)
+            }
+            None => None,
+        };
+        Ok(Filters {
+            port: args.port,
+            sport: args.sport,
+            dport: args.dport,
+            ip_proto,
+            addr: args.addr,
+            include: reason_codes(&args.reasons, reasons)?,
+            exclude: reason_codes(&args.exclude_reasons, reasons)?,
+            ifindex: None,
+            netns: None,
+        })
+    }
+
+    /// Writes the filter part of the kernel program's configuration.
+    pub fn apply(&self, c: &mut Config) {
+        let mut set = |bit: u32, on: bool| {
+            if on {
+                c.filters |= bit;
+            }
+        };
+        set(wire::FILTER_PORT, self.port.is_some());
+        set(wire::FILTER_SPORT, self.sport.is_some());
+        set(wire::FILTER_DPORT, self.dport.is_some());
+        set(wire::FILTER_L4_PROTO, self.ip_proto.is_some());
+        set(wire::FILTER_ADDR, self.addr.is_some());
+        set(wire::FILTER_IFINDEX, self.ifindex.is_some());
+        set(wire::FILTER_NETNS, self.netns.is_some());
+        set(wire::FILTER_REASON_INCLUDE, !self.include.is_empty());
+        set(wire::FILTER_REASON_EXCLUDE, !self.exclude.is_empty());
+        c.port = self.port.unwrap_or(0);
+        c.sport = self.sport.unwrap_or(0);
+        c.dport = self.dport.unwrap_or(0);
+        c.l4_proto = self.ip_proto.unwrap_or(0);
+        c.ifindex = self.ifindex.unwrap_or(0);
+        c.netns = self.netns.unwrap_or(0);
+        match self.addr {
+            Some(std::net::IpAddr::V4(a)) => {
+                c.addr_family = wire::AF_INET;
+                c.addr = [0; 16];
+                c.addr[..4].copy_from_slice(&a.octets());
+            }
+            Some(std::net::IpAddr::V6(a)) => {
+                c.addr_family = wire::AF_INET6;
+                c.addr = a.octets();
+            }
+            None => {}
+        }
+    }
+
+    /// Entries of the kernel's reason filter map. A reason both kept and left out is left out.
+    pub fn reason_marks(&self) -> Vec<(u32, u8)> {
+        let mut marks: Vec<(u32, u8)> = self
+            .include
+            .iter()
+            .map(|&r| (r, wire::REASON_INCLUDE))
+            .collect();
+        marks.retain(|(r, _)| !self.exclude.contains(r));
+        marks.extend(self.exclude.iter().map(|&r| (r, wire::REASON_EXCLUDE)));
+        marks
+    }
+
+    /// Whether a filter looks into the packet or its device (all but the reasons).
+    pub fn needs_packet(&self) -> bool {
+        self.port.is_some()
+            || self.sport.is_some()
+            || self.dport.is_some()
+            || self.ip_proto.is_some()
+            || self.addr.is_some()
+            || self.ifindex.is_some()
+            || self.netns.is_some()
+    }
+
+    /// Active filters in words, for status lines.
+    pub fn describe(&self, reasons: Option<&DropReasonTable>) -> String {
+        let name = |r: &u32| reasons.map_or_else(|| r.to_string(), |t| t.display(*r));
+        let mut parts = Vec::new();
+        if let Some(p) = self.port {
+            parts.push(format!("port {p}"));
+        }
+        if let Some(p) = self.sport {
+            parts.push(format!("sport {p}"));
+        }
+        if let Some(p) = self.dport {
+            parts.push(format!("dport {p}"));
+        }
+        if let Some(p) = self.ip_proto {
+            parts.push(format!(
+                "proto {}",
+                event::ip_proto_name(p).map_or_else(|| p.to_string(), str::to_owned)
+            ));
+        }
+        if let Some(a) = self.addr {
+            parts.push(format!("addr {a}"));
+        }
+        if !self.include.is_empty() {
+            parts.push(format!(
+                "reason {}",
+                self.include.iter().map(name).collect::<Vec<_>>().join(",")
+            ));
+        }
+        if !self.exclude.is_empty() {
+            parts.push(format!(
+                "not reason {}",
+                self.exclude.iter().map(name).collect::<Vec<_>>().join(",")
+            ));
+        }
+        if let Some(i) = self.ifindex {
+            parts.push(format!("ifindex {i}"));
+        }
+        if let Some(n) = self.netns {
+            parts.push(format!("netns {n}"));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+fn reason_codes(names: &[String], table: Option<&DropReasonTable>) -> Result<Vec<u32>, Error> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = table.ok_or(Error::NoReasons)?;
+    if names.len() > wire::MAX_REASON_FILTERS as usize {
+        return Err(Error::UnknownReason {
+            name: format!("({} reasons given)", names.len()),
+            suggestion: None,
+            known: format!(
+                "at most {} reasons can be filtered",
+                wire::MAX_REASON_FILTERS
+            ),
+        });
+    }
+    names
+        .iter()
+        .map(|name| {
+            table.lookup(name).ok_or_else(|| Error::UnknownReason {
+                name: name.clone(),
+                suggestion: table.closest(name).map(str::to_owned),
+                known: table.names().collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Looks an interface up by name in droptrace's namespace, or inside the one at `ns_path`.
+fn ifindex_of(name: &str, ns_path: Option<&Path>) -> Result<u32, Error> {
+    let index = netns::in_netns(ns_path, || netns::ifindex(name)).map_err(|e| match e {
+        NetnsError::Open { path, source } | NetnsError::Enter { path, source } => {
+            Error::Netns { path, source }
+        }
+        NetnsError::Thread { path } => Error::Netns {
+            path,
+            source: std::io::Error::other("lookup thread failed"),
+        },
+    })?;
+    index.ok_or_else(|| Error::NoInterface {
+        name: name.into(),
+        where_: ns_path.map_or_else(
+            || "droptrace's network namespace".into(),
+            |p| format!("network namespace {}", p.display()),
+        ),
+    })
+}
+
+/// The namespace's inode, after checking the file is a network namespace.
+fn inode_of(path: &Path) -> Result<u32, Error> {
+    netns::netns_inode(path).map_err(|source| Error::Netns {
+        path: path.into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_bits_follow_the_filters() {
+        let f = Filters {
+            port: Some(1678),
+            ip_proto: Some(6),
+            addr: Some("fd00::2".parse().unwrap()),
+            include: vec![12],
+            exclude: vec![2, 12],
+            netns: Some(4026531840),
+            ..Filters::default()
+        };
+        let mut c = Config::ZERO;
+        f.apply(&mut c);
+        assert_eq!(
+            c.filters,
+            wire::FILTER_PORT
+                | wire::FILTER_L4_PROTO
+                | wire::FILTER_ADDR
+                | wire::FILTER_NETNS
+                | wire::FILTER_REASON_INCLUDE
+                | wire::FILTER_REASON_EXCLUDE
+        );
+        assert_eq!(
+            (c.port, c.l4_proto, c.addr_family, c.netns),
+            (1678, 6, wire::AF_INET6, 4026531840)
+        );
+        assert_eq!(c.addr[15], 2);
+        assert_eq!(
+            f.reason_marks(),
+            [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]
+        );
+
+        let v4 = Filters {
+            addr: Some("10.1.2.3".parse().unwrap()),
+            ..Filters::default()
+        };
+        let mut c = Config::ZERO;
+        v4.apply(&mut c);
+        assert_eq!(
+            (c.addr_family, &c.addr[..5]),
+            (wire::AF_INET, &[10, 1, 2, 3, 0][..])
+        );
+        assert_eq!(Filters::default().describe(None), "none");
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let args = FilterArgs {
+            proto: Some("tcpp".into()),
+            ..FilterArgs::default()
+        };
+        assert!(matches!(
+            Filters::parse(&args, None),
+            Err(Error::UnknownProtocol(_))
+        ));
+        let args = FilterArgs {
+            reasons: vec!["NETFILTER_DROP".into()],
+            ..FilterArgs::default()
+        };
+        assert!(matches!(Filters::parse(&args, None), Err(Error::NoReasons)));
+        let table = DropReasonTable::from_entries([(12, "NETFILTER_DROP"), (3, "NO_SOCKET")]);
+        let args = FilterArgs {
+            reasons: vec!["netfilter_drop".into()],
+            exclude_reasons: vec!["NETFILTER_DRO".into()],
+            ..FilterArgs::default()
+        };
+        match Filters::parse(&args, Some(&table)) {
+            Err(Error::UnknownReason {
+                name, suggestion, ..
+            }) => {
+                assert_eq!(
+                    (name.as_str(), suggestion.as_deref()),
+                    ("NETFILTER_DRO", Some("NETFILTER_DROP"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let args = FilterArgs {
+            reasons: vec!["SKB_DROP_REASON_NO_SOCKET".into()],
+            proto: Some("udp".into()),
+            port: Some(53),
+            ..FilterArgs::default()
+        };
+        let f = Filters::parse(&args, Some(&table)).unwrap();
+        assert_eq!(
+            (f.include.as_slice(), f.ip_proto, f.port),
+            (&[3][..], Some(17), Some(53))
+        );
+        assert_eq!(
+            f.describe(Some(&table)),
+            "port 53, proto udp, reason NO_SOCKET"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! Everything that needs privileges or touches the system beyond plain files: aya and the
+//! bpf() system call ([`attach`]), the live source ([`LiveSource`]), the kernel facts read
+//! before attaching ([`discover`]), capabilities, clocks, entering network namespaces
+//! ([`netns::in_netns`], the one setns), naming interfaces inside them ([`places`]),
+//! resolving filters against the system ([`filters`]) and sampling namespaces for diagnose
+//! ([`collect`]). No other folder imports aya or calls setns.
+pub mod attach;
+pub mod caps;
+pub mod clock;
+pub mod collect;
+pub mod discover;
+pub mod filters;
+pub mod netns;
+pub mod places;
+pub mod source;
+
+pub use source::{LiveOptions, LiveSource};

@@ -1,0 +1,252 @@
+//! The live kernel as a source: checks privileges, learns the kernel, resolves the
+//! filters and attaches; then hands the ring buffer's drops, decoded and named, to the
+//! flow until a signal, the deadline or a stop request; detaches and hands over the
+//! final, exact figures.
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    time::{interval, interval_at, Instant, Interval, MissedTickBehavior},
+};
+
+use crate::{
+    cli::LiveArgs,
+    error::{warn, Error},
+    kernel::reasons::DropReasonTable,
+    pipeline::{
+        event,
+        names::Names,
+        resolve::SymbolNames,
+        source::{Control, Source, Step, Stop},
+        Flow,
+    },
+};
+
+use super::{
+    attach::{Probe, ProbeOptions},
+    caps,
+    clock::boottime_ns,
+    discover,
+    filters::Filters,
+    places::Places,
+};
+
+/// How often the ring buffer is drained when the kernel does not wake us.
+const POLL: Duration = Duration::from_millis(100);
+/// Events handled before the loop looks at signals and timers again.
+const DRAIN_BATCH: usize = 65_536;
+
+/// How a live source runs.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// Bytes of each dropped packet to copy from its IP header (`--snaplen`).
+    pub snaplen: u32,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Sinks see the figures this often.
+    pub tick: Option<Duration>,
+    /// Name the interfaces and namespaces of drops (enters namespaces: only for sinks
+    /// that show or keep them).
+    pub name_places: bool,
+    /// Stop when asked from outside the loop (the live view quitting).
+    pub control: Option<Arc<Control>>,
+}
+
+pub struct LiveSource {
+    probe: Probe,
+    filters: Filters,
+    reasons: Option<DropReasonTable>,
+    symbols: SymbolNames,
+    places: Option<Places>,
+    control: Arc<Control>,
+    malformed: u64,
+    started_ns: u64,
+    deadline: Option<Instant>,
+    poll: Interval,
+    tick: Option<Interval>,
+    // Installed before attaching (and before the "watching" line), so a signal that comes
+    // right after is never the default action that kills the process.
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl LiveSource {
+    /// Checks privileges, learns the kernel, resolves the filters and attaches. Needs a
+    /// tokio runtime.
+    pub fn start(args: &LiveArgs, opts: LiveOptions) -> Result<LiveSource, Error> {
+        let sigint =
+            signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
+        let sigterm =
+            signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
+        caps::check_tracing()?;
+        let kernel = discover::learn_kernel(args.attach)?;
+        let filters = Filters::resolve(&args.filters, kernel.reasons.as_ref())?;
+        if kernel.layout.skb.is_none() && filters.needs_packet() {
+            return Err(Error::NoPacketFilters);
+        }
+        let mut config = droptrace_common::Config::ZERO;
+        kernel.layout.apply(&mut config);
+        filters.apply(&mut config);
+        config.snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
+        let probe = Probe::attach(ProbeOptions {
+            config,
+            reason_marks: filters.reason_marks(),
+            ring_buffer_size: args.ring_buffer_size,
+            layout: kernel.layout,
+            tracepoint_btf_id: kernel.tracepoint_btf_id,
+        })?;
+        let mut poll = interval(POLL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let tick = opts.tick.map(|every| {
+            let mut tick = interval_at(Instant::now() + every, every);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            tick
+        });
+        Ok(LiveSource {
+            probe,
+            filters,
+            reasons: kernel.reasons,
+            symbols: SymbolNames::new(kernel.symbols),
+            places: opts.name_places.then(Places::default),
+            control: opts.control.unwrap_or_default(),
+            malformed: 0,
+            started_ns: boottime_ns(),
+            deadline: opts.duration.map(|d| Instant::now() + d),
+            poll,
+            tick,
+            sigint,
+            sigterm,
+        })
+    }
+
+    pub fn filters(&self) -> &Filters {
+        &self.filters
+    }
+
+    /// The kernel-side filters in words.
+    pub fn describe_filters(&self) -> String {
+        self.filters.describe(self.reasons.as_ref())
+    }
+
+    pub fn reasons(&self) -> Option<&DropReasonTable> {
+        self.reasons.as_ref()
+    }
+
+    /// The line that says droptrace is attached (tests and scripts wait for it).
+    pub fn announce(&self, until: &str) {
+        eprintln!(
+            "droptrace: watching skb:kfree_skb ({}); filters: {}; {until}",
+            self.probe.program(),
+            self.describe_filters(),
+        );
+    }
+
+    fn refresh(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
+        let (counters, lost) = self.probe.read_counters()?;
+        flow.counters(counters, lost);
+        Ok(())
+    }
+
+    /// Hands up to `DRAIN_BATCH` waiting events to the flow; returns how many.
+    fn drain_batch(&mut self, flow: &mut Flow<'_, '_>) -> usize {
+        let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
+        self.probe
+            .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
+                Ok(drop) => {
+                    symbols.name(&mut flow.names, drop.location);
+                    if let Some(places) = places.as_mut() {
+                        places.name_drop(&mut flow.names, drop.netns, drop.ifindex);
+                    }
+                    flow.drop(&drop, event::packet_bytes(bytes));
+                }
+                Err(_) => *malformed += 1,
+            })
+    }
+
+    fn drain_all(&mut self, flow: &mut Flow<'_, '_>) {
+        while self.drain_batch(flow) == DRAIN_BATCH {}
+    }
+}
+
+impl Source for LiveSource {
+    fn names(&self) -> Names {
+        Names::with_reasons(self.reasons.clone())
+    }
+
+    async fn next(&mut self, flow: &mut Flow<'_, '_>) -> Result<Step, Error> {
+        let control = Arc::clone(&self.control);
+        let deadline = self.deadline;
+        tokio::select! {
+            () = self.probe.readable() => {}
+            _ = self.poll.tick() => {}
+            _ = tick(&mut self.tick) => {
+                self.drain_all(flow);
+                self.refresh(flow)?;
+                if let Some(places) = self.places.as_mut() {
+                    // Names that could not be learnt at the first drop are tried again.
+                    let (names, agg) = flow.names_and_agg();
+                    places.retry(names, agg);
+                }
+                return Ok(Step::Tick);
+            }
+            _ = self.sigint.recv() => return Ok(Step::Stop(Stop::Signal)),
+            _ = self.sigterm.recv() => return Ok(Step::Stop(Stop::Signal)),
+            () = sleep_until(deadline) => return Ok(Step::Stop(Stop::Deadline)),
+            () = control.stopping() => return Ok(Step::Stop(Stop::Requested)),
+        }
+        self.drain_batch(flow);
+        Ok(Step::More)
+    }
+
+    /// Detaches first, so nothing new arrives; then takes every event still in the ring
+    /// and the final counters, which now agree exactly.
+    fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
+        self.probe.detach()?;
+        // A run of the program that started before the detach may still be finishing on
+        // another CPU: read until every matched drop is accounted for (bounded).
+        for _ in 0..100 {
+            self.drain_all(flow);
+            self.refresh(flow)?;
+            let c = flow.agg().counters();
+            if flow.agg().delivered() + self.malformed + c.lost >= c.matched {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(places) = self.places.as_mut() {
+            let (names, agg) = flow.names_and_agg();
+            places.retry(names, agg);
+        }
+        if self.malformed > 0 {
+            warn(&format!(
+                "{} malformed events from the kernel were skipped",
+                self.malformed
+            ));
+        }
+        Ok(())
+    }
+
+    fn now_ns(&self) -> u64 {
+        boottime_ns()
+    }
+
+    fn started_ns(&self) -> u64 {
+        self.started_ns
+    }
+}
+
+async fn tick(every: &mut Option<Interval>) {
+    match every {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

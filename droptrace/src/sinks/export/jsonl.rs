@@ -1,0 +1,140 @@
+//! JSON Lines: one object per drop, in recording order, streamed.
+use std::io::{BufWriter, Write};
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::pipeline::{
+    event::Drop,
+    names::Names,
+    sink::{Moment, Sink},
+};
+use crate::record::{self, Header};
+
+use super::{failed, push_location, wall_ns, Export, ExportError, ExportStats};
+
+/// One drop as a line; the field names are a stable schema.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    /// Wall clock, nanoseconds since the Unix epoch.
+    time_ns: u64,
+    /// `CLOCK_BOOTTIME` of the recording machine.
+    boottime_ns: u64,
+    /// `function+0xoff [module]`, or the address.
+    location: &'a str,
+    address: String,
+    function: Option<&'a str>,
+    offset: Option<u64>,
+    module: Option<&'a str>,
+    /// `None` when the recording has no reason names.
+    reason: Option<String>,
+    reason_code: u32,
+    family: Option<&'static str>,
+    protocol: Option<String>,
+    saddr: Option<IpAddr>,
+    daddr: Option<IpAddr>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+    ifindex: u32,
+    interface: Option<&'a str>,
+    netns: u32,
+    namespace: Option<&'a str>,
+    /// Length of the packet (skb) when dropped.
+    len: u32,
+    cpu: u32,
+    /// Packet bytes the recording kept.
+    packet_bytes: usize,
+}
+
+/// Writes one JSON object per drop, a line each; counters are left out.
+pub struct JsonlSink<W: Write> {
+    out: BufWriter<W>,
+    header: Header,
+    location: String,
+    stats: ExportStats,
+    failed: Option<ExportError>,
+}
+
+impl<W: Write> JsonlSink<W> {
+    pub fn new(header: &Header, out: W) -> JsonlSink<W> {
+        JsonlSink {
+            out: BufWriter::with_capacity(1 << 16, out),
+            header: header.clone(),
+            location: String::new(),
+            stats: ExportStats {
+                packets: 0,
+                without_bytes: 0,
+                interfaces: 0,
+                status: record::Status::Reading,
+            },
+            failed: None,
+        }
+    }
+
+    fn write(&mut self, drop: &Drop, packet_bytes: usize, names: &Names) -> std::io::Result<()> {
+        let group = drop.group();
+        let loc = names.locations.get(&drop.location);
+        self.location.clear();
+        push_location(&mut self.location, names, drop.location);
+        let p = &drop.packet;
+        let line = Line {
+            time_ns: wall_ns(&self.header, drop.timestamp_ns),
+            boottime_ns: drop.timestamp_ns,
+            location: &self.location,
+            address: format!("{:#x}", drop.location),
+            function: loc.and_then(|l| l.function.as_deref()),
+            offset: loc.and_then(|l| l.offset),
+            module: loc.and_then(|l| l.module.as_deref()),
+            reason: names.reason(drop.reason),
+            reason_code: drop.reason,
+            family: group.family(),
+            protocol: group.protocol(),
+            saddr: p.addrs.map(|(s, _)| s),
+            daddr: p.addrs.map(|(_, d)| d),
+            sport: p.ports.map(|(s, _)| s),
+            dport: p.ports.map(|(_, d)| d),
+            icmp_type: p.icmp.map(|(t, _)| t),
+            icmp_code: p.icmp.map(|(_, c)| c),
+            ifindex: drop.ifindex,
+            interface: names.interface_name(drop.netns, drop.ifindex),
+            netns: drop.netns,
+            namespace: names.namespace_name(drop.netns),
+            len: drop.len,
+            cpu: drop.cpu,
+            packet_bytes,
+        };
+        serde_json::to_writer(&mut self.out, &line).map_err(std::io::Error::from)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+impl<W: Write> Sink for JsonlSink<W> {
+    fn drop(&mut self, drop: &Drop, bytes: &[u8], names: &Names) -> ControlFlow<()> {
+        if let Err(e) = self.write(drop, bytes.len(), names) {
+            self.failed = Some(e.into());
+            return ControlFlow::Break(());
+        }
+        self.stats.packets += 1;
+        if bytes.is_empty() {
+            self.stats.without_bytes += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn finish(&mut self, _at: &Moment<'_>) -> Result<(), Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(failed(e));
+        }
+        self.out.flush().map_err(|e| failed(e.into()))
+    }
+}
+
+impl<W: Write> Export for JsonlSink<W> {
+    fn stats(&self) -> ExportStats {
+        self.stats
+    }
+}

@@ -1,0 +1,243 @@
+//! The JSON summary printed when a run stops: a stable schema that scripts rely on.
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::{
+    error::Error,
+    pipeline::{
+        aggregate::Aggregator,
+        names::Names,
+        sink::{Moment, Sink},
+    },
+};
+
+/// Writes the summary, one line of JSON, when the run ends.
+pub struct SummarySink<W: Write>(pub W);
+
+impl<W: Write> Sink for SummarySink<W> {
+    fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
+        // A closed stdout at the end is not worth an error.
+        let _ = super::text::write_out(&mut self.0, &Summary::new(at.agg, at.names).to_line()?);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// Every drop that matched the filters (exact, kernel-counted).
+    pub total: u64,
+    /// Matched drops whose event did not fit in the ring buffer; still counted in `total`
+    /// and in their group.
+    pub lost_events: u64,
+    /// Drops the kernel did not run droptrace's program for (BPF recursion protection):
+    /// not in `total`.
+    pub missed: u64,
+    /// Lost drops that could not be attributed to a group (the lost-group map was full).
+    pub unattributed: u64,
+    /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
+    pub other_groups: u64,
+    pub groups: Vec<GroupSummary>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct GroupSummary {
+    pub function: Option<String>,
+    pub offset: Option<u64>,
+    pub module: Option<String>,
+    /// `function+0xoff` (or the address when symbols are hidden).
+    pub location: String,
+    pub address: String,
+    pub reason: Option<String>,
+    pub reason_code: u32,
+    pub family: Option<&'static str>,
+    pub protocol: Option<String>,
+    pub dport: Option<u16>,
+    pub count: u64,
+    /// Of `count`, the drops whose event was lost.
+    pub lost: u64,
+}
+
+impl Summary {
+    /// The summary as one line of JSON.
+    pub fn to_line(&self) -> Result<String, Error> {
+        let mut s = serde_json::to_string(self)
+            .map_err(|e| Error::Io("writing the summary".into(), std::io::Error::other(e)))?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    pub fn new(agg: &Aggregator, names: &Names) -> Summary {
+        let counters = agg.counters();
+        let groups = agg
+            .ranked()
+            .into_iter()
+            .map(|(g, s)| {
+                let loc = names.location(g.location);
+                GroupSummary {
+                    function: loc.function,
+                    offset: loc.offset,
+                    module: loc.module,
+                    location: loc.display,
+                    address: format!("{:#x}", g.location),
+                    reason: names.reason(g.reason),
+                    reason_code: g.reason,
+                    family: g.family(),
+                    protocol: g.protocol(),
+                    dport: g.dport,
+                    count: s.count(),
+                    lost: s.lost,
+                }
+            })
+            .collect();
+        Summary {
+            total: counters.matched,
+            lost_events: counters.lost,
+            missed: counters.missed,
+            unattributed: counters.lost_ungrouped,
+            other_groups: agg.overflow(),
+            groups,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        kernel::{kallsyms::KernelSymbols, reasons::DropReasonTable, tracefs},
+        pipeline::{
+            aggregate::KernelCounters,
+            event::{Drop, Packet},
+            resolve::SymbolNames,
+        },
+        sinks::text,
+    };
+
+    /// Names from the captured kallsyms and tracefs format, for the locations used here.
+    fn resolver() -> Names {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/");
+        let syms = std::fs::read(format!("{dir}kallsyms.6.18")).unwrap();
+        let format = std::fs::read_to_string(format!("{dir}kfree_skb.format.6.18")).unwrap();
+        let mut names = Names::with_reasons(DropReasonTable::from_tracefs_format(
+            &tracefs::parse(&format).unwrap(),
+        ));
+        let symbols = SymbolNames::new(Some(KernelSymbols::parse(&syms[..]).unwrap()));
+        for location in [NFT, TCP] {
+            symbols.name(&mut names, location);
+        }
+        names
+    }
+
+    fn syn(location: u64, reason: u32, dport: u16) -> Drop {
+        Drop {
+            timestamp_ns: 1,
+            location,
+            reason,
+            netns: 4026531840,
+            ifindex: 2,
+            len: 60,
+            cpu: 0,
+            packet: Packet {
+                ethertype: 0x0800,
+                addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
+                ip_proto: Some(6),
+                ports: Some((40000, dport)),
+                icmp: None,
+            },
+        }
+    }
+
+    // Addresses from the captured kallsyms: nft_do_chain at 0xffffffff81f63250 and
+    // tcp_v4_rcv at 0xffffffff820339c0.
+    const NFT: u64 = 0xffff_ffff_81f6_3250 + 0x1c1;
+    const TCP: u64 = 0xffff_ffff_8203_39c0 + 0x99;
+
+    fn aggregate() -> Aggregator {
+        let mut agg = Aggregator::new();
+        for _ in 0..3 {
+            agg.add(&syn(NFT, 12, 1678));
+        }
+        agg.add(&syn(TCP, 3, 9));
+        let mut arp = syn(TCP, 2, 0);
+        arp.packet = Packet {
+            ethertype: 0x0806,
+            ..Packet::default()
+        };
+        agg.add(&arp);
+        agg.set_kernel(
+            KernelCounters {
+                seen: 9,
+                matched: 7,
+                lost: 2,
+                lost_ungrouped: 0,
+                missed: 1,
+            },
+            [(syn(NFT, 12, 1678).group(), 2)],
+        );
+        agg
+    }
+
+    #[test]
+    fn json_summary_has_the_documented_schema() {
+        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver())).unwrap();
+        assert_eq!(json["total"], 7);
+        assert_eq!(json["lost_events"], 2);
+        assert_eq!(json["missed"], 1);
+        let groups = json["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 3);
+        let top = &groups[0];
+        assert_eq!(top["function"], "nft_do_chain");
+        assert_eq!(top["offset"], 0x1c1);
+        assert_eq!(top["location"], "nft_do_chain+0x1c1");
+        assert_eq!(top["reason"], "NETFILTER_DROP");
+        assert_eq!(top["protocol"], "tcp");
+        assert_eq!(top["dport"], 1678);
+        assert_eq!(top["count"], 5);
+        assert_eq!(top["lost"], 2);
+        let arp = groups
+            .iter()
+            .find(|g| g["reason"] == "NOT_SPECIFIED")
+            .unwrap();
+        assert_eq!(arp["protocol"], "arp");
+        assert!(arp["dport"].is_null() && arp["family"].is_null());
+    }
+
+    #[test]
+    fn text_blocks_show_only_what_is_new() {
+        let resolver = resolver();
+        let mut agg = aggregate();
+        let mut printer = text::TextPrinter::default();
+        let first = printer.block(&agg, &resolver, 1.0);
+        assert!(
+            first.contains("7 new drops, 7 in all, 2 lost events (+2)"),
+            "{first}"
+        );
+        assert!(
+            first.contains("       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678"),
+            "{first}"
+        );
+        assert!(
+            first.contains("       1 drop  at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9"),
+            "{first}"
+        );
+        assert_eq!(printer.block(&agg, &resolver, 2.0), "");
+        agg.add(&syn(TCP, 3, 9));
+        agg.set_kernel(
+            KernelCounters {
+                seen: 10,
+                matched: 8,
+                lost: 2,
+                lost_ungrouped: 0,
+                missed: 1,
+            },
+            [],
+        );
+        let third = printer.block(&agg, &resolver, 3.0);
+        assert_eq!(third.lines().count(), 2, "{third}");
+        assert!(
+            third.contains("1 new drop, 8 in all, 2 lost events\n"),
+            "{third}"
+        );
+    }
+}

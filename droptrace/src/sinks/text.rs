@@ -1,0 +1,146 @@
+//! The dropwatch-style text sink: each tick, the drops that are new since the last one;
+//! at the end, the closing table.
+use std::{collections::HashMap, fmt::Write as _, io::Write, ops::ControlFlow};
+
+use crate::{
+    error::Error,
+    pipeline::{
+        aggregate::Aggregator,
+        event::Group,
+        names::Names,
+        sink::{Moment, Sink},
+    },
+};
+
+/// Writes a block of new drops every tick and the closing table at the end. A closed
+/// output stops the run quietly, as filters do.
+pub struct TextSink<W: Write> {
+    out: W,
+    printer: TextPrinter,
+}
+
+impl<W: Write> TextSink<W> {
+    pub fn new(out: W) -> TextSink<W> {
+        TextSink {
+            out,
+            printer: TextPrinter::default(),
+        }
+    }
+}
+
+impl<W: Write> Sink for TextSink<W> {
+    fn tick(&mut self, at: &Moment<'_>) -> ControlFlow<()> {
+        let block = self.printer.block(at.agg, at.names, at.elapsed_secs());
+        if !block.is_empty() && write_out(&mut self.out, &block).is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
+        // A closed stdout at the end is not worth an error.
+        let _ = write_out(&mut self.out, &final_table(at.agg, at.names));
+        Ok(())
+    }
+}
+
+/// Writes and flushes `text`.
+pub fn write_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+#[derive(Debug, Default)]
+pub struct TextPrinter {
+    printed: HashMap<Group, u64>,
+    printed_total: u64,
+    printed_lost: u64,
+}
+
+impl TextPrinter {
+    /// Lines for the drops since the previous block; empty when nothing new happened.
+    pub fn block(&mut self, agg: &Aggregator, names: &Names, elapsed_secs: f64) -> String {
+        let counters = agg.counters();
+        let mut rows: Vec<(u64, Group)> = agg
+            .ranked()
+            .into_iter()
+            .filter_map(|(g, s)| {
+                let before = self.printed.insert(g, s.count()).unwrap_or(0);
+                (s.count() > before).then(|| (s.count() - before, g))
+            })
+            .collect();
+        let new_total = counters.matched.saturating_sub(self.printed_total);
+        let new_lost = counters.lost.saturating_sub(self.printed_lost);
+        if rows.is_empty() && new_total == 0 {
+            return String::new();
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.printed_total = counters.matched;
+        self.printed_lost = counters.lost;
+
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "[{elapsed_secs:>7.1}s] {new_total} new drop{}, {} in all, {} lost events{}",
+            if new_total == 1 { "" } else { "s" },
+            counters.matched,
+            counters.lost,
+            if new_lost > 0 {
+                format!(" (+{new_lost})")
+            } else {
+                String::new()
+            }
+        );
+        for (n, g) in rows {
+            let _ = writeln!(out, "{}", line(n, &g, names));
+        }
+        out
+    }
+}
+
+/// `12 drops at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9`
+pub fn line(count: u64, g: &Group, names: &Names) -> String {
+    let mut s = format!(
+        "{count:>8} drop{} at {}",
+        if count == 1 { " " } else { "s" },
+        names.location_display(g.location)
+    );
+    if let Some(reason) = names.reason(g.reason) {
+        let _ = write!(s, " ({reason})");
+    }
+    if let Some(p) = g.protocol() {
+        let _ = write!(s, " {p}");
+    }
+    if let Some(d) = g.dport {
+        let _ = write!(s, " dport {d}");
+    }
+    s
+}
+
+/// The closing table of a text run: every group with its total.
+pub fn final_table(agg: &Aggregator, names: &Names) -> String {
+    let c = agg.counters();
+    let mut out = format!(
+        "droptrace: {} drops matched, {} lost events, {} missed by the kernel\n",
+        c.matched, c.lost, c.missed
+    );
+    for (g, s) in agg.ranked() {
+        let _ = writeln!(out, "{}", line(s.count(), &g, names));
+    }
+    if agg.overflow() > 0 {
+        let _ = writeln!(
+            out,
+            "{:>8} drops in groups beyond the {} kept apart",
+            agg.overflow(),
+            crate::pipeline::aggregate::MAX_GROUPS
+        );
+    }
+    if c.lost_ungrouped > 0 {
+        let _ = writeln!(
+            out,
+            "{:>8} drops not attributed to a group (lost-group map full)",
+            c.lost_ungrouped
+        );
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! The live view's sink: every tick, a snapshot of the figures (with the samples and
+//! source lines of the row the view asks about) goes to the view through its [`Link`].
+//! Live and replayed runs publish alike; the view cannot tell them apart.
+use std::{
+    collections::{HashMap, HashSet},
+    ops::ControlFlow,
+    sync::Arc,
+};
+
+use crate::{
+    kernel::debuginfo::SourceLines,
+    pipeline::{
+        aggregate::Aggregator,
+        event::Group,
+        names::Names,
+        sink::{Moment, Sink},
+    },
+    tui::{
+        snapshot::{Detail, DetailRequest, Snapshot},
+        Link,
+    },
+};
+
+/// Drop sites whose source lines a detail carries at most.
+const MAX_SOURCE_LINES: usize = 32;
+
+pub struct ViewPublisher {
+    link: Arc<Link>,
+    /// The names shared by snapshots until they change.
+    names: Arc<Names>,
+    /// Source lines of drop sites, from a vmlinux with debug info (live runs only).
+    lines: Option<SourceLines>,
+    line_cache: HashMap<u64, Option<String>>,
+}
+
+impl ViewPublisher {
+    pub fn new(link: Arc<Link>, lines: Option<SourceLines>) -> ViewPublisher {
+        ViewPublisher {
+            link,
+            names: Arc::default(),
+            lines,
+            line_cache: HashMap::new(),
+        }
+    }
+
+    fn source_line(&mut self, names: &Names, location: u64) -> Option<String> {
+        let lines = self.lines.as_ref()?;
+        self.line_cache
+            .entry(location)
+            .or_insert_with(|| {
+                let loc = names.locations.get(&location)?;
+                lines.line(loc.function.as_deref()?, loc.offset?)
+            })
+            .clone()
+    }
+}
+
+impl Sink for ViewPublisher {
+    fn tick(&mut self, at: &Moment<'_>) -> ControlFlow<()> {
+        // Names are only ever added: a count that moved means new ones.
+        if self.names.len() != at.names.len()
+            || self.names.reasons.is_none() != at.names.reasons.is_none()
+        {
+            self.names = Arc::new(at.names.clone());
+        }
+        let request = self.link.request();
+        let detail = request.map(|r| {
+            let sites = detail_sites(at.agg, &r);
+            let source_lines = sites
+                .into_iter()
+                .filter_map(|loc| self.source_line(at.names, loc).map(|l| (loc, l)))
+                .collect();
+            (
+                r,
+                Detail {
+                    samples: at.agg.samples(|g| r.grouping.key(g) == r.key),
+                    source_lines,
+                },
+            )
+        });
+        let mut snapshot = snapshot(at.agg, &self.names, at.started_ns, at.now_ns);
+        snapshot.detail = detail;
+        snapshot.finished = at.ended;
+        self.link.publish(snapshot);
+        ControlFlow::Continue(())
+    }
+}
+
+/// The drop sites of the requested row (at most `MAX_SOURCE_LINES`).
+fn detail_sites(agg: &Aggregator, request: &DetailRequest) -> Vec<u64> {
+    let member = |g: &Group| request.grouping.key(g) == request.key;
+    agg.groups()
+        .filter(|(g, s)| s.count() > 0 && member(g))
+        .map(|(g, _)| g.location)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .take(MAX_SOURCE_LINES)
+        .collect()
+}
+
+/// The aggregator's figures at `now_ns`, without details.
+pub fn snapshot(agg: &Aggregator, names: &Arc<Names>, started_ns: u64, now_ns: u64) -> Snapshot {
+    Snapshot {
+        now_ns,
+        started_ns,
+        counters: agg.counters(),
+        overflow: agg.overflow(),
+        groups: agg
+            .groups()
+            .filter(|(_, s)| s.count() > 0)
+            .map(|(g, s)| (*g, *s))
+            .collect(),
+        names: Arc::clone(names),
+        detail: None,
+        finished: false,
+    }
+}
