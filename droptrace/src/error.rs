@@ -61,23 +61,8 @@ pub enum Error {
     #[error("no network interface named `{name}` in {where_}")]
     NoInterface { name: String, where_: String },
 
-    #[error("loading the kernel program: {0}")]
-    Load(Box<aya::EbpfError>),
-
-    #[error("loading {0}: {1}")]
-    Program(&'static str, Box<aya::programs::ProgramError>),
-
-    #[error("attaching to skb:kfree_skb: {0}")]
-    Attach(Box<aya::programs::ProgramError>),
-
-    #[error("the kernel object has no program {0} (rebuild it with cargo xtask build-ebpf)")]
-    MissingProgram(&'static str),
-
-    #[error("the kernel object has no map {0} (rebuild it with cargo xtask build-ebpf)")]
-    MissingMap(&'static str),
-
-    #[error("BPF map {0}: {1}")]
-    Map(&'static str, aya::maps::MapError),
+    #[error(transparent)]
+    Probe(#[from] crate::probe::attach::ProbeError),
 
     #[error("{0}: {1}")]
     Io(String, std::io::Error),

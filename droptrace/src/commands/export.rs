@@ -64,14 +64,6 @@ fn output(target: &PathBuf) -> Result<Box<dyn Write>, Error> {
     if target.as_os_str() == "-" {
         return Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(target)
-        .map_err(|e| Error::Io(format!("creating {}", target.display()), e))?;
+    let file = super::create_private(target, true)?;
     Ok(Box::new(std::io::BufWriter::new(file)))
 }

@@ -10,7 +10,12 @@ mod report;
 mod view;
 mod watch;
 
-use std::io::IsTerminal;
+use std::{
+    fs::{File, OpenOptions},
+    io::IsTerminal,
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+};
 
 use crate::{
     cli::{Cli, Command},
@@ -41,4 +46,32 @@ fn block_on(command: impl std::future::Future<Output = Result<(), Error>>) -> Re
 /// The live view needs a terminal for its output and for keys.
 fn on_terminal() -> bool {
     std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// A new file, readable by its owner only (recordings and exports hold addresses and ports
+/// of real traffic); an existing one is replaced only when `replace` (`record --force`;
+/// always for exports), and never through a symlink.
+pub fn create_private(path: &Path, replace: bool) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let file = options.open(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (it exists; give --force to replace it)"
+        } else {
+            ""
+        };
+        Error::Io(format!("creating {}{hint}", path.display()), e)
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::Io(format!("setting the mode of {}", path.display()), e))?;
+    Ok(file)
 }

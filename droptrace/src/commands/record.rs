@@ -1,11 +1,5 @@
 //! `droptrace record`: the live source, copying packet bytes, into the recording sink.
-use std::{
-    fs::{File, OpenOptions},
-    io::IsTerminal,
-    os::unix::fs::OpenOptionsExt,
-    path::Path,
-    time::Duration,
-};
+use std::{io::IsTerminal, time::Duration};
 
 use crate::{
     cli::RecordArgs,
@@ -30,7 +24,7 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             control: None,
         },
     )?;
-    let file = create(&args.output, args.force)?;
+    let file = super::create_private(&args.output, args.force)?;
     let header = Header {
         kernel_release: clock::kernel_release(),
         hostname: clock::hostname(),
@@ -58,31 +52,4 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
     });
     drive(&mut source, &mut [&mut recorder]).await?;
     Ok(())
-}
-
-/// A new file, readable by its owner only (it holds addresses and ports of real traffic);
-/// an existing one is replaced only with `--force`, and never through a symlink.
-fn create(path: &Path, force: bool) -> Result<File, Error> {
-    let mut options = OpenOptions::new();
-    options
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let file = options.open(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
-            " (it exists; give --force to replace it)"
-        } else {
-            ""
-        };
-        Error::Io(format!("creating {}{hint}", path.display()), e)
-    })?;
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::Io(format!("setting the mode of {}", path.display()), e))?;
-    Ok(file)
 }

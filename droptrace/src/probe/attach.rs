@@ -17,6 +17,28 @@ use crate::{
     pipeline::{aggregate::KernelCounters, event::Group},
 };
 
+/// What can go wrong between the kernel object and an attached program.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading the kernel program: {0}")]
+    Load(Box<aya::EbpfError>),
+
+    #[error("loading {0}: {1}")]
+    Program(&'static str, Box<aya::programs::ProgramError>),
+
+    #[error("attaching to skb:kfree_skb: {0}")]
+    Attach(Box<aya::programs::ProgramError>),
+
+    #[error("the kernel object has no program {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingProgram(&'static str),
+
+    #[error("the kernel object has no map {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingMap(&'static str),
+
+    #[error("BPF map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+}
+
 /// The compiled kernel program (built by `cargo xtask build-ebpf`, checked in).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/droptrace.bpf.o");
 
@@ -56,18 +78,18 @@ impl Probe {
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ring_buffer_size)
             .load(OBJECT)
-            .map_err(|e| Error::Load(Box::new(e)))?;
+            .map_err(|e| ProbeError::Load(Box::new(e)))?;
 
         {
             let map = ebpf
                 .map_mut("REASON_FILTER")
-                .ok_or(Error::MissingMap("REASON_FILTER"))?;
+                .ok_or(ProbeError::MissingMap("REASON_FILTER"))?;
             let mut reasons: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(map).map_err(|e| Error::Map("REASON_FILTER", e))?;
+                BpfHashMap::try_from(map).map_err(|e| ProbeError::Map("REASON_FILTER", e))?;
             for (reason, mark) in &opts.reason_marks {
                 reasons
                     .insert(reason, mark, 0)
-                    .map_err(|e| Error::Map("REASON_FILTER", e))?;
+                    .map_err(|e| ProbeError::Map("REASON_FILTER", e))?;
             }
         }
 
@@ -80,34 +102,34 @@ impl Probe {
                 let prog: &mut BtfTracePoint =
                     program_mut(&mut ebpf, TP_BTF_PROGRAM)?
                         .try_into()
-                        .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                        .map_err(|e| ProbeError::Program(TP_BTF_PROGRAM, Box::new(e)))?;
                 prog.load(TRACEPOINT, &btf)
-                    .map_err(|e| Error::Program(TP_BTF_PROGRAM, Box::new(e)))?;
-                prog.attach().map_err(|e| Error::Attach(Box::new(e)))?;
+                    .map_err(|e| ProbeError::Program(TP_BTF_PROGRAM, Box::new(e)))?;
+                prog.attach().map_err(|e| ProbeError::Attach(Box::new(e)))?;
                 TP_BTF_PROGRAM
             }
             Attach::Tracepoint => {
                 let prog: &mut TracePoint = program_mut(&mut ebpf, TRACEPOINT_PROGRAM)?
                     .try_into()
-                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                    .map_err(|e| ProbeError::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
                 prog.load()
-                    .map_err(|e| Error::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
+                    .map_err(|e| ProbeError::Program(TRACEPOINT_PROGRAM, Box::new(e)))?;
                 prog.attach("skb", "kfree_skb")
-                    .map_err(|e| Error::Attach(Box::new(e)))?;
+                    .map_err(|e| ProbeError::Attach(Box::new(e)))?;
                 TRACEPOINT_PROGRAM
             }
         };
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
-            .map_err(|e| Error::Map("EVENTS", e))?;
+            .map_err(|e| ProbeError::Map("EVENTS", e))?;
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
         // long as the AsyncFd holds it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| Error::Io("watching the ring buffer".into(), e.into_parts().1))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
-            .map_err(|e| Error::Map("COUNTERS", e))?;
+            .map_err(|e| ProbeError::Map("COUNTERS", e))?;
         let lost = PerCpuHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
-            .map_err(|e| Error::Map("LOST_GROUPS", e))?;
+            .map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
         Ok(Probe {
             ebpf: Some(ebpf),
             program,
@@ -147,7 +169,7 @@ impl Probe {
         let per_cpu = self
             .counters
             .get(&0, 0)
-            .map_err(|e| Error::Map("COUNTERS", e))?;
+            .map_err(|e| ProbeError::Map("COUNTERS", e))?;
         let sum = |i: u32| per_cpu.iter().map(|c| c[i as usize]).sum::<u64>();
         let counters = KernelCounters {
             seen: sum(wire::COUNTER_SEEN),
@@ -158,7 +180,7 @@ impl Probe {
         };
         let mut lost = Vec::new();
         for entry in self.lost.iter() {
-            let (key, values) = entry.map_err(|e| Error::Map("LOST_GROUPS", e))?;
+            let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
             lost.push((Group::from(key), values.iter().sum()));
         }
         Ok((counters, lost))
@@ -180,10 +202,10 @@ impl Probe {
         };
         let prog = ebpf
             .program(self.program)
-            .ok_or(Error::MissingProgram(self.program))?;
+            .ok_or(ProbeError::MissingProgram(self.program))?;
         let fd = prog
             .fd()
-            .map_err(|e| Error::Program(self.program, Box::new(e)))?;
+            .map_err(|e| ProbeError::Program(self.program, Box::new(e)))?;
         recursion_misses(fd.as_fd())
             .map_err(|e| Error::Io("reading the program's statistics".into(), e))
     }
@@ -257,11 +279,13 @@ fn program_mut<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<&'a mut aya::programs::Program, Error> {
-    ebpf.program_mut(name).ok_or(Error::MissingProgram(name))
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::MissingProgram(name).into())
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Error> {
-    ebpf.take_map(name).ok_or(Error::MissingMap(name))
+    ebpf.take_map(name)
+        .ok_or_else(|| ProbeError::MissingMap(name).into())
 }
 
 /// Offset of `recursion_misses` in `struct bpf_prog_info` (UAPI: fixed once added).
