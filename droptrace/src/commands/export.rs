@@ -1,5 +1,5 @@
 //! `droptrace export`: a recording read to its end into the pcapng or JSON Lines sink.
-use std::{io::Write, path::PathBuf};
+use std::{io::Write, path::Path};
 
 use crate::{
     cli::ExportArgs,
@@ -60,7 +60,7 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
 }
 
 /// The export's destination: a new file (mode 0600: it holds real traffic), or stdout.
-fn output(target: &PathBuf) -> Result<Box<dyn Write>, Error> {
+fn output(target: &Path) -> Result<Box<dyn Write>, Error> {
     if target.as_os_str() == "-" {
         return Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())));
     }
