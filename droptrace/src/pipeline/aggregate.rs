@@ -197,25 +197,10 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::event::Packet;
+    use crate::pipeline::fixtures::tcp4;
 
     fn drop_at(location: u64, dport: u16, t: u64) -> Drop {
-        Drop {
-            timestamp_ns: t,
-            location,
-            reason: 12,
-            netns: 1,
-            ifindex: 2,
-            len: 60,
-            cpu: 0,
-            packet: Packet {
-                ethertype: 0x0800,
-                addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
-                ip_proto: Some(6),
-                ports: Some((5555, dport)),
-                icmp: None,
-            },
-        }
+        tcp4(location, 12, (5555, dport), 1, t)
     }
 
     #[test]

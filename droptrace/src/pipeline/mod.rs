@@ -162,4 +162,6 @@ pub fn drive_blocking<S: Source>(
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::{ops::ControlFlow, path::PathBuf, sync::Arc, time::Duration};
 
 use super::{
     event::{Drop, Packet, ETH_P_IP},
-    names::Location,
+    fixtures::location,
     recording::{Pace, RecordingSource, Speed},
     *,
 };
@@ -42,15 +42,6 @@ fn syn(at: u64, location: u64, reason: u32, dport: u16) -> Drop {
             ports: Some((40_000, dport)),
             icmp: None,
         },
-    }
-}
-
-fn location(function: &str, offset: u64) -> Location {
-    Location {
-        function: Some(function.into()),
-        offset: Some(offset),
-        module: None,
-        display: format!("{function}+{offset:#x}"),
     }
 }
 

@@ -130,22 +130,7 @@ mod tests {
     }
 
     fn syn(location: u64, reason: u32, dport: u16) -> Drop {
-        Drop {
-            timestamp_ns: 1,
-            location,
-            reason,
-            netns: 4026531840,
-            ifindex: 2,
-            len: 60,
-            cpu: 0,
-            packet: Packet {
-                ethertype: 0x0800,
-                addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
-                ip_proto: Some(6),
-                ports: Some((40000, dport)),
-                icmp: None,
-            },
-        }
+        crate::pipeline::fixtures::tcp4(location, reason, (40000, dport), 4026531840, 1)
     }
 
     // Addresses from the captured kallsyms: nft_do_chain at 0xffffffff81f63250 and

@@ -15,7 +15,8 @@ use crate::{
     pipeline::{
         aggregate::{GroupStats, KernelCounters},
         event::{Drop, Group, Packet},
-        names::{Location, Names},
+        fixtures::location,
+        names::Names,
     },
 };
 
@@ -27,15 +28,6 @@ const QDISC: u64 = 0xffff_ffff_8300_0000;
 const IP6: u64 = 0xffff_ffff_8400_0000;
 const NS_A: u32 = 4026532246;
 const NS_HOST: u32 = 4026531840;
-
-fn location(function: &str, offset: u64) -> Location {
-    Location {
-        function: Some(function.into()),
-        offset: Some(offset),
-        module: None,
-        display: format!("{function}+{offset:#x}"),
-    }
-}
 
 fn names() -> Arc<Names> {
     let mut n = Names::with_reasons(Some(DropReasonTable::from_entries([

@@ -5,6 +5,10 @@ use super::{
     Cause, LocationInfo,
 };
 
+/// vsock's transports and its core drop the same housekeeping packets.
+const VSOCK_HOUSEKEEPING: &str =
+    "A vsock (VM-to-host socket) packet was discarded during connection setup, reset or close";
+
 const FIX_NETFILTER: &str =
     "Find the rule whose counter grows: `nft list ruleset` (add counters if missing) or `iptables-save -c` / `ip6tables-save -c`";
 
@@ -584,7 +588,7 @@ pub static LOCATIONS: &[LocationInfo] = &[
         prefix: true,
         reasons: &[],
         cause: Cause::Other,
-        explanation: "A vsock (VM-to-host socket) packet was discarded during connection setup, reset or close",
+        explanation: VSOCK_HOUSEKEEPING,
         fix: FIX_BENIGN,
         benign: true,
     },
@@ -594,7 +598,7 @@ pub static LOCATIONS: &[LocationInfo] = &[
         prefix: true,
         reasons: &[],
         cause: Cause::Other,
-        explanation: "A vsock (VM-to-host socket) packet was discarded during connection setup, reset or close",
+        explanation: VSOCK_HOUSEKEEPING,
         fix: FIX_BENIGN,
         benign: true,
     },

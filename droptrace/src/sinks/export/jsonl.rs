@@ -11,9 +11,9 @@ use crate::pipeline::{
     names::Names,
     sink::{Moment, Sink},
 };
-use crate::record::{self, Header};
+use crate::record::Header;
 
-use super::{failed, push_location, wall_ns, Export, ExportError, ExportStats};
+use super::{push_location, wall_ns, Export, ExportError, ExportStats};
 
 /// One drop as a line; the field names are a stable schema.
 #[derive(Debug, Serialize)]
@@ -65,12 +65,7 @@ impl<W: Write> JsonlSink<W> {
             out: BufWriter::with_capacity(1 << 16, out),
             header: header.clone(),
             location: String::new(),
-            stats: ExportStats {
-                packets: 0,
-                without_bytes: 0,
-                interfaces: 0,
-                status: record::Status::Reading,
-            },
+            stats: ExportStats::none(),
             failed: None,
         }
     }
@@ -126,10 +121,7 @@ impl<W: Write> Sink for JsonlSink<W> {
     }
 
     fn finish(&mut self, _at: &Moment<'_>) -> Result<(), Error> {
-        if let Some(e) = self.failed.take() {
-            return Err(failed(e));
-        }
-        self.out.flush().map_err(|e| failed(e.into()))
+        super::finish(self.failed.take(), &mut self.out)
     }
 }
 

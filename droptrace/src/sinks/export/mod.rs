@@ -89,11 +89,26 @@ pub fn write_jsonl<R: Read, W: Write>(
     export(reader, &mut sink)
 }
 
-/// The error an export sink ends with, for the drive loop.
-fn failed(e: ExportError) -> Error {
-    Error::Export {
+impl ExportStats {
+    fn none() -> ExportStats {
+        ExportStats {
+            packets: 0,
+            without_bytes: 0,
+            interfaces: 0,
+            status: record::Status::Reading,
+        }
+    }
+}
+
+/// How an export sink ends: the first write error, or its output flushed.
+fn finish(failed: Option<ExportError>, out: &mut impl Write) -> Result<(), Error> {
+    let as_error = |source| Error::Export {
         path: PathBuf::new(),
-        source: e,
+        source,
+    };
+    match failed {
+        Some(e) => Err(as_error(e)),
+        None => out.flush().map_err(|e| as_error(e.into())),
     }
 }
 

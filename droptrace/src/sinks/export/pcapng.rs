@@ -12,9 +12,9 @@ use crate::pipeline::{
     names::Names,
     sink::{Moment, Sink},
 };
-use crate::record::{self, Header};
+use crate::record::Header;
 
-use super::{failed, push_location, wall_ns, Export, ExportError, ExportStats};
+use super::{push_location, wall_ns, Export, ExportError, ExportStats};
 
 pub(super) const SHB: u32 = 0x0A0D_0D0A;
 pub(super) const IDB: u32 = 1;
@@ -58,12 +58,7 @@ impl<W: Write> PcapngSink<W> {
             header: header.clone(),
             block,
             interfaces: HashMap::new(),
-            stats: ExportStats {
-                packets: 0,
-                without_bytes: 0,
-                interfaces: 0,
-                status: record::Status::Reading,
-            },
+            stats: ExportStats::none(),
             failed: None,
         })
     }
@@ -105,10 +100,7 @@ impl<W: Write> Sink for PcapngSink<W> {
     }
 
     fn finish(&mut self, _at: &Moment<'_>) -> Result<(), Error> {
-        if let Some(e) = self.failed.take() {
-            return Err(failed(e));
-        }
-        self.out.flush().map_err(|e| failed(e.into()))
+        super::finish(self.failed.take(), &mut self.out)
     }
 }
 

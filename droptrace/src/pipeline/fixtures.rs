@@ -1,0 +1,35 @@
+//! Drops and names for unit tests across the crate.
+use super::{
+    event::{Drop, Packet, ETH_P_IP},
+    names::Location,
+};
+
+/// A TCP SYN from 10.0.0.1:`sport` to 10.0.0.2:`dport`, 60 bytes, on ifindex 2 of `netns`.
+pub fn tcp4(location: u64, reason: u32, (sport, dport): (u16, u16), netns: u32, at: u64) -> Drop {
+    Drop {
+        timestamp_ns: at,
+        location,
+        reason,
+        netns,
+        ifindex: 2,
+        len: 60,
+        cpu: 0,
+        packet: Packet {
+            ethertype: ETH_P_IP,
+            addrs: Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())),
+            ip_proto: Some(6),
+            ports: Some((sport, dport)),
+            icmp: None,
+        },
+    }
+}
+
+/// `function+0xoffset`, in the kernel proper.
+pub fn location(function: &str, offset: u64) -> Location {
+    Location {
+        function: Some(function.into()),
+        offset: Some(offset),
+        module: None,
+        display: format!("{function}+{offset:#x}"),
+    }
+}
