@@ -149,8 +149,6 @@ pub const EVENT_IPV6: u8 = 1 << 1;
 pub const EVENT_PORTS: u8 = 1 << 2;
 /// `icmp_type` and `icmp_code` are valid.
 pub const EVENT_ICMP: u8 = 1 << 3;
-/// The netns came from the socket, not the device.
-pub const EVENT_NETNS_FROM_SOCK: u8 = 1 << 4;
 
 /// One dropped packet, as the kernel program sends it through the ring buffer; with a
 /// snaplen, the record goes on with up to `snaplen` bytes of the packet from its IP header.

@@ -21,6 +21,7 @@ use droptrace_common::*;
 
 /// Filled in by the loader before the program is verified (a frozen `.rodata` global, so
 /// the verifier prunes the filters that are off).
+// SAFETY: no other symbol is named `CONFIG`; the loader finds the global by this name.
 #[unsafe(no_mangle)]
 static CONFIG: Config = Config::ZERO;
 
@@ -52,6 +53,8 @@ static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASON_FI
 fn config() -> &'static Config {
     // The pointer is read volatile so the compiler cannot fold the all-zero initial value;
     // the loads through it then come from the frozen map the loader filled in.
+    // SAFETY: reads a pointer to a `'static` of plain integers, so the reference is valid
+    // and aligned for the program's whole run.
     unsafe { &*core::ptr::read_volatile(&(&raw const CONFIG)) }
 }
 
@@ -75,6 +78,9 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
     let cfg = config();
+    // SAFETY (each read_at): copies plain integers from the tracepoint record with
+    // bpf_probe_read_kernel; an offset the loader got wrong (or `OFFSET_UNKNOWN`) only
+    // fails the read, which is handled.
     let (Ok(skb), Ok(location)) = (
         unsafe { ctx.read_at::<u64>(cfg.tp_skbaddr as usize) },
         unsafe { ctx.read_at::<u64>(cfg.tp_location as usize) },
@@ -104,6 +110,9 @@ struct Direct;
 impl Fields for Direct {
     #[inline(always)]
     fn load<T>(addr: u64) -> Option<T> {
+        // SAFETY: `addr` is the BTF-typed skb, or a pointer loaded from it, plus a constant
+        // offset of a plain integer or pointer field; the verifier checks the load against
+        // the kernel's BTF and a faulting load (stale or NULL pointer) reads 0.
         Some(unsafe { core::ptr::read_volatile(addr as *const T) })
     }
 }
@@ -129,11 +138,14 @@ fn on_drop<F: Fields>(
     let Some(counters) = COUNTERS.get_ptr_mut(0) else {
         return;
     };
-    // Per-CPU slots: the kernel never runs this program twice at once on one CPU.
+    // SAFETY: a non-NULL pointer to this CPU's slot of the per-CPU array; the kernel skips
+    // a nested run of the program on one CPU, so this is the only reference to it.
     let counters = unsafe { &mut *counters };
     counters[COUNTER_SEEN as usize] += 1;
 
     if cfg.filters & (FILTER_REASON_INCLUDE | FILTER_REASON_EXCLUDE) != 0 {
+        // SAFETY: user space fills this map before attaching and never changes it, so the
+        // entry cannot be removed or aliased under us; the u8 is copied at once.
         let mark = unsafe { REASON_FILTER.get(&reason) }.copied().unwrap_or(0);
         if cfg.filters & FILTER_REASON_INCLUDE != 0 && mark != REASON_INCLUDE {
             return;
@@ -150,6 +162,7 @@ fn on_drop<F: Fields>(
         netns: 0,
         ifindex: 0,
         skb_len: 0,
+        // SAFETY: a helper without arguments or preconditions.
         cpu: unsafe { bpf_get_smp_processor_id() },
         l3_proto: 0,
         l4_proto: 0,
@@ -173,6 +186,7 @@ fn on_drop<F: Fields>(
     }
     counters[COUNTER_MATCHED as usize] += 1;
     // Only now: filtered-out drops need no clock.
+    // SAFETY: a helper without arguments or preconditions.
     ev.timestamp_ns = unsafe { bpf_ktime_get_boot_ns() };
 
     let flags = if cfg.wakeup_events == 0 {
@@ -192,6 +206,9 @@ fn on_drop<F: Fields>(
     }
     counters[COUNTER_LOST as usize] += 1;
     let key = GroupKey::of(&ev);
+    // SAFETY (both increments): a non-NULL pointer to this CPU's value in the per-CPU map;
+    // no other run writes it meanwhile (no nesting on one CPU), and user space only reads
+    // this map, so no delete can free or reuse the element.
     if let Some(count) = LOST_GROUPS.get_ptr_mut(&key) {
         unsafe { *count += 1 };
     } else if LOST_GROUPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
@@ -205,6 +222,8 @@ fn on_drop<F: Fields>(
 
 #[inline(always)]
 fn read<T>(addr: u64) -> Option<T> {
+    // SAFETY: the helper copies into a local and fails cleanly on a bad kernel address;
+    // every `T` read here is an integer or byte array, valid for any bit pattern.
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
@@ -223,10 +242,15 @@ fn output_with_packet(ev: &DropEvent, capture: Capture, flags: u64) -> bool {
         return false;
     };
     let buf = buf as *mut u8;
+    // SAFETY: this CPU's scratch slot (no nesting on one CPU) holds EVENT_SIZE bytes and
+    // more; the write does not need alignment.
     unsafe { core::ptr::write_unaligned(buf as *mut DropEvent, *ev) };
     // The mask is the bound the verifier checks the copy and the record against.
     let mut n = capture.len & SNAPLEN_MAX;
     if n != 0 {
+        // SAFETY: n <= SNAPLEN_MAX, so the destination stays inside the scratch slot (the
+        // verifier checks this bound); the helper checks the kernel source address and a
+        // failed copy is dropped below.
         let rc = unsafe {
             generated::bpf_probe_read_kernel(
                 buf.add(EVENT_SIZE) as *mut c_void,
@@ -238,6 +262,8 @@ fn output_with_packet(ev: &DropEvent, capture: Capture, flags: u64) -> bool {
             n = 0;
         }
     }
+    // SAFETY: EVENT_SIZE + n bytes inside the scratch slot, all initialised: map memory
+    // starts zeroed, then the event and the n copied bytes were written.
     let record = unsafe { core::slice::from_raw_parts(buf, EVENT_SIZE + n as usize) };
     EVENTS.output::<[u8]>(record, flags).is_ok()
 }
@@ -258,7 +284,6 @@ fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture
         let sk: u64 = F::load(skb + cfg.skb_sk as u64).unwrap_or(0);
         if sk != 0 {
             net = F::load(sk + cfg.sk_net as u64).unwrap_or(0);
-            ev.flags |= EVENT_NETNS_FROM_SOCK;
         }
     }
     if net != 0 {
@@ -419,6 +444,7 @@ fn l4_fields(p: [u8; 4], ev: &mut DropEvent) {
 
 #[inline(always)]
 fn words(a: &[u8; 16]) -> [u64; 2] {
+    // SAFETY: 16 readable bytes; read_unaligned needs no alignment, any bits are valid u64s.
     unsafe { core::ptr::read_unaligned(a.as_ptr() as *const [u64; 2]) }
 }
 
@@ -462,6 +488,7 @@ fn matches(cfg: &Config, ev: &DropEvent) -> bool {
     true
 }
 
+// SAFETY: a unique symbol in the `license` section, where the loader looks for it.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "license")]
 pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -55,6 +55,7 @@ fn is_syn(ctx: &TcContext) -> bool {
     }
 }
 
+// SAFETY: a unique symbol in the `license` section, where the loader looks for it.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "license")]
 pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

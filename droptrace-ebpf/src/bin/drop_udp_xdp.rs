@@ -24,7 +24,8 @@ fn is_udp_6001(ctx: &XdpContext) -> bool {
         return false;
     }
     let p = start as *const u8;
-    // SAFETY: bounds checked above against data_end.
+    // SAFETY: every byte read (up to ETH_HLEN + 23) lies in [data, data_end), checked
+    // above; the verifier rejects the program without that check.
     unsafe {
         let ethertype = u16::from_be_bytes([*p.add(12), *p.add(13)]);
         let vihl = *p.add(ETH_HLEN);
@@ -34,6 +35,7 @@ fn is_udp_6001(ctx: &XdpContext) -> bool {
     }
 }
 
+// SAFETY: a unique symbol in the `license` section, where the loader looks for it.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "license")]
 pub static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
