@@ -346,6 +346,34 @@ mod tests {
         assert!(super::stand_in_btf(super::TRACEPOINT_TYPEDEF, 0).is_err());
     }
 
+    /// `cargo test --release -p droptrace --lib attach::tests::btf_for_aya_time -- --ignored --nocapture`
+    #[test]
+    #[ignore = "reads the running kernel's BTF and prints timings"]
+    fn btf_for_aya_time() {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
+        let ours = crate::kernel::btf::Btf::parse(&data).unwrap();
+        let id = ours.typedef_id(super::TRACEPOINT_TYPEDEF).unwrap();
+        let best = |f: &dyn Fn()| {
+            (0..5)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let aya = best(&|| {
+            aya::Btf::parse(&data, aya::Endianness::Little).unwrap();
+        });
+        let stand_in = best(&|| {
+            super::stand_in_btf(super::TRACEPOINT_TYPEDEF, id).unwrap();
+        });
+        eprintln!(
+            "typedef id {id}: aya parsing the vmlinux BTF {aya:?}, the stand-in {stand_in:?}"
+        );
+    }
+
     #[test]
     fn recursion_misses_sits_where_it_is_read() {
         let off = crate::kernel::btf::tests::vmlinux()
