@@ -183,34 +183,29 @@ pub fn connect_attempts(ns: &Netns, to: SocketAddr, n: usize) -> Attempts {
 }
 
 /// Makes `n` TCP connection attempts from `ns` to a port where the receiver drops the
-/// SYN: each must go unanswered, and its SYN counts as sent only once `counter` (the
-/// receiver's own count of those drops, e.g. an nft rule counter) has moved. Returns how
-/// many SYNs were seen dropped (always `n`: anything else panics with what happened).
+/// SYN: each must go unanswered, and the SYNs count as sent only once `counter` (the
+/// receiver's own count of those drops, e.g. an nft rule counter) has moved by `n`. Each
+/// attempt sends exactly one SYN: its socket is closed long before a retransmission (1 s).
+/// Returns `n` (anything else panics with what happened).
 pub fn dropped_syns(
     ns: &Netns,
     to: SocketAddr,
     n: usize,
     what: &str,
-    mut counter: impl FnMut() -> u64 + Send,
+    mut counter: impl FnMut() -> u64,
 ) -> usize {
-    ns.run(|| {
-        for i in 0..n {
-            let before = counter();
-            let mut attempt = Attempts::default();
-            attempt.add(TcpStream::connect_timeout(&to, ATTEMPT_TIMEOUT));
-            assert_eq!(
-                attempt.timed_out, 1,
-                "attempt {i} to {to}: the SYN should go unanswered, got {attempt:?}"
-            );
-            // The socket is closed now: the SYN cannot be sent again.
-            reaches(
-                &format!("{what} after SYN {i} to {to}"),
-                before + 1,
-                &mut counter,
-            );
-        }
-        n
-    })
+    let before = counter();
+    let attempts = connect_attempts(ns, to, n);
+    assert_eq!(
+        attempts.timed_out, n,
+        "every SYN to {to} should go unanswered: {attempts:?}"
+    );
+    reaches(
+        &format!("{what} after {n} SYNs to {to}"),
+        before + u64::try_from(n).expect("n"),
+        counter,
+    );
+    n
 }
 
 /// Pins the calling thread to the CPU it runs on. Packets a pinned thread sends through a
@@ -276,6 +271,9 @@ pub fn reaches(what: &str, target: u64, mut read: impl FnMut() -> u64) -> u64 {
 pub struct Pair {
     pub a: Netns,
     pub b: Netns,
+    /// The sockets the path probes went to, open as long as the pair: a probe still in
+    /// flight when its socket closed would be a drop (NO_SOCKET) in some test's window.
+    _probes: Vec<std::net::UdpSocket>,
 }
 
 pub const A4: &str = "10.77.0.1";
@@ -355,10 +353,15 @@ impl Pair {
                 );
             }
         }
-        for (from, to, addr) in [(&a, &b, B4), (&a, &b, B6), (&b, &a, A4), (&b, &a, A6)] {
-            probe(from, to, addr);
+        let probes = [(&a, &b, B4), (&a, &b, B6), (&b, &a, A4), (&b, &a, A6)]
+            .into_iter()
+            .map(|(from, to, addr)| probe(from, to, addr))
+            .collect();
+        Pair {
+            a,
+            b,
+            _probes: probes,
         }
-        Pair { a, b }
     }
 }
 
@@ -378,9 +381,11 @@ fn link_ready(ns: &Netns, dev: &str, v6: &str) -> bool {
 }
 
 /// Sends UDP datagrams from `from` to a socket on `addr` in `to` until one arrives (bounded):
-/// the path works (the link watch may still hold the new link on its `noop` qdisc for a
-/// moment after it reports up). A datagram to an open socket is no drop.
-fn probe(from: &Netns, to: &Netns, addr: &str) {
+/// the path works end to end. (Packets sent before a new veth is operationally up are lost:
+/// an IPv6 neighbour solicitation lost that way left the first SYNs waiting a second for
+/// the retry.) A datagram to an open socket is no drop; the socket is returned, to be kept
+/// open.
+fn probe(from: &Netns, to: &Netns, addr: &str) -> std::net::UdpSocket {
     let bind: SocketAddr = if addr.contains(':') {
         format!("[{addr}]:0")
     } else {
@@ -405,6 +410,7 @@ fn probe(from: &Netns, to: &Netns, addr: &str) {
             sink.recv(&mut buf).ok().map(|_| ())
         });
     });
+    sink
 }
 
 impl Pair {
@@ -529,6 +535,32 @@ impl Droptrace {
 
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Stops droptrace with SIGSTOP (a consumer that falls behind) and waits until every
+    /// one of its threads is stopped (state `T` in /proc).
+    pub fn pause(&self) {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
+        let tasks = format!("/proc/{}/task", self.pid());
+        wait_for("every droptrace thread to stop", || {
+            std::fs::read_dir(&tasks)
+                .expect("droptrace's tasks")
+                .all(|task| {
+                    let stat = std::fs::read_to_string(task.expect("task").path().join("stat"))
+                        .unwrap_or_default();
+                    // The state follows the parenthesised command name.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+                .then_some(())
+        });
+    }
+
+    /// Lets a paused droptrace go on (SIGCONT resumes it before `kill` returns).
+    pub fn resume(&self) {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
 
     /// Sends `signal` and waits (bounded) for droptrace to exit.

@@ -8,11 +8,20 @@ use serde_json::Value;
 const WINDOW: &str = "3";
 
 /// Starts `droptrace diagnose`, makes the drops once it watches, returns its report.
+/// `traffic` returns once the kernel has seen every packet it sent; that must happen
+/// within the window, or the report cannot hold all of them.
 fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
     let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
     all.extend_from_slice(args);
     let dt = Droptrace::start(&all);
+    let started = std::time::Instant::now();
     traffic();
+    let took = started.elapsed();
+    let window = std::time::Duration::from_secs(WINDOW.parse().unwrap());
+    assert!(
+        took < window,
+        "the traffic took {took:?}, longer than the {window:?} window"
+    );
     let report = dt.wait_json();
     eprintln!("report: {report:#}");
     report

@@ -125,8 +125,7 @@ fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
     }
     let dt = Droptrace::start(&args);
     if stall {
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(dt.pid(), libc::SIGSTOP) };
+        dt.pause();
     }
     pair.a.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -138,8 +137,7 @@ fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
     });
     let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
     if stall {
-        // SAFETY: as above.
-        unsafe { libc::kill(dt.pid(), libc::SIGCONT) };
+        dt.resume();
     }
     let summary = dt.stop_json();
     eprintln!("tc dropped {dropped}; droptrace: {summary}");

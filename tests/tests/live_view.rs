@@ -60,7 +60,7 @@ impl Tmux {
 
     /// Waits (bounded) until `found` accepts the pane; returns the pane.
     fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + WAIT_LIMIT;
         loop {
             let pane = self.pane();
             if found(&pane) {
@@ -141,6 +141,10 @@ fn live_view_shows_the_drop_and_gives_the_terminal_back() {
     assert!(detail.contains("why: "), "{detail}");
     assert!(detail.contains(&format!("{A4}:")), "{detail}");
     tmux.send(&["Escape"]);
+    // Only once the detail has closed: ESC and `q` in one read would be Alt-q.
+    tmux.wait_for("the detail to close", |p| {
+        !p.contains("Latest packets") && nft_row_count(p) == Some(packets)
+    });
 
     tmux.send(&["q"]);
     let after = tmux.wait_for("the closing table and the prompt", |p| {

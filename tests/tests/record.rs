@@ -260,8 +260,7 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
         "4096",
     ]);
     // A stalled recorder: the ring overflows and the kernel counts by group.
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(recorder.pid(), libc::SIGSTOP) };
+    recorder.pause();
     pair.a.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..20_000 {
@@ -269,8 +268,7 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
         }
     });
     let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
-    // SAFETY: as above.
-    unsafe { libc::kill(recorder.pid(), libc::SIGCONT) };
+    recorder.resume();
     let out = recorder.stop(libc::SIGTERM);
     assert!(
         out.status.success(),
