@@ -2,10 +2,11 @@
 //! tests, traffic inside them, the kernel's own counters, and droptrace run as a process.
 use std::{
     fs::File,
-    io::{BufRead, BufReader, Read},
-    os::fd::AsRawFd,
+    io::{BufRead, BufReader, ErrorKind, Read},
+    net::{SocketAddr, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         mpsc, Arc, Mutex,
@@ -103,6 +104,21 @@ impl Netns {
         let text = self.exec(&["cat", "/proc/net/snmp"]);
         snmp_value(&text, proto, field).unwrap_or_else(|| panic!("no {proto} {field} in snmp"))
     }
+
+    /// A counter from /proc/net/netstat in this namespace, e.g. ("TcpExt", "ListenOverflows").
+    pub fn netstat(&self, proto: &str, field: &str) -> u64 {
+        let text = self.exec(&["cat", "/proc/net/netstat"]);
+        snmp_value(&text, proto, field).unwrap_or_else(|| panic!("no {proto} {field} in netstat"))
+    }
+
+    /// A statistic of `dev` from `ip -s -j link`, e.g. ("tx", "dropped").
+    pub fn link_stat(&self, dev: &str, dir: &str, field: &str) -> u64 {
+        let json = self.exec(&["ip", "-s", "-j", "link", "show", "dev", dev]);
+        let v: Value = serde_json::from_str(&json).expect("ip link json");
+        v[0]["stats64"][dir][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {dir} {field} for {dev} in {json}"))
+    }
 }
 
 impl Drop for Netns {
@@ -123,22 +139,141 @@ pub fn snmp_value(text: &str, proto: &str, field: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// Makes `n` TCP connection attempts from `ns` (200 ms each); returns how many failed.
-pub fn connect_attempts(ns: &Netns, to: std::net::SocketAddr, n: usize) -> usize {
+/// How long one TCP connection attempt waits for an answer.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a test waits for something it needs before it fails.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// What TCP connection attempts ended with.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Attempts {
+    /// The handshake completed.
+    pub connected: usize,
+    /// A reset came back (ECONNREFUSED): the SYN reached a closed port.
+    pub refused: usize,
+    /// No answer within [`ATTEMPT_TIMEOUT`].
+    pub timed_out: usize,
+    /// Any other error: the SYN may never have left.
+    pub other: Vec<String>,
+}
+
+impl Attempts {
+    fn add(&mut self, result: std::io::Result<TcpStream>) {
+        match result {
+            Ok(_) => self.connected += 1,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => self.refused += 1,
+            Err(e) if e.kind() == ErrorKind::TimedOut => self.timed_out += 1,
+            Err(e) => self.other.push(e.to_string()),
+        }
+    }
+}
+
+/// Makes `n` TCP connection attempts from `ns` (each waiting up to [`ATTEMPT_TIMEOUT`]) and
+/// says how each ended; the caller asserts what it expects (e.g. `refused == n` for a
+/// closed port, `connected == n` for a listener).
+pub fn connect_attempts(ns: &Netns, to: SocketAddr, n: usize) -> Attempts {
     ns.run(|| {
-        (0..n)
-            .filter(|_| {
-                std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200)).is_err()
-            })
-            .count()
+        let mut attempts = Attempts::default();
+        for _ in 0..n {
+            attempts.add(TcpStream::connect_timeout(&to, ATTEMPT_TIMEOUT));
+        }
+        attempts
     })
 }
 
+/// Makes `n` TCP connection attempts from `ns` to a port where the receiver drops the
+/// SYN: each must go unanswered, and the SYNs count as sent only once `counter` (the
+/// receiver's own count of those drops, e.g. an nft rule counter) has moved by `n`. Each
+/// attempt sends exactly one SYN: its socket is closed long before a retransmission (1 s).
+/// Returns `n` (anything else panics with what happened).
+pub fn dropped_syns(
+    ns: &Netns,
+    to: SocketAddr,
+    n: usize,
+    what: &str,
+    mut counter: impl FnMut() -> u64,
+) -> usize {
+    let before = counter();
+    let attempts = connect_attempts(ns, to, n);
+    assert_eq!(
+        attempts.timed_out, n,
+        "every SYN to {to} should go unanswered: {attempts:?}"
+    );
+    reaches(
+        &format!("{what} after {n} SYNs to {to}"),
+        before + u64::try_from(n).expect("n"),
+        counter,
+    );
+    n
+}
+
+/// Pins the calling thread to the CPU it runs on. Packets a pinned thread sends through a
+/// veth pair queue on that one CPU's backlog and are received in the order sent, so a
+/// marker sent last and seen received means every packet before it has been processed.
+pub fn pin_to_this_cpu() {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(
+        cpu >= 0,
+        "sched_getcpu: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(usize::try_from(cpu).expect("cpu"), &mut set) };
+    // SAFETY: a valid set for the calling thread (pid 0).
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &raw const set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Polls `probe` (bounded by [`WAIT_LIMIT`]) until it gives a value; panics naming `what`.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT_LIMIT:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls a counter (bounded by [`WAIT_LIMIT`]) until it is at least `target`; returns the
+/// value read then. Callers that know the exact figure still assert it.
+pub fn reaches(what: &str, target: u64, mut read: impl FnMut() -> u64) -> u64 {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let now = read();
+        if now >= target {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT_LIMIT:?} for {what} to reach {target}; it stays at {now}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Two namespaces joined by a veth pair: `a` is 10.77.0.1 / fd77::1 on `veth-a`,
-/// `b` is 10.77.0.2 / fd77::2 on `veth-b`.
+/// `b` is 10.77.0.2 / fd77::2 on `veth-b`. Each side knows the other's MAC address as a
+/// permanent neighbour (ARP and IPv6 alike), so no packet of a test ever waits for
+/// neighbour discovery.
 pub struct Pair {
     pub a: Netns,
     pub b: Netns,
+    /// The sockets the path probes went to, open as long as the pair: a probe still in
+    /// flight when its socket closed would be a drop (NO_SOCKET) in some test's window.
+    _probes: Vec<std::net::UdpSocket>,
 }
 
 pub const A4: &str = "10.77.0.1";
@@ -147,6 +282,9 @@ pub const A6: &str = "fd77::1";
 pub const B6: &str = "fd77::2";
 
 impl Pair {
+    /// Makes the pair and returns once it carries traffic: both ends operationally up,
+    /// the IPv6 addresses usable (not tentative), the permanent neighbour entries in
+    /// place, and a datagram received each way in both families.
     pub fn new() -> Pair {
         let a = Netns::new("a");
         let b = Netns::new("b");
@@ -154,7 +292,8 @@ impl Pair {
             "ip", "link", "add", "veth-a", "netns", &a.name, "type", "veth", "peer", "name",
             "veth-b", "netns", &b.name,
         ]);
-        for (ns, dev, v4, v6) in [(&a, "veth-a", A4, A6), (&b, "veth-b", B4, B6)] {
+        let ends = [(&a, "veth-a", A4, A6), (&b, "veth-b", B4, B6)];
+        for (ns, dev, v4, v6) in ends {
             ns.exec(&["ip", "addr", "add", &format!("{v4}/24"), "dev", dev]);
             ns.exec(&[
                 "ip",
@@ -167,8 +306,111 @@ impl Pair {
             ]);
             ns.exec(&["ip", "link", "set", dev, "up"]);
         }
-        Pair { a, b }
+        for (ns, dev, _, v6) in ends {
+            wait_for(&format!("{dev} in {} to be up", ns.name), || {
+                link_ready(ns, dev, v6).then_some(())
+            });
+        }
+        let mac = |ns: &Netns, dev: &str| {
+            let json = ns.exec(&["ip", "-j", "link", "show", "dev", dev]);
+            let v: Value = serde_json::from_str(&json).expect("ip link json");
+            v[0]["address"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no MAC address for {dev} in {json}"))
+                .to_owned()
+        };
+        let (mac_a, mac_b) = (mac(&a, "veth-a"), mac(&b, "veth-b"));
+        for (ns, dev, peer4, peer6, peer_mac) in [
+            (&a, "veth-a", B4, B6, &mac_b),
+            (&b, "veth-b", A4, A6, &mac_a),
+        ] {
+            for addr in [peer4, peer6] {
+                ns.exec(&[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    addr,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ]);
+            }
+            let json = ns.exec(&["ip", "-j", "neigh", "show", "dev", dev]);
+            let v: Value = serde_json::from_str(&json).expect("ip neigh json");
+            for addr in [peer4, peer6] {
+                assert!(
+                    v.as_array().expect("neighbour list").iter().any(|n| {
+                        n["dst"] == addr
+                            && n["lladdr"] == peer_mac.as_str()
+                            && n["state"]
+                                .as_array()
+                                .is_some_and(|s| s.iter().any(|s| s == "PERMANENT"))
+                    }),
+                    "no permanent neighbour {addr} on {dev}: {json}"
+                );
+            }
+        }
+        let probes = [(&a, &b, B4), (&a, &b, B6), (&b, &a, A4), (&b, &a, A6)]
+            .into_iter()
+            .map(|(from, to, addr)| probe(from, to, addr))
+            .collect();
+        Pair {
+            a,
+            b,
+            _probes: probes,
+        }
     }
+}
+
+/// Whether `dev` in `ns` is operationally up with `v6` usable (not tentative).
+fn link_ready(ns: &Netns, dev: &str, v6: &str) -> bool {
+    let link: Value =
+        serde_json::from_str(&ns.exec(&["ip", "-j", "link", "show", "dev", dev])).expect("json");
+    let addrs: Value =
+        serde_json::from_str(&ns.exec(&["ip", "-j", "-6", "addr", "show", "dev", dev]))
+            .expect("json");
+    let usable = addrs[0]["addr_info"].as_array().is_some_and(|infos| {
+        infos.iter().any(|i| {
+            i["local"] == v6 && i["tentative"].as_bool() != Some(true) && i["dadfailed"].is_null()
+        })
+    });
+    link[0]["operstate"] == "UP" && usable
+}
+
+/// Sends UDP datagrams from `from` to a socket on `addr` in `to` until one arrives (bounded):
+/// the path works end to end. (Packets sent before a new veth is operationally up are lost:
+/// an IPv6 neighbour solicitation lost that way left the first SYNs waiting a second for
+/// the retry.) A datagram to an open socket is no drop; the socket is returned, to be kept
+/// open.
+fn probe(from: &Netns, to: &Netns, addr: &str) -> std::net::UdpSocket {
+    let bind: SocketAddr = if addr.contains(':') {
+        format!("[{addr}]:0")
+    } else {
+        format!("{addr}:0")
+    }
+    .parse()
+    .expect("address");
+    let sink = to.run(|| std::net::UdpSocket::bind(bind).expect("bind the probe's sink"));
+    sink.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let dest = sink.local_addr().expect("sink address");
+    from.run(|| {
+        let any = if dest.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let tx = std::net::UdpSocket::bind(any).expect("bind the probe's sender");
+        wait_for(&format!("a datagram from {} to {dest}", from.name), || {
+            let _ = tx.send_to(b"probe", dest);
+            let mut buf = [0u8; 8];
+            sink.recv(&mut buf).ok().map(|_| ())
+        });
+    });
+    sink
 }
 
 impl Pair {
@@ -194,10 +436,55 @@ impl Default for Pair {
     }
 }
 
+/// Waits up to `limit` for `child` to exit, without polling: a pidfd becomes readable when
+/// the process ends. Returns its status (the child reaped), or `None` if it still runs.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: pidfd_open on the PID of our own child, which is not reaped yet.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(
+        raw >= 0,
+        "pidfd_open({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(i32::try_from(raw).expect("fd")) };
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if rc > 0 {
+            return Some(child.wait().expect("wait"));
+        }
+        if rc == 0 {
+            return None;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(err.kind(), ErrorKind::Interrupted, "poll on a pidfd: {err}");
+    }
+}
+
+/// What the thread reading droptrace's stderr reports.
+enum StderrEvent {
+    /// The "droptrace: watching" line: attached.
+    Watching,
+    /// End of file: every process holding the pipe has closed it.
+    Closed,
+}
+
 /// droptrace running as a child process.
 pub struct Droptrace {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    events: mpsc::Receiver<StderrEvent>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Droptrace {
@@ -210,32 +497,70 @@ impl Droptrace {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", droptrace_bin().display()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, events) = mpsc::channel();
+        let mut pipe = BufReader::new(child.stderr.take().expect("stderr"));
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.starts_with("droptrace: watching") {
-                    let _ = ready_tx.send(());
-                }
+            while pipe.read_line(&mut line).unwrap_or(0) > 0 {
                 sink.lock().unwrap().push_str(&line);
+                if line.starts_with("droptrace: watching") {
+                    let _ = tx.send(StderrEvent::Watching);
+                }
                 line.clear();
             }
+            let _ = tx.send(StderrEvent::Closed);
         });
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let attached = matches!(
+            events.recv_timeout(Duration::from_secs(60)),
+            Ok(StderrEvent::Watching)
+        );
+        let mut dt = Droptrace {
+            child,
+            stderr,
+            events,
+            reader: Some(reader),
+        };
+        if !attached {
+            let _ = dt.child.kill();
+            let _ = dt.child.wait();
+            dt.join_stderr();
             panic!(
                 "droptrace did not attach; stderr:\n{}",
-                stderr.lock().unwrap()
+                dt.stderr.lock().unwrap()
             );
         }
-        Droptrace { child, stderr }
+        dt
     }
 
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Stops droptrace with SIGSTOP (a consumer that falls behind) and waits until every
+    /// one of its threads is stopped (state `T` in /proc).
+    pub fn pause(&self) {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
+        let tasks = format!("/proc/{}/task", self.pid());
+        wait_for("every droptrace thread to stop", || {
+            std::fs::read_dir(&tasks)
+                .expect("droptrace's tasks")
+                .all(|task| {
+                    let stat = std::fs::read_to_string(task.expect("task").path().join("stat"))
+                        .unwrap_or_default();
+                    // The state follows the parenthesised command name.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+                .then_some(())
+        });
+    }
+
+    /// Lets a paused droptrace go on (SIGCONT resumes it before `kill` returns).
+    pub fn resume(&self) {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
 
     /// Sends `signal` and waits (bounded) for droptrace to exit.
@@ -271,29 +596,43 @@ impl Droptrace {
     }
 
     /// Waits up to `limit` for the exit (killing it and failing with `late` after that),
-    /// then collects its output.
+    /// then collects its output: stdout to its end, stderr once the reading thread has
+    /// seen the pipe close and finished.
     fn exit(mut self, limit: Duration, late: &str) -> Output {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{late}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_exit(&mut self.child, limit) else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("{late}; stderr:\n{}", self.stderr.lock().unwrap());
         };
         let mut stdout = Vec::new();
         if let Some(mut out) = self.child.stdout.take() {
             out.read_to_end(&mut stdout).expect("stdout");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        self.join_stderr();
         let stderr = self.stderr.lock().unwrap().clone().into_bytes();
         Output {
             status,
             stdout,
             stderr,
+        }
+    }
+
+    /// Waits (bounded) until the stderr thread has read the pipe to its end, and joins it.
+    fn join_stderr(&mut self) {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(StderrEvent::Watching) => continue,
+                Ok(StderrEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "droptrace's stderr stayed open {WAIT_LIMIT:?} after it exited; so far:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stderr reader thread");
         }
     }
 
@@ -342,20 +681,6 @@ pub fn count_of(groups: &[&Value]) -> u64 {
         .sum()
 }
 
-/// Reads a counter until two reads a short while apart agree (packets in flight settled).
-pub fn settled(mut read: impl FnMut() -> u64) -> u64 {
-    let mut last = read();
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = read();
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    panic!("counter did not settle: {last}");
-}
-
 /// An nftables table `table` (family inet) in `ns` whose input chain drops TCP to `port`,
 /// with a counter and the comment `{table}{port}` (read it with `nft_rule_packets`).
 pub fn nft_drop_tcp_port(ns: &Netns, table: &str, port: u16) {
@@ -391,16 +716,46 @@ pub fn nft_rule_packets(ns: &Netns, table: &str, comment: &str) -> u64 {
     panic!("no rule with comment {comment} and a counter in {json}");
 }
 
-/// `dropped` of the root qdisc on `dev`, from `tc -s -j qdisc`.
-pub fn qdisc_dropped(ns: &Netns, dev: &str) -> u64 {
+/// The root qdisc on `dev`, from `tc -s -j qdisc`.
+fn root_qdisc(ns: &Netns, dev: &str) -> Value {
     let json = ns.exec(&["tc", "-s", "-j", "qdisc", "show", "dev", dev]);
     let v: Value = serde_json::from_str(&json).expect("tc json");
     v.as_array()
         .expect("qdisc list")
         .iter()
         .find(|q| q["root"].as_bool() == Some(true))
+        .cloned()
+        .unwrap_or_else(|| panic!("no root qdisc in {json}"))
+}
+
+/// `dropped` of the root qdisc on `dev`, from `tc -s -j qdisc`.
+pub fn qdisc_dropped(ns: &Netns, dev: &str) -> u64 {
+    let q = root_qdisc(ns, dev);
+    q["drops"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drops in {q}"))
+}
+
+/// Waits (bounded) until the root qdisc on `dev` has sent everything it queued, then
+/// returns its `dropped`: a qdisc drops only on enqueue, so with an empty queue and the
+/// senders done, the figure is final.
+pub fn qdisc_dropped_once_empty(ns: &Netns, dev: &str) -> u64 {
+    wait_for(&format!("the root qdisc on {dev} to empty"), || {
+        let q = root_qdisc(ns, dev);
+        (q["qlen"] == 0 && q["backlog"] == 0).then(|| q["drops"].as_u64().expect("drops"))
+    })
+}
+
+/// `drops` of the clsact qdisc on `dev`: what tc programs there dropped (TC_ACT_SHOT).
+pub fn clsact_dropped(ns: &Netns, dev: &str) -> u64 {
+    let json = ns.exec(&["tc", "-s", "-j", "qdisc", "show", "dev", dev]);
+    let v: Value = serde_json::from_str(&json).expect("tc json");
+    v.as_array()
+        .expect("qdisc list")
+        .iter()
+        .find(|q| q["kind"] == "clsact")
         .and_then(|q| q["drops"].as_u64())
-        .unwrap_or_else(|| panic!("no root qdisc drops in {json}"))
+        .unwrap_or_else(|| panic!("no clsact drops in {json}"))
 }
 
 /// IDs of loaded BPF programs whose name starts with `droptrace`.
@@ -417,4 +772,22 @@ pub fn droptrace_programs() -> Vec<u64> {
         })
         .filter_map(|p| p["id"].as_u64())
         .collect()
+}
+
+/// Waits (bounded) until no program in `ids` is loaded any more. The kernel frees a
+/// program only after its link is gone, an RCU grace period after droptrace closed it, so
+/// a program can still be listed a moment after droptrace's exit; one that stays was leaked.
+pub fn wait_unloaded(what: &str, ids: &[u64]) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let after = droptrace_programs();
+        if ids.iter().all(|id| !after.contains(id)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs {ids:?} still loaded {WAIT_LIMIT:?} after {what}: {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -1,9 +1,6 @@
 //! `droptrace diagnose` on causes reproduced in namespaces made here: the top finding must
 //! name the cause and carry the evidence from the live system.
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    time::Duration,
-};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 use droptrace_tests::*;
 use serde_json::Value;
@@ -11,11 +8,20 @@ use serde_json::Value;
 const WINDOW: &str = "3";
 
 /// Starts `droptrace diagnose`, makes the drops once it watches, returns its report.
+/// `traffic` returns once the kernel has seen every packet it sent; that must happen
+/// within the window, or the report cannot hold all of them.
 fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
     let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
     all.extend_from_slice(args);
     let dt = Droptrace::start(&all);
+    let started = std::time::Instant::now();
     traffic();
+    let took = started.elapsed();
+    let window = std::time::Duration::from_secs(WINDOW.parse().unwrap());
+    assert!(
+        took < window,
+        "the traffic took {took:?}, longer than the {window:?} window"
+    );
     let report = dt.wait_json();
     eprintln!("report: {report:#}");
     report
@@ -44,9 +50,11 @@ fn assert_mentions(f: &Value, needles: &[&str]) {
     }
 }
 
-/// SYNs that the cause under test drops; whether a connection failed is not the point.
-fn syns(ns: &Netns, to: SocketAddr, n: usize) {
-    connect_attempts(ns, to, n);
+/// Packets delivered to a transport protocol in `ns` (IPv4): counted once the protocol's
+/// receive function has returned, whether it queued the datagram, found no socket for it,
+/// or dropped it for a full buffer.
+fn ip_delivered(ns: &Netns) -> u64 {
+    ns.snmp("Ip", "InDelivers")
 }
 
 fn udp_burst(ns: &Netns, to: SocketAddr, n: usize, size: usize) {
@@ -84,7 +92,12 @@ fn nftables_rule_dropping_a_port_is_named_with_its_handle() {
         .parse()
         .unwrap();
         let netns = pair.b.path();
-        let report = diagnose(&["--netns", &netns], || syns(&pair.a, to, 6));
+        let report = diagnose(&["--netns", &netns], || {
+            let dropped = dropped_syns(&pair.a, to, 6, "the nft rule counter", || {
+                nft_rule_packets_any(&pair.b)
+            });
+            assert_eq!(dropped, 6);
+        });
         let packets = nft_rule_packets_any(&pair.b);
         let f = top(&report);
         assert_eq!(f["cause"], "netfilter_rule", "{family}: {report:#}");
@@ -118,6 +131,18 @@ fn nft_rule_packets_any(ns: &Netns) -> u64 {
         .expect("a counter")
 }
 
+/// Packets the (only) DROP rule in `tool`'s INPUT chain in `ns` has matched.
+fn iptables_rule_packets(ns: &Netns, tool: &str) -> u64 {
+    let table = ns.exec(&[tool, "-L", "INPUT", "-v", "-x", "-n"]);
+    table
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.get(2) == Some(&"DROP")).then(|| words[0].parse().expect("packet count"))
+        })
+        .unwrap_or_else(|| panic!("no DROP rule in {tool}'s INPUT chain:\n{table}"))
+}
+
 #[test]
 fn iptables_statistic_random_drops_are_found() {
     if !can_run("iptables_statistic_random_drops_are_found") {
@@ -144,8 +169,13 @@ fn iptables_statistic_random_drops_are_found() {
         ]);
         let _sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:6000").unwrap());
         let netns = pair.b.path();
+        let delivered = ip_delivered(&pair.b);
         let report = diagnose(&["--netns", &netns], || {
-            udp_burst(&pair.a, format!("{B4}:6000").parse().unwrap(), 300, 100)
+            udp_burst(&pair.a, format!("{B4}:6000").parse().unwrap(), 300, 100);
+            // Every datagram either hit the rule or reached UDP.
+            reaches("datagrams dropped by the rule or delivered", 300, || {
+                iptables_rule_packets(&pair.b, tool) + ip_delivered(&pair.b) - delivered
+            });
         });
         let f = top(&report);
         assert_eq!(f["cause"], "netfilter_rule", "{tool}: {report:#}");
@@ -181,7 +211,8 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
     let report = diagnose(&["--netns", &netns], || {
-        udp_burst(&pair.a, format!("{B4}:5001").parse().unwrap(), 5000, 1000)
+        udp_burst(&pair.a, format!("{B4}:5001").parse().unwrap(), 5000, 1000);
+        qdisc_dropped_once_empty(&pair.a, "veth-a");
     });
     let dropped = qdisc_dropped(&pair.a, "veth-a");
     let f = top(&report);
@@ -203,8 +234,11 @@ fn a_too_small_mtu_on_the_receiving_side_is_named() {
     pair.b
         .exec(&["ip", "link", "set", "dev", "veth-b", "mtu", "100"]);
     // No --netns: the drop happens on the sender's side, the MTU is the receiver's.
+    let tx_dropped = || pair.a.link_stat("veth-a", "tx", "dropped");
+    let before = tx_dropped();
     let report = diagnose(&["--addr", B4, "--proto", "udp"], || {
-        udp_burst(&pair.a, format!("{B4}:7777").parse().unwrap(), 20, 500)
+        udp_burst(&pair.a, format!("{B4}:7777").parse().unwrap(), 20, 500);
+        reaches("veth-a's tx dropped", before + 20, tx_dropped);
     });
     let f = top(&report);
     assert_eq!(f["cause"], "mtu", "{report:#}");
@@ -248,7 +282,14 @@ fn a_tc_bpf_program_dropping_syns_is_named_with_its_id() {
         .expect("program id");
     let netns = pair.b.path();
     let report = diagnose(&["--netns", &netns, "--proto", "tcp"], || {
-        syns(&pair.a, format!("{B4}:8080").parse().unwrap(), 3)
+        let dropped = dropped_syns(
+            &pair.a,
+            format!("{B4}:8080").parse().unwrap(),
+            3,
+            "the clsact qdisc's drops",
+            || clsact_dropped(&pair.b, "veth-b"),
+        );
+        assert_eq!(dropped, 3);
     });
     let f = top(&report);
     assert_eq!(f["cause"], "tc_bpf", "{report:#}");
@@ -271,9 +312,11 @@ fn a_port_nothing_listens_on_is_no_listener() {
         let to: SocketAddr = to.parse().unwrap();
         let report = diagnose(&["--netns", &netns], || {
             if proto == "tcp" {
-                syns(&pair.a, to, 5);
+                let attempts = connect_attempts(&pair.a, to, 5);
+                assert_eq!(attempts.refused, 5, "{to}: {attempts:?}");
             } else {
                 udp_burst(&pair.a, to, 5, 10);
+                reaches("Udp NoPorts", 5, || pair.b.snmp("Udp", "NoPorts"));
             }
         });
         let f = top(&report);
@@ -311,13 +354,10 @@ fn reverse_path_filtering_is_named_with_its_sysctls() {
     pair.b.exec(&["ip", "link", "set", "side0", "up"]);
     pair.b
         .exec(&["ip", "route", "add", "10.99.0.0/24", "dev", "side0"]);
+    // A knows B4 as a permanent neighbour (Pair does that), so no ARP from 10.99.0.1 is
+    // needed, which B would not answer.
     pair.a
         .exec(&["ip", "addr", "add", "10.99.0.1/32", "dev", "veth-a"]);
-    let links: Value =
-        serde_json::from_str(&pair.b.exec(&["ip", "-j", "link", "show", "veth-b"])).unwrap();
-    let mac = links[0]["address"].as_str().unwrap().to_owned();
-    pair.a
-        .exec(&["ip", "neigh", "add", B4, "lladdr", &mac, "dev", "veth-a"]);
     let netns = pair.b.path();
     let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
         pair.a.run(|| {
@@ -325,7 +365,10 @@ fn reverse_path_filtering_is_named_with_its_sysctls() {
             for _ in 0..10 {
                 sock.send_to(b"x", format!("{B4}:5300")).unwrap();
             }
-        })
+        });
+        reaches("TcpExt IPReversePathFilter", 10, || {
+            pair.b.netstat("TcpExt", "IPReversePathFilter")
+        });
     });
     let f = top(&report);
     assert_eq!(f["cause"], "rp_filter", "{report:#}");
@@ -361,8 +404,12 @@ fn a_full_receive_buffer_names_the_socket_and_its_owner() {
     };
     assert_eq!(rc, 0);
     let netns = pair.b.path();
+    let delivered = ip_delivered(&pair.b);
     let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
-        udp_burst(&pair.a, format!("{B4}:5300").parse().unwrap(), 50, 200)
+        udp_burst(&pair.a, format!("{B4}:5300").parse().unwrap(), 50, 200);
+        reaches("datagrams delivered to UDP", delivered + 50, || {
+            ip_delivered(&pair.b)
+        });
     });
     let errors = pair.b.snmp("Udp", "RcvbufErrors");
     let f = top(&report);
@@ -392,19 +439,23 @@ fn an_accept_queue_overflow_is_found_from_the_counters() {
     // SAFETY: listen() again on our own socket only changes its backlog.
     assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 1) }, 0);
     let netns = pair.b.path();
+    let overflows = || pair.b.netstat("TcpExt", "ListenOverflows");
+    let before = overflows();
     let report = diagnose(&["--netns", &netns], || {
         pair.a.run(|| {
-            let clients: Vec<_> = (0..8)
-                .filter_map(|_| {
-                    TcpStream::connect_timeout(
-                        &format!("{B4}:8081").parse().unwrap(),
-                        Duration::from_millis(300),
-                    )
-                    .ok()
-                })
-                .collect();
-            // Keep them open while the handshakes retry into the full queue.
-            std::thread::sleep(Duration::from_millis(1500));
+            let to: SocketAddr = format!("{B4}:8081").parse().unwrap();
+            let mut clients = Vec::new();
+            let mut unanswered = 0;
+            for _ in 0..8 {
+                match TcpStream::connect_timeout(&to, ATTEMPT_TIMEOUT) {
+                    Ok(client) => clients.push(client),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => unanswered += 1,
+                    Err(e) => panic!("connecting to the full listener: {e}"),
+                }
+            }
+            assert!(unanswered > 0, "a backlog of 1 took all 8 connections");
+            // Keep them open until the listener has counted every SYN it dropped.
+            reaches("TcpExt ListenOverflows", before + unanswered, overflows);
             drop(clients);
         })
     });
@@ -445,9 +496,25 @@ fn an_xdp_program_dropping_is_named_with_its_mode() {
         "sec",
         "xdp",
     ]);
+    // XDP counts nothing it drops: a marker datagram to a port it lets through, sent last
+    // from the same CPU, is received only after every datagram before it was processed.
+    let marker = pair.b.run(|| UdpSocket::bind("0.0.0.0:6002").unwrap());
+    marker.set_read_timeout(Some(WAIT_LIMIT)).unwrap();
     let netns = pair.b.path();
     let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
-        udp_burst(&pair.a, format!("{B4}:6001").parse().unwrap(), 10, 50)
+        pair.a.run(|| {
+            pin_to_this_cpu();
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..10 {
+                sock.send_to(&[7u8; 50], format!("{B4}:6001")).unwrap();
+            }
+            sock.send_to(b"marker", format!("{B4}:6002")).unwrap();
+        });
+        let mut buf = [0u8; 16];
+        let n = marker
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("the marker after the XDP drops did not arrive: {e}"));
+        assert_eq!(&buf[..n], b"marker");
     });
     let f = top(&report);
     assert_eq!(f["cause"], "xdp", "{report:#}");

@@ -27,18 +27,21 @@ fn nft_port_drop(attach: Option<&str>) {
         args.extend(["--attach", mode]);
     }
     let dt = Droptrace::start(&args);
-    let failed = connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 5);
+    let failed = dropped_syns(
+        &pair.a,
+        format!("{B4}:1678").parse().unwrap(),
+        5,
+        "the nft rule counter",
+        || nft_rule_packets(&pair.b, "dt", "dt1678"),
+    );
     assert_eq!(failed, 5, "every connection to 1678 must fail");
     // Drops on other ports must not show: a closed port (NO_SOCKET) and a working one.
-    assert_eq!(
-        connect_attempts(&pair.a, format!("{B4}:2000").parse().unwrap(), 3),
-        3
-    );
-    assert_eq!(
-        connect_attempts(&pair.a, format!("{B4}:1679").parse().unwrap(), 3),
-        0
-    );
-    let packets = settled(|| nft_rule_packets(&pair.b, "dt", "dt1678"));
+    let closed = connect_attempts(&pair.a, format!("{B4}:2000").parse().unwrap(), 3);
+    assert_eq!(closed.refused, 3, "{closed:?}");
+    let open = connect_attempts(&pair.a, format!("{B4}:1679").parse().unwrap(), 3);
+    assert_eq!(open.connected, 3, "{open:?}");
+    // Every dropped SYN was seen by the rule before this: the counter is final.
+    let packets = nft_rule_packets(&pair.b, "dt", "dt1678");
     let summary = dt.stop_json();
     eprintln!("nft counter {packets}; droptrace: {summary}");
 
@@ -76,8 +79,12 @@ fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
     let netns = pair.b.path();
     let dt = Droptrace::start(&["--netns", &netns, "--port", "9", "--format", "json"]);
     let to: SocketAddr = format!("{b_addr}:9").parse().unwrap();
-    assert_eq!(connect_attempts(&pair.a, to, 7), 7);
-    let resets = settled(|| pair.b.snmp(snmp_proto, "OutRsts")) - before;
+    let attempts = connect_attempts(&pair.a, to, 7);
+    assert_eq!(
+        attempts.refused, 7,
+        "every SYN must be refused: {attempts:?}"
+    );
+    let resets = reaches("OutRsts", before + 7, || pair.b.snmp(snmp_proto, "OutRsts")) - before;
     let summary = dt.stop_json();
     eprintln!("OutRsts +{resets}; droptrace: {summary}");
 
@@ -118,8 +125,7 @@ fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
     }
     let dt = Droptrace::start(&args);
     if stall {
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(dt.pid(), libc::SIGSTOP) };
+        dt.pause();
     }
     pair.a.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -129,10 +135,9 @@ fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
             let _ = sock.send_to(&payload, format!("{B4}:5001"));
         }
     });
-    let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
+    let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
     if stall {
-        // SAFETY: as above.
-        unsafe { libc::kill(dt.pid(), libc::SIGCONT) };
+        dt.resume();
     }
     let summary = dt.stop_json();
     eprintln!("tc dropped {dropped}; droptrace: {summary}");
@@ -193,11 +198,7 @@ fn leaves_no_program(signal: i32) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let after = droptrace_programs();
-    assert!(
-        running.iter().all(|id| !after.contains(id)),
-        "programs {running:?} still loaded after signal {signal}: {after:?}"
-    );
+    wait_unloaded(&format!("signal {signal}"), &running);
     let summary: Value = serde_json::from_slice(&out.stdout).expect("summary on stop");
     assert!(summary["total"].is_u64());
 }
@@ -262,14 +263,10 @@ fn kernel_filters_keep_exactly_the_matching_drops() {
     let kept = run(&["--port", "53", "--exclude-reason", "NETFILTER_DROP"]);
     let sport = run(&["--sport", "4444"]);
 
-    assert_eq!(
-        connect_attempts(&pair.a, format!("{B4}:9").parse().unwrap(), 3),
-        3
-    );
-    assert_eq!(
-        connect_attempts(&pair.a, format!("[{B6}]:9").parse().unwrap(), 2),
-        2
-    );
+    let v4 = connect_attempts(&pair.a, format!("{B4}:9").parse().unwrap(), 3);
+    assert_eq!(v4.refused, 3, "{v4:?}");
+    let v6 = connect_attempts(&pair.a, format!("[{B6}]:9").parse().unwrap(), 2);
+    assert_eq!(v6.refused, 2, "{v6:?}");
     pair.a.run(|| {
         // A fixed source port, for --sport.
         let sock = UdpSocket::bind("0.0.0.0:4444").unwrap();
@@ -277,7 +274,7 @@ fn kernel_filters_keep_exactly_the_matching_drops() {
             sock.send_to(b"x", format!("{B4}:53")).unwrap();
         }
     });
-    let no_ports = settled(|| pair.b.snmp("Udp", "NoPorts"));
+    let no_ports = reaches("Udp NoPorts", 4, || pair.b.snmp("Udp", "NoPorts"));
     assert_eq!(
         no_ports, 4,
         "/proc/net/snmp Udp NoPorts in the receiving namespace"

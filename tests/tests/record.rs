@@ -56,6 +56,21 @@ fn nft_pair() -> Pair {
     pair
 }
 
+/// `n` SYNs from `a` to `b`'s port 1678, each seen dropped by the rule; returns the rule's
+/// packet count (final: every SYN was counted, none can be sent again).
+fn dropped_at_1678(pair: &Pair, n: usize) -> u64 {
+    let counter = || nft_rule_packets(&pair.b, "dtr", "dtr1678");
+    let failed = dropped_syns(
+        &pair.a,
+        format!("{B4}:1678").parse().unwrap(),
+        n,
+        "the nft rule counter",
+        counter,
+    );
+    assert_eq!(failed, n);
+    counter()
+}
+
 #[test]
 fn report_equals_the_live_summary_and_pcapng_shows_why() {
     if !can_run("report_equals_the_live_summary_and_pcapng_shows_why") {
@@ -75,11 +90,7 @@ fn report_equals_the_live_summary_and_pcapng_shows_why() {
         "128",
     ]);
     let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
-    assert_eq!(
-        connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 6),
-        6
-    );
-    let packets = settled(|| nft_rule_packets(&pair.b, "dtr", "dtr1678"));
+    let packets = dropped_at_1678(&pair, 6);
     let recorded = recorder.stop(libc::SIGINT);
     assert!(
         recorded.status.success(),
@@ -204,13 +215,16 @@ fn a_killed_recorder_leaves_a_readable_file() {
     let file = dir.file("killed.dtr");
     let pair = nft_pair();
     let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
-    assert_eq!(
-        connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 4),
-        4
-    );
-    let packets = settled(|| nft_rule_packets(&pair.b, "dtr", "dtr1678"));
-    // Blocks go out every 250 ms; give it a few.
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let packets = dropped_at_1678(&pair, 4);
+    // Blocks go out every 250 ms: wait until the file, read as it is, holds every drop.
+    wait_for("the recording to hold every drop before the kill", || {
+        let out = droptrace(&["report", file.to_str().unwrap(), "--format", "json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let nft = groups(&report, |g| {
+            g["function"] == "nft_do_chain" && g["dport"] == 1678
+        });
+        (out.status.success() && count_of(&nft) == packets).then_some(())
+    });
     let killed = recorder.stop(libc::SIGKILL);
     assert_eq!(killed.status.code(), None, "killed by a signal");
 
@@ -246,17 +260,15 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
         "4096",
     ]);
     // A stalled recorder: the ring overflows and the kernel counts by group.
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(recorder.pid(), libc::SIGSTOP) };
+    recorder.pause();
     pair.a.run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..20_000 {
             let _ = sock.send_to(&[0x5a_u8; 1000], format!("{B4}:5001"));
         }
     });
-    let dropped = settled(|| qdisc_dropped(&pair.a, "veth-a"));
-    // SAFETY: as above.
-    unsafe { libc::kill(recorder.pid(), libc::SIGCONT) };
+    let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
+    recorder.resume();
     let out = recorder.stop(libc::SIGTERM);
     assert!(
         out.status.success(),
@@ -295,7 +307,7 @@ fn count_stops_the_recording_and_keeps_every_drop_counted() {
         "--count",
         "3",
     ]);
-    connect_attempts(&pair.a, format!("{B4}:1678").parse().unwrap(), 6);
+    dropped_at_1678(&pair, 6);
     let out = recorder.wait();
     assert!(
         out.status.success(),
