@@ -181,3 +181,41 @@ fn replay_without_a_terminal_points_to_report() {
     assert_clean_failure(&out, 1, "droptrace report FILE");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn interfaces_and_namespaces_resolve_where_they_live() {
+    if !can_run("interfaces_and_namespaces_resolve_where_they_live") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new("res");
+    let path = ns.path();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    // Loopback is index 1 in every namespace; the filter names it with its namespace.
+    let out = droptrace(&[
+        "--iface",
+        "lo",
+        "--netns",
+        &path,
+        "--format",
+        "json",
+        "--duration",
+        "0.2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("filters: ifindex 1, netns {inode};")),
+        "{stderr}"
+    );
+    assert_clean_failure(
+        &droptrace(&["--iface", "nope0", "--netns", &path, "--duration", "1"]),
+        1,
+        &format!("no network interface named `nope0` in network namespace {path}"),
+    );
+    assert_clean_failure(
+        &droptrace(&["--netns", "/etc/hostname", "--duration", "1"]),
+        1,
+        "not a network namespace (give /run/netns/NAME or /proc/PID/ns/net)",
+    );
+}
