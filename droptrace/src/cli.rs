@@ -1,7 +1,7 @@
 //! The command line, in one place (clap derive): help and errors come from here.
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
-use crate::pipeline::recording::Speed;
+use crate::{pipeline::recording::Speed, sinks::metrics::series::DropLabel};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Where and why does this machine drop packets?
@@ -31,9 +31,15 @@ pub struct Cli {
 
     /// Output. On a terminal, droptrace opens a live view; `text` prints a block of new
     /// drops every interval instead (the default when output is not a terminal); `json`
-    /// prints one summary object when droptrace stops.
+    /// prints one summary object when droptrace stops; `jsonl` prints one object per drop,
+    /// a line each, as it comes (for log shippers).
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<LiveFormat>,
+
+    /// With `--format jsonl`: print at most this many drops a second; the rest are left
+    /// out of the lines (and counted, on stderr and in a last line), never out of the counts.
+    #[arg(long, value_name = "N", requires = "format")]
+    pub max_events_per_second: Option<u64>,
 
     /// Seconds between two refreshes of the live view (default 0.25) or two text blocks
     /// (default 1).
@@ -68,6 +74,41 @@ pub enum Command {
     /// Lines (one object per drop).
     #[command(group(clap::ArgGroup::new("to").required(true).args(["pcapng", "jsonl"])))]
     Export(ExportArgs),
+
+    /// Serve exact drop metrics for Prometheus on HTTP (`/metrics`, `/healthz`) until
+    /// SIGINT or SIGTERM.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    /// Address and port to listen on. Loopback by default: binding another address
+    /// exposes the metrics to whoever reaches it.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9877")]
+    pub listen: SocketAddr,
+
+    /// Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or
+    /// changes to the default `reason,function,protocol,interface,netns` (`+dport`,
+    /// `-interface`). `dport` is off by default: a port scan makes one series per port.
+    #[arg(long, value_name = "LIST", value_parser = parse_labels)]
+    pub labels: Option<Labels>,
+
+    /// Series of droptrace_drops_total at most; drops of further label sets are counted
+    /// in one `other` series (and in droptrace_series_dropped_total).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_series: u64,
+}
+
+/// The labels chosen with `--labels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels(pub Vec<DropLabel>);
+
+fn parse_labels(text: &str) -> Result<Labels, String> {
+    crate::sinks::metrics::series::parse_labels(text).map(Labels)
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +217,14 @@ pub enum Format {
     Json,
 }
 
+/// The live command's outputs (besides the live view on a terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LiveFormat {
+    Text,
+    Json,
+    Jsonl,
+}
+
 /// Which drops to keep. They are applied in the kernel program, so drops filtered out never
 /// reach user space.
 #[derive(Debug, Default, Clone, Args)]
@@ -237,6 +286,13 @@ Examples:
   droptrace replay drops.dtr --speed 10        the live view, ten times as fast
   droptrace export drops.dtr --pcapng drops.pcapng   then: tshark -r drops.pcapng
   droptrace export drops.dtr --jsonl -          one JSON object per drop";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  sudo droptrace serve                          http://127.0.0.1:9877/metrics
+  sudo droptrace serve --listen 0.0.0.0:9877    reachable from Prometheus on another host
+  sudo droptrace serve --labels +dport          one series per destination port too
+  sudo droptrace serve --labels -interface --max-series 1000";
 
 const DIAGNOSE_EXAMPLES: &str = "\
 Examples:
@@ -308,7 +364,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.live.filters.port, Some(1678));
         assert_eq!(cli.live.filters.reasons, ["NETFILTER_DROP", "NO_SOCKET"]);
-        assert_eq!(cli.format, Some(Format::Json));
+        assert_eq!(cli.format, Some(LiveFormat::Json));
         for bad in [
             &["droptrace", "--port", "70000"][..],
             &["droptrace", "--duration", "-1"],

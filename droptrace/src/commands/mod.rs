@@ -7,6 +7,7 @@ mod live_view;
 mod record;
 mod replay;
 mod report;
+mod serve;
 mod view;
 mod watch;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Report(args)) => report::run(&args),
         Some(Command::Export(args)) => export::run(&args),
         Some(Command::Replay(args)) => replay::run(&args, on_terminal()),
+        Some(Command::Serve(args)) => block_on(serve::run(args)),
         None if cli.format.is_none() && on_terminal() => live_view::run(cli),
         None => block_on(watch::run(cli)),
     }

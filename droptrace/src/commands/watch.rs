@@ -1,23 +1,29 @@
 //! `droptrace` without a terminal (or with `--format`): the live source into the text
-//! sink (a block per interval, the closing table) or the JSON summary.
+//! sink (a block per interval, the closing table), the JSON summary, or JSON Lines.
 use std::time::Duration;
 
 use crate::{
-    cli::{Cli, Format},
+    cli::{Cli, LiveFormat},
     error::Error,
     pipeline::{drive, Sink},
-    probe::{LiveOptions, LiveSource},
-    sinks::{summary::SummarySink, text::TextSink},
+    probe::{clock, LiveOptions, LiveSource},
+    record::Header,
+    sinks::{export::JsonlSink, summary::SummarySink, text::TextSink},
 };
 
 pub async fn run(cli: Cli) -> Result<(), Error> {
-    let format = cli.format.unwrap_or(Format::Text);
+    let format = cli.format.unwrap_or(LiveFormat::Text);
+    let tick = match format {
+        LiveFormat::Text => Some(cli.interval.unwrap_or(1.0)),
+        LiveFormat::Jsonl => Some(1.0),
+        LiveFormat::Json => None,
+    };
     let mut source = LiveSource::start(
         &cli.live,
         LiveOptions {
             duration: cli.duration.map(Duration::from_secs_f64),
-            tick: (format == Format::Text)
-                .then(|| Duration::from_secs_f64(cli.interval.unwrap_or(1.0))),
+            tick: tick.map(Duration::from_secs_f64),
+            name_places: format == LiveFormat::Jsonl,
             ..LiveOptions::default()
         },
     )?;
@@ -27,8 +33,16 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     });
     let stdout = std::io::stdout().lock();
     let mut sink: Box<dyn Sink> = match format {
-        Format::Text => Box::new(TextSink::new(stdout)),
-        Format::Json => Box::new(SummarySink(stdout)),
+        LiveFormat::Text => Box::new(TextSink::new(stdout)),
+        LiveFormat::Json => Box::new(SummarySink(stdout)),
+        LiveFormat::Jsonl => {
+            // The times of the lines are wall-clock: boot time plus the drop's.
+            let header = Header {
+                boot_time_ns: clock::boot_time_ns(),
+                ..Header::default()
+            };
+            Box::new(JsonlSink::live(&header, stdout, cli.max_events_per_second))
+        }
     };
     drive(&mut source, &mut [&mut *sink]).await?;
     Ok(())

@@ -140,9 +140,18 @@ impl Probe {
         })
     }
 
-    /// Name of the attach mode, for the status line.
+    /// Name of the attached program, for the status line.
     pub fn program(&self) -> &'static str {
         self.program
+    }
+
+    /// `tp_btf` or `tracepoint`.
+    pub fn attach_mode(&self) -> &'static str {
+        if self.program == TP_BTF_PROGRAM {
+            "tp_btf"
+        } else {
+            "tracepoint"
+        }
     }
 
     /// Waits until the kernel signals waiting events.

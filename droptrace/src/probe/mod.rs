@@ -10,6 +10,7 @@ pub mod clock;
 pub mod collect;
 pub mod discover;
 pub mod filters;
+pub mod host;
 pub mod netns;
 pub mod places;
 pub mod source;

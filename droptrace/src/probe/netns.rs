@@ -231,6 +231,16 @@ impl Namespaces {
         }
     }
 
+    /// The name metrics give it: its name under /run/netns, `host` for droptrace's own,
+    /// else `inode:N` (process ids come and go; series must not).
+    pub fn metric_label(&self, inode: u32) -> String {
+        match self.by_inode.get(&inode) {
+            Some((_, Found::Own)) => "host".into(),
+            Some((p, Found::Named(name))) if p.starts_with("/run/netns") => name.clone(),
+            _ => format!("inode:{inode}"),
+        }
+    }
+
     /// "netns web", "the netns of nginx (pid 812)", or the inode.
     pub fn describe(&self, inode: u32) -> String {
         match self.by_inode.get(&inode).map(|(_, f)| f) {
@@ -313,5 +323,7 @@ mod tests {
             ]
         );
         assert_eq!(ns.len(), 4);
+        let metric: Vec<String> = (1..=4).map(|i| ns.metric_label(i)).collect();
+        assert_eq!(metric, ["host", "web", "inode:3", "inode:4"]);
     }
 }

@@ -132,6 +132,11 @@ impl LiveSource {
         self.reasons.as_ref()
     }
 
+    /// How the program is attached: `tp_btf` or `tracepoint`.
+    pub fn attach_mode(&self) -> &'static str {
+        self.probe.attach_mode()
+    }
+
     /// The line that says droptrace is attached (tests and scripts wait for it).
     pub fn announce(&self, until: &str) {
         eprintln!(

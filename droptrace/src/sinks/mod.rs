@@ -1,7 +1,9 @@
 //! Where drops go, one file per sink: the dropwatch-style text lines ([`text`]), the JSON
-//! summary ([`summary`]), a recording ([`recorder`]), the live view ([`view`]), and the
-//! exports of a recording ([`export`]). Each implements [`crate::pipeline::Sink`].
+//! summary ([`summary`]), a recording ([`recorder`]), the live view ([`view`]), the
+//! exports of a recording ([`export`]), and the Prometheus exporter ([`metrics`]). Each
+//! implements [`crate::pipeline::Sink`].
 pub mod export;
+pub mod metrics;
 pub mod recorder;
 pub mod summary;
 pub mod text;

@@ -57,6 +57,20 @@ pub struct JsonlSink<W: Write> {
     location: String,
     stats: ExportStats,
     failed: Option<ExportError>,
+    /// Live: every line goes out as it is written (log shippers read as it comes).
+    flush_lines: bool,
+    budget: Option<Budget>,
+}
+
+/// At most `per_second` lines a second of drop time; the rest are counted.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    per_second: u64,
+    second: u64,
+    used: u64,
+    left_out: u64,
+    /// Left out when last said on stderr.
+    said: u64,
 }
 
 impl<W: Write> JsonlSink<W> {
@@ -67,6 +81,41 @@ impl<W: Write> JsonlSink<W> {
             location: String::new(),
             stats: ExportStats::none(),
             failed: None,
+            flush_lines: false,
+            budget: None,
+        }
+    }
+
+    /// For a live run: each line flushed as written, at most `per_second` a second.
+    pub fn live(header: &Header, out: W, per_second: Option<u64>) -> JsonlSink<W> {
+        JsonlSink {
+            flush_lines: true,
+            budget: per_second.map(|per_second| Budget {
+                per_second,
+                second: 0,
+                used: 0,
+                left_out: 0,
+                said: 0,
+            }),
+            ..JsonlSink::new(header, out)
+        }
+    }
+
+    /// Whether the budget has room for a drop at `timestamp_ns`; counts it either way.
+    fn within_budget(&mut self, timestamp_ns: u64) -> bool {
+        let Some(b) = self.budget.as_mut() else {
+            return true;
+        };
+        let second = timestamp_ns / 1_000_000_000;
+        if second != b.second {
+            (b.second, b.used) = (second, 0);
+        }
+        if b.used < b.per_second {
+            b.used += 1;
+            true
+        } else {
+            b.left_out += 1;
+            false
         }
     }
 
@@ -109,7 +158,16 @@ impl<W: Write> JsonlSink<W> {
 
 impl<W: Write> Sink for JsonlSink<W> {
     fn drop(&mut self, drop: &Drop, bytes: &[u8], names: &Names) -> ControlFlow<()> {
-        if let Err(e) = self.write(drop, bytes.len(), names) {
+        if !self.within_budget(drop.timestamp_ns) {
+            return ControlFlow::Continue(());
+        }
+        let written = self.write(drop, bytes.len(), names).and_then(|()| {
+            if self.flush_lines {
+                self.out.flush()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
             self.failed = Some(e.into());
             return ControlFlow::Break(());
         }
@@ -120,7 +178,40 @@ impl<W: Write> Sink for JsonlSink<W> {
         ControlFlow::Continue(())
     }
 
-    fn finish(&mut self, _at: &Moment<'_>) -> Result<(), Error> {
+    fn tick(&mut self, _at: &Moment<'_>) -> ControlFlow<()> {
+        if let Some(b) = self.budget.as_mut() {
+            if b.left_out > b.said {
+                eprintln!(
+                    "droptrace: {} drops left out of the lines (--max-events-per-second {}), {} in all; counts stay exact",
+                    b.left_out - b.said,
+                    b.per_second,
+                    b.left_out
+                );
+                b.said = b.left_out;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The last line, when drops were left out: how many, beside the exact total.
+    fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
+        if let Some(b) = self.budget.filter(|b| b.left_out > 0) {
+            let c = at.agg.counters();
+            let last = serde_json::json!({
+                "left_out": b.left_out,
+                "total": c.matched,
+                "lost_events": c.lost,
+            });
+            if b.left_out > b.said {
+                eprintln!(
+                    "droptrace: {} drops left out of the lines in all (--max-events-per-second {}); counts stay exact",
+                    b.left_out, b.per_second
+                );
+            }
+            if let Err(e) = writeln!(self.out, "{last}") {
+                self.failed.get_or_insert(e.into());
+            }
+        }
         super::finish(self.failed.take(), &mut self.out)
     }
 }

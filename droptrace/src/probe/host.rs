@@ -1,0 +1,190 @@
+//! Sampling the host for the exporter: which network namespaces and interfaces exist (for
+//! the metrics' names, and to remove the series of what is gone), and in each namespace
+//! the kernel's counters of drops that never reach kfree_skb.
+use crate::{
+    diagnose::evidence::proc,
+    sinks::metrics::series::{HostSample, StackCounter},
+};
+
+use super::netns::{self, Namespaces};
+
+/// Namespaces sampled at most (a container host can have thousands).
+pub const MAX_NAMESPACES: usize = 512;
+
+/// Counters of /proc/net/snmp and /proc/net/netstat that count drops the kernel makes
+/// without freeing the packet through kfree_skb, or before any socket sees it:
+/// (group, name).
+const MIB_COUNTERS: &[(&str, &str)] = &[
+    ("TcpExt", "ListenOverflows"),
+    ("TcpExt", "ListenDrops"),
+    ("TcpExt", "TCPBacklogDrop"),
+    ("TcpExt", "TCPRcvQDrop"),
+    ("TcpExt", "TCPZeroWindowDrop"),
+    ("Udp", "RcvbufErrors"),
+    ("Udp", "SndbufErrors"),
+    ("UdpLite", "RcvbufErrors"),
+];
+
+/// /proc/net/snmp6 counters, by their full name.
+const SNMP6_COUNTERS: &[&str] = &["Udp6RcvbufErrors", "Udp6SndbufErrors"];
+
+/// What one namespace gives: its interfaces and its counter files.
+struct Raw {
+    interfaces: Vec<(u32, String)>,
+    snmp: Option<String>,
+    netstat: Option<String>,
+    snmp6: Option<String>,
+    dev: Option<String>,
+    softnet: Option<String>,
+}
+
+/// Looks at every namespace (at most `MAX_NAMESPACES`) now.
+pub fn sample() -> HostSample {
+    let namespaces = Namespaces::scan();
+    let own = netns::own_inode();
+    let mut sample = HostSample::default();
+    for (inode, path) in namespaces.all().take(MAX_NAMESPACES) {
+        let read = |own_ns: bool| Raw {
+            interfaces: netns::interfaces(),
+            snmp: read_net("snmp"),
+            netstat: read_net("netstat"),
+            snmp6: read_net("snmp6"),
+            dev: read_net("dev"),
+            // Machine-wide: read once, in droptrace's own namespace.
+            softnet: own_ns.then(|| read_net("softnet_stat")).flatten(),
+        };
+        let raw = if inode == own {
+            Ok(read(true))
+        } else {
+            netns::in_netns(Some(path), || read(false))
+        };
+        // A namespace that went away between the scan and now is simply not there.
+        let Ok(raw) = raw else { continue };
+        sample
+            .topology
+            .namespaces
+            .insert(inode, namespaces.metric_label(inode));
+        for (index, name) in &raw.interfaces {
+            sample
+                .topology
+                .interfaces
+                .insert((inode, *index), name.clone());
+        }
+        counters(inode, &raw, &mut sample.counters);
+    }
+    sample
+}
+
+fn read_net(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/thread-self/net/{name}")).ok()
+}
+
+/// The counters of one namespace's files (a file that does not parse gives none).
+fn counters(netns: u32, raw: &Raw, out: &mut Vec<StackCounter>) {
+    let mut push = |interface: Option<&str>, counter: &'static str, value: i64| {
+        out.push(StackCounter {
+            netns,
+            interface: interface.map(str::to_owned),
+            counter,
+            value: u64::try_from(value).unwrap_or(0),
+        });
+    };
+    for text in [&raw.snmp, &raw.netstat].into_iter().flatten() {
+        let Ok(mib) = proc::parse_snmp(text) else {
+            continue;
+        };
+        for (group, name) in MIB_COUNTERS {
+            if let Some(v) = mib.get(group, name) {
+                push(None, counter_name(group, name), v);
+            }
+        }
+    }
+    if let Some(Ok(snmp6)) = raw.snmp6.as_deref().map(proc::parse_snmp6) {
+        for name in SNMP6_COUNTERS {
+            if let Some(v) = snmp6.get(*name) {
+                push(None, counter_name("Udp6", &name[4..]), *v);
+            }
+        }
+    }
+    if let Some(Ok(softnet)) = raw.softnet.as_deref().map(proc::parse_softnet) {
+        push(
+            None,
+            "softnet:dropped",
+            i64::try_from(softnet.dropped).unwrap_or(i64::MAX),
+        );
+    }
+    if let Some(Ok(devs)) = raw.dev.as_deref().map(proc::parse_net_dev) {
+        for d in devs {
+            for (counter, v) in [
+                ("dev:rx_dropped", d.rx.drop),
+                ("dev:rx_fifo", d.rx.fifo),
+                ("dev:tx_dropped", d.tx.drop),
+                ("dev:tx_fifo", d.tx.fifo),
+            ] {
+                push(Some(&d.name), counter, i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+/// `TcpExt:ListenOverflows`: a label value that lives as long as the program.
+fn counter_name(group: &str, name: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "TcpExt:ListenOverflows",
+        "TcpExt:ListenDrops",
+        "TcpExt:TCPBacklogDrop",
+        "TcpExt:TCPRcvQDrop",
+        "TcpExt:TCPZeroWindowDrop",
+        "Udp:RcvbufErrors",
+        "Udp:SndbufErrors",
+        "UdpLite:RcvbufErrors",
+        "Udp6:RcvbufErrors",
+        "Udp6:SndbufErrors",
+    ];
+    NAMES
+        .iter()
+        .find(|n| n.split_once(':') == Some((group, name)))
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Option<String> {
+        Some(
+            std::fs::read_to_string(format!(
+                "{}/fixtures/evidence/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn counters_come_from_the_captured_files() {
+        let raw = Raw {
+            interfaces: Vec::new(),
+            snmp: fixture("proc-net-snmp.txt"),
+            netstat: fixture("proc-net-netstat.txt"),
+            snmp6: fixture("proc-net-snmp6.txt"),
+            dev: fixture("proc-net-dev.txt"),
+            softnet: fixture("proc-net-softnet_stat.txt"),
+        };
+        let mut out = Vec::new();
+        counters(7, &raw, &mut out);
+        let names: Vec<&str> = out.iter().map(|c| c.counter).collect();
+        for expected in [
+            "TcpExt:ListenOverflows",
+            "Udp:RcvbufErrors",
+            "Udp6:RcvbufErrors",
+            "softnet:dropped",
+            "dev:rx_dropped",
+        ] {
+            assert!(names.contains(&expected), "{expected} in {names:?}");
+        }
+        assert!(!names.contains(&"other"), "{names:?}");
+        assert!(out.iter().any(|c| c.interface.as_deref() == Some("lo")));
+    }
+}
