@@ -16,6 +16,9 @@ use std::{
 
 use serde_json::Value;
 
+pub mod http;
+pub mod prometheus;
+
 /// Whether the tests can run here; prints why not otherwise.
 pub fn can_run(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -535,6 +538,22 @@ impl Droptrace {
 
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// What droptrace has said on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address `droptrace serve` says it serves on (`serving http://ADDR/metrics`).
+    pub fn serving(&self) -> std::net::SocketAddr {
+        let text = self.stderr_so_far();
+        let addr = text
+            .split("serving http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no `serving http://` in: {text}"));
+        addr.parse().unwrap_or_else(|e| panic!("`{addr}`: {e}"))
     }
 
     /// Stops droptrace with SIGSTOP (a consumer that falls behind) and waits until every

@@ -13,7 +13,8 @@ const BPF_LINKER: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
 /// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
-/// tmux for the live view's terminal test, tshark to read exported pcapng back).
+/// tmux for the live view's terminal test, tshark to read exported pcapng back,
+/// Prometheus and promtool to scrape and check `droptrace serve`).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -23,6 +24,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "tmux",
     "tshark",
+    "prometheus",
 ];
 
 pub fn setup() -> Result<()> {

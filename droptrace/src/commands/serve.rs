@@ -29,6 +29,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let listener = std::net::TcpListener::bind(args.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::Io(format!("listening on {}", args.listen), e))?;
+    // The port really bound (`--listen 127.0.0.1:0` picks one).
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Io(format!("listening on {}", args.listen), e))?;
     let mut source = LiveSource::start(
         &args.live,
         LiveOptions {
@@ -66,10 +70,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
             serve_until_stopped(listener, shared, control)
         })?
     };
-    source.announce(&format!(
-        "serving http://{}/metrics; Ctrl-C to stop",
-        args.listen
-    ));
+    source.announce(&format!("serving http://{bound}/metrics; Ctrl-C to stop"));
     let mut sink = MetricsSink::new(Arc::clone(&shared), wake_tx);
     let outcome = drive(&mut source, &mut [&mut sink]).await;
     control.stop();
