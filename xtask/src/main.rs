@@ -1,6 +1,8 @@
 //! `cargo xtask ...`: the tasks around droptrace that are not droptrace itself.
 mod bench;
 mod bench_view;
+mod deb;
+mod docs;
 mod setup;
 
 use std::{
@@ -31,13 +33,21 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// The whole suite, as CI runs it: setup, object check, fmt, clippy, unit tests, and the
-    /// root integration tests in network namespaces.
+    /// The whole suite, as CI runs it: setup, object check, fmt, man pages, clippy, unit
+    /// tests, the .deb, and the root integration tests in network namespaces.
     Test,
     /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
     Bench(bench::BenchArgs),
     /// The live view under a drop flood (in tmux): key-to-screen latency, memory, CPU.
     BenchView(bench_view::BenchViewArgs),
+    /// Regenerate the man pages and shell completions in droptrace/doc/ from cli.rs.
+    Man {
+        /// Fail if they differ from what cli.rs gives instead of rewriting them.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build target/debian/droptrace_<version>_<arch>.deb from the release binary.
+    Deb(deb::DebArgs),
 }
 
 fn main() {
@@ -48,6 +58,8 @@ fn main() {
         Task::Test => test(),
         Task::Bench(args) => bench::bench(&args),
         Task::BenchView(args) => bench_view::bench_view(&args),
+        Task::Man { check } => docs::man(check),
+        Task::Deb(args) => deb::deb(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -168,6 +180,7 @@ fn test() -> Result<()> {
     let ws = workspace();
     build_ebpf(true)?;
     run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
+    docs::man(true)?;
     // The kernel crate is outside the workspace; stable rustfmt checks it from here.
     run(Command::new("rustfmt")
         .args(["--check", "--edition", "2021"])
@@ -194,6 +207,8 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["build", "--release", "-p", "droptrace"])
         .current_dir(&ws))?;
+    // The .deb of that binary: lintian, a scratch-root install, the installed binary run.
+    deb::build_and_check()?;
     setup::mount_tracefs()?;
     // One at a time: the tests share the kernel tracepoint and create namespaces.
     run(cargo()

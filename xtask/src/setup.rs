@@ -14,7 +14,9 @@ const BPF_LINKER: &str = "0.13.0";
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
 /// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
 /// tmux for the live view's terminal test, tshark to read exported pcapng back,
-/// Prometheus and promtool to scrape and check `droptrace serve`).
+/// Prometheus and promtool to scrape and check `droptrace serve`); for
+/// `xtask deb --check`: dpkg-dev (dpkg-shlibdeps, strip), lintian, man-db to read the pages,
+/// zsh and fish to try their completions.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -25,6 +27,11 @@ const PACKAGES: &[&str] = &[
     "tmux",
     "tshark",
     "prometheus",
+    "dpkg-dev",
+    "lintian",
+    "man-db",
+    "zsh",
+    "fish",
 ];
 
 pub fn setup() -> Result<()> {

@@ -1,0 +1,100 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_droptrace_global_optspecs
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= ring-buffer-size= attach= duration= format= interval= vmlinux= h/help V/version
+end
+
+function __fish_droptrace_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_droptrace_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_droptrace_using_subcommand
+    set -l cmd (__fish_droptrace_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c droptrace -n "__fish_droptrace_needs_command" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l sport -d 'Source port' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l dport -d 'Destination port' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l proto -d 'Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a protocol number' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l addr -d 'Source or destination address, IPv4 or IPv6' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
+tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_needs_command" -l duration -d 'Stop after this many seconds (default: run until Ctrl-C or SIGTERM)' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l format -d 'Output. On a terminal, droptrace opens a live view; `text` prints a block of new drops every interval instead (the default when output is not a terminal); `json` prints one summary object when droptrace stops' -r -f -a "text\t''
+json\t''"
+complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Seconds between two refreshes of the live view (default 0.25) or two text blocks (default 1)' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details (default: the usual /usr/lib/debug places)' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c droptrace -n "__fish_droptrace_needs_command" -s V -l version -d 'Print version'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "replay" -d 'Play a recording in the live view (needs a terminal)'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "report" -d 'Summarise a recording: the live run\'s closing table, or its JSON summary'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "export" -d 'Turn a recording into pcapng (packets with their drop reason as a comment) or JSON Lines (one object per drop)'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l sport -d 'Source port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l dport -d 'Destination port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l proto -d 'Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a protocol number' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l addr -d 'Source or destination address, IPv4 or IPv6' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
+tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duration -d 'Seconds to watch' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings' -r -f -a "text\t''
+json\t''"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l sport -d 'Source port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l dport -d 'Destination port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l proto -d 'Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a protocol number' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l addr -d 'Source or destination address, IPv4 or IPv6' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
+tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l duration -d 'Stop after this many seconds (default: until Ctrl-C or SIGTERM)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l count -d 'Stop after this many drops have been recorded (drops still arriving while droptrace detaches are kept too, so the counts stay exact)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l snaplen -d 'Also keep the first BYTES of each dropped packet, from its IP header (0 to 4095), for `droptrace export --pcapng`' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l force -d 'Replace FILE if it exists'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l interval -d 'Seconds between two refreshes of the view' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand report" -l format -d '`text` for people; `json` for the same object a live run prints with --format json' -r -f -a "text\t''
+json\t''"
+complete -c droptrace -n "__fish_droptrace_using_subcommand report" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l pcapng -d 'Write the recorded packets as pcapng (needs `record --snaplen`); `-` for stdout' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l jsonl -d 'Write one JSON object per drop; `-` for stdout' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand export" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "replay" -d 'Play a recording in the live view (needs a terminal)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "report" -d 'Summarise a recording: the live run\'s closing table, or its JSON summary'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "export" -d 'Turn a recording into pcapng (packets with their drop reason as a comment) or JSON Lines (one object per drop)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
