@@ -34,6 +34,9 @@ _droptrace() {
             droptrace,report)
                 cmd="droptrace__subcmd__report"
                 ;;
+            droptrace,serve)
+                cmd="droptrace__subcmd__serve"
+                ;;
             droptrace__subcmd__help,diagnose)
                 cmd="droptrace__subcmd__help__subcmd__diagnose"
                 ;;
@@ -52,6 +55,9 @@ _droptrace() {
             droptrace__subcmd__help,report)
                 cmd="droptrace__subcmd__help__subcmd__report"
                 ;;
+            droptrace__subcmd__help,serve)
+                cmd="droptrace__subcmd__help__subcmd__serve"
+                ;;
             *)
                 ;;
         esac
@@ -59,7 +65,7 @@ _droptrace() {
 
     case "${cmd}" in
         droptrace)
-            opts="-h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --duration --format --interval --vmlinux --help --version diagnose record replay report export help"
+            opts="-h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -114,7 +120,11 @@ _droptrace() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-events-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --interval)
@@ -221,7 +231,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__help)
-            opts="diagnose record replay report export help"
+            opts="diagnose record replay report export serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,6 +315,20 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__help__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        droptrace__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -427,6 +451,76 @@ _droptrace() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        droptrace__subcmd__serve)
+            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --listen --labels --max-series --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sport)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dport)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proto)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude-reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ring-buffer-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --labels)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-series)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= ring-buffer-size= attach= duration= format= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= ring-buffer-size= attach= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -37,8 +37,10 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l ring-buffer-size -d
 complete -c droptrace -n "__fish_droptrace_needs_command" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_needs_command" -l duration -d 'Stop after this many seconds (default: run until Ctrl-C or SIGTERM)' -r
-complete -c droptrace -n "__fish_droptrace_needs_command" -l format -d 'Output. On a terminal, droptrace opens a live view; `text` prints a block of new drops every interval instead (the default when output is not a terminal); `json` prints one summary object when droptrace stops' -r -f -a "text\t''
-json\t''"
+complete -c droptrace -n "__fish_droptrace_needs_command" -l format -d 'Output. On a terminal, droptrace opens a live view; `text` prints a block of new drops every interval instead (the default when output is not a terminal); `json` prints one summary object when droptrace stops; `jsonl` prints one object per drop, a line each, as it comes (for log shippers)' -r -f -a "text\t''
+json\t''
+jsonl\t''"
+complete -c droptrace -n "__fish_droptrace_needs_command" -l max-events-per-second -d 'With `--format jsonl`: print at most this many drops a second; the rest are left out of the lines (and counted, on stderr and in a last line), never out of the counts' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Seconds between two refreshes of the live view (default 0.25) or two text blocks (default 1)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details (default: the usual /usr/lib/debug places)' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -48,6 +50,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "record" -d 'Rec
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "replay" -d 'Play a recording in the live view (needs a terminal)'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "report" -d 'Summarise a recording: the live run\'s closing table, or its JSON summary'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "export" -d 'Turn a recording into pcapng (packets with their drop reason as a comment) or JSON Lines (one object per drop)'
+complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "serve" -d 'Serve exact drop metrics for Prometheus on HTTP (`/metrics`, `/healthz`) until SIGINT or SIGTERM'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l sport -d 'Source port' -r
@@ -92,9 +95,26 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand report" -s h -l help
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l pcapng -d 'Write the recorded packets as pcapng (needs `record --snaplen`); `-` for stdout' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l jsonl -d 'Write one JSON object per drop; `-` for stdout' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -s h -l help -d 'Print help'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "replay" -d 'Play a recording in the live view (needs a terminal)'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "report" -d 'Summarise a recording: the live run\'s closing table, or its JSON summary'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "export" -d 'Turn a recording into pcapng (packets with their drop reason as a comment) or JSON Lines (one object per drop)'
-complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l sport -d 'Source port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l dport -d 'Destination port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l proto -d 'Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a protocol number' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l addr -d 'Source or destination address, IPv4 or IPv6' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
+tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l listen -d 'Address and port to listen on. Loopback by default: binding another address exposes the metrics to whoever reaches it' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 'Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or changes to the default `reason,function,protocol,interface,netns` (`+dport`, `-interface`). `dport` is off by default: a port scan makes one series per port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series -d 'Series of droptrace_drops_total at most; drops of further label sets are counted in one `other` series (and in droptrace_series_dropped_total)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "replay" -d 'Play a recording in the live view (needs a terminal)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "report" -d 'Summarise a recording: the live run\'s closing table, or its JSON summary'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "export" -d 'Turn a recording into pcapng (packets with their drop reason as a comment) or JSON Lines (one object per drop)'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "serve" -d 'Serve exact drop metrics for Prometheus on HTTP (`/metrics`, `/healthz`) until SIGINT or SIGTERM'
+complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
