@@ -41,6 +41,7 @@ enum Tool {
     Droptrace,
     DroptraceFiltered,
     DroptraceRecord,
+    DroptraceServe,
     BpftraceMap,
     PerfRecord,
 }
@@ -52,6 +53,7 @@ impl Tool {
             Tool::Droptrace => "droptrace (every drop streamed)",
             Tool::DroptraceFiltered => "droptrace --port 1 (all filtered out)",
             Tool::DroptraceRecord => "droptrace record (every drop to a file)",
+            Tool::DroptraceServe => "droptrace serve (metrics, default labels)",
             Tool::BpftraceMap => "bpftrace, count in a map",
             Tool::PerfRecord => "perf record -e skb:kfree_skb -a",
         }
@@ -89,6 +91,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         Tool::Droptrace,
         Tool::DroptraceFiltered,
         Tool::DroptraceRecord,
+        Tool::DroptraceServe,
     ];
     if !args.no_peers {
         tools.extend([Tool::BpftraceMap, Tool::PerfRecord]);
@@ -161,6 +164,12 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Floods 127.0.0.1:9 inside the namespace for `seconds`; returns packets sent per second.
 fn flood(ns: &str, seconds: f64) -> Result<f64> {
+    flood_ports(ns, seconds, 9..=9)
+}
+
+/// Floods 127.0.0.1 inside the namespace for `seconds`, each packet to the next port of
+/// `ports` (nothing listens on them); returns packets sent per second.
+pub fn flood_ports(ns: &str, seconds: f64, ports: std::ops::RangeInclusive<u16>) -> Result<f64> {
     let file = File::open(format!("/run/netns/{ns}")).context("opening the namespace")?;
     std::thread::scope(|s| {
         s.spawn(|| -> Result<f64> {
@@ -171,13 +180,15 @@ fn flood(ns: &str, seconds: f64) -> Result<f64> {
             // Unconnected: a connected socket would return every other send as
             // ECONNREFUSED (the ICMP error of the previous packet) without sending.
             let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            let to: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+            let mut to: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+            let mut port = ports.clone().cycle();
             let payload = [0u8; 64];
             let start = Instant::now();
             let limit = Duration::from_secs_f64(seconds);
             let mut sent = 0u64;
             loop {
                 for _ in 0..256 {
+                    to.set_port(port.next().unwrap_or(9));
                     sock.send_to(&payload, to)?;
                 }
                 sent += 256;
@@ -232,6 +243,12 @@ fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
                 .args(extra.split_whitespace());
             (c, Some("droptrace: watching"))
         }
+        Tool::DroptraceServe => {
+            let mut c = Command::new(bin);
+            c.args(["serve", "--listen", "127.0.0.1:0"])
+                .args(extra.split_whitespace());
+            (c, Some("droptrace: watching"))
+        }
         Tool::BpftraceMap => {
             let mut c = Command::new("bpftrace");
             c.args([
@@ -268,7 +285,7 @@ fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
 }
 
 /// Waits (bounded) for a line starting with `prefix` on the child's stdout or stderr.
-fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
+pub fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let out = child
         .stdout
@@ -306,7 +323,7 @@ impl Drop for Tracer {
     }
 }
 
-fn stop(child: &mut Child) {
+pub fn stop(child: &mut Child) {
     // SAFETY: signalling our own child by its PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(30);

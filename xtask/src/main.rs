@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: the tasks around droptrace that are not droptrace itself.
 mod bench;
+mod bench_serve;
 mod bench_view;
 mod deb;
 mod docs;
@@ -40,6 +41,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The live view under a drop flood (in tmux): key-to-screen latency, memory, CPU.
     BenchView(bench_view::BenchViewArgs),
+    /// droptrace serve with 10,000 series under a drop flood: scrape latency, CPU, memory.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Regenerate the man pages and shell completions in droptrace/doc/ from cli.rs.
     Man {
         /// Fail if they differ from what cli.rs gives instead of rewriting them.
@@ -58,6 +61,7 @@ fn main() {
         Task::Test => test(),
         Task::Bench(args) => bench::bench(&args),
         Task::BenchView(args) => bench_view::bench_view(&args),
+        Task::BenchServe(args) => bench_serve::bench_serve(&args),
         Task::Man { check } => docs::man(check),
         Task::Deb(args) => deb::deb(&args),
     };
