@@ -123,7 +123,7 @@ fn prometheus_sees_exactly_the_nft_rule_counter() {
     let loaded = rules["data"]["groups"][0]["rules"]
         .as_array()
         .map_or(0, Vec::len);
-    assert_eq!(loaded, 6, "{rules}");
+    assert_eq!(loaded, 7, "{rules}");
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo("deploy/grafana/droptrace-dashboard.json")).unwrap(),
     )

@@ -33,6 +33,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Io(format!("listening on {}", args.listen), e))?;
+    // The host is looked at before attaching, so the first scrape has its names and the
+    // ring buffer is never left undrained for it.
+    let first_sample = host::sample();
     let mut source = LiveSource::start(
         &args.live,
         LiveOptions {
@@ -53,8 +56,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         Exposition::new(labels, max_series, build),
         TICK,
     ));
-    // The first scrape already has the host's names.
-    shared.sample(host::sample());
+    shared.sample(first_sample, 0);
 
     let control = Arc::new(Control::default());
     let (wake_tx, wake_rx) = mpsc::sync_channel(1);
@@ -99,7 +101,10 @@ fn spawn<T: Send + 'static>(
 fn sample_until_stopped(shared: &Shared, control: &Control, wake: &mpsc::Receiver<()>) {
     while !control.stop_requested() {
         match wake.recv_timeout(SAMPLE_EVERY) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => shared.sample(host::sample()),
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                let after = shared.folds();
+                shared.sample(host::sample(), after);
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
@@ -117,7 +122,11 @@ fn serve_until_stopped(
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::Io("listening".into(), e))?;
-        server::serve(listener, shared, Limits::default(), control).await;
+        let limits = Limits {
+            loopback_only: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+            ..Limits::default()
+        };
+        server::serve(listener, shared, limits, control).await;
         Ok(())
     })
 }

@@ -43,6 +43,7 @@ pub fn sample() -> HostSample {
     let namespaces = Namespaces::scan();
     let own = netns::own_inode();
     let mut sample = HostSample::default();
+    sample.topology.complete = namespaces.len() <= MAX_NAMESPACES;
     for (inode, path) in namespaces.all().take(MAX_NAMESPACES) {
         let read = |own_ns: bool| Raw {
             interfaces: netns::interfaces(),
@@ -58,12 +59,16 @@ pub fn sample() -> HostSample {
         } else {
             netns::in_netns(Some(path), || read(false))
         };
-        // A namespace that went away between the scan and now is simply not there.
-        let Ok(raw) = raw else { continue };
         sample
             .topology
             .namespaces
             .insert(inode, namespaces.metric_label(inode));
+        // Found but not entered (it went away just now, or entering it was refused): it
+        // exists as far as anyone can tell; its interfaces are unknown.
+        let Ok(raw) = raw else {
+            sample.topology.unentered.insert(inode);
+            continue;
+        };
         for (index, name) in &raw.interfaces {
             sample
                 .topology

@@ -35,6 +35,9 @@ use super::{
 const POLL: Duration = Duration::from_millis(100);
 /// Events handled before the loop looks at signals and timers again.
 const DRAIN_BATCH: usize = 65_536;
+/// Batches drained before a tick goes ahead: under a flood faster than the reader the
+/// ring never empties, and the figures (counted in the kernel) must still go out.
+const TICK_BATCHES: usize = 16;
 
 /// How a live source runs.
 #[derive(Debug, Clone, Default)]
@@ -185,7 +188,11 @@ impl Source for LiveSource {
             () = self.probe.readable() => {}
             _ = self.poll.tick() => {}
             _ = tick(&mut self.tick) => {
-                self.drain_all(flow);
+                for _ in 0..TICK_BATCHES {
+                    if self.drain_batch(flow) < DRAIN_BATCH {
+                        break;
+                    }
+                }
                 self.refresh(flow)?;
                 if let Some(places) = self.places.as_mut() {
                     // Names that could not be learnt at the first drop are tried again.

@@ -107,7 +107,9 @@ impl<W: Write> JsonlSink<W> {
             return true;
         };
         let second = timestamp_ns / 1_000_000_000;
-        if second != b.second {
+        // Timestamps from different CPUs come a little out of order: only a later
+        // second starts a new budget.
+        if second > b.second {
             (b.second, b.used) = (second, 0);
         }
         if b.used < b.per_second {
@@ -193,16 +195,19 @@ impl<W: Write> Sink for JsonlSink<W> {
         ControlFlow::Continue(())
     }
 
-    /// The last line, when drops were left out: how many, beside the exact total.
+    /// The last line of a live run, when lines are missing (left out by the budget, or
+    /// lost in the ring buffer): how many, beside the exact total.
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
-        if let Some(b) = self.budget.filter(|b| b.left_out > 0) {
-            let c = at.agg.counters();
+        let c = at.agg.counters();
+        let left_out = self.budget.map_or(0, |b| b.left_out);
+        if self.flush_lines && left_out + c.lost > 0 {
             let last = serde_json::json!({
-                "left_out": b.left_out,
+                "type": "summary",
+                "left_out": left_out,
                 "total": c.matched,
                 "lost_events": c.lost,
             });
-            if b.left_out > b.said {
+            if let Some(b) = self.budget.filter(|b| b.left_out > b.said) {
                 eprintln!(
                     "droptrace: {} drops left out of the lines in all (--max-events-per-second {}); counts stay exact",
                     b.left_out, b.per_second

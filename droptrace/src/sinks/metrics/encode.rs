@@ -16,8 +16,9 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One family: name without `_total`, help, type, and its samples.
-struct Family {
+/// One family: name without `_total`, help, type, and its samples (owned: encoded
+/// without holding the exposition).
+pub struct Family {
     name: &'static str,
     help: &'static str,
     kind: Kind,
@@ -31,7 +32,7 @@ enum Kind {
 }
 
 /// The families of an exposition, in the order they are written.
-fn families(e: &Exposition) -> Vec<Family> {
+pub fn families(e: &Exposition) -> Vec<Family> {
     let label_names: Vec<&'static str> = e.labels().iter().map(|l| l.name()).collect();
     let mut drops: Vec<_> = e
         .drops()
@@ -92,7 +93,7 @@ fn families(e: &Exposition) -> Vec<Family> {
         },
         Family {
             name: "droptrace_stack_drops",
-            help: "Kernel counters of drops that never reach skb:kfree_skb, per network namespace.",
+            help: "The kernel's own counters of drops (listen queues, backlog, socket buffers, devices), per network namespace; some of these drops never reach skb:kfree_skb, others are also in droptrace_drops_total.",
             kind: Kind::Counter,
             samples: stack,
         },
@@ -114,8 +115,14 @@ fn families(e: &Exposition) -> Vec<Family> {
 
 /// The Prometheus text format 0.0.4.
 pub fn text(e: &Exposition) -> String {
-    let mut out = String::with_capacity(256 + e.drops().count() * 128);
-    for f in families(e) {
+    text_of(&families(e))
+}
+
+/// The Prometheus text format 0.0.4 of families.
+pub fn text_of(families: &[Family]) -> String {
+    let series: usize = families.iter().map(|f| f.samples.len()).sum();
+    let mut out = String::with_capacity(256 + series * 128);
+    for f in families {
         let (name, kind) = match f.kind {
             Kind::Counter => (format!("{}_total", f.name), "counter"),
             Kind::Info => (format!("{}_info", f.name), "gauge"),
@@ -142,8 +149,13 @@ pub fn text(e: &Exposition) -> String {
 
 /// OpenMetrics 1.0, ended by `# EOF`.
 pub fn openmetrics(e: &Exposition) -> String {
+    openmetrics_of(families(e))
+}
+
+/// OpenMetrics 1.0 of families.
+pub fn openmetrics_of(families: Vec<Family>) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(families(e))));
+    registry.register_collector(Box::new(Snapshot(families)));
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -225,26 +237,32 @@ mod tests {
                 attach: "tp_btf".into(),
             },
         );
-        let mut topology = Topology::default();
+        let mut topology = Topology {
+            complete: true,
+            ..Topology::default()
+        };
         topology.namespaces.insert(7, "we\"b\\1\nx".into());
         topology.interfaces.insert((7, 2), "veth-b".into());
-        e.sample(HostSample {
-            topology,
-            counters: vec![
-                StackCounter {
-                    netns: 7,
-                    interface: None,
-                    counter: "TcpExt:ListenOverflows",
-                    value: 3,
-                },
-                StackCounter {
-                    netns: 7,
-                    interface: Some("veth-b".into()),
-                    counter: "dev:rx_dropped",
-                    value: 9,
-                },
-            ],
-        });
+        e.sample(
+            HostSample {
+                topology,
+                counters: vec![
+                    StackCounter {
+                        netns: 7,
+                        interface: None,
+                        counter: "TcpExt:ListenOverflows",
+                        value: 3,
+                    },
+                    StackCounter {
+                        netns: 7,
+                        interface: Some("veth-b".into()),
+                        counter: "dev:rx_dropped",
+                        value: 9,
+                    },
+                ],
+            },
+            0,
+        );
         let mut names = Names::with_reasons(Some(DropReasonTable::from_entries([(
             12,
             "NETFILTER_DROP",
@@ -274,7 +292,7 @@ droptrace_missed_total 0
 # HELP droptrace_series_dropped_total Drops counted in the other series because --max-series was reached.
 # TYPE droptrace_series_dropped_total counter
 droptrace_series_dropped_total 0
-# HELP droptrace_stack_drops_total Kernel counters of drops that never reach skb:kfree_skb, per network namespace.
+# HELP droptrace_stack_drops_total The kernel's own counters of drops (listen queues, backlog, socket buffers, devices), per network namespace; some of these drops never reach skb:kfree_skb, others are also in droptrace_drops_total.
 # TYPE droptrace_stack_drops_total counter
 droptrace_stack_drops_total{netns="we\"b\\1\nx",counter="TcpExt:ListenOverflows"} 3
 droptrace_stack_drops_total{netns="we\"b\\1\nx",interface="veth-b",counter="dev:rx_dropped"} 9
@@ -311,6 +329,11 @@ droptrace_build_info{version="0.1.0",kernel="6.18.0",attach="tp_btf"} 1
         let mut agg = Aggregator::new();
         agg.add(&fixtures::tcp4(0x100, 12, (1, 80), 7, 0));
         agg.add(&fixtures::tcp4(0x100, 12, (1, 443), 7, 0));
+        e.fold(&agg, &names);
+        // A sample, begun after those drops, that does not know namespace 7: its groups
+        // are shown by inode.
+        let after = e.folds();
+        e.sample(HostSample::default(), after);
         e.fold(&agg, &names);
         let t = text(&e);
         assert!(

@@ -49,41 +49,50 @@ impl Shared {
         }
     }
 
-    /// A sample of the host, from the sampler.
-    pub fn sample(&self, sample: HostSample) {
-        lock(&self.exposition).sample(sample);
+    /// The fold a sample taken now begins after (see [`Exposition::sample`]).
+    pub fn folds(&self) -> u64 {
+        lock(&self.exposition).folds()
+    }
+
+    /// A sample of the host whose scan began after fold `after`, from the sampler.
+    pub fn sample(&self, sample: HostSample, after: u64) {
+        lock(&self.exposition).sample(sample, after);
         *lock(&self.bodies) = (None, None);
     }
 
-    /// `/metrics`: the text format, or OpenMetrics.
+    /// `/metrics`: the text format, or OpenMetrics. Encoded at most once per change,
+    /// outside the locks the sink and the sampler take.
     pub fn body(&self, openmetrics: bool) -> Bytes {
+        let cached = {
+            let bodies = lock(&self.bodies);
+            if openmetrics {
+                bodies.1.clone()
+            } else {
+                bodies.0.clone()
+            }
+        };
+        if let Some(b) = cached {
+            return b;
+        }
+        let families = encode::families(&lock(&self.exposition));
+        let body = Bytes::from(if openmetrics {
+            encode::openmetrics_of(families)
+        } else {
+            encode::text_of(&families)
+        });
         let mut bodies = lock(&self.bodies);
         let slot = if openmetrics {
             &mut bodies.1
         } else {
             &mut bodies.0
         };
-        if let Some(b) = slot {
-            return b.clone();
-        }
-        let e = lock(&self.exposition);
-        let body = Bytes::from(if openmetrics {
-            encode::openmetrics(&e)
-        } else {
-            encode::text(&e)
-        });
-        *slot = Some(body.clone());
+        slot.get_or_insert_with(|| body.clone());
         body
     }
 
     /// `/healthz`: attached, and the ring buffer read recently.
     pub fn healthy(&self) -> bool {
         lock(&self.last_tick).is_some_and(|t| t.elapsed() <= self.stale_after)
-    }
-
-    /// Whether drops came from namespaces the last sample did not know.
-    pub fn wants_sample(&self) -> bool {
-        lock(&self.exposition).unknown_namespaces
     }
 }
 

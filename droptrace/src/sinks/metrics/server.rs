@@ -32,6 +32,9 @@ pub struct Limits {
     pub header_bytes: usize,
     /// Life of a connection, requests and responses included.
     pub connection_time: Duration,
+    /// Listening on loopback: answer only requests addressed to a loopback name, so a web
+    /// page cannot read the metrics through DNS rebinding.
+    pub loopback_only: bool,
 }
 
 impl Default for Limits {
@@ -40,7 +43,8 @@ impl Default for Limits {
             connections: 256,
             header_timeout: Duration::from_secs(5),
             header_bytes: 16 * 1024,
-            connection_time: Duration::from_secs(30),
+            connection_time: Duration::from_secs(15),
+            loopback_only: true,
         }
     }
 }
@@ -62,8 +66,12 @@ pub async fn serve(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
-                // Out of file descriptors, a reset before accept: the next one may work.
-                Err(_) => continue,
+                // Out of file descriptors, a reset before accept: the next one may work,
+                // a little later (no spinning on EMFILE).
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             () = control.stopping() => return,
         };
@@ -72,7 +80,18 @@ pub async fn serve(
             let _slot = slot;
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(answer(&req, &shared)) }
+                async move {
+                    let response = if limits.loopback_only && !addressed_to_loopback(&req) {
+                        respond(
+                            StatusCode::FORBIDDEN,
+                            PLAIN,
+                            "this server answers only requests for a loopback address\n".into(),
+                        )
+                    } else {
+                        answer(&req, &shared)
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -133,10 +152,60 @@ fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
+/// Whether the request's Host names a loopback address (or is absent, as HTTP/1.0 allows).
+fn addressed_to_loopback(req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get(hyper::header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    loopback_host(host)
+}
+
+fn loopback_host(host: &str) -> bool {
+    // `name`, `name:port`, `[v6]`, `[v6]:port`.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "127.0.0.1:9877",
+            "127.0.0.1",
+            "localhost:9877",
+            "LOCALHOST",
+            "[::1]:9877",
+            "[::1]",
+            "127.8.9.10:1",
+        ] {
+            assert!(super::loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9877",
+            "10.0.0.1:9877",
+            "[fe80::1]:80",
+            "",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!super::loopback_host(bad), "{bad}");
+        }
+    }
 }
