@@ -21,6 +21,7 @@
 //! - [`commands`]: one thin file per subcommand, wiring a source to sinks.
 pub mod cli;
 pub mod commands;
+pub mod containers;
 pub mod diagnose;
 pub mod error;
 pub mod format;
