@@ -88,6 +88,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         &args.live,
         LiveOptions {
             duration: Some(Duration::from_secs_f64(args.duration)),
+            name_workloads: true,
             ..LiveOptions::default()
         },
     )?;

@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             duration: cli.duration.map(Duration::from_secs_f64),
             tick: (format == Format::Text)
                 .then(|| Duration::from_secs_f64(cli.interval.unwrap_or(1.0))),
+            name_workloads: true,
             ..LiveOptions::default()
         },
     )?;

@@ -13,5 +13,6 @@ pub mod filters;
 pub mod netns;
 pub mod places;
 pub mod source;
+pub mod workloads;
 
 pub use source::{LiveOptions, LiveSource};
