@@ -13,7 +13,9 @@ const BPF_LINKER: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
 /// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
-/// tmux for the live view's terminal test, tshark to read exported pcapng back).
+/// tmux for the live view's terminal test, tshark to read exported pcapng back, and
+/// containerd, runc and a static busybox for the pods of the container tests; the tests
+/// start containerd with a configuration of their own and stop it).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -23,6 +25,9 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "tmux",
     "tshark",
+    "containerd",
+    "runc",
+    "busybox-static",
 ];
 
 pub fn setup() -> Result<()> {
