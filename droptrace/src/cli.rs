@@ -209,6 +209,12 @@ pub struct LiveArgs {
     /// tracepoint (classic, through tracefs).
     #[arg(long, value_enum, hide = true)]
     pub attach: Option<crate::kernel::layout::Attach>,
+
+    /// Where the host's files are, to name containers and pods: `/host` when droptrace
+    /// runs in a pod with the host's root mounted there (its /proc, /run/containerd,
+    /// /run/containers, /var/lib/docker are read).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub host_root: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -266,6 +272,16 @@ pub struct FilterArgs {
     /// Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net.
     #[arg(long, value_name = "PATH")]
     pub netns: Option<PathBuf>,
+
+    /// Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on
+    /// this node, without the Kubernetes API).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod, conflicts_with_all = ["netns", "container"])]
+    pub pod: Option<String>,
+
+    /// Container, by name or ID (a prefix of 12 or more characters): the drops in its
+    /// network namespace.
+    #[arg(long, value_name = "ID-OR-NAME", conflicts_with = "netns")]
+    pub container: Option<String>,
 }
 
 const EXAMPLES: &str = "\
@@ -273,6 +289,7 @@ Examples:
   sudo droptrace                          the live view (a block a second when piped)
   sudo droptrace --port 1678              drops of packets to or from port 1678
   sudo droptrace --netns /run/netns/web --exclude-reason NOT_SPECIFIED
+  sudo droptrace --pod shop/web-7d9f      drops of one Kubernetes pod on this node
   sudo droptrace --duration 10 --format json > drops.json
   sudo droptrace diagnose                 what is dropping, why, and the fix
   sudo droptrace record -o drops.dtr      save drops; later: droptrace report drops.dtr";
@@ -310,6 +327,10 @@ fn parse_duration(text: &str) -> Result<f64, String> {
         ));
     }
     Ok(secs)
+}
+
+fn parse_pod(text: &str) -> Result<String, String> {
+    crate::containers::parse_pod_arg(text).map(|_| text.to_owned())
 }
 
 fn parse_speed(text: &str) -> Result<Speed, String> {

@@ -61,6 +61,17 @@ pub enum Error {
     #[error("no network interface named `{name}` in {where_}")]
     NoInterface { name: String, where_: String },
 
+    #[error(
+        "no {what} on this node: droptrace looks for containers in /proc and the runtimes' \
+         state under {}; is it running here{}?",
+        host_root.display(),
+        if host_root.as_os_str() == "/" { "" } else { ", and are /proc and the runtimes' state mounted there" }
+    )]
+    NoWorkload { what: String, host_root: PathBuf },
+
+    #[error("{what} is in more than one network namespace ({}): give the container's ID", matches.join(", "))]
+    AmbiguousWorkload { what: String, matches: Vec<String> },
+
     #[error(transparent)]
     Probe(#[from] crate::probe::attach::ProbeError),
 

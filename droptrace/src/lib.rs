@@ -12,6 +12,8 @@
 //!   sampling namespaces for diagnose. The live source lives here.
 //! - [`kernel`]: pure parsers of what the kernel says about itself (BTF, tracefs,
 //!   kallsyms, debug info), tested on captured fixtures.
+//! - [`containers`]: pure parsers of what container runtimes leave on the node (cgroup
+//!   paths, bundle annotations), naming the container and pod of a namespace.
 //! - [`pipeline`]: the drive loop, the `Source` and `Sink` traits, decoding, names,
 //!   aggregation, and the recording source. Runs without root.
 //! - [`sinks`]: text, JSON summary, recorder, live-view publisher, exports.
@@ -21,6 +23,7 @@
 //! - [`commands`]: one thin file per subcommand, wiring a source to sinks.
 pub mod cli;
 pub mod commands;
+pub mod containers;
 pub mod diagnose;
 pub mod error;
 pub mod format;

@@ -18,6 +18,23 @@ use serde_json::Value;
 
 pub mod http;
 pub mod prometheus;
+pub mod containerd;
+
+/// Runs `f` on a thread that has entered the network namespace at `path`; sockets made
+/// there stay in it.
+pub fn in_namespace<T: Send>(path: &std::path::Path, f: impl FnOnce() -> T + Send) -> T {
+    let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: a valid namespace fd; setns affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
 
 /// Whether the tests can run here; prints why not otherwise.
 pub fn can_run(test: &str) -> bool {
@@ -89,17 +106,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered the namespace; sockets made there stay in it.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(self.path()).expect("open netns");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: a valid namespace fd; setns affects only this thread.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("netns thread")
-        })
+        in_namespace(std::path::Path::new(&self.path()), f)
     }
 
     /// A counter from /proc/net/snmp in this namespace, e.g. ("Tcp", "OutRsts").

@@ -14,9 +14,11 @@ const BPF_LINKER: &str = "0.13.0";
 /// Debian packages: LLVM for bpf-linker; the tools the integration tests and the
 /// benchmark drive (nft, iptables, ip/tc, bpftrace as a peer, bpftool to list programs,
 /// tmux for the live view's terminal test, tshark to read exported pcapng back,
-/// Prometheus and promtool to scrape and check `droptrace serve`); for
-/// `xtask deb --check`: dpkg-dev (dpkg-shlibdeps, strip), lintian, man-db to read the pages,
-/// zsh and fish to try their completions.
+/// Prometheus and promtool to scrape and check `droptrace serve`, and containerd, runc and
+/// a static busybox for the pods of the container tests (the tests start containerd with a
+/// configuration of their own and stop it)); for `xtask deb --check`: dpkg-dev
+/// (dpkg-shlibdeps, strip), lintian, man-db to read the pages, zsh and fish to try their
+/// completions.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -32,6 +34,9 @@ const PACKAGES: &[&str] = &[
     "man-db",
     "zsh",
     "fish",
+    "containerd",
+    "runc",
+    "busybox-static",
 ];
 
 pub fn setup() -> Result<()> {

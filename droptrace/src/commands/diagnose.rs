@@ -14,8 +14,14 @@ use crate::{
         state::NsState,
     },
     error::{warn, Error},
+    pipeline::names::Workload,
     pipeline::{drive, Outcome, Source},
-    probe::{caps, collect, netns::Namespaces, LiveOptions, LiveSource},
+    probe::{
+        caps, collect,
+        netns::Namespaces,
+        workloads::{HostPaths, Scan},
+        LiveOptions, LiveSource,
+    },
 };
 
 /// At most this many namespaces are sampled (containers can make thousands).
@@ -23,13 +29,23 @@ const MAX_NAMESPACES: usize = 64;
 /// Snapshots taken at once.
 const PARALLEL: usize = 4;
 
-impl NamespaceNames for Namespaces {
+/// Namespaces as the diagnosis names them: by their pod or container when they belong to
+/// one ("in pod shop/web-7d9f"), else as they were found.
+struct NodeNames {
+    namespaces: Namespaces,
+    workloads: std::collections::HashMap<u32, Workload>,
+}
+
+impl NamespaceNames for NodeNames {
     fn describe(&self, inode: u32) -> String {
-        Namespaces::describe(self, inode)
+        match self.workloads.get(&inode) {
+            Some(w) => w.label(),
+            None => self.namespaces.describe(inode),
+        }
     }
 
     fn command_prefix(&self, inode: u32) -> String {
-        Namespaces::command_prefix(self, inode)
+        self.namespaces.command_prefix(inode)
     }
 }
 
@@ -38,7 +54,26 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     caps::check_tracing()?;
     let mut names = Namespaces::scan();
     let own = crate::probe::netns::own_inode();
-    let chosen = match &args.live.filters.netns {
+    let filters = &args.live.filters;
+    // A pod or container chosen by name: its namespace is the one sampled. (The live
+    // source resolves the filter again, and says what is wrong when it finds none.)
+    let workload_path = if filters.pod.is_some() || filters.container.is_some() {
+        let scan = Scan::run(&HostPaths::new(&args.live.host_root));
+        let found = match (&filters.pod, &filters.container) {
+            (Some(pod), _) => crate::containers::parse_pod_arg(pod)
+                .map(|(ns, name)| scan.pod(&ns, &name))
+                .unwrap_or_default(),
+            (None, Some(c)) => scan.container(c),
+            (None, None) => Vec::new(),
+        };
+        match found.as_slice() {
+            [one] => scan.paths.get(one).cloned(),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let chosen = match filters.netns.as_ref().or(workload_path.as_ref()) {
         Some(path) => Some(names.add(path).map_err(|source| Error::Netns {
             path: path.clone(),
             source,
@@ -88,6 +123,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         &args.live,
         LiveOptions {
             duration: Some(Duration::from_secs_f64(args.duration)),
+            name_workloads: true,
             ..LiveOptions::default()
         },
     )?;
@@ -105,6 +141,10 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .collect()
     };
     let (before, after) = (parse(before), parse(after));
+    let names = NodeNames {
+        namespaces: names,
+        workloads: watched.names.workloads.clone(),
+    };
     let findings = engine::diagnose(&engine::Window {
         groups: &groups,
         before: &before,
@@ -195,4 +235,32 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::names::{Container, Pod};
+
+    #[test]
+    fn a_pods_namespace_is_named_by_its_pod() {
+        let pod = Workload {
+            container: Container {
+                id: "9b2e7d4a1c6f".into(),
+                name: "web".into(),
+                runtime: "containerd".into(),
+            },
+            pod: Some(Pod {
+                name: "web-7d9f".into(),
+                namespace: "shop".into(),
+                uid: None,
+            }),
+        };
+        let names = NodeNames {
+            namespaces: Namespaces::default(),
+            workloads: [(7, pod)].into_iter().collect(),
+        };
+        assert_eq!(names.describe(7), "pod shop/web-7d9f");
+        assert_eq!(names.describe(8), "netns inode 8");
+    }
 }

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     duration: cli.duration.map(Duration::from_secs_f64),
                     tick: Some(Duration::from_secs_f64(cli.interval.unwrap_or(0.25))),
                     name_places: true,
+                    name_workloads: true,
                     control: Some(Arc::clone(&link.control)),
                     ..LiveOptions::default()
                 },

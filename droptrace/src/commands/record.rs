@@ -21,6 +21,7 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             duration: args.duration.map(Duration::from_secs_f64),
             tick: Some(FLUSH_EVERY),
             name_places: true,
+            name_workloads: true,
             control: None,
         },
     )?;

@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             duration: cli.duration.map(Duration::from_secs_f64),
             tick: tick.map(Duration::from_secs_f64),
             name_places: format == LiveFormat::Jsonl,
+            name_workloads: true,
             ..LiveOptions::default()
         },
     )?;

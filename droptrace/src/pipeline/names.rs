@@ -1,9 +1,12 @@
-//! The one table of names for raw kernel values: drop locations, drop reasons, interfaces
-//! and network namespaces. A live source fills it from the running kernel and the host, a
+//! The one table of names for raw kernel values: drop locations, drop reasons, interfaces,
+//! network namespaces and the containers and pods they belong to. A live source fills it from the running kernel and the host, a
 //! recording source from the names the recording carries; every sink reads it the same way.
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use crate::kernel::reasons::DropReasonTable;
+use crate::pipeline::event::Group;
 
 /// A drop location made readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,50 @@ impl Location {
     }
 }
 
+/// The container a network namespace belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Container {
+    /// The runtime's ID (64 hex digits, or the name `ctr run` was given).
+    pub id: String,
+    /// `web`; for a pod of several containers, their names joined (`istio-proxy,web`).
+    pub name: String,
+    /// `containerd`, `cri-o`, `docker` (`unknown` when only the cgroup was found).
+    pub runtime: String,
+}
+
+/// The Kubernetes pod a network namespace belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+    pub uid: Option<String>,
+}
+
+/// What runs in a network namespace: a container and, under Kubernetes, its pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Workload {
+    pub container: Container,
+    pub pod: Option<Pod>,
+}
+
+impl Workload {
+    /// `shop/web-7d9f` for a pod, the container's name otherwise.
+    pub fn short(&self) -> String {
+        match &self.pod {
+            Some(p) => format!("{}/{}", p.namespace, p.name),
+            None => self.container.name.clone(),
+        }
+    }
+
+    /// `pod shop/web-7d9f` or `container redis`.
+    pub fn label(&self) -> String {
+        match &self.pod {
+            Some(_) => format!("pod {}", self.short()),
+            None => format!("container {}", self.container.name),
+        }
+    }
+}
+
 /// Names are only ever added, so [`Names::len`] tells whether a copy is out of date.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Names {
@@ -37,6 +84,8 @@ pub struct Names {
     pub interfaces: HashMap<(u32, u32), String>,
     /// netns inode -> a short label (`web`, `nginx:812`, `host`).
     pub namespaces: HashMap<u32, String>,
+    /// netns inode -> the container (and pod) it belongs to.
+    pub workloads: HashMap<u32, Workload>,
 }
 
 impl Names {
@@ -48,9 +97,10 @@ impl Names {
         }
     }
 
-    /// Entries of the location, interface and namespace maps (reasons are fixed).
+    /// Entries of the location, interface, namespace and workload maps (reasons are
+    /// fixed).
     pub fn len(&self) -> usize {
-        self.locations.len() + self.interfaces.len() + self.namespaces.len()
+        self.locations.len() + self.interfaces.len() + self.namespaces.len() + self.workloads.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,6 +160,26 @@ impl Names {
 
     pub fn namespace_name(&self, inode: u32) -> Option<&str> {
         self.namespaces.get(&inode).map(String::as_str)
+    }
+
+    /// The container (and pod) of a namespace, when it belongs to one.
+    pub fn workload(&self, inode: u32) -> Option<&Workload> {
+        self.workloads.get(&inode)
+    }
+
+    /// The group as the summary and the text output count it: without its interface,
+    /// and without its namespace unless that belongs to a container (so each pod's
+    /// drops stay apart, and nothing else changes).
+    pub fn site_of(&self, g: &Group) -> Group {
+        let site = g.site();
+        if self.workloads.contains_key(&g.netns) {
+            Group {
+                netns: g.netns,
+                ..site
+            }
+        } else {
+            site
+        }
     }
 }
 

@@ -5,7 +5,10 @@ use droptrace_common::{self as wire, Config};
 
 use crate::{cli::FilterArgs, error::Error, kernel::reasons::DropReasonTable, pipeline::event};
 
-use super::netns::{self, NetnsError};
+use super::{
+    netns::{self, NetnsError},
+    workloads::Scan,
+};
 
 /// Filters resolved against the running system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,17 +23,68 @@ pub struct Filters {
     pub ifindex: Option<u32>,
     /// Network namespace inode.
     pub netns: Option<u32>,
+    /// The pod or container `--pod`/`--container` chose (its namespace is `netns`).
+    pub workload: Option<String>,
 }
 
 impl Filters {
-    /// Resolves names (reasons, protocol, interface, namespace) on this system.
-    pub fn resolve(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
+    /// Resolves names (reasons, protocol, interface, namespace, pod, container) on this
+    /// system; `--pod` and `--container` are looked up in `scan`, taken at the start.
+    pub fn resolve(
+        args: &FilterArgs,
+        reasons: Option<&DropReasonTable>,
+        scan: Option<&Scan>,
+        host_root: &Path,
+    ) -> Result<Filters, Error> {
         let mut filters = Filters::parse(args, reasons)?;
+        let mut ns_path = args.netns.clone();
         if let Some(path) = &args.netns {
             filters.netns = Some(inode_of(path)?);
         }
+        let chosen = match (&args.pod, &args.container) {
+            (Some(pod), _) => {
+                let (namespace, name) =
+                    crate::containers::parse_pod_arg(pod).map_err(|_| Error::NoWorkload {
+                        what: format!("pod {pod}"),
+                        host_root: host_root.into(),
+                    })?;
+                let found = scan.map(|s| s.pod(&namespace, &name)).unwrap_or_default();
+                Some((format!("pod {pod}"), found))
+            }
+            (None, Some(c)) => {
+                let found = scan.map(|s| s.container(c)).unwrap_or_default();
+                Some((format!("container {c}"), found))
+            }
+            (None, None) => None,
+        };
+        if let Some((what, found)) = chosen {
+            let inode = match found.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(Error::NoWorkload {
+                        what,
+                        host_root: host_root.into(),
+                    })
+                }
+                many => {
+                    let label = |ns: &u32| {
+                        scan.and_then(|s| s.workloads.get(ns)).map_or_else(
+                            || format!("netns {ns}"),
+                            |w| format!("{} ({})", w.label(), w.container.id),
+                        )
+                    };
+                    return Err(Error::AmbiguousWorkload {
+                        what,
+                        matches: many.iter().map(label).collect(),
+                    });
+                }
+            };
+            filters.netns = Some(inode);
+            filters.workload = Some(what);
+            ns_path = scan.and_then(|s| s.paths.get(&inode)).cloned();
+        }
         if let Some(name) = &args.iface {
-            filters.ifindex = Some(ifindex_of(name, args.netns.as_deref())?);
+            filters.ifindex = Some(ifindex_of(name, ns_path.as_deref())?);
             // An ifindex means something only inside its namespace.
             if filters.netns.is_none() {
                 filters.netns = Some(inode_of(Path::new("/proc/self/ns/net"))?);
@@ -58,6 +112,7 @@ impl Filters {
             exclude: reason_codes(&args.exclude_reasons, reasons)?,
             ifindex: None,
             netns: None,
+            workload: None,
         })
     }
 
@@ -157,8 +212,10 @@ impl Filters {
         if let Some(i) = self.ifindex {
             parts.push(format!("ifindex {i}"));
         }
-        if let Some(n) = self.netns {
-            parts.push(format!("netns {n}"));
+        match (&self.workload, self.netns) {
+            (Some(w), _) => parts.push(w.clone()),
+            (None, Some(n)) => parts.push(format!("netns {n}")),
+            (None, None) => {}
         }
         if parts.is_empty() {
             "none".into()

@@ -14,5 +14,6 @@ pub mod host;
 pub mod netns;
 pub mod places;
 pub mod source;
+pub mod workloads;
 
 pub use source::{LiveOptions, LiveSource};

@@ -29,10 +29,13 @@ use super::{
     discover,
     filters::Filters,
     places::Places,
+    workloads::{HostPaths, Scan, WorkloadResolver},
 };
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const POLL: Duration = Duration::from_millis(100);
+/// How long the end of a run waits for the names of namespaces that came late.
+const SETTLE: Duration = Duration::from_secs(1);
 /// Events handled before the loop looks at signals and timers again.
 const DRAIN_BATCH: usize = 65_536;
 /// Batches drained before a tick goes ahead: under a flood faster than the reader the
@@ -51,6 +54,9 @@ pub struct LiveOptions {
     /// Name the interfaces and namespaces of drops (enters namespaces: only for sinks
     /// that show or keep them).
     pub name_places: bool,
+    /// Name the containers and pods of drops' namespaces (reads /proc and the runtimes'
+    /// state: only for sinks that show or keep them).
+    pub name_workloads: bool,
     /// Stop when asked from outside the loop (the live view quitting).
     pub control: Option<Arc<Control>>,
 }
@@ -61,6 +67,9 @@ pub struct LiveSource {
     reasons: Option<DropReasonTable>,
     symbols: SymbolNames,
     places: Option<Places>,
+    workloads: Option<WorkloadResolver>,
+    /// The workloads named at the start, before the first drop.
+    initial_workloads: std::collections::HashMap<u32, crate::pipeline::names::Workload>,
     control: Arc<Control>,
     malformed: u64,
     started_ns: u64,
@@ -83,7 +92,17 @@ impl LiveSource {
             signal(SignalKind::terminate()).map_err(|e| Error::Io("SIGTERM handler".into(), e))?;
         caps::check_tracing()?;
         let kernel = discover::learn_kernel(args.attach)?;
-        let filters = Filters::resolve(&args.filters, kernel.reasons.as_ref())?;
+        let host = HostPaths::new(&args.host_root);
+        let wants_scan =
+            opts.name_workloads || args.filters.pod.is_some() || args.filters.container.is_some();
+        // Every namespace there is now is named before attaching; later ones on the way.
+        let scan = wants_scan.then(|| Scan::run(&host));
+        let filters = Filters::resolve(
+            &args.filters,
+            kernel.reasons.as_ref(),
+            scan.as_ref(),
+            &args.host_root,
+        )?;
         if kernel.layout.skb.is_none() && filters.needs_packet() {
             return Err(Error::NoPacketFilters);
         }
@@ -111,6 +130,14 @@ impl LiveSource {
             reasons: kernel.reasons,
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
+            workloads: opts.name_workloads.then(|| {
+                let known = scan.iter().flat_map(|s| s.workloads.keys().copied());
+                WorkloadResolver::start(host, known.collect::<Vec<_>>())
+            }),
+            initial_workloads: match scan {
+                Some(s) if opts.name_workloads => s.workloads,
+                _ => std::collections::HashMap::new(),
+            },
             control: opts.control.unwrap_or_default(),
             malformed: 0,
             started_ns: boottime_ns(),
@@ -157,13 +184,20 @@ impl LiveSource {
 
     /// Hands up to `DRAIN_BATCH` waiting events to the flow; returns how many.
     fn drain_batch(&mut self, flow: &mut Flow<'_, '_>) -> usize {
+        if let Some(w) = self.workloads.as_mut() {
+            w.take(&mut flow.names);
+        }
         let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
+        let workloads = &mut self.workloads;
         self.probe
             .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
                 Ok(drop) => {
                     symbols.name(&mut flow.names, drop.location);
                     if let Some(places) = places.as_mut() {
                         places.name_drop(&mut flow.names, drop.netns, drop.ifindex);
+                    }
+                    if let Some(w) = workloads.as_mut() {
+                        w.want(drop.netns);
                     }
                     flow.drop(&drop, event::packet_bytes(bytes));
                 }
@@ -178,7 +212,10 @@ impl LiveSource {
 
 impl Source for LiveSource {
     fn names(&self) -> Names {
-        Names::with_reasons(self.reasons.clone())
+        Names {
+            workloads: self.initial_workloads.clone(),
+            ..Names::with_reasons(self.reasons.clone())
+        }
     }
 
     async fn next(&mut self, flow: &mut Flow<'_, '_>) -> Result<Step, Error> {
@@ -228,6 +265,9 @@ impl Source for LiveSource {
         if let Some(places) = self.places.as_mut() {
             let (names, agg) = flow.names_and_agg();
             places.retry(names, agg);
+        }
+        if let Some(w) = self.workloads.as_mut() {
+            w.settle(&mut flow.names, SETTLE);
         }
         if self.malformed > 0 {
             warn(&format!(

@@ -12,12 +12,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::pipeline::aggregate::KernelCounters;
 use crate::pipeline::event::Group;
-use crate::pipeline::names::Location;
+use crate::pipeline::names::{Container, Location, Pod, Workload};
 
 use super::{Counters, Header};
 
 pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2 added the `NAME_WORKLOAD` entry (containers and pods). A reader of version 1 would
+/// call that entry corrupt, so the version says it is there; this reader takes both.
+pub const FORMAT_VERSION: u32 = 2;
 pub const PREAMBLE_LEN: usize = 12;
 pub const FRAME_LEN: usize = 11;
 /// No block is larger; a reader refuses longer ones before reading them.
@@ -39,6 +41,12 @@ pub const END: u8 = 5;
 pub const NAME_LOCATION: u8 = 1;
 pub const NAME_INTERFACE: u8 = 2;
 pub const NAME_NAMESPACE: u8 = 3;
+/// The container and pod of a namespace (format version 2).
+pub const NAME_WORKLOAD: u8 = 4;
+
+/// Fields of a `NAME_WORKLOAD` entry beyond the container.
+const WORKLOAD_POD: u8 = 1;
+const WORKLOAD_POD_UID: u8 = 2;
 
 /// Flags of one event in an `EVENTS` block.
 pub const EV_ADDRS: u8 = 1;
@@ -184,6 +192,29 @@ pub fn encode_location(out: &mut Vec<u8>, address: u64, l: &Location) -> Result<
         put_str(out, m)?;
     }
     put_str(out, &l.display)
+}
+
+/// `NAME_WORKLOAD | netns | container id, name, runtime | fields (u8) | [pod name,
+/// namespace | [uid]]`.
+pub fn encode_workload(out: &mut Vec<u8>, netns: u32, w: &Workload) -> Result<(), usize> {
+    out.push(NAME_WORKLOAD);
+    put_varint(out, u64::from(netns));
+    let c = &w.container;
+    for s in [&c.id, &c.name, &c.runtime] {
+        put_str(out, s)?;
+    }
+    let fields = w.pod.as_ref().map_or(0, |p| {
+        WORKLOAD_POD | if p.uid.is_some() { WORKLOAD_POD_UID } else { 0 }
+    });
+    out.push(fields);
+    if let Some(p) = &w.pod {
+        put_str(out, &p.name)?;
+        put_str(out, &p.namespace)?;
+        if let Some(uid) = &p.uid {
+            put_str(out, uid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Fills in the frame reserved at the start of `block` (kind, length, checksums).
@@ -429,6 +460,34 @@ impl<'a> Cursor<'a> {
             overflow: v[7],
             lost_groups,
         })
+    }
+
+    /// The rest of a `NAME_WORKLOAD` entry, after its tag.
+    pub fn workload(&mut self) -> Result<(u32, Workload), Fault> {
+        let netns = self.varint_u32()?;
+        let container = Container {
+            id: self.str()?.to_owned(),
+            name: self.str()?.to_owned(),
+            runtime: self.str()?.to_owned(),
+        };
+        let fields = self.u8()?;
+        if fields & !(WORKLOAD_POD | WORKLOAD_POD_UID) != 0
+            || fields & WORKLOAD_POD_UID != 0 && fields & WORKLOAD_POD == 0
+        {
+            return Err(self.fault("unknown workload fields"));
+        }
+        let pod = if fields & WORKLOAD_POD != 0 {
+            Some(Pod {
+                name: self.str()?.to_owned(),
+                namespace: self.str()?.to_owned(),
+                uid: (fields & WORKLOAD_POD_UID != 0)
+                    .then(|| self.str().map(str::to_owned))
+                    .transpose()?,
+            })
+        } else {
+            None
+        };
+        Ok((netns, Workload { container, pod }))
     }
 
     /// The rest of a `NAME_LOCATION` entry, after its tag.

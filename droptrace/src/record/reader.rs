@@ -245,6 +245,11 @@ impl<R: Read> Reader<R> {
                         bounded(&c, &names.namespaces, &netns)?;
                         names.namespaces.insert(netns, label);
                     }
+                    f::NAME_WORKLOAD => {
+                        let (netns, workload) = c.workload()?;
+                        bounded(&c, &names.workloads, &netns)?;
+                        names.workloads.insert(netns, workload);
+                    }
                     _ => {
                         c.pos -= 1;
                         return Err(c.fault("unknown kind of name"));

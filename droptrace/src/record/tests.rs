@@ -156,6 +156,7 @@ fn small_recording() -> (Vec<u8>, Vec<Owned>, Vec<(usize, usize)>) {
     w.add_location(0xffff_ffff_8203_3a59, &location()).unwrap();
     w.add_interface(4_026_531_840, 2, "eth0").unwrap();
     w.add_namespace(4_026_531_840, "init").unwrap();
+    w.add_workload(4_026_532_182, &workload()).unwrap();
     for (i, (d, bytes)) in varied().into_iter().enumerate() {
         w.write_drop(&d, &bytes).unwrap();
         expected.push(Owned::Drop(d, bytes));
@@ -188,6 +189,52 @@ fn round_trip_keeps_everything() {
     assert_eq!(names.locations.get(&0xffff_ffff_c000_0010), None);
     assert_eq!(names.interface_name(4_026_531_840, 2), Some("eth0-renamed"));
     assert_eq!(names.namespace_name(4_026_531_840), Some("init"));
+    assert_eq!(names.workload(4_026_532_182), Some(&workload()));
+}
+
+/// A pod's container, as `probe::workloads` names it.
+fn workload() -> crate::pipeline::names::Workload {
+    use crate::pipeline::names::{Container, Pod, Workload};
+    Workload {
+        container: Container {
+            id: "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b".into(),
+            name: "web".into(),
+            runtime: "containerd".into(),
+        },
+        pod: Some(Pod {
+            name: "web-7d9f".into(),
+            namespace: "shop".into(),
+            uid: Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10".into()),
+        }),
+    }
+}
+
+#[test]
+fn workloads_with_and_without_pods_and_version_1_files() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let mut plain = workload();
+    plain.pod = None;
+    let mut no_uid = workload();
+    no_uid.pod.as_mut().unwrap().uid = None;
+    w.add_workload(1, &plain).unwrap();
+    w.add_workload(2, &no_uid).unwrap();
+    w.add_workload(3, &workload()).unwrap();
+    let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(status, Status::Complete);
+    assert_eq!(
+        (names.workload(1), names.workload(2), names.workload(3)),
+        (Some(&plain), Some(&no_uid), Some(&workload()))
+    );
+    // A file of format version 1 (no workloads) is read as before.
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    w.add_namespace(1, "init").unwrap();
+    let mut v1 = w.finish().unwrap();
+    v1[8] = 1;
+    let (_, names, _, status) = read_all(&v1).unwrap();
+    assert_eq!(
+        (status, names.namespace_name(1)),
+        (Status::Complete, Some("init"))
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::pipeline::event::Drop;
-use crate::pipeline::names::Location;
+use crate::pipeline::names::{Location, Workload};
 
 use super::format::{self as f, Context};
 use super::{Counters, Header, WriteError};
@@ -35,6 +35,7 @@ pub struct Writer<W: Write> {
     locations: HashSet<u64>,
     interfaces: HashMap<(u32, u32), String>,
     namespaces: HashMap<u32, String>,
+    workloads: HashMap<u32, Workload>,
 }
 
 impl Writer<File> {
@@ -80,6 +81,7 @@ impl<W: Write> Writer<W> {
             locations: HashSet::new(),
             interfaces: HashMap::new(),
             namespaces: HashMap::new(),
+            workloads: HashMap::new(),
         })
     }
 
@@ -116,6 +118,16 @@ impl<W: Write> Writer<W> {
             f::put_str(out, name)
         })?;
         self.interfaces.insert((netns, ifindex), name.to_owned());
+        Ok(())
+    }
+
+    /// Records the container and pod of a network namespace (again, if they changed).
+    pub fn add_workload(&mut self, netns: u32, workload: &Workload) -> Result<(), WriteError> {
+        if self.workloads.get(&netns) == Some(workload) {
+            return Ok(());
+        }
+        self.add_name(|out| f::encode_workload(out, netns, workload))?;
+        self.workloads.insert(netns, workload.clone());
         Ok(())
     }
 

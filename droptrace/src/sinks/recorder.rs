@@ -129,7 +129,7 @@ impl Sink for Recorder {
     }
 }
 
-/// Interface and namespace names known and not written yet.
+/// Interface, namespace and workload names known and not written yet.
 fn write_names(
     writer: &mut Writer<File>,
     written: &mut HashSet<(u32, u32)>,
@@ -143,6 +143,11 @@ fn write_names(
     for (&netns, label) in &names.namespaces {
         if written.insert((netns, u32::MAX)) {
             writer.add_namespace(netns, label)?;
+        }
+    }
+    for (&netns, workload) in &names.workloads {
+        if written.insert((netns, u32::MAX - 1)) {
+            writer.add_workload(netns, workload)?;
         }
     }
     Ok(())

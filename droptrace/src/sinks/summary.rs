@@ -7,7 +7,7 @@ use crate::{
     error::Error,
     pipeline::{
         aggregate::Aggregator,
-        names::Names,
+        names::{Container, Names, Pod},
         sink::{Moment, Sink},
     },
 };
@@ -56,6 +56,11 @@ pub struct GroupSummary {
     pub count: u64,
     /// Of `count`, the drops whose event was lost.
     pub lost: u64,
+    /// The container whose network namespace the drops were in; `null` when none (each
+    /// container's drops are a group of their own).
+    pub container: Option<Container>,
+    /// Its Kubernetes pod; `null` when none.
+    pub pod: Option<Pod>,
 }
 
 impl Summary {
@@ -70,10 +75,11 @@ impl Summary {
     pub fn new(agg: &Aggregator, names: &Names) -> Summary {
         let counters = agg.counters();
         let groups = agg
-            .ranked()
+            .ranked_by(|g| names.site_of(g))
             .into_iter()
             .map(|(g, s)| {
                 let loc = names.location(g.location);
+                let workload = names.workload(g.netns);
                 GroupSummary {
                     function: loc.function,
                     offset: loc.offset,
@@ -87,6 +93,8 @@ impl Summary {
                     dport: g.dport,
                     count: s.count(),
                     lost: s.lost,
+                    container: workload.map(|w| w.container.clone()),
+                    pod: workload.and_then(|w| w.pod.clone()),
                 }
             })
             .collect();
@@ -186,6 +194,67 @@ mod tests {
             .unwrap();
         assert_eq!(arp["protocol"], "arp");
         assert!(arp["dport"].is_null() && arp["family"].is_null());
+    }
+
+    #[test]
+    fn a_containers_drops_are_a_group_of_their_own_with_its_pod() {
+        use crate::pipeline::names::{Container, Pod, Workload};
+        let mut names = resolver();
+        let mut agg = aggregate();
+        let pod_ns = 4_026_532_182;
+        for _ in 0..2 {
+            let mut d = syn(NFT, 12, 1678);
+            d.netns = pod_ns;
+            agg.add(&d);
+        }
+        names.workloads.insert(
+            pod_ns,
+            Workload {
+                container: Container {
+                    id: "9b2e7d4a1c6f".into(),
+                    name: "web".into(),
+                    runtime: "containerd".into(),
+                },
+                pod: Some(Pod {
+                    name: "web-7d9f".into(),
+                    namespace: "shop".into(),
+                    uid: None,
+                }),
+            },
+        );
+        let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
+        let nft: Vec<&serde_json::Value> = json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["dport"] == 1678)
+            .collect();
+        assert_eq!(nft.len(), 2, "{json}");
+        assert_eq!(
+            (nft[0]["count"].as_u64(), nft[0]["pod"].is_null()),
+            (Some(5), true)
+        );
+        assert_eq!(nft[1]["count"], 2);
+        assert_eq!(
+            nft[1]["pod"],
+            serde_json::json!({"name": "web-7d9f", "namespace": "shop", "uid": null})
+        );
+        assert_eq!(
+            nft[1]["container"],
+            serde_json::json!({"id": "9b2e7d4a1c6f", "name": "web", "runtime": "containerd"})
+        );
+        let table = text::final_table(&agg, &names);
+        assert!(
+            table.contains(
+                "       2 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 pod shop/web-7d9f container web\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table
+                .contains("       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678\n"),
+            "{table}"
+        );
     }
 
     #[test]

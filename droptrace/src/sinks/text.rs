@@ -62,7 +62,7 @@ impl TextPrinter {
     pub fn block(&mut self, agg: &Aggregator, names: &Names, elapsed_secs: f64) -> String {
         let counters = agg.counters();
         let mut rows: Vec<(u64, Group)> = agg
-            .ranked()
+            .ranked_by(|g| names.site_of(g))
             .into_iter()
             .filter_map(|(g, s)| {
                 let before = self.printed.insert(g, s.count()).unwrap_or(0);
@@ -98,7 +98,8 @@ impl TextPrinter {
     }
 }
 
-/// `12 drops at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9`
+/// `12 drops at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9`, then ` pod shop/web-7d9f
+/// container web` (or ` container redis`) when the drops were in a container's namespace.
 pub fn line(count: u64, g: &Group, names: &Names) -> String {
     let mut s = format!(
         "{count:>8} drop{} at {}",
@@ -114,6 +115,12 @@ pub fn line(count: u64, g: &Group, names: &Names) -> String {
     if let Some(d) = g.dport {
         let _ = write!(s, " dport {d}");
     }
+    if let Some(w) = names.workload(g.netns) {
+        let _ = write!(s, " {}", w.label());
+        if w.pod.is_some() {
+            let _ = write!(s, " container {}", w.container.name);
+        }
+    }
     s
 }
 
@@ -124,7 +131,7 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         "droptrace: {} drops matched, {} lost events, {} missed by the kernel\n",
         c.matched, c.lost, c.missed
     );
-    for (g, s) in agg.ranked() {
+    for (g, s) in agg.ranked_by(|g| names.site_of(g)) {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
     if agg.overflow() > 0 {

@@ -12,16 +12,19 @@ pub enum Grouping {
     Port,
     Interface,
     Namespace,
+    /// The container and pod of the namespace (one row per namespace).
+    Pod,
 }
 
 impl Grouping {
-    pub const ALL: [Grouping; 6] = [
+    pub const ALL: [Grouping; 7] = [
         Grouping::Site,
         Grouping::Location,
         Grouping::Reason,
         Grouping::Port,
         Grouping::Interface,
         Grouping::Namespace,
+        Grouping::Pod,
     ];
 
     pub fn label(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Grouping {
             Grouping::Port => "port",
             Grouping::Interface => "interface",
             Grouping::Namespace => "namespace",
+            Grouping::Pod => "pod",
         }
     }
 
@@ -51,6 +55,15 @@ impl Grouping {
                 names.namespace(key.netns),
             ],
             Grouping::Namespace => vec![names.namespace(key.netns)],
+            Grouping::Pod => {
+                let w = names.workload(key.netns);
+                vec![
+                    w.and_then(|w| w.pod.as_ref())
+                        .map_or_else(|| "-".into(), |p| format!("{}/{}", p.namespace, p.name)),
+                    w.map_or_else(|| "-".into(), |w| w.container.name.clone()),
+                    names.namespace(key.netns),
+                ]
+            }
         }
     }
 
@@ -91,7 +104,7 @@ impl Grouping {
                 ifindex: g.ifindex,
                 ..none
             },
-            Grouping::Namespace => Group {
+            Grouping::Namespace | Grouping::Pod => Group {
                 netns: g.netns,
                 ..none
             },
@@ -204,7 +217,7 @@ mod tests {
             g = g.next();
         }
         assert_eq!(g, Grouping::Site);
-        assert_eq!(Grouping::Site.previous(), Grouping::Namespace);
+        assert_eq!(Grouping::Site.previous(), Grouping::Pod);
         assert_eq!(Sort::Count.next(), Sort::Rate);
         assert_eq!(Sort::Count.previous(), Sort::Recency);
     }

@@ -99,6 +99,32 @@ fn sample(g: &Group, t: u64, sport: u16) -> Drop {
 /// The snapshot at `secs` after the start (4 per second), with `lost` lost events of the
 /// qdisc group and the samples of `request`.
 fn snapshot_at(quarter: u64, request: Option<DetailRequest>) -> Snapshot {
+    snapshot_named(quarter, request, names())
+}
+
+/// The names of [`names`], with `dt-a` the namespace of a pod's container.
+fn names_with_pod() -> Arc<Names> {
+    use crate::pipeline::names::{Container, Pod, Workload};
+    let mut n = (*names()).clone();
+    n.workloads.insert(
+        NS_A,
+        Workload {
+            container: Container {
+                id: "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b".into(),
+                name: "web".into(),
+                runtime: "containerd".into(),
+            },
+            pod: Some(Pod {
+                name: "web-7d9f".into(),
+                namespace: "shop".into(),
+                uid: Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10".into()),
+            }),
+        },
+    );
+    Arc::new(n)
+}
+
+fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names>) -> Snapshot {
     let now = T0 + quarter * S / 4;
     let secs_f = quarter as f64 / 4.0;
     let mut groups = Vec::new();
@@ -157,7 +183,7 @@ fn snapshot_at(quarter: u64, request: Option<DetailRequest>) -> Snapshot {
         },
         overflow: 0,
         groups,
-        names: names(),
+        names,
         detail,
         finished: false,
     }
@@ -446,6 +472,52 @@ fn snapshot_detail_80x24() {
 #[test]
 fn snapshot_detail_120x40() {
     insta::assert_snapshot!(draw(&detail_state(), 120, 40));
+}
+
+/// Grouped by pod (key 7), then the drill-down of the pod's row.
+fn pod_state(detail: bool) -> State {
+    let mut state = State::new(info(), false);
+    for q in 0..=248 {
+        let request = state.detail_request();
+        update(
+            &mut state,
+            Action::Snapshot(Box::new(snapshot_named(q, request, names_with_pod()))),
+        );
+        if q == 0 {
+            keys(&mut state, &[Key::Char('7')]);
+        }
+    }
+    if detail {
+        let at = row_names(&state)
+            .iter()
+            .position(|n| n.starts_with("shop/web-7d9f"))
+            .expect("the pod's row");
+        for _ in 0..at {
+            keys(&mut state, &[Key::Down]);
+        }
+        keys(&mut state, &[Key::Enter]);
+        let request = state.detail_request();
+        update(
+            &mut state,
+            Action::Snapshot(Box::new(snapshot_named(249, request, names_with_pod()))),
+        );
+    }
+    state
+}
+
+#[test]
+fn snapshot_table_by_pod_and_its_detail_120x40() {
+    let table = pod_state(false);
+    assert_eq!(row_names(&table), ["- - host", "shop/web-7d9f web dt-a"]);
+    insta::assert_snapshot!(draw(&table, 120, 40));
+    let detail = draw(&pod_state(true), 120, 40);
+    assert!(
+        detail.contains(
+            "in pod shop/web-7d9f (uid 0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10)  container web (containerd 9b2e7d4a1c6f)"
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("  pod shop/web-7d9f"), "{detail}");
 }
 
 #[test]

@@ -186,6 +186,7 @@ fn name_columns(grouping: Grouping, reason_width: u16) -> Vec<(&'static str, u16
         Grouping::Port => vec![("Proto", 8), ("Port", 0)],
         Grouping::Interface => vec![("Interface", 16), ("Namespace", 0)],
         Grouping::Namespace => vec![("Namespace", 0)],
+        Grouping::Pod => vec![("Pod", 28), ("Container", 16), ("Namespace", 0)],
     }
 }
 
@@ -473,8 +474,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Esc", "back to the table"),
     ("g / G, Tab", "next / previous grouping"),
     (
-        "1-6",
-        "group by location+reason+port, location, reason, port, interface, namespace",
+        "1-7",
+        "group by location+reason+port, location, reason, port, interface, namespace, pod",
     ),
     (
         "s / S",

@@ -103,13 +103,13 @@ fn wrong_magic_and_versions_are_named() {
     ));
     assert!(matches!(read_all(b"DROP"), Err(ReadError::NoHeader { .. })));
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     let err = read_all(&newer).unwrap_err();
     assert!(matches!(
         err,
         ReadError::NewerVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     ));
     assert!(err.to_string().contains("newer droptrace"), "{err}");

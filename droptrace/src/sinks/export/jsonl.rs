@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::pipeline::{
     event::Drop,
-    names::Names,
+    names::{Container, Names, Pod},
     sink::{Moment, Sink},
 };
 use crate::record::Header;
@@ -43,6 +43,10 @@ struct Line<'a> {
     interface: Option<&'a str>,
     netns: u32,
     namespace: Option<&'a str>,
+    /// The container of the namespace, `null` when none.
+    container: Option<&'a Container>,
+    /// Its Kubernetes pod, `null` when none.
+    pod: Option<&'a Pod>,
     /// Length of the packet (skb) when dropped.
     len: u32,
     cpu: u32,
@@ -149,6 +153,8 @@ impl<W: Write> JsonlSink<W> {
             interface: names.interface_name(drop.netns, drop.ifindex),
             netns: drop.netns,
             namespace: names.namespace_name(drop.netns),
+            container: names.workload(drop.netns).map(|w| &w.container),
+            pod: names.workload(drop.netns).and_then(|w| w.pod.as_ref()),
             len: drop.len,
             cpu: drop.cpu,
             packet_bytes,

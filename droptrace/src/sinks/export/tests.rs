@@ -405,6 +405,8 @@ fn jsonl_has_one_object_per_drop() {
         "interface",
         "netns",
         "namespace",
+        "container",
+        "pod",
         "len",
         "cpu",
         "packet_bytes",
@@ -419,7 +421,8 @@ fn jsonl_has_one_object_per_drop() {
         "reason": "NETFILTER_DROP", "reason_code": 12, "family": "ipv4", "protocol": "tcp",
         "saddr": "10.0.0.1", "daddr": "10.0.0.2", "sport": 40_000, "dport": 443,
         "icmp_type": null, "icmp_code": null, "ifindex": 2, "interface": "eth0",
-        "netns": INIT, "namespace": "init", "len": 60, "cpu": 1, "packet_bytes": 40,
+        "netns": INIT, "namespace": "init", "container": null, "pod": null,
+        "len": 60, "cpu": 1, "packet_bytes": 40,
     });
     assert_eq!(lines[0], want);
     let six = &lines[1];

@@ -73,6 +73,26 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
         }
     }
 
+    // The containers and pods the drops were in.
+    let mut workloads: Vec<&crate::pipeline::names::Workload> = Vec::new();
+    for (g, _) in &members {
+        if let Some(w) = names.workload(g.netns) {
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
+        }
+    }
+    workloads.sort();
+    for w in workloads.iter().take(MAX_SITES) {
+        lines.push(Line::raw(workload_line(w)));
+    }
+    if workloads.len() > MAX_SITES {
+        lines.push(Line::raw(format!(
+            "... and {} more containers",
+            workloads.len() - MAX_SITES
+        )));
+    }
+
     // Drop sites: function+offset, reason and what it means, source line.
     let detail = snap
         .detail
@@ -148,7 +168,31 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
-/// `0.3s ago  10.77.0.1:40000 > 10.77.0.2:1678 tcp  veth-b@dt-a  60 B`
+/// `in pod shop/web-7d9f (uid 0b6c...)  container web (containerd 9b2e7d4a1c6f)`
+fn workload_line(w: &crate::pipeline::names::Workload) -> String {
+    let c = &w.container;
+    let container = format!(
+        "container {} ({} {})",
+        c.name,
+        c.runtime,
+        crate::containers::short_id(&c.id)
+    );
+    match &w.pod {
+        Some(p) => format!(
+            "in pod {}/{}{}  {container}",
+            p.namespace,
+            p.name,
+            p.uid
+                .as_ref()
+                .map(|u| format!(" (uid {u})"))
+                .unwrap_or_default()
+        ),
+        None => format!("in {container}"),
+    }
+}
+
+/// `0.3s ago  10.77.0.1:40000 > 10.77.0.2:1678 tcp  veth-b@dt-a  60 B`, then the pod (or
+/// container) when the namespace belongs to one.
 fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
     let p = &d.packet;
     let ends = match (p.addrs, p.ports) {
@@ -164,8 +208,12 @@ fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
         .icmp
         .map(|(t, c)| format!(" type {t} code {c}"))
         .unwrap_or_default();
+    let workload = names
+        .workload(d.netns)
+        .map(|w| format!("  {}", w.label()))
+        .unwrap_or_default();
     format!(
-        "{:>6} ago  {ends} {proto}{icmp}  {}@{}  {} B  cpu {}",
+        "{:>6} ago  {ends} {proto}{icmp}  {}@{}  {} B  cpu {}{workload}",
         ago(now_ns, d.timestamp_ns.min(now_ns)),
         names.interface(d.netns, d.ifindex),
         names.namespace(d.netns),

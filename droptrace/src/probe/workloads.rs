@@ -1,0 +1,396 @@
+//! The live resolve step for workloads: which container and pod a network namespace
+//! belongs to, from nothing but what the node keeps (no Kubernetes API, no CRI socket).
+//!
+//! network namespace inode -> the processes in it (`/proc/*/ns/net`) -> their cgroup
+//! (`/proc/PID/cgroup`: the container's ID, the runtime, the pod's UID) -> the runtime's
+//! state for that ID: the OCI bundle's `config.json` (found beside the shim's working
+//! directory, which is its bundle, or under the runtimes' state directories) or docker's
+//! `config.v2.json`. The parsing is in `crate::containers`; this module only reads.
+//!
+//! Every existing namespace is named once at the start; namespaces that appear later are
+//! named on a thread of their own when their first drop asks, so a lookup never blocks
+//! the event path. Everything is read under `--host-root` (`/host` in a DaemonSet pod).
+use std::{
+    collections::{HashMap, HashSet},
+    io::Read,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError},
+    time::Duration,
+};
+
+use crate::{
+    containers::{self, bundle, cgroup, Member},
+    pipeline::names::{Names, Workload},
+};
+
+/// Processes of one namespace whose cgroups are read, at most (a pod's containers are
+/// found among its first processes; a namespace of thousands must not cost thousands).
+const MAX_PIDS: usize = 64;
+/// Ancestors of a container's process whose working directory may be its shim's bundle.
+const MAX_ANCESTORS: usize = 3;
+/// Runtime state files are small; a larger one is not read.
+const MAX_FILE: u64 = 1 << 20;
+/// How long a namespace that named no container is looked at again, and how often.
+const RETRY: Duration = Duration::from_secs(2);
+const TRIES: u8 = 3;
+/// Namespaces waiting to be named, at most (drops of more wait for a later try).
+const QUEUE: usize = 4096;
+
+/// Where the host's files are: `/` normally, the mount of the host's root in a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    root: PathBuf,
+    proc: PathBuf,
+}
+
+impl HostPaths {
+    /// The host's files under `root`; its processes under `root/proc`, or droptrace's own
+    /// `/proc` when that is not mounted there (a pod with `hostPID: true`).
+    pub fn new(root: &Path) -> HostPaths {
+        let proc = root.join("proc");
+        let proc = if proc.join("self").exists() || root == Path::new("/") {
+            proc
+        } else {
+            PathBuf::from("/proc")
+        };
+        HostPaths {
+            root: root.to_path_buf(),
+            proc,
+        }
+    }
+
+    fn under(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    fn pid(&self, pid: u32) -> PathBuf {
+        self.proc.join(pid.to_string())
+    }
+
+    /// Namespaces no single container owns: the host's (pid 1's) and droptrace's own.
+    fn shared(&self) -> HashSet<u32> {
+        [
+            self.pid(1).join("ns/net"),
+            PathBuf::from("/proc/self/ns/net"),
+        ]
+        .iter()
+        .filter_map(|p| inode(p))
+        .collect()
+    }
+}
+
+fn inode(path: &Path) -> Option<u32> {
+    u32::try_from(std::fs::metadata(path).ok()?.ino()).ok()
+}
+
+/// The processes of every network namespace (at most `MAX_PIDS` each, lowest first).
+pub fn processes(host: &HostPaths) -> HashMap<u32, Vec<u32>> {
+    let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(&host.proc) else {
+        return out;
+    };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        if let Some(ns) = inode(&host.pid(pid).join("ns/net")) {
+            let list = out.entry(ns).or_default();
+            if list.len() < MAX_PIDS {
+                list.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// The containers among `pids` (the processes of one namespace).
+pub fn members(host: &HostPaths, pids: &[u32]) -> Vec<Member> {
+    let mut out: Vec<Member> = Vec::new();
+    for &pid in pids {
+        let Some(text) = read_small(&host.pid(pid).join("cgroup")) else {
+            continue;
+        };
+        let Some(cg) = cgroup::container_of(&text) else {
+            continue;
+        };
+        if out.iter().any(|m| m.cgroup.id == cg.id) {
+            continue;
+        }
+        let bundle = find_bundle(host, pid, &cg);
+        out.push(Member { cgroup: cg, bundle });
+    }
+    out
+}
+
+/// What the runtime keeps about the container `cg` of process `pid`.
+fn find_bundle(
+    host: &HostPaths,
+    pid: u32,
+    cg: &cgroup::CgroupContainer,
+) -> Option<bundle::BundleInfo> {
+    let id = &cg.id;
+    if matches!(cg.runtime, Some(cgroup::Runtime::Docker) | None) {
+        let path = host.under(&format!("/var/lib/docker/containers/{id}/config.v2.json"));
+        if let Some(info) = read_small(&path).and_then(|t| bundle::parse_docker_config(&t).ok()) {
+            return Some(info);
+        }
+    }
+    let oci = |path: &Path| read_small(path).and_then(|t| bundle::parse_oci_config(&t).ok());
+    // A containerd shim runs in its bundle; a pod's containers share the sandbox's shim,
+    // whose bundle is a sibling of theirs.
+    let mut at = pid;
+    for _ in 0..MAX_ANCESTORS {
+        let Some(parent) = parent_of(host, at) else {
+            break;
+        };
+        let cwd = host.pid(parent).join("cwd");
+        if let Ok(target) = std::fs::read_link(&cwd) {
+            let candidate = if target.file_name().is_some_and(|n| n == id.as_str()) {
+                cwd.join("config.json")
+            } else {
+                cwd.join("..").join(id).join("config.json")
+            };
+            if let Some(info) = oci(&candidate) {
+                return Some(info);
+            }
+        }
+        at = parent;
+    }
+    // The runtimes' usual state directories.
+    for base in [
+        "/run/containerd/io.containerd.runtime.v2.task",
+        "/run/docker/containerd/daemon/io.containerd.runtime.v2.task",
+        "/run/containerd/io.containerd.runtime.v1.linux",
+    ] {
+        let base = host.under(base);
+        let namespaces: Vec<PathBuf> = match &cg.containerd_namespace {
+            Some(ns) => vec![base.join(ns)],
+            None => std::fs::read_dir(&base)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default(),
+        };
+        for ns in namespaces {
+            if let Some(info) = oci(&ns.join(id).join("config.json")) {
+                return Some(info);
+            }
+        }
+    }
+    for base in ["/run/containers/storage", "/var/lib/containers/storage"] {
+        let path = host.under(&format!(
+            "{base}/overlay-containers/{id}/userdata/config.json"
+        ));
+        if let Some(info) = oci(&path) {
+            return Some(info);
+        }
+    }
+    None
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (the field after the parenthesised name).
+fn parent_of(host: &HostPaths, pid: u32) -> Option<u32> {
+    let stat = read_small(&host.pid(pid).join("stat"))?;
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+        .filter(|&p| p > 1)
+}
+
+fn read_small(path: &Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Every container namespace of the host, named: what one full scan finds.
+#[derive(Debug, Default, Clone)]
+pub struct Scan {
+    pub workloads: HashMap<u32, Workload>,
+    /// The containers of each namespace, for `--container`.
+    pub members: HashMap<u32, Vec<Member>>,
+    /// A path that opens each namespace (`/proc/PID/ns/net`).
+    pub paths: HashMap<u32, PathBuf>,
+}
+
+impl Scan {
+    /// Names every namespace that belongs to a container (the host's own is shared by
+    /// host-network pods and belongs to none).
+    pub fn run(host: &HostPaths) -> Scan {
+        let shared = host.shared();
+        let mut scan = Scan::default();
+        for (ns, pids) in processes(host) {
+            if shared.contains(&ns) {
+                continue;
+            }
+            let found = members(host, &pids);
+            if let Some(w) = containers::workload(&found) {
+                scan.workloads.insert(ns, w);
+                scan.members.insert(ns, found);
+                scan.paths.insert(ns, host.pid(pids[0]).join("ns/net"));
+            }
+        }
+        scan
+    }
+
+    /// The namespaces of pod `namespace/name`.
+    pub fn pod(&self, namespace: &str, name: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .workloads
+            .iter()
+            .filter(|(_, w)| {
+                w.pod
+                    .as_ref()
+                    .is_some_and(|p| p.namespace == namespace && p.name == name)
+            })
+            .map(|(ns, _)| *ns)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The namespaces holding a container named or identified by `query`.
+    pub fn container(&self, query: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .members
+            .iter()
+            .filter(|(_, ms)| ms.iter().any(|m| containers::names_member(m, query)))
+            .map(|(ns, _)| *ns)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Names namespaces that appear after the start, on a thread of its own: the event path
+/// asks ([`WorkloadResolver::want`], a hash lookup) and takes the answers
+/// ([`WorkloadResolver::take`]) without waiting.
+pub struct WorkloadResolver {
+    requests: SyncSender<u32>,
+    answers: Receiver<(u32, Option<Workload>)>,
+    asked: rustc_hash::FxHashSet<u32>,
+    /// Asked and not answered yet (a first answer may be "none yet").
+    unanswered: HashSet<u32>,
+}
+
+impl WorkloadResolver {
+    /// Starts the thread; `known` are the namespaces named already (by a [`Scan`]).
+    pub fn start(host: HostPaths, known: impl IntoIterator<Item = u32>) -> WorkloadResolver {
+        let (requests, inbox) = mpsc::sync_channel(QUEUE);
+        let (outbox, answers) = mpsc::sync_channel(QUEUE);
+        let mut asked: rustc_hash::FxHashSet<u32> = known.into_iter().collect();
+        asked.extend(host.shared());
+        asked.insert(0);
+        let spawned = std::thread::Builder::new()
+            .name("droptrace-workloads".into())
+            .spawn(move || resolve_loop(&host, &inbox, &outbox));
+        if spawned.is_err() {
+            crate::error::warn("could not start the thread that names containers");
+        }
+        WorkloadResolver {
+            requests,
+            answers,
+            asked,
+            unanswered: HashSet::new(),
+        }
+    }
+
+    /// Asks for the workload of a namespace seen on a drop (once per namespace).
+    #[inline]
+    pub fn want(&mut self, netns: u32) {
+        if !self.asked.contains(&netns) && self.requests.try_send(netns).is_ok() {
+            self.asked.insert(netns);
+            self.unanswered.insert(netns);
+        }
+    }
+
+    /// Adds the answers that came; true when something was added.
+    pub fn take(&mut self, names: &mut Names) -> bool {
+        let mut added = false;
+        loop {
+            match self.answers.try_recv() {
+                Ok((ns, w)) => {
+                    self.unanswered.remove(&ns);
+                    if let Some(w) = w {
+                        names.workloads.insert(ns, w);
+                        added = true;
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return added,
+            }
+        }
+    }
+
+    /// At the end of a run: waits (at most `limit`) until every namespace asked about has
+    /// had its first answer, so the final figures carry the names of late namespaces too.
+    pub fn settle(&mut self, names: &mut Names, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            self.take(names);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.unanswered.is_empty() || left.is_zero() {
+                return;
+            }
+            match self.answers.recv_timeout(left) {
+                Ok((ns, w)) => {
+                    self.unanswered.remove(&ns);
+                    if let Some(w) = w {
+                        names.workloads.insert(ns, w);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Answers requests until the source goes away: each wake-up scans the processes once
+/// for every namespace waiting, and a namespace that named no container is tried again
+/// a few times (its container may have been starting).
+fn resolve_loop(
+    host: &HostPaths,
+    inbox: &Receiver<u32>,
+    outbox: &SyncSender<(u32, Option<Workload>)>,
+) {
+    let mut waiting: HashMap<u32, u8> = HashMap::new();
+    loop {
+        let next = if waiting.is_empty() {
+            inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            inbox.recv_timeout(RETRY)
+        };
+        match next {
+            Ok(ns) => {
+                waiting.entry(ns).or_insert(0);
+                while let Ok(ns) = inbox.try_recv() {
+                    waiting.entry(ns).or_insert(0);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let processes = processes(host);
+        let mut done = Vec::new();
+        for (ns, tries) in &mut waiting {
+            let found = processes
+                .get(ns)
+                .and_then(|pids| containers::workload(&members(host, pids)));
+            *tries += 1;
+            let finished = found.is_some() || *tries >= TRIES;
+            // The first try always answers (perhaps "none yet"); later ones only with a name.
+            if (found.is_some() || *tries == 1) && outbox.send((*ns, found)).is_err() {
+                return;
+            }
+            if finished {
+                done.push(*ns);
+            }
+        }
+        for ns in done {
+            waiting.remove(&ns);
+        }
+    }
+}
