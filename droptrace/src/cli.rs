@@ -92,8 +92,9 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or
-    /// changes to the default `reason,function,protocol,interface,netns` (`+dport`,
-    /// `-interface`). `dport` is off by default: a port scan makes one series per port.
+    /// changes to the default `reason,function,protocol,interface,netns,pod,pod_namespace,
+    /// container` (`+dport`, `-interface`). `dport` is off by default: a port scan makes
+    /// one series per port.
     #[arg(long, value_name = "LIST", value_parser = parse_labels)]
     pub labels: Option<Labels>,
 

@@ -16,9 +16,9 @@ use std::{
 
 use serde_json::Value;
 
+pub mod containerd;
 pub mod http;
 pub mod prometheus;
-pub mod containerd;
 
 /// Runs `f` on a thread that has entered the network namespace at `path`; sockets made
 /// there stay in it.

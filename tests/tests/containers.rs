@@ -261,3 +261,51 @@ fn diagnose_names_the_pod_in_its_findings() {
         "{report}"
     );
 }
+
+#[test]
+fn metrics_label_the_pods_drops_with_the_pod_and_container() {
+    let Some((ctd, plain)) = setup("metrics_label_the_pods_drops_with_the_pod_and_container")
+    else {
+        return;
+    };
+    let pod = Pod::run(&ctd, "shop", &format!("api-{}", std::process::id()), "api");
+    let port = PORT.to_string();
+    let dt = Droptrace::start(&["serve", "--listen", "127.0.0.1:0", "--dport", &port]);
+    let addr = dt.serving();
+    pod_drops(&pod, 6);
+    plain_drops(&plain, 2);
+    // The series of the pod's drops, as a scraper reads them.
+    let pod_series = |body: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with("droptrace_drops_total{"))
+            .filter(|l| {
+                l.contains(&format!("pod=\"{}\"", pod.name))
+                    && l.contains(&format!("pod_namespace=\"{}\"", pod.namespace))
+                    && l.contains("container=\"api\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let scrape = || {
+        http::get(addr, "/metrics", &[])
+            .map(|a| a.body)
+            .unwrap_or_default()
+    };
+    let seen = reaches("the pod's series", 6, || pod_series(&scrape()));
+    assert_eq!(seen, 6, "{}", scrape());
+    // The plain namespace's drops are in a series without a pod.
+    let body = scrape();
+    let plain_series: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("droptrace_drops_total{") && l.contains("pod=\"none\""))
+        .filter(|l| l.contains(&format!("netns=\"{}\"", plain.name)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(plain_series, 2, "{body}");
+    let out = dt.stop(libc::SIGTERM);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

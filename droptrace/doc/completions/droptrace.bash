@@ -65,7 +65,7 @@ _droptrace() {
 
     case "${cmd}" in
         droptrace)
-            opts="-h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
+            opts="-h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,12 +107,24 @@ _droptrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ring-buffer-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
+                    return 0
+                    ;;
+                --host-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --duration)
@@ -143,7 +155,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__diagnose)
-            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --duration --format --help"
+            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,12 +197,24 @@ _droptrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ring-buffer-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
+                    return 0
+                    ;;
+                --host-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --duration)
@@ -343,7 +367,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__record)
-            opts="-o -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --duration --count --snaplen --help"
+            opts="-o -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --count --snaplen --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,12 +417,24 @@ _droptrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ring-buffer-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
+                    return 0
+                    ;;
+                --host-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --duration)
@@ -461,7 +497,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__serve)
-            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --ring-buffer-size --attach --listen --labels --max-series --help"
+            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --listen --labels --max-series --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,12 +539,24 @@ _droptrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --pod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ring-buffer-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
+                    return 0
+                    ;;
+                --host-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --listen)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= ring-buffer-size= attach= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -33,9 +33,12 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l reason -d 'Keep onl
 complete -c droptrace -n "__fish_droptrace_needs_command" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_needs_command" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -l duration -d 'Stop after this many seconds (default: run until Ctrl-C or SIGTERM)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l format -d 'Output. On a terminal, droptrace opens a live view; `text` prints a block of new drops every interval instead (the default when output is not a terminal); `json` prints one summary object when droptrace stops; `jsonl` prints one object per drop, a line each, as it comes (for log shippers)' -r -f -a "text\t''
 json\t''
@@ -61,9 +64,12 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l reason 
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duration -d 'Seconds to watch' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings' -r -f -a "text\t''
 json\t''"
@@ -78,9 +84,12 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l reason -d
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l duration -d 'Stop after this many seconds (default: until Ctrl-C or SIGTERM)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l count -d 'Stop after this many drops have been recorded (drops still arriving while droptrace detaches are kept too, so the counts stay exact)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l snaplen -d 'Also keep the first BYTES of each dropped packet, from its IP header (0 to 4095), for `droptrace export --pcapng`' -r
@@ -104,11 +113,14 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l reason -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l listen -d 'Address and port to listen on. Loopback by default: binding another address exposes the metrics to whoever reaches it' -r
-complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 'Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or changes to the default `reason,function,protocol,interface,netns` (`+dport`, `-interface`). `dport` is off by default: a port scan makes one series per port' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 'Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or changes to the default `reason,function,protocol,interface,netns,pod,pod_namespace, container` (`+dport`, `-interface`). `dport` is off by default: a port scan makes one series per port' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series -d 'Series of droptrace_drops_total at most; drops of further label sets are counted in one `other` series (and in droptrace_series_dropped_total)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'

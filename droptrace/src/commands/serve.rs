@@ -10,7 +10,7 @@ use crate::{
     cli::ServeArgs,
     error::Error,
     pipeline::{drive, source::Control},
-    probe::{clock, host, LiveOptions, LiveSource},
+    probe::{clock, host, workloads::HostPaths, LiveOptions, LiveSource},
     sinks::metrics::{
         series::{BuildInfo, DropLabel, Exposition},
         server::{self, Limits},
@@ -35,7 +35,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         .map_err(|e| Error::Io(format!("listening on {}", args.listen), e))?;
     // The host is looked at before attaching, so the first scrape has its names and the
     // ring buffer is never left undrained for it.
-    let first_sample = host::sample();
+    let host_paths = HostPaths::new(&args.live.host_root);
+    let first_sample = host::sample(&host_paths);
     let mut source = LiveSource::start(
         &args.live,
         LiveOptions {
@@ -63,7 +64,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let sampler = {
         let (shared, control) = (Arc::clone(&shared), Arc::clone(&control));
         spawn("droptrace-sampler", move || {
-            sample_until_stopped(&shared, &control, &wake_rx)
+            sample_until_stopped(&shared, &control, &wake_rx, &host_paths);
         })?
     };
     let http = {
@@ -98,12 +99,17 @@ fn spawn<T: Send + 'static>(
         .map_err(|e| Error::Io(format!("starting the {name} thread"), e))
 }
 
-fn sample_until_stopped(shared: &Shared, control: &Control, wake: &mpsc::Receiver<()>) {
+fn sample_until_stopped(
+    shared: &Shared,
+    control: &Control,
+    wake: &mpsc::Receiver<()>,
+    host_paths: &HostPaths,
+) {
     while !control.stop_requested() {
         match wake.recv_timeout(SAMPLE_EVERY) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {
                 let after = shared.folds();
-                shared.sample(host::sample(), after);
+                shared.sample(host::sample(host_paths), after);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }

@@ -6,7 +6,10 @@ use crate::{
     sinks::metrics::series::{HostSample, StackCounter},
 };
 
-use super::netns::{self, Namespaces};
+use super::{
+    netns::{self, Namespaces},
+    workloads::{HostPaths, Scan},
+};
 
 /// Namespaces sampled at most (a container host can have thousands).
 pub const MAX_NAMESPACES: usize = 512;
@@ -38,8 +41,9 @@ struct Raw {
     softnet: Option<String>,
 }
 
-/// Looks at every namespace (at most `MAX_NAMESPACES`) now.
-pub fn sample() -> HostSample {
+/// Looks at every namespace (at most `MAX_NAMESPACES`) now, and at the containers and pods
+/// they belong to (the host's files under `host`).
+pub fn sample(host: &HostPaths) -> HostSample {
     let namespaces = Namespaces::scan();
     let own = netns::own_inode();
     let mut sample = HostSample::default();
@@ -77,6 +81,7 @@ pub fn sample() -> HostSample {
         }
         counters(inode, &raw, &mut sample.counters);
     }
+    sample.topology.workloads = Scan::run(host).workloads;
     sample
 }
 

@@ -243,6 +243,21 @@ mod tests {
         };
         topology.namespaces.insert(7, "we\"b\\1\nx".into());
         topology.interfaces.insert((7, 2), "veth-b".into());
+        topology.workloads.insert(
+            7,
+            crate::pipeline::names::Workload {
+                container: crate::pipeline::names::Container {
+                    id: "9b2e".into(),
+                    name: "web".into(),
+                    runtime: "containerd".into(),
+                },
+                pod: Some(crate::pipeline::names::Pod {
+                    name: "web-7d9f".into(),
+                    namespace: "shop".into(),
+                    uid: None,
+                }),
+            },
+        );
         e.sample(
             HostSample {
                 topology,
@@ -282,7 +297,7 @@ mod tests {
     fn text_format_has_help_types_and_escaped_labels() {
         let expected = r#"# HELP droptrace_drops_total Packets the kernel dropped (skb:kfree_skb), counted exactly in the kernel.
 # TYPE droptrace_drops_total counter
-droptrace_drops_total{reason="NETFILTER_DROP",function="nft_do_chain",protocol="tcp",interface="veth-b",netns="we\"b\\1\nx"} 5
+droptrace_drops_total{reason="NETFILTER_DROP",function="nft_do_chain",protocol="tcp",interface="veth-b",netns="we\"b\\1\nx",pod="web-7d9f",pod_namespace="shop",container="web"} 5
 # HELP droptrace_lost_events_total Drops whose event found no room in the ring buffer (still counted in droptrace_drops_total).
 # TYPE droptrace_lost_events_total counter
 droptrace_lost_events_total 0
@@ -308,7 +323,7 @@ droptrace_build_info{version="0.1.0",kernel="6.18.0",attach="tp_btf"} 1
         let om = openmetrics(&exposition());
         assert!(om.contains("# TYPE droptrace_drops counter\n"), "{om}");
         assert!(
-            om.contains(r#"droptrace_drops_total{reason="NETFILTER_DROP",function="nft_do_chain",protocol="tcp",interface="veth-b",netns="we\"b\\1\nx"} 5"#),
+            om.contains(r#"droptrace_drops_total{reason="NETFILTER_DROP",function="nft_do_chain",protocol="tcp",interface="veth-b",netns="we\"b\\1\nx",pod="web-7d9f",pod_namespace="shop",container="web"} 5"#),
             "{om}"
         );
         assert!(om.contains("# TYPE droptrace_build info\n"), "{om}");

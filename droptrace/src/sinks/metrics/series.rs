@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::FxHashMap;
 
-use crate::pipeline::{aggregate::Aggregator, event::Group, names::Names};
+use crate::pipeline::{
+    aggregate::Aggregator,
+    event::Group,
+    names::{Names, Workload},
+};
 
 /// A label of `droptrace_drops_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,25 +20,34 @@ pub enum DropLabel {
     Protocol,
     Interface,
     Netns,
+    Pod,
+    PodNamespace,
+    Container,
     Dport,
 }
 
 impl DropLabel {
-    pub const ALL: [DropLabel; 6] = [
+    pub const ALL: [DropLabel; 9] = [
         DropLabel::Reason,
         DropLabel::Function,
         DropLabel::Protocol,
         DropLabel::Interface,
         DropLabel::Netns,
+        DropLabel::Pod,
+        DropLabel::PodNamespace,
+        DropLabel::Container,
         DropLabel::Dport,
     ];
-    /// On unless turned off: bounded by the kernel and the node.
-    pub const DEFAULT: [DropLabel; 5] = [
+    /// On unless turned off: bounded by the kernel and the node (its pods included).
+    pub const DEFAULT: [DropLabel; 8] = [
         DropLabel::Reason,
         DropLabel::Function,
         DropLabel::Protocol,
         DropLabel::Interface,
         DropLabel::Netns,
+        DropLabel::Pod,
+        DropLabel::PodNamespace,
+        DropLabel::Container,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +57,9 @@ impl DropLabel {
             DropLabel::Protocol => "protocol",
             DropLabel::Interface => "interface",
             DropLabel::Netns => "netns",
+            DropLabel::Pod => "pod",
+            DropLabel::PodNamespace => "pod_namespace",
+            DropLabel::Container => "container",
             DropLabel::Dport => "dport",
         }
     }
@@ -112,6 +128,8 @@ pub struct Topology {
     pub interfaces: HashMap<(u32, u32), String>,
     /// Namespaces found but not entered (they exist; their interfaces are unknown).
     pub unentered: HashSet<u32>,
+    /// The container and pod of each namespace that belongs to one.
+    pub workloads: HashMap<u32, Workload>,
     /// Every namespace found was looked at (not cut by the sampler's cap): what is
     /// missing is gone.
     pub complete: bool,
@@ -335,6 +353,17 @@ impl Exposition {
                         .unwrap_or_else(|| format!("if{i}")),
                 },
                 DropLabel::Netns => self.netns_label(g.netns),
+                DropLabel::Pod | DropLabel::PodNamespace | DropLabel::Container => {
+                    let w = self.topology.workloads.get(&g.netns);
+                    let value = match l {
+                        DropLabel::Pod => w.and_then(|w| Some(w.pod.as_ref()?.name.clone())),
+                        DropLabel::PodNamespace => {
+                            w.and_then(|w| Some(w.pod.as_ref()?.namespace.clone()))
+                        }
+                        _ => w.map(|w| w.container.name.clone()),
+                    };
+                    value.unwrap_or_else(|| "none".into())
+                }
                 DropLabel::Dport => g.dport.map_or_else(|| "none".into(), |p| p.to_string()),
             })
             .collect()
@@ -590,10 +619,20 @@ mod tests {
         use DropLabel::*;
         assert_eq!(
             parse_labels("+dport").unwrap(),
-            [Reason, Function, Protocol, Interface, Netns, Dport]
+            [
+                Reason,
+                Function,
+                Protocol,
+                Interface,
+                Netns,
+                Pod,
+                PodNamespace,
+                Container,
+                Dport
+            ]
         );
         assert_eq!(
-            parse_labels("-interface,-netns").unwrap(),
+            parse_labels("-interface,-netns,-pod,-pod_namespace,-container").unwrap(),
             [Reason, Function, Protocol]
         );
         assert_eq!(parse_labels("dport, reason").unwrap(), [Reason, Dport]);
@@ -612,7 +651,10 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 5)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                5
+            )]
         );
         assert!(e.unknown_namespaces, "db is not known yet: sample again");
         // The next sample says db has no name: it is shown by its inode, every drop.
@@ -622,13 +664,51 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002 none none none"
+                        .to_owned(),
                     1
                 ),
-                ("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 5),
+                (
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    5
+                ),
             ]
         );
         assert_exact(&e, &agg);
+    }
+
+    #[test]
+    fn drops_in_a_pod_name_its_pod_and_container() {
+        use crate::pipeline::names::{Container, Pod};
+        let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 100, BuildInfo::default());
+        let mut s = host(&[(WEB, "inode:4026532001")]);
+        s.topology.workloads.insert(
+            WEB,
+            Workload {
+                container: Container {
+                    id: "9b2e".into(),
+                    name: "web".into(),
+                    runtime: "containerd".into(),
+                },
+                pod: Some(Pod {
+                    name: "web-7d9f".into(),
+                    namespace: "shop".into(),
+                    uid: Some("0c1d".into()),
+                }),
+            },
+        );
+        e.sample(s, 0);
+        let mut agg = Aggregator::new();
+        drops(&mut agg, WEB, 8080, 2);
+        e.fold(&agg, &names());
+        assert_eq!(
+            series(&e),
+            [(
+                "NETFILTER_DROP nft_do_chain tcp veth-b inode:4026532001 web-7d9f shop web"
+                    .to_owned(),
+                2
+            )]
+        );
     }
 
     #[test]
@@ -643,7 +723,10 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 5)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                5
+            )]
         );
         assert_exact(&e, &agg);
     }
@@ -709,7 +792,10 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 3)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                3
+            )]
         );
         // A new namespace that reuses db's inode starts a new series from its own drops.
         drops(&mut agg, DB, 5432, 2);
@@ -718,8 +804,14 @@ mod tests {
         assert_eq!(
             series(&e),
             [
-                ("NETFILTER_DROP nft_do_chain tcp veth-b db2".to_owned(), 2),
-                ("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 3)
+                (
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db2 none none none".to_owned(),
+                    2
+                ),
+                (
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    3
+                )
             ]
         );
         // ... and another under the same inode while db2 is still there (a new label):
@@ -730,8 +822,14 @@ mod tests {
         assert_eq!(
             series(&e),
             [
-                ("NETFILTER_DROP nft_do_chain tcp veth-b db3".to_owned(), 1),
-                ("NETFILTER_DROP nft_do_chain tcp veth-b web".to_owned(), 3)
+                (
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db3 none none none".to_owned(),
+                    1
+                ),
+                (
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    3
+                )
             ]
         );
     }
@@ -753,7 +851,10 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp web".to_owned(), 3)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
+                3
+            )]
         );
         // veth-c goes away (two samples); the series stays, never lower, and counts on.
         for _ in 0..2 {
@@ -762,13 +863,19 @@ mod tests {
         }
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp web".to_owned(), 3)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
+                3
+            )]
         );
         drops(&mut agg, WEB, 80, 4);
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [("NETFILTER_DROP nft_do_chain tcp web".to_owned(), 7)]
+            [(
+                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
+                7
+            )]
         );
     }
 
