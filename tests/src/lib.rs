@@ -440,6 +440,45 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// A pair where an nftables rule in `b` (table `dt`, counter `dt1678`) drops TCP to
+    /// 1678, on which `b` listens (the returned listener).
+    pub fn with_nft_drop_on_1678() -> (Pair, std::net::TcpListener) {
+        let pair = Pair::new();
+        nft_drop_tcp_port(&pair.b, "dt", 1678);
+        let listener = pair
+            .b
+            .run(|| std::net::TcpListener::bind("0.0.0.0:1678").expect("bind TCP 1678"));
+        (pair, listener)
+    }
+
+    /// `n` SYNs from `a` to `b`:1678, each dropped by the rule of
+    /// [`Pair::with_nft_drop_on_1678`]; returns the rule's counter once it has counted them.
+    pub fn nft_dropped_syns(&self, n: usize) -> u64 {
+        dropped_syns(
+            &self.a,
+            format!("{B4}:1678").parse().expect("address"),
+            n,
+            "the nft rule counter",
+            || nft_rule_packets(&self.b, "dt", "dt1678"),
+        );
+        nft_rule_packets(&self.b, "dt", "dt1678")
+    }
+
+    /// Floods UDP from `a` to `b`'s port 5001 through the tbf of [`Pair::with_tbf`]: 30,000
+    /// datagrams of 1000 bytes, most of them dropped by the qdisc.
+    pub fn flood_through_tbf(&self) {
+        self.a.run(|| {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+            let payload = [0x5a_u8; 1000];
+            for _ in 0..30_000 {
+                // Drops make sendto fail now and then; the qdisc counts them.
+                let _ = sock.send_to(&payload, format!("{B4}:5001"));
+            }
+        });
+    }
+}
+
 impl Default for Pair {
     fn default() -> Self {
         Pair::new()

@@ -127,14 +127,7 @@ fn qdisc_flood(ring_buffer_size: Option<&str>, stall: bool) -> Value {
     if stall {
         dt.pause();
     }
-    pair.a.run(|| {
-        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let payload = [0x5a_u8; 1000];
-        for _ in 0..30_000 {
-            // Drops make sendto fail now and then; the qdisc counts them.
-            let _ = sock.send_to(&payload, format!("{B4}:5001"));
-        }
-    });
+    pair.flood_through_tbf();
     let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
     if stall {
         dt.resume();

@@ -3,7 +3,7 @@
 //! clients do not stop it; `--format jsonl` gives one object per drop.
 use std::{
     io::{BufRead, Write},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -65,20 +65,11 @@ fn prometheus_sees_exactly_the_nft_rule_counter() {
     if !can_run("prometheus_sees_exactly_the_nft_rule_counter") {
         return;
     }
-    let pair = Pair::new();
-    nft_drop_tcp_port(&pair.b, "dt", 1678);
-    let _listener = pair.b.run(|| TcpListener::bind("0.0.0.0:1678").unwrap());
+    let (pair, _listener) = Pair::with_nft_drop_on_1678();
     let dt = serve(&["--port", "1678"]);
     let addr = dt.serving();
     let prom = Prometheus::start(addr, Some(repo(RULES).to_str().unwrap()));
-    dropped_syns(
-        &pair.a,
-        format!("{B4}:1678").parse().unwrap(),
-        6,
-        "the nft rule counter",
-        || nft_rule_packets(&pair.b, "dt", "dt1678"),
-    );
-    let packets = nft_rule_packets(&pair.b, "dt", "dt1678");
+    let packets = pair.nft_dropped_syns(6);
     let query = format!(
         "sum(droptrace_drops_total{{reason=\"NETFILTER_DROP\",netns=\"{}\"}})",
         pair.b.name
@@ -167,13 +158,7 @@ fn prometheus_stays_exact_when_the_ring_buffer_overflows() {
     let prom = Prometheus::start(addr, None);
     // A consumer that falls behind: stopped while the flood fills its 4 KiB ring.
     dt.pause();
-    pair.a.run(|| {
-        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let payload = [0x5a_u8; 1000];
-        for _ in 0..30_000 {
-            let _ = sock.send_to(&payload, format!("{B4}:5001"));
-        }
-    });
+    pair.flood_through_tbf();
     let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
     dt.resume();
     assert!(dropped > 1000, "the qdisc dropped only {dropped}");
@@ -198,18 +183,9 @@ fn jsonl_gives_one_object_per_drop() {
     if !can_run("jsonl_gives_one_object_per_drop") {
         return;
     }
-    let pair = Pair::new();
-    nft_drop_tcp_port(&pair.b, "dt", 1678);
-    let _listener = pair.b.run(|| TcpListener::bind("0.0.0.0:1678").unwrap());
+    let (pair, _listener) = Pair::with_nft_drop_on_1678();
     let dt = Droptrace::start(&["--format", "jsonl", "--port", "1678"]);
-    dropped_syns(
-        &pair.a,
-        format!("{B4}:1678").parse().unwrap(),
-        5,
-        "the nft rule counter",
-        || nft_rule_packets(&pair.b, "dt", "dt1678"),
-    );
-    let packets = nft_rule_packets(&pair.b, "dt", "dt1678");
+    let packets = pair.nft_dropped_syns(5);
     let out = dt.stop(libc::SIGINT);
     assert!(
         out.status.success(),
@@ -236,9 +212,7 @@ fn hostile_clients_do_not_stop_the_scraper_or_the_counting() {
     if !can_run("hostile_clients_do_not_stop_the_scraper_or_the_counting") {
         return;
     }
-    let pair = Pair::new();
-    nft_drop_tcp_port(&pair.b, "dt", 1678);
-    let _listener = pair.b.run(|| TcpListener::bind("0.0.0.0:1678").unwrap());
+    let (pair, _listener) = Pair::with_nft_drop_on_1678();
     let dt = serve(&["--port", "1678"]);
     let addr = dt.serving();
     let quick = Duration::from_secs(10);
@@ -300,13 +274,7 @@ fn hostile_clients_do_not_stop_the_scraper_or_the_counting() {
     let scrapers: Vec<_> = (0..200)
         .map(|_| std::thread::spawn(move || http::get(addr, "/metrics", &[]).map(|a| a.status)))
         .collect();
-    dropped_syns(
-        &pair.a,
-        format!("{B4}:1678").parse().unwrap(),
-        5,
-        "the nft rule counter",
-        || nft_rule_packets(&pair.b, "dt", "dt1678"),
-    );
+    pair.nft_dropped_syns(5);
     let statuses: Vec<Option<u16>> = scrapers.into_iter().map(|t| t.join().unwrap()).collect();
     let ok = statuses.iter().filter(|s| **s == Some(200)).count();
     assert_eq!(ok, statuses.len(), "every scrape is answered: {statuses:?}");

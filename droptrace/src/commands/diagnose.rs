@@ -240,22 +240,10 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::names::{Container, Pod};
 
     #[test]
     fn a_pods_namespace_is_named_by_its_pod() {
-        let pod = Workload {
-            container: Container {
-                id: "9b2e7d4a1c6f".into(),
-                name: "web".into(),
-                runtime: "containerd".into(),
-            },
-            pod: Some(Pod {
-                name: "web-7d9f".into(),
-                namespace: "shop".into(),
-                uid: None,
-            }),
-        };
+        let pod = crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None);
         let names = NodeNames {
             namespaces: Namespaces::default(),
             workloads: [(7, pod)].into_iter().collect(),

@@ -33,3 +33,20 @@ pub fn location(function: &str, offset: u64) -> Location {
         display: format!("{function}+{offset:#x}"),
     }
 }
+
+/// The container `web` of pod `shop/web-7d9f` (containerd), as `probe::workloads` names it.
+pub fn workload(id: &str, uid: Option<&str>) -> super::names::Workload {
+    use super::names::{Container, Pod, Workload};
+    Workload {
+        container: Container {
+            id: id.into(),
+            name: "web".into(),
+            runtime: "containerd".into(),
+        },
+        pod: Some(Pod {
+            name: "web-7d9f".into(),
+            namespace: "shop".into(),
+            uid: uid.map(str::to_owned),
+        }),
+    }
+}

@@ -194,19 +194,10 @@ fn round_trip_keeps_everything() {
 
 /// A pod's container, as `probe::workloads` names it.
 fn workload() -> crate::pipeline::names::Workload {
-    use crate::pipeline::names::{Container, Pod, Workload};
-    Workload {
-        container: Container {
-            id: "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b".into(),
-            name: "web".into(),
-            runtime: "containerd".into(),
-        },
-        pod: Some(Pod {
-            name: "web-7d9f".into(),
-            namespace: "shop".into(),
-            uid: Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10".into()),
-        }),
-    }
+    crate::pipeline::fixtures::workload(
+        "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b",
+        Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10"),
+    )
 }
 
 #[test]

@@ -198,7 +198,6 @@ mod tests {
 
     #[test]
     fn a_containers_drops_are_a_group_of_their_own_with_its_pod() {
-        use crate::pipeline::names::{Container, Pod, Workload};
         let mut names = resolver();
         let mut agg = aggregate();
         let pod_ns = 4_026_532_182;
@@ -209,18 +208,7 @@ mod tests {
         }
         names.workloads.insert(
             pod_ns,
-            Workload {
-                container: Container {
-                    id: "9b2e7d4a1c6f".into(),
-                    name: "web".into(),
-                    runtime: "containerd".into(),
-                },
-                pod: Some(Pod {
-                    name: "web-7d9f".into(),
-                    namespace: "shop".into(),
-                    uid: None,
-                }),
-            },
+            crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None),
         );
         let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
         let nft: Vec<&serde_json::Value> = json["groups"]

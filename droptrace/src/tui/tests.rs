@@ -104,22 +104,13 @@ fn snapshot_at(quarter: u64, request: Option<DetailRequest>) -> Snapshot {
 
 /// The names of [`names`], with `dt-a` the namespace of a pod's container.
 fn names_with_pod() -> Arc<Names> {
-    use crate::pipeline::names::{Container, Pod, Workload};
     let mut n = (*names()).clone();
     n.workloads.insert(
         NS_A,
-        Workload {
-            container: Container {
-                id: "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b".into(),
-                name: "web".into(),
-                runtime: "containerd".into(),
-            },
-            pod: Some(Pod {
-                name: "web-7d9f".into(),
-                namespace: "shop".into(),
-                uid: Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10".into()),
-            }),
-        },
+        crate::pipeline::fixtures::workload(
+            "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b",
+            Some("0b6c4f0e-1111-4c2a-9d3e-5f2a7c1e9b10"),
+        ),
     );
     Arc::new(n)
 }

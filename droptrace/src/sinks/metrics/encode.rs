@@ -243,21 +243,9 @@ mod tests {
         };
         topology.namespaces.insert(7, "we\"b\\1\nx".into());
         topology.interfaces.insert((7, 2), "veth-b".into());
-        topology.workloads.insert(
-            7,
-            crate::pipeline::names::Workload {
-                container: crate::pipeline::names::Container {
-                    id: "9b2e".into(),
-                    name: "web".into(),
-                    runtime: "containerd".into(),
-                },
-                pod: Some(crate::pipeline::names::Pod {
-                    name: "web-7d9f".into(),
-                    namespace: "shop".into(),
-                    uid: None,
-                }),
-            },
-        );
+        topology
+            .workloads
+            .insert(7, fixtures::workload("9b2e", None));
         e.sample(
             HostSample {
                 topology,

@@ -679,23 +679,11 @@ mod tests {
 
     #[test]
     fn drops_in_a_pod_name_its_pod_and_container() {
-        use crate::pipeline::names::{Container, Pod};
         let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 100, BuildInfo::default());
         let mut s = host(&[(WEB, "inode:4026532001")]);
         s.topology.workloads.insert(
             WEB,
-            Workload {
-                container: Container {
-                    id: "9b2e".into(),
-                    name: "web".into(),
-                    runtime: "containerd".into(),
-                },
-                pod: Some(Pod {
-                    name: "web-7d9f".into(),
-                    namespace: "shop".into(),
-                    uid: Some("0c1d".into()),
-                }),
-            },
+            crate::pipeline::fixtures::workload("9b2e", Some("0c1d")),
         );
         e.sample(s, 0);
         let mut agg = Aggregator::new();
