@@ -122,9 +122,17 @@ fn ms(d: Duration) -> f64 {
 fn scrape(addr: SocketAddr) -> Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    // A loopback Host: serve on loopback answers nothing else (DNS rebinding).
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
+    if !body.starts_with("HTTP/1.1 200") {
+        bail!(
+            "the scrape was not answered with 200: {}",
+            body.lines().next().unwrap_or("")
+        );
+    }
     Ok(body)
 }
 
