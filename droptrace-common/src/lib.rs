@@ -63,8 +63,12 @@ pub struct Config {
     /// Packet bytes to copy after each event, from the IP header (0: none; at most
     /// `SNAPLEN_MAX`).
     pub snaplen: u32,
+    /// With `CONFIG_COUNT_GROUPS`: events sent per group, per CPU and per epoch.
+    pub samples_per_group: u32,
+    /// With `CONFIG_COUNT_GROUPS`: events sent per CPU and per epoch, all groups together.
+    pub samples_per_cpu: u32,
 }
-const _: () = assert!(size_of::<Config>() == 112);
+const _: () = assert!(size_of::<Config>() == 120);
 
 impl Config {
     /// No layout known, no filters.
@@ -97,6 +101,8 @@ impl Config {
         addr: [0; 16],
         wakeup_events: 0,
         snaplen: 0,
+        samples_per_group: 0,
+        samples_per_cpu: 0,
     };
 }
 
@@ -104,6 +110,10 @@ impl Config {
 pub const CONFIG_HAS_REASON: u32 = 1 << 0;
 /// Packet fields can be read (the `skb_*` offsets are valid).
 pub const CONFIG_HAS_SKB_LAYOUT: u32 = 1 << 1;
+/// Count every matched drop by group in the kernel (`GROUPS`) and send only samples
+/// (`samples_per_group`, `samples_per_cpu` per epoch); without it every matched drop is
+/// sent and only the undelivered ones are counted by group (`LOST_GROUPS`).
+pub const CONFIG_COUNT_GROUPS: u32 = 1 << 2;
 
 pub const FILTER_PORT: u32 = 1 << 0;
 pub const FILTER_SPORT: u32 = 1 << 1;
@@ -129,11 +139,22 @@ pub const AF_INET6: u8 = 10;
 pub const COUNTER_SEEN: u32 = 0;
 /// Drops that passed the filters: the exact total.
 pub const COUNTER_MATCHED: u32 = 1;
-/// Matched drops whose event found no room in the ring buffer.
+/// Events (every matched drop, or the samples) that found no room in the ring buffer.
 pub const COUNTER_LOST: u32 = 2;
-/// Lost drops that also found no room in the lost-group map (counted in the total only).
+/// Drops counted in the total only: lost drops that found no room in the lost-group map
+/// or, when counting groups in the kernel, drops that found no room in the group map.
 pub const COUNTER_LOST_UNGROUPED: u32 = 3;
-pub const COUNTER_COUNT: u32 = 4;
+/// Counting groups in the kernel: drops not sent as samples because this CPU had spent
+/// its budget of the epoch (the group's own share is not counted here).
+pub const COUNTER_OVER_BUDGET: u32 = 4;
+/// Per-CPU state, not a count: the epoch `COUNTER_BUDGET_USED` belongs to.
+pub const COUNTER_BUDGET_EPOCH: u32 = 5;
+/// Per-CPU state, not a count: samples sent in that epoch.
+pub const COUNTER_BUDGET_USED: u32 = 6;
+/// Events handed to the ring buffer (every matched drop when streaming; the samples when
+/// counting groups in the kernel): user space has read them all once it has this many.
+pub const COUNTER_SENT: u32 = 7;
+pub const COUNTER_COUNT: u32 = 8;
 
 /// Most packet bytes an event carries (`--snaplen`); the kernel program's scratch buffer
 /// holds an event and `SNAPLEN_MAX + 1` bytes.
@@ -141,6 +162,22 @@ pub const SNAPLEN_MAX: u32 = 4095;
 
 /// Capacity of the map that counts undelivered drops by group.
 pub const LOST_GROUPS_MAX: u32 = 16384;
+/// Default capacity of the map that counts every drop by group (`CONFIG_COUNT_GROUPS`);
+/// the loader may make it smaller on machines with many CPUs (the values are per CPU).
+pub const GROUPS_MAX: u32 = 65536;
+
+/// A group's figures in the kernel's group map (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCount {
+    /// Matched drops of the group on this CPU.
+    pub count: u64,
+    /// The epoch `samples` belongs to.
+    pub epoch: u32,
+    /// Samples of the group this CPU sent in that epoch.
+    pub samples: u32,
+}
+const _: () = assert!(size_of::<GroupCount>() == 16);
 
 /// `DropEvent::flags` bits.
 pub const EVENT_IPV4: u8 = 1 << 0;
@@ -224,4 +261,5 @@ mod user {
     // SAFETY: plain integer structs with explicit padding; every bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::GroupKey {}
+    unsafe impl aya::Pod for super::GroupCount {}
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use droptrace_common::*;
@@ -33,9 +33,19 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 static COUNTERS: PerCpuArray<[u64; COUNTER_COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Drops whose event could not be delivered, counted by group so group counts stay exact.
+/// (Made one entry small by the loader when groups are counted in `GROUPS`.)
 #[map]
 static LOST_GROUPS: PerCpuHashMap<GroupKey, u64> =
     PerCpuHashMap::with_max_entries(LOST_GROUPS_MAX, 0);
+
+/// Every matched drop by group, with `CONFIG_COUNT_GROUPS` (sized by the loader).
+#[map]
+static GROUPS: PerCpuHashMap<GroupKey, GroupCount> = PerCpuHashMap::with_max_entries(GROUPS_MAX, 0);
+
+/// The sampling epoch, advanced by user space as it reads: each group may send
+/// `samples_per_group` events per CPU and epoch, each CPU `samples_per_cpu`.
+#[map]
+static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 
 const EVENT_SIZE: usize = size_of::<DropEvent>();
 
@@ -162,8 +172,7 @@ fn on_drop<F: Fields>(
         netns: 0,
         ifindex: 0,
         skb_len: 0,
-        // SAFETY: a helper without arguments or preconditions.
-        cpu: unsafe { bpf_get_smp_processor_id() },
+        cpu: 0,
         l3_proto: 0,
         l4_proto: 0,
         flags: 0,
@@ -177,6 +186,12 @@ fn on_drop<F: Fields>(
     };
     let mut capture = Capture { from: 0, len: 0 };
     if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
+        read_place::<F>(cfg, skb, &mut ev);
+        // Interface and namespace come from struct fields alone: decide before the
+        // packet's headers are read.
+        if !in_place(cfg, &ev) {
+            return;
+        }
         capture = read_packet::<F>(cfg, skb, &mut ev);
     } else if let Some(protocol) = tp_protocol {
         ev.l3_proto = protocol;
@@ -185,9 +200,13 @@ fn on_drop<F: Fields>(
         return;
     }
     counters[COUNTER_MATCHED as usize] += 1;
-    // Only now: filtered-out drops need no clock.
-    // SAFETY: a helper without arguments or preconditions.
-    ev.timestamp_ns = unsafe { bpf_ktime_get_boot_ns() };
+
+    if cfg.flags & CONFIG_COUNT_GROUPS != 0 {
+        if count_group(cfg, counters, &ev) {
+            send(cfg, counters, &mut ev, capture, 0);
+        }
+        return;
+    }
 
     let flags = if cfg.wakeup_events == 0 {
         0
@@ -196,15 +215,9 @@ fn on_drop<F: Fields>(
     } else {
         BPF_RB_NO_WAKEUP
     };
-    let sent = if cfg.snaplen != 0 {
-        output_with_packet(&ev, capture, flags as u64)
-    } else {
-        EVENTS.output::<DropEvent>(&ev, flags as u64).is_ok()
-    };
-    if sent {
+    if send(cfg, counters, &mut ev, capture, flags as u64) {
         return;
     }
-    counters[COUNTER_LOST as usize] += 1;
     let key = GroupKey::of(&ev);
     // SAFETY (both increments): a non-NULL pointer to this CPU's value in the per-CPU map;
     // no other run writes it meanwhile (no nesting on one CPU), and user space only reads
@@ -218,6 +231,106 @@ fn on_drop<F: Fields>(
             None => counters[COUNTER_LOST_UNGROUPED as usize] += 1,
         }
     }
+}
+
+/// Sends the event (and the packet bytes of `capture`); counts it as sent or lost.
+#[inline(always)]
+fn send(
+    cfg: &Config,
+    counters: &mut [u64; COUNTER_COUNT as usize],
+    ev: &mut DropEvent,
+    capture: Capture,
+    flags: u64,
+) -> bool {
+    // Only now: a drop that is not sent needs no clock and no CPU number.
+    // SAFETY: helpers without arguments or preconditions.
+    ev.timestamp_ns = unsafe { bpf_ktime_get_boot_ns() };
+    ev.cpu = unsafe { bpf_get_smp_processor_id() };
+    let sent = if cfg.snaplen != 0 {
+        output_with_packet(ev, capture, flags)
+    } else {
+        match EVENTS.reserve::<DropEvent>(0) {
+            Some(mut entry) => {
+                entry.write(*ev);
+                entry.submit(flags);
+                true
+            }
+            None => false,
+        }
+    };
+    if sent {
+        counters[COUNTER_SENT as usize] += 1;
+    } else {
+        counters[COUNTER_LOST as usize] += 1;
+    }
+    sent
+}
+
+/// Counts the drop in its group (`GROUPS`); says whether to send it as a sample: while
+/// its group and this CPU have samples left in the epoch.
+#[inline(always)]
+fn count_group(cfg: &Config, counters: &mut [u64; COUNTER_COUNT as usize], ev: &DropEvent) -> bool {
+    let key = GroupKey::of(ev);
+    let epoch = EPOCH.get(0).copied().unwrap_or(0);
+    // SAFETY (each dereference): a non-NULL pointer to this CPU's value in the per-CPU
+    // map; no other run writes it meanwhile (no nesting on one CPU), and user space only
+    // reads this map, so no delete can free or reuse the element.
+    let wants = match GROUPS.get_ptr_mut(&key) {
+        Some(group) => unsafe { take_sample(&mut *group, cfg, epoch) },
+        None => {
+            let first = GroupCount {
+                count: 1,
+                epoch,
+                samples: 0,
+            };
+            if GROUPS.insert(&key, &first, BPF_NOEXIST as u64).is_ok() {
+                match GROUPS.get_ptr_mut(&key) {
+                    Some(group) => unsafe { (*group).samples = 1 },
+                    None => {}
+                }
+                cfg.samples_per_group != 0
+            } else {
+                // Another CPU may have inserted the key meanwhile: count in its (per-CPU)
+                // slot; otherwise the map is full and the drop is in the total only.
+                match GROUPS.get_ptr_mut(&key) {
+                    Some(group) => unsafe { take_sample(&mut *group, cfg, epoch) },
+                    None => {
+                        // No sample either: user space would have no group to put it in.
+                        counters[COUNTER_LOST_UNGROUPED as usize] += 1;
+                        false
+                    }
+                }
+            }
+        }
+    };
+    if !wants {
+        return false;
+    }
+    if counters[COUNTER_BUDGET_EPOCH as usize] != epoch as u64 {
+        counters[COUNTER_BUDGET_EPOCH as usize] = epoch as u64;
+        counters[COUNTER_BUDGET_USED as usize] = 0;
+    }
+    if counters[COUNTER_BUDGET_USED as usize] >= cfg.samples_per_cpu as u64 {
+        counters[COUNTER_OVER_BUDGET as usize] += 1;
+        return false;
+    }
+    counters[COUNTER_BUDGET_USED as usize] += 1;
+    true
+}
+
+/// One more drop of a group: counted, and whether the group has a sample left.
+#[inline(always)]
+fn take_sample(group: &mut GroupCount, cfg: &Config, epoch: u32) -> bool {
+    group.count += 1;
+    if group.epoch != epoch {
+        group.epoch = epoch;
+        group.samples = 0;
+    }
+    if group.samples >= cfg.samples_per_group {
+        return false;
+    }
+    group.samples += 1;
+    true
 }
 
 #[inline(always)]
@@ -268,12 +381,10 @@ fn output_with_packet(ev: &DropEvent, capture: Capture, flags: u64) -> bool {
     EVENTS.output::<[u8]>(record, flags).is_ok()
 }
 
-/// Reads the packet: struct fields through `F`, header bytes with bpf_probe_read_kernel.
+/// Reads where the drop happened: the interface and the network namespace (struct fields
+/// only, through `F`).
 #[inline(always)]
-fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture {
-    let mut capture = Capture { from: 0, len: 0 };
-    ev.skb_len = F::load::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
-
+fn read_place<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
     let mut net: u64 = 0;
     let dev: u64 = F::load(skb + cfg.skb_dev as u64).unwrap_or(0);
     if dev != 0 {
@@ -289,7 +400,14 @@ fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture
     if net != 0 {
         ev.netns = F::load::<u32>(net + cfg.net_inum as u64).unwrap_or(0);
     }
+}
 
+/// Reads the packet: its length, protocol and headers (struct fields through `F`, header
+/// bytes with bpf_probe_read_kernel); says which bytes could be copied.
+#[inline(always)]
+fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture {
+    let mut capture = Capture { from: 0, len: 0 };
+    ev.skb_len = F::load::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
     ev.l3_proto = u16::from_be(F::load::<u16>(skb + cfg.skb_protocol as u64).unwrap_or(0));
     let head: u64 = F::load(skb + cfg.skb_head as u64).unwrap_or(0);
     let network: u16 = F::load(skb + cfg.skb_network_header as u64).unwrap_or(0);
@@ -448,6 +566,21 @@ fn words(a: &[u8; 16]) -> [u64; 2] {
     unsafe { core::ptr::read_unaligned(a.as_ptr() as *const [u64; 2]) }
 }
 
+/// The filters that need only the interface and the namespace.
+#[inline(always)]
+fn in_place(cfg: &Config, ev: &DropEvent) -> bool {
+    let f = cfg.filters;
+    if f & FILTER_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
+        return false;
+    }
+    if f & FILTER_NETNS != 0 && ev.netns != cfg.netns {
+        return false;
+    }
+    true
+}
+
+/// The filters on the packet's headers (and, for the classic tracepoint without a packet
+/// layout, on the protocol).
 #[inline(always)]
 fn matches(cfg: &Config, ev: &DropEvent) -> bool {
     let f = cfg.filters;
@@ -478,12 +611,6 @@ fn matches(cfg: &Config, ev: &DropEvent) -> bool {
         if family != cfg.addr_family || (words(&ev.saddr) != want && words(&ev.daddr) != want) {
             return false;
         }
-    }
-    if f & FILTER_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
-        return false;
-    }
-    if f & FILTER_NETNS != 0 && ev.netns != cfg.netns {
-        return false;
     }
     true
 }

@@ -206,6 +206,19 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
+    /// Send every drop to user space as an event, instead of counting drops by group in
+    /// the kernel and sending samples of each group. Counts are exact either way;
+    /// streaming costs more under a flood. `record` and `--format jsonl` always stream.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Groups (site, reason, protocol, port, interface, namespace) the kernel counts
+    /// apart when it counts by group; drops of groups beyond are counted in the total, as
+    /// unattributed.
+    #[arg(long, value_name = "N", default_value_t = droptrace_common::GROUPS_MAX,
+          value_parser = clap::value_parser!(u32).range(1..=droptrace_common::GROUPS_MAX as i64))]
+    pub max_groups: u32,
+
     /// Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or
     /// tracepoint (classic, through tracefs).
     #[arg(long, value_enum, hide = true)]

@@ -468,12 +468,19 @@ impl Pair {
     /// Floods UDP from `a` to `b`'s port 5001 through the tbf of [`Pair::with_tbf`]: 30,000
     /// datagrams of 1000 bytes, most of them dropped by the qdisc.
     pub fn flood_through_tbf(&self) {
+        self.flood_through_tbf_to_ports(1);
+    }
+
+    /// [`Pair::flood_through_tbf`], each datagram to the next of `ports` ports from 5001.
+    pub fn flood_through_tbf_to_ports(&self, ports: u16) {
         self.a.run(|| {
             let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
             let payload = [0x5a_u8; 1000];
-            for _ in 0..30_000 {
+            let mut to: std::net::SocketAddr = format!("{B4}:5001").parse().expect("address");
+            for i in 0..30_000_u32 {
+                to.set_port(5001 + (i % u32::from(ports.max(1))) as u16);
                 // Drops make sendto fail now and then; the qdisc counts them.
-                let _ = sock.send_to(&payload, format!("{B4}:5001"));
+                let _ = sock.send_to(&payload, to);
             }
         });
     }
@@ -664,15 +671,22 @@ impl Droptrace {
     /// then collects its output: stdout to its end, stderr once the reading thread has
     /// seen the pipe close and finished.
     fn exit(mut self, limit: Duration, late: &str) -> Output {
+        // Read while waiting: an output larger than the pipe would block the exit.
+        let reader = self.child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut stdout = Vec::new();
+                out.read_to_end(&mut stdout).expect("stdout");
+                stdout
+            })
+        });
         let Some(status) = wait_exit(&mut self.child, limit) else {
             let _ = self.child.kill();
             let _ = self.child.wait();
             panic!("{late}; stderr:\n{}", self.stderr.lock().unwrap());
         };
-        let mut stdout = Vec::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            out.read_to_end(&mut stdout).expect("stdout");
-        }
+        let stdout = reader
+            .map(|r| r.join().expect("the stdout reader"))
+            .unwrap_or_default();
         self.join_stderr();
         let stderr = self.stderr.lock().unwrap().clone().into_bytes();
         Output {

@@ -23,6 +23,8 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             name_places: true,
             name_workloads: true,
             control: None,
+            // A recording keeps every drop.
+            stream: true,
         },
     )?;
     let file = super::create_private(&args.output, args.force)?;

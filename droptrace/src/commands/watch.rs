@@ -25,6 +25,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             tick: tick.map(Duration::from_secs_f64),
             name_places: format == LiveFormat::Jsonl,
             name_workloads: true,
+            // JSON Lines writes drops one by one.
+            stream: format == LiveFormat::Jsonl,
             ..LiveOptions::default()
         },
     )?;

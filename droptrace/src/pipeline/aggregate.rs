@@ -1,8 +1,11 @@
 //! Counting drops by group, exactly.
 //!
-//! A group's count is the drops delivered as events plus the drops the kernel counted by
-//! group when the ring buffer had no room (`lost`). The total comes from the kernel's own
-//! per-CPU counter, so it is exact whatever happened to the events.
+//! Two ways, as the source says: when every drop is streamed (`record`, JSON Lines), a
+//! group's count is the drops delivered as events plus the drops the kernel counted by
+//! group when the ring buffer had no room (`lost`); when the kernel counts every drop by
+//! group itself (`KernelCounters::groups_in_kernel`, the default live modes), a group's
+//! count is the kernel's and the events are samples of it. The total comes from the
+//! kernel's own per-CPU counter, so it is exact whatever happened to the events.
 use std::collections::{hash_map::Entry, VecDeque};
 
 use rustc_hash::FxHashMap as HashMap;
@@ -23,14 +26,26 @@ pub struct KernelCounters {
     /// Drops the kernel did not run the program for (BPF recursion protection), from the
     /// program's `recursion_misses`.
     pub missed: u64,
+    /// Events the kernel handed to the ring buffer.
+    pub sent: u64,
+    /// Counting in the kernel: drops not sampled because a CPU had spent its sample budget
+    /// of the moment (they are counted all the same).
+    pub over_budget: u64,
+    /// The kernel counts every drop by group: the figures given with these counters are
+    /// the groups' totals, and events are samples.
+    pub groups_in_kernel: bool,
+    /// When the counters were read (the source's clock), 0 if unknown.
+    pub read_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupStats {
-    /// Drops delivered as events.
+    /// Drops delivered as events (every one, or samples when the kernel counts).
     pub delivered: u64,
-    /// Drops counted in the kernel only.
+    /// Drops counted in the kernel only because their event found no room.
     pub lost: u64,
+    /// The kernel's count of the group, when it counts every drop by group (0 otherwise).
+    pub counted: u64,
     pub first_ns: u64,
     pub last_ns: u64,
     /// Largest packet seen (delivered events only).
@@ -38,8 +53,10 @@ pub struct GroupStats {
 }
 
 impl GroupStats {
+    /// The group's drops: the kernel's count, or more while samples that came after the
+    /// last reading of it are in (the kernel counts a drop before it sends its sample).
     pub fn count(&self) -> u64 {
-        self.delivered + self.lost
+        self.counted.max(self.delivered + self.lost)
     }
 
     /// Adds another group's figures to these (for folded views).
@@ -54,6 +71,7 @@ impl GroupStats {
         };
         self.delivered += other.delivered;
         self.lost += other.lost;
+        self.counted += other.counted;
         self.last_ns = self.last_ns.max(other.last_ns);
         self.max_len = self.max_len.max(other.max_len);
     }
@@ -97,8 +115,10 @@ impl Aggregator {
             Entry::Vacant(e) => e.insert(GroupEntry::default()),
         };
         let stats = &mut entry.stats;
-        if stats.count() == 0 {
+        if stats.count() == 0 || stats.first_ns == 0 {
             stats.first_ns = drop.timestamp_ns;
+        } else {
+            stats.first_ns = stats.first_ns.min(drop.timestamp_ns);
         }
         stats.delivered += 1;
         stats.last_ns = stats.last_ns.max(drop.timestamp_ns);
@@ -125,15 +145,34 @@ impl Aggregator {
         out
     }
 
-    /// Takes the kernel's latest counters and lost-by-group figures (absolute values).
+    /// Takes the kernel's latest counters and figures by group (absolute values): the
+    /// groups' totals when `counters.groups_in_kernel`, their lost drops otherwise.
     pub fn set_kernel(
         &mut self,
         counters: KernelCounters,
-        lost: impl IntoIterator<Item = (Group, u64)>,
+        by_group: impl IntoIterator<Item = (Group, u64)>,
     ) {
         self.counters = counters;
-        for (group, n) in lost {
-            self.groups.entry(group).or_default().stats.lost = n;
+        for (group, n) in by_group {
+            if !counters.groups_in_kernel {
+                self.groups.entry(group).or_default().stats.lost = n;
+                continue;
+            }
+            let full = self.groups.len() >= MAX_GROUPS;
+            let stats = match self.groups.entry(group) {
+                Entry::Occupied(e) => &mut e.into_mut().stats,
+                // Only if the kernel's map holds more groups than this (it is made no larger).
+                Entry::Vacant(_) if full => continue,
+                Entry::Vacant(e) => &mut e.insert(GroupEntry::default()).stats,
+            };
+            if n > stats.counted && counters.read_ns != 0 {
+                // Drops came since the last reading: seen by now at the latest.
+                if stats.count() == 0 {
+                    stats.first_ns = counters.read_ns;
+                }
+                stats.last_ns = stats.last_ns.max(counters.read_ns);
+            }
+            stats.counted = stats.counted.max(n);
         }
     }
 
@@ -235,6 +274,7 @@ mod tests {
                 lost: 10,
                 lost_ungrouped: 0,
                 missed: 0,
+                ..Default::default()
             },
             [(g1678, 3), (g22, 7)],
         );
@@ -266,6 +306,45 @@ mod tests {
         agg.set_kernel(KernelCounters::default(), [(g22, 9)]);
         assert_eq!(agg.get(&g1678).unwrap().max_len, 60);
         assert_eq!(agg.get(&g22).unwrap().count(), 9);
+    }
+
+    #[test]
+    fn kernel_totals_are_the_counts_and_events_are_samples() {
+        let mut agg = Aggregator::new();
+        let g = drop_at(100, 1678, 0).group();
+        let other = drop_at(200, 53, 0).group();
+        let kernel = |matched, read_ns| KernelCounters {
+            matched,
+            groups_in_kernel: true,
+            read_ns,
+            ..KernelCounters::default()
+        };
+        // Two samples of 1000 drops; a group the kernel counted without a sample yet.
+        agg.add(&drop_at(100, 1678, 50));
+        agg.add(&drop_at(100, 1678, 60));
+        agg.set_kernel(kernel(1200, 100), [(g, 1000), (other, 200)]);
+        assert_eq!(agg.get(&g).unwrap().count(), 1000);
+        assert_eq!(agg.get(&g).unwrap().lost, 0, "not sampled is not lost");
+        assert_eq!(
+            (agg.get(&g).unwrap().first_ns, agg.get(&g).unwrap().last_ns),
+            (50, 100)
+        );
+        let o = *agg.get(&other).unwrap();
+        assert_eq!((o.count(), o.first_ns, o.last_ns), (200, 100, 100));
+        assert_eq!(agg.grouped_total(), 1200);
+        // A sample that comes before the reading of its drop: the count waits for the kernel.
+        agg.add(&drop_at(100, 1678, 150));
+        agg.set_kernel(kernel(1201, 100), [(g, 1000), (other, 200)]);
+        assert_eq!(agg.get(&g).unwrap().count(), 1000);
+        agg.set_kernel(kernel(1201, 200), [(g, 1001), (other, 200)]);
+        assert_eq!(agg.get(&g).unwrap().count(), 1001);
+        assert_eq!(
+            agg.get(&other).unwrap().last_ns,
+            100,
+            "no new drops: not seen again"
+        );
+        assert_eq!(agg.samples(|x| *x == g).len(), 3);
+        assert_eq!(agg.grouped_total(), agg.counters().matched);
     }
 
     #[test]

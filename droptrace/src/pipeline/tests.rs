@@ -55,6 +55,7 @@ fn counters(at_ns: u64, matched: u64, lost: Vec<(event::Group, u64)>) -> Counter
             lost: lost_total,
             lost_ungrouped: 0,
             missed: 0,
+            ..Default::default()
         },
         lost_groups: lost,
         malformed: 0,

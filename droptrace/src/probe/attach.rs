@@ -4,11 +4,11 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use droptrace_common::{self as wire, Config, GroupKey};
+use droptrace_common::{self as wire, Config, GroupCount, GroupKey};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
@@ -53,6 +53,43 @@ pub struct ProbeOptions {
     pub layout: KernelLayout,
     /// BTF type id of `btf_trace_kfree_skb` in the running kernel (for `tp_btf`).
     pub tracepoint_btf_id: Option<u32>,
+    /// Count every drop by group in the kernel and send only samples; `None` sends every
+    /// drop.
+    pub sampling: Option<Sampling>,
+}
+
+/// How the kernel samples when it counts by group (`CONFIG_COUNT_GROUPS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampling {
+    /// Events per group, per CPU and per epoch (user space starts a new epoch every
+    /// time it polls).
+    pub per_group: u32,
+    /// Events per CPU and per epoch, all groups together.
+    pub per_cpu: u32,
+    /// Groups the kernel's map holds; drops of groups beyond are in the total only.
+    pub max_groups: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Sampling {
+        Sampling {
+            per_group: 2,
+            per_cpu: 256,
+            max_groups: wire::GROUPS_MAX,
+        }
+    }
+}
+
+/// The kernel's group map takes this much memory at most (its values are per CPU).
+const GROUPS_MEMORY: u64 = 256 << 20;
+
+/// Group map entries on a machine with `cpus` possible CPUs: as asked, within
+/// `GROUPS_MEMORY`.
+fn group_map_entries(asked: u32, cpus: u32) -> u32 {
+    // A preallocated element: its header and key (about 80 bytes) and one value per CPU.
+    let per_entry = 80 + u64::from(cpus.max(1)) * size_of::<GroupCount>() as u64;
+    let fit = (GROUPS_MEMORY / per_entry).min(u64::from(u32::MAX)) as u32;
+    asked.min(fit).max(1)
 }
 
 /// The attached kernel program and the maps it fills.
@@ -63,6 +100,9 @@ pub struct Probe {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
     lost: PerCpuHashMap<MapData, GroupKey, u64>,
+    groups: Option<PerCpuHashMap<MapData, GroupKey, GroupCount>>,
+    epoch: Array<MapData, u32>,
+    epoch_now: u32,
     missed_at_detach: u64,
 }
 
@@ -72,11 +112,26 @@ impl Probe {
     pub fn attach(opts: ProbeOptions) -> Result<Probe, Error> {
         let mut config = opts.config;
         config.wakeup_events = wakeup_events(opts.ring_buffer_size, config.snaplen);
+        // Only the map the mode uses gets its size; the other is made one entry small.
+        let (groups_max, lost_max) = match opts.sampling {
+            Some(s) => {
+                config.flags |= wire::CONFIG_COUNT_GROUPS;
+                config.samples_per_group = s.per_group;
+                config.samples_per_cpu = s.per_cpu;
+                // Samples are few: the kernel wakes the reader when it is idle.
+                config.wakeup_events = 0;
+                let cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
+                (group_map_entries(s.max_groups, cpus), 1)
+            }
+            None => (1, wire::LOST_GROUPS_MAX),
+        };
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.ring_buffer_size)
+            .map_max_entries("GROUPS", groups_max)
+            .map_max_entries("LOST_GROUPS", lost_max)
             .load(OBJECT)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
 
@@ -130,14 +185,32 @@ impl Probe {
             .map_err(|e| ProbeError::Map("COUNTERS", e))?;
         let lost = PerCpuHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
             .map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
+        let groups = PerCpuHashMap::try_from(take_map(&mut ebpf, "GROUPS")?)
+            .map_err(|e| ProbeError::Map("GROUPS", e))?;
+        let epoch = Array::try_from(take_map(&mut ebpf, "EPOCH")?)
+            .map_err(|e| ProbeError::Map("EPOCH", e))?;
         Ok(Probe {
             ebpf: Some(ebpf),
             program,
             ring,
             counters,
             lost,
+            groups: opts.sampling.map(|_| groups),
+            epoch,
+            epoch_now: 0,
             missed_at_detach: 0,
         })
+    }
+
+    /// Starts a new sampling epoch: every group may send its samples again.
+    pub fn next_epoch(&mut self) -> Result<(), Error> {
+        if self.groups.is_none() {
+            return Ok(());
+        }
+        self.epoch_now = self.epoch_now.wrapping_add(1);
+        self.epoch
+            .set(0, self.epoch_now, 0)
+            .map_err(|e| ProbeError::Map("EPOCH", e).into())
     }
 
     /// Name of the attached program, for the status line.
@@ -173,7 +246,8 @@ impl Probe {
         n
     }
 
-    /// The kernel's counters and its lost-by-group figures, summed over CPUs.
+    /// The kernel's counters and its figures by group, summed over CPUs: every group's
+    /// total when the kernel counts by group, the lost drops by group otherwise.
     pub fn read_counters(&self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
         let per_cpu = self
             .counters
@@ -186,13 +260,24 @@ impl Probe {
             lost: sum(wire::COUNTER_LOST),
             lost_ungrouped: sum(wire::COUNTER_LOST_UNGROUPED),
             missed: self.missed()?,
+            sent: sum(wire::COUNTER_SENT),
+            over_budget: sum(wire::COUNTER_OVER_BUDGET),
+            groups_in_kernel: self.groups.is_some(),
+            read_ns: super::clock::boottime_ns(),
         };
-        let mut lost = Vec::new();
-        for entry in self.lost.iter() {
-            let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
-            lost.push((Group::from(key), values.iter().sum()));
+        let mut by_group = Vec::new();
+        if let Some(groups) = &self.groups {
+            for entry in groups.iter() {
+                let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
+                by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
+            }
+        } else {
+            for entry in self.lost.iter() {
+                let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
+                by_group.push((Group::from(key), values.iter().sum()));
+            }
         }
-        Ok((counters, lost))
+        Ok((counters, by_group))
     }
 
     /// Detaches and unloads the program; the maps stay readable so the last events can be
@@ -389,6 +474,16 @@ mod tests {
             .member_offset("bpf_prog_info", &["recursion_misses"])
             .unwrap();
         assert_eq!(off as usize, super::RECURSION_MISSES_OFFSET);
+    }
+
+    #[test]
+    fn the_group_map_fits_its_memory_budget() {
+        assert_eq!(super::group_map_entries(65536, 2), 65536);
+        assert_eq!(super::group_map_entries(100, 2), 100);
+        // 4096 CPUs: 80 + 65,536 bytes an entry.
+        let many = super::group_map_entries(65536, 4096);
+        assert_eq!(many, (256 << 20) / (80 + 4096 * 16));
+        assert_eq!(super::group_map_entries(0, 8), 1);
     }
 
     #[test]

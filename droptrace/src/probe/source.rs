@@ -23,7 +23,7 @@ use crate::{
 };
 
 use super::{
-    attach::{Probe, ProbeOptions},
+    attach::{Probe, ProbeOptions, Sampling},
     caps,
     clock::boottime_ns,
     discover,
@@ -59,6 +59,9 @@ pub struct LiveOptions {
     pub name_workloads: bool,
     /// Stop when asked from outside the loop (the live view quitting).
     pub control: Option<Arc<Control>>,
+    /// Send every drop as an event (`record`, JSON Lines, `--stream`); otherwise the
+    /// kernel counts by group and sends samples.
+    pub stream: bool,
 }
 
 pub struct LiveSource {
@@ -116,6 +119,10 @@ impl LiveSource {
             ring_buffer_size: args.ring_buffer_size,
             layout: kernel.layout,
             tracepoint_btf_id: kernel.tracepoint_btf_id,
+            sampling: (!opts.stream && !args.stream).then(|| Sampling {
+                max_groups: args.max_groups,
+                ..Sampling::default()
+            }),
         })?;
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -223,7 +230,7 @@ impl Source for LiveSource {
         let deadline = self.deadline;
         tokio::select! {
             () = self.probe.readable() => {}
-            _ = self.poll.tick() => {}
+            _ = self.poll.tick() => self.probe.next_epoch()?,
             _ = tick(&mut self.tick) => {
                 for _ in 0..TICK_BATCHES {
                     if self.drain_batch(flow) < DRAIN_BATCH {
@@ -257,7 +264,7 @@ impl Source for LiveSource {
             self.drain_all(flow);
             self.refresh(flow)?;
             let c = flow.agg().counters();
-            if flow.agg().delivered() + self.malformed + c.lost >= c.matched {
+            if flow.agg().delivered() + self.malformed >= c.sent {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));

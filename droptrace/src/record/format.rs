@@ -455,6 +455,7 @@ impl<'a> Cursor<'a> {
                 lost: v[3],
                 lost_ungrouped: v[4],
                 missed: v[5],
+                ..Default::default()
             },
             malformed: v[6],
             overflow: v[7],

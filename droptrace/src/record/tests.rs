@@ -107,6 +107,7 @@ fn counters(at_ns: u64) -> Counters {
             lost: 12_345,
             lost_ungrouped: 7,
             missed: 3,
+            ..Default::default()
         },
         lost_groups: vec![(group, 12_000), (arp, 338)],
         malformed: 1,

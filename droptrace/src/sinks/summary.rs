@@ -27,13 +27,20 @@ impl<W: Write> Sink for SummarySink<W> {
 pub struct Summary {
     /// Every drop that matched the filters (exact, kernel-counted).
     pub total: u64,
-    /// Matched drops whose event did not fit in the ring buffer; still counted in `total`
-    /// and in their group.
+    /// How drops were counted: `"kernel"` (by group in the kernel, with samples sent to
+    /// user space: the default) or `"events"` (every drop sent as an event: `--stream`).
+    pub counting: &'static str,
+    /// Events (every drop, or the samples) that did not fit in the ring buffer; their
+    /// drops are still counted in `total` and in their group.
     pub lost_events: u64,
+    /// Counting in the kernel: drops not sampled because a CPU had spent its sample budget
+    /// of the moment; counted all the same.
+    pub samples_over_budget: u64,
     /// Drops the kernel did not run droptrace's program for (BPF recursion protection):
     /// not in `total`.
     pub missed: u64,
-    /// Lost drops that could not be attributed to a group (the lost-group map was full).
+    /// Drops in `total` that could not be attributed to a group: the kernel's group map
+    /// was full (`--max-groups`), or, streaming, the lost-group map was.
     pub unattributed: u64,
     /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
     pub other_groups: u64,
@@ -100,7 +107,13 @@ impl Summary {
             .collect();
         Summary {
             total: counters.matched,
+            counting: if counters.groups_in_kernel {
+                "kernel"
+            } else {
+                "events"
+            },
             lost_events: counters.lost,
+            samples_over_budget: counters.over_budget,
             missed: counters.missed,
             unattributed: counters.lost_ungrouped,
             other_groups: agg.overflow(),
@@ -165,6 +178,7 @@ mod tests {
                 lost: 2,
                 lost_ungrouped: 0,
                 missed: 1,
+                ..Default::default()
             },
             [(syn(NFT, 12, 1678).group(), 2)],
         );
@@ -272,6 +286,7 @@ mod tests {
                 lost: 2,
                 lost_ungrouped: 0,
                 missed: 1,
+                ..Default::default()
             },
             [],
         );

@@ -134,6 +134,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
             GroupStats {
                 delivered: n - lost,
                 lost,
+                counted: 0,
                 first_ns: T0 + (start * S as f64) as u64 + S / 8,
                 last_ns: now - S / 10,
                 max_len: 60,
@@ -171,6 +172,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
             lost: groups.iter().map(|(_, s)| s.lost).sum(),
             lost_ungrouped: 0,
             missed: 0,
+            ..Default::default()
         },
         overflow: 0,
         groups,

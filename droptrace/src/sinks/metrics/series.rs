@@ -754,6 +754,7 @@ mod tests {
                 lost: 7,
                 lost_ungrouped: 7,
                 missed: 0,
+                ..Default::default()
             },
             [],
         );
@@ -908,6 +909,7 @@ mod tests {
                 lost: 4,
                 lost_ungrouped: 0,
                 missed: 1,
+                ..Default::default()
             },
             [],
         );
