@@ -234,7 +234,10 @@ pub struct GroupKey {
     pub l4_proto: u8,
     /// `EVENT_PORTS` when `dport` is valid; `EVENT_IPV4`/`EVENT_IPV6` when `l4_proto` is.
     pub flags: u8,
-    pub _pad: [u8; 6],
+    // Padding as aligned integers: the kernel program zeroes them with two stores (a byte
+    // array would be a call to memset).
+    pub _pad16: u16,
+    pub _pad32: u32,
 }
 const _: () = assert!(size_of::<GroupKey>() == 32);
 
@@ -251,7 +254,8 @@ impl GroupKey {
             dport: if ports != 0 { event.dport } else { 0 },
             l4_proto: event.l4_proto,
             flags: event.flags & (EVENT_PORTS | EVENT_IPV4 | EVENT_IPV6),
-            _pad: [0; 6],
+            _pad16: 0,
+            _pad32: 0,
         }
     }
 }

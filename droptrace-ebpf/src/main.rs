@@ -186,18 +186,30 @@ fn on_drop<F: Fields>(
     };
     let mut capture = Capture { from: 0, len: 0 };
     if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
-        read_place::<F>(cfg, skb, &mut ev);
-        // Interface and namespace come from struct fields alone: decide before the
-        // packet's headers are read.
-        if !in_place(cfg, &ev) {
-            return;
+        // Interface and namespace come from struct fields alone: with a filter on them,
+        // decide before the packet's headers are read; without, read them only for a
+        // drop that the header filters keep.
+        let place_first = cfg.filters & (FILTER_IFINDEX | FILTER_NETNS) != 0;
+        if place_first {
+            read_place::<F>(cfg, skb, &mut ev);
+            if !in_place(cfg, &ev) {
+                return;
+            }
         }
         capture = read_packet::<F>(cfg, skb, &mut ev);
-    } else if let Some(protocol) = tp_protocol {
-        ev.l3_proto = protocol;
-    }
-    if !matches(cfg, &ev) {
-        return;
+        if !matches(cfg, &ev) {
+            return;
+        }
+        if !place_first {
+            read_place::<F>(cfg, skb, &mut ev);
+        }
+    } else {
+        if let Some(protocol) = tp_protocol {
+            ev.l3_proto = protocol;
+        }
+        if !matches(cfg, &ev) {
+            return;
+        }
     }
     counters[COUNTER_MATCHED as usize] += 1;
 
@@ -340,6 +352,12 @@ fn read<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// Header bytes read into an 8-byte aligned buffer: the compiler then reads addresses and
+/// ports out of it with word loads, not byte by byte.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Aligned<const N: usize>([u8; N]);
+
 /// The packet bytes that can be copied: from the IP header to the end of the linear part,
 /// at most the snaplen.
 #[derive(Clone, Copy)]
@@ -442,17 +460,18 @@ fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture
 #[inline(always)]
 fn read_ipv4(l3: u64, ev: &mut DropEvent) {
     // The header and, when it has no options, the first 4 transport bytes in one read.
-    let h = match read::<[u8; 24]>(l3) {
+    let h: Aligned<24> = match read::<Aligned<24>>(l3) {
         Some(h) => h,
-        None => match read::<[u8; 20]>(l3) {
+        None => match read::<Aligned<20>>(l3) {
             Some(h20) => {
-                let mut h = [0u8; 24];
-                h[..20].copy_from_slice(&h20);
+                let mut h = Aligned([0u8; 24]);
+                h.0[..20].copy_from_slice(&h20.0);
                 h
             }
             None => return,
         },
     };
+    let h = &h.0;
     let ihl = ((h[0] & 0x0f) as u64) * 4;
     if h[0] >> 4 != 4 || ihl < 20 {
         return;
@@ -475,17 +494,18 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) {
 #[inline(always)]
 fn read_ipv6(l3: u64, ev: &mut DropEvent) {
     // The header and the first 4 bytes after it in one read.
-    let h = match read::<[u8; 44]>(l3) {
+    let h: Aligned<44> = match read::<Aligned<44>>(l3) {
         Some(h) => h,
-        None => match read::<[u8; 40]>(l3) {
+        None => match read::<Aligned<40>>(l3) {
             Some(h40) => {
-                let mut h = [0u8; 44];
-                h[..40].copy_from_slice(&h40);
+                let mut h = Aligned([0u8; 44]);
+                h.0[..40].copy_from_slice(&h40.0);
                 h
             }
             None => return,
         },
     };
+    let h = &h.0;
     if h[0] >> 4 != 6 {
         return;
     }

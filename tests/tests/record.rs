@@ -105,7 +105,19 @@ fn report_equals_the_live_summary_and_pcapng_shows_why() {
 
     let report = report_json(&file);
     eprintln!("nft {packets}; live {live}; report {report}");
-    assert_eq!(report, live, "report and live summary differ");
+    // A recording holds every drop as an event; the live run counted in the kernel.
+    assert_eq!(report["counting"], "events");
+    assert_eq!(live["counting"], "kernel");
+    let without_counting = |v: &Value| {
+        let mut v = v.clone();
+        v["counting"] = Value::Null;
+        v
+    };
+    assert_eq!(
+        without_counting(&report),
+        without_counting(&live),
+        "report and live summary differ"
+    );
     assert_eq!(report["total"], packets);
     let nft = groups(&report, |g| {
         g["function"] == "nft_do_chain" && g["reason"] == "NETFILTER_DROP" && g["dport"] == 1678

@@ -156,9 +156,10 @@ fn prometheus_stays_exact_when_the_ring_buffer_overflows() {
     let dt = serve(&["--netns", &netns, "--ring-buffer-size", "4096"]);
     let addr = dt.serving();
     let prom = Prometheus::start(addr, None);
-    // A consumer that falls behind: stopped while the flood fills its 4 KiB ring.
+    // A consumer that falls behind: stopped while the flood, over 3000 ports (a group
+    // and samples each), fills its 4 KiB ring.
     dt.pause();
-    pair.flood_through_tbf();
+    pair.flood_through_tbf_to_ports(3000);
     let dropped = qdisc_dropped_once_empty(&pair.a, "veth-a");
     dt.resume();
     assert!(dropped > 1000, "the qdisc dropped only {dropped}");

@@ -43,6 +43,8 @@ enum Tool {
     DroptraceRecord,
     DroptraceServe,
     BpftraceMap,
+    /// An empty classic-tracepoint program: the floor of bpf_stats' measure.
+    BpftraceEmpty,
     PerfRecord,
 }
 
@@ -55,6 +57,7 @@ impl Tool {
             Tool::DroptraceRecord => "droptrace record (every drop to a file)",
             Tool::DroptraceServe => "droptrace serve (metrics, default labels)",
             Tool::BpftraceMap => "bpftrace, count in a map",
+            Tool::BpftraceEmpty => "bpftrace, empty program (floor)",
             Tool::PerfRecord => "perf record -e skb:kfree_skb -a",
         }
     }
@@ -126,6 +129,29 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             ratios[i].push(this_round[i] / this_round[0]);
         }
     }
+    // The kernel's own accounting of each program, in a pass of its own: bpf_stats costs
+    // time too, so it stays off while throughput is measured.
+    let mut cost_tools: Vec<Tool> = tools
+        .iter()
+        .copied()
+        .filter(|t| !matches!(t, Tool::Baseline | Tool::PerfRecord))
+        .collect();
+    if !args.no_peers {
+        cost_tools.push(Tool::BpftraceEmpty);
+    }
+    let mut costs: Vec<(Tool, f64)> = Vec::new();
+    {
+        let _stats = BpfStats::enable()?;
+        for &tool in &cost_tools {
+            let before = program_ids()?;
+            let tracer = Tracer(start(tool, &bin, &args.droptrace_args)?);
+            flood(&ns.0, args.seconds)?;
+            let ns_per_run = run_time_per_run(&before)?;
+            drop(tracer);
+            eprintln!("bpf_stats: {:<40} {ns_per_run:>6.0} ns a drop", tool.label());
+            costs.push((tool, ns_per_run));
+        }
+    }
     let _ = std::fs::remove_file(RECORDING);
     for (bytes, drops) in &sizes {
         eprintln!(
@@ -134,19 +160,94 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) |",
+        "| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) | kernel ns a drop (bpf_stats) |",
         args.rounds
     );
-    println!("|---|---:|---:|");
+    println!("|---|---:|---:|---:|");
+    let cost_of = |tool: Tool| {
+        costs
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map_or("-".to_string(), |(_, ns)| format!("{ns:.0}"))
+    };
     for (i, tool) in tools.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.3} |",
+            "| {} | {:.0} | {:.3} | {} |",
             tool.label(),
             median(&mut rates[i]),
-            median(&mut ratios[i])
+            median(&mut ratios[i]),
+            cost_of(*tool)
+        );
+    }
+    if !args.no_peers {
+        println!(
+            "| {} | | | {} |",
+            Tool::BpftraceEmpty.label(),
+            cost_of(Tool::BpftraceEmpty)
         );
     }
     Ok(())
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// `kernel.bpf_stats_enabled` on for as long as this lives, then back as it was found.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> Result<BpfStats> {
+        let was = std::fs::read_to_string(BPF_STATS).context("reading bpf_stats_enabled")?;
+        std::fs::write(BPF_STATS, "1").context("enabling bpf_stats")?;
+        Ok(BpfStats(was.trim().to_string()))
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(BPF_STATS, &self.0) {
+            eprintln!("bench: could not put bpf_stats_enabled back to {}: {e}", self.0);
+        }
+    }
+}
+
+/// `(id, run_time_ns, run_cnt)` of every loaded BPF program.
+fn programs() -> Result<Vec<(u64, u64, u64)>> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .context("bpftool prog show")?;
+    let list: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("bpftool's JSON")?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["id"].as_u64()?,
+                p["run_time_ns"].as_u64().unwrap_or(0),
+                p["run_cnt"].as_u64().unwrap_or(0),
+            ))
+        })
+        .collect())
+}
+
+fn program_ids() -> Result<std::collections::HashSet<u64>> {
+    Ok(programs()?.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Average ns of one run of the program that came since `before` and ran the most (a
+/// tracer's BEGIN/END programs run once at most).
+fn run_time_per_run(before: &std::collections::HashSet<u64>) -> Result<f64> {
+    let (_, time, runs) = programs()?
+        .into_iter()
+        .filter(|(id, _, _)| !before.contains(id))
+        .max_by_key(|(_, _, runs)| *runs)
+        .context("the tracer's program is not loaded")?;
+    if runs == 0 {
+        bail!("the tracer's program never ran");
+    }
+    Ok(time as f64 / runs as f64)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -255,6 +356,11 @@ fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
                 "-e",
                 "tracepoint:skb:kfree_skb { @[args->location, args->reason] = count(); }",
             ]);
+            (c, Some("Attaching"))
+        }
+        Tool::BpftraceEmpty => {
+            let mut c = Command::new("bpftrace");
+            c.args(["-e", "tracepoint:skb:kfree_skb { }"]);
             (c, Some("Attaching"))
         }
         Tool::PerfRecord => {
