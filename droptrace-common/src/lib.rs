@@ -154,7 +154,10 @@ pub const COUNTER_BUDGET_USED: u32 = 6;
 /// Events handed to the ring buffer (every matched drop when streaming; the samples when
 /// counting groups in the kernel): user space has read them all once it has this many.
 pub const COUNTER_SENT: u32 = 7;
-pub const COUNTER_COUNT: u32 = 8;
+/// Packets the program could not make sense of although the kernel's layout said it
+/// should (warned about with `--verbose`).
+pub const COUNTER_ANOMALIES: u32 = 8;
+pub const COUNTER_COUNT: u32 = 9;
 
 /// Most packet bytes an event carries (`--snaplen`); the kernel program's scratch buffer
 /// holds an event and `SNAPLEN_MAX + 1` bytes.

@@ -16,7 +16,9 @@ use aya_ebpf::{
     macros::{btf_tracepoint, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
+    EbpfContext,
 };
+use aya_log_ebpf::warn;
 use droptrace_common::*;
 
 /// Filled in by the loader before the program is verified (a frozen `.rodata` global, so
@@ -80,7 +82,7 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     } else {
         0
     };
-    on_drop::<Direct>(cfg, skb as u64, location, reason as u32, None);
+    on_drop::<Direct, _>(&ctx, cfg, skb as u64, location, reason as u32, None);
     0
 }
 
@@ -103,7 +105,7 @@ pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
         0
     };
     let protocol = unsafe { ctx.read_at::<u16>(cfg.tp_protocol as usize) }.ok();
-    on_drop::<Probe>(cfg, skb, location, reason, protocol);
+    on_drop::<Probe, _>(&ctx, cfg, skb, location, reason, protocol);
     0
 }
 
@@ -138,7 +140,8 @@ impl Fields for Probe {
 }
 
 #[inline(always)]
-fn on_drop<F: Fields>(
+fn on_drop<F: Fields, C: EbpfContext>(
+    ctx: &C,
     cfg: &Config,
     skb: u64,
     location: u64,
@@ -196,7 +199,11 @@ fn on_drop<F: Fields>(
                 return;
             }
         }
-        capture = read_packet::<F>(cfg, skb, &mut ev);
+        let anomaly;
+        (capture, anomaly) = read_packet::<F>(cfg, skb, &mut ev);
+        if anomaly != Anomaly::None {
+            report(ctx, counters, anomaly, &ev);
+        }
         if !matches(cfg, &ev) {
             return;
         }
@@ -420,24 +427,70 @@ fn read_place<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
     }
 }
 
-/// Reads the packet: its length, protocol and headers (struct fields through `F`, header
-/// bytes with bpf_probe_read_kernel); says which bytes could be copied.
+/// Something a familiar kernel never shows: the sign of a layout read wrong.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anomaly {
+    None,
+    /// skb->protocol says IPv4 or IPv6 but the header cannot be read.
+    HeaderUnreadable,
+    /// The header's version is not the one skb->protocol says.
+    WrongVersion,
+}
+
+/// Counts an anomaly and warns about it (aya-log, shown with `--verbose`) at the 1st, 2nd,
+/// 4th, 8th... of a CPU: a flood of them costs a few lines. With logging off the loader
+/// sets the log level to 0 and the verifier drops the warnings as dead code.
 #[inline(always)]
-fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture {
+fn report<C: EbpfContext>(
+    ctx: &C,
+    counters: &mut [u64; COUNTER_COUNT as usize],
+    anomaly: Anomaly,
+    ev: &DropEvent,
+) {
+    let n = counters[COUNTER_ANOMALIES as usize] + 1;
+    counters[COUNTER_ANOMALIES as usize] = n;
+    if n & (n - 1) != 0 {
+        return;
+    }
+    let (proto, location) = (ev.l3_proto, ev.location);
+    match anomaly {
+        Anomaly::HeaderUnreadable => warn!(
+            ctx,
+            "the IP header of a packet with protocol {:x} dropped at {:x} could not be read ({} such on this CPU)",
+            proto,
+            location,
+            n
+        ),
+        Anomaly::WrongVersion => warn!(
+            ctx,
+            "a packet with protocol {:x} dropped at {:x} has another IP version in its header: malformed, or a layout read wrong ({} such on this CPU)",
+            proto,
+            location,
+            n
+        ),
+        Anomaly::None => {}
+    }
+}
+
+/// Reads the packet: its length, protocol and headers (struct fields through `F`, header
+/// bytes with bpf_probe_read_kernel); says which bytes could be copied, and what looked
+/// wrong.
+#[inline(always)]
+fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> (Capture, Anomaly) {
     let mut capture = Capture { from: 0, len: 0 };
     ev.skb_len = F::load::<u32>(skb + cfg.skb_len as u64).unwrap_or(0);
     ev.l3_proto = u16::from_be(F::load::<u16>(skb + cfg.skb_protocol as u64).unwrap_or(0));
     let head: u64 = F::load(skb + cfg.skb_head as u64).unwrap_or(0);
     let network: u16 = F::load(skb + cfg.skb_network_header as u64).unwrap_or(0);
     if head == 0 {
-        return capture;
+        return (capture, Anomaly::None);
     }
     let l3 = head + network as u64;
-    match ev.l3_proto {
+    let anomaly = match ev.l3_proto {
         0x0800 => read_ipv4(l3, ev),
         0x86dd => read_ipv6(l3, ev),
-        _ => return capture,
-    }
+        _ => return (capture, Anomaly::None),
+    };
     if cfg.snaplen != 0 {
         let data: u64 = F::load(skb + cfg.skb_data as u64).unwrap_or(0);
         let data_len: u32 = F::load(skb + cfg.skb_data_len as u64).unwrap_or(0);
@@ -454,11 +507,11 @@ fn read_packet<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) -> Capture
             };
         }
     }
-    capture
+    (capture, anomaly)
 }
 
 #[inline(always)]
-fn read_ipv4(l3: u64, ev: &mut DropEvent) {
+fn read_ipv4(l3: u64, ev: &mut DropEvent) -> Anomaly {
     // The header and, when it has no options, the first 4 transport bytes in one read.
     let h: Aligned<24> = match read::<Aligned<24>>(l3) {
         Some(h) => h,
@@ -468,13 +521,16 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) {
                 h.0[..20].copy_from_slice(&h20.0);
                 h
             }
-            None => return,
+            None => return Anomaly::HeaderUnreadable,
         },
     };
     let h = &h.0;
     let ihl = ((h[0] & 0x0f) as u64) * 4;
-    if h[0] >> 4 != 4 || ihl < 20 {
-        return;
+    if h[0] >> 4 != 4 {
+        return Anomaly::WrongVersion;
+    }
+    if ihl < 20 {
+        return Anomaly::None;
     }
     ev.flags |= EVENT_IPV4;
     ev.l4_proto = h[9];
@@ -482,17 +538,18 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) {
     ev.daddr[..4].copy_from_slice(&h[16..20]);
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
     if fragment_offset != 0 {
-        return;
+        return Anomaly::None;
     }
     if ihl == 20 {
         l4_fields([h[20], h[21], h[22], h[23]], ev);
     } else {
         read_l4(l3 + ihl, ev);
     }
+    Anomaly::None
 }
 
 #[inline(always)]
-fn read_ipv6(l3: u64, ev: &mut DropEvent) {
+fn read_ipv6(l3: u64, ev: &mut DropEvent) -> Anomaly {
     // The header and the first 4 bytes after it in one read.
     let h: Aligned<44> = match read::<Aligned<44>>(l3) {
         Some(h) => h,
@@ -502,12 +559,12 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
                 h.0[..40].copy_from_slice(&h40.0);
                 h
             }
-            None => return,
+            None => return Anomaly::HeaderUnreadable,
         },
     };
     let h = &h.0;
     if h[0] >> 4 != 6 {
-        return;
+        return Anomaly::WrongVersion;
     }
     ev.flags |= EVENT_IPV6;
     ev.saddr.copy_from_slice(&h[8..24]);
@@ -516,7 +573,7 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
     if !matches!(next, 0 | 43 | 60 | 51 | 44) {
         ev.l4_proto = next;
         l4_fields([h[40], h[41], h[42], h[43]], ev);
-        return;
+        return Anomaly::None;
     }
     let mut offset = l3 + 40;
     // A bounded walk over the extension headers that may precede the transport header.
@@ -524,25 +581,25 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
         match next {
             0 | 43 | 60 => {
                 let Some([nh, len]) = read::<[u8; 2]>(offset) else {
-                    return;
+                    return Anomaly::None;
                 };
                 next = nh;
                 offset += (len as u64 + 1) * 8;
             }
             51 => {
                 let Some([nh, len]) = read::<[u8; 2]>(offset) else {
-                    return;
+                    return Anomaly::None;
                 };
                 next = nh;
                 offset += (len as u64 + 2) * 4;
             }
             44 => {
                 let Some([nh, _, hi, lo]) = read::<[u8; 4]>(offset) else {
-                    return;
+                    return Anomaly::None;
                 };
                 if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
                     ev.l4_proto = nh;
-                    return;
+                    return Anomaly::None;
                 }
                 next = nh;
                 offset += 8;
@@ -552,6 +609,7 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) {
     }
     ev.l4_proto = next;
     read_l4(offset, ev);
+    Anomaly::None
 }
 
 #[inline(always)]

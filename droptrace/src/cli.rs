@@ -219,6 +219,11 @@ pub struct LiveArgs {
           value_parser = clap::value_parser!(u32).range(1..=droptrace_common::GROUPS_MAX as i64))]
     pub max_groups: u32,
 
+    /// Print the kernel program's warnings about packets it could not read as the kernel's
+    /// layout said it could (a sign of an unfamiliar kernel), as they come.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
     /// Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or
     /// tracepoint (classic, through tracefs).
     #[arg(long, value_enum, hide = true)]

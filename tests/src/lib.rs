@@ -471,6 +471,56 @@ impl Pair {
         self.flood_through_tbf_to_ports(1);
     }
 
+    /// Sends `n` Ethernet frames from `a`'s veth to `b` with ethertype IPv4 whose
+    /// header says IP version 6: `b`'s ip_rcv drops them (a malformed header).
+    pub fn send_ipv4_frames_with_version_6(&self, n: usize) {
+        let mac_b = self.b.exec(&["cat", "/sys/class/net/veth-b/address"]);
+        let mac: Vec<u8> = mac_b
+            .trim()
+            .split(':')
+            .map(|x| u8::from_str_radix(x, 16).expect("MAC"))
+            .collect();
+        self.a.run(|| {
+            // SAFETY: plain socket calls with valid pointers and lengths.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+                let ifindex = libc::if_nametoindex(c"veth-a".as_ptr());
+                assert!(ifindex != 0, "veth-a");
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = ifindex as i32;
+                addr.sll_halen = 6;
+                addr.sll_addr[..6].copy_from_slice(&mac);
+                let mut frame = Vec::new();
+                frame.extend_from_slice(&mac);
+                frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+                frame.extend_from_slice(&[0x08, 0x00]);
+                // A 20-byte "IPv4" header whose version nibble is 6.
+                frame.extend_from_slice(&[0x65, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+                frame.extend_from_slice(&[10, 77, 0, 1, 10, 77, 0, 2]);
+                frame.extend_from_slice(&[0; 8]);
+                for _ in 0..n {
+                    let sent = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    assert_eq!(
+                        sent,
+                        frame.len() as isize,
+                        "{}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+                libc::close(fd);
+            }
+        });
+    }
+
     /// [`Pair::flood_through_tbf`], each datagram to the next of `ports` ports from 5001.
     pub fn flood_through_tbf_to_ports(&self, ports: u16) {
         self.a.run(|| {

@@ -362,3 +362,40 @@ fn kernel_filters_keep_exactly_the_matching_drops() {
     assert_eq!(sport["total"], 4, "{sport:#}");
     assert!(groups(&sport, |g| g["dport"] != 53).is_empty(), "{sport:#}");
 }
+
+/// Frames that say IPv4 but carry another IP version: the kernel program counts the
+/// anomaly, warns about it with `--verbose` (aya-log), and only counts it without; the
+/// drops themselves are counted either way, as `b`'s Ip InHdrErrors counts them.
+#[test]
+fn unreadable_headers_are_warned_about_with_verbose() {
+    if !can_run("unreadable_headers_are_warned_about_with_verbose") {
+        return;
+    }
+    let pair = Pair::new();
+    let netns = pair.b.path();
+    for verbose in [true, false] {
+        let mut args = vec!["--netns", netns.as_str(), "--format", "json"];
+        if verbose {
+            args.push("--verbose");
+        }
+        let dt = Droptrace::start(&args);
+        let before = pair.b.snmp("Ip", "InHdrErrors");
+        pair.send_ipv4_frames_with_version_6(5);
+        let after = wait_for("Ip InHdrErrors to count the frames", || {
+            let now = pair.b.snmp("Ip", "InHdrErrors");
+            (now >= before + 5).then_some(now)
+        });
+        let out = dt.stop(libc::SIGINT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+        eprintln!("{stderr}\n{summary}");
+        let bad = groups(&summary, |g| g["reason"] == "IP_INHDR");
+        assert_eq!(count_of(&bad), after - before, "{summary:#}");
+        assert!(
+            stderr.contains("5 packets did not read as this kernel's layout says"),
+            "the end of the run says how many: {stderr}"
+        );
+        let warned = stderr.contains("kernel program: a packet with protocol 800");
+        assert_eq!(warned, verbose, "warnings only with --verbose: {stderr}");
+    }
+}

@@ -148,7 +148,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             flood(&ns.0, args.seconds)?;
             let ns_per_run = run_time_per_run(&before)?;
             drop(tracer);
-            eprintln!("bpf_stats: {:<40} {ns_per_run:>6.0} ns a drop", tool.label());
+            eprintln!(
+                "bpf_stats: {:<40} {ns_per_run:>6.0} ns a drop",
+                tool.label()
+            );
             costs.push((tool, ns_per_run));
         }
     }
@@ -205,7 +208,10 @@ impl BpfStats {
 impl Drop for BpfStats {
     fn drop(&mut self) {
         if let Err(e) = std::fs::write(BPF_STATS, &self.0) {
-            eprintln!("bench: could not put bpf_stats_enabled back to {}: {e}", self.0);
+            eprintln!(
+                "bench: could not put bpf_stats_enabled back to {}: {e}",
+                self.0
+            );
         }
     }
 }
@@ -216,8 +222,7 @@ fn programs() -> Result<Vec<(u64, u64, u64)>> {
         .args(["-j", "prog", "show"])
         .output()
         .context("bpftool prog show")?;
-    let list: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("bpftool's JSON")?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).context("bpftool's JSON")?;
     Ok(list
         .as_array()
         .into_iter()

@@ -65,7 +65,7 @@ _droptrace() {
 
     case "${cmd}" in
         droptrace)
-            opts="-h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
+            opts="-v -h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,10 @@ _droptrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-groups)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --attach)
                     COMPREPLY=($(compgen -W "tp-btf tracepoint" -- "${cur}"))
                     return 0
@@ -155,7 +159,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__diagnose)
-            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --help"
+            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --duration --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -206,6 +210,10 @@ _droptrace() {
                     return 0
                     ;;
                 --ring-buffer-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-groups)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -367,7 +375,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__record)
-            opts="-o -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --count --snaplen --help"
+            opts="-o -v -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --duration --count --snaplen --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -426,6 +434,10 @@ _droptrace() {
                     return 0
                     ;;
                 --ring-buffer-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-groups)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -497,7 +509,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__serve)
-            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --listen --labels --max-series --help"
+            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --listen --labels --max-series --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,6 +560,10 @@ _droptrace() {
                     return 0
                     ;;
                 --ring-buffer-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-groups)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

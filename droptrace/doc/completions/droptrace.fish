@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= v/verbose attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -36,6 +36,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l netns -d 'Network n
 complete -c droptrace -n "__fish_droptrace_needs_command" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_needs_command" -l max-groups -d 'Groups (site, reason, protocol, port, interface, namespace) the kernel counts apart when it counts by group; drops of groups beyond are counted in the total, as unattributed' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_needs_command" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
@@ -46,6 +47,8 @@ jsonl\t''"
 complete -c droptrace -n "__fish_droptrace_needs_command" -l max-events-per-second -d 'With `--format jsonl`: print at most this many drops a second; the rest are left out of the lines (and counted, on stderr and in a last line), never out of the counts' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Seconds between two refreshes of the live view (default 0.25) or two text blocks (default 1)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details (default: the usual /usr/lib/debug places)' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_needs_command" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s V -l version -d 'Print version'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
@@ -67,12 +70,15 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l netns -
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l max-groups -d 'Groups (site, reason, protocol, port, interface, namespace) the kernel counts apart when it counts by group; drops of groups beyond are counted in the total, as unattributed' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duration -d 'Seconds to watch' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings' -r -f -a "text\t''
 json\t''"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
@@ -87,6 +93,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l netns -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l max-groups -d 'Groups (site, reason, protocol, port, interface, namespace) the kernel counts apart when it counts by group; drops of groups beyond are counted in the total, as unattributed' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
@@ -94,6 +101,8 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l duration 
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l count -d 'Stop after this many drops have been recorded (drops still arriving while droptrace detaches are kept too, so the counts stay exact)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l snaplen -d 'Also keep the first BYTES of each dropped packet, from its IP header (0 to 4095), for `droptrace export --pcapng`' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l force -d 'Replace FILE if it exists'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l interval -d 'Seconds between two refreshes of the view' -r
@@ -116,12 +125,15 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l netns -d '
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-groups -d 'Groups (site, reason, protocol, port, interface, namespace) the kernel counts apart when it counts by group; drops of groups beyond are counted in the total, as unattributed' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l attach -d 'Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or tracepoint (classic, through tracefs)' -r -f -a "tp-btf\t'BTF-enabled tracepoint (tp_btf): cheapest; needs kernel BTF'
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l listen -d 'Address and port to listen on. Loopback by default: binding another address exposes the metrics to whoever reaches it' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 'Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or changes to the default `reason,function,protocol,interface,netns,pod,pod_namespace, container` (`+dport`, `-interface`). `dport` is off by default: a port scan makes one series per port' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series -d 'Series of droptrace_drops_total at most; drops of further label sets are counted in one `other` series (and in droptrace_series_dropped_total)' -r
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'

@@ -31,6 +31,9 @@ pub struct KernelCounters {
     /// Counting in the kernel: drops not sampled because a CPU had spent its sample budget
     /// of the moment (they are counted all the same).
     pub over_budget: u64,
+    /// Packets the kernel program could not read although the layout said it could
+    /// (warned about with `--verbose`).
+    pub anomalies: u64,
     /// The kernel counts every drop by group: the figures given with these counters are
     /// the groups' totals, and events are samples.
     pub groups_in_kernel: bool,

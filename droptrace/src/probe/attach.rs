@@ -56,6 +56,23 @@ pub struct ProbeOptions {
     /// Count every drop by group in the kernel and send only samples; `None` sends every
     /// drop.
     pub sampling: Option<Sampling>,
+    /// Print the kernel program's warnings (aya-log); off, they are not even verified in.
+    pub verbose: bool,
+}
+
+/// Writes the kernel program's warnings to stderr.
+struct KernelLog;
+
+impl log::Log for KernelLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!("droptrace: kernel program: {}", record.args());
+    }
+
+    fn flush(&self) {}
 }
 
 /// How the kernel samples when it counts by group (`CONFIG_COUNT_GROUPS`).
@@ -103,6 +120,7 @@ pub struct Probe {
     groups: Option<PerCpuHashMap<MapData, GroupKey, GroupCount>>,
     epoch: Array<MapData, u32>,
     epoch_now: u32,
+    log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
 }
 
@@ -126,9 +144,12 @@ impl Probe {
             None => (1, wire::LOST_GROUPS_MAX),
         };
         raise_memlock_limit();
+        // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
+        let log_level: u8 = if opts.verbose { 2 } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
+            .override_global("AYA_LOG_LEVEL", &log_level, true)
             .map_max_entries("EVENTS", opts.ring_buffer_size)
             .map_max_entries("GROUPS", groups_max)
             .map_max_entries("LOST_GROUPS", lost_max)
@@ -175,6 +196,18 @@ impl Probe {
             }
         };
 
+        let log = if opts.verbose {
+            Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, KernelLog).map_err(|e| {
+                    Error::Io(
+                        "reading the kernel program's log".into(),
+                        std::io::Error::other(e),
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
             .map_err(|e| ProbeError::Map("EVENTS", e))?;
         // SAFETY: the ring buffer owns its map fd, which stays open and unchanged for as
@@ -198,8 +231,16 @@ impl Probe {
             groups: opts.sampling.map(|_| groups),
             epoch,
             epoch_now: 0,
+            log,
             missed_at_detach: 0,
         })
+    }
+
+    /// Prints the kernel program's waiting warnings (`--verbose`).
+    pub fn flush_log(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
     }
 
     /// Starts a new sampling epoch: every group may send its samples again.
@@ -262,6 +303,7 @@ impl Probe {
             missed: self.missed()?,
             sent: sum(wire::COUNTER_SENT),
             over_budget: sum(wire::COUNTER_OVER_BUDGET),
+            anomalies: sum(wire::COUNTER_ANOMALIES),
             groups_in_kernel: self.groups.is_some(),
             read_ns: super::clock::boottime_ns(),
         };

@@ -75,6 +75,7 @@ pub struct LiveSource {
     initial_workloads: std::collections::HashMap<u32, crate::pipeline::names::Workload>,
     control: Arc<Control>,
     malformed: u64,
+    verbose: bool,
     started_ns: u64,
     deadline: Option<Instant>,
     poll: Interval,
@@ -123,6 +124,7 @@ impl LiveSource {
                 max_groups: args.max_groups,
                 ..Sampling::default()
             }),
+            verbose: args.verbose,
         })?;
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -147,6 +149,7 @@ impl LiveSource {
             },
             control: opts.control.unwrap_or_default(),
             malformed: 0,
+            verbose: args.verbose,
             started_ns: boottime_ns(),
             deadline: opts.duration.map(|d| Instant::now() + d),
             poll,
@@ -230,7 +233,10 @@ impl Source for LiveSource {
         let deadline = self.deadline;
         tokio::select! {
             () = self.probe.readable() => {}
-            _ = self.poll.tick() => self.probe.next_epoch()?,
+            _ = self.poll.tick() => {
+                self.probe.next_epoch()?;
+                self.probe.flush_log();
+            }
             _ = tick(&mut self.tick) => {
                 for _ in 0..TICK_BATCHES {
                     if self.drain_batch(flow) < DRAIN_BATCH {
@@ -275,6 +281,19 @@ impl Source for LiveSource {
         }
         if let Some(w) = self.workloads.as_mut() {
             w.settle(&mut flow.names, SETTLE);
+        }
+        self.probe.flush_log();
+        let anomalies = flow.agg().counters().anomalies;
+        if anomalies > 0 {
+            warn(&format!(
+                "{anomalies} packets did not read as this kernel's layout says they should \
+                 (malformed packets, or a layout droptrace read wrong); counted all the same{}",
+                if self.verbose {
+                    ""
+                } else {
+                    "; --verbose shows them"
+                }
+            ));
         }
         if self.malformed > 0 {
             warn(&format!(
