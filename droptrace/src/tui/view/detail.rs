@@ -93,6 +93,9 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
         )));
     }
 
+    lines.push(Line::raw(""));
+    lines.extend(super::diagnosis::lines(state.diagnosis(request), &title));
+
     // Drop sites: function+offset, reason and what it means, source line.
     let detail = snap
         .detail
