@@ -326,3 +326,41 @@ fn replay_plays_a_recording_in_the_live_view() {
     });
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn live_view_says_when_the_rows_namespace_is_gone() {
+    if !can_run("live_view_says_when_the_rows_namespace_is_gone") {
+        return;
+    }
+    let pair = Pair::new();
+    nft_drop_tcp_port(&pair.b, "dtg", 1678);
+    let to = format!("{B4}:1678").parse().unwrap();
+
+    let tmux = Tmux::new(120, 40);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    // Not --netns: droptrace would hold the namespace open.
+    let command = format!("{} --port 1678 --interval 0.2", droptrace_bin().display());
+    tmux.send(&[&command, "Enter"]);
+    tmux.wait_for("the live view's header", |p| {
+        p.contains("droptrace  live") && p.contains("q quit")
+    });
+    let rule_count = || nft_rule_packets(&pair.b, "dtg", "dtg1678");
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the drill-down", |p| p.contains("Latest packets"));
+
+    // Its name goes and no process is in it: nothing on the system leads to it any more.
+    sh(&["ip", "netns", "del", &pair.b.name]);
+    tmux.send(&["d"]);
+    let pane = tmux.wait_for("the diagnosis to say the namespace is gone", |p| {
+        flat(p).contains("Diagnosis failed: the namespace of these drops is gone")
+    });
+    assert!(flat(&pane).contains(&pair.b.name), "{pane}");
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
+    quit_and_check_the_terminal(&tmux);
+}

@@ -172,6 +172,8 @@ fn snapshot_detail_replay_says_no_diagnosis_80x24() {
         "diagnosis needs the live system; this is a recording (run droptrace diagnose where it was made)"
             .into(),
     );
+    let before_d = draw(&state, 80, 24);
     keys(&mut state, &[Key::Char('d')]);
-    insta::assert_snapshot!(draw(&state, 80, 24));
+    assert_eq!(draw(&state, 80, 24), before_d);
+    insta::assert_snapshot!(before_d);
 }
