@@ -66,36 +66,27 @@ struct Sampled {
 
 impl RowDiagnoser for LiveDiagnoser {
     fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis {
-        if self.job.as_ref().is_some_and(|j| j.request != *request) {
+        let phase = match self.job.take() {
+            Some(job) if job.request == *request => job.phase,
             // Only one sampling runs at a time: a new request waits for the one before.
-            if let Some(job) = &mut self.job {
-                if job.phase.busy() {
-                    return Diagnosis::Running(
-                        "waiting for the previous diagnosis's sampling to end".into(),
-                    );
-                }
+            Some(job) if job.phase.busy() => {
+                self.job = Some(job);
+                return Diagnosis::Running(
+                    "waiting for the previous diagnosis's sampling to end".into(),
+                );
             }
-            self.job = None;
-        }
-        let job = self.job.get_or_insert_with(|| Job {
+            _ => start(&request.row, at),
+        };
+        let (phase, status) = step(phase, &request.row, at);
+        self.job = Some(Job {
             request: *request,
-            phase: start(&request.row, at),
+            phase,
         });
-        let (next, status) = step(
-            std::mem::replace(&mut job.phase, Phase::placeholder()),
-            &request.row,
-            at,
-        );
-        job.phase = next;
         status
     }
 }
 
 impl Phase {
-    fn placeholder() -> Phase {
-        Phase::Ended(Diagnosis::Running(String::new()))
-    }
-
     /// Whether a thread of it is still sampling (its answer, if one came, is dropped).
     fn busy(&self) -> bool {
         match self {
@@ -211,7 +202,7 @@ fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis
             let elapsed = at.now_ns.saturating_sub(since_ns);
             let window = in_window(&members(row, at), &start);
             let drops: u64 = window.iter().map(|(_, s)| s.count()).sum();
-            if (elapsed >= MIN_WINDOW_NS && drops > 0) || elapsed >= MAX_WINDOW_NS {
+            if window_closes(elapsed, drops) {
                 let samples: Vec<_> = at
                     .agg
                     .samples(|g| row.grouping.key(g) == row.key)
@@ -251,6 +242,11 @@ fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis
         },
         Phase::Ended(d) => (Phase::Ended(d.clone()), d),
     }
+}
+
+/// The window ends once it has lasted long enough and seen a drop of the row, or at most.
+fn window_closes(elapsed_ns: u64, drops: u64) -> bool {
+    (elapsed_ns >= MIN_WINDOW_NS && drops > 0) || elapsed_ns >= MAX_WINDOW_NS
 }
 
 fn ended(d: Diagnosis) -> (Phase, Diagnosis) {
@@ -353,6 +349,15 @@ mod tests {
             max_len: 60,
             ..GroupStats::default()
         }
+    }
+
+    #[test]
+    fn the_window_waits_for_a_drop_but_not_for_ever() {
+        assert!(!window_closes(MIN_WINDOW_NS - 1, 100));
+        assert!(!window_closes(MIN_WINDOW_NS, 0));
+        assert!(window_closes(MIN_WINDOW_NS, 1));
+        assert!(!window_closes(MAX_WINDOW_NS - 1, 0));
+        assert!(window_closes(MAX_WINDOW_NS, 0));
     }
 
     #[test]

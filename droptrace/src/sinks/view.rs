@@ -142,3 +142,73 @@ pub fn snapshot(agg: &Aggregator, names: &Arc<Names>, started_ns: u64, now_ns: u
         finished: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::grouping::Grouping;
+
+    /// Answers with how often it was asked.
+    struct Counting(u32);
+    impl RowDiagnoser for Counting {
+        fn tick(&mut self, _: &DiagnoseRequest, _: &Moment<'_>) -> Diagnosis {
+            self.0 += 1;
+            Diagnosis::Running(format!("tick {}", self.0))
+        }
+    }
+
+    fn tick(view: &mut ViewPublisher) -> Snapshot {
+        let (agg, names) = (Aggregator::new(), Names::default());
+        let at = Moment {
+            agg: &agg,
+            names: &names,
+            now_ns: 2,
+            started_ns: 1,
+            ended: false,
+        };
+        let _ = view.tick(&at);
+        view.link.take().expect("a snapshot")
+    }
+
+    #[test]
+    fn the_diagnoser_is_asked_only_while_the_view_waits_for_it() {
+        let link = Arc::new(Link::default());
+        let mut view =
+            ViewPublisher::new(Arc::clone(&link), None).with_diagnoser(Box::new(Counting(0)));
+        assert_eq!(tick(&mut view).diagnosis, None);
+        let request = DiagnoseRequest {
+            row: DetailRequest {
+                grouping: Grouping::Site,
+                key: Group {
+                    location: 0xffff_ffff_8100_0000,
+                    reason: 12,
+                    ethertype: 0x0800,
+                    ip_proto: Some(6),
+                    dport: Some(1678),
+                    netns: 0,
+                    ifindex: 0,
+                },
+            },
+            run: 1,
+        };
+        link.set_diagnose(Some(request));
+        assert_eq!(
+            tick(&mut view).diagnosis,
+            Some((request, Diagnosis::Running("tick 1".into())))
+        );
+        assert_eq!(
+            tick(&mut view).diagnosis,
+            Some((request, Diagnosis::Running("tick 2".into())))
+        );
+        link.set_diagnose(None);
+        assert_eq!(tick(&mut view).diagnosis, None);
+
+        // A source without one says it cannot.
+        let mut plain = ViewPublisher::new(Arc::clone(&link), None);
+        link.set_diagnose(Some(request));
+        assert!(matches!(
+            tick(&mut plain).diagnosis,
+            Some((_, Diagnosis::Unavailable(_)))
+        ));
+    }
+}

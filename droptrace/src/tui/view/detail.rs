@@ -94,7 +94,12 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
     }
 
     // A source that cannot diagnose says so before `d` too.
-    let unavailable = state.info.diagnosis.clone().err().map(Diagnosis::Unavailable);
+    let unavailable = state
+        .info
+        .diagnosis
+        .clone()
+        .err()
+        .map(Diagnosis::Unavailable);
     lines.push(Line::raw(""));
     lines.extend(super::diagnosis::lines(
         state.diagnosis(request).or(unavailable.as_ref()),
