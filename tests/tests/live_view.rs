@@ -233,11 +233,13 @@ fn live_view_diagnoses_the_row_in_its_drill_down() {
     tmux.wait_for("the drill-down with its diagnosis hint", |p| {
         p.contains("Latest packets") && p.contains("Diagnosis: d samples")
     });
+    let asked = Instant::now();
     tmux.send(&["d"]);
     // The first sample is taken: the window is open and waits for this row's drops.
     tmux.wait_for("the diagnosis to watch the row", |p| {
         p.contains("diagnosing ") && p.contains("watching this row's drops")
     });
+    eprintln!("d to the window: {:?}", asked.elapsed());
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
         5
@@ -254,7 +256,10 @@ fn live_view_diagnoses_the_row_in_its_drill_down() {
         let p = flat(p);
         p.contains("[netfilter_rule]") && p.contains(&fix)
     });
-    eprintln!("{pane}");
+    eprintln!(
+        "{pane}\nd to the diagnosis on screen: {:?}",
+        asked.elapsed()
+    );
     let text = flat(&pane);
     assert!(text.contains("tcp dport 1678 counter packets"), "{pane}");
     // The rule's counter as the diagnosis sampled it, against the kernel's: the first
