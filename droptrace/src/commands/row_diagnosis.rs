@@ -30,6 +30,8 @@ const MIN_WINDOW_NS: u64 = 2 * S;
 const MAX_WINDOW_NS: u64 = 10 * S;
 /// Namespaces of a row sampled at most (the ones with most drops).
 const MAX_NAMESPACES: usize = 4;
+/// Drop sites of a row whose packets the findings quote (the ones with most drops).
+const MAX_SITES_SAMPLED: usize = 16;
 
 /// Diagnoses one row at a time: a new request replaces the one before.
 #[derive(Default)]
@@ -39,6 +41,8 @@ pub struct LiveDiagnoser {
 
 struct Job {
     request: DiagnoseRequest,
+    /// The namespaces sampled, as the view labels them.
+    places: String,
     phase: Phase,
 }
 
@@ -66,8 +70,8 @@ struct Sampled {
 
 impl RowDiagnoser for LiveDiagnoser {
     fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis {
-        let phase = match self.job.take() {
-            Some(job) if job.request == *request => job.phase,
+        let (phase, places) = match self.job.take() {
+            Some(job) if job.request == *request => (job.phase, job.places),
             // Only one sampling runs at a time: a new request waits for the one before.
             Some(job) if job.phase.busy() => {
                 self.job = Some(job);
@@ -77,9 +81,10 @@ impl RowDiagnoser for LiveDiagnoser {
             }
             _ => start(&request.row, at),
         };
-        let (phase, status) = step(phase, &request.row, at);
+        let (phase, status) = step(phase, &request.row, &places, at);
         self.job = Some(Job {
             request: *request,
+            places,
             phase,
         });
         status
@@ -110,8 +115,8 @@ fn members(row: &DetailRequest, at: &Moment<'_>) -> HashMap<Group, GroupStats> {
         .collect()
 }
 
-/// Starts sampling the namespaces the row's drops were in.
-fn start(row: &DetailRequest, at: &Moment<'_>) -> Phase {
+/// Starts sampling the namespaces the row's drops were in; says which.
+fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
     let own = own_inode();
     let mut by_netns: HashMap<u32, u64> = HashMap::new();
     for (g, s) in members(row, at) {
@@ -119,9 +124,8 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> Phase {
         *by_netns.entry(netns).or_default() += s.count();
     }
     if by_netns.is_empty() {
-        return Phase::Ended(Diagnosis::Failed(
-            "this row has no drops to diagnose".into(),
-        ));
+        let none = Diagnosis::Failed("this row has no drops to diagnose".into());
+        return (Phase::Ended(none), String::new());
     }
     let mut inodes: Vec<(u32, u64)> = by_netns.into_iter().collect();
     inodes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -130,14 +134,18 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> Phase {
         .take(MAX_NAMESPACES)
         .map(|i| i.0)
         .collect();
-    let labels: Vec<String> = inodes.iter().map(|i| at.names.namespace(*i)).collect();
-    spawn(Phase::Sampling, move || {
+    let places = inodes
+        .iter()
+        .map(|i| at.names.namespace(*i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let gone_from = places.clone();
+    let phase = spawn(Phase::Sampling, move || {
         let names = Namespaces::scan();
         let (held, _gone) = HeldNamespaces::open(&names, &inodes);
         if held.is_empty() {
             return Err(format!(
-                "the namespace of these drops is gone ({}: no process or /run/netns entry holds it any more)",
-                labels.join(", ")
+                "the namespace of these drops is gone ({gone_from}: no process or /run/netns entry holds it any more)"
             ));
         }
         let log_before = collect::conntrack_full_lines();
@@ -148,7 +156,8 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> Phase {
             before,
             log_before,
         })
-    })
+    });
+    (phase, places)
 }
 
 /// Runs `work` on a thread of its own; the phase waits for its answer.
@@ -172,8 +181,10 @@ fn spawn<T: Send + 'static>(
 }
 
 /// One tick of a job: its next phase and what to tell the view.
-fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis) {
+fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Phase, Diagnosis) {
     let running = |what: String| Diagnosis::Running(what);
+    let before = || running(format!("sampling {places} (before the window)"));
+    let again = || running(format!("sampling {places} again (after the window)"));
     match phase {
         Phase::Sampling(rx) => match rx.try_recv() {
             Ok(Ok(sampled)) => {
@@ -185,13 +196,7 @@ fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis
                 (next, running(watching(0, 0)))
             }
             Ok(Err(why)) => ended(Diagnosis::Failed(why)),
-            Err(TryRecvError::Empty) => {
-                let p = Phase::Sampling(rx);
-                (
-                    p,
-                    running("sampling its namespace (before the window)".into()),
-                )
-            }
+            Err(TryRecvError::Empty) => (Phase::Sampling(rx), before()),
             Err(TryRecvError::Disconnected) => ended(lost_thread()),
         },
         Phase::Watching {
@@ -203,22 +208,14 @@ fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis
             let window = in_window(&members(row, at), &start);
             let drops: u64 = window.iter().map(|(_, s)| s.count()).sum();
             if window_closes(elapsed, drops) {
-                let samples: Vec<_> = at
-                    .agg
-                    .samples(|g| row.grouping.key(g) == row.key)
-                    .into_iter()
-                    .filter(|d| d.timestamp_ns >= since_ns)
-                    .collect();
+                let samples = window_samples(&window, row, at, since_ns);
                 let groups = drop_groups(&window, &samples, at.names);
                 let workloads = at.names.workloads.clone();
                 let secs = elapsed as f64 / 1e9;
                 let next = spawn(Phase::Concluding, move || {
                     Ok(conclude(sampled, &groups, workloads, secs))
                 });
-                (
-                    next,
-                    running("sampling its namespace again (after the window)".into()),
-                )
+                (next, again())
             } else {
                 let next = Phase::Watching {
                     sampled,
@@ -231,17 +228,36 @@ fn step(phase: Phase, row: &DetailRequest, at: &Moment<'_>) -> (Phase, Diagnosis
         Phase::Concluding(rx) => match rx.try_recv() {
             Ok(Ok(report)) => ended(Diagnosis::Done(report)),
             Ok(Err(why)) => ended(Diagnosis::Failed(why)),
-            Err(TryRecvError::Empty) => {
-                let p = Phase::Concluding(rx);
-                (
-                    p,
-                    running("sampling its namespace again (after the window)".into()),
-                )
-            }
+            Err(TryRecvError::Empty) => (Phase::Concluding(rx), again()),
             Err(TryRecvError::Disconnected) => ended(lost_thread()),
         },
         Phase::Ended(d) => (Phase::Ended(d.clone()), d),
     }
+}
+
+/// Recent packets of the window's drop sites with most drops (a few passes over the
+/// groups, however many sites a row has).
+fn window_samples(
+    window: &[(Group, GroupStats)],
+    row: &DetailRequest,
+    at: &Moment<'_>,
+    since_ns: u64,
+) -> Vec<crate::pipeline::event::Drop> {
+    let mut sites: HashMap<Group, u64> = HashMap::new();
+    for (g, s) in window {
+        *sites.entry(g.site()).or_default() += s.count();
+    }
+    let mut sites: Vec<(Group, u64)> = sites.into_iter().collect();
+    sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    sites
+        .into_iter()
+        .take(MAX_SITES_SAMPLED)
+        .flat_map(|(site, _)| {
+            at.agg
+                .samples(|g| g.site() == site && row.grouping.key(g) == row.key)
+        })
+        .filter(|d| d.timestamp_ns >= since_ns)
+        .collect()
 }
 
 /// The window ends once it has lasted long enough and seen a drop of the row, or at most.
