@@ -1,9 +1,7 @@
 //! `droptrace diagnose`: sample every relevant namespace, run the live source for the
 //! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
 //! both samples to the engine.
-use std::{
-    collections::BTreeMap, fs::File, io::Write, os::fd::AsRawFd, path::PathBuf, time::Duration,
-};
+use std::{collections::BTreeMap, io::Write, time::Duration};
 
 use crate::{
     cli::{DiagnoseArgs, Format},
@@ -17,7 +15,8 @@ use crate::{
     pipeline::names::Workload,
     pipeline::{drive, Outcome, Source},
     probe::{
-        caps, collect,
+        caps,
+        collect::{self, HeldNamespaces},
         netns::Namespaces,
         workloads::{HostPaths, Scan},
         LiveOptions, LiveSource,
@@ -26,14 +25,12 @@ use crate::{
 
 /// At most this many namespaces are sampled (containers can make thousands).
 const MAX_NAMESPACES: usize = 64;
-/// Snapshots taken at once.
-const PARALLEL: usize = 4;
 
 /// Namespaces as the diagnosis names them: by their pod or container when they belong to
 /// one ("in pod shop/web-7d9f"), else as they were found.
-struct NodeNames {
-    namespaces: Namespaces,
-    workloads: std::collections::HashMap<u32, Workload>,
+pub(super) struct NodeNames {
+    pub namespaces: Namespaces,
+    pub workloads: std::collections::HashMap<u32, Workload>,
 }
 
 impl NamespaceNames for NodeNames {
@@ -82,43 +79,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     };
     // Each namespace is opened once and entered through that descriptor afterwards, so a
     // process that exits (and a reused PID) cannot swap the namespace under us.
-    let mut open_files = Vec::new();
-    let mut targets: Vec<(u32, Option<PathBuf>)> = Vec::new();
-    let candidates: Vec<(u32, PathBuf)> = match chosen {
-        Some(inode) => names
-            .path(inode)
-            .map(|p| (inode, p.clone()))
-            .into_iter()
-            .collect(),
-        None => names
-            .all()
-            .take(MAX_NAMESPACES)
-            .map(|(i, p)| (i, p.clone()))
-            .collect(),
+    let inodes: Vec<u32> = match chosen {
+        Some(inode) => vec![inode],
+        None => names.all().take(MAX_NAMESPACES).map(|(i, _)| i).collect(),
     };
-    for (inode, path) in candidates {
-        if inode == own {
-            targets.push((inode, None));
-            continue;
-        }
-        if let Ok(file) = File::open(&path) {
-            let fd_path = PathBuf::from(format!(
-                "/proc/{}/fd/{}",
-                std::process::id(),
-                file.as_raw_fd()
-            ));
-            open_files.push(file);
-            targets.push((inode, Some(fd_path)));
-        }
-    }
+    let (held, _) = HeldNamespaces::open(&names, &inodes);
     if chosen.is_none() && names.len() > MAX_NAMESPACES {
         warn(&format!(
             "{} network namespaces; sampling the first {MAX_NAMESPACES} (use --netns to choose)",
             names.len()
         ));
     }
-    let log_before = conntrack_full_lines();
-    let before = snapshot_all(&targets);
+    let log_before = collect::conntrack_full_lines();
+    let before = held.snapshot();
     let mut source = LiveSource::start(
         &args.live,
         LiveOptions {
@@ -130,11 +103,11 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     source.announce(&format!("diagnosing for {} s", args.duration));
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
-    let after = snapshot_all(&targets);
-    drop(open_files);
+    let after = held.snapshot();
+    drop(held);
 
     let groups = drop_groups(&watched);
-    let log_lines = conntrack_full_lines().saturating_sub(log_before);
+    let log_lines = collect::conntrack_full_lines().saturating_sub(log_before);
     let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
         raw.into_iter()
             .map(|(i, r)| (i, crate::diagnose::state::from_raw(&r)))
@@ -177,33 +150,6 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
-}
-
-/// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).
-fn conntrack_full_lines() -> usize {
-    collect::kernel_log().map_or(0, |log| {
-        log.lines()
-            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
-            .count()
-    })
-}
-
-fn snapshot_all(targets: &[(u32, Option<PathBuf>)]) -> BTreeMap<u32, RawSnapshot> {
-    let mut out = BTreeMap::new();
-    for chunk in targets.chunks(PARALLEL) {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(inode, path)| (*inode, s.spawn(move || collect::snapshot(path.as_deref()))))
-                .collect();
-            for (inode, h) in handles {
-                if let Ok(snap) = h.join() {
-                    out.insert(inode, snap);
-                }
-            }
-        });
-    }
-    out
 }
 
 /// The window's groups with what the diagnosis needs from their samples.

@@ -39,11 +39,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     .as_ref()
                     .map(|l| l.path().display().to_string())
                     .map_err(Clone::clone),
+                diagnosis: Ok(()),
             };
             if ready.send(info).is_err() {
                 return Ok(String::new());
             }
-            let mut view = ViewPublisher::new(link, lines.ok());
+            let mut view = ViewPublisher::new(link, lines.ok())
+                .with_diagnoser(Box::new(super::row_diagnosis::LiveDiagnoser::default()));
             let outcome = drive(&mut source, &mut [&mut view]).await?;
             Ok(super::view::closing(&outcome))
         })

@@ -38,6 +38,10 @@ pub fn run(args: &ReplayArgs, terminal: bool) -> Result<(), Error> {
         kernel: header.kernel_release.clone(),
         filters: header.filters.clone(),
         debuginfo: Err("source lines need the recording kernel's vmlinux: not in a replay".into()),
+        diagnosis: Err(
+            "diagnosis needs the live system; this is a recording (run droptrace diagnose where it was made)"
+                .into(),
+        ),
     };
     let pace = Pace {
         speed: args.speed,

@@ -6,4 +6,5 @@ pub mod evidence;
 pub mod knowledge;
 pub mod raw;
 pub mod report;
+pub mod row;
 pub mod state;

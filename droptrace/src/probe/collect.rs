@@ -1,6 +1,12 @@
 //! Sampling one network namespace for diagnose: the tools of `diagnose::raw::COMMANDS` run
 //! inside it, and its /proc/net files and sysctls read from a thread inside it.
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use thiserror::Error;
 
@@ -8,7 +14,10 @@ use crate::diagnose::raw::{
     attached_prog_ids, clsact_devices, link_names, RawSnapshot, COMMANDS, PROC_NET_FILES, SYSCTLS,
 };
 
-use super::netns::{in_netns, NetnsError};
+use super::netns::{in_netns, own_inode, Namespaces, NetnsError};
+
+/// Namespaces sampled at once.
+const PARALLEL: usize = 4;
 
 /// Why one piece of evidence could not be collected.
 #[derive(Debug, Error)]
@@ -85,6 +94,82 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
     snap
+}
+
+/// Namespaces opened once, to be sampled before and after a window: each is entered
+/// through the descriptor held here, so a process that exits (and a reused PID) cannot
+/// swap a namespace under the diagnosis.
+#[derive(Debug, Default)]
+pub struct HeldNamespaces {
+    _files: Vec<File>,
+    /// (inode, path to enter it by; `None` for droptrace's own).
+    targets: Vec<(u32, Option<PathBuf>)>,
+}
+
+impl HeldNamespaces {
+    /// Opens the namespaces `inodes` that `names` knows; returns those it could not
+    /// (gone, or never known) apart.
+    pub fn open(names: &Namespaces, inodes: &[u32]) -> (HeldNamespaces, Vec<u32>) {
+        let own = own_inode();
+        let mut held = HeldNamespaces::default();
+        let mut gone = Vec::new();
+        for &inode in inodes {
+            if inode == own {
+                held.targets.push((inode, None));
+                continue;
+            }
+            match names.path(inode).and_then(|p| File::open(p).ok()) {
+                Some(file) => {
+                    let fd_path = PathBuf::from(format!(
+                        "/proc/{}/fd/{}",
+                        std::process::id(),
+                        file.as_raw_fd()
+                    ));
+                    held._files.push(file);
+                    held.targets.push((inode, Some(fd_path)));
+                }
+                None => gone.push(inode),
+            }
+        }
+        (held, gone)
+    }
+
+    pub fn inodes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.targets.iter().map(|t| t.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The state of every held namespace now, a few at a time.
+    pub fn snapshot(&self) -> BTreeMap<u32, RawSnapshot> {
+        let mut out = BTreeMap::new();
+        for chunk in self.targets.chunks(PARALLEL) {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(inode, path)| (*inode, s.spawn(move || snapshot(path.as_deref()))))
+                    .collect();
+                for (inode, h) in handles {
+                    if let Ok(snap) = h.join() {
+                        out.insert(inode, snap);
+                    }
+                }
+            });
+        }
+        out
+    }
+}
+
+/// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare
+/// two counts).
+pub fn conntrack_full_lines() -> usize {
+    kernel_log().map_or(0, |log| {
+        log.lines()
+            .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
+            .count()
+    })
 }
 
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).

@@ -1,6 +1,7 @@
 //! The live view's sink: every tick, a snapshot of the figures (with the samples and
-//! source lines of the row the view asks about) goes to the view through its [`Link`].
-//! Live and replayed runs publish alike; the view cannot tell them apart.
+//! source lines of the row the view asks about, and how far the diagnosis it asked for
+//! has got) goes to the view through its [`Link`]. Live and replayed runs publish alike;
+//! the view cannot tell them apart.
 use std::{
     collections::{HashMap, HashSet},
     ops::ControlFlow,
@@ -16,10 +17,19 @@ use crate::{
         sink::{Moment, Sink},
     },
     tui::{
-        snapshot::{Detail, DetailRequest, Snapshot},
+        snapshot::{Detail, DetailRequest, DiagnoseRequest, Diagnosis, Snapshot},
         Link,
     },
 };
+
+/// Diagnoses the view's rows (`d`) beside the pipeline; a live run has one, a replay none.
+/// Called on every tick while the view waits for a diagnosis, it must not block: the
+/// sampling runs on threads of its own.
+pub trait RowDiagnoser {
+    /// Goes on with `request` (or starts it), seeing the drops as they are at `at`; says
+    /// how far it has got.
+    fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis;
+}
 
 /// Drop sites whose source lines a detail carries at most.
 const MAX_SOURCE_LINES: usize = 32;
@@ -31,6 +41,7 @@ pub struct ViewPublisher {
     /// Source lines of drop sites, from a vmlinux with debug info (live runs only).
     lines: Option<SourceLines>,
     line_cache: HashMap<u64, Option<String>>,
+    diagnoser: Option<Box<dyn RowDiagnoser>>,
 }
 
 impl ViewPublisher {
@@ -40,7 +51,14 @@ impl ViewPublisher {
             names: Arc::default(),
             lines,
             line_cache: HashMap::new(),
+            diagnoser: None,
         }
+    }
+
+    /// Diagnoses rows when the view asks (`d`).
+    pub fn with_diagnoser(mut self, diagnoser: Box<dyn RowDiagnoser>) -> ViewPublisher {
+        self.diagnoser = Some(diagnoser);
+        self
     }
 
     fn source_line(&mut self, names: &Names, location: u64) -> Option<String> {
@@ -78,8 +96,16 @@ impl Sink for ViewPublisher {
                 },
             )
         });
+        let diagnosis = self.link.diagnose().map(|r| {
+            let status = match self.diagnoser.as_mut() {
+                Some(diagnoser) => diagnoser.tick(&r, at),
+                None => Diagnosis::Unavailable("this source cannot diagnose".into()),
+            };
+            (r, status)
+        });
         let mut snapshot = snapshot(at.agg, &self.names, at.started_ns, at.now_ns);
         snapshot.detail = detail;
+        snapshot.diagnosis = diagnosis;
         snapshot.finished = at.ended;
         self.link.publish(snapshot);
         ControlFlow::Continue(())
@@ -112,6 +138,77 @@ pub fn snapshot(agg: &Aggregator, names: &Arc<Names>, started_ns: u64, now_ns: u
             .collect(),
         names: Arc::clone(names),
         detail: None,
+        diagnosis: None,
         finished: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::grouping::Grouping;
+
+    /// Answers with how often it was asked.
+    struct Counting(u32);
+    impl RowDiagnoser for Counting {
+        fn tick(&mut self, _: &DiagnoseRequest, _: &Moment<'_>) -> Diagnosis {
+            self.0 += 1;
+            Diagnosis::Running(format!("tick {}", self.0))
+        }
+    }
+
+    fn tick(view: &mut ViewPublisher) -> Snapshot {
+        let (agg, names) = (Aggregator::new(), Names::default());
+        let at = Moment {
+            agg: &agg,
+            names: &names,
+            now_ns: 2,
+            started_ns: 1,
+            ended: false,
+        };
+        let _ = view.tick(&at);
+        view.link.take().expect("a snapshot")
+    }
+
+    #[test]
+    fn the_diagnoser_is_asked_only_while_the_view_waits_for_it() {
+        let link = Arc::new(Link::default());
+        let mut view =
+            ViewPublisher::new(Arc::clone(&link), None).with_diagnoser(Box::new(Counting(0)));
+        assert_eq!(tick(&mut view).diagnosis, None);
+        let request = DiagnoseRequest {
+            row: DetailRequest {
+                grouping: Grouping::Site,
+                key: Group {
+                    location: 0xffff_ffff_8100_0000,
+                    reason: 12,
+                    ethertype: 0x0800,
+                    ip_proto: Some(6),
+                    dport: Some(1678),
+                    netns: 0,
+                    ifindex: 0,
+                },
+            },
+            run: 1,
+        };
+        link.set_diagnose(Some(request));
+        assert_eq!(
+            tick(&mut view).diagnosis,
+            Some((request, Diagnosis::Running("tick 1".into())))
+        );
+        assert_eq!(
+            tick(&mut view).diagnosis,
+            Some((request, Diagnosis::Running("tick 2".into())))
+        );
+        link.set_diagnose(None);
+        assert_eq!(tick(&mut view).diagnosis, None);
+
+        // A source without one says it cannot.
+        let mut plain = ViewPublisher::new(Arc::clone(&link), None);
+        link.set_diagnose(Some(request));
+        assert!(matches!(
+            tick(&mut plain).diagnosis,
+            Some((_, Diagnosis::Unavailable(_)))
+        ));
     }
 }

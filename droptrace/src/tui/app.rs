@@ -52,6 +52,8 @@ fn view_loop(
     loop {
         if let Some(snapshot) = link.take() {
             update(&mut state, Action::Snapshot(Box::new(snapshot)));
+            // A diagnosis that has ended is not asked for any more.
+            link.set_diagnose(state.diagnose_request());
             dirty = true;
         }
         if dirty {
@@ -76,6 +78,7 @@ fn view_loop(
                     if let Some(key) = map_key(k) {
                         update(&mut state, Action::Key(key));
                         link.set_request(state.detail_request());
+                        link.set_diagnose(state.diagnose_request());
                         link.set_paused(state.paused());
                         dirty = true;
                     }

@@ -14,17 +14,18 @@ pub mod view;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use snapshot::{DetailRequest, Snapshot};
+use snapshot::{DetailRequest, DiagnoseRequest, Snapshot};
 
 use crate::pipeline::source::Control;
 
 /// Between the pipeline's thread and the view: the latest snapshot (a newer one replaces
-/// one the view has not taken yet), the row the view wants details of, and the source's
-/// [`Control`] (stop, pause).
+/// one the view has not taken yet), the row the view wants details of, the diagnosis it
+/// waits for, and the source's [`Control`] (stop, pause).
 #[derive(Debug, Default)]
 pub struct Link {
     latest: Mutex<Option<Snapshot>>,
     request: Mutex<Option<DetailRequest>>,
+    diagnose: Mutex<Option<DiagnoseRequest>>,
     pub control: Arc<Control>,
 }
 
@@ -52,6 +53,16 @@ impl Link {
     /// Source side.
     pub fn request(&self) -> Option<DetailRequest> {
         *lock(&self.request)
+    }
+
+    /// View side: which diagnosis to run (or go on with), if any.
+    pub fn set_diagnose(&self, request: Option<DiagnoseRequest>) {
+        *lock(&self.diagnose) = request;
+    }
+
+    /// Source side.
+    pub fn diagnose(&self) -> Option<DiagnoseRequest> {
+        *lock(&self.diagnose)
     }
 
     /// View side: the screen is paused (a recording's playback waits too).

@@ -21,6 +21,9 @@ pub struct SourceInfo {
     pub filters: String,
     /// Where source lines come from (a vmlinux with debug info), or why they do not.
     pub debuginfo: Result<String, String>,
+    /// Whether `d` can diagnose a row here, or why not (a recording is not the live
+    /// system whose state would be sampled).
+    pub diagnosis: Result<(), String>,
 }
 
 impl Default for SourceInfo {
@@ -30,12 +33,13 @@ impl Default for SourceInfo {
             kernel: String::new(),
             filters: String::new(),
             debuginfo: Err("no debug info".into()),
+            diagnosis: Err("no diagnosis from this source".into()),
         }
     }
 }
 
 /// Which row's details the view wants: the rows whose key under `grouping` is `key`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DetailRequest {
     pub grouping: Grouping,
     pub key: Group,
@@ -47,6 +51,60 @@ pub struct Detail {
     pub samples: Vec<Drop>,
     /// Drop location -> `file:line` of the drop site, when debug info is there.
     pub source_lines: HashMap<u64, String>,
+}
+
+/// The diagnosis the view wants: of the row `row`, the `run`th asked for (a second `d`
+/// on a row asks again, with a new run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiagnoseRequest {
+    pub row: DetailRequest,
+    pub run: u64,
+}
+
+/// How far the diagnosis of a row has got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Diagnosis {
+    /// Under way: what it is doing now ("sampling netns web", "watching ...").
+    Running(String),
+    Done(RowDiagnosis),
+    /// It could not be made (the namespace is gone, sampling failed).
+    Failed(String),
+    /// This source cannot diagnose (a recording).
+    Unavailable(String),
+}
+
+impl Diagnosis {
+    /// Whether it has come to an end (done, failed, or not possible).
+    pub fn ended(&self) -> bool {
+        !matches!(self, Diagnosis::Running(_))
+    }
+}
+
+/// What `droptrace diagnose` would say about one row's drops in a short window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowDiagnosis {
+    pub window_secs: f64,
+    /// Drops of the row in the window (exact, from the kernel's counts).
+    pub drops: u64,
+    /// The namespaces sampled, as the diagnosis names them.
+    pub namespaces: Vec<String>,
+    /// Most important first.
+    pub findings: Vec<RowFinding>,
+}
+
+/// One cause, with its evidence and fix, as the drill-down shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowFinding {
+    /// The cause's id (`netfilter_rule`, `no_listener` ...).
+    pub cause: String,
+    pub drops: u64,
+    /// Drops per second over the window.
+    pub rate: f64,
+    pub summary: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+    /// Normal housekeeping, probably harmless.
+    pub benign: bool,
 }
 
 /// The figures of one moment.
@@ -64,6 +122,8 @@ pub struct Snapshot {
     pub names: Arc<Names>,
     /// Answer to the view's latest `DetailRequest`.
     pub detail: Option<(DetailRequest, Detail)>,
+    /// How far the diagnosis the view asked for last has got.
+    pub diagnosis: Option<(DiagnoseRequest, Diagnosis)>,
     /// The source has ended (a recording played to its end).
     pub finished: bool,
 }

@@ -8,7 +8,7 @@ use super::{
     filter::ViewFilter,
     grouping::{Grouping, Sort},
     history::History,
-    snapshot::{DetailRequest, Snapshot, SourceInfo},
+    snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, Snapshot, SourceInfo},
 };
 
 /// A key, as the view understands it (the runtime maps terminal events to these).
@@ -83,6 +83,12 @@ pub struct State {
     pub message: Option<String>,
     pub color: bool,
     pub quit: bool,
+    /// The diagnosis of each row that was diagnosed (`d`), with the run that made it.
+    pub diagnoses: HashMap<DetailRequest, (u64, Diagnosis)>,
+    /// The diagnosis the source works on.
+    diagnosing: Option<DiagnoseRequest>,
+    /// Diagnoses asked for so far: the run of the next one.
+    runs: u64,
     /// The table's rows, derived from the rest by `update` (drawing and keys read them;
     /// with tens of thousands of groups, folding them once per change is what keeps keys
     /// quick).
@@ -114,6 +120,9 @@ impl State {
             message: None,
             color,
             quit: false,
+            diagnoses: HashMap::default(),
+            diagnosing: None,
+            runs: 0,
             rows: Vec::new(),
         }
     }
@@ -136,6 +145,16 @@ impl State {
             Mode::Detail(r) => Some(*r),
             _ => None,
         }
+    }
+
+    /// The diagnosis the source should run, or go on with.
+    pub fn diagnose_request(&self) -> Option<DiagnoseRequest> {
+        self.diagnosing
+    }
+
+    /// The diagnosis of a row, if it was diagnosed.
+    pub fn diagnosis(&self, row: &DetailRequest) -> Option<&Diagnosis> {
+        self.diagnoses.get(row).map(|(_, d)| d)
     }
 
     /// Total drops and lost events shown (since the last reset).
@@ -276,7 +295,7 @@ fn moves_only(key: Key, mode: &Mode) -> bool {
                 | Key::End
                 | Key::Enter
                 | Key::Esc
-                | Key::Char('j' | 'k' | '?' | 'q')
+                | Key::Char('j' | 'k' | '?' | 'q' | 'd')
         )
 }
 
@@ -287,6 +306,18 @@ fn take_snapshot(state: &mut State, snap: Snapshot) {
         snap.counters.matched,
         &snap.groups,
     );
+    // The source says how far the diagnosis it works on has got (in every snapshot, so
+    // one the view never took loses nothing).
+    if let (Some(active), Some((request, status))) = (state.diagnosing, &snap.diagnosis) {
+        if *request == active {
+            state
+                .diagnoses
+                .insert(request.row, (request.run, status.clone()));
+            if status.ended() {
+                state.diagnosing = None;
+            }
+        }
+    }
     state.latest = snap;
     // While paused the screen keeps its frozen copy, but a detail view that is waiting for
     // samples gets them.
@@ -306,8 +337,9 @@ fn on_key(state: &mut State, key: Key) {
     match state.mode.clone() {
         Mode::Filter(text) => filter_key(state, text, key),
         Mode::Help => state.mode = Mode::Table,
-        Mode::Detail(_) => match key {
+        Mode::Detail(row) => match key {
             Key::Esc | Key::Backspace | Key::Enter | Key::Char('h') => state.mode = Mode::Table,
+            Key::Char('d') => diagnose(state, row),
             _ => common_key(state, key),
         },
         Mode::Table => table_key(state, key),
@@ -363,6 +395,36 @@ fn common_key(state: &mut State, key: Key) {
         Key::Char('S') => state.sort = state.sort.previous(),
         _ => {}
     }
+}
+
+/// `d` in a row's details: asks the source to diagnose it (again, if it was), or says why
+/// this source cannot. One diagnosis runs at a time: one still running on another row
+/// stops.
+fn diagnose(state: &mut State, row: DetailRequest) {
+    if let Err(why) = &state.info.diagnosis {
+        state
+            .diagnoses
+            .insert(row, (0, Diagnosis::Unavailable(why.clone())));
+        return;
+    }
+    if let Some(old) = state.diagnosing.take() {
+        if let Some(entry) = state.diagnoses.get_mut(&old.row) {
+            if old.row != row && entry.0 == old.run && !entry.1.ended() {
+                entry.1 = Diagnosis::Failed(
+                    "stopped: another row's diagnosis started (d here runs it again)".into(),
+                );
+            }
+        }
+    }
+    state.runs += 1;
+    let request = DiagnoseRequest {
+        row,
+        run: state.runs,
+    };
+    state
+        .diagnoses
+        .insert(row, (request.run, Diagnosis::Running("starting".into())));
+    state.diagnosing = Some(request);
 }
 
 fn regroup(state: &mut State, grouping: Grouping) {

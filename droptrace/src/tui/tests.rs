@@ -178,6 +178,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
         groups,
         names,
         detail,
+        diagnosis: None,
         finished: false,
     }
 }
@@ -188,6 +189,7 @@ fn info() -> SourceInfo {
         kernel: "6.18.0".into(),
         filters: "none".into(),
         debuginfo: Ok("/usr/lib/debug/boot/vmlinux-6.18.0".into()),
+        diagnosis: Ok(()),
     }
 }
 
@@ -553,3 +555,5 @@ fn no_color_means_no_colors() {
         assert_eq!(colored, color);
     }
 }
+
+mod diagnosis;

@@ -17,6 +17,7 @@ use super::{
 use crate::pipeline::{event::Group, names::Names};
 
 pub mod detail;
+mod diagnosis;
 
 use crate::format::{self, ago, count, rate};
 
@@ -433,6 +434,7 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
                 let keys: &[(&str, &str)] = match state.mode {
                     Mode::Detail(_) => &[
                         ("Esc", "back"),
+                        ("d", "diagnose"),
                         ("q", "quit"),
                         ("p", "pause"),
                         ("?", "help"),
@@ -471,6 +473,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Enter",
         "details of the selected row: packets, reason, drop site",
     ),
+    (
+        "d",
+        "in the details: diagnose the row (d again runs it again)",
+    ),
     ("Esc", "back to the table"),
     ("g / G, Tab", "next / previous grouping"),
     (
@@ -486,10 +492,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "view filter: --port, --proto, --reason, --exclude-reason, --iface, --netns, --function",
     ),
     ("p, Space", "pause the screen (counting goes on)"),
-    (
-        "r",
-        "reset the counters shown (the final summary keeps everything)",
-    ),
+    ("r", "reset the counts shown (the closing table keeps all)"),
     ("?", "this help"),
     ("q, Ctrl-C", "quit (prints the final table)"),
 ];

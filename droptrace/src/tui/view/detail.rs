@@ -16,7 +16,7 @@ use crate::{
     },
     tui::{
         history::{self, WINDOW},
-        snapshot::DetailRequest,
+        snapshot::{DetailRequest, Diagnosis},
         state::State,
     },
 };
@@ -92,6 +92,19 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
             workloads.len() - MAX_SITES
         )));
     }
+
+    // A source that cannot diagnose says so before `d` too.
+    let unavailable = state
+        .info
+        .diagnosis
+        .clone()
+        .err()
+        .map(Diagnosis::Unavailable);
+    lines.push(Line::raw(""));
+    lines.extend(super::diagnosis::lines(
+        state.diagnosis(request).or(unavailable.as_ref()),
+        &title,
+    ));
 
     // Drop sites: function+offset, reason and what it means, source line.
     let detail = snap

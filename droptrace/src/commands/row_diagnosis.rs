@@ -1,0 +1,397 @@
+//! `d` in a live run's view: what `droptrace diagnose` does, for one row. On threads of
+//! their own, the row's namespaces are sampled; the row's drops are watched for a short
+//! window on the source's clock; the namespaces are sampled again and the engine run.
+//! The pipeline's tick only looks at how far that has got, so the view keeps updating.
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::mpsc::{self, Receiver, TryRecvError},
+};
+
+use super::diagnose::NodeNames;
+use crate::{
+    diagnose::{
+        engine::{DropGroup, Finding, NamespaceNames},
+        raw::RawSnapshot,
+        row::{diagnose_row, drop_groups, RowWindow},
+    },
+    pipeline::{aggregate::GroupStats, event::Group, names::Workload, sink::Moment},
+    probe::{
+        collect::{self, HeldNamespaces},
+        netns::{own_inode, Namespaces},
+    },
+    sinks::view::RowDiagnoser,
+    tui::snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding},
+};
+
+const S: u64 = 1_000_000_000;
+/// The window lasts at least this long, and until the row drops again...
+const MIN_WINDOW_NS: u64 = 2 * S;
+/// ... but no longer than this.
+const MAX_WINDOW_NS: u64 = 10 * S;
+/// Namespaces of a row sampled at most (the ones with most drops).
+const MAX_NAMESPACES: usize = 4;
+/// Drop sites of a row whose packets the findings quote (the ones with most drops).
+const MAX_SITES_SAMPLED: usize = 16;
+
+/// Diagnoses one row at a time: a new request replaces the one before.
+#[derive(Default)]
+pub struct LiveDiagnoser {
+    job: Option<Job>,
+}
+
+struct Job {
+    request: DiagnoseRequest,
+    /// The namespaces sampled, as the view labels them.
+    places: String,
+    phase: Phase,
+}
+
+enum Phase {
+    /// The namespaces are being sampled before the window.
+    Sampling(Receiver<Result<Sampled, String>>),
+    /// The window: the row's figures at its start.
+    Watching {
+        sampled: Sampled,
+        start: HashMap<Group, GroupStats>,
+        since_ns: u64,
+    },
+    /// Sampled again, the engine runs.
+    Concluding(Receiver<Result<RowDiagnosis, String>>),
+    Ended(Diagnosis),
+}
+
+/// The namespaces as they were before the window.
+struct Sampled {
+    names: Namespaces,
+    held: HeldNamespaces,
+    before: BTreeMap<u32, RawSnapshot>,
+    log_before: usize,
+}
+
+impl RowDiagnoser for LiveDiagnoser {
+    fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis {
+        let (phase, places) = match self.job.take() {
+            Some(job) if job.request == *request => (job.phase, job.places),
+            // Only one sampling runs at a time: a new request waits for the one before.
+            Some(job) if job.phase.busy() => {
+                self.job = Some(job);
+                return Diagnosis::Running(
+                    "waiting for the previous diagnosis's sampling to end".into(),
+                );
+            }
+            _ => start(&request.row, at),
+        };
+        let (phase, status) = step(phase, &request.row, &places, at);
+        self.job = Some(Job {
+            request: *request,
+            places,
+            phase,
+        });
+        status
+    }
+}
+
+impl Phase {
+    /// Whether a thread of it is still sampling (its answer, if one came, is dropped).
+    fn busy(&self) -> bool {
+        match self {
+            Phase::Sampling(rx) => waiting(rx),
+            Phase::Concluding(rx) => waiting(rx),
+            _ => false,
+        }
+    }
+}
+
+fn waiting<T>(rx: &Receiver<T>) -> bool {
+    matches!(rx.try_recv(), Err(TryRecvError::Empty))
+}
+
+/// The row's groups with drops, and their figures.
+fn members(row: &DetailRequest, at: &Moment<'_>) -> HashMap<Group, GroupStats> {
+    at.agg
+        .groups()
+        .filter(|(g, s)| s.count() > 0 && row.grouping.key(g) == row.key)
+        .map(|(g, s)| (*g, *s))
+        .collect()
+}
+
+/// Starts sampling the namespaces the row's drops were in; says which.
+fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
+    let own = own_inode();
+    let mut by_netns: HashMap<u32, u64> = HashMap::new();
+    for (g, s) in members(row, at) {
+        let netns = if g.netns == 0 { own } else { g.netns };
+        *by_netns.entry(netns).or_default() += s.count();
+    }
+    if by_netns.is_empty() {
+        let none = Diagnosis::Failed("this row has no drops to diagnose".into());
+        return (Phase::Ended(none), String::new());
+    }
+    let mut inodes: Vec<(u32, u64)> = by_netns.into_iter().collect();
+    inodes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let inodes: Vec<u32> = inodes
+        .into_iter()
+        .take(MAX_NAMESPACES)
+        .map(|i| i.0)
+        .collect();
+    let places = inodes
+        .iter()
+        .map(|i| at.names.namespace(*i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let gone_from = places.clone();
+    let phase = spawn(Phase::Sampling, move || {
+        let names = Namespaces::scan();
+        let (held, _gone) = HeldNamespaces::open(&names, &inodes);
+        if held.is_empty() {
+            return Err(format!(
+                "the namespace of these drops is gone ({gone_from}: no process or /run/netns entry holds it any more)"
+            ));
+        }
+        let log_before = collect::conntrack_full_lines();
+        let before = held.snapshot();
+        Ok(Sampled {
+            names,
+            held,
+            before,
+            log_before,
+        })
+    });
+    (phase, places)
+}
+
+/// Runs `work` on a thread of its own; the phase waits for its answer.
+fn spawn<T: Send + 'static>(
+    phase: fn(Receiver<Result<T, String>>) -> Phase,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Phase {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let started = std::thread::Builder::new()
+        .name("droptrace-diagnose".into())
+        .spawn(move || {
+            // The view may have moved on: then nobody waits for the answer.
+            let _ = tx.send(work());
+        });
+    match started {
+        Ok(_) => phase(rx),
+        Err(e) => Phase::Ended(Diagnosis::Failed(format!(
+            "starting the sampling thread: {e}"
+        ))),
+    }
+}
+
+/// One tick of a job: its next phase and what to tell the view.
+fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Phase, Diagnosis) {
+    let running = |what: String| Diagnosis::Running(what);
+    let before = || running(format!("sampling {places} (before the window)"));
+    let again = || running(format!("sampling {places} again (after the window)"));
+    match phase {
+        Phase::Sampling(rx) => match rx.try_recv() {
+            Ok(Ok(sampled)) => {
+                let next = Phase::Watching {
+                    sampled,
+                    start: members(row, at),
+                    since_ns: at.now_ns,
+                };
+                (next, running(watching(0, 0)))
+            }
+            Ok(Err(why)) => ended(Diagnosis::Failed(why)),
+            Err(TryRecvError::Empty) => (Phase::Sampling(rx), before()),
+            Err(TryRecvError::Disconnected) => ended(lost_thread()),
+        },
+        Phase::Watching {
+            sampled,
+            start,
+            since_ns,
+        } => {
+            let elapsed = at.now_ns.saturating_sub(since_ns);
+            let window = in_window(&members(row, at), &start);
+            let drops: u64 = window.iter().map(|(_, s)| s.count()).sum();
+            if window_closes(elapsed, drops) {
+                let samples = window_samples(&window, row, at, since_ns);
+                let groups = drop_groups(&window, &samples, at.names);
+                let workloads = at.names.workloads.clone();
+                let secs = elapsed as f64 / 1e9;
+                let next = spawn(Phase::Concluding, move || {
+                    Ok(conclude(sampled, &groups, workloads, secs))
+                });
+                (next, again())
+            } else {
+                let next = Phase::Watching {
+                    sampled,
+                    start,
+                    since_ns,
+                };
+                (next, running(watching(elapsed, drops)))
+            }
+        }
+        Phase::Concluding(rx) => match rx.try_recv() {
+            Ok(Ok(report)) => ended(Diagnosis::Done(report)),
+            Ok(Err(why)) => ended(Diagnosis::Failed(why)),
+            Err(TryRecvError::Empty) => (Phase::Concluding(rx), again()),
+            Err(TryRecvError::Disconnected) => ended(lost_thread()),
+        },
+        Phase::Ended(d) => (Phase::Ended(d.clone()), d),
+    }
+}
+
+/// Recent packets of the window's drop sites with most drops (a few passes over the
+/// groups, however many sites a row has).
+fn window_samples(
+    window: &[(Group, GroupStats)],
+    row: &DetailRequest,
+    at: &Moment<'_>,
+    since_ns: u64,
+) -> Vec<crate::pipeline::event::Drop> {
+    let mut sites: HashMap<Group, u64> = HashMap::new();
+    for (g, s) in window {
+        *sites.entry(g.site()).or_default() += s.count();
+    }
+    let mut sites: Vec<(Group, u64)> = sites.into_iter().collect();
+    sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    sites
+        .into_iter()
+        .take(MAX_SITES_SAMPLED)
+        .flat_map(|(site, _)| {
+            at.agg
+                .samples(|g| g.site() == site && row.grouping.key(g) == row.key)
+        })
+        .filter(|d| d.timestamp_ns >= since_ns)
+        .collect()
+}
+
+/// The window ends once it has lasted long enough and seen a drop of the row, or at most.
+fn window_closes(elapsed_ns: u64, drops: u64) -> bool {
+    (elapsed_ns >= MIN_WINDOW_NS && drops > 0) || elapsed_ns >= MAX_WINDOW_NS
+}
+
+fn ended(d: Diagnosis) -> (Phase, Diagnosis) {
+    (Phase::Ended(d.clone()), d)
+}
+
+fn lost_thread() -> Diagnosis {
+    Diagnosis::Failed("the sampling thread ended without an answer".into())
+}
+
+fn watching(elapsed_ns: u64, drops: u64) -> String {
+    format!(
+        "watching this row's drops: {drops} in {:.1} s (at least {} s and one drop, at most {} s)",
+        elapsed_ns as f64 / 1e9,
+        MIN_WINDOW_NS / S,
+        MAX_WINDOW_NS / S
+    )
+}
+
+/// The row's figures since the window began: what grew.
+fn in_window(
+    now: &HashMap<Group, GroupStats>,
+    start: &HashMap<Group, GroupStats>,
+) -> Vec<(Group, GroupStats)> {
+    now.iter()
+        .filter_map(|(g, s)| {
+            let before = start.get(g).copied().unwrap_or_default();
+            let grown = GroupStats {
+                delivered: s.delivered.saturating_sub(before.delivered),
+                lost: s.lost.saturating_sub(before.lost),
+                ..*s
+            };
+            (grown.count() > 0).then_some((*g, grown))
+        })
+        .collect()
+}
+
+/// Samples again and runs the engine (on the job's thread).
+fn conclude(
+    sampled: Sampled,
+    groups: &[DropGroup],
+    workloads: std::collections::HashMap<u32, Workload>,
+    secs: f64,
+) -> RowDiagnosis {
+    let after = sampled.held.snapshot();
+    let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
+    let names = NodeNames {
+        namespaces: sampled.names,
+        workloads,
+    };
+    let findings = diagnose_row(&RowWindow {
+        groups,
+        before: &sampled.before,
+        after: &after,
+        namespaces: &names,
+        host_netns: own_inode(),
+        secs,
+        conntrack_full_log_lines: log_lines,
+    });
+    RowDiagnosis {
+        window_secs: secs,
+        drops: groups.iter().map(|g| g.count).sum(),
+        namespaces: sampled.held.inodes().map(|i| names.describe(i)).collect(),
+        findings: findings.into_iter().map(row_finding).collect(),
+    }
+}
+
+fn row_finding(f: Finding) -> RowFinding {
+    RowFinding {
+        cause: f.cause.to_owned(),
+        drops: f.drops,
+        rate: f.rate,
+        summary: f.summary,
+        evidence: f.evidence,
+        fix: f.fix,
+        benign: f.benign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(netns: u32) -> Group {
+        Group {
+            location: 0xffff_ffff_8100_0000,
+            reason: 12,
+            ethertype: 0x0800,
+            ip_proto: Some(6),
+            dport: Some(1678),
+            netns,
+            ifindex: 2,
+        }
+    }
+
+    fn stats(delivered: u64, lost: u64) -> GroupStats {
+        GroupStats {
+            delivered,
+            lost,
+            max_len: 60,
+            ..GroupStats::default()
+        }
+    }
+
+    #[test]
+    fn the_window_waits_for_a_drop_but_not_for_ever() {
+        assert!(!window_closes(MIN_WINDOW_NS - 1, 100));
+        assert!(!window_closes(MIN_WINDOW_NS, 0));
+        assert!(window_closes(MIN_WINDOW_NS, 1));
+        assert!(!window_closes(MAX_WINDOW_NS - 1, 0));
+        assert!(window_closes(MAX_WINDOW_NS, 0));
+    }
+
+    #[test]
+    fn the_window_holds_what_grew_since_it_began() {
+        let start = HashMap::from([(group(1), stats(5, 1)), (group(2), stats(3, 0))]);
+        let now = HashMap::from([
+            (group(1), stats(9, 2)),
+            (group(2), stats(3, 0)),
+            (group(3), stats(1, 0)),
+        ]);
+        let mut window = in_window(&now, &start);
+        window.sort_by_key(|(g, _)| g.netns);
+        assert_eq!(
+            window
+                .iter()
+                .map(|(g, s)| (g.netns, s.delivered, s.lost))
+                .collect::<Vec<_>>(),
+            [(1, 4, 1), (3, 1, 0)]
+        );
+    }
+}
