@@ -290,11 +290,7 @@ fn in_window(
     now.iter()
         .filter_map(|(g, s)| {
             let before = start.get(g).copied().unwrap_or_default();
-            let grown = GroupStats {
-                delivered: s.delivered.saturating_sub(before.delivered),
-                lost: s.lost.saturating_sub(before.lost),
-                ..*s
-            };
+            let grown = s.since(&before);
             (grown.count() > 0).then_some((*g, grown))
         })
         .collect()

@@ -62,6 +62,17 @@ impl GroupStats {
         self.counted.max(self.delivered + self.lost)
     }
 
+    /// What grew since `before` (a reset, a window): the counts' differences; times and
+    /// the largest packet stay.
+    pub fn since(&self, before: &GroupStats) -> GroupStats {
+        GroupStats {
+            delivered: self.delivered.saturating_sub(before.delivered),
+            lost: self.lost.saturating_sub(before.lost),
+            counted: self.counted.saturating_sub(before.counted),
+            ..*self
+        }
+    }
+
     /// Adds another group's figures to these (for folded views).
     pub fn merge(&mut self, other: &GroupStats) {
         if other.count() == 0 {

@@ -180,9 +180,7 @@ impl State {
             }
             let mut s = *s;
             if let Some(b) = self.baseline.groups.get(g) {
-                s.delivered = s.delivered.saturating_sub(b.delivered);
-                s.lost = s.lost.saturating_sub(b.lost);
-                s.counted = s.counted.saturating_sub(b.counted);
+                s = s.since(b);
                 if s.count() == 0 {
                     continue;
                 }
