@@ -311,3 +311,74 @@ fn a_paused_recording_waits() {
     // Only what was due when playback started (the first drop, at the start).
     assert_eq!(delivered, [1, 1, 1, 1, 1], "the clock stands while paused");
 }
+
+/// How many events one core takes in, as the live source handles them: decoded from the
+/// kernel's wire bytes, their location named, counted in the flow and handed to the sinks
+/// (none, or the recorder). Every 64th drop comes from a new port, so groups grow too.
+/// `cargo test --release -p droptrace --lib pipeline::tests::ingest_rate -- --ignored --nocapture`
+#[test]
+#[ignore = "prints timings"]
+fn ingest_rate() {
+    use droptrace_common as wire;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/");
+    let syms = std::fs::read(format!("{dir}kallsyms.6.18")).unwrap();
+    let symbols = resolve::SymbolNames::new(Some(
+        crate::kernel::kallsyms::KernelSymbols::parse(&syms[..]).unwrap(),
+    ));
+    const N: usize = 2_000_000;
+    let records: Vec<[u8; 80]> = (0..N)
+        .map(|i| {
+            let ev = wire::DropEvent {
+                timestamp_ns: STARTED + i as u64 * 1000,
+                location: 0xffff_ffff_81f6_3250 + 0x1c1,
+                reason: 12,
+                netns: NETNS,
+                ifindex: 2,
+                skb_len: 60,
+                cpu: (i % 2) as u32,
+                l3_proto: ETH_P_IP,
+                l4_proto: 6,
+                flags: wire::EVENT_IPV4 | wire::EVENT_PORTS,
+                saddr: [10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                daddr: [10, 77, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                sport: 40_000,
+                dport: (i / 64) as u16,
+                icmp_type: 0,
+                icmp_code: 0,
+                _pad: [0; 2],
+            };
+            // SAFETY: a plain #[repr(C)] struct of integers, 80 bytes, read as bytes.
+            unsafe { std::mem::transmute::<wire::DropEvent, [u8; 80]>(ev) }
+        })
+        .collect();
+    let run = |sinks: &mut [&mut dyn Sink]| {
+        let mut flow = Flow::new(Names::default(), sinks);
+        let start = std::time::Instant::now();
+        for bytes in &records {
+            let drop = event::decode(bytes).unwrap();
+            symbols.name(&mut flow.names, drop.location);
+            flow.drop(&drop, event::packet_bytes(bytes));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(flow.agg().delivered(), N as u64);
+        N as f64 / secs
+    };
+    let bare = run(&mut []);
+    let path = std::env::temp_dir().join(format!("droptrace-ingest-{}.dtr", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut recorder = crate::sinks::recorder::Recorder::new(
+        Writer::new(file, &header()).unwrap(),
+        path.clone(),
+        None,
+        false,
+    );
+    let recorded = run(&mut [&mut recorder]);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    eprintln!(
+        "ingest, one core: {:.2} M events/s counted; {:.2} M events/s counted and recorded ({:.1} bytes an event)",
+        bare / 1e6,
+        recorded / 1e6,
+        size as f64 / N as f64
+    );
+}
