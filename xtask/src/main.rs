@@ -5,6 +5,7 @@ mod bench_view;
 mod deb;
 mod docs;
 mod setup;
+mod vmtest;
 
 use std::{
     path::{Path, PathBuf},
@@ -51,6 +52,9 @@ enum Task {
     },
     /// Build target/debian/droptrace_<version>_<arch>.deb from the release binary.
     Deb(deb::DebArgs),
+    /// The root integration suite in qemu guests with Debian's 6.1 and 6.12 kernels
+    /// (downloaded with apt-get into target/vmtest, never installed).
+    Vmtest(vmtest::VmtestArgs),
 }
 
 fn main() {
@@ -64,6 +68,7 @@ fn main() {
         Task::BenchServe(args) => bench_serve::bench_serve(&args),
         Task::Man { check } => docs::man(check),
         Task::Deb(args) => deb::deb(&args),
+        Task::Vmtest(args) => vmtest::vmtest(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
