@@ -36,7 +36,8 @@ enum Task {
         check: bool,
     },
     /// The whole suite, as CI runs it: setup, object check, fmt, man pages, clippy, unit
-    /// tests, the .deb, and the root integration tests in network namespaces.
+    /// tests, the .deb, the root integration tests in network namespaces, and the same
+    /// tests in qemu guests with Debian's 6.1 and 6.12 kernels (vmtest).
     Test,
     /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
     Bench(bench::BenchArgs),
@@ -231,6 +232,8 @@ fn test() -> Result<()> {
         ])
         .env("DROPTRACE_BIN", ws.join("target/release/droptrace"))
         .current_dir(&ws))?;
+    // The same suite inside qemu guests: Debian's 6.1 and 6.12, with BTF and without.
+    vmtest::vmtest(&vmtest::VmtestArgs::all())?;
     fuzz(FUZZ_SECONDS)?;
     eprintln!("xtask: all tests passed");
     Ok(())

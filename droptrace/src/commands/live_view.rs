@@ -1,10 +1,9 @@
 //! `sudo droptrace` on a terminal: the live source into the view sink.
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     cli::Cli,
     error::Error,
-    kernel::debuginfo::{self, SourceLines},
     pipeline::drive,
     probe::{clock, LiveOptions, LiveSource},
     sinks::view::ViewPublisher,
@@ -30,7 +29,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 },
             )?;
             let kernel = clock::kernel_release();
-            let lines = open_debuginfo(cli.vmlinux.as_deref(), &kernel);
+            let lines = super::open_debuginfo(cli.vmlinux.as_deref(), &kernel);
             let info = SourceInfo {
                 source: "live".into(),
                 kernel,
@@ -48,21 +47,4 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(super::view::closing(&outcome))
         })
     })
-}
-
-/// The vmlinux to take source lines from: `--vmlinux`, or the usual debug-info places.
-fn open_debuginfo(given: Option<&Path>, release: &str) -> Result<SourceLines, String> {
-    if let Some(path) = given {
-        return SourceLines::open(path).map_err(|e| e.to_string());
-    }
-    let candidates = debuginfo::candidates(release);
-    for path in &candidates {
-        if path.exists() {
-            return SourceLines::open(path).map_err(|e| e.to_string());
-        }
-    }
-    Err(format!(
-        "no kernel debug info (give --vmlinux PATH, or install it at {})",
-        candidates[0].display()
-    ))
 }

@@ -21,6 +21,7 @@ use std::{
 use crate::{
     cli::{Cli, Command},
     error::Error,
+    kernel::debuginfo::{self, KernelLines, SourceLines},
 };
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -76,4 +77,26 @@ pub fn create_private(path: &Path, replace: bool) -> Result<File, Error> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::Io(format!("setting the mode of {}", path.display()), e))?;
     Ok(file)
+}
+
+/// The vmlinux (and its modules) to take source lines from: `--vmlinux`, or the usual
+/// debug-info places.
+fn open_debuginfo(given: Option<&Path>, release: &str) -> Result<KernelLines, String> {
+    if let Some(path) = given {
+        return SourceLines::open(path)
+            .map(|l| KernelLines::new(l, release))
+            .map_err(|e| e.to_string());
+    }
+    let candidates = debuginfo::candidates(release);
+    for path in &candidates {
+        if path.exists() {
+            return SourceLines::open(path)
+                .map(|l| KernelLines::new(l, release))
+                .map_err(|e| e.to_string());
+        }
+    }
+    Err(format!(
+        "no kernel debug info (give --vmlinux PATH, or install it at {})",
+        candidates[0].display()
+    ))
 }

@@ -35,7 +35,14 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let stdout = std::io::stdout().lock();
     let mut sink: Box<dyn Sink> = match format {
         LiveFormat::Text => Box::new(TextSink::new(stdout)),
-        LiveFormat::Json => Box::new(SummarySink(stdout)),
+        LiveFormat::Json => {
+            // Source lines when debug info is there; `source` stays null otherwise.
+            let lines = super::open_debuginfo(cli.vmlinux.as_deref(), &clock::kernel_release());
+            if let (Err(why), Some(_)) = (&lines, &cli.vmlinux) {
+                crate::error::warn(&format!("no source lines: {why}"));
+            }
+            Box::new(SummarySink::new(stdout, lines.ok()))
+        }
         LiveFormat::Jsonl => {
             // The times of the lines are wall-clock: boot time plus the drop's.
             let header = Header {

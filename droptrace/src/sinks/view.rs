@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::{
-    kernel::debuginfo::SourceLines,
+    kernel::debuginfo::KernelLines,
     pipeline::{
         aggregate::Aggregator,
         event::Group,
@@ -29,12 +29,12 @@ pub struct ViewPublisher {
     /// The names shared by snapshots until they change.
     names: Arc<Names>,
     /// Source lines of drop sites, from a vmlinux with debug info (live runs only).
-    lines: Option<SourceLines>,
+    lines: Option<KernelLines>,
     line_cache: HashMap<u64, Option<String>>,
 }
 
 impl ViewPublisher {
-    pub fn new(link: Arc<Link>, lines: Option<SourceLines>) -> ViewPublisher {
+    pub fn new(link: Arc<Link>, lines: Option<KernelLines>) -> ViewPublisher {
         ViewPublisher {
             link,
             names: Arc::default(),
@@ -44,13 +44,10 @@ impl ViewPublisher {
     }
 
     fn source_line(&mut self, names: &Names, location: u64) -> Option<String> {
-        let lines = self.lines.as_ref()?;
+        let lines = self.lines.as_mut()?;
         self.line_cache
             .entry(location)
-            .or_insert_with(|| {
-                let loc = names.locations.get(&location)?;
-                lines.line(loc.function.as_deref()?, loc.offset?)
-            })
+            .or_insert_with(|| super::summary::source_of(lines, names, location))
             .clone()
     }
 }

@@ -14,6 +14,7 @@ for arg in $(cat /proc/cmdline); do
         vmtest.share=*) SHARE="${arg#vmtest.share=}" ;;
         vmtest.workspace=*) WS="${arg#vmtest.workspace=}" ;;
         vmtest.probe) PROBE=1 ;;
+        vmtest.nobtf) NOBTF=1 ;;
     esac
 done
 off() {
@@ -50,6 +51,9 @@ mkdir -p "/root$WS"
 mount --bind /ws "/root$WS" || { echo "vmtest: binding the workspace failed"; off; }
 mount --bind "$SHARE" "/root$SHARE" || { echo "vmtest: binding the share failed"; off; }
 mount -t tracefs tracefs /root/sys/kernel/tracing
+# Without BTF: an empty /sys/kernel/btf, as on kernels built without it; droptrace then
+# attaches to the classic tracepoint and takes reasons from its tracefs format.
+[ -n "$NOBTF" ] && mount -t tmpfs -o mode=0555 nobtf /root/sys/kernel/btf
 mount -t debugfs debugfs /root/sys/kernel/debug
 mount -t bpf bpf /root/sys/fs/bpf
 mount -t cgroup2 cgroup2 /root/sys/fs/cgroup

@@ -33,7 +33,9 @@ impl Line {
         let release = package.strip_prefix("linux-image-")?;
         let n = match self {
             Line::V6_1 => release.strip_prefix("6.1.0-")?.strip_suffix("-amd64")?,
-            Line::V6_12 => release.strip_prefix("6.12.")?.strip_suffix("+deb12-amd64")?,
+            Line::V6_12 => release
+                .strip_prefix("6.12.")?
+                .strip_suffix("+deb12-amd64")?,
         };
         Some((n.parse().ok()?, release.to_owned()))
     }
@@ -136,29 +138,39 @@ fn download(package: &str, debs: &Path) -> Result<PathBuf> {
     find()?.with_context(|| format!("apt-get download {package} left no .deb"))
 }
 
-/// The `-dbg` package's `usr/lib/debug/boot/vmlinux-RELEASE` only (the package unpacks to
-/// 5.6 GB), kept under `dir/debug`; the 858 MB .deb is removed once it is extracted.
+/// Of the `-dbg` package (858 MB, 5.6 GB unpacked), only `usr/lib/debug/boot/vmlinux-R`
+/// and the netfilter modules' .ko (nf_tables' drop site is in a module), kept under
+/// `dir/debug/R`; the .deb is removed once they are out.
 fn debug_vmlinux(release: &str, dir: &Path) -> Result<PathBuf> {
     let out = dir.join("debug").join(release);
     let vmlinux = out.join(format!("usr/lib/debug/boot/vmlinux-{release}"));
-    if vmlinux.exists() {
+    let done = out.join(".extracted");
+    if done.exists() && vmlinux.exists() {
         return Ok(vmlinux);
     }
     let package = format!("linux-image-{release}-dbg");
     let deb = download(&package, &dir.join("debs"))?;
     std::fs::create_dir_all(&out)?;
-    let member = format!("./usr/lib/debug/boot/vmlinux-{release}");
-    eprintln!("xtask: extracting {member} from {}", deb.display());
+    let members = [
+        format!("./usr/lib/debug/boot/vmlinux-{release}"),
+        format!("./usr/lib/debug/lib/modules/{release}/kernel/net/netfilter/*"),
+    ];
+    eprintln!(
+        "xtask: extracting {} from {}",
+        members.join(" and "),
+        deb.display()
+    );
     run(Command::new("sh")
         .arg("-c")
-        .arg("set -o pipefail 2>/dev/null; dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" \"$3\"")
+        .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x --wildcards -C \"$2\" \"$3\" \"$4\"")
         .arg("sh")
         .arg(&deb)
         .arg(&out)
-        .arg(&member))?;
+        .args(&members))?;
     if !vmlinux.exists() {
-        bail!("{} holds no {member}", deb.display());
+        bail!("{} holds no {}", deb.display(), members[0]);
     }
+    std::fs::write(&done, "")?;
     std::fs::remove_file(&deb)?;
     Ok(vmlinux)
 }
@@ -281,7 +293,10 @@ mod tests {
             Line::V6_1.release_of("linux-image-6.1.0-57-amd64"),
             Some((57, "6.1.0-57-amd64".into()))
         );
-        assert_eq!(Line::V6_1.release_of("linux-image-6.1.0-57-amd64-dbg"), None);
+        assert_eq!(
+            Line::V6_1.release_of("linux-image-6.1.0-57-amd64-dbg"),
+            None
+        );
         assert_eq!(Line::V6_1.release_of("linux-image-6.1.0-57-rt-amd64"), None);
         assert_eq!(
             Line::V6_12.release_of("linux-image-6.12.117+deb12-amd64"),

@@ -23,12 +23,32 @@ pub struct VmtestArgs {
     /// Which kernel to boot.
     #[arg(long, value_enum, default_value = "all")]
     kernel: Which,
-    /// Boot the kernels one after the other instead of side by side.
+    /// Each kernel with its BTF (the tp_btf attach), with BTF hidden (the classic
+    /// tracepoint, reasons from tracefs), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    btf: Btf,
+    /// Guests running at once (each is one emulated CPU).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// One guest at a time (the same as --jobs 1).
     #[arg(long)]
     serial: bool,
     /// Only the tests whose names contain this (passed to each test binary).
     #[arg(long)]
     filter: Option<String>,
+}
+
+impl VmtestArgs {
+    /// What `cargo xtask test` runs: every kernel, with and without BTF.
+    pub fn all() -> VmtestArgs {
+        VmtestArgs {
+            kernel: Which::All,
+            btf: Btf::Both,
+            jobs: 2,
+            serial: false,
+            filter: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -40,10 +60,83 @@ enum Which {
     All,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Btf {
+    With,
+    Without,
+    Both,
+}
+
+impl Btf {
+    /// Whether the guests see /sys/kernel/btf, one entry per guest of a kernel.
+    fn variants(self) -> &'static [bool] {
+        match self {
+            Btf::With => &[true],
+            Btf::Without => &[false],
+            Btf::Both => &[true, false],
+        }
+    }
+}
+
+/// One boot: a kernel, with its BTF or with /sys/kernel/btf hidden by an empty tmpfs.
+struct Guest<'a> {
+    kernel: &'a Kernel,
+    btf: bool,
+}
+
+impl Guest<'_> {
+    /// `6.1.0-57-amd64`, `6.1.0-57-amd64 without BTF`.
+    fn name(&self) -> String {
+        if self.btf {
+            self.kernel.release.clone()
+        } else {
+            format!("{} without BTF", self.kernel.release)
+        }
+    }
+
+    /// Its writable share, under target/vmtest/run.
+    fn share(&self, dir: &Path) -> PathBuf {
+        let suffix = if self.btf { "" } else { "-nobtf" };
+        dir.join("run")
+            .join(format!("{}{suffix}", self.kernel.release))
+    }
+}
+
+/// Runs `each` on every item, `jobs` at a time, in order of the items; results in order.
+fn run_pool<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    each: impl Fn(&T) -> Result<R> + Sync,
+) -> Vec<Result<R>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = each(item);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| bail!("a vmtest worker ended early"))
+        })
+        .collect()
+}
+
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// One test binary inside the guest.
 const BINARY_TIMEOUT_SECS: u64 = 15 * 60;
+/// How much slower than the host a TCG guest runs the tests (DROPTRACE_TEST_TIME_SCALE).
+const TCG_TIME_SCALE: u32 = 4;
 /// Boot-and-power-off with KVM, to see whether it works on this machine.
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -87,22 +180,23 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" and ")
     );
-    let started = Instant::now();
-    let boot = |k: &Kernel| boot(k, &dir, &ws, &binaries, accel, args.filter.as_deref());
-    let outcomes: Vec<Result<Outcome>> = if args.serial {
-        kernels.iter().map(boot).collect()
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = kernels.iter().map(|k| s.spawn(move || boot(k))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| bail!("a vmtest thread panicked")))
-                .collect()
+    let guests: Vec<Guest<'_>> = kernels
+        .iter()
+        .flat_map(|k| {
+            args.btf
+                .variants()
+                .iter()
+                .map(move |&btf| Guest { kernel: k, btf })
         })
-    };
+        .collect();
+    let jobs = if args.serial { 1 } else { args.jobs.max(1) };
+    let started = Instant::now();
+    let outcomes = run_pool(&guests, jobs, |g| {
+        boot(g, &dir, &ws, &binaries, accel, args.filter.as_deref())
+    });
     let mut failed = false;
     let mut lines_out = Vec::new();
-    for (k, outcome) in kernels.iter().zip(outcomes) {
+    for (g, outcome) in guests.iter().zip(outcomes) {
         match outcome {
             Ok(o) => {
                 if !o.passed() {
@@ -113,7 +207,7 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
             }
             Err(e) => {
                 failed = true;
-                lines_out.push(format!("vmtest: {}: failed: {e:#}", k.release));
+                lines_out.push(format!("vmtest: {}: failed: {e:#}", g.name()));
             }
         }
     }
@@ -121,13 +215,9 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
         println!("{l}");
     }
     println!(
-        "vmtest: all kernels in {} ({accel}, {})",
+        "vmtest: {} guests in {} ({accel}, {jobs} at a time)",
+        guests.len(),
         results::minutes(started.elapsed()),
-        if args.serial || kernels.len() == 1 {
-            "one at a time"
-        } else {
-            "side by side"
-        }
     );
     if failed {
         bail!("vmtest failed");
@@ -159,7 +249,8 @@ fn test_binaries(ws: &Path) -> Result<Vec<(String, PathBuf)>> {
             .as_array()
             .is_some_and(|k| k.iter().any(|k| k == "test"));
         if v["reason"] == "compiler-artifact" && is_test {
-            if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
+            if let (Some(name), Some(exe)) =
+                (v["target"]["name"].as_str(), v["executable"].as_str())
             {
                 out.push((name.to_owned(), PathBuf::from(exe)));
             }
@@ -174,35 +265,49 @@ fn test_binaries(ws: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// qemu under `timeout` (a guest that hangs, or KVM's pause after an emulation error,
 /// ends there).
-fn qemu(k: &Kernel, accel: &str, share: Option<&Path>, limit: Duration) -> Command {
+fn qemu(k: &Kernel, accel: &str, share: Option<(&Path, bool)>, limit: Duration) -> Command {
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "10", &limit.as_secs().to_string(), "qemu-system-x86_64"]);
+    cmd.args([
+        "-k",
+        "10",
+        &limit.as_secs().to_string(),
+        "qemu-system-x86_64",
+    ]);
     match accel {
         "kvm" => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         _ => cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]),
     };
-    cmd.args(["-smp", "1", "-m", "2048", "-nographic", "-no-reboot", "-nic", "none"])
-        .args(["-monitor", "none", "-serial", "stdio"])
-        .arg("-virtfs")
-        .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap");
-    if let Some(share) = share {
+    cmd.args([
+        "-smp",
+        "1",
+        "-m",
+        "2048",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
+    .args(["-monitor", "none", "-serial", "stdio"])
+    .arg("-virtfs")
+    .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap");
+    if let Some((share, _)) = share {
         cmd.arg("-virtfs").arg(format!(
             "local,path={},mount_tag=share,security_model=none,multidevs=remap",
             share.display()
         ));
     }
-    cmd
-        .arg("-kernel")
+    cmd.arg("-kernel")
         .arg(&k.vmlinuz)
         .arg("-initrd")
         .arg(&k.initrd)
         .arg("-append")
         .arg(format!(
             "console=ttyS0 panic=-1 loglevel=4 {}",
-            share.map_or("vmtest.probe".to_owned(), |s| format!(
-                "vmtest.share={} vmtest.workspace={}",
+            share.map_or("vmtest.probe".to_owned(), |(s, btf)| format!(
+                "vmtest.share={} vmtest.workspace={}{}",
                 s.display(),
-                workspace().display()
+                workspace().display(),
+                if btf { "" } else { " vmtest.nobtf" }
             ))
         ))
         .stdin(Stdio::null());
@@ -260,14 +365,15 @@ fn kvm_works(k: &Kernel, dir: &Path) -> bool {
 
 /// Runs the suite in one guest and reads back what it wrote in the share.
 fn boot(
-    k: &Kernel,
+    g: &Guest<'_>,
     dir: &Path,
     ws: &Path,
     binaries: &[(String, PathBuf)],
     accel: &str,
     filter: Option<&str>,
 ) -> Result<Outcome> {
-    let share = dir.join("run").join(&k.release);
+    let k = g.kernel;
+    let share = g.share(dir);
     if share.exists() {
         std::fs::remove_dir_all(&share)?;
     }
@@ -292,6 +398,11 @@ fn boot(
         bin = ws.join("target/release/droptrace").display(),
         filter = shell_quote(filter.unwrap_or("")),
     );
+    // Windows the tests choose themselves (diagnose's --duration) are longer under TCG.
+    job.push_str(&format!(
+        "export DROPTRACE_TEST_TIME_SCALE={}\n",
+        if accel == "kvm" { 1 } else { TCG_TIME_SCALE }
+    ));
     if let Some(vmlinux) = &k.vmlinux {
         job.push_str(&format!(
             "export DROPTRACE_TEST_VMLINUX={}\n",
@@ -303,13 +414,13 @@ fn boot(
     let console = share.join("console.log");
     let file = std::fs::File::create(&console)?;
     let started = Instant::now();
-    let status = qemu(k, accel, Some(&share), GUEST_TIMEOUT)
+    let status = qemu(k, accel, Some((&share, g.btf)), GUEST_TIMEOUT)
         .stdout(file.try_clone()?)
         .stderr(file)
         .status()
         .context("starting qemu-system-x86_64")?;
     let wall = started.elapsed();
-    let outcome = results::read(&k.release, accel, &share, wall)?;
+    let outcome = results::read(&g.name(), accel, &share, wall)?;
     if !outcome.finished {
         let mut text = String::new();
         std::fs::File::open(&console)?.read_to_string(&mut text)?;

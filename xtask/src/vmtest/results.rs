@@ -11,6 +11,9 @@ pub struct Binary {
     pub exit: i32,
     pub passed: Vec<String>,
     pub failed: Vec<String>,
+    /// Tests that passed by doing nothing, with the reason they printed (`skipping NAME:
+    /// why`, as the tests' helpers say it).
+    pub skipped: Vec<(String, String)>,
     /// libtest's "failures:" section (each failing test's output), or the log's end when
     /// the binary ended without a summary (a crash, its timeout).
     pub failure_text: String,
@@ -40,7 +43,10 @@ impl Outcome {
 
     /// `vmtest: 6.1.0-57-amd64: 114/114 passed in 6m12s (tcg)`.
     pub fn line(&self) -> String {
-        let passed: usize = self.binaries.iter().map(|b| b.passed.len()).sum();
+        let skipped: Vec<&(String, String)> =
+            self.binaries.iter().flat_map(|b| &b.skipped).collect();
+        let ran: usize = self.binaries.iter().map(|b| b.passed.len()).sum();
+        let passed = ran.saturating_sub(skipped.len());
         let failed: usize = self.binaries.iter().map(|b| b.failed.len()).sum();
         let broken: Vec<&str> = self
             .binaries
@@ -51,10 +57,21 @@ impl Outcome {
         let mut line = format!(
             "vmtest: {}: {passed}/{} passed in {} ({})",
             self.release,
-            passed + failed,
+            passed + failed + skipped.len(),
             minutes(self.wall),
             self.accel
         );
+        if !skipped.is_empty() {
+            let reasons: Vec<String> = skipped
+                .iter()
+                .map(|(n, why)| format!("{n}: {why}"))
+                .collect();
+            line.push_str(&format!(
+                "; {} skipped ({})",
+                skipped.len(),
+                reasons.join("; ")
+            ));
+        }
         if failed > 0 {
             line.push_str(&format!("; {failed} failed"));
         }
@@ -137,6 +154,14 @@ pub fn parse_log(log: &str) -> Binary {
         if line.starts_with("test result: ") {
             b.summary_seen = true;
         }
+        if let Some((name, why)) = line
+            .strip_prefix("skipping ")
+            .and_then(|rest| rest.split_once(": "))
+        {
+            if !b.skipped.iter().any(|(n, _)| n == name) {
+                b.skipped.push((name.to_owned(), why.to_owned()));
+            }
+        }
     }
     b.failure_text = match log.find("\nfailures:\n") {
         Some(at) => log[at + 1..].to_owned(),
@@ -175,6 +200,19 @@ mod tests {
         assert_eq!(b.failed, ["a_udp_rcvbuf_overflow_is_found"]);
         assert!(b.summary_seen);
         assert!(b.failure_text.starts_with("failures:\n\n---- a_udp"));
+        assert!(b.skipped.is_empty());
+        let skipping = parse_log(
+            "test json_groups ... ok\n\nsuccesses:\n\n---- json_groups stdout ----\n\
+             skipping json_groups: no vmlinux with debug info for 6.12.117+deb12-amd64\n\n\
+             test result: ok. 1 passed; 0 failed\n",
+        );
+        assert_eq!(
+            skipping.skipped,
+            [(
+                "json_groups".to_owned(),
+                "no vmlinux with debug info for 6.12.117+deb12-amd64".to_owned()
+            )]
+        );
         let crashed = parse_log("running 1 test\ntest x ... ");
         assert!(!crashed.summary_seen);
         assert!(crashed.failure_text.contains("test x"));
