@@ -131,6 +131,9 @@ fn run_pool<T: Sync, R: Send>(
         .collect()
 }
 
+/// The test binaries of the guests without BTF.
+const WITHOUT_BTF_TESTS: &[&str] = &["without_btf"];
+
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// One test binary inside the guest.
@@ -378,8 +381,11 @@ fn boot(
         std::fs::remove_dir_all(&share)?;
     }
     std::fs::create_dir_all(&share)?;
+    // Without BTF, packet filters refuse to start (by design): that guest runs the tests
+    // made for it, every command narrowed by reason only.
     let list: String = binaries
         .iter()
+        .filter(|(name, _)| g.btf || WITHOUT_BTF_TESTS.contains(&name.as_str()))
         .map(|(name, path)| format!("{name} {}\n", path.display()))
         .collect();
     std::fs::write(share.join("binaries"), list)?;

@@ -62,10 +62,15 @@ impl Outcome {
             self.accel
         );
         if !skipped.is_empty() {
-            let reasons: Vec<String> = skipped
-                .iter()
-                .map(|(n, why)| format!("{n}: {why}"))
-                .collect();
+            // Each reason once, with how many tests gave it.
+            let mut counted: Vec<(&str, usize)> = Vec::new();
+            for (_, why) in &skipped {
+                match counted.iter_mut().find(|(r, _)| r == why) {
+                    Some((_, n)) => *n += 1,
+                    None => counted.push((why, 1)),
+                }
+            }
+            let reasons: Vec<String> = counted.iter().map(|(r, n)| format!("{n}x {r}")).collect();
             line.push_str(&format!(
                 "; {} skipped ({})",
                 skipped.len(),
