@@ -59,7 +59,12 @@ impl Tmux {
 
     /// Waits (bounded) until `found` accepts the pane; returns the pane.
     pub fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT_LIMIT;
+        self.wait_within(WAIT_LIMIT, what, found)
+    }
+
+    /// `wait_for` with a bound of its own, for what takes longer than the usual wait.
+    pub fn wait_within(&self, limit: Duration, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let pane = self.pane();
             if found(&pane) {

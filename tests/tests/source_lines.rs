@@ -247,7 +247,10 @@ fn the_drill_down_names_the_source_line_of_each_drop_site() {
             })
         });
         tmux.send(&["Enter"]);
-        let detail = tmux.wait_for("the source line in the detail", |p| {
+        // The view opens the debug info on a thread of its own; indexing 600 MB of DWARF
+        // takes a while, much longer under emulation (and over 9p).
+        let indexing = WAIT_LIMIT * 2 * time_scale();
+        let detail = tmux.wait_within(indexing, "the source line in the detail", |p| {
             p.lines()
                 .any(|l| l.contains("source: ") && !l.contains("looking up"))
         });

@@ -6,7 +6,7 @@ use crate::{
     error::Error,
     pipeline::drive,
     probe::{clock, LiveOptions, LiveSource},
-    sinks::view::ViewPublisher,
+    sinks::view::{Lines, ViewPublisher},
     tui::snapshot::SourceInfo,
 };
 
@@ -29,20 +29,24 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 },
             )?;
             let kernel = clock::kernel_release();
-            let lines = super::open_debuginfo(cli.vmlinux.as_deref(), &kernel);
+            let path = super::debuginfo_path(cli.vmlinux.as_deref(), &kernel);
             let info = SourceInfo {
                 source: "live".into(),
-                kernel,
+                kernel: kernel.clone(),
                 filters: source.describe_filters(),
-                debuginfo: lines
+                debuginfo: path
                     .as_ref()
-                    .map(|l| l.path().display().to_string())
+                    .map(|p| p.display().to_string())
                     .map_err(Clone::clone),
             };
             if ready.send(info).is_err() {
                 return Ok(String::new());
             }
-            let mut view = ViewPublisher::new(link, lines.ok());
+            let lines = match path {
+                Ok(p) => Lines::Pending(super::open_debuginfo_in_background(p, kernel)),
+                Err(_) => Lines::None,
+            };
+            let mut view = ViewPublisher::new(link, lines);
             let outcome = drive(&mut source, &mut [&mut view]).await?;
             Ok(super::view::closing(&outcome))
         })

@@ -37,11 +37,17 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         LiveFormat::Text => Box::new(TextSink::new(stdout)),
         LiveFormat::Json => {
             // Source lines when debug info is there; `source` stays null otherwise.
-            let lines = super::open_debuginfo(cli.vmlinux.as_deref(), &clock::kernel_release());
-            if let (Err(why), Some(_)) = (&lines, &cli.vmlinux) {
-                crate::error::warn(&format!("no source lines: {why}"));
-            }
-            Box::new(SummarySink::new(stdout, lines.ok()))
+            let release = clock::kernel_release();
+            let lines = match super::debuginfo_path(cli.vmlinux.as_deref(), &release) {
+                Ok(path) => Some(super::open_debuginfo_in_background(path, release)),
+                Err(why) => {
+                    if cli.vmlinux.is_some() {
+                        crate::error::warn(&format!("no source lines: {why}"));
+                    }
+                    None
+                }
+            };
+            Box::new(SummarySink::new(stdout, lines))
         }
         LiveFormat::Jsonl => {
             // The times of the lines are wall-clock: boot time plus the drop's.

@@ -1,5 +1,5 @@
 //! The JSON summary printed when a run stops: a stable schema that scripts rely on.
-use std::io::Write;
+use std::{io::Write, sync::mpsc::Receiver};
 
 use serde::Serialize;
 
@@ -17,18 +17,21 @@ use crate::{
 /// drop sites when there is a kernel image with debug info.
 pub struct SummarySink<W: Write> {
     out: W,
-    lines: Option<KernelLines>,
+    /// The debug info, being opened on a thread of its own while the run goes on.
+    lines: Option<Receiver<Option<KernelLines>>>,
 }
 
 impl<W: Write> SummarySink<W> {
-    pub fn new(out: W, lines: Option<KernelLines>) -> SummarySink<W> {
+    pub fn new(out: W, lines: Option<Receiver<Option<KernelLines>>>) -> SummarySink<W> {
         SummarySink { out, lines }
     }
 }
 
 impl<W: Write> Sink for SummarySink<W> {
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
-        let summary = Summary::new(at.agg, at.names, self.lines.as_mut());
+        // Waits for the debug info if it is not ready yet (it is being indexed).
+        let mut lines = self.lines.take().and_then(|rx| rx.recv().ok().flatten());
+        let summary = Summary::new(at.agg, at.names, lines.as_mut());
         // A closed stdout at the end is not worth an error.
         let _ = super::text::write_out(&mut self.out, &summary.to_line()?);
         Ok(())
