@@ -47,7 +47,8 @@ pub struct Cli {
     pub interval: Option<f64>,
 
     /// Kernel image with debug info, for the source file and line of drop sites in the
-    /// live view's details (default: the usual /usr/lib/debug places).
+    /// live view's details and the `source` field of `--format json` (default: the usual
+    /// /usr/lib/debug places; modules' lines from their .ko beside it).
     #[arg(long, value_name = "PATH")]
     pub vmlinux: Option<PathBuf>,
 }

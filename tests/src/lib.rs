@@ -19,6 +19,7 @@ use serde_json::Value;
 pub mod containerd;
 pub mod http;
 pub mod prometheus;
+pub mod tmux;
 
 /// Runs `f` on a thread that has entered the network namespace at `path`; sockets made
 /// there stay in it.
@@ -154,6 +155,18 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// How long a test waits for something it needs before it fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// How much slower than this machine the tests run: `DROPTRACE_TEST_TIME_SCALE` (an
+/// integer; `cargo xtask vmtest` sets it for guests under emulation), 1 without it. Only
+/// windows a test chooses itself (diagnose's `--duration`) are scaled, never a wait for
+/// what a test needs.
+pub fn time_scale() -> u32 {
+    std::env::var("DROPTRACE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
 
 /// What TCP connection attempts ended with.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -293,15 +293,21 @@ fn metrics_label_the_pods_drops_with_the_pod_and_container() {
     };
     let seen = reaches("the pod's series", 6, || pod_series(&scrape()));
     assert_eq!(seen, 6, "{}", scrape());
-    // The plain namespace's drops are in a series without a pod.
-    let body = scrape();
-    let plain_series: u64 = body
-        .lines()
-        .filter(|l| l.starts_with("droptrace_drops_total{") && l.contains("pod=\"none\""))
-        .filter(|l| l.contains(&format!("netns=\"{}\"", plain.name)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(plain_series, 2, "{body}");
+    // The plain namespace's drops are in a series without a pod (the exporter folds drops
+    // in on its tick: wait for them, as for the pod's).
+    let plain_series = |body: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with("droptrace_drops_total{") && l.contains("pod=\"none\""))
+            .filter(|l| l.contains(&format!("netns=\"{}\"", plain.name)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let seen = reaches(
+        "the plain namespace's series",
+        2,
+        || plain_series(&scrape()),
+    );
+    assert_eq!(seen, 2, "{}", scrape());
     let out = dt.stop(libc::SIGTERM);
     assert!(
         out.status.success(),

@@ -1,87 +1,8 @@
 //! The live view on a real terminal: droptrace runs in a tmux pane, real drops happen in
 //! a namespace, and the pane must show them with the kernel's own count; `q` must give the
 //! shell back in a usable state.
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
 
-use droptrace_tests::*;
-
-/// A tmux session made by this test, killed when dropped.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn new(width: u16, height: u16) -> Tmux {
-        let name = format!("droptrace-test-{}", std::process::id());
-        sh(&[
-            "tmux",
-            "-L",
-            &name,
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            "env",
-            "-i",
-            "TERM=xterm-256color",
-            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-            "PS1=dt-prompt$ ",
-            "bash",
-            "--norc",
-            "--noprofile",
-        ]);
-        Tmux { name }
-    }
-
-    fn send(&self, keys: &[&str]) {
-        let mut args = vec!["tmux", "-L", &self.name, "send-keys", "-t", &self.name];
-        args.extend_from_slice(keys);
-        sh(&args);
-    }
-
-    fn pane(&self) -> String {
-        sh(&[
-            "tmux",
-            "-L",
-            &self.name,
-            "capture-pane",
-            "-p",
-            "-t",
-            &self.name,
-        ])
-    }
-
-    /// Waits (bounded) until `found` accepts the pane; returns the pane.
-    fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT_LIMIT;
-        loop {
-            let pane = self.pane();
-            if found(&pane) {
-                return pane;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited for {what}; the pane shows:\n{pane}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.name, "kill-server"])
-            .status();
-    }
-}
+use droptrace_tests::{tmux::Tmux, *};
 
 /// The count shown in the row of the nftables drop on port 1678, if there is one.
 fn nft_row_count(pane: &str) -> Option<u64> {

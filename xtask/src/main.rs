@@ -5,6 +5,7 @@ mod bench_view;
 mod deb;
 mod docs;
 mod setup;
+mod vmtest;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,7 +36,8 @@ enum Task {
         check: bool,
     },
     /// The whole suite, as CI runs it: setup, object check, fmt, man pages, clippy, unit
-    /// tests, the .deb, and the root integration tests in network namespaces.
+    /// tests, the .deb, the root integration tests in network namespaces, and the same
+    /// tests in qemu guests with Debian's 6.1 and 6.12 kernels (vmtest).
     Test,
     /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
     Bench(bench::BenchArgs),
@@ -51,6 +53,9 @@ enum Task {
     },
     /// Build target/debian/droptrace_<version>_<arch>.deb from the release binary.
     Deb(deb::DebArgs),
+    /// The root integration suite in qemu guests with Debian's 6.1 and 6.12 kernels
+    /// (downloaded with apt-get into target/vmtest, never installed).
+    Vmtest(vmtest::VmtestArgs),
 }
 
 fn main() {
@@ -64,6 +69,7 @@ fn main() {
         Task::BenchServe(args) => bench_serve::bench_serve(&args),
         Task::Man { check } => docs::man(check),
         Task::Deb(args) => deb::deb(&args),
+        Task::Vmtest(args) => vmtest::vmtest(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -226,6 +232,8 @@ fn test() -> Result<()> {
         ])
         .env("DROPTRACE_BIN", ws.join("target/release/droptrace"))
         .current_dir(&ws))?;
+    // The same suite inside qemu guests: Debian's 6.1 and 6.12, with BTF and without.
+    vmtest::vmtest(&vmtest::VmtestArgs::all())?;
     fuzz(FUZZ_SECONDS)?;
     eprintln!("xtask: all tests passed");
     Ok(())

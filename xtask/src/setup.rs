@@ -18,7 +18,10 @@ const BPF_LINKER: &str = "0.13.0";
 /// a static busybox for the pods of the container tests (the tests start containerd with a
 /// configuration of their own and stop it)); for `xtask deb --check`: dpkg-dev
 /// (dpkg-shlibdeps, strip), lintian, man-db to read the pages, zsh and fish to try their
-/// completions.
+/// completions; for `xtask vmtest`: qemu (TCG works everywhere), a static busybox for
+/// the initramfs, kmod (depmod, modprobe of the guest kernel's modules), cpio, xz for
+/// 6.12's compressed modules, and binutils (nm, addr2line: the reference lines of the
+/// source-line tests).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -37,6 +40,11 @@ const PACKAGES: &[&str] = &[
     "containerd",
     "runc",
     "busybox-static",
+    "qemu-system-x86",
+    "kmod",
+    "cpio",
+    "xz-utils",
+    "binutils",
 ];
 
 pub fn setup() -> Result<()> {

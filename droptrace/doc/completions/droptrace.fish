@@ -46,7 +46,7 @@ json\t''
 jsonl\t''"
 complete -c droptrace -n "__fish_droptrace_needs_command" -l max-events-per-second -d 'With `--format jsonl`: print at most this many drops a second; the rest are left out of the lines (and counted, on stderr and in a last line), never out of the counts' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Seconds between two refreshes of the live view (default 0.25) or two text blocks (default 1)' -r
-complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details (default: the usual /usr/lib/debug places)' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details and the `source` field of `--format json` (default: the usual /usr/lib/debug places; modules\' lines from their .ko beside it)' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'

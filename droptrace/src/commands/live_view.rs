@@ -1,13 +1,12 @@
 //! `sudo droptrace` on a terminal: the live source into the view sink.
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     cli::Cli,
     error::Error,
-    kernel::debuginfo::{self, SourceLines},
     pipeline::drive,
     probe::{clock, LiveOptions, LiveSource},
-    sinks::view::ViewPublisher,
+    sinks::view::{Lines, ViewPublisher},
     tui::snapshot::SourceInfo,
 };
 
@@ -30,41 +29,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 },
             )?;
             let kernel = clock::kernel_release();
-            let lines = open_debuginfo(cli.vmlinux.as_deref(), &kernel);
+            let path = super::debuginfo_path(cli.vmlinux.as_deref(), &kernel);
             let info = SourceInfo {
                 source: "live".into(),
-                kernel,
+                kernel: kernel.clone(),
                 filters: source.describe_filters(),
-                debuginfo: lines
+                debuginfo: path
                     .as_ref()
-                    .map(|l| l.path().display().to_string())
+                    .map(|p| p.display().to_string())
                     .map_err(Clone::clone),
                 diagnosis: Ok(()),
             };
             if ready.send(info).is_err() {
                 return Ok(String::new());
             }
-            let mut view = ViewPublisher::new(link, lines.ok())
+            let lines = match path {
+                Ok(p) => Lines::Pending(super::open_debuginfo_in_background(p, kernel)),
+                Err(_) => Lines::None,
+            };
+            let mut view = ViewPublisher::new(link, lines)
                 .with_diagnoser(Box::new(super::row_diagnosis::LiveDiagnoser::default()));
             let outcome = drive(&mut source, &mut [&mut view]).await?;
             Ok(super::view::closing(&outcome))
         })
     })
-}
-
-/// The vmlinux to take source lines from: `--vmlinux`, or the usual debug-info places.
-fn open_debuginfo(given: Option<&Path>, release: &str) -> Result<SourceLines, String> {
-    if let Some(path) = given {
-        return SourceLines::open(path).map_err(|e| e.to_string());
-    }
-    let candidates = debuginfo::candidates(release);
-    for path in &candidates {
-        if path.exists() {
-            return SourceLines::open(path).map_err(|e| e.to_string());
-        }
-    }
-    Err(format!(
-        "no kernel debug info (give --vmlinux PATH, or install it at {})",
-        candidates[0].display()
-    ))
 }

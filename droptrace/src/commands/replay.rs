@@ -10,7 +10,7 @@ use crate::{
         recording::{Pace, RecordingSource},
     },
     record::Recording,
-    sinks::view::ViewPublisher,
+    sinks::view::{Lines, ViewPublisher},
     tui::snapshot::SourceInfo,
 };
 
@@ -53,7 +53,7 @@ pub fn run(args: &ReplayArgs, terminal: bool) -> Result<(), Error> {
         if ready.send(info).is_err() {
             return Ok(String::new());
         }
-        let mut view = ViewPublisher::new(link, None);
+        let mut view = ViewPublisher::new(link, Lines::None);
         let outcome = drive_blocking(&mut source, &mut [&mut view])?;
         Ok(super::view::closing(&outcome))
     })

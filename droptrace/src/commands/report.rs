@@ -39,7 +39,7 @@ pub fn run(args: &ReportArgs) -> Result<(), Error> {
     }
     let (agg, names) = (&r.outcome.agg, &r.outcome.names);
     let out = match args.format {
-        Format::Json => Summary::new(agg, names).to_line()?,
+        Format::Json => Summary::new(agg, names, None).to_line()?,
         Format::Text => about(&args.file, &r) + &text::final_table(agg, names),
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());

@@ -37,7 +37,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let stdout = std::io::stdout().lock();
     let mut sink: Box<dyn Sink> = match format {
         LiveFormat::Text => Box::new(TextSink::new(stdout)),
-        LiveFormat::Json => Box::new(SummarySink(stdout)),
+        LiveFormat::Json => {
+            // Source lines when debug info is there; `source` stays null otherwise.
+            let release = clock::kernel_release();
+            let lines = match super::debuginfo_path(cli.vmlinux.as_deref(), &release) {
+                Ok(path) => Some(super::open_debuginfo_in_background(path, release)),
+                Err(why) => {
+                    if cli.vmlinux.is_some() {
+                        crate::error::warn(&format!("no source lines: {why}"));
+                    }
+                    None
+                }
+            };
+            Box::new(SummarySink::new(stdout, lines))
+        }
         LiveFormat::Jsonl => {
             // The times of the lines are wall-clock: boot time plus the drop's.
             let header = Header {

@@ -1,7 +1,7 @@
 //! What diagnose samples in each network namespace, and the raw text it keeps. The
 //! sampling itself (running the tools inside a namespace) is `probe::collect`; everything
 //! from here on parses that text, so it is testable on captured files.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Files read from /proc inside the namespace (relative to /proc/thread-self/net).
 pub const PROC_NET_FILES: &[&str] = &[
@@ -13,7 +13,9 @@ pub const PROC_NET_FILES: &[&str] = &[
     "stat/nf_conntrack",
 ];
 
-/// Per-namespace sysctls the diagnosis cites (interface-specific rp_filter is added per link).
+/// Sysctls the diagnosis cites (interface-specific rp_filter is added per link). Whether a
+/// namespace has its own copy of each is read from the namespace itself (see
+/// `RawSnapshot::global_sysctls`): it differs between sysctls and between kernels.
 pub const SYSCTLS: &[&str] = &[
     "net/ipv4/conf/all/rp_filter",
     "net/ipv4/conf/default/rp_filter",
@@ -65,6 +67,11 @@ pub struct RawSnapshot {
     pub proc_net: BTreeMap<String, String>,
     /// Sysctl values by path under /proc/sys.
     pub sysctls: BTreeMap<String, String>,
+    /// Paths of the sysctls this namespace has no copy of its own of: the file is absent
+    /// there (net.core.rmem_max in a child namespace on 6.1) or read-only (the same on
+    /// 6.12 and later, which show the global value). Their value in `sysctls` is the one
+    /// of droptrace's own namespace, and they are set there.
+    pub global_sysctls: BTreeSet<String>,
     /// What could not be collected, and why (missing tool, permission...).
     pub missing: Vec<String>,
 }

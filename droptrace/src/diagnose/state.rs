@@ -1,6 +1,6 @@
 //! The state of one network namespace as the diagnosis needs it, whatever tool it came
 //! from. Built from a `RawSnapshot` by `from_raw`; the engine only reads these types.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -97,6 +97,9 @@ pub struct NsState {
     pub counters: BTreeMap<(String, String), u64>,
     /// Sysctl values by dotted name (net.core.somaxconn).
     pub sysctls: BTreeMap<String, String>,
+    /// Dotted names of the sysctls the namespace has no own copy of: their value is the
+    /// global one, and only droptrace's own namespace can set them.
+    pub global_sysctls: BTreeSet<String>,
     pub sockets: Vec<Socket>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
@@ -116,6 +119,11 @@ impl NsState {
     pub fn sysctl(&self, name: &str) -> Option<&str> {
         self.sysctls.get(name).map(String::as_str)
     }
+
+    /// Whether a sysctl is global as seen from this namespace (see `global_sysctls`).
+    pub fn sysctl_is_global(&self, name: &str) -> bool {
+        self.global_sysctls.contains(name)
+    }
 }
 
 /// Parses everything a snapshot holds; what cannot be parsed is listed in `missing`.
@@ -133,6 +141,11 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
         .sysctls
         .iter()
         .map(|(path, value)| (path.replace('/', "."), value.clone()))
+        .collect();
+    st.global_sysctls = raw
+        .global_sysctls
+        .iter()
+        .map(|path| path.replace('/', "."))
         .collect();
     st
 }

@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::fs::PermissionsExt},
     path::{Path, PathBuf},
     process::Command,
 };
@@ -78,18 +78,35 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
                 files.insert((*name).to_owned(), text);
             }
         }
-        let mut values = BTreeMap::new();
-        for path in &sysctls {
-            if let Ok(text) = std::fs::read_to_string(format!("/proc/sys/{path}")) {
-                values.insert(path.clone(), text.trim().to_owned());
-            }
-        }
+        let values: Vec<(String, Option<Sysctl>)> = sysctls
+            .iter()
+            .map(|p| (p.clone(), read_sysctl(p)))
+            .collect();
         (files, values)
     };
     match in_netns(netns, read) {
         Ok((files, values)) => {
             snap.proc_net = files;
-            snap.sysctls = values;
+            for (path, value) in values {
+                match value {
+                    Some(v) if v.writable => {
+                        snap.sysctls.insert(path, v.value);
+                    }
+                    // Read-only here: the namespace shows a value it cannot change.
+                    Some(v) => {
+                        snap.sysctls.insert(path.clone(), v.value);
+                        snap.global_sysctls.insert(path);
+                    }
+                    // Absent in another namespace: the global one, from our own.
+                    None if netns.is_some() && !is_per_link(&path) => {
+                        if let Some(v) = read_sysctl(&path) {
+                            snap.sysctls.insert(path.clone(), v.value);
+                            snap.global_sysctls.insert(path);
+                        }
+                    }
+                    None => {}
+                }
+            }
         }
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
@@ -170,6 +187,25 @@ pub fn conntrack_full_lines() -> usize {
             .filter(|l| l.contains("nf_conntrack: table full, dropping packet"))
             .count()
     })
+}
+
+struct Sysctl {
+    value: String,
+    writable: bool,
+}
+
+/// A sysctl in the calling thread's network namespace; None when it has no such file.
+fn read_sysctl(path: &str) -> Option<Sysctl> {
+    let file = format!("/proc/sys/{path}");
+    let value = std::fs::read_to_string(&file).ok()?.trim().to_owned();
+    let writable = std::fs::metadata(&file).is_ok_and(|m| m.permissions().mode() & 0o200 != 0);
+    Some(Sysctl { value, writable })
+}
+
+/// `net/ipv4/conf/IFACE/...`: an interface of that namespace only, never a global one.
+fn is_per_link(path: &str) -> bool {
+    path.strip_prefix("net/ipv4/conf/")
+        .is_some_and(|rest| !rest.starts_with("all/") && !rest.starts_with("default/"))
 }
 
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).

@@ -1,10 +1,11 @@
 //! The JSON summary printed when a run stops: a stable schema that scripts rely on.
-use std::io::Write;
+use std::{io::Write, sync::mpsc::Receiver};
 
 use serde::Serialize;
 
 use crate::{
     error::Error,
+    kernel::debuginfo::KernelLines,
     pipeline::{
         aggregate::Aggregator,
         names::{Container, Names, Pod},
@@ -12,15 +13,36 @@ use crate::{
     },
 };
 
-/// Writes the summary, one line of JSON, when the run ends.
-pub struct SummarySink<W: Write>(pub W);
+/// Writes the summary, one line of JSON, when the run ends; with the source lines of the
+/// drop sites when there is a kernel image with debug info.
+pub struct SummarySink<W: Write> {
+    out: W,
+    /// The debug info, being opened on a thread of its own while the run goes on.
+    lines: Option<Receiver<Option<KernelLines>>>,
+}
+
+impl<W: Write> SummarySink<W> {
+    pub fn new(out: W, lines: Option<Receiver<Option<KernelLines>>>) -> SummarySink<W> {
+        SummarySink { out, lines }
+    }
+}
 
 impl<W: Write> Sink for SummarySink<W> {
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
+        // Waits for the debug info if it is not ready yet (it is being indexed).
+        let mut lines = self.lines.take().and_then(|rx| rx.recv().ok().flatten());
+        let summary = Summary::new(at.agg, at.names, lines.as_mut());
         // A closed stdout at the end is not worth an error.
-        let _ = super::text::write_out(&mut self.0, &Summary::new(at.agg, at.names).to_line()?);
+        let _ = super::text::write_out(&mut self.out, &summary.to_line()?);
         Ok(())
     }
+}
+
+/// `file:line` of the drop site at `location` (an address), from the kernel's or its
+/// module's debug info; None without a symbol or a line for it.
+pub fn source_of(lines: &mut KernelLines, names: &Names, location: u64) -> Option<String> {
+    let loc = names.locations.get(&location)?;
+    lines.line(loc.module.as_deref(), loc.function.as_deref()?, loc.offset?)
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -68,6 +90,10 @@ pub struct GroupSummary {
     pub container: Option<Container>,
     /// Its Kubernetes pod; `null` when none.
     pub pod: Option<Pod>,
+    /// `file:line` of the drop site in the kernel's source (from a vmlinux with debug
+    /// info: `--vmlinux` or the usual /usr/lib/debug places; a module's from its .ko
+    /// beside it); `null` without debug info.
+    pub source: Option<String>,
 }
 
 impl Summary {
@@ -79,7 +105,7 @@ impl Summary {
         Ok(s)
     }
 
-    pub fn new(agg: &Aggregator, names: &Names) -> Summary {
+    pub fn new(agg: &Aggregator, names: &Names, mut lines: Option<&mut KernelLines>) -> Summary {
         let counters = agg.counters();
         let groups = agg
             .ranked_by(|g| names.site_of(g))
@@ -102,6 +128,9 @@ impl Summary {
                     lost: s.lost,
                     container: workload.map(|w| w.container.clone()),
                     pod: workload.and_then(|w| w.pod.clone()),
+                    source: lines
+                        .as_deref_mut()
+                        .and_then(|l| source_of(l, names, g.location)),
                 }
             })
             .collect();
@@ -187,7 +216,7 @@ mod tests {
 
     #[test]
     fn json_summary_has_the_documented_schema() {
-        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver())).unwrap();
+        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver(), None)).unwrap();
         assert_eq!(json["total"], 7);
         assert_eq!(json["lost_events"], 2);
         assert_eq!(json["missed"], 1);
@@ -197,6 +226,11 @@ mod tests {
         assert_eq!(top["function"], "nft_do_chain");
         assert_eq!(top["offset"], 0x1c1);
         assert_eq!(top["location"], "nft_do_chain+0x1c1");
+        assert_eq!(
+            top["source"],
+            serde_json::Value::Null,
+            "no debug info given"
+        );
         assert_eq!(top["reason"], "NETFILTER_DROP");
         assert_eq!(top["protocol"], "tcp");
         assert_eq!(top["dport"], 1678);
@@ -224,7 +258,7 @@ mod tests {
             pod_ns,
             crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None),
         );
-        let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
+        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
         let nft: Vec<&serde_json::Value> = json["groups"]
             .as_array()
             .unwrap()
@@ -296,5 +330,54 @@ mod tests {
             third.contains("1 new drop, 8 in all, 2 lost events\n"),
             "{third}"
         );
+    }
+
+    /// `source` from the debug-info fixture (tiny-vmlinux, built from tiny-kernel.c): the
+    /// kernel's own sites get their line, a module's site without its .ko stays null.
+    #[test]
+    fn groups_carry_the_source_line_of_their_drop_site() {
+        use crate::{
+            kernel::debuginfo::{KernelLines, SourceLines},
+            pipeline::names::Location,
+        };
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/debuginfo/tiny-vmlinux"
+        );
+        let mut lines = KernelLines::new(
+            SourceLines::open(std::path::Path::new(path)).unwrap(),
+            "6.18.0",
+        );
+        let mut names = resolver();
+        let site = |function: &str, offset: u64, module: Option<&str>| Location {
+            function: Some(function.into()),
+            offset: Some(offset),
+            module: module.map(Into::into),
+            display: format!("{function}+{offset:#x}"),
+        };
+        names
+            .locations
+            .insert(NFT, site("nft_do_chain", 0x1c, None));
+        names
+            .locations
+            .insert(TCP, site("tcp_v4_rcv", 0x16, Some("not_there")));
+        let json =
+            serde_json::to_value(Summary::new(&aggregate(), &names, Some(&mut lines))).unwrap();
+        let source = |location: &str| {
+            json["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["location"] == location)
+                .map(|g| g["source"].clone())
+        };
+        assert_eq!(
+            source("nft_do_chain+0x1c"),
+            Some(serde_json::json!(
+                "/src/tiny-kernel.c:13 (drop_it, inlined into nft_do_chain at /src/tiny-kernel.c:20)"
+            )),
+            "{json:#}"
+        );
+        assert_eq!(source("tcp_v4_rcv+0x16"), Some(serde_json::Value::Null));
     }
 }

@@ -5,11 +5,14 @@
 use std::{
     collections::{HashMap, HashSet},
     ops::ControlFlow,
-    sync::Arc,
+    sync::{
+        mpsc::{Receiver, TryRecvError},
+        Arc,
+    },
 };
 
 use crate::{
-    kernel::debuginfo::SourceLines,
+    kernel::debuginfo::KernelLines,
     pipeline::{
         aggregate::Aggregator,
         event::Group,
@@ -39,13 +42,35 @@ pub struct ViewPublisher {
     /// The names shared by snapshots until they change.
     names: Arc<Names>,
     /// Source lines of drop sites, from a vmlinux with debug info (live runs only).
-    lines: Option<SourceLines>,
+    lines: Lines,
     line_cache: HashMap<u64, Option<String>>,
     diagnoser: Option<Box<dyn RowDiagnoser>>,
 }
 
+/// The debug info of a live run: opened on a thread of its own (indexing a vmlinux with
+/// DWARF takes seconds, longer than the view may wait), then used here.
+pub enum Lines {
+    None,
+    Pending(Receiver<Option<KernelLines>>),
+    Ready(Box<KernelLines>),
+}
+
+impl Lines {
+    /// Takes the debug info once the thread has it; whether it is still coming.
+    fn poll(&mut self) -> bool {
+        if let Lines::Pending(rx) = self {
+            *self = match rx.try_recv() {
+                Ok(Some(lines)) => Lines::Ready(Box::new(lines)),
+                Ok(None) | Err(TryRecvError::Disconnected) => Lines::None,
+                Err(TryRecvError::Empty) => return true,
+            };
+        }
+        false
+    }
+}
+
 impl ViewPublisher {
-    pub fn new(link: Arc<Link>, lines: Option<SourceLines>) -> ViewPublisher {
+    pub fn new(link: Arc<Link>, lines: Lines) -> ViewPublisher {
         ViewPublisher {
             link,
             names: Arc::default(),
@@ -62,13 +87,12 @@ impl ViewPublisher {
     }
 
     fn source_line(&mut self, names: &Names, location: u64) -> Option<String> {
-        let lines = self.lines.as_ref()?;
+        let Lines::Ready(lines) = &mut self.lines else {
+            return None;
+        };
         self.line_cache
             .entry(location)
-            .or_insert_with(|| {
-                let loc = names.locations.get(&location)?;
-                lines.line(loc.function.as_deref()?, loc.offset?)
-            })
+            .or_insert_with(|| super::summary::source_of(lines, names, location))
             .clone()
     }
 }
@@ -82,6 +106,7 @@ impl Sink for ViewPublisher {
             self.names = Arc::new(at.names.clone());
         }
         let request = self.link.request();
+        let source_pending = self.lines.poll();
         let detail = request.map(|r| {
             let sites = detail_sites(at.agg, &r);
             let source_lines = sites
@@ -93,6 +118,7 @@ impl Sink for ViewPublisher {
                 Detail {
                     samples: at.agg.samples(|g| r.grouping.key(g) == r.key),
                     source_lines,
+                    source_pending,
                 },
             )
         });

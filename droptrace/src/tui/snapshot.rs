@@ -51,6 +51,8 @@ pub struct Detail {
     pub samples: Vec<Drop>,
     /// Drop location -> `file:line` of the drop site, when debug info is there.
     pub source_lines: HashMap<u64, String>,
+    /// The debug info is still being read (a vmlinux with DWARF takes a while to index).
+    pub source_pending: bool,
 }
 
 /// The diagnosis the view wants: of the row `row`, the `run`th asked for (a second `d`

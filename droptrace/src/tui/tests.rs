@@ -160,6 +160,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
             Detail {
                 samples,
                 source_lines,
+                source_pending: false,
             },
         )
     });

@@ -9,17 +9,15 @@ pub(super) fn backlog(n: &Ns<'_>, f: &mut Finding) -> String {
             "/proc/net/softnet_stat dropped +{d} in the window (all CPUs)"
         ));
     }
-    if let Some(v) = n
-        .after
-        .and_then(|a| a.sysctl("net.core.netdev_max_backlog"))
-    {
-        f.evidence
-            .push(format!("net.core.netdev_max_backlog = {v}"));
-    }
+    f.evidence
+        .extend(n.sysctl_line("net.core.netdev_max_backlog"));
     f.summary =
         "a CPU's input backlog queue overflows: packets arrive faster than that CPU processes them"
             .into();
-    f.fix = "raise the queue (sysctl -w net.core.netdev_max_backlog=4096) and spread the load (RPS/RSS, irqbalance)".into();
+    f.fix = format!(
+        "raise the queue ({}) and spread the load (RPS/RSS, irqbalance)",
+        n.set_sysctl("net.core.netdev_max_backlog", "4096")
+    );
     "backlog".into()
 }
 

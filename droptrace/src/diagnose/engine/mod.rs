@@ -160,6 +160,35 @@ impl Ns<'_> {
         Some(after.saturating_sub(before))
     }
 
+    /// `name = value` as sampled at the end, saying when the value is the global one
+    /// (the namespace has no copy of its own); None when it was not read.
+    fn sysctl_line(&self, name: &str) -> Option<String> {
+        let after = self.after?;
+        let value = after.sysctl(name)?;
+        Some(if self.is_global(name) {
+            format!(
+                "{name} = {value} (global: {} has no copy of its own)",
+                self.name
+            )
+        } else {
+            format!("{name} = {value}")
+        })
+    }
+
+    /// The command that sets a sysctl for this namespace: inside it when it has its own
+    /// copy, in droptrace's own namespace when the namespace only shows the global one.
+    fn set_sysctl(&self, name: &str, value: &str) -> String {
+        if self.is_global(name) {
+            format!("sysctl -w {name}={value} in the host namespace ({name} is global: it cannot be set inside {})", self.name)
+        } else {
+            format!("{}sysctl -w {name}={value}", self.prefix)
+        }
+    }
+
+    fn is_global(&self, name: &str) -> bool {
+        !self.prefix.is_empty() && self.after.is_some_and(|a| a.sysctl_is_global(name))
+    }
+
     fn missing(&self) -> Vec<String> {
         self.after.map(|a| a.missing.clone()).unwrap_or_default()
     }

@@ -114,8 +114,11 @@ pub(super) fn netfilter(
                 ));
             }
             f.fix = format!(
-                "raise the limit in the host namespace (it is read-only inside others on most kernels): sysctl -w net.netfilter.nf_conntrack_max={}; or find what opens so many connections: {}conntrack -L",
-                m.saturating_mul(2),
+                "raise the limit: {}; or find what opens so many connections: {}conntrack -L",
+                n.set_sysctl(
+                    "net.netfilter.nf_conntrack_max",
+                    &m.saturating_mul(2).to_string()
+                ),
                 n.prefix
             );
             return "conntrack".into();

@@ -129,15 +129,13 @@ pub(super) fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> Stri
             f.evidence.push(format!("{g} {c} +{d} in the window"));
         }
     }
-    let rmem = |k: &str| after.sysctl(k).unwrap_or("?").to_owned();
-    f.evidence.push(format!(
-        "net.core.rmem_default = {}, net.core.rmem_max = {}",
-        rmem("net.core.rmem_default"),
-        rmem("net.core.rmem_max")
-    ));
+    for k in ["net.core.rmem_default", "net.core.rmem_max"] {
+        f.evidence
+            .push(n.sysctl_line(k).unwrap_or_else(|| format!("{k}: not read")));
+    }
     f.fix = format!(
-        "let the application read faster or give it a bigger buffer (SO_RCVBUF, bounded by {}sysctl -w net.core.rmem_max=8388608)",
-        n.prefix
+        "let the application read faster or give it a bigger buffer (SO_RCVBUF, bounded by {})",
+        n.set_sysctl("net.core.rmem_max", "8388608")
     );
     key
 }
@@ -181,9 +179,7 @@ pub(super) fn listen_overflow(n: &Ns<'_>, f: &mut Finding) -> String {
             "net.ipv4.tcp_max_syn_backlog",
             "net.ipv4.tcp_syncookies",
         ] {
-            if let Some(v) = after.sysctl(k) {
-                f.evidence.push(format!("{k} = {v}"));
-            }
+            f.evidence.extend(n.sysctl_line(k));
         }
     }
     if key == "any" {
@@ -193,8 +189,8 @@ pub(super) fn listen_overflow(n: &Ns<'_>, f: &mut Finding) -> String {
         );
     }
     f.fix = format!(
-        "make the application accept faster or raise its listen backlog (bounded by {}sysctl -w net.core.somaxconn=4096)",
-        n.prefix
+        "make the application accept faster or raise its listen backlog (bounded by {})",
+        n.set_sysctl("net.core.somaxconn", "4096")
     );
     key
 }
@@ -205,16 +201,14 @@ pub(super) fn paws(n: &Ns<'_>, f: &mut Finding) -> String {
             f.evidence.push(format!("TcpExt {c} +{d} in the window"));
         }
     }
-    if let Some(v) = n.after.and_then(|a| a.sysctl("net.ipv4.tcp_timestamps")) {
-        f.evidence.push(format!("net.ipv4.tcp_timestamps = {v}"));
-    }
+    f.evidence.extend(n.sysctl_line("net.ipv4.tcp_timestamps"));
     f.summary = format!(
         "TCP segments with old timestamps are rejected (PAWS) in {}: typical of several clients behind one NAT with unsynchronised clocks",
         n.name
     );
     f.fix = format!(
-        "find the peers behind NAT (tcp_tw_recycle no longer exists since Linux 4.12); as a last resort disable timestamps on one side: {}sysctl -w net.ipv4.tcp_timestamps=0",
-        n.prefix
+        "find the peers behind NAT (tcp_tw_recycle no longer exists since Linux 4.12); as a last resort disable timestamps on one side: {}",
+        n.set_sysctl("net.ipv4.tcp_timestamps", "0")
     );
     "paws".into()
 }

@@ -256,3 +256,44 @@ fn interface_counters_that_the_drops_explain_are_not_repeated() {
     let f = run(&[], before, after);
     assert_eq!(f[0].cause, "nic", "{f:#?}");
 }
+
+#[test]
+fn global_sysctls_are_cited_and_set_in_the_host_namespace() {
+    let mut g = group("__udp_enqueue_schedule_skb", "SOCKET_RCVBUFF", 7);
+    g.protocol = Some("udp".into());
+    let mut after = state(vec![]);
+    for k in ["net.core.rmem_default", "net.core.rmem_max"] {
+        after.sysctls.insert(k.into(), "212992".into());
+    }
+    // The namespace has its own copy: cited as is, set inside it.
+    let f = run(std::slice::from_ref(&g), state(vec![]), after.clone());
+    assert_eq!(f[0].cause, "socket_rcvbuf", "{f:#?}");
+    assert!(
+        f[0].fix.contains(
+            "(SO_RCVBUF, bounded by ip netns exec n1 sysctl -w net.core.rmem_max=8388608)"
+        ),
+        "{}",
+        f[0].fix
+    );
+    assert!(f[0]
+        .evidence
+        .contains(&"net.core.rmem_max = 212992".to_owned()));
+    // Absent (6.1) or read-only (6.12, 6.18) inside it: the global value, set on the host.
+    for k in ["net.core.rmem_default", "net.core.rmem_max"] {
+        after.global_sysctls.insert(k.into());
+    }
+    let f = run(&[g], state(vec![]), after);
+    assert_eq!(
+        f[0].fix,
+        "let the application read faster or give it a bigger buffer (SO_RCVBUF, bounded by \
+         sysctl -w net.core.rmem_max=8388608 in the host namespace (net.core.rmem_max is \
+         global: it cannot be set inside netns n1))"
+    );
+    assert!(
+        f[0].evidence.contains(
+            &"net.core.rmem_max = 212992 (global: netns n1 has no copy of its own)".to_owned()
+        ),
+        "{:#?}",
+        f[0].evidence
+    );
+}

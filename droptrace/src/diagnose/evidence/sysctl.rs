@@ -2,19 +2,6 @@
 //! conntrack "table full" messages in the kernel log.
 use serde::Serialize;
 
-/// Whether a sysctl file exists in a network namespace other than the initial one
-/// (observed on Linux 6.18): a `diagnose` run inside a container misses the global ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetnsScope {
-    /// Per namespace, writable there.
-    PerNetns,
-    /// Visible in every namespace but read-only outside the initial one (its value).
-    ReadOnlyOutsideInit,
-    /// Only in the initial namespace: the file is absent elsewhere.
-    InitOnly,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sysctl {
     /// Dotted name, as `sysctl` prints it.
@@ -22,98 +9,89 @@ pub struct Sysctl {
     /// Path under /proc/sys.
     pub path: &'static str,
     pub why: &'static str,
-    pub scope: NetnsScope,
 }
 
 /// Where `net.ipv4.conf.IFACE.rp_filter` lives; `{iface}` is the interface name.
 pub const RP_FILTER_IFACE: &str = "net/ipv4/conf/{iface}/rp_filter";
 
-/// The sysctls `droptrace diagnose` reads, with why each one explains drops.
+/// The sysctls `droptrace diagnose` reads, with why each one explains drops. Whether a
+/// network namespace has its own copy of one is not a property of the sysctl alone: it
+/// changed between kernels (net.core.rmem_max is absent inside a child namespace on 6.1,
+/// read-only there with the global value on 6.12 and 6.18), so `probe::collect` reads it
+/// from the namespace (absent or read-only: global) and the diagnosis cites and sets the
+/// global ones in the host namespace.
 pub const SYSCTLS: &[Sysctl] = &[
     Sysctl {
         name: "net.ipv4.conf.all.rp_filter",
         path: "net/ipv4/conf/all/rp_filter",
         why: "reverse-path filtering drops packets whose source would not be routed back out \
               the interface they came in on; the kernel uses max(all, IFACE)",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.ipv4.conf.default.rp_filter",
         path: "net/ipv4/conf/default/rp_filter",
         why: "the rp_filter value interfaces created later start with",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.core.netdev_max_backlog",
         path: "net/core/netdev_max_backlog",
         why: "length of the per-CPU input backlog; softnet_stat's dropped column counts \
               packets that found it full",
-        scope: NetnsScope::InitOnly,
     },
     Sysctl {
         name: "net.core.rmem_default",
         path: "net/core/rmem_default",
         why: "the receive buffer a socket gets without SO_RCVBUF; UDP drops (RcvbufErrors) \
               when it fills",
-        scope: NetnsScope::ReadOnlyOutsideInit,
     },
     Sysctl {
         name: "net.core.rmem_max",
         path: "net/core/rmem_max",
         why: "the largest SO_RCVBUF an unprivileged program can ask for",
-        scope: NetnsScope::ReadOnlyOutsideInit,
     },
     Sysctl {
         name: "net.ipv4.udp_mem",
         path: "net/ipv4/udp_mem",
         why: "pages all UDP sockets may use (min pressure max); above max every UDP \
               receive is dropped (UDP MemErrors)",
-        scope: NetnsScope::InitOnly,
     },
     Sysctl {
         name: "net.core.somaxconn",
         path: "net/core/somaxconn",
         why: "caps every listen() backlog; a full accept queue drops SYNs and \
               handshake ACKs (TcpExt ListenOverflows)",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.ipv4.tcp_max_syn_backlog",
         path: "net/ipv4/tcp_max_syn_backlog",
         why: "half-open connections per listener before SYNs are dropped (without syncookies)",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.ipv4.tcp_syncookies",
         path: "net/ipv4/tcp_syncookies",
         why: "0 turns SYN-queue overflow into drops instead of cookies",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.ipv4.tcp_timestamps",
         path: "net/ipv4/tcp_timestamps",
         why: "timestamps decide PAWS drops (TcpExt PAWSEstabRejected) and whether \
               syncookies keep window scaling",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.netfilter.nf_conntrack_count",
         path: "net/netfilter/nf_conntrack_count",
         why: "conntrack entries now, in this namespace; at nf_conntrack_max new flows drop",
-        scope: NetnsScope::PerNetns,
     },
     Sysctl {
         name: "net.netfilter.nf_conntrack_max",
         path: "net/netfilter/nf_conntrack_max",
         why: "conntrack table size; when full, new flows are dropped and the kernel logs \
               \"nf_conntrack: table full, dropping packet\"",
-        scope: NetnsScope::ReadOnlyOutsideInit,
     },
     Sysctl {
         name: "net.ipv4.ip_forward",
         path: "net/ipv4/ip_forward",
         why: "0 makes the host drop packets it would have to route onward",
-        scope: NetnsScope::PerNetns,
     },
 ];
 

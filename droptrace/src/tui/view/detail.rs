@@ -141,7 +141,9 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
             &state.info.debuginfo,
         ) {
             (Some(line), _) => format!("source: {line}"),
-            (None, Ok(_)) if detail.is_none() => "source: looking up...".into(),
+            (None, Ok(_)) if detail.is_none_or(|d| d.source_pending) => {
+                "source: looking up...".into()
+            }
             (None, Ok(path)) => format!("source: not found in {path}"),
             (None, Err(why)) => format!("source: {why}"),
         };

@@ -1,0 +1,16 @@
+# The guest's job, run in the chroot of the host's root (vmtest writes the variables
+# above this line): each root test binary, one test at a time, its output (of passing
+# tests too: their "skipping" lines are counted) and exit code in the share. Bounded:
+# each binary under `timeout`.
+export HOME=/tmp/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export DROPTRACE_BIN TERM=xterm-256color
+mkdir -p "$HOME" "$SHARE/results"
+uname -r > "$SHARE/results/uname"
+cd "$TESTS_DIR" || exit 1
+while read -r name bin; do
+    start=$(date +%s)
+    timeout -k 10 "$BINARY_TIMEOUT" "$bin" --test-threads=1 --show-output $FILTER > "$SHARE/results/$name.log" 2>&1
+    rc=$?
+    echo "$name $rc $(($(date +%s) - start))" >> "$SHARE/results/status"
+done < "$SHARE/binaries"
+echo done > "$SHARE/results/finished"
