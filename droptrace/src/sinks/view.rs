@@ -200,7 +200,7 @@ mod tests {
     fn the_diagnoser_is_asked_only_while_the_view_waits_for_it() {
         let link = Arc::new(Link::default());
         let mut view =
-            ViewPublisher::new(Arc::clone(&link), None).with_diagnoser(Box::new(Counting(0)));
+            ViewPublisher::new(Arc::clone(&link), Lines::None).with_diagnoser(Box::new(Counting(0)));
         assert_eq!(tick(&mut view).diagnosis, None);
         let request = DiagnoseRequest {
             row: DetailRequest {
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(tick(&mut view).diagnosis, None);
 
         // A source without one says it cannot.
-        let mut plain = ViewPublisher::new(Arc::clone(&link), None);
+        let mut plain = ViewPublisher::new(Arc::clone(&link), Lines::None);
         link.set_diagnose(Some(request));
         assert!(matches!(
             tick(&mut plain).diagnosis,
