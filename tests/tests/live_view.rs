@@ -2,6 +2,8 @@
 //! a namespace, and the pane must show them with the kernel's own count; `q` must give the
 //! shell back in a usable state.
 
+use std::time::Instant;
+
 use droptrace_tests::{tmux::Tmux, *};
 
 /// The count shown in the row of the nftables drop on port 1678, if there is one.
