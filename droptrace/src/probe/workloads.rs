@@ -120,9 +120,28 @@ pub fn members(host: &HostPaths, pids: &[u32]) -> Vec<Member> {
             continue;
         }
         let bundle = find_bundle(host, pid, &cg);
+        if bundle.is_none() && !runtime_knows(host, &cg) {
+            // A cgroup named like containerd's `/<namespace>/<id>` that no runtime keeps
+            // (a sandbox manager's own cgroup, say): not a container.
+            continue;
+        }
         out.push(Member { cgroup: cg, bundle });
     }
     out
+}
+
+/// Whether a container named only by the shape of its cgroup path is one a runtime has:
+/// containerd's `/<namespace>/<id>` needs containerd's task state for it.
+fn runtime_knows(host: &HostPaths, cg: &cgroup::CgroupContainer) -> bool {
+    match &cg.containerd_namespace {
+        Some(ns) => host
+            .under(&format!(
+                "/run/containerd/io.containerd.runtime.v2.task/{ns}/{}",
+                cg.id
+            ))
+            .exists(),
+        None => true,
+    }
 }
 
 /// What the runtime keeps about the container `cg` of process `pid`.

@@ -199,8 +199,8 @@ mod tests {
     #[test]
     fn the_diagnoser_is_asked_only_while_the_view_waits_for_it() {
         let link = Arc::new(Link::default());
-        let mut view =
-            ViewPublisher::new(Arc::clone(&link), Lines::None).with_diagnoser(Box::new(Counting(0)));
+        let mut view = ViewPublisher::new(Arc::clone(&link), Lines::None)
+            .with_diagnoser(Box::new(Counting(0)));
         assert_eq!(tick(&mut view).diagnosis, None);
         let request = DiagnoseRequest {
             row: DetailRequest {
