@@ -216,9 +216,11 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
             let loc = watched.names.location(g.location);
             let mut places: BTreeMap<(u32, u32), usize> = BTreeMap::new();
             let mut example = None;
+            let mut addrs = None;
             for d in &watched.agg.samples(|m| m.site() == g) {
                 *places.entry((d.netns, d.ifindex)).or_default() += 1;
                 example = Some(crate::diagnose::report::packet_line(d));
+                addrs = d.packet.addrs.or(addrs);
             }
             let mut places: Vec<_> = places.into_iter().collect();
             places.sort_by_key(|p| std::cmp::Reverse(p.1));
@@ -227,7 +229,9 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
                 location: loc.display,
                 reason: watched.names.reason(g.reason),
                 protocol: g.protocol(),
+                family: g.family().map(str::to_owned),
                 dport: g.dport,
+                addrs,
                 count: stats.count(),
                 places: places.into_iter().map(|(p, _)| p).collect(),
                 max_len: stats.max_len,

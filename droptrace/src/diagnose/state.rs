@@ -27,6 +27,8 @@ pub struct Rule {
     pub delete: String,
     /// A chain policy rather than a rule.
     pub is_policy: bool,
+    /// The netfilter hook of the chain when it is a base chain (`input`, `forward`...).
+    pub hook: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -449,6 +451,7 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                 random: r.random_probability,
                 delete: format!("{key} -t {} -D {} {delete_spec}", r.table, r.chain),
                 is_policy: false,
+                hook: builtin_hook(&r.chain),
             });
         }
         for c in save
@@ -463,10 +466,12 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                 chain: c.name.clone(),
                 text: "policy DROP".into(),
                 verdict: "drop".into(),
-                packets: Some(c.packets),
+                // iptables-nft's base chains keep no policy counters (always 0).
+                packets: (backend == Backend::Legacy).then_some(c.packets),
                 random: None,
                 delete: format!("{key} -t {} -P {} ACCEPT", c.table, c.name),
                 is_policy: true,
+                hook: builtin_hook(&c.name),
             });
         }
     }
@@ -512,6 +517,7 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                     r.family, r.table, r.chain, r.handle
                 ),
                 is_policy: false,
+                hook: chain.hook.clone(),
             });
         }
         if chain.policy == Some(Policy::Drop) {
@@ -529,9 +535,19 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                     chain.family, chain.table, chain.name
                 ),
                 is_policy: true,
+                hook: chain.hook.clone(),
             });
         }
     }
+}
+
+/// The hook of an iptables built-in chain (`INPUT` is `input`); user chains have none.
+fn builtin_hook(chain: &str) -> Option<String> {
+    matches!(
+        chain,
+        "PREROUTING" | "INPUT" | "FORWARD" | "OUTPUT" | "POSTROUTING"
+    )
+    .then(|| chain.to_ascii_lowercase())
 }
 
 /// `numgen random mod 10 < 3` matches with probability 0.3.

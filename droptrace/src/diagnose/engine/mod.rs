@@ -11,9 +11,12 @@ mod counters;
 mod device;
 mod mtu;
 mod netfilter;
+mod policy;
 mod qdisc;
 mod rp_filter;
 mod sockets;
+#[cfg(test)]
+mod scenarios;
 #[cfg(test)]
 mod tests;
 
@@ -42,7 +45,11 @@ pub struct DropGroup {
     pub location: String,
     pub reason: Option<String>,
     pub protocol: Option<String>,
+    /// "ipv4" or "ipv6" when the packet's headers were read.
+    pub family: Option<String>,
     pub dport: Option<u16>,
+    /// Source and destination of one recent packet (none without packet details).
+    pub addrs: Option<(std::net::IpAddr, std::net::IpAddr)>,
     pub count: u64,
     /// (netns inode, ifindex) of recent samples, most frequent first.
     pub places: Vec<(u32, u32)>,

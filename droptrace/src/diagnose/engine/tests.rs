@@ -22,6 +22,7 @@ fn group(function: &str, reason: &str, count: u64) -> DropGroup {
         places: vec![(1, 2)],
         max_len: 60,
         example: None,
+        ..DropGroup::default()
     }
 }
 
@@ -51,6 +52,7 @@ fn rule(packets: u64) -> Rule {
         random: None,
         delete: "nft delete rule inet filter input handle 7".into(),
         is_policy: false,
+        hook: Some("input".into()),
     }
 }
 

@@ -1,0 +1,152 @@
+//! The engine on states parsed from captured tool output (`fixtures/evidence/`), for the
+//! causes whose evidence is read from several tools at once.
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::diagnose::{raw::RawSnapshot, state::from_raw};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/",
+            $name
+        ))
+        .to_owned()
+    };
+}
+
+struct Names;
+impl NamespaceNames for Names {
+    fn describe(&self, inode: u32) -> String {
+        format!("netns n{inode}")
+    }
+    fn command_prefix(&self, inode: u32) -> String {
+        format!("ip netns exec n{inode} ")
+    }
+}
+
+fn raw(commands: &[(&str, String)]) -> RawSnapshot {
+    RawSnapshot {
+        commands: commands
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        ..RawSnapshot::default()
+    }
+}
+
+/// Findings for `groups` in namespace 1, sampled as `before` and `after`.
+fn run(groups: &[DropGroup], before: &RawSnapshot, after: &RawSnapshot) -> Vec<Finding> {
+    let before = BTreeMap::from([(1, from_raw(before))]);
+    let after = BTreeMap::from([(1, from_raw(after))]);
+    diagnose(&Window {
+        groups,
+        before: &before,
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 2.0,
+        conntrack_full_log_lines: 0,
+    })
+}
+
+fn udp_to(family: &str, port: Option<u16>, function: &str, reason: &str) -> DropGroup {
+    DropGroup {
+        function: Some(function.into()),
+        location: format!("{function}+0x10"),
+        reason: Some(reason.into()),
+        protocol: Some("udp".into()),
+        family: Some(family.into()),
+        dport: port,
+        count: 3,
+        places: vec![(1, 0)],
+        max_len: 128,
+        ..DropGroup::default()
+    }
+}
+
+#[test]
+fn an_nft_policy_drop_is_named_with_the_rule_that_admits() {
+    let after = raw(&[("nft", fixture!("nft-ruleset.policy-drop.txt"))]);
+    for family in ["ipv4", "ipv6"] {
+        let g = udp_to(family, Some(4444), "nft_do_chain", "NETFILTER_DROP");
+        let f = run(&[g], &after, &after);
+        assert_eq!(f[0].cause, "netfilter_rule");
+        assert_eq!(
+            f[0].summary,
+            "the packets fell through every rule of nftables chain `inet filter input` (hook input) to its policy drop in netns n1"
+        );
+        assert!(
+            f[0].evidence.iter().any(|e| e.contains("has policy drop")),
+            "{f:#?}"
+        );
+        assert!(
+            f[0].fix.starts_with(
+                "admit the packets that should pass: ip netns exec n1 nft add rule inet filter input udp dport 4444 accept"
+            ),
+            "{}",
+            f[0].fix
+        );
+        assert!(!f[0].fix.contains("counter"), "{}", f[0].fix);
+    }
+    // Without packet details there is no rule to write: the fix says so, with no
+    // placeholder.
+    let mut g = udp_to("ipv4", None, "nft_do_chain", "NETFILTER_DROP");
+    (g.protocol, g.family) = (None, None);
+    let f = run(&[g], &after, &after);
+    assert!(f[0].summary.contains("policy drop"), "{f:#?}");
+    assert!(f[0].fix.contains("are unknown"), "{}", f[0].fix);
+    assert!(!f[0].fix.contains('<') && !f[0].fix.contains('?'), "{}", f[0].fix);
+}
+
+#[test]
+fn an_iptables_nft_policy_drop_fits_only_its_family() {
+    let after = raw(&[(
+        "iptables-nft",
+        fixture!("iptables-nft-save.policy-drop.v4.txt"),
+    )]);
+    let f = run(
+        &[udp_to("ipv4", Some(4444), "nft_do_chain", "NETFILTER_DROP")],
+        &after,
+        &after,
+    );
+    assert!(f[0].summary.contains("iptables-nft chain `filter INPUT`"), "{f:#?}");
+    assert!(
+        f[0].fix
+            .contains("ip netns exec n1 iptables-nft -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"),
+        "{}",
+        f[0].fix
+    );
+    // An IPv6 packet never meets the IPv4 table's policy.
+    let f = run(
+        &[udp_to("ipv6", Some(4444), "nft_do_chain", "NETFILTER_DROP")],
+        &after,
+        &after,
+    );
+    assert!(!f[0].summary.contains("policy"), "{f:#?}");
+}
+
+#[test]
+fn a_legacy_policy_counter_that_grew_is_the_cause() {
+    let before = raw(&[(
+        "iptables-legacy",
+        fixture!("iptables-legacy-save.policy-drop.v4.txt"),
+    )]);
+    let after = raw(&[(
+        "iptables-legacy",
+        fixture!("iptables-legacy-save.policy-drop.v4.txt").replace(":INPUT DROP [0:0]", ":INPUT DROP [3:384]"),
+    )]);
+    let f = run(
+        &[udp_to("ipv4", Some(4444), "nf_hook_slow", "NETFILTER_DROP")],
+        &before,
+        &after,
+    );
+    assert!(f[0].summary.contains("fell through every rule of iptables-legacy chain `filter INPUT`"), "{f:#?}");
+    assert!(
+        f[0].evidence.iter().any(|e| e.contains("counter +3 in the window")),
+        "{f:#?}"
+    );
+    assert!(f[0].fix.contains("iptables-legacy -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"));
+}
