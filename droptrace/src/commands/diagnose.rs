@@ -131,7 +131,6 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
     let after = snapshot_all(&targets);
-    drop(open_files);
 
     let groups = drop_groups(&watched);
     let log_lines = conntrack_full_lines().saturating_sub(log_before);
@@ -140,7 +139,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .map(|(i, r)| (i, crate::diagnose::state::from_raw(&r)))
             .collect()
     };
-    let (before, after) = (parse(before), parse(after));
+    let (before, mut after) = (parse(before), parse(after));
+    let default_netns = source.filters().netns.unwrap_or(own);
+    // The kernel's route lookups for the window's routing drops, asked in their namespace.
+    for (inode, query) in engine::route_queries(&groups, &after, default_netns) {
+        let Some((_, path)) = targets.iter().find(|(i, _)| *i == inode) else {
+            continue;
+        };
+        let answer = collect::route_get(path.as_deref(), &query);
+        if let Some(state) = after.get_mut(&inode) {
+            state.add_route_lookup(query, answer);
+        }
+    }
+    drop(open_files);
     let names = NodeNames {
         namespaces: names,
         workloads: watched.names.workloads.clone(),
@@ -150,7 +161,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         before: &before,
         after: &after,
         names: &names,
-        default_netns: source.filters().netns.unwrap_or(own),
+        default_netns,
         host_netns: own,
         secs,
         conntrack_full_log_lines: log_lines,

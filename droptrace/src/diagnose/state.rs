@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::raw::RawSnapshot;
+use super::{
+    evidence::route::{Route, RouteAnswer, RouteRule},
+    raw::RawSnapshot,
+};
 
 /// A firewall rule (nftables or iptables) whose verdict drops packets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +91,49 @@ pub struct Socket {
     pub drops: Option<u64>,
 }
 
+/// The routing tables and policy-routing rules of one address family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Routing {
+    /// Routes of every table.
+    pub routes: Vec<Route>,
+    /// Rules in priority order.
+    pub rules: Vec<RouteRule>,
+}
+
+/// One route lookup asked of the kernel after the window, for packets it dropped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteLookup {
+    /// What followed `ip route get`: `10.88.0.5 from 10.66.0.1 iif eth0`.
+    pub query: String,
+    /// The route the kernel chose, when it chose one.
+    pub answer: Option<RouteAnswer>,
+    /// What ip said when the lookup failed (`RTNETLINK answers: No route to host`).
+    pub error: Option<String>,
+}
+
+impl RouteLookup {
+    /// The answer as people read it: `local via lo (table local)`, or the error.
+    pub fn text(&self) -> String {
+        match (&self.answer, &self.error) {
+            (Some(a), _) => {
+                let mut t = a.kind.clone();
+                if let Some(g) = &a.gateway {
+                    t.push_str(&format!(" via {g}"));
+                }
+                if let Some(d) = &a.dev {
+                    t.push_str(&format!(" dev {d}"));
+                }
+                if let Some(tb) = &a.table {
+                    t.push_str(&format!(" (table {tb})"));
+                }
+                t
+            }
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NsState {
     pub rules: Vec<Rule>,
@@ -100,6 +146,10 @@ pub struct NsState {
     /// Sysctl values by dotted name (net.core.somaxconn).
     pub sysctls: BTreeMap<String, String>,
     pub sockets: Vec<Socket>,
+    pub routing_v4: Routing,
+    pub routing_v6: Routing,
+    /// Lookups made for the window's routing drops (only in the sample after it).
+    pub route_lookups: Vec<RouteLookup>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
 }
@@ -118,6 +168,37 @@ impl NsState {
     pub fn sysctl(&self, name: &str) -> Option<&str> {
         self.sysctls.get(name).map(String::as_str)
     }
+
+    /// "ipv4" or "ipv6".
+    pub fn routing(&self, family: &str) -> &Routing {
+        if family == "ipv6" {
+            &self.routing_v6
+        } else {
+            &self.routing_v4
+        }
+    }
+
+    /// Records the kernel's answer to a route lookup (`ip -j route get` output, or
+    /// the error it printed).
+    pub fn add_route_lookup(&mut self, query: String, outcome: Result<String, String>) {
+        use super::evidence::route::parse_route_get;
+        let (answer, error) = match outcome {
+            Ok(json) => match parse_route_get(&json) {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e)),
+        };
+        self.route_lookups.push(RouteLookup {
+            query,
+            answer,
+            error,
+        });
+    }
+
+    pub fn route_lookup(&self, query: &str) -> Option<&RouteLookup> {
+        self.route_lookups.iter().find(|l| l.query == query)
+    }
 }
 
 /// Parses everything a snapshot holds; what cannot be parsed is listed in `missing`.
@@ -131,12 +212,37 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     links(raw, &mut st);
     counters(raw, &mut st);
     sockets(raw, &mut st);
+    routing(raw, &mut st);
     st.sysctls = raw
         .sysctls
         .iter()
         .map(|(path, value)| (path.replace('/', "."), value.clone()))
         .collect();
     st
+}
+
+fn routing(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::route::{parse_routes, parse_rules};
+    for (routes, rules, family) in [("routes4", "rules4", 4), ("routes6", "rules6", 6)] {
+        let mut table = Routing::default();
+        if let Some(json) = raw.commands.get(routes) {
+            match parse_routes(json) {
+                Ok(r) => table.routes = r,
+                Err(e) => st.missing.push(format!("ip -{family} route output: {e}")),
+            }
+        }
+        if let Some(json) = raw.commands.get(rules) {
+            match parse_rules(json) {
+                Ok(r) => table.rules = r,
+                Err(e) => st.missing.push(format!("ip -{family} rule output: {e}")),
+            }
+        }
+        if family == 4 {
+            st.routing_v4 = table;
+        } else {
+            st.routing_v6 = table;
+        }
+    }
 }
 
 fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {

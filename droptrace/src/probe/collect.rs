@@ -5,7 +5,8 @@ use std::{collections::BTreeMap, path::Path, process::Command};
 use thiserror::Error;
 
 use crate::diagnose::raw::{
-    attached_prog_ids, clsact_devices, link_names, RawSnapshot, COMMANDS, PROC_NET_FILES, SYSCTLS,
+    attached_prog_ids, clsact_devices, link_names, route_get_args, RawSnapshot, COMMANDS,
+    LINK_SYSCTLS, PROC_NET_FILES, SYSCTLS,
 };
 
 use super::netns::{in_netns, NetnsError};
@@ -57,11 +58,9 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     }
     let links = snap.commands.get("links").cloned().unwrap_or_default();
     let mut sysctls: Vec<String> = SYSCTLS.iter().map(|s| (*s).to_owned()).collect();
-    sysctls.extend(
-        link_names(&links)
-            .into_iter()
-            .map(|n| format!("net/ipv4/conf/{n}/rp_filter")),
-    );
+    for name in link_names(&links) {
+        sysctls.extend(LINK_SYSCTLS.iter().map(|s| s.replace("{}", &name)));
+    }
     let read = move || {
         let mut files = BTreeMap::new();
         for name in PROC_NET_FILES {
@@ -85,6 +84,17 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
     snap
+}
+
+/// The kernel's answer to one route lookup in the namespace (`ip -j route get QUERY`):
+/// its JSON, or what ip said when the lookup failed ("RTNETLINK answers: No route to
+/// host"), which is the answer too.
+pub fn route_get(netns: Option<&Path>, query: &str) -> Result<String, String> {
+    let args = route_get_args(query);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_in(netns, "ip", &args)
+        .map(|(out, _)| out)
+        .map_err(|e| e.to_string())
 }
 
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).

@@ -13,10 +13,11 @@ mod mtu;
 mod netfilter;
 mod policy;
 mod qdisc;
+mod routing;
 mod rp_filter;
-mod sockets;
 #[cfg(test)]
 mod scenarios;
+mod sockets;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,8 @@ use device::{backlog, nic};
 use mtu::mtu;
 use netfilter::netfilter;
 use qdisc::qdisc;
+pub use routing::route_queries;
+use routing::routing;
 use rp_filter::rp_filter;
 use sockets::{listen_overflow, no_listener, paws, rcvbuf};
 
@@ -143,10 +146,10 @@ fn merge(into: &mut Finding, f: Finding) {
 }
 
 /// Namespace and interface where a group's drops happened.
-fn place(w: &Window<'_>, g: &DropGroup) -> (u32, Option<u32>) {
+fn place(default_netns: u32, g: &DropGroup) -> (u32, Option<u32>) {
     match g.places.first() {
         Some(&(ns, ifindex)) if ns != 0 => (ns, (ifindex != 0).then_some(ifindex)),
-        _ => (w.default_netns, None),
+        _ => (default_netns, None),
     }
 }
 
@@ -184,7 +187,7 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
 
 fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
-    let (inode, ifindex) = place(w, g);
+    let (inode, ifindex) = place(w.default_netns, g);
     let n = ns(w, inode);
     let iface = ifindex
         .and_then(|i| n.after.and_then(|a| a.link(i)))
@@ -235,6 +238,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::Paws => paws(&n, &mut f),
         Cause::NetdevBacklog => backlog(&n, &mut f),
         Cause::Nic => nic(&n, &mut f),
+        Cause::NoRoute | Cause::ForwardingDisabled => {
+            routing(&n, Some(g), iface.as_deref(), &mut f)
+        }
         Cause::Other => {
             f.summary = format!(
                 "{} packet{}{what} {} dropped{}: {}",

@@ -98,7 +98,11 @@ fn an_nft_policy_drop_is_named_with_the_rule_that_admits() {
     let f = run(&[g], &after, &after);
     assert!(f[0].summary.contains("policy drop"), "{f:#?}");
     assert!(f[0].fix.contains("are unknown"), "{}", f[0].fix);
-    assert!(!f[0].fix.contains('<') && !f[0].fix.contains('?'), "{}", f[0].fix);
+    assert!(
+        !f[0].fix.contains('<') && !f[0].fix.contains('?'),
+        "{}",
+        f[0].fix
+    );
 }
 
 #[test]
@@ -112,10 +116,14 @@ fn an_iptables_nft_policy_drop_fits_only_its_family() {
         &after,
         &after,
     );
-    assert!(f[0].summary.contains("iptables-nft chain `filter INPUT`"), "{f:#?}");
     assert!(
-        f[0].fix
-            .contains("ip netns exec n1 iptables-nft -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"),
+        f[0].summary.contains("iptables-nft chain `filter INPUT`"),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].fix.contains(
+            "ip netns exec n1 iptables-nft -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"
+        ),
         "{}",
         f[0].fix
     );
@@ -136,17 +144,26 @@ fn a_legacy_policy_counter_that_grew_is_the_cause() {
     )]);
     let after = raw(&[(
         "iptables-legacy",
-        fixture!("iptables-legacy-save.policy-drop.v4.txt").replace(":INPUT DROP [0:0]", ":INPUT DROP [3:384]"),
+        fixture!("iptables-legacy-save.policy-drop.v4.txt")
+            .replace(":INPUT DROP [0:0]", ":INPUT DROP [3:384]"),
     )]);
     let f = run(
         &[udp_to("ipv4", Some(4444), "nf_hook_slow", "NETFILTER_DROP")],
         &before,
         &after,
     );
-    assert!(f[0].summary.contains("fell through every rule of iptables-legacy chain `filter INPUT`"), "{f:#?}");
     assert!(
-        f[0].evidence.iter().any(|e| e.contains("counter +3 in the window")),
+        f[0].summary
+            .contains("fell through every rule of iptables-legacy chain `filter INPUT`"),
         "{f:#?}"
     );
-    assert!(f[0].fix.contains("iptables-legacy -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"));
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("counter +3 in the window")),
+        "{f:#?}"
+    );
+    assert!(f[0]
+        .fix
+        .contains("iptables-legacy -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"));
 }
