@@ -206,6 +206,12 @@ pub(super) fn routing(
             f.evidence.push(format!(
                 "{ip} route: no table the rules lead to has a route covering {dst} (no default route)"
             ));
+            if forwarding_off(&fwd) && local != Some(true) {
+                f.evidence.push(format!(
+                    "forwarding is off as well ({} = 0): with a route, packets not for this host would still be dropped",
+                    fwd[0].0
+                ));
+            }
             if !skipped.is_empty() {
                 f.evidence.push(format!(
                     "rules not evaluated here (they match on marks, ports or other selectors): {}",
