@@ -243,7 +243,7 @@ fn a_too_small_mtu_on_the_receiving_side_is_named() {
     let f = top(&report);
     assert_eq!(f["cause"], "mtu", "{report:#}");
     assert_eq!(f["drops"], 20);
-    assert_mentions(f, &["veth-b", "MTU of 100", "mtu 1500", &pair.b.name]);
+    assert_mentions(f, &["veth-b", "has MTU 100", "mtu 1500", &pair.b.name]);
 }
 
 #[test]
@@ -792,5 +792,43 @@ fn a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup() {
         assert_eq!(f["cause"], "no_route", "{to} {refuse:?}: {report:#}");
         assert_eq!(f["drops"], 5, "{to} {refuse:?}");
         assert_mentions(f, &["route get", answer, needle, fix]);
+    }
+}
+
+#[test]
+fn a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly() {
+    if !can_run("a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly") {
+        return;
+    }
+    for to in [format!("{B4}:7777"), format!("[{B6}]:7777")] {
+        let pair = Pair::new();
+        pair.b
+            .exec(&["ip", "link", "set", "dev", "veth-b", "mtu", "1400"]);
+        // Only the sender's namespace is given: the peer's is found through the veth.
+        let netns = pair.a.path();
+        let tx_dropped = || pair.a.link_stat("veth-a", "tx", "dropped");
+        let before = tx_dropped();
+        let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+            udp_burst(&pair.a, to.parse().unwrap(), 20, 1420);
+            reaches("veth-a's tx dropped", before + 20, tx_dropped);
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "mtu", "{to}: {report:#}");
+        assert_eq!(f["drops"], 20, "{to}");
+        assert_mentions(
+            f,
+            &[
+                &format!(
+                    "veth-b in netns {} has MTU 1400; packets of up to",
+                    pair.b.name
+                ),
+                "were sent to it through veth-a",
+                "by link-netnsid and peer ifindex",
+                &format!(
+                    "ip netns exec {} ip link set dev veth-b mtu 1500",
+                    pair.b.name
+                ),
+            ],
+        );
     }
 }

@@ -130,7 +130,16 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     source.announce(&format!("diagnosing for {} s", args.duration));
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
-    let after = snapshot_all(&targets);
+    let mut after = snapshot_all(&targets);
+    // The namespaces at the other end of their veths, sampled or not (an MTU there
+    // decides what the sender can send).
+    let known: Vec<(u32, PathBuf)> = names.all().map(|(i, p)| (i, p.clone())).collect();
+    for (inode, path) in &targets {
+        if let Some(raw) = after.get_mut(inode) {
+            let links = raw.commands.get("links").cloned().unwrap_or_default();
+            raw.peer_namespaces = collect::peer_namespaces(path.as_deref(), &links, &known);
+        }
+    }
 
     let groups = drop_groups(&watched);
     let log_lines = conntrack_full_lines().saturating_sub(log_before);

@@ -96,6 +96,26 @@ pub struct RawSnapshot {
     pub sysctls: BTreeMap<String, String>,
     /// What could not be collected, and why (missing tool, permission...).
     pub missing: Vec<String>,
+    /// The namespaces that this one's `link-netnsid`s name (the peers of its veths), by
+    /// that id: their inode and their `ip -j -d link show`.
+    pub peer_namespaces: BTreeMap<i32, PeerNamespace>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerNamespace {
+    pub inode: u32,
+    pub links: String,
+}
+
+/// The `link-netnsid`s of `ip -j link` output: the namespaces its pair devices reach.
+pub fn link_netnsids(links_json: &str) -> Vec<i32> {
+    let Ok(links) = super::evidence::link::parse_links(links_json) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<i32> = links.iter().filter_map(|l| l.link_netnsid).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Devices with a clsact or ingress qdisc (where tc filters may hang), with the directions.

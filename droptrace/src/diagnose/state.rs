@@ -73,6 +73,20 @@ pub struct Link {
     pub rx_over: u64,
     pub rx_errors: u64,
     pub tx_dropped: u64,
+    /// The other end of a pair device (veth), resolved exactly through the kernel's
+    /// link-netnsid and peer ifindex.
+    pub peer: Option<Peer>,
+    /// The id (local to this namespace) of the namespace the other end is in, if another.
+    pub link_netnsid: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peer {
+    /// Inode of the peer's namespace; `None`: the same namespace.
+    pub netns: Option<u32>,
+    pub ifindex: u32,
+    pub name: String,
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -399,9 +413,11 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
     };
     match link::parse_links(json) {
         Ok(list) => {
+            let peers = peers(raw, &list, &mut st.missing);
             st.links = list
                 .into_iter()
-                .map(|l| {
+                .zip(peers)
+                .map(|(l, peer)| {
                     let rx = l.rx.clone();
                     Link {
                         ifindex: l.ifindex,
@@ -413,12 +429,64 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
                         rx_errors: rx.as_ref().map_or(0, |r| r.errors),
                         tx_dropped: l.tx.as_ref().map_or(0, |t| t.dropped),
                         name: l.name,
+                        peer,
+                        link_netnsid: l.link_netnsid,
                     }
                 })
                 .collect();
         }
         Err(e) => st.missing.push(format!("ip link output: {e}")),
     }
+}
+
+/// The peer of each link: by name in this namespace, or by ifindex in the namespace its
+/// link-netnsid names (when the sampler could resolve it).
+fn peers(
+    raw: &RawSnapshot,
+    links: &[super::evidence::link::Link],
+    missing: &mut Vec<String>,
+) -> Vec<Option<Peer>> {
+    use super::evidence::link::parse_links;
+    let mut others = BTreeMap::new();
+    for (id, ns) in &raw.peer_namespaces {
+        match parse_links(&ns.links) {
+            Ok(l) => {
+                others.insert(*id, (ns.inode, l));
+            }
+            Err(e) => missing.push(format!("ip link output of peer namespace {id}: {e}")),
+        }
+    }
+    links
+        .iter()
+        .map(|l| {
+            let peer = |netns, p: &super::evidence::link::Link| Peer {
+                netns,
+                ifindex: p.ifindex,
+                name: p.name.clone(),
+                mtu: p.mtu.unwrap_or(0),
+            };
+            match (l.link_netnsid, l.link_index, &l.link_name) {
+                (Some(id), Some(index), _) => match others.get(&id) {
+                    Some((inode, list)) => list
+                        .iter()
+                        .find(|p| p.ifindex == index)
+                        .map(|p| peer(Some(*inode), p)),
+                    None => {
+                        missing.push(format!(
+                            "the namespace of {}'s peer (link-netnsid {id}) is not among those droptrace found",
+                            l.name
+                        ));
+                        None
+                    }
+                },
+                (None, _, Some(name)) if l.kind.as_deref() == Some("veth") => links
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map(|p| peer(None, p)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn counters(raw: &RawSnapshot, st: &mut NsState) {

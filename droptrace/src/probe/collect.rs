@@ -1,12 +1,17 @@
 //! Sampling one network namespace for diagnose: the tools of `diagnose::raw::COMMANDS` run
 //! inside it, and its /proc/net files and sysctls read from a thread inside it.
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use thiserror::Error;
 
 use crate::diagnose::raw::{
-    attached_prog_ids, clsact_devices, link_names, route_get_args, RawSnapshot, COMMANDS,
-    LINK_SYSCTLS, PROC_NET_FILES, SYSCTLS,
+    attached_prog_ids, clsact_devices, link_names, link_netnsids, route_get_args, PeerNamespace,
+    RawSnapshot, COMMANDS, LINK_SYSCTLS, PROC_NET_FILES, SYSCTLS,
 };
 
 use super::netns::{in_netns, NetnsError};
@@ -84,6 +89,41 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
     snap
+}
+
+/// The namespaces the pair devices of the namespace at `netns` lead to, found among
+/// `candidates` by asking the kernel which id each has there (see `probe::nsid`), with
+/// their interfaces.
+pub fn peer_namespaces(
+    netns: Option<&Path>,
+    links_json: &str,
+    candidates: &[(u32, PathBuf)],
+) -> BTreeMap<i32, PeerNamespace> {
+    let mut wanted = link_netnsids(links_json);
+    let mut out = BTreeMap::new();
+    for (inode, path) in candidates {
+        if wanted.is_empty() {
+            break;
+        }
+        let Ok(file) = File::open(path) else { continue };
+        let Some(id) = super::nsid::nsid_of(netns, &file) else {
+            continue;
+        };
+        let Some(at) = wanted.iter().position(|w| *w == id) else {
+            continue;
+        };
+        wanted.remove(at);
+        if let Ok((links, _)) = run_in(Some(path), "ip", &["-j", "-d", "link", "show"]) {
+            out.insert(
+                id,
+                PeerNamespace {
+                    inode: *inode,
+                    links,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// The kernel's answer to one route lookup in the namespace (`ip -j route get QUERY`):

@@ -167,3 +167,77 @@ fn a_legacy_policy_counter_that_grew_is_the_cause() {
         .fix
         .contains("iptables-legacy -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"));
 }
+
+#[test]
+fn a_veths_peer_in_an_unsampled_namespace_is_resolved_exactly() {
+    let mut sender = raw(&[("links", fixture!("ip-link.veth-peer-netns.json"))]);
+    // The sampler found link-netnsid 0 to be namespace 7, which was not sampled itself.
+    sender.peer_namespaces.insert(
+        0,
+        crate::diagnose::raw::PeerNamespace {
+            inode: 7,
+            links: fixture!("ip-link.veth-peer-mtu1400.json"),
+        },
+    );
+    let g = DropGroup {
+        function: Some("veth_xmit".into()),
+        location: "veth_xmit+0x10".into(),
+        reason: Some("PKT_TOO_BIG".into()),
+        protocol: Some("udp".into()),
+        family: Some("ipv4".into()),
+        count: 4,
+        places: vec![(1, 2)],
+        max_len: 1514,
+        ..DropGroup::default()
+    };
+    let f = run(&[g.clone()], &sender, &sender);
+    assert_eq!(f[0].cause, "mtu", "{f:#?}");
+    assert_eq!(
+        f[0].summary,
+        "v13b in netns n7 has MTU 1400; packets of up to 1514 bytes were sent to it through v13a in netns n1 (MTU 1500)"
+    );
+    assert!(
+        f[0].fix.starts_with(
+            "give both ends the same MTU: ip netns exec n7 ip link set dev v13b mtu 1500"
+        ),
+        "{}",
+        f[0].fix
+    );
+    // Without packet sizes (classic tracepoint), the MTUs still speak.
+    let f = run(
+        &[DropGroup {
+            max_len: 0,
+            ..g.clone()
+        }],
+        &sender,
+        &sender,
+    );
+    assert!(
+        f[0].summary.contains("smaller than its peer v13a"),
+        "{f:#?}"
+    );
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("size of the dropped packets is unknown")));
+    // A peer namespace the sampler could not find is said to be missing, not absent.
+    sender.peer_namespaces.clear();
+    let f = run(&[g], &sender, &sender);
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("could not find (link-netnsid 0 in netns n1)")),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_veth_peer_in_the_same_namespace_is_found_by_name() {
+    let links = from_raw(&raw(&[("links", fixture!("ip-link.veth-same-netns.json"))])).links;
+    let s1 = links.iter().find(|l| l.name == "s1").unwrap();
+    let peer = s1.peer.as_ref().unwrap();
+    assert_eq!(
+        (peer.name.as_str(), peer.mtu, peer.netns),
+        ("s0", 1500, None)
+    );
+}
