@@ -11,9 +11,17 @@ const WINDOW: &str = "3";
 /// `traffic` returns once the kernel has seen every packet it sent; that must happen
 /// within the window, or the report cannot hold all of them.
 fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
+    diagnose_with(Droptrace::start, args, traffic)
+}
+
+fn diagnose_with(
+    start: fn(&[&str]) -> Droptrace,
+    args: &[&str],
+    traffic: impl FnOnce(),
+) -> Value {
     let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
     all.extend_from_slice(args);
-    let dt = Droptrace::start(&all);
+    let dt = start(&all);
     let started = std::time::Instant::now();
     traffic();
     let took = started.elapsed();
@@ -830,5 +838,55 @@ fn a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly() {
                 ),
             ],
         );
+    }
+}
+
+#[test]
+fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
+    if !can_run("without_btf_findings_say_what_is_unknown_and_print_no_placeholders") {
+        return;
+    }
+    for to in [format!("{B4}:4444"), format!("[{B6}]:4444")] {
+        let pair = Pair::new();
+        let to: SocketAddr = to.parse().unwrap();
+        let (group, name) = if to.is_ipv4() { ("Udp", "NoPorts") } else { ("Udp6", "NoPorts") };
+        let no_ports = || {
+            if to.is_ipv4() {
+                pair.b.snmp(group, name)
+            } else {
+                snmp6(&pair.b, "Udp6NoPorts")
+            }
+        };
+        let before = no_ports();
+        // Without BTF no packet filter works (not even --netns): only the reason.
+        let report = diagnose_with(
+            Droptrace::start_without_btf,
+            &["--reason", "NO_SOCKET"],
+            || {
+                udp_burst(&pair.a, to, 5, 10);
+                reaches("NoPorts", before + 5, no_ports);
+            },
+        );
+        let f = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["netns"] == format!("netns {}", pair.b.name))
+            .unwrap_or_else(|| panic!("{to}: no finding placed in {}: {report:#}", pair.b.name));
+        assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
+        assert_eq!(f["drops"], 5, "{to}");
+        assert_mentions(
+            f,
+            &[
+                "destination port is unknown",
+                "offers no BTF",
+                &format!("{group} {name} +5"),
+                "headers were not read",
+            ],
+        );
+        let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
+        for placeholder in [" ? ", ":?", "port ?", "<port>", "<iface>", "non-IP packet", "0 bytes"] {
+            assert!(!text.contains(placeholder), "{to}: `{placeholder}` in {f:#}");
+        }
     }
 }

@@ -174,6 +174,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         host_netns: own,
         secs,
         conntrack_full_log_lines: log_lines,
+        details_unknown: details_unknown(&groups),
     });
     let counters = watched.agg.counters();
     let report = Report {
@@ -197,6 +198,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
+}
+
+/// Why no drop of the window has packet details, when none has: without the kernel's BTF
+/// the probe reads only the tracepoint's fields.
+fn details_unknown(groups: &[DropGroup]) -> Option<String> {
+    let none_read = !groups.is_empty()
+        && groups
+            .iter()
+            .all(|g| g.addrs.is_none() && g.dport.is_none() && g.family.is_none());
+    let btf = std::fs::metadata("/sys/kernel/btf/vmlinux").is_ok_and(|m| m.len() > 0);
+    (none_read && !btf).then(|| {
+        "this kernel offers no BTF (/sys/kernel/btf/vmlinux), so droptrace sees only each drop's location, reason and protocol, not the packet's addresses, ports or namespace".to_owned()
+    })
 }
 
 /// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).

@@ -49,6 +49,7 @@ fn run(groups: &[DropGroup], before: &RawSnapshot, after: &RawSnapshot) -> Vec<F
         host_netns: 1,
         secs: 2.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     })
 }
 

@@ -70,6 +70,7 @@ fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
         host_netns: 1,
         secs: 10.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     })
 }
 
@@ -225,6 +226,7 @@ fn a_small_mtu_is_found_in_the_peer_namespace() {
         host_netns: 1,
         secs: 1.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     });
     assert_eq!(f[0].cause, "mtu", "{f:#?}");
     assert!(
