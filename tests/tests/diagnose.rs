@@ -14,11 +14,7 @@ fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
     diagnose_with(Droptrace::start, args, traffic)
 }
 
-fn diagnose_with(
-    start: fn(&[&str]) -> Droptrace,
-    args: &[&str],
-    traffic: impl FnOnce(),
-) -> Value {
+fn diagnose_with(start: fn(&[&str]) -> Droptrace, args: &[&str], traffic: impl FnOnce()) -> Value {
     let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
     all.extend_from_slice(args);
     let dt = start(&all);
@@ -849,7 +845,11 @@ fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
     for to in [format!("{B4}:4444"), format!("[{B6}]:4444")] {
         let pair = Pair::new();
         let to: SocketAddr = to.parse().unwrap();
-        let (group, name) = if to.is_ipv4() { ("Udp", "NoPorts") } else { ("Udp6", "NoPorts") };
+        let (group, name) = if to.is_ipv4() {
+            ("Udp", "NoPorts")
+        } else {
+            ("Udp6", "NoPorts")
+        };
         let no_ports = || {
             if to.is_ipv4() {
                 pair.b.snmp(group, name)
@@ -885,8 +885,55 @@ fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
             ],
         );
         let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
-        for placeholder in [" ? ", ":?", "port ?", "<port>", "<iface>", "non-IP packet", "0 bytes"] {
-            assert!(!text.contains(placeholder), "{to}: `{placeholder}` in {f:#}");
+        for placeholder in [
+            " ? ",
+            ":?",
+            "port ?",
+            "<port>",
+            "<iface>",
+            "non-IP packet",
+            "0 bytes",
+        ] {
+            assert!(
+                !text.contains(placeholder),
+                "{to}: `{placeholder}` in {f:#}"
+            );
         }
+    }
+}
+
+#[test]
+fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
+    if !can_run("a_namespace_wide_counter_is_given_as_the_namespaces_total") {
+        return;
+    }
+    let pair = Pair::new();
+    let netns = pair.b.path();
+    let before = pair.b.snmp("Udp", "NoPorts");
+    let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:53").parse().unwrap(), 3, 10);
+        udp_burst(&pair.a, format!("{B4}:54").parse().unwrap(), 4, 10);
+        reaches("Udp NoPorts", before + 7, || pair.b.snmp("Udp", "NoPorts"));
+    });
+    let findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["cause"] == "no_listener")
+        .collect();
+    assert_eq!(findings.len(), 2, "one finding per port: {report:#}");
+    for f in findings {
+        let port = f["dport"].as_u64().unwrap();
+        assert_eq!(f["drops"], if port == 53 { 3 } else { 4 }, "{f:#}");
+        assert_mentions(
+            f,
+            &[
+                &format!("no udp socket listens on port {port}"),
+                &format!(
+                    "Udp NoPorts +7 in the window: the total of netns {} for every port",
+                    pair.b.name
+                ),
+            ],
+        );
     }
 }

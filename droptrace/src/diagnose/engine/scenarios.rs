@@ -242,3 +242,136 @@ fn a_veth_peer_in_the_same_namespace_is_found_by_name() {
         ("s0", 1500, None)
     );
 }
+
+fn routed(family: &str, src: &str, dst: &str, function: &str, reason: &str) -> DropGroup {
+    DropGroup {
+        addrs: Some((src.parse().unwrap(), dst.parse().unwrap())),
+        ..udp_to(family, Some(4444), function, reason)
+    }
+}
+
+/// h13a-b as captured, with its interface v13b (ifindex 2) and the given sysctls.
+fn router(sysctls: &[(&str, &str)]) -> NsState {
+    let mut st = from_raw(&raw(&[
+        ("links", fixture!("ip-link.veth-peer-mtu1400.json")),
+        ("routes4", fixture!("ip-route-all.rule-table.v4.json")),
+        ("routes6", fixture!("ip-route-all.rule-table.v6.json")),
+        ("rules4", fixture!("ip-rule.rule-table.v4.json")),
+        ("rules6", fixture!("ip-rule.prohibit.v6.json")),
+    ]));
+    for (k, v) in sysctls {
+        st.sysctls.insert((*k).into(), (*v).into());
+    }
+    st
+}
+
+fn run_state(groups: &[DropGroup], st: NsState) -> Vec<Finding> {
+    let before = BTreeMap::from([(1, st.clone())]);
+    let after = BTreeMap::from([(1, st)]);
+    diagnose(&Window {
+        groups,
+        before: &before,
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 2.0,
+        conntrack_full_log_lines: 0,
+        details_unknown: None,
+    })
+}
+
+#[test]
+fn routing_drops_name_the_rule_route_or_sysctl() {
+    let mut g = routed(
+        "ipv4",
+        "10.66.0.1",
+        "10.88.0.5",
+        "ip_error",
+        "NOT_SPECIFIED",
+    );
+    g.places = vec![(1, 2)];
+    let mut st = router(&[("net.ipv4.conf.v13b.forwarding", "1")]);
+    let queries = route_queries(&[g.clone()], &BTreeMap::from([(1, st.clone())]), 1);
+    assert_eq!(
+        queries,
+        [
+            (1, "10.88.0.5".to_owned()),
+            (1, "10.88.0.5 from 10.66.0.1 iif v13b".to_owned())
+        ]
+    );
+    st.add_route_lookup(
+        queries[1].1.clone(),
+        Err("RTNETLINK answers: No route to host".into()),
+    );
+    let f = run_state(&[g.clone()], st);
+    assert_eq!(f[0].cause, "no_route");
+    assert_eq!(
+        f[0].summary,
+        "the unreachable route `default` in table 100 takes packets to 10.88.0.5 in netns n1: 3 dropped"
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("iif v13b (in netns n1): RTNETLINK answers: No route to host")),
+        "{f:#?}"
+    );
+    assert!(f[0]
+        .fix
+        .contains("ip netns exec n1 ip route del unreachable default table 100"));
+    assert!(f[0]
+        .fix
+        .contains("ip rule del priority 32765 to 10.88.0.0/24 lookup 100"));
+
+    let g6 = routed(
+        "ipv6",
+        "fd66::1",
+        "fd88::5",
+        "ip6_pkt_prohibit",
+        "IP_INNOROUTES",
+    );
+    let f = run_state(&[g6], router(&[("net.ipv6.conf.all.forwarding", "1")]));
+    assert!(
+        f[0].fix
+            .ends_with("ip -6 rule del priority 32765 to fd88::/64 prohibit"),
+        "{f:#?}"
+    );
+
+    // A destination the rules send to main, which routes it, with forwarding off.
+    let g = routed(
+        "ipv4",
+        "10.66.0.1",
+        "10.66.0.9",
+        "ip_error",
+        "IP_INADDRERRORS",
+    );
+    let f = run_state(&[g], router(&[("net.ipv4.conf.all.forwarding", "0")]));
+    assert_eq!(f[0].cause, "forwarding_disabled", "{f:#?}");
+    assert!(f[0]
+        .fix
+        .contains("sysctl -w net.ipv4.conf.all.forwarding=1"));
+
+    // No addresses: no lookup, and no invented one.
+    let mut g = routed(
+        "ipv4",
+        "10.66.0.1",
+        "10.88.0.5",
+        "ip_error",
+        "IP_INNOROUTES",
+    );
+    g.addrs = None;
+    let f = run_state(&[g], router(&[("net.ipv4.conf.all.forwarding", "1")]));
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("addresses are unknown")),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("route `unreachable default` in table 100")),
+        "{f:#?}"
+    );
+    assert!(!f[0].fix.contains('<'), "{}", f[0].fix);
+}
