@@ -915,6 +915,7 @@ fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
         udp_burst(&pair.a, format!("{B4}:54").parse().unwrap(), 4, 10);
         reaches("Udp NoPorts", before + 7, || pair.b.snmp("Udp", "NoPorts"));
     });
+    let no_ports = pair.b.snmp("Udp", "NoPorts") - before;
     let findings: Vec<&Value> = report["findings"]
         .as_array()
         .unwrap()
