@@ -931,7 +931,7 @@ fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
             &[
                 &format!("no udp socket listens on port {port}"),
                 &format!(
-                    "Udp NoPorts +7 in the window: the total of netns {} for every port",
+                    "Udp NoPorts +{no_ports} in the window: the total of netns {} for every port",
                     pair.b.name
                 ),
             ],
