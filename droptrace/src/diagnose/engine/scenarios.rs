@@ -191,7 +191,7 @@ fn a_veths_peer_in_an_unsampled_namespace_is_resolved_exactly() {
         max_len: 1514,
         ..DropGroup::default()
     };
-    let f = run(&[g.clone()], &sender, &sender);
+    let f = run(std::slice::from_ref(&g), &sender, &sender);
     assert_eq!(f[0].cause, "mtu", "{f:#?}");
     assert_eq!(
         f[0].summary,
@@ -292,7 +292,11 @@ fn routing_drops_name_the_rule_route_or_sysctl() {
     );
     g.places = vec![(1, 2)];
     let mut st = router(&[("net.ipv4.conf.v13b.forwarding", "1")]);
-    let queries = route_queries(&[g.clone()], &BTreeMap::from([(1, st.clone())]), 1);
+    let queries = route_queries(
+        std::slice::from_ref(&g),
+        &BTreeMap::from([(1, st.clone())]),
+        1,
+    );
     assert_eq!(
         queries,
         [
@@ -304,7 +308,7 @@ fn routing_drops_name_the_rule_route_or_sysctl() {
         queries[1].1.clone(),
         Err("RTNETLINK answers: No route to host".into()),
     );
-    let f = run_state(&[g.clone()], st);
+    let f = run_state(std::slice::from_ref(&g), st);
     assert_eq!(f[0].cause, "no_route");
     assert_eq!(
         f[0].summary,
