@@ -73,19 +73,25 @@ fn family_of(g: Option<&DropGroup>) -> Option<&'static str> {
 /// The forwarding sysctls that decide for packets arriving on `iface`: (name, value).
 fn forwarding(after: &NsState, family: &str, iface: Option<&str>) -> Vec<(String, String)> {
     let v = if family == "ipv6" { "ipv6" } else { "ipv4" };
-    let mut names = Vec::new();
+    // IPv4 decides by the arriving interface's setting, IPv6 by `all` (ip6_forward): the
+    // deciding one comes first.
+    let mut names = vec![format!("net.{v}.conf.all.forwarding")];
     if let Some(i) = iface {
-        names.push(format!("net.{v}.conf.{i}.forwarding"));
+        let dev = format!("net.{v}.conf.{i}.forwarding");
+        if family == "ipv6" {
+            names.push(dev);
+        } else {
+            names.insert(0, dev);
+        }
     }
-    names.push(format!("net.{v}.conf.all.forwarding"));
     names
         .into_iter()
         .filter_map(|n| after.sysctl(&n).map(|val| (n.clone(), val.to_owned())))
         .collect()
 }
 
-/// Whether the sysctls say packets not for this host are not forwarded. IPv4 decides by
-/// the arriving interface's setting; IPv6 by `all` (and the interface's, when it is off).
+/// Whether the deciding sysctl (the first) says packets not for this host are not
+/// forwarded.
 fn forwarding_off(values: &[(String, String)]) -> bool {
     values.first().is_some_and(|(_, v)| v == "0")
 }
