@@ -317,6 +317,7 @@ fn conclude(
         host_netns: own_inode(),
         secs,
         conntrack_full_log_lines: log_lines,
+        details_unknown: super::diagnose::details_unknown(groups),
     });
     RowDiagnosis {
         window_secs: secs,

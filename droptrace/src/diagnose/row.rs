@@ -28,6 +28,8 @@ pub struct RowWindow<'a> {
     pub secs: f64,
     /// Lines of the kernel log saying the conntrack table was full, in the window.
     pub conntrack_full_log_lines: usize,
+    /// Why the drops have no packet details, when they have none (no BTF).
+    pub details_unknown: Option<String>,
 }
 
 /// Ranked findings about the row's drops (and the counters of its namespaces).
@@ -52,6 +54,7 @@ pub fn diagnose_row(w: &RowWindow<'_>) -> Vec<Finding> {
         host_netns: w.host_netns,
         secs: w.secs,
         conntrack_full_log_lines: w.conntrack_full_log_lines,
+        details_unknown: w.details_unknown.clone(),
     })
 }
 
@@ -72,20 +75,19 @@ pub fn drop_groups(
         .map(|(site, mut members)| {
             members.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
             let loc = names.location(site.location);
+            let latest = samples.iter().rev().find(|d| d.group().site() == site);
             DropGroup {
                 function: loc.function,
                 location: loc.display,
                 reason: names.reason(site.reason),
                 protocol: site.protocol(),
+                family: site.family().map(str::to_owned),
                 dport: site.dport,
+                addrs: latest.and_then(|d| d.packet.addrs),
                 count: members.iter().map(|(_, s)| s.count()).sum(),
                 places: members.iter().map(|(g, _)| (g.netns, g.ifindex)).collect(),
                 max_len: members.iter().map(|(_, s)| s.max_len).max().unwrap_or(0),
-                example: samples
-                    .iter()
-                    .rev()
-                    .find(|d| d.group().site() == site)
-                    .map(packet_line),
+                example: latest.map(packet_line),
             }
         })
         .collect();
@@ -219,6 +221,7 @@ mod tests {
             host_netns: 1,
             secs: 2.5,
             conntrack_full_log_lines: 0,
+            details_unknown: None,
         });
         let f = &findings[0];
         assert_eq!(f.cause, "netfilter_rule");
@@ -253,6 +256,7 @@ mod tests {
             host_netns: 1,
             secs: 2.5,
             conntrack_full_log_lines: 0,
+            details_unknown: None,
         });
         assert_eq!(findings[0].cause, "netfilter_rule");
         assert_eq!(

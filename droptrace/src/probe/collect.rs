@@ -11,7 +11,8 @@ use std::{
 use thiserror::Error;
 
 use crate::diagnose::raw::{
-    attached_prog_ids, clsact_devices, link_names, RawSnapshot, COMMANDS, PROC_NET_FILES, SYSCTLS,
+    attached_prog_ids, clsact_devices, link_names, link_netnsids, route_get_args, PeerNamespace,
+    RawSnapshot, COMMANDS, LINK_SYSCTLS, PROC_NET_FILES, SYSCTLS,
 };
 
 use super::netns::{in_netns, own_inode, Namespaces, NetnsError};
@@ -66,11 +67,9 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     }
     let links = snap.commands.get("links").cloned().unwrap_or_default();
     let mut sysctls: Vec<String> = SYSCTLS.iter().map(|s| (*s).to_owned()).collect();
-    sysctls.extend(
-        link_names(&links)
-            .into_iter()
-            .map(|n| format!("net/ipv4/conf/{n}/rp_filter")),
-    );
+    for name in link_names(&links) {
+        sysctls.extend(LINK_SYSCTLS.iter().map(|s| s.replace("{}", &name)));
+    }
     let read = move || {
         let mut files = BTreeMap::new();
         for name in PROC_NET_FILES {
@@ -151,6 +150,11 @@ impl HeldNamespaces {
         (held, gone)
     }
 
+    /// (inode, path to enter it by while this is held; `None` for droptrace's own).
+    pub fn targets(&self) -> &[(u32, Option<PathBuf>)] {
+        &self.targets
+    }
+
     pub fn inodes(&self) -> impl Iterator<Item = u32> + '_ {
         self.targets.iter().map(|t| t.0)
     }
@@ -206,6 +210,52 @@ fn read_sysctl(path: &str) -> Option<Sysctl> {
 fn is_per_link(path: &str) -> bool {
     path.strip_prefix("net/ipv4/conf/")
         .is_some_and(|rest| !rest.starts_with("all/") && !rest.starts_with("default/"))
+}
+
+/// The namespaces the pair devices of the namespace at `netns` lead to, found among
+/// `candidates` by asking the kernel which id each has there (see `probe::nsid`), with
+/// their interfaces.
+pub fn peer_namespaces(
+    netns: Option<&Path>,
+    links_json: &str,
+    candidates: &[(u32, PathBuf)],
+) -> BTreeMap<i32, PeerNamespace> {
+    let mut wanted = link_netnsids(links_json);
+    let mut out = BTreeMap::new();
+    for (inode, path) in candidates {
+        if wanted.is_empty() {
+            break;
+        }
+        let Ok(file) = File::open(path) else { continue };
+        let Some(id) = super::nsid::nsid_of(netns, &file) else {
+            continue;
+        };
+        let Some(at) = wanted.iter().position(|w| *w == id) else {
+            continue;
+        };
+        wanted.remove(at);
+        if let Ok((links, _)) = run_in(Some(path), "ip", &["-j", "-d", "link", "show"]) {
+            out.insert(
+                id,
+                PeerNamespace {
+                    inode: *inode,
+                    links,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The kernel's answer to one route lookup in the namespace (`ip -j route get QUERY`):
+/// its JSON, or what ip said when the lookup failed ("RTNETLINK answers: No route to
+/// host"), which is the answer too.
+pub fn route_get(netns: Option<&Path>, query: &str) -> Result<String, String> {
+    let args = route_get_args(query);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_in(netns, "ip", &args)
+        .map(|(out, _)| out)
+        .map_err(|e| e.to_string())
 }
 
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).
