@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod evidence;
 pub mod knowledge;
+pub mod programs;
 pub mod raw;
 pub mod report;
 pub mod state;

@@ -51,7 +51,10 @@ pub struct BpfAttachment {
     /// "xdp", "tc ingress", "tc egress", "tcx ingress", "tcx egress".
     pub hook: String,
     pub prog_id: u32,
+    /// The program's name as the kernel knows it (bpf_prog_info), else tc's label.
     pub name: String,
+    /// What tc calls the filter (`file.o:[section]`), when it differs from the name.
+    pub label: Option<String>,
     pub tag: Option<String>,
     /// How to detach it.
     pub detach: String,
@@ -98,6 +101,8 @@ pub struct NsState {
     /// Sysctl values by dotted name (net.core.somaxconn).
     pub sysctls: BTreeMap<String, String>,
     pub sockets: Vec<Socket>,
+    /// The programs in `bpf`, as the kernel knows them, by id.
+    pub programs: BTreeMap<u32, super::programs::BpfProgram>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
 }
@@ -126,6 +131,9 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     };
     firewall(raw, &mut st);
     traffic_control(raw, &mut st);
+    st.programs = super::programs::programs(raw);
+    let tcx = super::programs::tcx_attachments(raw, &st.bpf, &st.programs);
+    st.bpf.extend(tcx);
     links(raw, &mut st);
     counters(raw, &mut st);
     sockets(raw, &mut st);
@@ -233,11 +241,15 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
             .and_then(|j| bpftool::parse_prog(j).ok());
         let tag = tag.or_else(|| prog.as_ref().and_then(|p| p.tag.clone()));
         st.bpf.push(BpfAttachment {
-            name: a
+            name: prog
+                .as_ref()
+                .and_then(|p| p.name.clone())
+                .or_else(|| a.name.clone())
+                .unwrap_or_else(|| format!("prog {}", a.prog_id)),
+            label: a
                 .name
                 .clone()
-                .or_else(|| prog.as_ref().and_then(|p| p.name.clone()))
-                .unwrap_or_else(|| format!("prog {}", a.prog_id)),
+                .filter(|l| prog.as_ref().and_then(|p| p.name.as_ref()) != Some(l)),
             dev,
             hook,
             prog_id: a.prog_id,
@@ -255,6 +267,7 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                     .clone()
                     .or(f.name.clone())
                     .unwrap_or_else(|| format!("prog {id}")),
+                label: f.name.clone().filter(|l| f.prog_name.as_ref() != Some(l)),
                 hook: format!("tc {dir}"),
                 prog_id: id,
                 tag: f.prog_tag.clone(),
