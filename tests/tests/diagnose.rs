@@ -762,3 +762,136 @@ fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
     assert_names_holder(f, &holder, "xdp");
     assert_mentions(f, &["xdp link"]);
 }
+
+#[test]
+fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
+    if !can_run("a_tc_program_attached_since_the_baseline_is_named_and_ranked_first") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let pair = Pair::new();
+    let netns = pair.b.path();
+    let file = format!("/tmp/{}-baseline.json", pair.b.name);
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&file);
+    // A healthy namespace: nothing attached, nothing dropped.
+    let saved = diagnose(&["--netns", &netns, "--save-baseline", &file], || {});
+    assert!(saved.get("baseline_diff").is_none());
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the baseline is private");
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(base["version"], 1);
+    assert_eq!(base["namespaces"].as_object().unwrap().len(), 1, "{base:#}");
+
+    // Then a component attaches a program that drops SYNs; meanwhile more datagrams than
+    // SYNs are dropped at a closed UDP port (nothing new: that port was closed before too).
+    pair.b
+        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
+    pair.b.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "veth-b",
+        "ingress",
+        "bpf",
+        "da",
+        "obj",
+        object,
+        "sec",
+        "classifier",
+    ]);
+    let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+    let no_ports = pair.b.snmp("Udp", "NoPorts");
+    let report = diagnose(&["--netns", &netns, "--baseline", &file], || {
+        udp_burst(&pair.a, format!("{B4}:7000").parse().unwrap(), 10, 20);
+        reaches("Udp NoPorts", no_ports + 10, || {
+            pair.b.snmp("Udp", "NoPorts")
+        });
+        dropped_syns(
+            &pair.a,
+            format!("{B4}:8080").parse().unwrap(),
+            3,
+            "the clsact qdisc's drops",
+            || clsact_dropped(&pair.b, "veth-b"),
+        );
+    });
+    let findings = report["findings"].as_array().unwrap();
+    let f = &findings[0];
+    assert_eq!(f["cause"], "tc_bpf", "new evidence ranks first: {report:#}");
+    assert_eq!(f["drops"], 3);
+    let udp = findings
+        .iter()
+        .find(|f| f["cause"] == "no_listener")
+        .expect("the closed UDP port");
+    assert_eq!(udp["drops"], 10, "more drops, ranked after");
+    let id = f["summary"]
+        .as_str()
+        .unwrap()
+        .split("(id ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .to_owned();
+    let sentence = format!(
+        "new since the baseline: BPF program drop_syn (id {id}) at tc ingress on veth-b in {}",
+        f["netns"].as_str().unwrap()
+    );
+    let diff: Vec<&str> = report["baseline_diff"]
+        .as_array()
+        .expect("baseline_diff")
+        .iter()
+        .map(|d| d["sentence"].as_str().unwrap())
+        .collect();
+    assert!(
+        diff.contains(&sentence.as_str()),
+        "{sentence} not in {diff:#?}"
+    );
+    assert!(evidence(f).contains(&sentence), "{f:#}");
+}
+
+#[test]
+fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
+    if !can_run("a_baseline_that_cannot_be_read_is_refused_with_a_clear_error") {
+        return;
+    }
+    let file = format!("/tmp/dt{}-bad-baseline.json", std::process::id());
+    for (content, says) in [
+        ("{\"version\": 1, \"droptrace\"", "is not JSON"),
+        ("[{\"xdp\":[],\"tc\":[]}]", "is not a droptrace baseline"),
+        (
+            "{\"version\": 7, \"droptrace\": \"3.0.0\", \"namespaces\": {}}",
+            "is version 7 of the baseline format (written by droptrace 3.0.0)",
+        ),
+        (
+            "{\"version\": 1, \"droptrace\": \"0.1.0\", \"host\": \"x\", \"taken_at\": 0, \"namespaces\": []}",
+            "is damaged",
+        ),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let out = std::process::Command::new(droptrace_bin())
+            .args(["diagnose", "--duration", "1", "--baseline", &file])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{content}: {stderr}");
+        assert!(
+            stderr.contains(&format!("baseline {file}: it {says}")),
+            "{content}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    std::fs::remove_file(&file).unwrap();
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["diagnose", "--baseline", &file])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading the baseline"));
+}

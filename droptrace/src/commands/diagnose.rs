@@ -2,13 +2,20 @@
 //! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
 //! both samples to the engine.
 use std::{
-    collections::BTreeMap, fs::File, io::Write, os::fd::AsRawFd, path::PathBuf, time::Duration,
+    collections::BTreeMap,
+    fs::File,
+    io::Write,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 use crate::{
     cli::{DiagnoseArgs, Format},
     diagnose::{
+        baseline::{self, Baseline},
         engine::{self, DropGroup, NamespaceNames},
+        programs,
         raw::RawSnapshot,
         report::Report,
         state::NsState,
@@ -50,6 +57,8 @@ impl NamespaceNames for NodeNames {
 }
 
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
+    // A baseline that cannot be read fails before anything is sampled or attached.
+    let then = args.baseline.as_deref().map(read_baseline).transpose()?;
     // Fail early, before sampling, when droptrace cannot attach.
     caps::check_tracing()?;
     let mut names = Namespaces::scan();
@@ -155,6 +164,22 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         secs,
         conntrack_full_log_lines: log_lines,
     });
+    let mut findings = findings;
+    let now = baseline::capture(
+        after.iter().map(|(inode, st)| (names.describe(*inode), st)),
+        &crate::probe::clock::hostname(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    if let Some(path) = &args.save_baseline {
+        write_private(path, &now)?;
+    }
+    let baseline_diff = then.as_ref().map(|then| {
+        let diff = baseline::diff(then, &now, chosen.is_some());
+        baseline::rank(&mut findings, &diff);
+        diff
+    });
     let counters = watched.agg.counters();
     let report = Report {
         window_secs: secs,
@@ -162,6 +187,10 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         lost_events: counters.lost,
         namespaces: after.len(),
         findings,
+        baseline_of: then
+            .as_ref()
+            .map(|b| format!("{} at {}", b.host, programs::utc(b.taken_at))),
+        baseline_diff,
     };
     let out = match args.format {
         Format::Json => {
@@ -177,6 +206,34 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
+}
+
+fn read_baseline(path: &Path) -> Result<Baseline, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io(format!("reading the baseline {}", path.display()), e))?;
+    baseline::parse(&text).map_err(|source| Error::Baseline {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes the baseline readable by its owner only: it lists the host's firewall and programs.
+fn write_private(path: &Path, b: &Baseline) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e| Error::Io(format!("writing the baseline {}", path.display()), e);
+    let mut text = serde_json::to_string_pretty(b).map_err(|e| io(std::io::Error::other(e)))?;
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    // An existing file keeps its mode on open: make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)
 }
 
 /// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).
