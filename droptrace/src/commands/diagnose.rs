@@ -56,6 +56,24 @@ impl NamespaceNames for NodeNames {
     }
 }
 
+impl NodeNames {
+    /// The name a baseline knows the namespace by: its own name (`ip netns`) when it has
+    /// one, else its pod or container, else the command of a process in it. Whether a
+    /// workload is seen in it can change between runs; its own name does not.
+    fn baseline_name(&self, inode: u32) -> String {
+        if self.namespaces.has_own_name(inode) {
+            return self.namespaces.describe(inode);
+        }
+        match self.workloads.get(&inode) {
+            Some(w) => w.label(),
+            None => self
+                .namespaces
+                .stable_name(inode)
+                .unwrap_or_else(|| self.describe(inode)),
+        }
+    }
+}
+
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     // A baseline that cannot be read fails before anything is sampled or attached.
     let then = args.baseline.as_deref().map(read_baseline).transpose()?;
@@ -166,7 +184,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     });
     let mut findings = findings;
     let now = baseline::capture(
-        after.iter().map(|(inode, st)| (names.describe(*inode), st)),
+        after
+            .iter()
+            .map(|(inode, st)| (names.baseline_name(*inode), st)),
         &crate::probe::clock::hostname(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -177,7 +197,11 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     }
     let baseline_diff = then.as_ref().map(|then| {
         let diff = baseline::diff(then, &now, chosen.is_some());
-        baseline::rank(&mut findings, &diff);
+        let aliases: BTreeMap<String, String> = after
+            .keys()
+            .map(|i| (names.describe(*i), names.baseline_name(*i)))
+            .collect();
+        baseline::rank(&mut findings, &diff, &aliases);
         diff
     });
     let counters = watched.agg.counters();

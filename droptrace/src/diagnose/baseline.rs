@@ -514,13 +514,19 @@ fn explains(cause: &str, d: &Difference) -> bool {
 
 /// Findings whose evidence is new since the baseline go first (benign ones still last),
 /// each with the differences that explain it added to its evidence. Stable otherwise.
-pub fn rank(findings: &mut [Finding], diff: &[Difference]) {
+/// `aliases`: a finding's namespace name to the name the baseline knows it by, where they
+/// differ ("container 4f1c..." to "netns web").
+pub fn rank(findings: &mut [Finding], diff: &[Difference], aliases: &BTreeMap<String, String>) {
     let mut is_new = Vec::with_capacity(findings.len());
     for f in findings.iter_mut() {
+        let ns = f
+            .netns
+            .as_deref()
+            .map(|n| aliases.get(n).map_or(n, String::as_str));
         let related: Vec<&Difference> = diff
             .iter()
             .filter(|d| d.change != Change::Gone)
-            .filter(|d| f.netns.as_deref() == Some(d.netns.as_str()))
+            .filter(|d| ns == Some(d.netns.as_str()))
             .filter(|d| explains(f.cause, d))
             .filter(|d| match (&f.iface, &d.iface) {
                 (Some(a), Some(b)) => a == b,

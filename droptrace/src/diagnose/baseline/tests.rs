@@ -229,7 +229,14 @@ fn findings_whose_evidence_is_new_rank_first() {
     });
     assert_eq!(findings[1].cause, "tc_bpf");
     let d = diff(&baseline(&then), &baseline(&now), true);
-    rank(&mut findings, &d);
+    let mut unmatched = findings.clone();
+    let elsewhere = BTreeMap::from([("netns web".to_owned(), "netns db".to_owned())]);
+    rank(&mut unmatched, &d, &elsewhere);
+    assert_eq!(
+        unmatched[0].cause, "no_listener",
+        "another namespace's differences"
+    );
+    rank(&mut findings, &d, &BTreeMap::new());
     assert_eq!(findings[0].cause, "tc_bpf", "{findings:#?}");
     assert!(findings[0]
         .evidence
@@ -238,7 +245,7 @@ fn findings_whose_evidence_is_new_rank_first() {
     assert_eq!(findings[1].cause, "no_listener");
     // Nothing new: the order stays.
     let mut same = findings.clone();
-    rank(&mut same, &[]);
+    rank(&mut same, &[], &BTreeMap::new());
     assert_eq!(same, findings);
 }
 
