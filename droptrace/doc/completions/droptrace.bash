@@ -155,7 +155,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__diagnose)
-            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --help"
+            opts="-h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --attach --host-root --duration --format --save-baseline --baseline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +223,14 @@ _droptrace() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --save-baseline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --baseline)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
