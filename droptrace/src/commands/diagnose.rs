@@ -213,7 +213,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         findings,
         baseline_of: then
             .as_ref()
-            .map(|b| format!("{} at {}", b.host, programs::utc(b.taken_at))),
+            .map(|b| format!("host {}, saved {}", b.host, programs::utc(b.taken_at))),
         baseline_diff,
     };
     let out = match args.format {

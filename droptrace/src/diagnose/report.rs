@@ -16,7 +16,7 @@ pub struct Report {
     pub namespaces: usize,
     /// Most important first.
     pub findings: Vec<Finding>,
-    /// With --baseline: which host's state, and when ("web-1 at 2026-12-02 03:14:57 UTC").
+    /// With --baseline: which host's state, and when ("host web-1, saved 2026-12-02 03:14:57 UTC").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_of: Option<String>,
     /// With --baseline: every difference between the baseline and the state now.

@@ -247,6 +247,40 @@ fn findings_whose_evidence_is_new_rank_first() {
     let mut same = findings.clone();
     rank(&mut same, &[], &BTreeMap::new());
     assert_eq!(same, findings);
+
+    let report = crate::diagnose::report::Report {
+        window_secs: 3.0,
+        total: 53,
+        lost_events: 0,
+        namespaces: 1,
+        findings,
+        baseline_of: Some("host web-1, saved 2026-12-02 03:14:57 UTC".into()),
+        baseline_diff: Some(d.clone()),
+    };
+    let text = report.text();
+    let section = text
+        .split("\nSince the baseline (host web-1, saved 2026-12-02 03:14:57 UTC):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no baseline section: {text}"));
+    assert!(
+        section.contains(
+            "\n   - new since the baseline: BPF program dt_tc_ingress (id 606) at tc ingress on \
+             dtv1 in netns web\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(section.lines().count(), d.len());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["baseline_diff"][0]["kind"], "bpf");
+    assert_eq!(json["baseline_diff"][0]["change"], "new");
+    let without = crate::diagnose::report::Report {
+        baseline_of: None,
+        baseline_diff: None,
+        findings: Vec::new(),
+        ..report
+    };
+    assert!(serde_json::to_value(&without).unwrap().get("baseline_diff").is_none());
+    assert!(!without.text().contains("Since the baseline"));
 }
 
 #[test]

@@ -108,7 +108,7 @@ pub(super) fn bpf(
     let link_holder = program.and_then(|p| p.holders.iter().find(|h| h.via.contains("link")));
     f.fix = match link_holder {
         Some(h) => format!(
-            "stop or reconfigure pid {} ({}), which holds it through its {}: `{}`",
+            "stop or reconfigure pid {} ({}), which holds it ({}): `{}`",
             h.pid,
             h.comm,
             h.via,
