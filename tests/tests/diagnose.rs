@@ -897,3 +897,71 @@ fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading the baseline"));
 }
+
+#[test]
+fn a_cgroup_skb_program_is_named_with_the_process_holding_it() {
+    if !can_run("a_cgroup_skb_program_is_named_with_the_process_holding_it") {
+        return;
+    }
+    // This machine mounts cgroup v2 beside the v1 controllers.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let Some(root) = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.get(2) == Some(&"cgroup2"))
+        .map(|w| w[1].to_owned())
+    else {
+        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let ns = Netns::new("c");
+    let cgroup = format!("{root}/{}-cg", ns.name);
+    std::fs::create_dir(&cgroup).unwrap();
+    /// Removes the cgroup once the holder has left it.
+    struct Rmdir(String);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let procs = format!("{}/cgroup.procs", self.0);
+            wait_for("the test cgroup to empty", || {
+                std::fs::read_to_string(&procs)
+                    .map_or(true, |p| p.trim().is_empty())
+                    .then_some(())
+            });
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rmdir = Rmdir(cgroup.clone());
+    let holder = BpfHolder::start(&ns, &cgroup, "cgroup-drop-udp", "6005", "dt_cgroup_drop");
+    let in_errors = ns.snmp("Udp", "InErrors");
+    let report = diagnose(&["--netns", &ns.path(), "--proto", "udp"], || {
+        udp_burst(&ns, "127.0.0.1:6005".parse().unwrap(), 5, 10);
+        reaches("Udp InErrors", in_errors + 5, || ns.snmp("Udp", "InErrors"));
+    });
+    let f = top(&report);
+    assert_eq!(f["reason"], "SOCKET_FILTER", "{report:#}");
+    assert_eq!(f["drops"], 5);
+    let summary = f["summary"].as_str().unwrap();
+    for needle in [
+        format!(
+            "`dt_cgroup_drop` (id {}) attached at ingress of cgroup {cgroup}",
+            holder.prog_id
+        ),
+        format!("by pid {}", holder.child.id()),
+        holder.cmdline(),
+    ] {
+        assert!(summary.contains(&needle), "`{needle}` not in {summary}");
+    }
+    assert_mentions(f, &["cgroup_skb", "by uid 0", "cgroup link"]);
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["cause"] != "socket_rcvbuf"),
+        "Udp InErrors counts the filtered datagrams too, not a full buffer: {report:#}"
+    );
+    assert!(f["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("stop or reconfigure pid {}", holder.child.id())));
+}

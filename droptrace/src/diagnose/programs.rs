@@ -262,6 +262,22 @@ pub fn tcx_attachments(
     out
 }
 
+/// The cgroup skb programs (ingress and egress) of `bpftool -j cgroup tree`.
+pub fn cgroup_attachments(raw: &RawSnapshot) -> Vec<bpftool::CgroupAttachment> {
+    raw.commands
+        .get("bpf-cgroup")
+        .and_then(|j| bpftool::parse_cgroup_tree(j).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c.attach_type.as_str(),
+                "cgroup_inet_ingress" | "cgroup_inet_egress"
+            )
+        })
+        .collect()
+}
+
 /// Seconds since the epoch as `2026-12-02 03:14:57 UTC`.
 pub fn utc(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);

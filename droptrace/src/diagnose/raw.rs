@@ -40,6 +40,8 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("qdiscs", "tc", &["-s", "-j", "qdisc", "show"]),
     ("links", "ip", &["-j", "-s", "-d", "link", "show"]),
     ("bpf-net", "bpftool", &["-j", "net", "show"]),
+    // Machine-wide (cgroups are not per namespace), but cheap.
+    ("bpf-cgroup", "bpftool", &["-j", "cgroup", "tree"]),
     (
         "tcp-listen",
         "ss",
@@ -112,17 +114,28 @@ pub const MAX_MAPS: usize = 32;
 /// At most this many BPF descriptors of processes are kept.
 pub const MAX_BPF_FDS: usize = 64;
 
-/// Ids of the programs in `bpftool -j net show` and of the tcx programs the kernel listed
-/// (at most `MAX_PROGRAMS`).
+/// Ids of the programs in `bpftool -j net show`, of the cgroup skb programs in `bpftool -j
+/// cgroup tree` and of the tcx programs the kernel listed (at most `MAX_PROGRAMS`).
 pub fn attached_ids(
     net_json: Option<&str>,
+    cgroup_json: Option<&str>,
     tcx: &BTreeMap<(String, String), Vec<u32>>,
 ) -> Vec<u32> {
+    use super::evidence::bpftool;
     let attachments = net_json
-        .map(super::evidence::bpftool::parse_net_show)
+        .map(bpftool::parse_net_show)
         .and_then(Result::ok)
         .unwrap_or_default();
     let mut ids: Vec<u32> = attachments.iter().map(|a| a.prog_id).collect();
+    ids.extend(
+        cgroup_json
+            .map(bpftool::parse_cgroup_tree)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.attach_type.starts_with("cgroup_inet_"))
+            .map(|c| c.prog_id),
+    );
     ids.extend(tcx.values().flatten());
     ids.sort_unstable();
     ids.dedup();
@@ -166,12 +179,17 @@ mod tests {
             "/fixtures/evidence/bpftool-net.json"
         ));
         let none = BTreeMap::new();
-        let ids = attached_ids(Some(json), &none);
+        let ids = attached_ids(Some(json), None, &none);
         assert!(ids.contains(&624) && ids.contains(&606), "{ids:?}");
-        assert!(attached_ids(Some("["), &none).is_empty());
-        assert!(attached_ids(None, &none).is_empty());
+        assert!(attached_ids(Some("["), None, &none).is_empty());
+        assert!(attached_ids(None, None, &none).is_empty());
+        let cgroups = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/bpftool-cgroup-tree.json"
+        ));
+        assert_eq!(attached_ids(None, Some(cgroups), &none), [1832]);
         let tcx = BTreeMap::from([(("dtv1".to_owned(), "ingress".to_owned()), vec![171, 606])]);
-        let ids = attached_ids(Some(json), &tcx);
+        let ids = attached_ids(Some(json), None, &tcx);
         assert_eq!(ids.iter().filter(|i| **i == 606).count(), 1);
         assert!(ids.contains(&171));
     }

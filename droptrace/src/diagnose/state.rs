@@ -101,8 +101,10 @@ pub struct NsState {
     /// Sysctl values by dotted name (net.core.somaxconn).
     pub sysctls: BTreeMap<String, String>,
     pub sockets: Vec<Socket>,
-    /// The programs in `bpf`, as the kernel knows them, by id.
+    /// The programs in `bpf` and `cgroup_bpf`, as the kernel knows them, by id.
     pub programs: BTreeMap<u32, super::programs::BpfProgram>,
+    /// cgroup skb programs (machine-wide: they filter the sockets of their cgroup).
+    pub cgroup_bpf: Vec<super::evidence::bpftool::CgroupAttachment>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
 }
@@ -134,6 +136,7 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     st.programs = super::programs::programs(raw);
     let tcx = super::programs::tcx_attachments(raw, &st.bpf, &st.programs);
     st.bpf.extend(tcx);
+    st.cgroup_bpf = super::programs::cgroup_attachments(raw);
     links(raw, &mut st);
     counters(raw, &mut st);
     sockets(raw, &mut st);

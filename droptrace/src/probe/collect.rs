@@ -114,7 +114,11 @@ fn tcx_programs(netns: Option<&Path>, devs: &[String]) -> BTreeMap<(String, Stri
 /// What the kernel knows of the programs attached in the namespace: their info with pinned
 /// paths, their maps, the links holding them, and the processes that hold them open.
 fn bpf_identity(snap: &mut RawSnapshot) {
-    let ids = attached_ids(snap.commands.get("bpf-net").map(String::as_str), &snap.tcx);
+    let ids = attached_ids(
+        snap.commands.get("bpf-net").map(String::as_str),
+        snap.commands.get("bpf-cgroup").map(String::as_str),
+        &snap.tcx,
+    );
     if ids.is_empty() {
         return;
     }

@@ -279,7 +279,10 @@ fn findings_whose_evidence_is_new_rank_first() {
         findings: Vec::new(),
         ..report
     };
-    assert!(serde_json::to_value(&without).unwrap().get("baseline_diff").is_none());
+    assert!(serde_json::to_value(&without)
+        .unwrap()
+        .get("baseline_diff")
+        .is_none());
     assert!(!without.text().contains("Since the baseline"));
 }
 

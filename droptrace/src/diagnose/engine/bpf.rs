@@ -136,3 +136,73 @@ pub(super) fn bpf(
     };
     format!("{}|{}", top.dev, top.prog_id)
 }
+
+/// SOCKET_FILTER drops (and BPF_CGROUP_EGRESS): a filter on the socket itself, or a cgroup
+/// skb program, which filters the packets of every socket made in its cgroup. Says which
+/// cgroup programs are attached in that direction; None (nothing claimed) when there are
+/// none.
+pub(super) fn cgroup_bpf(n: &Ns<'_>, reason: Option<&str>, f: &mut Finding) -> Option<()> {
+    let want = match reason? {
+        "SOCKET_FILTER" => "cgroup_inet_ingress",
+        "BPF_CGROUP_EGRESS" => "cgroup_inet_egress",
+        _ => return None,
+    };
+    let after = n.after?;
+    let attached: Vec<_> = after
+        .cgroup_bpf
+        .iter()
+        .filter(|c| c.attach_type == want)
+        .collect();
+    let top = attached.first()?;
+    let program = after.programs.get(&top.prog_id);
+    let kept_by = program.map(BpfProgram::kept_by).unwrap_or_default();
+    let name = program
+        .and_then(|p| p.name.clone())
+        .or_else(|| top.name.clone())
+        .unwrap_or_else(|| format!("prog {}", top.prog_id));
+    let dir = if want.ends_with("ingress") {
+        "ingress"
+    } else {
+        "egress"
+    };
+    f.summary = format!(
+        "the cgroup skb program `{name}` (id {}) attached at {dir} of cgroup {} rejects these \
+         packets for the sockets made in that cgroup (unless a socket's own filter does){}",
+        top.prog_id,
+        top.cgroup,
+        kept_by
+            .first()
+            .map(|k| format!("; it is {k}"))
+            .unwrap_or_default()
+    );
+    for c in &attached {
+        let what = after.programs.get(&c.prog_id).map_or_else(
+            || format!("id {}", c.prog_id),
+            crate::diagnose::programs::BpfProgram::describe,
+        );
+        f.evidence.push(format!(
+            "cgroup {} {}: BPF program {what}",
+            c.cgroup, c.attach_type
+        ));
+    }
+    if let Some(p) = program {
+        f.evidence
+            .extend(kept_by.iter().map(|k| format!("program {}: {k}", p.id)));
+    }
+    let link_holder = program.and_then(|p| p.holders.iter().find(|h| h.via.contains("link")));
+    f.fix = match link_holder {
+        Some(h) => format!(
+            "stop or reconfigure pid {} ({}), which holds it ({}): `{}`",
+            h.pid,
+            h.comm,
+            h.via,
+            h.cmdline.as_deref().unwrap_or("(no command line)")
+        ),
+        None => format!(
+            "find which component attached it (bpftool prog show id {}), then detach it: \
+             bpftool cgroup detach {} {dir} id {}",
+            top.prog_id, top.cgroup, top.prog_id
+        ),
+    };
+    Some(())
+}

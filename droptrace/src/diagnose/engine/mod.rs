@@ -25,7 +25,7 @@ use super::{
     knowledge::{self, Cause},
     state::NsState,
 };
-use bpf::bpf;
+use bpf::{bpf, cgroup_bpf};
 use counters::from_counters;
 use device::{backlog, nic};
 use mtu::mtu;
@@ -228,6 +228,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::Paws => paws(&n, &mut f),
         Cause::NetdevBacklog => backlog(&n, &mut f),
         Cause::Nic => nic(&n, &mut f),
+        Cause::Other if cgroup_bpf(&n, g.reason.as_deref(), &mut f).is_some() => {
+            format!("cgroup|{}", f.summary)
+        }
         Cause::Other => {
             f.summary = format!(
                 "{} packet{}{what} {} dropped{}: {}",

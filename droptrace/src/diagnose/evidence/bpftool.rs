@@ -367,6 +367,52 @@ fn prog_from(value: Value) -> Result<BpfProg, BpftoolError> {
     })
 }
 
+/// A program attached to a cgroup (`bpftool -j cgroup tree`): cgroup skb programs filter
+/// the packets of every socket made in that cgroup, whatever its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CgroupAttachment {
+    /// The cgroup's directory (`/sys/fs/cgroup/unified/web`).
+    pub cgroup: String,
+    pub prog_id: u32,
+    /// `cgroup_inet_ingress`, `cgroup_inet_egress`, `cgroup_inet4_connect`...
+    pub attach_type: String,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCgroup {
+    cgroup: String,
+    #[serde(default)]
+    programs: Vec<RawCgroupProg>,
+}
+
+#[derive(Deserialize)]
+struct RawCgroupProg {
+    id: u32,
+    #[serde(deserialize_with = "name_or_number")]
+    attach_type: String,
+    name: Option<String>,
+}
+
+/// Parses `bpftool -j cgroup tree` (every cgroup v2 directory with programs).
+pub fn parse_cgroup_tree(json: &str) -> Result<Vec<CgroupAttachment>, BpftoolError> {
+    let value: Value = serde_json::from_str(json)?;
+    check_tool_error(&value)?;
+    let groups: Vec<RawCgroup> = serde_json::from_value(value)?;
+    Ok(groups
+        .into_iter()
+        .flat_map(|g| {
+            let cgroup = g.cgroup;
+            g.programs.into_iter().map(move |p| CgroupAttachment {
+                cgroup: cgroup.clone(),
+                prog_id: p.id,
+                attach_type: p.attach_type,
+                name: p.name,
+            })
+        })
+        .collect())
+}
+
 /// Parses `bpftool -j map show id N` (one object).
 pub fn parse_map(json: &str) -> Result<BpfMap, BpftoolError> {
     let value: Value = serde_json::from_str(json)?;
@@ -597,6 +643,28 @@ mod tests {
         assert_eq!(l[0].link_type, "raw_tracepoint");
         assert!(parse_links("{}").is_err());
         assert!(parse_links(r#"[{"id":1,"type":[],"prog_id":2}]"#).is_err());
+    }
+
+    #[test]
+    fn cgroup_tree() {
+        let c = parse_cgroup_tree(fixture!("bpftool-cgroup-tree.json")).unwrap();
+        assert_eq!(
+            c,
+            [CgroupAttachment {
+                cgroup: "/sys/fs/cgroup/unified/dtcap-13b-cg".into(),
+                prog_id: 1832,
+                attach_type: "cgroup_inet_ingress".into(),
+                name: Some("dt_cgroup_drop".into()),
+            }]
+        );
+        assert!(
+            parse_cgroup_tree(fixture!("bpftool-cgroup-tree.empty.json"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(parse_cgroup_tree(r#"[{"programs":[]}]"#).is_err());
+        let p = parse_prog(fixture!("bpftool-prog.f.cgroup_skb.json")).unwrap();
+        assert_eq!(p.prog_type, "cgroup_skb");
     }
 
     #[test]

@@ -96,6 +96,12 @@ mod tests {
             ),
             (181, "xdp", Some(3), None)
         );
+        let c = parse_fdinfo(fixture!("fdinfo.cgroup-link.txt")).unwrap();
+        let link = c.link.unwrap();
+        assert_eq!(
+            (c.prog_id, link.id, link.link_type.as_str(), link.direction),
+            (1832, 407, "cgroup", None)
+        );
         assert_eq!(parse_fdinfo(fixture!("fdinfo.netns-file.txt")), None);
         assert_eq!(parse_fdinfo("prog_id:\tx\n"), None);
         assert_eq!(parse_fdinfo(""), None);
