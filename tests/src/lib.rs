@@ -539,8 +539,29 @@ pub struct Droptrace {
 impl Droptrace {
     /// Starts droptrace and waits until it says it is attached.
     pub fn start(args: &[&str]) -> Droptrace {
-        let mut child = Command::new(droptrace_bin())
-            .args(args)
+        let mut cmd = Command::new(droptrace_bin());
+        cmd.args(args);
+        Droptrace::spawn(cmd)
+    }
+
+    /// Starts droptrace as if the kernel had no BTF: in a mount namespace of its own,
+    /// /sys/kernel/btf/vmlinux is covered by an empty file (nothing changes for the host).
+    pub fn start_without_btf(args: &[&str]) -> Droptrace {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /sys/kernel/btf/vmlinux && exec \"$0\" \"$@\"",
+        ]);
+        cmd.arg(droptrace_bin()).args(args);
+        Droptrace::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Droptrace {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,9 +11,13 @@ const WINDOW: &str = "3";
 /// `traffic` returns once the kernel has seen every packet it sent; that must happen
 /// within the window, or the report cannot hold all of them.
 fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
+    diagnose_with(Droptrace::start, args, traffic)
+}
+
+fn diagnose_with(start: fn(&[&str]) -> Droptrace, args: &[&str], traffic: impl FnOnce()) -> Value {
     let mut all = vec!["diagnose", "--duration", WINDOW, "--format", "json"];
     all.extend_from_slice(args);
-    let dt = Droptrace::start(&all);
+    let dt = start(&all);
     let started = std::time::Instant::now();
     traffic();
     let took = started.elapsed();
@@ -243,7 +247,7 @@ fn a_too_small_mtu_on_the_receiving_side_is_named() {
     let f = top(&report);
     assert_eq!(f["cause"], "mtu", "{report:#}");
     assert_eq!(f["drops"], 20);
-    assert_mentions(f, &["veth-b", "MTU of 100", "mtu 1500", &pair.b.name]);
+    assert_mentions(f, &["veth-b", "has MTU 100", "mtu 1500", &pair.b.name]);
 }
 
 #[test]
@@ -964,4 +968,416 @@ fn a_cgroup_skb_program_is_named_with_the_process_holding_it() {
         .as_str()
         .unwrap()
         .starts_with(&format!("stop or reconfigure pid {}", holder.child.id())));
+}
+
+/// Puts a counting rule (no verdict) for UDP port 4444 first in a chain whose policy is
+/// drop: the test waits for its counter; the diagnosis must still name the policy.
+fn policy_drop_scenarios(pair: &Pair, tool: &str) -> (String, String) {
+    match tool {
+        "nft" => {
+            pair.b.exec(&["nft", "add table inet filter"]);
+            pair.b.exec(&[
+                "nft",
+                "add chain inet filter input { type filter hook input priority 0; policy drop; }",
+            ]);
+            pair.b.exec(&[
+                "nft",
+                "add rule inet filter input udp dport 4444 counter comment \"seen4444\"",
+            ]);
+            pair.b
+                .exec(&["nft", "add rule inet filter input tcp dport 22 accept"]);
+            (
+                "nftables chain `inet filter input`".into(),
+                "nft add rule inet filter input udp dport 4444 accept".into(),
+            )
+        }
+        _ => {
+            pair.b.exec(&[tool, "-P", "INPUT", "DROP"]);
+            pair.b
+                .exec(&[tool, "-A", "INPUT", "-p", "udp", "--dport", "4444"]);
+            pair.b.exec(&[
+                tool, "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT",
+            ]);
+            (
+                format!("{tool} chain `filter INPUT`"),
+                format!("{tool} -t filter -A INPUT -p udp --dport 4444 -j ACCEPT"),
+            )
+        }
+    }
+}
+
+/// Packets the counting rule of `policy_drop_scenarios` has seen.
+fn policy_rule_seen(ns: &Netns, tool: &str) -> u64 {
+    if tool == "nft" {
+        return nft_rule_packets(ns, "filter", "seen4444");
+    }
+    let table = ns.exec(&[tool, "-L", "INPUT", "-v", "-x", "-n"]);
+    table
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            // With -n the protocol shows as its number: the match names the port.
+            l.contains("udp dpt:4444")
+                .then(|| words[0].parse().expect("packet count"))
+        })
+        .unwrap_or_else(|| panic!("no counting rule in {tool}'s INPUT chain:\n{table}"))
+}
+
+#[test]
+fn a_chain_policy_of_drop_is_named_with_the_rule_that_admits() {
+    if !can_run("a_chain_policy_of_drop_is_named_with_the_rule_that_admits") {
+        return;
+    }
+    for (tool, to) in [
+        ("nft", format!("{B4}:4444")),
+        ("nft", format!("[{B6}]:4444")),
+        ("iptables-nft", format!("{B4}:4444")),
+        ("ip6tables-nft", format!("[{B6}]:4444")),
+    ] {
+        let pair = Pair::new();
+        let (chain, admit) = policy_drop_scenarios(&pair, tool);
+        let netns = pair.b.path();
+        let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+            udp_burst(&pair.a, to.parse().unwrap(), 5, 100);
+            reaches("the counting rule before the policy", 5, || {
+                policy_rule_seen(&pair.b, tool)
+            });
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "netfilter_rule", "{tool} {to}: {report:#}");
+        assert_eq!(f["drops"], 5, "{tool} {to}");
+        assert_mentions(f, &["fell through every rule", &chain, &admit]);
+        assert!(
+            !f["fix"].as_str().unwrap().contains("counter"),
+            "{tool} {to}: the fix asks for counters: {f:#}"
+        );
+    }
+}
+
+/// A counter of /proc/net/snmp6 in `ns`, e.g. "Ip6InAddrErrors".
+fn snmp6(ns: &Netns, name: &str) -> u64 {
+    ns.exec(&["cat", "/proc/net/snmp6"])
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(char::is_whitespace)?;
+            (k == name).then(|| v.trim().parse().expect("counter"))
+        })
+        .unwrap_or_else(|| panic!("no {name} in snmp6"))
+}
+
+/// Sends `n` datagrams from `a` (pinned to one CPU) to `to`, which `b` drops while
+/// routing, then a marker to a socket in `b`: packets through a veth pair from one CPU are
+/// processed in order, so once the marker is received every packet before it was dropped.
+fn routed_drops_then_marker(pair: &Pair, to: SocketAddr, n: usize) {
+    let marker_at: SocketAddr = if to.is_ipv4() {
+        format!("{B4}:6009")
+    } else {
+        format!("[{B6}]:6009")
+    }
+    .parse()
+    .unwrap();
+    let marker = pair.b.run(|| UdpSocket::bind(marker_at).unwrap());
+    marker.set_read_timeout(Some(WAIT_LIMIT)).unwrap();
+    pair.a.run(|| {
+        pin_to_this_cpu();
+        let sock = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).unwrap();
+        for _ in 0..n {
+            sock.send_to(&[7u8; 100], to).unwrap();
+        }
+        sock.send_to(b"marker", marker_at).unwrap();
+    });
+    let mut buf = [0u8; 16];
+    let got = marker
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("the marker after the routed drops did not arrive: {e}"));
+    assert_eq!(&buf[..got], b"marker");
+}
+
+/// A pair where `a` routes 10.88.0.0/24 and fd88::/64 through `b`.
+fn pair_routing_through_b() -> Pair {
+    let pair = Pair::new();
+    pair.a
+        .exec(&["ip", "route", "add", "10.88.0.0/24", "via", B4]);
+    pair.a
+        .exec(&["ip", "-6", "route", "add", "fd88::/64", "via", B6]);
+    pair
+}
+
+#[test]
+fn forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup() {
+    if !can_run("forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup") {
+        return;
+    }
+    for (to, v, query) in [
+        (
+            "10.88.0.5:4444",
+            "ipv4",
+            format!("10.88.0.5 from {A4} iif veth-b"),
+        ),
+        (
+            "[fd88::5]:4444",
+            "ipv6",
+            format!("fd88::5 from {A6} iif veth-b"),
+        ),
+    ] {
+        let pair = pair_routing_through_b();
+        // b has a route there but does not forward (a new namespace's default).
+        pair.b
+            .exec(&["ip", "route", "add", "10.88.0.0/24", "dev", "veth-b"]);
+        pair.b
+            .exec(&["ip", "-6", "route", "add", "fd88::/64", "dev", "veth-b"]);
+        let netns = pair.b.path();
+        let errors = || {
+            if v == "ipv4" {
+                pair.b.snmp("Ip", "InAddrErrors")
+            } else {
+                snmp6(&pair.b, "Ip6InAddrErrors")
+            }
+        };
+        let before = errors();
+        let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+            routed_drops_then_marker(&pair, to.parse().unwrap(), 5);
+        });
+        assert_eq!(
+            errors() - before,
+            5,
+            "{v}: the kernel counted 5 address errors"
+        );
+        let f = top(&report);
+        assert_eq!(f["cause"], "forwarding_disabled", "{v}: {report:#}");
+        assert_eq!(f["drops"], 5, "{v}");
+        assert_mentions(
+            f,
+            &[
+                &format!("net.{v}.conf.veth-b.forwarding = 0"),
+                &format!("route get {query}"),
+                "not an address of",
+                &format!("sysctl -w net.{v}.conf.all.forwarding=1"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup() {
+    if !can_run("a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup") {
+        return;
+    }
+    for (to, ip, refuse, answer, needle, fix) in [
+        (
+            "10.88.0.5:4444",
+            &["ip"][..],
+            &["route", "add", "unreachable", "10.88.0.0/24"][..],
+            "No route to host",
+            "`unreachable 10.88.0.0/24` in table main",
+            "ip route del unreachable 10.88.0.0/24 table main",
+        ),
+        (
+            "[fd88::5]:4444",
+            &["ip", "-6"][..],
+            &["route", "add", "blackhole", "fd88::/64"][..],
+            "Invalid argument",
+            "`blackhole fd88::/64` in table main",
+            "ip -6 route del blackhole fd88::/64 table main",
+        ),
+        (
+            "10.88.0.5:4444",
+            &["ip"][..],
+            &[
+                "rule",
+                "add",
+                "to",
+                "10.88.0.0/24",
+                "prohibit",
+                "priority",
+                "100",
+            ][..],
+            "Permission denied",
+            "rule `priority 100 to 10.88.0.0/24 prohibit`",
+            "ip rule del priority 100 to 10.88.0.0/24 prohibit",
+        ),
+        (
+            "[fd88::5]:4444",
+            &["ip", "-6"][..],
+            &[
+                "rule",
+                "add",
+                "to",
+                "fd88::/64",
+                "unreachable",
+                "priority",
+                "100",
+            ][..],
+            "Network is unreachable",
+            "rule `priority 100 to fd88::/64 unreachable`",
+            "ip -6 rule del priority 100 to fd88::/64 unreachable",
+        ),
+    ] {
+        let pair = pair_routing_through_b();
+        pair.b.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        pair.b
+            .exec(&["ip", "route", "add", "10.88.0.0/24", "dev", "veth-b"]);
+        pair.b
+            .exec(&["ip", "-6", "route", "add", "fd88::/64", "dev", "veth-b"]);
+        let mut cmd = ip.to_vec();
+        cmd.extend_from_slice(refuse);
+        if refuse[0] == "route" {
+            // Replace the route that would carry them.
+            cmd[ip.len() + 1] = "replace";
+        }
+        pair.b.exec(&cmd);
+        let netns = pair.b.path();
+        let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+            routed_drops_then_marker(&pair, to.parse().unwrap(), 5);
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "no_route", "{to} {refuse:?}: {report:#}");
+        assert_eq!(f["drops"], 5, "{to} {refuse:?}");
+        assert_mentions(f, &["route get", answer, needle, fix]);
+    }
+}
+
+#[test]
+fn a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly() {
+    if !can_run("a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly") {
+        return;
+    }
+    for to in [format!("{B4}:7777"), format!("[{B6}]:7777")] {
+        let pair = Pair::new();
+        pair.b
+            .exec(&["ip", "link", "set", "dev", "veth-b", "mtu", "1400"]);
+        // Only the sender's namespace is given: the peer's is found through the veth.
+        let netns = pair.a.path();
+        let tx_dropped = || pair.a.link_stat("veth-a", "tx", "dropped");
+        let before = tx_dropped();
+        let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+            udp_burst(&pair.a, to.parse().unwrap(), 20, 1420);
+            reaches("veth-a's tx dropped", before + 20, tx_dropped);
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "mtu", "{to}: {report:#}");
+        assert_eq!(f["drops"], 20, "{to}");
+        assert_mentions(
+            f,
+            &[
+                &format!(
+                    "veth-b in netns {} has MTU 1400; packets of up to",
+                    pair.b.name
+                ),
+                "were sent to it through veth-a",
+                "by link-netnsid and peer ifindex",
+                &format!(
+                    "ip netns exec {} ip link set dev veth-b mtu 1500",
+                    pair.b.name
+                ),
+            ],
+        );
+    }
+}
+
+#[test]
+fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
+    if !can_run("without_btf_findings_say_what_is_unknown_and_print_no_placeholders") {
+        return;
+    }
+    for to in [format!("{B4}:4444"), format!("[{B6}]:4444")] {
+        let pair = Pair::new();
+        let to: SocketAddr = to.parse().unwrap();
+        let (group, name) = if to.is_ipv4() {
+            ("Udp", "NoPorts")
+        } else {
+            ("Udp6", "NoPorts")
+        };
+        let no_ports = || {
+            if to.is_ipv4() {
+                pair.b.snmp(group, name)
+            } else {
+                snmp6(&pair.b, "Udp6NoPorts")
+            }
+        };
+        let before = no_ports();
+        // Without BTF no packet filter works (not even --netns): only the reason.
+        let report = diagnose_with(
+            Droptrace::start_without_btf,
+            &["--reason", "NO_SOCKET"],
+            || {
+                udp_burst(&pair.a, to, 5, 10);
+                reaches("NoPorts", before + 5, no_ports);
+            },
+        );
+        let f = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["netns"] == format!("netns {}", pair.b.name))
+            .unwrap_or_else(|| panic!("{to}: no finding placed in {}: {report:#}", pair.b.name));
+        assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
+        assert_eq!(f["drops"], 5, "{to}");
+        assert_mentions(
+            f,
+            &[
+                "destination port is unknown",
+                "offers no BTF",
+                &format!("{group} {name} +5"),
+                "headers were not read",
+            ],
+        );
+        let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
+        for placeholder in [
+            " ? ",
+            ":?",
+            "port ?",
+            "<port>",
+            "<iface>",
+            "non-IP packet",
+            "0 bytes",
+        ] {
+            assert!(
+                !text.contains(placeholder),
+                "{to}: `{placeholder}` in {f:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
+    if !can_run("a_namespace_wide_counter_is_given_as_the_namespaces_total") {
+        return;
+    }
+    let pair = Pair::new();
+    let netns = pair.b.path();
+    let before = pair.b.snmp("Udp", "NoPorts");
+    let report = diagnose(&["--netns", &netns, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:53").parse().unwrap(), 3, 10);
+        udp_burst(&pair.a, format!("{B4}:54").parse().unwrap(), 4, 10);
+        reaches("Udp NoPorts", before + 7, || pair.b.snmp("Udp", "NoPorts"));
+    });
+    let no_ports = pair.b.snmp("Udp", "NoPorts") - before;
+    let findings: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["cause"] == "no_listener")
+        .collect();
+    assert_eq!(findings.len(), 2, "one finding per port: {report:#}");
+    for f in findings {
+        let port = f["dport"].as_u64().unwrap();
+        assert_eq!(f["drops"], if port == 53 { 3 } else { 4 }, "{f:#}");
+        assert_mentions(
+            f,
+            &[
+                &format!("no udp socket listens on port {port}"),
+                &format!(
+                    "Udp NoPorts +{no_ports} in the window: the total of netns {} for every port",
+                    pair.b.name
+                ),
+            ],
+        );
+    }
 }

@@ -157,8 +157,16 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     source.announce(&format!("diagnosing for {} s", args.duration));
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
-    let after = snapshot_all(&targets);
-    drop(open_files);
+    let mut after = snapshot_all(&targets);
+    // The namespaces at the other end of their veths, sampled or not (an MTU there
+    // decides what the sender can send).
+    let known: Vec<(u32, PathBuf)> = names.all().map(|(i, p)| (i, p.clone())).collect();
+    for (inode, path) in &targets {
+        if let Some(raw) = after.get_mut(inode) {
+            let links = raw.commands.get("links").cloned().unwrap_or_default();
+            raw.peer_namespaces = collect::peer_namespaces(path.as_deref(), &links, &known);
+        }
+    }
 
     let groups = drop_groups(&watched);
     let log_lines = conntrack_full_lines().saturating_sub(log_before);
@@ -167,7 +175,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .map(|(i, r)| (i, crate::diagnose::state::from_raw(&r)))
             .collect()
     };
-    let (before, after) = (parse(before), parse(after));
+    let (before, mut after) = (parse(before), parse(after));
+    let default_netns = source.filters().netns.unwrap_or(own);
+    // The kernel's route lookups for the window's routing drops, asked in their namespace.
+    for (inode, query) in engine::route_queries(&groups, &after, default_netns) {
+        let Some((_, path)) = targets.iter().find(|(i, _)| *i == inode) else {
+            continue;
+        };
+        let answer = collect::route_get(path.as_deref(), &query);
+        if let Some(state) = after.get_mut(&inode) {
+            state.add_route_lookup(query, answer);
+        }
+    }
+    drop(open_files);
     let names = NodeNames {
         namespaces: names,
         workloads: watched.names.workloads.clone(),
@@ -177,10 +197,11 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         before: &before,
         after: &after,
         names: &names,
-        default_netns: source.filters().netns.unwrap_or(own),
+        default_netns,
         host_netns: own,
         secs,
         conntrack_full_log_lines: log_lines,
+        details_unknown: details_unknown(&groups),
     });
     let mut findings = findings;
     let now = baseline::capture(
@@ -260,6 +281,19 @@ fn write_private(path: &Path, b: &Baseline) -> Result<(), Error> {
     file.write_all(text.as_bytes()).map_err(io)
 }
 
+/// Why no drop of the window has packet details, when none has: without the kernel's BTF
+/// the probe reads only the tracepoint's fields.
+fn details_unknown(groups: &[DropGroup]) -> Option<String> {
+    let none_read = !groups.is_empty()
+        && groups
+            .iter()
+            .all(|g| g.addrs.is_none() && g.dport.is_none() && g.family.is_none());
+    let btf = std::fs::metadata("/sys/kernel/btf/vmlinux").is_ok_and(|m| m.len() > 0);
+    (none_read && !btf).then(|| {
+        "this kernel offers no BTF (/sys/kernel/btf/vmlinux), so droptrace sees only each drop's location, reason and protocol, not the packet's addresses, ports or namespace".to_owned()
+    })
+}
+
 /// Kernel-log lines saying conntrack's table was full (the log keeps old ones: compare).
 fn conntrack_full_lines() -> usize {
     collect::kernel_log().map_or(0, |log| {
@@ -297,9 +331,11 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
             let loc = watched.names.location(g.location);
             let mut places: BTreeMap<(u32, u32), usize> = BTreeMap::new();
             let mut example = None;
+            let mut addrs = None;
             for d in &watched.agg.samples(|m| m.site() == g) {
                 *places.entry((d.netns, d.ifindex)).or_default() += 1;
                 example = Some(crate::diagnose::report::packet_line(d));
+                addrs = d.packet.addrs.or(addrs);
             }
             let mut places: Vec<_> = places.into_iter().collect();
             places.sort_by_key(|p| std::cmp::Reverse(p.1));
@@ -308,7 +344,9 @@ fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
                 location: loc.display,
                 reason: watched.names.reason(g.reason),
                 protocol: g.protocol(),
+                family: g.family().map(str::to_owned),
                 dport: g.dport,
+                addrs,
                 count: stats.count(),
                 places: places.into_iter().map(|(p, _)| p).collect(),
                 max_len: stats.max_len,

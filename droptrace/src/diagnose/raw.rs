@@ -26,6 +26,8 @@ pub const SYSCTLS: &[&str] = &[
     "net/ipv4/tcp_timestamps",
     "net/ipv4/udp_mem",
     "net/ipv4/ip_forward",
+    "net/ipv4/conf/all/forwarding",
+    "net/ipv6/conf/all/forwarding",
     "net/netfilter/nf_conntrack_count",
     "net/netfilter/nf_conntrack_max",
 ];
@@ -48,7 +50,34 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
         &["-H", "-t", "-l", "-n", "-p", "-e", "-m"],
     ),
     ("udp", "ss", &["-H", "-u", "-a", "-n", "-p", "-m"]),
+    (
+        "routes4",
+        "ip",
+        &["-j", "-4", "route", "show", "table", "all"],
+    ),
+    (
+        "routes6",
+        "ip",
+        &["-j", "-6", "route", "show", "table", "all"],
+    ),
+    ("rules4", "ip", &["-j", "-4", "rule", "show"]),
+    ("rules6", "ip", &["-j", "-6", "rule", "show"]),
 ];
+
+/// Sysctls read for each interface (`{}` is its name).
+pub const LINK_SYSCTLS: &[&str] = &[
+    "net/ipv4/conf/{}/rp_filter",
+    "net/ipv4/conf/{}/forwarding",
+    "net/ipv6/conf/{}/forwarding",
+];
+
+/// The arguments of `ip` for one route lookup, e.g. `10.88.0.5 from 10.66.0.1 iif eth0`
+/// (words of a query made by the engine from addresses and interface names).
+pub fn route_get_args(query: &str) -> Vec<String> {
+    let mut args = vec!["-j".to_owned(), "route".to_owned(), "get".to_owned()];
+    args.extend(query.split_whitespace().map(str::to_owned));
+    args
+}
 
 /// Raw state of one namespace at one moment.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +109,26 @@ pub struct RawSnapshot {
     pub sysctls: BTreeMap<String, String>,
     /// What could not be collected, and why (missing tool, permission...).
     pub missing: Vec<String>,
+    /// The namespaces that this one's `link-netnsid`s name (the peers of its veths), by
+    /// that id: their inode and their `ip -j -d link show`.
+    pub peer_namespaces: BTreeMap<i32, PeerNamespace>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerNamespace {
+    pub inode: u32,
+    pub links: String,
+}
+
+/// The `link-netnsid`s of `ip -j link` output: the namespaces its pair devices reach.
+pub fn link_netnsids(links_json: &str) -> Vec<i32> {
+    let Ok(links) = super::evidence::link::parse_links(links_json) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<i32> = links.iter().filter_map(|l| l.link_netnsid).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Devices with a clsact or ingress qdisc (where tc filters may hang), with the directions.

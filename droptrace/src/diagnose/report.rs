@@ -84,11 +84,21 @@ pub fn packet_line(d: &Drop) -> String {
     let ends = match (p.addrs, p.ports) {
         (Some((s, t)), Some((sp, dp))) => format!("{} -> {}", endpoint(s, sp), endpoint(t, dp)),
         (Some((s, t)), None) => format!("{s} -> {t}"),
-        _ => "non-IP packet".to_owned(),
+        // The ethertype alone (the tracepoint's protocol field): the headers were not read.
+        _ => match p.ethertype {
+            0x0800 => "an IPv4 packet whose headers were not read".to_owned(),
+            0x86dd => "an IPv6 packet whose headers were not read".to_owned(),
+            0 => "a packet whose headers were not read".to_owned(),
+            t => format!("a non-IP packet (ethertype 0x{t:04x})"),
+        },
     };
     let icmp = p
         .icmp
         .map(|(t, c)| format!(" icmp type {t} code {c}"))
         .unwrap_or_default();
+    if d.len == 0 {
+        // A length of 0 is an unread one.
+        return format!("{ends}{icmp}");
+    }
     format!("{ends}{icmp}, {} bytes", d.len)
 }

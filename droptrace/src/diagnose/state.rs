@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::raw::RawSnapshot;
+use super::{
+    evidence::route::{Route, RouteAnswer, RouteRule},
+    raw::RawSnapshot,
+};
 
 /// A firewall rule (nftables or iptables) whose verdict drops packets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,6 +30,8 @@ pub struct Rule {
     pub delete: String,
     /// A chain policy rather than a rule.
     pub is_policy: bool,
+    /// The netfilter hook of the chain when it is a base chain (`input`, `forward`...).
+    pub hook: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,6 +76,20 @@ pub struct Link {
     pub rx_over: u64,
     pub rx_errors: u64,
     pub tx_dropped: u64,
+    /// The other end of a pair device (veth), resolved exactly through the kernel's
+    /// link-netnsid and peer ifindex.
+    pub peer: Option<Peer>,
+    /// The id (local to this namespace) of the namespace the other end is in, if another.
+    pub link_netnsid: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Peer {
+    /// Inode of the peer's namespace; `None`: the same namespace.
+    pub netns: Option<u32>,
+    pub ifindex: u32,
+    pub name: String,
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,6 +108,49 @@ pub struct Socket {
     pub drops: Option<u64>,
 }
 
+/// The routing tables and policy-routing rules of one address family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Routing {
+    /// Routes of every table.
+    pub routes: Vec<Route>,
+    /// Rules in priority order.
+    pub rules: Vec<RouteRule>,
+}
+
+/// One route lookup asked of the kernel after the window, for packets it dropped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteLookup {
+    /// What followed `ip route get`: `10.88.0.5 from 10.66.0.1 iif eth0`.
+    pub query: String,
+    /// The route the kernel chose, when it chose one.
+    pub answer: Option<RouteAnswer>,
+    /// What ip said when the lookup failed (`RTNETLINK answers: No route to host`).
+    pub error: Option<String>,
+}
+
+impl RouteLookup {
+    /// The answer as people read it: `local via lo (table local)`, or the error.
+    pub fn text(&self) -> String {
+        match (&self.answer, &self.error) {
+            (Some(a), _) => {
+                let mut t = a.kind.clone();
+                if let Some(g) = &a.gateway {
+                    t.push_str(&format!(" via {g}"));
+                }
+                if let Some(d) = &a.dev {
+                    t.push_str(&format!(" dev {d}"));
+                }
+                if let Some(tb) = &a.table {
+                    t.push_str(&format!(" (table {tb})"));
+                }
+                t
+            }
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NsState {
     pub rules: Vec<Rule>,
@@ -105,6 +167,10 @@ pub struct NsState {
     pub programs: BTreeMap<u32, super::programs::BpfProgram>,
     /// cgroup skb programs (machine-wide: they filter the sockets of their cgroup).
     pub cgroup_bpf: Vec<super::evidence::bpftool::CgroupAttachment>,
+    pub routing_v4: Routing,
+    pub routing_v6: Routing,
+    /// Lookups made for the window's routing drops (only in the sample after it).
+    pub route_lookups: Vec<RouteLookup>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
 }
@@ -123,6 +189,37 @@ impl NsState {
     pub fn sysctl(&self, name: &str) -> Option<&str> {
         self.sysctls.get(name).map(String::as_str)
     }
+
+    /// "ipv4" or "ipv6".
+    pub fn routing(&self, family: &str) -> &Routing {
+        if family == "ipv6" {
+            &self.routing_v6
+        } else {
+            &self.routing_v4
+        }
+    }
+
+    /// Records the kernel's answer to a route lookup (`ip -j route get` output, or
+    /// the error it printed).
+    pub fn add_route_lookup(&mut self, query: String, outcome: Result<String, String>) {
+        use super::evidence::route::parse_route_get;
+        let (answer, error) = match outcome {
+            Ok(json) => match parse_route_get(&json) {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e)),
+        };
+        self.route_lookups.push(RouteLookup {
+            query,
+            answer,
+            error,
+        });
+    }
+
+    pub fn route_lookup(&self, query: &str) -> Option<&RouteLookup> {
+        self.route_lookups.iter().find(|l| l.query == query)
+    }
 }
 
 /// Parses everything a snapshot holds; what cannot be parsed is listed in `missing`.
@@ -140,12 +237,37 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     links(raw, &mut st);
     counters(raw, &mut st);
     sockets(raw, &mut st);
+    routing(raw, &mut st);
     st.sysctls = raw
         .sysctls
         .iter()
         .map(|(path, value)| (path.replace('/', "."), value.clone()))
         .collect();
     st
+}
+
+fn routing(raw: &RawSnapshot, st: &mut NsState) {
+    use super::evidence::route::{parse_routes, parse_rules};
+    for (routes, rules, family) in [("routes4", "rules4", 4), ("routes6", "rules6", 6)] {
+        let mut table = Routing::default();
+        if let Some(json) = raw.commands.get(routes) {
+            match parse_routes(json) {
+                Ok(r) => table.routes = r,
+                Err(e) => st.missing.push(format!("ip -{family} route output: {e}")),
+            }
+        }
+        if let Some(json) = raw.commands.get(rules) {
+            match parse_rules(json) {
+                Ok(r) => table.rules = r,
+                Err(e) => st.missing.push(format!("ip -{family} rule output: {e}")),
+            }
+        }
+        if family == 4 {
+            st.routing_v4 = table;
+        } else {
+            st.routing_v6 = table;
+        }
+    }
 }
 
 fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
@@ -307,9 +429,11 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
     };
     match link::parse_links(json) {
         Ok(list) => {
+            let peers = peers(raw, &list, &mut st.missing);
             st.links = list
                 .into_iter()
-                .map(|l| {
+                .zip(peers)
+                .map(|(l, peer)| {
                     let rx = l.rx.clone();
                     Link {
                         ifindex: l.ifindex,
@@ -321,12 +445,64 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
                         rx_errors: rx.as_ref().map_or(0, |r| r.errors),
                         tx_dropped: l.tx.as_ref().map_or(0, |t| t.dropped),
                         name: l.name,
+                        peer,
+                        link_netnsid: l.link_netnsid,
                     }
                 })
                 .collect();
         }
         Err(e) => st.missing.push(format!("ip link output: {e}")),
     }
+}
+
+/// The peer of each link: by name in this namespace, or by ifindex in the namespace its
+/// link-netnsid names (when the sampler could resolve it).
+fn peers(
+    raw: &RawSnapshot,
+    links: &[super::evidence::link::Link],
+    missing: &mut Vec<String>,
+) -> Vec<Option<Peer>> {
+    use super::evidence::link::parse_links;
+    let mut others = BTreeMap::new();
+    for (id, ns) in &raw.peer_namespaces {
+        match parse_links(&ns.links) {
+            Ok(l) => {
+                others.insert(*id, (ns.inode, l));
+            }
+            Err(e) => missing.push(format!("ip link output of peer namespace {id}: {e}")),
+        }
+    }
+    links
+        .iter()
+        .map(|l| {
+            let peer = |netns, p: &super::evidence::link::Link| Peer {
+                netns,
+                ifindex: p.ifindex,
+                name: p.name.clone(),
+                mtu: p.mtu.unwrap_or(0),
+            };
+            match (l.link_netnsid, l.link_index, &l.link_name) {
+                (Some(id), Some(index), _) => match others.get(&id) {
+                    Some((inode, list)) => list
+                        .iter()
+                        .find(|p| p.ifindex == index)
+                        .map(|p| peer(Some(*inode), p)),
+                    None => {
+                        missing.push(format!(
+                            "the namespace of {}'s peer (link-netnsid {id}) is not among those droptrace found",
+                            l.name
+                        ));
+                        None
+                    }
+                },
+                (None, _, Some(name)) if l.kind.as_deref() == Some("veth") => links
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map(|p| peer(None, p)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn counters(raw: &RawSnapshot, st: &mut NsState) {
@@ -465,6 +641,7 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                 random: r.random_probability,
                 delete: format!("{key} -t {} -D {} {delete_spec}", r.table, r.chain),
                 is_policy: false,
+                hook: builtin_hook(&r.chain),
             });
         }
         for c in save
@@ -479,10 +656,12 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                 chain: c.name.clone(),
                 text: "policy DROP".into(),
                 verdict: "drop".into(),
-                packets: Some(c.packets),
+                // iptables-nft's base chains keep no policy counters (always 0).
+                packets: (backend == Backend::Legacy).then_some(c.packets),
                 random: None,
                 delete: format!("{key} -t {} -P {} ACCEPT", c.table, c.name),
                 is_policy: true,
+                hook: builtin_hook(&c.name),
             });
         }
     }
@@ -528,6 +707,7 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                     r.family, r.table, r.chain, r.handle
                 ),
                 is_policy: false,
+                hook: chain.hook.clone(),
             });
         }
         if chain.policy == Some(Policy::Drop) {
@@ -545,9 +725,19 @@ fn firewall(raw: &RawSnapshot, st: &mut NsState) {
                     chain.family, chain.table, chain.name
                 ),
                 is_policy: true,
+                hook: chain.hook.clone(),
             });
         }
     }
+}
+
+/// The hook of an iptables built-in chain (`INPUT` is `input`); user chains have none.
+fn builtin_hook(chain: &str) -> Option<String> {
+    matches!(
+        chain,
+        "PREROUTING" | "INPUT" | "FORWARD" | "OUTPUT" | "POSTROUTING"
+    )
+    .then(|| chain.to_ascii_lowercase())
 }
 
 /// `numgen random mod 10 < 3` matches with probability 0.3.

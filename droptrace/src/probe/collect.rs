@@ -1,14 +1,19 @@
 //! Sampling one network namespace for diagnose: the tools of `diagnose::raw::COMMANDS` run
 //! inside it, and its /proc/net files and sysctls read from a thread inside it.
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use thiserror::Error;
 
 use crate::diagnose::{
     evidence::holders::parse_fdinfo,
     raw::{
-        attached_ids, clsact_devices, link_names, map_ids, RawSnapshot, COMMANDS, MAX_BPF_FDS,
-        PROC_NET_FILES, SYSCTLS,
+        attached_ids, clsact_devices, link_names, link_netnsids, map_ids, route_get_args,
+        PeerNamespace, RawSnapshot, COMMANDS, LINK_SYSCTLS, MAX_BPF_FDS, PROC_NET_FILES, SYSCTLS,
     },
 };
 
@@ -57,11 +62,9 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     snap.tcx = tcx_programs(netns, &link_names(&links));
     bpf_identity(&mut snap);
     let mut sysctls: Vec<String> = SYSCTLS.iter().map(|s| (*s).to_owned()).collect();
-    sysctls.extend(
-        link_names(&links)
-            .into_iter()
-            .map(|n| format!("net/ipv4/conf/{n}/rp_filter")),
-    );
+    for name in link_names(&links) {
+        sysctls.extend(LINK_SYSCTLS.iter().map(|s| s.replace("{}", &name)));
+    }
     let read = move || {
         let mut files = BTreeMap::new();
         for name in PROC_NET_FILES {
@@ -191,6 +194,52 @@ fn bpf_descriptors(ids: &[u32]) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// The namespaces the pair devices of the namespace at `netns` lead to, found among
+/// `candidates` by asking the kernel which id each has there (see `probe::nsid`), with
+/// their interfaces.
+pub fn peer_namespaces(
+    netns: Option<&Path>,
+    links_json: &str,
+    candidates: &[(u32, PathBuf)],
+) -> BTreeMap<i32, PeerNamespace> {
+    let mut wanted = link_netnsids(links_json);
+    let mut out = BTreeMap::new();
+    for (inode, path) in candidates {
+        if wanted.is_empty() {
+            break;
+        }
+        let Ok(file) = File::open(path) else { continue };
+        let Some(id) = super::nsid::nsid_of(netns, &file) else {
+            continue;
+        };
+        let Some(at) = wanted.iter().position(|w| *w == id) else {
+            continue;
+        };
+        wanted.remove(at);
+        if let Ok((links, _)) = run_in(Some(path), "ip", &["-j", "-d", "link", "show"]) {
+            out.insert(
+                id,
+                PeerNamespace {
+                    inode: *inode,
+                    links,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The kernel's answer to one route lookup in the namespace (`ip -j route get QUERY`):
+/// its JSON, or what ip said when the lookup failed ("RTNETLINK answers: No route to
+/// host"), which is the answer too.
+pub fn route_get(netns: Option<&Path>, query: &str) -> Result<String, String> {
+    let args = route_get_args(query);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_in(netns, "ip", &args)
+        .map(|(out, _)| out)
+        .map_err(|e| e.to_string())
 }
 
 /// The kernel log, for conntrack's "table full" lines (global, not per namespace).

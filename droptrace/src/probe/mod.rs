@@ -2,8 +2,8 @@
 //! bpf() system call ([`attach`]), the live source ([`LiveSource`]), the kernel facts read
 //! before attaching ([`discover`]), capabilities, clocks, entering network namespaces
 //! ([`netns::in_netns`], the one setns), naming interfaces inside them ([`places`]),
-//! resolving filters against the system ([`filters`]) and sampling namespaces for diagnose
-//! ([`collect`]). No other folder imports aya or calls setns.
+//! resolving filters against the system ([`filters`]), the namespace a veth's peer is in
+//! ([`nsid`]) and sampling namespaces for diagnose ([`collect`]). No other folder imports aya or calls setns.
 pub mod attach;
 pub mod caps;
 pub mod clock;
@@ -12,6 +12,7 @@ pub mod discover;
 pub mod filters;
 pub mod host;
 pub mod netns;
+pub mod nsid;
 pub mod places;
 pub mod source;
 pub mod workloads;

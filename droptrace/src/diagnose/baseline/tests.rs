@@ -208,6 +208,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         places: vec![(1, 0)],
         max_len: 60,
         example: None,
+        ..DropGroup::default()
     };
     // More drops at a listener-less port than by the program: without a baseline the
     // program comes second.
@@ -226,6 +227,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         host_netns: 1,
         secs: 3.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     });
     assert_eq!(findings[1].cause, "tc_bpf");
     let d = diff(&baseline(&then), &baseline(&now), true);

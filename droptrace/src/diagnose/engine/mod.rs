@@ -11,8 +11,12 @@ mod counters;
 mod device;
 mod mtu;
 mod netfilter;
+mod policy;
 mod qdisc;
+mod routing;
 mod rp_filter;
+#[cfg(test)]
+mod scenarios;
 mod sockets;
 #[cfg(test)]
 mod tests;
@@ -31,6 +35,8 @@ use device::{backlog, nic};
 use mtu::mtu;
 use netfilter::netfilter;
 use qdisc::qdisc;
+pub use routing::route_queries;
+use routing::routing;
 use rp_filter::rp_filter;
 use sockets::{listen_overflow, no_listener, paws, rcvbuf};
 
@@ -42,7 +48,11 @@ pub struct DropGroup {
     pub location: String,
     pub reason: Option<String>,
     pub protocol: Option<String>,
+    /// "ipv4" or "ipv6" when the packet's headers were read.
+    pub family: Option<String>,
     pub dport: Option<u16>,
+    /// Source and destination of one recent packet (none without packet details).
+    pub addrs: Option<(std::net::IpAddr, std::net::IpAddr)>,
     pub count: u64,
     /// (netns inode, ifindex) of recent samples, most frequent first.
     pub places: Vec<(u32, u32)>,
@@ -71,6 +81,9 @@ pub struct Window<'a> {
     pub secs: f64,
     /// Lines of the kernel log saying the conntrack table was full.
     pub conntrack_full_log_lines: usize,
+    /// Why the packets' headers are unknown when droptrace could not read them at all
+    /// (no kernel BTF); `None` when it could.
+    pub details_unknown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -136,10 +149,55 @@ fn merge(into: &mut Finding, f: Finding) {
 }
 
 /// Namespace and interface where a group's drops happened.
-fn place(w: &Window<'_>, g: &DropGroup) -> (u32, Option<u32>) {
+fn place(default_netns: u32, g: &DropGroup) -> (u32, Option<u32>) {
     match g.places.first() {
         Some(&(ns, ifindex)) if ns != 0 => (ns, (ifindex != 0).then_some(ifindex)),
-        _ => (w.default_netns, None),
+        _ => (default_netns, None),
+    }
+}
+
+/// The namespace of drops whose place is unknown: the one sampled namespace where a
+/// kernel counter of their cause grew in the window, and the evidence line saying so.
+fn place_by_counters(w: &Window<'_>, g: &DropGroup, cause: Cause) -> (Option<u32>, Option<String>) {
+    // (inode, growth, line) of each namespace where a counter of the cause grew.
+    let mut found: Vec<(u32, u64, String)> = Vec::new();
+    for &inode in w.after.keys() {
+        let n = ns(w, inode);
+        let grew = knowledge::COUNTERS
+            .iter()
+            .filter(|c| c.cause == cause && c.file != "dev" && c.group != "softnet")
+            .find_map(|c| {
+                n.delta(c.group, c.name)
+                    .filter(|d| *d > 0)
+                    .map(|d| (d, format!("{} {} +{d} in {}", c.group, c.name, n.name)))
+            });
+        if let Some((d, line)) = grew {
+            found.push((inode, d, line));
+        }
+    }
+    // Background drops elsewhere: a namespace whose counter grew by exactly the group's
+    // count is the one, if it is alone.
+    let exact: Vec<_> = found.iter().filter(|f| f.1 == g.count).collect();
+    let one = match (found.as_slice(), exact.as_slice()) {
+        ([only], _) => Some(only),
+        (_, [only]) => Some(*only),
+        _ => None,
+    };
+    match one {
+        Some((inode, _, line)) => (
+            Some(*inode),
+            Some(format!(
+                "the drops' namespace was not read with them; it is the one sampled namespace where a counter of this cause grew by as much: {line}"
+            )),
+        ),
+        None if found.is_empty() => (None, None),
+        None => (
+            None,
+            Some(format!(
+                "the drops' namespace was not read with them, and counters of this cause grew in several: {}",
+                found.iter().map(|f| f.2.as_str()).collect::<Vec<_>>().join("; ")
+            )),
+        ),
     }
 }
 
@@ -177,7 +235,15 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
 
 fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
-    let (inode, ifindex) = place(w, g);
+    let (mut inode, ifindex) = place(w.default_netns, g);
+    // Without packet details the kernel did not say where: its counters may.
+    let located = if g.places.iter().all(|p| p.0 == 0) && w.details_unknown.is_some() {
+        let (found, line) = place_by_counters(w, g, class.cause);
+        inode = found.unwrap_or(inode);
+        line
+    } else {
+        None
+    };
     let n = ns(w, inode);
     let iface = ifindex
         .and_then(|i| n.after.and_then(|a| a.link(i)))
@@ -213,6 +279,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         merge_key: String::new(),
         netns_inode: Some(inode),
     };
+    f.evidence.extend(located);
     // Each family adds its evidence, summary and fix, and returns what tells its findings
     // apart from others of the same cause in this namespace (the merge key's detail).
     let key_detail = match class.cause {
@@ -222,12 +289,15 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::Xdp => bpf(&n, iface.as_deref(), g.reason.as_deref(), true, &mut f),
         Cause::Mtu => mtu(w, &n, g, &mut f),
         Cause::RpFilter => rp_filter(&n, iface.as_deref(), &mut f),
-        Cause::NoListener => no_listener(&n, g, &mut f),
+        Cause::NoListener => no_listener(w, &n, g, &mut f),
         Cause::SocketRcvbuf => rcvbuf(&n, Some(g), &mut f),
         Cause::ListenOverflow => listen_overflow(&n, &mut f),
         Cause::Paws => paws(&n, &mut f),
         Cause::NetdevBacklog => backlog(&n, &mut f),
         Cause::Nic => nic(&n, &mut f),
+        Cause::NoRoute | Cause::ForwardingDisabled => {
+            routing(&n, Some(g), iface.as_deref(), &mut f)
+        }
         Cause::Other if cgroup_bpf(&n, g.reason.as_deref(), &mut f).is_some() => {
             format!("cgroup|{}", f.summary)
         }

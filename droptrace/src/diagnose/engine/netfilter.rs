@@ -1,7 +1,10 @@
 //! Firewall drops: the nftables or iptables rule whose counter grew, or a full
 //! conntrack table when no counter moved.
 
-use super::{DropGroup, Finding, Ns, Window};
+use super::{
+    policy::{fell_through, uncounted_policies},
+    DropGroup, Finding, Ns, Window,
+};
 use crate::diagnose::{knowledge::Cause, state::Rule};
 
 /// Growth of a rule's counter in the window. A rule absent before was added during the
@@ -81,6 +84,10 @@ pub(super) fn netfilter(
             ));
         }
         f.fix = format!("{}{}", n.prefix, top.delete);
+        if top.is_policy {
+            // The counter line above is the policy's evidence.
+            return fell_through(n, g, top, true, f);
+        }
         return top.key.clone();
     }
     // No counter moved: is conntrack refusing new connections?
@@ -120,6 +127,29 @@ pub(super) fn netfilter(
             );
             return "conntrack".into();
         }
+    }
+    let uncounted: Vec<String> = after
+        .rules
+        .iter()
+        .filter(|r| !r.is_policy && r.packets.is_none())
+        .map(|r| format!("`{} {}: {}`", r.table, r.chain, r.text))
+        .collect();
+    let policies = uncounted_policies(&after.rules, g);
+    if let Some(policy) = policies.first() {
+        let key = fell_through(n, g, policy, false, f);
+        for other in &policies[1..] {
+            f.evidence.push(format!(
+                "{} chain `{} {}` also has {}",
+                other.source, other.table, other.chain, other.text
+            ));
+        }
+        if !uncounted.is_empty() {
+            f.evidence.push(format!(
+                "these rules drop or reject without a counter and may have matched instead: {}",
+                uncounted.join(", ")
+            ));
+        }
+        return key;
     }
     let drop_rules: Vec<&Rule> = after.rules.iter().collect();
     if drop_rules.is_empty() {

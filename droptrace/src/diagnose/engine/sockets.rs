@@ -1,17 +1,22 @@
 //! Drops at sockets: no listener on the port, a full receive buffer, a full accept
 //! queue, and TCP segments with old timestamps (PAWS).
 
-use super::{DropGroup, Finding, Ns};
+use super::{DropGroup, Finding, Ns, Window};
 use crate::diagnose::state::Socket;
 
-pub(super) fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
-    let proto = g.protocol.clone().unwrap_or_else(|| "?".into());
-    let port = g.dport.map_or_else(|| "?".into(), |p| p.to_string());
+pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
+    let proto = g
+        .protocol
+        .clone()
+        .filter(|p| matches!(p.as_str(), "tcp" | "udp" | "udplite" | "sctp" | "dccp"));
+    let (Some(proto), Some(port)) = (proto, g.dport) else {
+        return no_listener_unknown(w, n, g, f);
+    };
     if let Some(after) = n.after {
         let bound: Vec<_> = after
             .sockets
             .iter()
-            .filter(|s| Some(s.port) == g.dport && s.proto == proto)
+            .filter(|s| s.port == port && s.proto == proto)
             .collect();
         if bound.is_empty() {
             f.evidence.push(format!(
@@ -32,21 +37,10 @@ pub(super) fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String 
             }
         }
     }
-    let counter = match proto.as_str() {
-        "udp" => n
-            .delta("Udp", "NoPorts")
-            .map(|d| format!("Udp NoPorts +{d} in the window")),
-        "tcp" => n
-            .delta("Tcp", "OutRsts")
-            .map(|d| format!("Tcp OutRsts (resets sent) +{d} in the window")),
-        _ => None,
-    };
-    f.evidence.extend(counter);
-    let bound = n.after.is_some_and(|a| {
-        a.sockets
-            .iter()
-            .any(|s| Some(s.port) == g.dport && s.proto == proto)
-    });
+    f.evidence.extend(namespace_counter(w, n, g, &proto));
+    let bound = n
+        .after
+        .is_some_and(|a| a.sockets.iter().any(|s| s.port == port && s.proto == proto));
     f.summary = if bound {
         format!(
             "no socket accepts these {proto} packets to port {port} in {}: the port is bound, but not on their destination address; {} packets were refused",
@@ -68,6 +62,74 @@ pub(super) fn no_listener(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String 
         n.prefix
     );
     format!("{proto}|{port}")
+}
+
+/// The namespace-wide counter that such drops move, scoped to what it proves: it counts
+/// every port, so with other ports refused in the window (or more than these drops) it is
+/// given as the namespace's total.
+fn namespace_counter(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, proto: &str) -> Option<String> {
+    let (group, name, what) = match (proto, g.family.as_deref()) {
+        ("udp", Some("ipv6")) => ("Udp6", "NoPorts", "Udp6 NoPorts"),
+        ("udp", _) => ("Udp", "NoPorts", "Udp NoPorts"),
+        ("tcp", _) => ("Tcp", "OutRsts", "Tcp OutRsts (resets sent)"),
+        _ => return None,
+    };
+    let d = n.delta(group, name)?;
+    let others: u64 = w
+        .groups
+        .iter()
+        .filter(|o| {
+            o.dport != g.dport
+                && o.protocol.as_deref() == Some(proto)
+                && o.reason == g.reason
+                && o.places.first().map(|p| p.0) == g.places.first().map(|p| p.0)
+        })
+        .map(|o| o.count)
+        .sum();
+    Some(if others == 0 && d == g.count {
+        format!("{what} +{d} in the window")
+    } else {
+        format!(
+            "{what} +{d} in the window: the total of {} for every port{}, not only these {}",
+            n.name,
+            if others > 0 {
+                format!(" ({others} other refused packets to other ports were seen)")
+            } else {
+                String::new()
+            },
+            g.count
+        )
+    })
+}
+
+/// No socket took the packets, and their protocol or port is not known (their headers were
+/// not read): say so, with the namespace's counters as totals, and no made-up port.
+fn no_listener_unknown(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
+    f.evidence.push(format!(
+        "the destination port is unknown: {}",
+        w.details_unknown
+            .as_deref()
+            .unwrap_or("the packets' headers were not read (their events were lost)")
+    ));
+    for (group, name) in [("Udp", "NoPorts"), ("Udp6", "NoPorts"), ("Tcp", "OutRsts")] {
+        if let Some(d) = n.delta(group, name).filter(|d| *d > 0) {
+            f.evidence.push(format!(
+                "{group} {name} +{d} in the window (the total of {} for every port)",
+                n.name
+            ));
+        }
+    }
+    f.summary = format!(
+        "no socket took {} {} packets in {} (their destination port is unknown): nothing listens where they were sent",
+        g.count,
+        g.protocol.as_deref().unwrap_or("IP"),
+        n.name
+    );
+    f.fix = format!(
+        "list what listens there ({}ss -lntu) and compare with the ports clients use; start the missing service or stop the clients",
+        n.prefix
+    );
+    "unknown".into()
 }
 
 pub(super) fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> String {

@@ -22,6 +22,7 @@ fn group(function: &str, reason: &str, count: u64) -> DropGroup {
         places: vec![(1, 2)],
         max_len: 60,
         example: None,
+        ..DropGroup::default()
     }
 }
 
@@ -36,6 +37,8 @@ fn link(ifindex: u32, name: &str, mtu: u32) -> Link {
         rx_over: 0,
         rx_errors: 0,
         tx_dropped: 0,
+        peer: None,
+        link_netnsid: None,
     }
 }
 
@@ -51,6 +54,7 @@ fn rule(packets: u64) -> Rule {
         random: None,
         delete: "nft delete rule inet filter input handle 7".into(),
         is_policy: false,
+        hook: Some("input".into()),
     }
 }
 
@@ -66,6 +70,7 @@ fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
         host_netns: 1,
         secs: 10.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     })
 }
 
@@ -221,15 +226,21 @@ fn a_small_mtu_is_found_in_the_peer_namespace() {
         host_netns: 1,
         secs: 1.0,
         conntrack_full_log_lines: 0,
+        details_unknown: None,
     });
     assert_eq!(f[0].cause, "mtu", "{f:#?}");
     assert!(
         f[0].summary
-            .contains("veth-b in netns n2 has an MTU of 100"),
+            .contains("veth-b in netns n2 has MTU 100; packets of up to 542 bytes were sent to it"),
         "{}",
         f[0].summary
     );
-    assert_eq!(f[0].fix, "ip netns exec n2 ip link set dev veth-b mtu 1500");
+    assert!(
+        f[0].fix
+            .starts_with("ip netns exec n2 ip link set dev veth-b mtu 1500"),
+        "{}",
+        f[0].fix
+    );
 }
 
 #[test]

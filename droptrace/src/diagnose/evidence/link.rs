@@ -32,6 +32,13 @@ pub struct Link {
     /// None without -s.
     pub rx: Option<RxStats>,
     pub tx: Option<TxStats>,
+    /// The other end of a pair device (veth) or the lower device: its ifindex, in the
+    /// namespace `link_netnsid` names when that is set (an id local to this namespace),
+    /// else in this one.
+    pub link_index: Option<u32>,
+    pub link_netnsid: Option<i32>,
+    /// The other end's name, which ip prints only when it is in this namespace.
+    pub link_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +93,9 @@ struct RawLink {
     linkinfo: Option<Value>,
     xdp: Option<Value>,
     stats64: Option<RawStats>,
+    link_index: Option<u32>,
+    link_netnsid: Option<i32>,
+    link: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +131,9 @@ pub fn parse_links(json: &str) -> Result<Vec<Link>, LinkError> {
                 xdp_mode,
                 rx,
                 tx,
+                link_index: l.link_index,
+                link_netnsid: l.link_netnsid,
+                link_name: l.link,
             }
         })
         .collect())

@@ -22,6 +22,7 @@ pub mod iptables;
 pub mod link;
 pub mod nft;
 pub mod proc;
+pub mod route;
 pub mod ss;
 pub mod sysctl;
 pub mod tc;

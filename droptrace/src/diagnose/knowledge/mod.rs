@@ -63,13 +63,18 @@ pub enum Cause {
     NetdevBacklog,
     /// The network device or its driver: rings, hardware errors, corruption on the wire.
     Nic,
+    /// Routing refused the packet: no route, an `unreachable`, `blackhole` or `prohibit`
+    /// route, or a policy-routing rule with such an action.
+    NoRoute,
+    /// A packet not for this host arrived where forwarding is disabled.
+    ForwardingDisabled,
     /// Anything else; the explanation says what.
     Other,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 14] = [
+    pub const ALL: [Cause; 16] = [
         Cause::NetfilterRule,
         Cause::ConntrackFull,
         Cause::Qdisc,
@@ -83,6 +88,8 @@ impl Cause {
         Cause::Paws,
         Cause::NetdevBacklog,
         Cause::Nic,
+        Cause::NoRoute,
+        Cause::ForwardingDisabled,
         Cause::Other,
     ];
 
@@ -102,6 +109,8 @@ impl Cause {
             Cause::Paws => "paws",
             Cause::NetdevBacklog => "netdev_backlog",
             Cause::Nic => "nic",
+            Cause::NoRoute => "no_route",
+            Cause::ForwardingDisabled => "forwarding_disabled",
             Cause::Other => "other",
         }
     }
@@ -127,6 +136,8 @@ impl Cause {
             Cause::Paws => "TCP timestamp (PAWS) check",
             Cause::NetdevBacklog => "CPU input backlog",
             Cause::Nic => "network device",
+            Cause::NoRoute => "no route",
+            Cause::ForwardingDisabled => "forwarding disabled",
             Cause::Other => "other",
         }
     }

@@ -412,7 +412,7 @@ pub static REASONS: &[ReasonInfo] = &[
     },
     ReasonInfo {
         name: "IP_OUTNOROUTES",
-        cause: Cause::Other,
+        cause: Cause::NoRoute,
         explanation: "No route to the destination was found while sending",
         fix: "Run `ip route get <dst>` (and `ip rule` for policy routing); a missing default route or down interface is typical",
         benign: false,
@@ -647,14 +647,14 @@ pub static REASONS: &[ReasonInfo] = &[
     },
     ReasonInfo {
         name: "IP_INADDRERRORS",
-        cause: Cause::Other,
+        cause: Cause::NoRoute,
         explanation: "The destination address is not usable here: routing says the host is unreachable or the address is invalid",
         fix: FIX_ROUTE_IN,
         benign: false,
     },
     ReasonInfo {
         name: "IP_INNOROUTES",
-        cause: Cause::Other,
+        cause: Cause::NoRoute,
         explanation: "There is no route for the incoming packet's destination (network unreachable)",
         fix: FIX_ROUTE_IN,
         benign: false,

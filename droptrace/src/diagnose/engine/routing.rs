@@ -1,0 +1,335 @@
+//! Drops the kernel makes while routing (`ip_error`, `ip6_pkt_discard`, reasons such as
+//! IP_INNOROUTES): forwarding disabled for a packet not for this host, no route, a route of
+//! type unreachable/blackhole/prohibit, or a policy-routing rule. The namespace's routes and
+//! rules name the entry the packet met; the kernel's own answer (`ip route get`, asked
+//! after the window with the packet's addresses and interface) is the evidence.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use super::{place, DropGroup, Finding, Ns};
+use crate::diagnose::{
+    evidence::route::{walk, Walk},
+    knowledge::{self, Cause},
+    state::NsState,
+};
+
+/// The lookups to ask the kernel after the window, by namespace: for each routing drop
+/// with known addresses, its destination as this host routes it (`DST`) and as it was
+/// routed on arrival (`DST from SRC iif DEV`).
+pub fn route_queries(
+    groups: &[DropGroup],
+    after: &BTreeMap<u32, NsState>,
+    default_netns: u32,
+) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for g in groups {
+        let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
+        if class.cause != Cause::NoRoute {
+            continue;
+        }
+        let Some((src, dst)) = g.addrs else { continue };
+        let (inode, ifindex) = place(default_netns, g);
+        let iif = ifindex
+            .and_then(|i| after.get(&inode)?.link(i))
+            .map(|l| l.name.clone());
+        for q in queries(src, dst, iif.as_deref()) {
+            if !out.contains(&(inode, q.clone())) {
+                out.push((inode, q));
+            }
+        }
+    }
+    out
+}
+
+fn queries(src: IpAddr, dst: IpAddr, iif: Option<&str>) -> Vec<String> {
+    let mut q = vec![dst.to_string()];
+    if let Some(i) = iif {
+        q.push(format!("{dst} from {src} iif {i}"));
+    }
+    q
+}
+
+fn family_of(g: Option<&DropGroup>) -> Option<&'static str> {
+    let g = g?;
+    if let Some((_, dst)) = g.addrs {
+        return Some(if dst.is_ipv4() { "ipv4" } else { "ipv6" });
+    }
+    match g.family.as_deref() {
+        Some("ipv4") => Some("ipv4"),
+        Some("ipv6") => Some("ipv6"),
+        _ => {
+            let f = g.function.as_deref()?;
+            if f.starts_with("ip6") {
+                Some("ipv6")
+            } else if f.starts_with("ip_") {
+                Some("ipv4")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The forwarding sysctls that decide for packets arriving on `iface`: (name, value).
+fn forwarding(after: &NsState, family: &str, iface: Option<&str>) -> Vec<(String, String)> {
+    let v = if family == "ipv6" { "ipv6" } else { "ipv4" };
+    let mut names = Vec::new();
+    if let Some(i) = iface {
+        names.push(format!("net.{v}.conf.{i}.forwarding"));
+    }
+    names.push(format!("net.{v}.conf.all.forwarding"));
+    names
+        .into_iter()
+        .filter_map(|n| after.sysctl(&n).map(|val| (n.clone(), val.to_owned())))
+        .collect()
+}
+
+/// Whether the sysctls say packets not for this host are not forwarded. IPv4 decides by
+/// the arriving interface's setting; IPv6 by `all` (and the interface's, when it is off).
+fn forwarding_off(values: &[(String, String)]) -> bool {
+    values.first().is_some_and(|(_, v)| v == "0")
+}
+
+/// `ip -6 ` for IPv6 commands.
+fn ip_cmd(family: &str) -> &'static str {
+    if family == "ipv6" {
+        "ip -6"
+    } else {
+        "ip"
+    }
+}
+
+const REFUSING: &[&str] = &["unreachable", "blackhole", "prohibit"];
+
+pub(super) fn routing(
+    n: &Ns<'_>,
+    g: Option<&DropGroup>,
+    iface: Option<&str>,
+    f: &mut Finding,
+) -> String {
+    f.cause = Cause::NoRoute.id();
+    let count = f.drops;
+    let Some(after) = n.after else {
+        f.summary = format!(
+            "routing dropped {count} packets in {}, whose state could not be read",
+            n.name
+        );
+        return "unknown".into();
+    };
+    let Some(family) = family_of(g) else {
+        f.summary = format!(
+            "routing dropped {count} packets in {}; their address family is unknown",
+            n.name
+        );
+        return "unknown".into();
+    };
+    let routing = after.routing(family);
+    let fwd = forwarding(after, family, iface);
+    if !fwd.is_empty() {
+        f.evidence.push(
+            fwd.iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    let ip = ip_cmd(family);
+    let Some((src, dst)) = g.and_then(|g| g.addrs) else {
+        return without_addresses(n, family, &fwd, after, f);
+    };
+    // The kernel's answers, asked after the window.
+    for q in queries(src, dst, iface) {
+        if let Some(l) = after.route_lookup(&q) {
+            f.evidence
+                .push(format!("{ip} route get {q} (in {}): {}", n.name, l.text()));
+        }
+    }
+    let local = after
+        .route_lookup(&dst.to_string())
+        .and_then(|l| l.answer.as_ref())
+        .map(|a| {
+            matches!(
+                a.kind.as_str(),
+                "local" | "broadcast" | "multicast" | "anycast"
+            )
+        });
+    match walk(&routing.rules, &routing.routes, Some(src), dst, iface) {
+        Walk::Rule(rule) => {
+            f.summary = format!(
+                "the policy-routing rule `{}` refuses packets to {dst} in {}: {count} dropped",
+                rule.text, n.name
+            );
+            f.evidence.push(format!(
+                "{ip} rule: `{}` ({}) is the first rule that matches {src} -> {dst}",
+                rule.text, rule.action
+            ));
+            f.fix = format!(
+                "remove the rule if these packets should be routed: {}{ip} rule del {}",
+                n.prefix, rule.text
+            );
+            format!("rule|{}", rule.priority)
+        }
+        Walk::Route(rule, route) if REFUSING.contains(&route.kind.as_str()) => {
+            let via_rule = if rule.table.as_deref() == Some("main") {
+                String::new()
+            } else {
+                format!(" (reached through rule `{}`)", rule.text)
+            };
+            f.summary = format!(
+                "the {} route `{}` in table {} takes packets to {dst} in {}: {count} dropped",
+                route.kind, route.dst, route.table, n.name
+            );
+            f.evidence.push(format!(
+                "{ip} route: `{} {}` in table {} is the longest match for {dst}{via_rule}",
+                route.kind, route.dst, route.table
+            ));
+            f.fix = format!(
+                "remove that route if these packets should be routed (and add the one that should carry them): {}{ip} route del {} {} table {}",
+                n.prefix, route.kind, route.dst, route.table
+            );
+            if !via_rule.is_empty() {
+                f.fix.push_str(&format!(
+                    "; or, if they should not use table {} at all: {}{ip} rule del {}",
+                    route.table, n.prefix, rule.text
+                ));
+            }
+            format!("route|{}|{}", route.table, route.dst)
+        }
+        Walk::Route(_, route)
+            if forwarding_off(&fwd) && local != Some(true) && route.kind != "local" =>
+        {
+            forwarding_disabled(n, family, dst, &fwd, f);
+            "forwarding".into()
+        }
+        Walk::NoRoute(skipped) => {
+            f.summary = format!("no route to {dst} in {}: {count} packets dropped", n.name);
+            f.evidence.push(format!(
+                "{ip} route: no table the rules lead to has a route covering {dst} (no default route)"
+            ));
+            if forwarding_off(&fwd) && local != Some(true) {
+                f.evidence.push(format!(
+                    "forwarding is off as well ({} = 0): with a route, packets not for this host would still be dropped",
+                    fwd[0].0
+                ));
+            }
+            if !skipped.is_empty() {
+                f.evidence.push(format!(
+                    "rules not evaluated here (they match on marks, ports or other selectors): {}",
+                    skipped
+                        .iter()
+                        .map(|r| format!("`{}`", r.text))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            f.fix = format!(
+                "add a route that covers {dst} in {} (a default route through the next hop toward it, with `{}{ip} route add`), or stop sending such packets here",
+                n.name, n.prefix
+            );
+            "noroute".into()
+        }
+        Walk::Route(_, route) => {
+            f.summary = format!(
+                "routing dropped {count} packets to {dst} in {}, though table {} routes it (`{} {}`)",
+                n.name, route.table, route.kind, route.dst
+            );
+            f.evidence.push(format!(
+                "{ip} route: `{} {}` in table {} matches {dst}; the lookup on arrival may differ (source address validity, interface down)",
+                route.kind, route.dst, route.table
+            ));
+            "unexplained".into()
+        }
+    }
+}
+
+fn forwarding_disabled(
+    n: &Ns<'_>,
+    family: &str,
+    dst: IpAddr,
+    fwd: &[(String, String)],
+    f: &mut Finding,
+) {
+    f.cause = Cause::ForwardingDisabled.id();
+    let (name, _) = &fwd[0];
+    f.summary = format!(
+        "{} does not forward {}: {name} = 0, and packets to {dst} are not for this host; {} dropped",
+        n.name,
+        if family == "ipv6" { "IPv6" } else { "IPv4" },
+        f.drops
+    );
+    f.evidence.push(format!(
+        "{dst} is not an address of {}: the packets were to be forwarded",
+        n.name
+    ));
+    let v = if family == "ipv6" { "ipv6" } else { "ipv4" };
+    f.fix = format!(
+        "if {} should route them: {}sysctl -w net.{v}.conf.all.forwarding=1; if it should not, the sender's route to {dst} wrongly points at it",
+        n.name, n.prefix
+    );
+}
+
+/// Without the packets' addresses (classic tracepoint, or their events lost) the lookup
+/// cannot be replayed: say so, and name what in the namespace refuses packets.
+fn without_addresses(
+    n: &Ns<'_>,
+    family: &str,
+    fwd: &[(String, String)],
+    after: &NsState,
+    f: &mut Finding,
+) -> String {
+    let routing = after.routing(family);
+    let ip = ip_cmd(family);
+    let refusing: Vec<String> = routing
+        .routes
+        .iter()
+        .filter(|r| REFUSING.contains(&r.kind.as_str()))
+        .map(|r| format!("route `{} {}` in table {}", r.kind, r.dst, r.table))
+        .chain(
+            routing
+                .rules
+                .iter()
+                .filter(|r| REFUSING.contains(&r.action.as_str()))
+                .map(|r| format!("rule `{}`", r.text)),
+        )
+        .collect();
+    f.evidence.push(
+        "the packets' addresses are unknown (no packet details were read: the classic tracepoint, or their events were lost), so the route lookup cannot be replayed".into(),
+    );
+    if !refusing.is_empty() {
+        f.evidence.push(format!(
+            "{ip}: entries that refuse packets in {}: {}",
+            n.name,
+            refusing.join(", ")
+        ));
+    }
+    let count = f.drops;
+    if forwarding_off(fwd) && refusing.is_empty() {
+        f.cause = Cause::ForwardingDisabled.id();
+        let v = if family == "ipv6" { "ipv6" } else { "ipv4" };
+        f.summary = format!(
+            "routing dropped {count} packets in {}, which does not forward ({} = 0): most likely packets not for this host",
+            n.name, fwd[0].0
+        );
+        f.fix = format!(
+            "if {} should route them: {}sysctl -w net.{v}.conf.all.forwarding=1; run droptrace where BTF is available to see their addresses",
+            n.name, n.prefix
+        );
+        return "forwarding".into();
+    }
+    f.summary = if refusing.is_empty() {
+        format!(
+            "routing dropped {count} packets in {} (no route for their destination); their addresses are unknown",
+            n.name
+        )
+    } else {
+        format!(
+            "routing dropped {count} packets in {}: {} refuses packets",
+            n.name, refusing[0]
+        )
+    };
+    f.fix = format!(
+        "check the routes and rules ({}{ip} route show table all; {}{ip} rule) for the destinations these packets had; where BTF is available droptrace reads them and asks the kernel's route lookup itself",
+        n.prefix, n.prefix
+    );
+    "unknown".into()
+}
