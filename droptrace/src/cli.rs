@@ -195,7 +195,7 @@ pub struct DiagnoseArgs {
     pub format: Format,
 
     /// Also write the sampled state of every namespace (firewall rules and chain policies,
-    /// qdiscs, BPF programs and where they are attached, sysctls, MTUs) to FILE, a
+    /// qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a
     /// versioned JSON file (mode 0600), to compare with later (--baseline).
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,

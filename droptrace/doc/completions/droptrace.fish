@@ -73,7 +73,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l host-ro
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duration -d 'Seconds to watch' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings' -r -f -a "text\t''
 json\t''"
-complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-baseline -d 'Also write the sampled state of every namespace (firewall rules and chain policies, qdiscs, BPF programs and where they are attached, sysctls, MTUs) to FILE, a versioned JSON file (mode 0600), to compare with later (--baseline)' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-baseline -d 'Also write the sampled state of every namespace (firewall rules and chain policies, qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a versioned JSON file (mode 0600), to compare with later (--baseline)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baseline -d 'Compare with a file --save-baseline wrote (this host when it worked, or a healthy host of the same role): each difference is listed, and findings whose evidence is new since the baseline rank first. Namespaces are matched by name' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F

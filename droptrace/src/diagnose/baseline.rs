@@ -4,7 +4,8 @@
 //! matched by name (their inodes differ between hosts and boots); programs by where they
 //! are attached and their name (ids differ too). Pure: the command reads and writes the file.
 //!
-//! Each kind of state is one small function (`bpf`, `rules`, `qdiscs`, `sysctls`, `mtus`);
+//! Each kind of state is one small function (`bpf`, `rules`, `qdiscs`, `sysctls`, `mtus`,
+//! `routes`);
 //! a new kind of sampled state gets its own field and function.
 use std::collections::BTreeMap;
 
@@ -39,6 +40,10 @@ pub struct NsBaseline {
     pub sysctls: BTreeMap<String, String>,
     /// MTU by interface name.
     pub mtus: BTreeMap<String, u32>,
+    /// Routes of every table and policy-routing rules, both families, as ip prints them
+    /// (`ipv4 table main: 10.0.0.0/24 dev eth0`, `ipv6 rule: 100: from all lookup 7`).
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +156,35 @@ fn of_namespace(st: &NsState) -> NsBaseline {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         mtus: st.links.iter().map(|l| (l.name.clone(), l.mtu)).collect(),
+        routes: routes_of(st),
     }
+}
+
+fn routes_of(st: &NsState) -> Vec<String> {
+    let mut out = Vec::new();
+    for (family, routing) in [("ipv4", &st.routing_v4), ("ipv6", &st.routing_v6)] {
+        for r in &routing.routes {
+            let mut text = format!("{family} table {}: ", r.table);
+            if r.kind != "unicast" {
+                text.push_str(&format!("{} ", r.kind));
+            }
+            text.push_str(&r.dst);
+            if let Some(g) = &r.gateway {
+                text.push_str(&format!(" via {g}"));
+            }
+            if let Some(d) = &r.dev {
+                text.push_str(&format!(" dev {d}"));
+            }
+            if let Some(m) = r.metric {
+                text.push_str(&format!(" metric {m}"));
+            }
+            out.push(text);
+        }
+        for rule in &routing.rules {
+            out.push(format!("{family} rule: {}: {}", rule.priority, rule.text));
+        }
+    }
+    out
 }
 
 /// nft's `counter packets 12 bytes 720` as `counter`.
@@ -202,7 +235,7 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
     pub change: Change,
-    /// "namespace", "bpf", "rule", "qdisc", "sysctl", "mtu".
+    /// "namespace", "bpf", "rule", "qdisc", "sysctl", "mtu", "route".
     pub kind: &'static str,
     pub netns: String,
     pub iface: Option<String>,
@@ -224,6 +257,7 @@ pub fn diff(then: &Baseline, now: &Baseline, scoped: bool) -> Vec<Difference> {
                 qdiscs(name, ns_then, ns_now, &mut out);
                 sysctls(name, ns_then, ns_now, &mut out);
                 mtus(name, ns_then, ns_now, &mut out);
+                routes(name, ns_then, ns_now, &mut out);
             }
             None => {
                 out.push(Difference {
@@ -492,6 +526,16 @@ fn mtus(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference>
     }
 }
 
+fn routes(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference>) {
+    let (added, removed) = added_removed(&then.routes, &now.routes);
+    for r in added {
+        push(out, Change::New, "route", ns, None, format!("{r} in {ns}"));
+    }
+    for r in removed {
+        push(out, Change::Gone, "route", ns, None, format!("{r} in {ns}"));
+    }
+}
+
 /// The kinds of difference that can explain a finding of each cause.
 fn explains(cause: &str, d: &Difference) -> bool {
     match cause {
@@ -500,6 +544,8 @@ fn explains(cause: &str, d: &Difference) -> bool {
         "conntrack_full" => d.kind == "sysctl" && d.sentence.contains("conntrack"),
         "qdisc" => d.kind == "qdisc",
         "mtu" => d.kind == "mtu",
+        "no_route" => d.kind == "route",
+        "forwarding_disabled" => d.kind == "sysctl" && d.sentence.contains("forward"),
         "rp_filter" => d.kind == "sysctl" && d.sentence.contains("rp_filter"),
         "socket_rcvbuf" => d.kind == "sysctl" && d.sentence.contains("rmem"),
         "listen_overflow" => {

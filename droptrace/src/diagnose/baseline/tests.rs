@@ -299,3 +299,54 @@ fn counts_are_taken_out_of_rule_text() {
         "meta bytes > 100 drop"
     );
 }
+
+#[test]
+fn routes_and_routing_rules_that_changed() {
+    use crate::diagnose::evidence::route::Route;
+    let mut st = snapshot(false);
+    st.routing_v4.routes = vec![
+        Route {
+            kind: "unicast".into(),
+            dst: "10.0.0.0/24".into(),
+            dev: Some("eth0".into()),
+            gateway: None,
+            table: "main".into(),
+            metric: None,
+        },
+        Route {
+            kind: "unicast".into(),
+            dst: "default".into(),
+            dev: Some("eth0".into()),
+            gateway: Some("10.0.0.1".into()),
+            table: "main".into(),
+            metric: Some(100),
+        },
+    ];
+    let then = baseline(&st);
+    assert_eq!(
+        then.namespaces["netns web"].routes,
+        [
+            "ipv4 table main: 10.0.0.0/24 dev eth0",
+            "ipv4 table main: default via 10.0.0.1 dev eth0 metric 100"
+        ]
+    );
+    st.routing_v4.routes[1].kind = "blackhole".into();
+    st.routing_v4.routes[1].gateway = None;
+    st.routing_v4.routes[1].dev = None;
+    let d = diff(&then, &baseline(&st), false);
+    let s: Vec<&str> = d.iter().map(|d| d.sentence.as_str()).collect();
+    assert_eq!(
+        s,
+        [
+            "new since the baseline: ipv4 table main: blackhole default metric 100 in netns web",
+            "gone since the baseline: ipv4 table main: default via 10.0.0.1 dev eth0 metric 100 \
+             in netns web"
+        ]
+    );
+    // A file from before routes were saved still reads.
+    let old = r#"{"version":1,"droptrace":"0.1.0","host":"x","taken_at":0,
+        "namespaces":{"netns web":{"bpf":[],"rules":[],"qdiscs":[],"sysctls":{},"mtus":{}}}}"#;
+    assert!(parse(old).unwrap().namespaces["netns web"]
+        .routes
+        .is_empty());
+}
