@@ -194,6 +194,18 @@ pub struct DiagnoseArgs {
     /// Output: `text` for people, `json` for one object with the findings.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Also write the sampled state of every namespace (firewall rules and chain policies,
+    /// qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a
+    /// versioned JSON file (mode 0600), to compare with later (--baseline).
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+
+    /// Compare with a file --save-baseline wrote (this host when it worked, or a healthy
+    /// host of the same role): each difference is listed, and findings whose evidence is
+    /// new since the baseline rank first. Namespaces are matched by name.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// What every run that attaches to the kernel takes.

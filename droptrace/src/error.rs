@@ -78,6 +78,12 @@ pub enum Error {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 
+    #[error("baseline {}: {source}", path.display())]
+    Baseline {
+        path: PathBuf,
+        source: crate::diagnose::baseline::BaselineError,
+    },
+
     #[error("{}: {source}", path.display())]
     Recording {
         path: PathBuf,

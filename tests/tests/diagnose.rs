@@ -301,6 +301,213 @@ fn a_tc_bpf_program_dropping_syns_is_named_with_its_id() {
     assert_eq!(f["cause"], "tc_bpf", "{report:#}");
     assert_eq!(f["iface"], "veth-b");
     assert_mentions(f, &["drop_syn", &format!("id {id}"), "ingress", "veth-b"]);
+    // The kernel's name, not tc's label; who loaded it; and that nothing holds it.
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`drop_syn` (id {id})")),
+        "{f:#}"
+    );
+    assert_mentions(
+        f,
+        &[
+            "sched_cls",
+            "by uid 0",
+            "tc filter drop_syn.bpf.o:[classifier]",
+            "no process holds it open and it is not pinned",
+        ],
+    );
+}
+
+/// "A network component" for the tests: `bpf_holder` (tests/src/bin) attaches a program
+/// inside a namespace and holds it until dropped.
+struct BpfHolder {
+    child: std::process::Child,
+    prog_id: u64,
+}
+
+impl BpfHolder {
+    fn start(ns: &Netns, dev: &str, mode: &str, object: &str, program: &str) -> BpfHolder {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bpf_holder"))
+            .args([&ns.path(), dev, mode, object, program])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting bpf_holder");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let _ = out.read_line(&mut line);
+        let Some(prog_id) = line
+            .strip_prefix("attached ")
+            .and_then(|id| id.trim().parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bpf_holder {mode} did not attach: {line:?}");
+        };
+        BpfHolder { child, prog_id }
+    }
+
+    /// What the kernel shows as its command line.
+    fn cmdline(&self) -> String {
+        let raw = std::fs::read(format!("/proc/{}/cmdline", self.child.id())).expect("cmdline");
+        String::from_utf8_lossy(&raw)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for BpfHolder {
+    fn drop(&mut self) {
+        // Closing its stdin ends it; the kill is for a holder that does not listen.
+        drop(self.child.stdin.take());
+        if wait_exit(&mut self.child, WAIT_LIMIT).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The finding must name the program as the kernel knows it and the process holding it.
+fn assert_names_holder(f: &Value, holder: &BpfHolder, hook: &str) {
+    let id = holder.prog_id;
+    assert_eq!(f["iface"], "veth-b", "{f:#}");
+    let summary = f["summary"].as_str().unwrap();
+    for needle in [
+        format!("(id {id}) attached at {hook} on veth-b"),
+        format!("by pid {}", holder.child.id()),
+        holder.cmdline(),
+    ] {
+        assert!(summary.contains(&needle), "`{needle}` not in {summary}");
+    }
+    assert_mentions(
+        f,
+        &[
+            "by uid 0",
+            &format!("pid {} (bpf_holder)", holder.child.id()),
+        ],
+    );
+}
+
+#[test]
+fn a_tcx_program_is_named_with_the_process_holding_it() {
+    if !can_run("a_tcx_program_is_named_with_the_process_holding_it") {
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let pair = Pair::new();
+    let holder = BpfHolder::start(&pair.b, "veth-b", "tcx-ingress", object, "drop_syn");
+    let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+    // tcx counts nothing it drops: a UDP marker (which drop_syn lets through), sent last
+    // from the same CPU, is received only after every SYN before it was processed.
+    let marker = pair.b.run(|| UdpSocket::bind("0.0.0.0:6002").unwrap());
+    marker.set_read_timeout(Some(WAIT_LIMIT)).unwrap();
+    let netns = pair.b.path();
+    let report = diagnose(&["--netns", &netns, "--proto", "tcp"], || {
+        let attempts = pair.a.run(|| {
+            pin_to_this_cpu();
+            let to = format!("{B4}:8080").parse().unwrap();
+            let unanswered = (0..3)
+                .filter(|_| {
+                    TcpStream::connect_timeout(&to, ATTEMPT_TIMEOUT)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+                })
+                .count();
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            sock.send_to(b"marker", format!("{B4}:6002")).unwrap();
+            unanswered
+        });
+        assert_eq!(attempts, 3, "every SYN goes unanswered");
+        let mut buf = [0u8; 16];
+        let n = marker
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("the marker after the SYNs did not arrive: {e}"));
+        assert_eq!(&buf[..n], b"marker");
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "tc_bpf", "{report:#}");
+    assert_eq!(f["drops"], 3);
+    assert_names_holder(f, &holder, "tcx ingress");
+    assert_mentions(f, &["`drop_syn`", "tcx link"]);
+}
+
+#[test]
+fn a_classic_tc_program_held_by_a_process_or_pinned_is_named_so() {
+    if !can_run("a_classic_tc_program_held_by_a_process_or_pinned_is_named_so") {
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let to = format!("{B4}:8080").parse().unwrap();
+    {
+        let pair = Pair::new();
+        let holder = BpfHolder::start(&pair.b, "veth-b", "tc-ingress", object, "drop_syn");
+        let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+        let report = diagnose(&["--netns", &pair.b.path(), "--proto", "tcp"], || {
+            dropped_syns(&pair.a, to, 3, "the clsact qdisc's drops", || {
+                clsact_dropped(&pair.b, "veth-b")
+            });
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "tc_bpf", "{report:#}");
+        assert_names_holder(f, &holder, "tc ingress");
+    }
+    // Loaded and pinned by bpftool, attached by tc from the pin: the pin is the answer.
+    let pair = Pair::new();
+    let pin = format!("/sys/fs/bpf/{}-drop_syn", pair.b.name);
+    struct Unpin<'a>(&'a str);
+    impl Drop for Unpin<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    sh(&[
+        "bpftool",
+        "prog",
+        "load",
+        object,
+        &pin,
+        "type",
+        "classifier",
+    ]);
+    let _unpin = Unpin(&pin);
+    // nsenter, not `ip netns exec`: that mounts a fresh /sys, without the BPF filesystem.
+    let net = format!("--net={}", pair.b.path());
+    sh(&[
+        "nsenter", &net, "tc", "qdisc", "add", "dev", "veth-b", "clsact",
+    ]);
+    sh(&[
+        "nsenter",
+        &net,
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "veth-b",
+        "ingress",
+        "bpf",
+        "da",
+        "object-pinned",
+        &pin,
+    ]);
+    let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+    let report = diagnose(&["--netns", &pair.b.path(), "--proto", "tcp"], || {
+        dropped_syns(&pair.a, to, 3, "the clsact qdisc's drops", || {
+            clsact_dropped(&pair.b, "veth-b")
+        });
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "tc_bpf", "{report:#}");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("it is pinned at {pin}")),
+        "{f:#}"
+    );
 }
 
 #[test]
@@ -559,6 +766,242 @@ fn an_xdp_program_dropping_is_named_with_its_mode() {
     assert_eq!(f["drops"], 10);
     assert_eq!(f["iface"], "veth-b");
     assert_mentions(f, &["drop_udp_6001", "xdp on veth-b", "xdpgeneric off"]);
+    assert_mentions(f, &["xdp, tag", "by uid 0"]);
+}
+
+#[test]
+fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
+    if !can_run("an_xdp_program_held_by_a_process_is_named_with_its_command_line") {
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let pair = Pair::new();
+    let holder = BpfHolder::start(&pair.b, "veth-b", "xdp-skb", object, "drop_udp_6001");
+    let marker = pair.b.run(|| UdpSocket::bind("0.0.0.0:6002").unwrap());
+    marker.set_read_timeout(Some(WAIT_LIMIT)).unwrap();
+    let report = diagnose(&["--netns", &pair.b.path(), "--proto", "udp"], || {
+        pair.a.run(|| {
+            pin_to_this_cpu();
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..10 {
+                sock.send_to(&[7u8; 50], format!("{B4}:6001")).unwrap();
+            }
+            sock.send_to(b"marker", format!("{B4}:6002")).unwrap();
+        });
+        let mut buf = [0u8; 16];
+        let n = marker
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("the marker after the XDP drops did not arrive: {e}"));
+        assert_eq!(&buf[..n], b"marker");
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "xdp", "{report:#}");
+    assert_eq!(f["drops"], 10);
+    assert_names_holder(f, &holder, "xdp");
+    assert_mentions(f, &["xdp link"]);
+}
+
+#[test]
+fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
+    if !can_run("a_tc_program_attached_since_the_baseline_is_named_and_ranked_first") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let pair = Pair::new();
+    let netns = pair.b.path();
+    let file = format!("/tmp/{}-baseline.json", pair.b.name);
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&file);
+    // A healthy namespace: nothing attached, nothing dropped.
+    let saved = diagnose(&["--netns", &netns, "--save-baseline", &file], || {});
+    assert!(saved.get("baseline_diff").is_none());
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the baseline is private");
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(base["version"], 1);
+    assert_eq!(base["namespaces"].as_object().unwrap().len(), 1, "{base:#}");
+
+    // Then a component attaches a program that drops SYNs; meanwhile more datagrams than
+    // SYNs are dropped at a closed UDP port (nothing new: that port was closed before too).
+    pair.b
+        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
+    pair.b.exec(&[
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "veth-b",
+        "ingress",
+        "bpf",
+        "da",
+        "obj",
+        object,
+        "sec",
+        "classifier",
+    ]);
+    let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
+    let no_ports = pair.b.snmp("Udp", "NoPorts");
+    let report = diagnose(&["--netns", &netns, "--baseline", &file], || {
+        udp_burst(&pair.a, format!("{B4}:7000").parse().unwrap(), 10, 20);
+        reaches("Udp NoPorts", no_ports + 10, || {
+            pair.b.snmp("Udp", "NoPorts")
+        });
+        dropped_syns(
+            &pair.a,
+            format!("{B4}:8080").parse().unwrap(),
+            3,
+            "the clsact qdisc's drops",
+            || clsact_dropped(&pair.b, "veth-b"),
+        );
+    });
+    let findings = report["findings"].as_array().unwrap();
+    let f = &findings[0];
+    assert_eq!(f["cause"], "tc_bpf", "new evidence ranks first: {report:#}");
+    assert_eq!(f["drops"], 3);
+    let udp = findings
+        .iter()
+        .find(|f| f["cause"] == "no_listener")
+        .expect("the closed UDP port");
+    assert_eq!(udp["drops"], 10, "more drops, ranked after");
+    let id = f["summary"]
+        .as_str()
+        .unwrap()
+        .split("(id ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .to_owned();
+    // The namespace is matched by its name, whatever else the run learnt about it.
+    let sentence = format!(
+        "new since the baseline: BPF program drop_syn (id {id}) at tc ingress on veth-b in \
+         netns {}",
+        pair.b.name
+    );
+    let diff: Vec<&str> = report["baseline_diff"]
+        .as_array()
+        .expect("baseline_diff")
+        .iter()
+        .map(|d| d["sentence"].as_str().unwrap())
+        .collect();
+    assert!(
+        diff.contains(&sentence.as_str()),
+        "{sentence} not in {diff:#?}"
+    );
+    assert!(evidence(f).contains(&sentence), "{f:#}");
+}
+
+#[test]
+fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
+    if !can_run("a_baseline_that_cannot_be_read_is_refused_with_a_clear_error") {
+        return;
+    }
+    let file = format!("/tmp/dt{}-bad-baseline.json", std::process::id());
+    for (content, says) in [
+        ("{\"version\": 1, \"droptrace\"", "is not JSON"),
+        ("[{\"xdp\":[],\"tc\":[]}]", "is not a droptrace baseline"),
+        (
+            "{\"version\": 7, \"droptrace\": \"3.0.0\", \"namespaces\": {}}",
+            "is version 7 of the baseline format (written by droptrace 3.0.0)",
+        ),
+        (
+            "{\"version\": 1, \"droptrace\": \"0.1.0\", \"host\": \"x\", \"taken_at\": 0, \"namespaces\": []}",
+            "is damaged",
+        ),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let out = std::process::Command::new(droptrace_bin())
+            .args(["diagnose", "--duration", "1", "--baseline", &file])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{content}: {stderr}");
+        assert!(
+            stderr.contains(&format!("baseline {file}: it {says}")),
+            "{content}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    std::fs::remove_file(&file).unwrap();
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["diagnose", "--baseline", &file])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading the baseline"));
+}
+
+#[test]
+fn a_cgroup_skb_program_is_named_with_the_process_holding_it() {
+    if !can_run("a_cgroup_skb_program_is_named_with_the_process_holding_it") {
+        return;
+    }
+    // This machine mounts cgroup v2 beside the v1 controllers.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let Some(root) = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.get(2) == Some(&"cgroup2"))
+        .map(|w| w[1].to_owned())
+    else {
+        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let ns = Netns::new("c");
+    let cgroup = format!("{root}/{}-cg", ns.name);
+    std::fs::create_dir(&cgroup).unwrap();
+    /// Removes the cgroup once the holder has left it.
+    struct Rmdir(String);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let procs = format!("{}/cgroup.procs", self.0);
+            wait_for("the test cgroup to empty", || {
+                std::fs::read_to_string(&procs)
+                    .map_or(true, |p| p.trim().is_empty())
+                    .then_some(())
+            });
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rmdir = Rmdir(cgroup.clone());
+    let holder = BpfHolder::start(&ns, &cgroup, "cgroup-drop-udp", "6005", "dt_cgroup_drop");
+    let in_errors = ns.snmp("Udp", "InErrors");
+    let report = diagnose(&["--netns", &ns.path(), "--proto", "udp"], || {
+        udp_burst(&ns, "127.0.0.1:6005".parse().unwrap(), 5, 10);
+        reaches("Udp InErrors", in_errors + 5, || ns.snmp("Udp", "InErrors"));
+    });
+    let f = top(&report);
+    assert_eq!(f["reason"], "SOCKET_FILTER", "{report:#}");
+    assert_eq!(f["drops"], 5);
+    let summary = f["summary"].as_str().unwrap();
+    for needle in [
+        format!(
+            "`dt_cgroup_drop` (id {}) attached at ingress of cgroup {cgroup}",
+            holder.prog_id
+        ),
+        format!("by pid {}", holder.child.id()),
+        holder.cmdline(),
+    ] {
+        assert!(summary.contains(&needle), "`{needle}` not in {summary}");
+    }
+    assert_mentions(f, &["cgroup_skb", "by uid 0", "cgroup link"]);
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["cause"] != "socket_rcvbuf"),
+        "Udp InErrors counts the filtered datagrams too, not a full buffer: {report:#}"
+    );
+    assert!(f["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("stop or reconfigure pid {}", holder.child.id())));
 }
 
 /// Puts a counting rule (no verdict) for UDP port 4444 first in a chain whose policy is

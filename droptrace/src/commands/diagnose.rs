@@ -1,12 +1,19 @@
 //! `droptrace diagnose`: sample every relevant namespace, run the live source for the
 //! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
 //! both samples to the engine.
-use std::{collections::BTreeMap, io::Write, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use crate::{
     cli::{DiagnoseArgs, Format},
     diagnose::{
+        baseline::{self, Baseline},
         engine::{self, DropGroup, NamespaceNames},
+        programs,
         raw::RawSnapshot,
         report::Report,
         state::NsState,
@@ -46,7 +53,27 @@ impl NamespaceNames for NodeNames {
     }
 }
 
+impl NodeNames {
+    /// The name a baseline knows the namespace by: its own name (`ip netns`) when it has
+    /// one, else its pod or container, else the command of a process in it. Whether a
+    /// workload is seen in it can change between runs; its own name does not.
+    fn baseline_name(&self, inode: u32) -> String {
+        if self.namespaces.has_own_name(inode) {
+            return self.namespaces.describe(inode);
+        }
+        match self.workloads.get(&inode) {
+            Some(w) => w.label(),
+            None => self
+                .namespaces
+                .stable_name(inode)
+                .unwrap_or_else(|| self.describe(inode)),
+        }
+    }
+}
+
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
+    // A baseline that cannot be read fails before anything is sampled or attached.
+    let then = args.baseline.as_deref().map(read_baseline).transpose()?;
     // Fail early, before sampling, when droptrace cannot attach.
     caps::check_tracing()?;
     let mut names = Namespaces::scan();
@@ -150,6 +177,28 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         conntrack_full_log_lines: log_lines,
         details_unknown: details_unknown(&groups),
     });
+    let mut findings = findings;
+    let now = baseline::capture(
+        after
+            .iter()
+            .map(|(inode, st)| (names.baseline_name(*inode), st)),
+        &crate::probe::clock::hostname(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    if let Some(path) = &args.save_baseline {
+        write_private(path, &now)?;
+    }
+    let baseline_diff = then.as_ref().map(|then| {
+        let diff = baseline::diff(then, &now, chosen.is_some());
+        let aliases: BTreeMap<String, String> = after
+            .keys()
+            .map(|i| (names.describe(*i), names.baseline_name(*i)))
+            .collect();
+        baseline::rank(&mut findings, &diff, &aliases);
+        diff
+    });
     let counters = watched.agg.counters();
     let report = Report {
         window_secs: secs,
@@ -157,6 +206,10 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         lost_events: counters.lost,
         namespaces: after.len(),
         findings,
+        baseline_of: then
+            .as_ref()
+            .map(|b| format!("host {}, saved {}", b.host, programs::utc(b.taken_at))),
+        baseline_diff,
     };
     let out = match args.format {
         Format::Json => {
@@ -172,6 +225,34 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
+}
+
+fn read_baseline(path: &Path) -> Result<Baseline, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Io(format!("reading the baseline {}", path.display()), e))?;
+    baseline::parse(&text).map_err(|source| Error::Baseline {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes the baseline readable by its owner only: it lists the host's firewall and programs.
+fn write_private(path: &Path, b: &Baseline) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e| Error::Io(format!("writing the baseline {}", path.display()), e);
+    let mut text = serde_json::to_string_pretty(b).map_err(|e| io(std::io::Error::other(e)))?;
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    // An existing file keeps its mode on open: make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)
 }
 
 /// Why no drop of the window has packet details, when none has: without the kernel's BTF

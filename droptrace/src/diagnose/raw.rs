@@ -44,6 +44,8 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("qdiscs", "tc", &["-s", "-j", "qdisc", "show"]),
     ("links", "ip", &["-j", "-s", "-d", "link", "show"]),
     ("bpf-net", "bpftool", &["-j", "net", "show"]),
+    // Machine-wide (cgroups are not per namespace), but cheap.
+    ("bpf-cgroup", "bpftool", &["-j", "cgroup", "tree"]),
     (
         "tcp-listen",
         "ss",
@@ -90,8 +92,19 @@ pub struct RawSnapshot {
     /// `tc -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
     /// ingress qdisc exists.
     pub tc_filters: BTreeMap<(String, String), String>,
-    /// `bpftool -j prog show id N` of the programs attached to interfaces, by id.
+    /// `bpftool -j -f prog show id N` of the programs attached to interfaces, by id.
     pub bpf_progs: BTreeMap<u32, String>,
+    /// tcx programs by (dev, direction), asked of the kernel (BPF_PROG_QUERY): bpftool
+    /// before 7.3 does not list tcx in `net show`.
+    pub tcx: BTreeMap<(String, String), Vec<u32>>,
+    /// `bpftool -j map show id N` of the maps those programs use, by id.
+    pub bpf_maps: BTreeMap<u32, String>,
+    /// `bpftool -j -f link show` (every link on the machine), when programs are attached.
+    pub bpf_links: Option<String>,
+    /// `/proc/PID/fdinfo/FD` of the BPF descriptors that refer to those programs: (pid, text).
+    pub bpf_fds: Vec<(u32, String)>,
+    /// The processes holding them: pid -> (comm, `/proc/PID/cmdline` bytes).
+    pub processes: BTreeMap<u32, (String, Vec<u8>)>,
     /// /proc/net files by name.
     pub proc_net: BTreeMap<String, String>,
     /// Sysctl values by path under /proc/sys.
@@ -150,15 +163,52 @@ pub fn clsact_devices(qdiscs_json: Option<&str>) -> Vec<(String, String)> {
     out
 }
 
-/// Ids of the programs in `bpftool -j net show` (at most 32: names are for people).
-pub fn attached_prog_ids(net_json: Option<&str>) -> Vec<u32> {
-    let Some(Ok(attachments)) = net_json.map(super::evidence::bpftool::parse_net_show) else {
-        return Vec::new();
-    };
+/// At most this many programs of one namespace are described (names are for people).
+pub const MAX_PROGRAMS: usize = 32;
+/// At most this many maps of those programs are described.
+pub const MAX_MAPS: usize = 32;
+/// At most this many BPF descriptors of processes are kept.
+pub const MAX_BPF_FDS: usize = 64;
+
+/// Ids of the programs in `bpftool -j net show`, of the cgroup skb programs in `bpftool -j
+/// cgroup tree` and of the tcx programs the kernel listed (at most `MAX_PROGRAMS`).
+pub fn attached_ids(
+    net_json: Option<&str>,
+    cgroup_json: Option<&str>,
+    tcx: &BTreeMap<(String, String), Vec<u32>>,
+) -> Vec<u32> {
+    use super::evidence::bpftool;
+    let attachments = net_json
+        .map(bpftool::parse_net_show)
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let mut ids: Vec<u32> = attachments.iter().map(|a| a.prog_id).collect();
+    ids.extend(
+        cgroup_json
+            .map(bpftool::parse_cgroup_tree)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.attach_type.starts_with("cgroup_inet_"))
+            .map(|c| c.prog_id),
+    );
+    ids.extend(tcx.values().flatten());
     ids.sort_unstable();
     ids.dedup();
-    ids.truncate(32);
+    ids.truncate(MAX_PROGRAMS);
+    ids
+}
+
+/// Ids of the maps the sampled programs use (at most `MAX_MAPS`).
+pub fn map_ids(progs: &BTreeMap<u32, String>) -> Vec<u32> {
+    let mut ids: Vec<u32> = progs
+        .values()
+        .filter_map(|j| super::evidence::bpftool::parse_prog(j).ok())
+        .flat_map(|p| p.map_ids)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(MAX_MAPS);
     ids
 }
 
@@ -184,10 +234,20 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/evidence/bpftool-net.json"
         ));
-        let ids = attached_prog_ids(Some(json));
+        let none = BTreeMap::new();
+        let ids = attached_ids(Some(json), None, &none);
         assert!(ids.contains(&624) && ids.contains(&606), "{ids:?}");
-        assert!(attached_prog_ids(Some("[")).is_empty());
-        assert!(attached_prog_ids(None).is_empty());
+        assert!(attached_ids(Some("["), None, &none).is_empty());
+        assert!(attached_ids(None, None, &none).is_empty());
+        let cgroups = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/bpftool-cgroup-tree.json"
+        ));
+        assert_eq!(attached_ids(None, Some(cgroups), &none), [1832]);
+        let tcx = BTreeMap::from([(("dtv1".to_owned(), "ingress".to_owned()), vec![171, 606])]);
+        let ids = attached_ids(Some(json), None, &tcx);
+        assert_eq!(ids.iter().filter(|i| **i == 606).count(), 1);
+        assert!(ids.contains(&171));
     }
 
     #[test]

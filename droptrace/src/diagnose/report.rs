@@ -3,7 +3,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::engine::Finding;
+use super::{baseline::Difference, engine::Finding};
 use crate::pipeline::event::{endpoint, Drop};
 
 #[derive(Debug, Serialize)]
@@ -16,6 +16,12 @@ pub struct Report {
     pub namespaces: usize,
     /// Most important first.
     pub findings: Vec<Finding>,
+    /// With --baseline: which host's state, and when ("host web-1, saved 2026-12-02 03:14:57 UTC").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_of: Option<String>,
+    /// With --baseline: every difference between the baseline and the state now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_diff: Option<Vec<Difference>>,
 }
 
 impl Report {
@@ -26,6 +32,7 @@ impl Report {
         );
         if self.findings.is_empty() {
             out.push_str("\nNo drops and no drop counters moved: nothing to explain.\n");
+            self.baseline_text(&mut out);
             return out;
         }
         for (i, f) in self.findings.iter().enumerate() {
@@ -49,7 +56,25 @@ impl Report {
             }
             let _ = writeln!(out, "   fix: {}", f.fix);
         }
+        self.baseline_text(&mut out);
         out
+    }
+
+    fn baseline_text(&self, out: &mut String) {
+        let Some(diff) = &self.baseline_diff else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\nSince the baseline ({}):",
+            self.baseline_of.as_deref().unwrap_or("?")
+        );
+        if diff.is_empty() {
+            out.push_str("   no differences in the sampled state\n");
+        }
+        for d in diff {
+            let _ = writeln!(out, "   - {}", d.sentence);
+        }
     }
 }
 

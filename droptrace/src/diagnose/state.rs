@@ -56,7 +56,10 @@ pub struct BpfAttachment {
     /// "xdp", "tc ingress", "tc egress", "tcx ingress", "tcx egress".
     pub hook: String,
     pub prog_id: u32,
+    /// The program's name as the kernel knows it (bpf_prog_info), else tc's label.
     pub name: String,
+    /// What tc calls the filter (`file.o:[section]`), when it differs from the name.
+    pub label: Option<String>,
     pub tag: Option<String>,
     /// How to detach it.
     pub detach: String,
@@ -163,6 +166,10 @@ pub struct NsState {
     /// global one, and only droptrace's own namespace can set them.
     pub global_sysctls: BTreeSet<String>,
     pub sockets: Vec<Socket>,
+    /// The programs in `bpf` and `cgroup_bpf`, as the kernel knows them, by id.
+    pub programs: BTreeMap<u32, super::programs::BpfProgram>,
+    /// cgroup skb programs (machine-wide: they filter the sockets of their cgroup).
+    pub cgroup_bpf: Vec<super::evidence::bpftool::CgroupAttachment>,
     pub routing_v4: Routing,
     pub routing_v6: Routing,
     /// Lookups made for the window's routing drops (only in the sample after it).
@@ -231,6 +238,10 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     };
     firewall(raw, &mut st);
     traffic_control(raw, &mut st);
+    st.programs = super::programs::programs(raw);
+    let tcx = super::programs::tcx_attachments(raw, &st.bpf, &st.programs);
+    st.bpf.extend(tcx);
+    st.cgroup_bpf = super::programs::cgroup_attachments(raw);
     links(raw, &mut st);
     counters(raw, &mut st);
     sockets(raw, &mut st);
@@ -368,11 +379,15 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
             .and_then(|j| bpftool::parse_prog(j).ok());
         let tag = tag.or_else(|| prog.as_ref().and_then(|p| p.tag.clone()));
         st.bpf.push(BpfAttachment {
-            name: a
+            name: prog
+                .as_ref()
+                .and_then(|p| p.name.clone())
+                .or_else(|| a.name.clone())
+                .unwrap_or_else(|| format!("prog {}", a.prog_id)),
+            label: a
                 .name
                 .clone()
-                .or_else(|| prog.as_ref().and_then(|p| p.name.clone()))
-                .unwrap_or_else(|| format!("prog {}", a.prog_id)),
+                .filter(|l| prog.as_ref().and_then(|p| p.name.as_ref()) != Some(l)),
             dev,
             hook,
             prog_id: a.prog_id,
@@ -390,6 +405,7 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                     .clone()
                     .or(f.name.clone())
                     .unwrap_or_else(|| format!("prog {id}")),
+                label: f.name.clone().filter(|l| f.prog_name.as_ref() != Some(l)),
                 hook: format!("tc {dir}"),
                 prog_id: id,
                 tag: f.prog_tag.clone(),

@@ -10,9 +10,12 @@ use std::{
 
 use thiserror::Error;
 
-use crate::diagnose::raw::{
-    attached_prog_ids, clsact_devices, link_names, link_netnsids, route_get_args, PeerNamespace,
-    RawSnapshot, COMMANDS, LINK_SYSCTLS, PROC_NET_FILES, SYSCTLS,
+use crate::diagnose::{
+    evidence::holders::parse_fdinfo,
+    raw::{
+        attached_ids, clsact_devices, link_names, link_netnsids, map_ids, route_get_args,
+        PeerNamespace, RawSnapshot, COMMANDS, LINK_SYSCTLS, MAX_BPF_FDS, PROC_NET_FILES, SYSCTLS,
+    },
 };
 
 use super::netns::{in_netns, own_inode, Namespaces, NetnsError};
@@ -59,13 +62,9 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
                 .push(format!("tc filter show dev {dev} {dir}: {why}")),
         }
     }
-    for id in attached_prog_ids(snap.commands.get("bpf-net").map(String::as_str)) {
-        let id_text = id.to_string();
-        if let Ok((out, _)) = run_in(None, "bpftool", &["-j", "prog", "show", "id", &id_text]) {
-            snap.bpf_progs.insert(id, out);
-        }
-    }
     let links = snap.commands.get("links").cloned().unwrap_or_default();
+    snap.tcx = tcx_programs(netns, &link_names(&links));
+    bpf_identity(&mut snap);
     let mut sysctls: Vec<String> = SYSCTLS.iter().map(|s| (*s).to_owned()).collect();
     for name in link_names(&links) {
         sysctls.extend(LINK_SYSCTLS.iter().map(|s| s.replace("{}", &name)));
@@ -210,6 +209,112 @@ fn read_sysctl(path: &str) -> Option<Sysctl> {
 fn is_per_link(path: &str) -> bool {
     path.strip_prefix("net/ipv4/conf/")
         .is_some_and(|rest| !rest.starts_with("all/") && !rest.starts_with("default/"))
+}
+
+/// The tcx programs on each device, asked of the kernel. Kernels before 6.6 have no tcx:
+/// the query fails and there is nothing to list.
+fn tcx_programs(netns: Option<&Path>, devs: &[String]) -> BTreeMap<(String, String), Vec<u32>> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let query = || {
+        let mut out = BTreeMap::new();
+        for dev in devs {
+            for (dir, kind) in [
+                ("ingress", TcAttachType::Ingress),
+                ("egress", TcAttachType::Egress),
+            ] {
+                if let Ok((_, progs)) = SchedClassifier::query_tcx(dev, kind) {
+                    let ids: Vec<u32> = progs.iter().map(aya::programs::ProgramInfo::id).collect();
+                    if !ids.is_empty() {
+                        out.insert((dev.clone(), dir.to_owned()), ids);
+                    }
+                }
+            }
+        }
+        out
+    };
+    in_netns(netns, query).unwrap_or_default()
+}
+
+/// What the kernel knows of the programs attached in the namespace: their info with pinned
+/// paths, their maps, the links holding them, and the processes that hold them open.
+fn bpf_identity(snap: &mut RawSnapshot) {
+    let ids = attached_ids(
+        snap.commands.get("bpf-net").map(String::as_str),
+        snap.commands.get("bpf-cgroup").map(String::as_str),
+        &snap.tcx,
+    );
+    if ids.is_empty() {
+        return;
+    }
+    for id in &ids {
+        let id_text = id.to_string();
+        if let Ok((out, _)) = run_in(
+            None,
+            "bpftool",
+            &["-j", "-f", "prog", "show", "id", &id_text],
+        ) {
+            snap.bpf_progs.insert(*id, out);
+        }
+    }
+    for id in map_ids(&snap.bpf_progs) {
+        let id_text = id.to_string();
+        if let Ok((out, _)) = run_in(None, "bpftool", &["-j", "map", "show", "id", &id_text]) {
+            snap.bpf_maps.insert(id, out);
+        }
+    }
+    snap.bpf_links = run_in(None, "bpftool", &["-j", "-f", "link", "show"])
+        .ok()
+        .map(|(out, _)| out);
+    snap.bpf_fds = bpf_descriptors(&ids);
+    for (pid, _) in &snap.bpf_fds {
+        if snap.processes.contains_key(pid) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        snap.processes
+            .insert(*pid, (comm.trim().to_owned(), cmdline));
+    }
+}
+
+/// The fdinfo of every process's BPF program and link descriptors that refer to `ids`.
+fn bpf_descriptors(ids: &[u32]) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" {
+                continue;
+            }
+            let info_path = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            let Ok(text) = std::fs::read_to_string(info_path) else {
+                continue;
+            };
+            if parse_fdinfo(&text).is_some_and(|f| ids.contains(&f.prog_id)) {
+                out.push((pid, text));
+                if out.len() >= MAX_BPF_FDS {
+                    return out;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The namespaces the pair devices of the namespace at `netns` lead to, found among

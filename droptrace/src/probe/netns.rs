@@ -252,6 +252,23 @@ impl Namespaces {
         }
     }
 
+    /// A name that stays the same across runs and hosts, to match namespaces with a
+    /// baseline: like `describe`, but without a PID (None for a namespace not found).
+    pub fn stable_name(&self, inode: u32) -> Option<String> {
+        match self.by_inode.get(&inode).map(|(_, f)| f)? {
+            Found::Process { comm, .. } => Some(format!("the netns of {comm}")),
+            _ => Some(self.describe(inode)),
+        }
+    }
+
+    /// Whether the namespace has a name of its own (`ip netns`, droptrace's, a given path).
+    pub fn has_own_name(&self, inode: u32) -> bool {
+        matches!(
+            self.by_inode.get(&inode).map(|(_, f)| f),
+            Some(Found::Own | Found::Named(_) | Found::Given(_))
+        )
+    }
+
     /// The prefix that runs a fix inside the namespace: none for droptrace's own,
     /// `ip netns exec NAME ` for a named one, `nsenter --net=PATH ` otherwise.
     pub fn command_prefix(&self, inode: u32) -> String {

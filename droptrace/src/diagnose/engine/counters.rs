@@ -35,6 +35,17 @@ pub(super) fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding
             if delta == 0 {
                 continue;
             }
+            // UDP's InErrors also counts datagrams a socket filter or cgroup skb program
+            // rejected (SOCKET_FILTER): the drop events explained those already.
+            let filtered: u64 = existing
+                .iter()
+                .filter(|f| f.reason.as_deref() == Some("SOCKET_FILTER"))
+                .filter(|f| f.netns_inode == Some(inode))
+                .map(|f| f.drops)
+                .sum();
+            if info.name == "InErrors" && info.cause == Cause::SocketRcvbuf && delta <= filtered {
+                continue;
+            }
             let cause = info.cause.id();
             let generic = matches!(info.cause, Cause::Nic | Cause::Other);
             if generic && (delta <= explained || (info.cause == Cause::Other && explained > 0)) {

@@ -29,7 +29,7 @@ use super::{
     knowledge::{self, Cause},
     state::NsState,
 };
-use bpf::bpf;
+use bpf::{bpf, cgroup_bpf};
 use counters::from_counters;
 use device::{backlog, nic};
 use mtu::mtu;
@@ -326,6 +326,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::Nic => nic(&n, &mut f),
         Cause::NoRoute | Cause::ForwardingDisabled => {
             routing(&n, Some(g), iface.as_deref(), &mut f)
+        }
+        Cause::Other if cgroup_bpf(&n, g.reason.as_deref(), &mut f).is_some() => {
+            format!("cgroup|{}", f.summary)
         }
         Cause::Other => {
             f.summary = format!(

@@ -308,3 +308,59 @@ fn global_sysctls_are_cited_and_set_in_the_host_namespace() {
         f[0].evidence
     );
 }
+
+#[test]
+fn a_cgroup_skb_program_explains_socket_filter_drops() {
+    use crate::diagnose::{
+        evidence::bpftool::CgroupAttachment,
+        programs::{BpfProgram, Holder},
+    };
+    let mut before = state(vec![]);
+    before.counters.insert(("Udp".into(), "InErrors".into()), 0);
+    let mut after = before.clone();
+    after.counters.insert(("Udp".into(), "InErrors".into()), 5);
+    let plain_after = after.clone();
+    after.cgroup_bpf = vec![CgroupAttachment {
+        cgroup: "/sys/fs/cgroup/unified/web".into(),
+        prog_id: 7,
+        attach_type: "cgroup_inet_ingress".into(),
+        name: Some("dt_cgroup_drop".into()),
+    }];
+    after.programs.insert(
+        7,
+        BpfProgram {
+            id: 7,
+            prog_type: "cgroup_skb".into(),
+            name: Some("dt_cgroup_drop".into()),
+            uid: Some(0),
+            holders: vec![Holder {
+                pid: 42,
+                comm: "agent".into(),
+                cmdline: Some("agent --drop".into()),
+                via: "cgroup link 3".into(),
+            }],
+            ..BpfProgram::default()
+        },
+    );
+    let mut g = group("sk_filter_trim_cap", "SOCKET_FILTER", 5);
+    g.protocol = Some("udp".into());
+    let f = run(std::slice::from_ref(&g), before.clone(), after);
+    assert_eq!(f.len(), 1, "InErrors repeats the filter's drops: {f:#?}");
+    assert!(
+        f[0].summary.contains(
+            "`dt_cgroup_drop` (id 7) attached at ingress of cgroup /sys/fs/cgroup/unified/web"
+        ),
+        "{}",
+        f[0].summary
+    );
+    assert!(f[0].summary.contains("by pid 42 agent: `agent --drop`"));
+    assert!(f[0].fix.starts_with("stop or reconfigure pid 42 (agent)"));
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("cgroup_inet_ingress: BPF program dt_cgroup_drop (id 7, cgroup_skb")));
+
+    // No cgroup program: nothing is claimed, the reason's explanation stays.
+    let f = run(&[g], before, plain_after);
+    assert!(!f[0].summary.contains("cgroup skb"), "{}", f[0].summary);
+}

@@ -17,6 +17,7 @@ macro_rules! fixture {
 }
 
 pub mod bpftool;
+pub mod holders;
 pub mod iptables;
 pub mod link;
 pub mod nft;
