@@ -52,9 +52,9 @@ impl Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::Baseline => "nothing attached",
-            Tool::Droptrace => "droptrace (every drop streamed)",
+            Tool::Droptrace => "droptrace --format json (counted in the kernel)",
             Tool::DroptraceFiltered => "droptrace --port 1 (all filtered out)",
-            Tool::DroptraceRecord => "droptrace record (every drop to a file)",
+            Tool::DroptraceRecord => "droptrace record (every drop streamed to a file)",
             Tool::DroptraceServe => "droptrace serve (metrics, default labels)",
             Tool::BpftraceMap => "bpftrace, count in a map",
             Tool::BpftraceEmpty => "bpftrace, empty program (floor)",
