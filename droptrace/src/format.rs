@@ -99,9 +99,39 @@ pub fn sparkline(per_second: &[u32], width: usize) -> String {
     out
 }
 
+/// `2026-11-22 13:40:01` from nanoseconds since the Unix epoch (UTC, proleptic Gregorian).
+pub fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400 * 1_000_000_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_361_001 * 1_000_000_000), "2026-11-22 15:23:21");
+    }
 
     #[test]
     fn counts_and_rates() {
