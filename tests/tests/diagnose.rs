@@ -398,6 +398,19 @@ fn a_tcx_program_is_named_with_the_process_holding_it() {
     if !can_run("a_tcx_program_is_named_with_the_process_holding_it") {
         return;
     }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    if (major, minor) < (6, 6) {
+        eprintln!(
+            "skipping a_tcx_program_is_named_with_the_process_holding_it: tcx needs Linux 6.6 or later (this is {})",
+            release.trim()
+        );
+        return;
+    }
     let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
     let pair = Pair::new();
     let holder = BpfHolder::start(&pair.b, "veth-b", "tcx-ingress", object, "drop_syn");
