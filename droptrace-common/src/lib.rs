@@ -114,6 +114,9 @@ pub const CONFIG_HAS_SKB_LAYOUT: u32 = 1 << 1;
 /// (`samples_per_group`, `samples_per_cpu` per epoch); without it every matched drop is
 /// sent and only the undelivered ones are counted by group (`LOST_GROUPS`).
 pub const CONFIG_COUNT_GROUPS: u32 = 1 << 2;
+/// With `CONFIG_COUNT_GROUPS`: count first in this CPU's slot cache (`SLOTS`), then in
+/// `GROUPS` for a group whose slot another group has taken.
+pub const CONFIG_GROUP_SLOTS: u32 = 1 << 3;
 
 pub const FILTER_PORT: u32 = 1 << 0;
 pub const FILTER_SPORT: u32 = 1 << 1;
@@ -182,6 +185,27 @@ pub struct GroupCount {
 }
 const _: () = assert!(size_of::<GroupCount>() == 16);
 
+/// Slots in each CPU's group cache: a power of two.
+pub const SLOTS: usize = 256;
+
+/// One slot of a CPU's group cache (`SLOTS`): the group that took it first (a slot is
+/// never given back) and its figures on this CPU. A count of 0 means the slot is free.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot {
+    pub count: GroupCount,
+    pub key: GroupKey,
+}
+const _: () = assert!(size_of::<Slot>() == 48);
+
+/// Where a group's slot is in a CPU's cache: a multiplicative hash of the key's words.
+#[inline(always)]
+pub fn slot_index(key: &GroupKey) -> usize {
+    let [a, b, c, d] = key.words();
+    let x = a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ d.rotate_left(7);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
 /// `DropEvent::flags` bits.
 pub const EVENT_IPV4: u8 = 1 << 0;
 pub const EVENT_IPV6: u8 = 1 << 1;
@@ -225,7 +249,7 @@ const _: () = assert!(size_of::<DropEvent>() == 80);
 /// How drops are grouped; the key of the lost-group map. Interface and namespace are part
 /// of it so that counts per interface and per namespace stay exact when events are lost.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     pub location: u64,
     pub reason: u32,
@@ -245,6 +269,14 @@ pub struct GroupKey {
 const _: () = assert!(size_of::<GroupKey>() == 32);
 
 impl GroupKey {
+    /// The key as four words, to compare and hash it without a byte loop.
+    #[inline(always)]
+    pub fn words(&self) -> [u64; 4] {
+        // SAFETY: GroupKey is 32 bytes of plain integers, aligned to 8 (its first field is
+        // a u64), with no implicit padding; any bits are valid u64s.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
     #[inline(always)]
     pub fn of(event: &DropEvent) -> GroupKey {
         let ports = event.flags & EVENT_PORTS;
@@ -269,4 +301,5 @@ mod user {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::GroupKey {}
     unsafe impl aya::Pod for super::GroupCount {}
+    unsafe impl aya::Pod for super::Slot {}
 }

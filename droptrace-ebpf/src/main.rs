@@ -44,6 +44,11 @@ static LOST_GROUPS: PerCpuHashMap<GroupKey, u64> =
 #[map]
 static GROUPS: PerCpuHashMap<GroupKey, GroupCount> = PerCpuHashMap::with_max_entries(GROUPS_MAX, 0);
 
+/// Each CPU's group cache (`CONFIG_GROUP_SLOTS`): a group found in its slot is counted
+/// with a few plain loads and stores instead of a hash map lookup.
+#[map]
+static GROUP_SLOTS: PerCpuArray<[Slot; SLOTS]> = PerCpuArray::with_max_entries(1, 0);
+
 /// The sampling epoch, advanced by user space as it reads: each group may send
 /// `samples_per_group` events per CPU and epoch, each CPU `samples_per_cpu`.
 #[map]
@@ -291,10 +296,68 @@ fn send(
 fn count_group(cfg: &Config, counters: &mut [u64; COUNTER_COUNT as usize], ev: &DropEvent) -> bool {
     let key = GroupKey::of(ev);
     let epoch = EPOCH.get(0).copied().unwrap_or(0);
+    let in_slot = if cfg.flags & CONFIG_GROUP_SLOTS != 0 {
+        count_in_slot(cfg, &key, epoch)
+    } else {
+        None
+    };
+    let wants = match in_slot {
+        Some(wants) => wants,
+        None => count_in_map(cfg, counters, &key, epoch),
+    };
+    if !wants {
+        return false;
+    }
+    if counters[COUNTER_BUDGET_EPOCH as usize] != epoch as u64 {
+        counters[COUNTER_BUDGET_EPOCH as usize] = epoch as u64;
+        counters[COUNTER_BUDGET_USED as usize] = 0;
+    }
+    if counters[COUNTER_BUDGET_USED as usize] >= cfg.samples_per_cpu as u64 {
+        counters[COUNTER_OVER_BUDGET as usize] += 1;
+        return false;
+    }
+    counters[COUNTER_BUDGET_USED as usize] += 1;
+    true
+}
+
+/// Counts the drop in this CPU's slot for its group, when the slot is free or already
+/// the group's; `None` when another group holds it. Says whether to send a sample.
+#[inline(always)]
+fn count_in_slot(cfg: &Config, key: &GroupKey, epoch: u32) -> Option<bool> {
+    let slots = GROUP_SLOTS.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slots (no nesting on one CPU); user space only reads them. The
+    // index is below SLOTS by construction (the mask is the bound the verifier checks).
+    let slot = unsafe { &mut (*slots)[slot_index(key) & (SLOTS - 1)] };
+    if slot.count.count == 0 {
+        // A free slot: the key first, then the count that says the slot is taken (user
+        // space trusts a slot's key once two readings agree on it).
+        slot.key = *key;
+        slot.count = GroupCount {
+            count: 1,
+            epoch,
+            samples: 1,
+        };
+        return Some(cfg.samples_per_group != 0);
+    }
+    if slot.key.words() != key.words() {
+        return None;
+    }
+    Some(take_sample(&mut slot.count, cfg, epoch))
+}
+
+/// Counts the drop in `GROUPS`; says whether to send a sample.
+#[inline(always)]
+fn count_in_map(
+    cfg: &Config,
+    counters: &mut [u64; COUNTER_COUNT as usize],
+    key: &GroupKey,
+    epoch: u32,
+) -> bool {
+    let key = *key;
     // SAFETY (each dereference): a non-NULL pointer to this CPU's value in the per-CPU
     // map; no other run writes it meanwhile (no nesting on one CPU), and user space only
     // reads this map, so no delete can free or reuse the element.
-    let wants = match GROUPS.get_ptr_mut(&key) {
+    match GROUPS.get_ptr_mut(&key) {
         Some(group) => unsafe { take_sample(&mut *group, cfg, epoch) },
         None => {
             let first = GroupCount {
@@ -321,20 +384,7 @@ fn count_group(cfg: &Config, counters: &mut [u64; COUNTER_COUNT as usize], ev: &
                 }
             }
         }
-    };
-    if !wants {
-        return false;
     }
-    if counters[COUNTER_BUDGET_EPOCH as usize] != epoch as u64 {
-        counters[COUNTER_BUDGET_EPOCH as usize] = epoch as u64;
-        counters[COUNTER_BUDGET_USED as usize] = 0;
-    }
-    if counters[COUNTER_BUDGET_USED as usize] >= cfg.samples_per_cpu as u64 {
-        counters[COUNTER_OVER_BUDGET as usize] += 1;
-        return false;
-    }
-    counters[COUNTER_BUDGET_USED as usize] += 1;
-    true
 }
 
 /// One more drop of a group: counted, and whether the group has a sample left.

@@ -5,7 +5,7 @@
 //! changes), droptrace's memory (VmRSS over the run, VmHWM at the end) and CPU time.
 use std::{
     fs::File,
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::process::CommandExt},
     path::Path,
     process::Command,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -35,11 +35,18 @@ struct Session(String);
 
 impl Session {
     fn tmux(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("tmux")
-            .args(["-L", &self.0])
-            .args(args)
-            .output()
-            .context("running tmux")?;
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.0]).args(args);
+        // The tmux server outlives this call: it must not inherit what the caller holds
+        // open (a lock file taken with flock(1), a pipe a test reads to its end).
+        // SAFETY: only an async-signal-safe system call between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let out = command.output().context("running tmux")?;
         if !out.status.success() {
             bail!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }

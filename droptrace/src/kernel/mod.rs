@@ -6,4 +6,5 @@ pub mod debuginfo;
 pub mod kallsyms;
 pub mod layout;
 pub mod reasons;
+pub mod slots;
 pub mod tracefs;

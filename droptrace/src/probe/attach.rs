@@ -1,19 +1,25 @@
 //! The only module that touches aya and the bpf() system call: loading the kernel program,
 //! attaching it to skb:kfree_skb, reading the ring buffer and the kernel's counters, and
 //! detaching.
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::{
+    collections::HashMap,
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
+};
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use droptrace_common::{self as wire, Config, GroupCount, GroupKey};
+use droptrace_common::{self as wire, Config, GroupCount, GroupKey, Slot};
 use tokio::io::unix::AsyncFd;
 
 use crate::{
     error::Error,
-    kernel::layout::{Attach, KernelLayout},
+    kernel::{
+        layout::{Attach, KernelLayout},
+        slots::SlotReader,
+    },
     pipeline::{aggregate::KernelCounters, event::Group},
 };
 
@@ -118,6 +124,8 @@ pub struct Probe {
     counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
     lost: PerCpuHashMap<MapData, GroupKey, u64>,
     groups: Option<PerCpuHashMap<MapData, GroupKey, GroupCount>>,
+    /// The per-CPU group cache, with `CONFIG_GROUP_SLOTS`.
+    slots: Option<(PerCpuArray<MapData, [Slot; wire::SLOTS]>, SlotReader)>,
     epoch: Array<MapData, u32>,
     epoch_now: u32,
     log: Option<aya_log::EbpfLogger<KernelLog>>,
@@ -134,6 +142,11 @@ impl Probe {
         let (groups_max, lost_max) = match opts.sampling {
             Some(s) => {
                 config.flags |= wire::CONFIG_COUNT_GROUPS;
+                // The slot cache holds groups beyond the map's: only for a map at least as
+                // large, so a small `--max-groups` stays the bound it says.
+                if s.max_groups as usize >= wire::SLOTS {
+                    config.flags |= wire::CONFIG_GROUP_SLOTS;
+                }
                 config.samples_per_group = s.per_group;
                 config.samples_per_cpu = s.per_cpu;
                 // Samples are few: the kernel wakes the reader when it is idle.
@@ -222,6 +235,13 @@ impl Probe {
             .map_err(|e| ProbeError::Map("GROUPS", e))?;
         let epoch = Array::try_from(take_map(&mut ebpf, "EPOCH")?)
             .map_err(|e| ProbeError::Map("EPOCH", e))?;
+        let slots = if config.flags & wire::CONFIG_GROUP_SLOTS != 0 {
+            let map = PerCpuArray::try_from(take_map(&mut ebpf, "GROUP_SLOTS")?)
+                .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
+            Some((map, SlotReader::default()))
+        } else {
+            None
+        };
         Ok(Probe {
             ebpf: Some(ebpf),
             program,
@@ -229,6 +249,7 @@ impl Probe {
             counters,
             lost,
             groups: opts.sampling.map(|_| groups),
+            slots,
             epoch,
             epoch_now: 0,
             log,
@@ -289,7 +310,7 @@ impl Probe {
 
     /// The kernel's counters and its figures by group, summed over CPUs: every group's
     /// total when the kernel counts by group, the lost drops by group otherwise.
-    pub fn read_counters(&self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
+    pub fn read_counters(&mut self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
         let per_cpu = self
             .counters
             .get(&0, 0)
@@ -309,10 +330,19 @@ impl Probe {
         };
         let mut by_group = Vec::new();
         if let Some(groups) = &self.groups {
+            let mut counts: HashMap<GroupKey, u64> = HashMap::new();
             for entry in groups.iter() {
                 let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
-                by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
+                counts.insert(key, values.iter().map(|v| v.count).sum());
             }
+            if let Some((map, reader)) = self.slots.as_mut() {
+                let per_cpu = map
+                    .get(&0, 0)
+                    .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
+                let per_cpu: Vec<&[Slot]> = per_cpu.iter().map(|s| &s[..]).collect();
+                reader.add(&per_cpu, self.ebpf.is_none(), &mut counts);
+            }
+            by_group.extend(counts.into_iter().map(|(k, n)| (Group::from(k), n)));
         } else {
             for entry in self.lost.iter() {
                 let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
