@@ -3,8 +3,8 @@
 //! A sender floods 127.0.0.1:9 (nothing listens) inside a network namespace made for the
 //! run, so every packet is dropped (NO_SOCKET). Throughput is measured with nothing
 //! attached, with droptrace, and with the peers (bpftrace counting in a map, perf record),
-//! interleaved round by round so drift in the machine hits all alike. Ratios are
-//! throughput with the tool divided by the baseline of the same round; the median is shown.
+//! round by round. The machine's speed drifts, so every tool's flood is flanked by floods
+//! with nothing attached: its ratio is to their mean; the median over rounds is shown.
 use std::{
     fs::File,
     io::{BufRead, BufReader},
@@ -105,32 +105,38 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let mut sizes: Vec<(u64, u64)> = Vec::new();
     // Warm up the path once.
     flood(&ns.0, 0.5)?;
+    // The machine's speed drifts by several percent within seconds (other guests on the
+    // host): every tool's flood sits between two floods with nothing attached, and its
+    // ratio is to their mean.
+    let mut before = flood(&ns.0, args.seconds)?;
     for round in 0..args.rounds {
-        let mut this_round = vec![0.0; tools.len()];
         // Rotate the order so no tool always runs first.
-        for k in 0..tools.len() {
-            let i = (k + round) % tools.len();
+        for k in 1..tools.len() {
+            let i = 1 + (k - 1 + round) % (tools.len() - 1);
             // Stopped on drop, also when the flood fails.
             let tracer = Tracer(start(tools[i], &bin, &args.droptrace_args)?);
             let rate = flood(&ns.0, args.seconds)?;
             drop(tracer);
-            this_round[i] = rate;
             if tools[i] == Tool::DroptraceRecord {
                 sizes.push(recording_size(&bin)?);
             }
+            let after = flood(&ns.0, args.seconds)?;
+            let base = (before + after) / 2.0;
+            rates[0].push(after);
+            rates[i].push(rate);
+            ratios[i].push(rate / base);
             eprintln!(
-                "round {round}: {:<40} {:>10.0} drops/s",
+                "round {round}: {:<48} {rate:>8.0} drops/s, {:.3} of the {base:.0} around it",
                 tools[i].label(),
-                rate
+                rate / base
             );
+            before = after;
         }
-        for i in 0..tools.len() {
-            rates[i].push(this_round[i]);
-            ratios[i].push(this_round[i] / this_round[0]);
-        }
+        ratios[0].push(1.0);
     }
-    // The kernel's own accounting of each program, in a pass of its own: bpf_stats costs
-    // time too, so it stays off while throughput is measured.
+    // The kernel's own accounting of each program, in passes of their own (bpf_stats
+    // costs time too, so it stays off while throughput is measured); the median of
+    // `COST_ROUNDS`.
     let mut cost_tools: Vec<Tool> = tools
         .iter()
         .copied()
@@ -139,22 +145,29 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if !args.no_peers {
         cost_tools.push(Tool::BpftraceEmpty);
     }
-    let mut costs: Vec<(Tool, f64)> = Vec::new();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cost_tools.len()];
     {
         let _stats = BpfStats::enable()?;
-        for &tool in &cost_tools {
-            let before = program_ids()?;
-            let tracer = Tracer(start(tool, &bin, &args.droptrace_args)?);
-            flood(&ns.0, args.seconds)?;
-            let ns_per_run = run_time_per_run(&before)?;
-            drop(tracer);
-            eprintln!(
-                "bpf_stats: {:<40} {ns_per_run:>6.0} ns a drop",
-                tool.label()
-            );
-            costs.push((tool, ns_per_run));
+        for round in 0..COST_ROUNDS {
+            for (i, &tool) in cost_tools.iter().enumerate() {
+                let before = program_ids()?;
+                let tracer = Tracer(start(tool, &bin, &args.droptrace_args)?);
+                flood(&ns.0, args.seconds)?;
+                let ns_per_run = run_time_per_run(&before)?;
+                drop(tracer);
+                eprintln!(
+                    "bpf_stats {round}: {:<40} {ns_per_run:>6.0} ns a drop",
+                    tool.label()
+                );
+                samples[i].push(ns_per_run);
+            }
         }
     }
+    let costs: Vec<(Tool, f64)> = cost_tools
+        .iter()
+        .zip(samples.iter_mut())
+        .map(|(&t, v)| (t, median(v)))
+        .collect();
     let _ = std::fs::remove_file(RECORDING);
     for (bytes, drops) in &sizes {
         eprintln!(
@@ -163,7 +176,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "| tool | drops/s (median) | throughput kept vs nothing attached (median of {} rounds) | kernel ns a drop (bpf_stats) |",
+        "| tool | drops/s (median) | throughput kept vs nothing attached just before and after (median of {} rounds) | kernel ns a drop (bpf_stats, median of 3) |",
         args.rounds
     );
     println!("|---|---:|---:|---:|");
@@ -193,6 +206,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 }
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Passes of the bpf_stats measure.
+const COST_ROUNDS: usize = 3;
 
 /// `kernel.bpf_stats_enabled` on for as long as this lives, then back as it was found.
 struct BpfStats(String);
