@@ -22,14 +22,24 @@ pub struct BenchViewArgs {
 }
 
 /// The header's grouping labels, in the order `g` cycles through them.
-const GROUPINGS: [&str; 6] = [
+const GROUPINGS: [&str; 7] = [
     "location+reason+port",
     "location",
     "reason",
     "port",
     "interface",
     "namespace",
+    "pod",
 ];
+
+/// Stops the flood when the measuring loop ends, however it ends (a failed wait too).
+struct StopFlood<'a>(&'a AtomicBool);
+
+impl Drop for StopFlood<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
 
 struct Session(String);
 
@@ -101,6 +111,7 @@ fn scenario(bin: &Path, ns: &str, seconds: f64, scan: bool) -> Result<()> {
     let mut rss_max = rss_start;
     std::thread::scope(|s| -> Result<()> {
         let flood = s.spawn(|| flood(ns, scan, &running, &sent));
+        let stop = StopFlood(&running);
         let mut at = 0;
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         while Instant::now() < deadline {
@@ -114,7 +125,7 @@ fn scenario(bin: &Path, ns: &str, seconds: f64, scan: bool) -> Result<()> {
             wait_pane(&session, |p| p.contains(&want))?;
             latencies.push(pressed.elapsed().as_secs_f64() * 1000.0);
         }
-        running.store(false, Ordering::Relaxed);
+        drop(stop);
         flood
             .join()
             .map_err(|_| anyhow::anyhow!("flood panicked"))??;

@@ -6,11 +6,16 @@
 //! group itself (`KernelCounters::groups_in_kernel`, the default live modes), a group's
 //! count is the kernel's and the events are samples of it. The total comes from the
 //! kernel's own per-CPU counter, so it is exact whatever happened to the events.
-use std::collections::{hash_map::Entry, VecDeque};
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::pipeline::event::{Drop, Group};
+use crate::pipeline::{
+    event::{Drop, Group},
+    samples::Recent,
+};
+
+pub use crate::pipeline::samples::SAMPLES_PER_GROUP;
 
 /// Counters the kernel program keeps, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,22 +96,25 @@ impl GroupStats {
     }
 }
 
-/// Recent drops kept per group, for details (addresses, interface, namespace, length).
-pub const SAMPLES_PER_GROUP: usize = 8;
 /// Groups kept apart; beyond this (a port scan makes one per port) drops are still
 /// counted, in `overflow`, so memory stays bounded.
 pub const MAX_GROUPS: usize = 65_536;
 
 /// A group's figures and its most recent drops, kept together: one lookup per event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GroupEntry {
+    group: Group,
     stats: GroupStats,
-    recent: VecDeque<Drop>,
+    recent: Recent,
 }
 
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    groups: HashMap<Group, GroupEntry>,
+    /// Where each group's entry is in `entries` (entries are never removed).
+    index: HashMap<Group, u32>,
+    /// Side by side, not in the map: a map's table is kept up to half empty, and an entry
+    /// with its samples is ten times the size of an index.
+    entries: Vec<GroupEntry>,
     counters: KernelCounters,
     delivered: u64,
     overflow: u64,
@@ -117,16 +125,31 @@ impl Aggregator {
         Aggregator::default()
     }
 
+    /// The entry of `group`, made if there is room (`None` beyond `MAX_GROUPS` when
+    /// `capped`).
+    fn entry(&mut self, group: Group, capped: bool) -> Option<&mut GroupEntry> {
+        let full = capped && self.entries.len() >= MAX_GROUPS;
+        let at = match self.index.entry(group) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(_) if full => return None,
+            Entry::Vacant(e) => {
+                let at = self.entries.len() as u32;
+                self.entries.push(GroupEntry {
+                    group,
+                    stats: GroupStats::default(),
+                    recent: Recent::default(),
+                });
+                *e.insert(at)
+            }
+        };
+        Some(&mut self.entries[at as usize])
+    }
+
     pub fn add(&mut self, drop: &Drop) {
         self.delivered += 1;
-        let full = self.groups.len() >= MAX_GROUPS;
-        let entry = match self.groups.entry(drop.group()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(_) if full => {
-                self.overflow += 1;
-                return;
-            }
-            Entry::Vacant(e) => e.insert(GroupEntry::default()),
+        let Some(entry) = self.entry(drop.group(), true) else {
+            self.overflow += 1;
+            return;
         };
         let stats = &mut entry.stats;
         if stats.count() == 0 || stats.first_ns == 0 {
@@ -137,21 +160,17 @@ impl Aggregator {
         stats.delivered += 1;
         stats.last_ns = stats.last_ns.max(drop.timestamp_ns);
         stats.max_len = stats.max_len.max(drop.len);
-        let recent = &mut entry.recent;
-        if recent.len() == SAMPLES_PER_GROUP {
-            recent.pop_front();
-        }
-        recent.push_back(*drop);
+        entry.recent.push(drop);
     }
 
     /// The most recent drops of every group that `member` accepts, oldest first, at most
     /// `SAMPLES_PER_GROUP` of them.
     pub fn samples(&self, member: impl Fn(&Group) -> bool) -> Vec<Drop> {
         let mut out: Vec<Drop> = self
-            .groups
+            .entries
             .iter()
-            .filter(|(g, _)| member(g))
-            .flat_map(|(_, e)| e.recent.iter().copied())
+            .filter(|e| member(&e.group))
+            .flat_map(|e| e.recent.drops(&e.group))
             .collect();
         out.sort_by_key(|d| d.timestamp_ns);
         let cut = out.len().saturating_sub(SAMPLES_PER_GROUP);
@@ -168,17 +187,17 @@ impl Aggregator {
     ) {
         self.counters = counters;
         for (group, n) in by_group {
+            // Lost drops are kept by group whatever the cap (the kernel's lost-group map is
+            // small); counted groups go beyond it only if the kernel's map holds more
+            // groups than this (it is made no larger).
+            let Some(entry) = self.entry(group, counters.groups_in_kernel) else {
+                continue;
+            };
+            let stats = &mut entry.stats;
             if !counters.groups_in_kernel {
-                self.groups.entry(group).or_default().stats.lost = n;
+                stats.lost = n;
                 continue;
             }
-            let full = self.groups.len() >= MAX_GROUPS;
-            let stats = match self.groups.entry(group) {
-                Entry::Occupied(e) => &mut e.into_mut().stats,
-                // Only if the kernel's map holds more groups than this (it is made no larger).
-                Entry::Vacant(_) if full => continue,
-                Entry::Vacant(e) => &mut e.insert(GroupEntry::default()).stats,
-            };
             if n > stats.counted && counters.read_ns != 0 {
                 // Drops came since the last reading: seen by now at the latest.
                 if stats.count() == 0 {
@@ -205,7 +224,8 @@ impl Aggregator {
     }
 
     pub fn get(&self, group: &Group) -> Option<&GroupStats> {
-        self.groups.get(group).map(|e| &e.stats)
+        let at = *self.index.get(group)?;
+        Some(&self.entries[at as usize].stats)
     }
 
     /// Groups by site (interface and namespace folded together), most drops first.
@@ -216,9 +236,9 @@ impl Aggregator {
     /// Groups folded by `key`, most drops first (ties in a stable order).
     pub fn ranked_by(&self, key: impl Fn(&Group) -> Group) -> Vec<(Group, GroupStats)> {
         let mut folded: HashMap<Group, GroupStats> = HashMap::default();
-        for (g, e) in &self.groups {
+        for e in &self.entries {
             if e.stats.count() > 0 {
-                folded.entry(key(g)).or_default().merge(&e.stats);
+                folded.entry(key(&e.group)).or_default().merge(&e.stats);
             }
         }
         let mut out: Vec<_> = folded.into_iter().collect();
@@ -228,22 +248,22 @@ impl Aggregator {
 
     /// Every group with its figures, in no particular order.
     pub fn groups(&self) -> impl Iterator<Item = (&Group, &GroupStats)> {
-        self.groups.iter().map(|(g, e)| (g, &e.stats))
+        self.entries.iter().map(|e| (&e.group, &e.stats))
     }
 
     /// Number of groups kept apart.
     pub fn len(&self) -> usize {
-        self.groups.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.entries.is_empty()
     }
 
     /// Sum of all group counts: equals `counters().matched` minus the ungrouped lost drops
     /// once every delivered event has been read.
     pub fn grouped_total(&self) -> u64 {
-        self.groups.values().map(|e| e.stats.count()).sum::<u64>() + self.overflow
+        self.entries.iter().map(|e| e.stats.count()).sum::<u64>() + self.overflow
     }
 }
 

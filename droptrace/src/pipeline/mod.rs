@@ -13,6 +13,7 @@ pub mod event;
 pub mod names;
 pub mod recording;
 pub mod resolve;
+pub mod samples;
 pub mod sink;
 pub mod source;
 

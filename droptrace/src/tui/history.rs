@@ -12,10 +12,56 @@ pub const WINDOW: usize = 60;
 pub const RATE_SECS: u64 = 5;
 const NS: u64 = 1_000_000_000;
 
+/// Per-second counts of a window: a byte each while every count is below 256 (a port
+/// scan's tens of thousands of groups), four once one is not.
+#[derive(Debug, Clone, PartialEq)]
+enum Buckets {
+    Narrow([u8; WINDOW]),
+    Wide(Box<[u32; WINDOW]>),
+}
+
+impl Buckets {
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Buckets::Narrow(b) => u32::from(b[i]),
+            Buckets::Wide(b) => b[i],
+        }
+    }
+
+    /// One second on: the oldest count leaves, the newest second starts at 0.
+    fn shift(&mut self) {
+        match self {
+            Buckets::Narrow(b) => {
+                b.rotate_left(1);
+                b[WINDOW - 1] = 0;
+            }
+            Buckets::Wide(b) => {
+                b.rotate_left(1);
+                b[WINDOW - 1] = 0;
+            }
+        }
+    }
+
+    fn add(&mut self, i: usize, n: u32) {
+        if let Buckets::Narrow(b) = self {
+            match u8::try_from(u32::from(b[i]).saturating_add(n)) {
+                Ok(sum) => {
+                    b[i] = sum;
+                    return;
+                }
+                Err(_) => *self = Buckets::Wide(Box::new(b.map(u32::from))),
+            }
+        }
+        if let Buckets::Wide(b) = self {
+            b[i] = b[i].saturating_add(n);
+        }
+    }
+}
+
 /// Per-second counts of the last `WINDOW` seconds of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    buckets: [u32; WINDOW],
+    buckets: Buckets,
     /// The second (of the source's clock) the newest bucket stands for.
     second: u64,
     /// The cumulative count at the last update, and when it was.
@@ -28,7 +74,7 @@ pub struct Series {
 impl Series {
     fn new(now_ns: u64) -> Series {
         Series {
-            buckets: [0; WINDOW],
+            buckets: Buckets::Narrow([0; WINDOW]),
             second: now_ns / NS,
             seen: 0,
             updated_ns: None,
@@ -44,9 +90,8 @@ impl Series {
         }
         let steps = second - self.second;
         for _ in 0..steps.min(WINDOW as u64) {
-            completed.push((self.buckets[WINDOW - 1], 1));
-            self.buckets.rotate_left(1);
-            self.buckets[WINDOW - 1] = 0;
+            completed.push((self.buckets.get(WINDOW - 1), 1));
+            self.buckets.shift();
         }
         if steps > WINDOW as u64 {
             // A long gap: seconds without drops, counted at once.
@@ -59,8 +104,8 @@ impl Series {
         self.advance(second, completed);
         let back = self.second - second;
         if back < WINDOW as u64 {
-            let b = &mut self.buckets[WINDOW - 1 - back as usize];
-            *b = b.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            self.buckets.add(WINDOW - 1 - back as usize, n);
         }
     }
 
@@ -105,7 +150,9 @@ impl Series {
     pub fn per_second(&self, now_ns: u64) -> [u32; WINDOW] {
         let lag = (now_ns / NS).saturating_sub(self.second).min(WINDOW as u64) as usize;
         let mut out = [0; WINDOW];
-        out[..WINDOW - lag].copy_from_slice(&self.buckets[lag..]);
+        for (i, o) in out[..WINDOW - lag].iter_mut().enumerate() {
+            *o = self.buckets.get(lag + i);
+        }
         out
     }
 
@@ -119,10 +166,54 @@ impl Series {
     }
 }
 
+/// The series of every group: an index by group and the series side by side (a map's
+/// table is kept up to half empty; a series is three times the size of an index).
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    index: HashMap<Group, u32>,
+    series: Vec<(Group, Series)>,
+}
+
+impl Groups {
+    pub fn get(&self, group: &Group) -> Option<&Series> {
+        let at = *self.index.get(group)?;
+        Some(&self.series[at as usize].1)
+    }
+
+    fn get_or_insert(&mut self, group: Group, now_ns: u64) -> &mut Series {
+        let next = self.series.len() as u32;
+        let at = *self.index.entry(group).or_insert(next);
+        if at == next {
+            self.series.push((group, Series::new(now_ns)));
+        }
+        &mut self.series[at as usize].1
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Group, &Series)> {
+        self.series.iter().map(|(g, s)| (g, s))
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+impl std::ops::Index<&Group> for Groups {
+    type Output = Series;
+
+    fn index(&self, group: &Group) -> &Series {
+        self.get(group).expect("a group with a series")
+    }
+}
+
 /// Everything the view remembers between snapshots.
 #[derive(Debug, Clone)]
 pub struct History {
-    pub groups: HashMap<Group, Series>,
+    pub groups: Groups,
     pub total: Series,
     /// Drops per completed second of the whole run, for percentiles.
     pub total_per_second: Histogram<u64>,
@@ -133,7 +224,7 @@ pub struct History {
 impl History {
     pub fn new() -> History {
         History {
-            groups: HashMap::default(),
+            groups: Groups::default(),
             total: Series::new(0),
             // Three significant digits from 1 up to any count: fixed, small memory.
             total_per_second: Histogram::new(3).expect("3 significant digits are valid"),
@@ -160,8 +251,7 @@ impl History {
         }
         for (g, s) in groups {
             self.groups
-                .entry(*g)
-                .or_insert_with(|| Series::new(now_ns))
+                .get_or_insert(*g, now_ns)
                 .update(now_ns, s.count());
         }
     }
@@ -240,6 +330,26 @@ mod tests {
         // Long after, everything has left the window.
         assert_eq!(s.per_second(t0 + 500 * NS), [0; WINDOW]);
         assert_eq!(s.first_seen_ns, t0 + NS / 2);
+    }
+
+    #[test]
+    fn counts_stay_exact_when_a_second_outgrows_a_byte() {
+        let mut s = Series::new(0);
+        // Each second's drops between two updates inside it.
+        for (second, count) in [(0, 200), (1, 255), (2, 255 + 70_000), (3, 255 + 70_003)] {
+            s.update(second * NS + 1, s.seen);
+            s.update(second * NS + NS / 2, count);
+            if second == 1 {
+                assert!(
+                    matches!(s.buckets, Buckets::Narrow(_)),
+                    "small counts in bytes"
+                );
+            }
+        }
+        assert!(matches!(s.buckets, Buckets::Wide(_)));
+        let per = s.per_second(7 * NS / 2);
+        assert_eq!(&per[WINDOW - 4..], &[200, 55, 70_000, 3]);
+        assert_eq!(s.recent(7 * NS / 2), 70_258);
     }
 
     #[test]

@@ -173,7 +173,10 @@ impl State {
 
     fn fold_rows(&self) -> Vec<Row> {
         let (snap, history) = self.shown();
-        let mut rows: HashMap<Group, Row> = HashMap::default();
+        // Rows side by side and an index to them: a map of rows would be kept up to half
+        // empty, with a port scan's tens of thousands of them.
+        let mut index: HashMap<Group, u32> = HashMap::default();
+        let mut rows: Vec<Row> = Vec::new();
         for (g, s) in &snap.groups {
             if !self.filter.accepts(g, &snap.names) {
                 continue;
@@ -187,31 +190,32 @@ impl State {
             }
             let series = history.groups.get(g);
             let key = self.grouping.key(g);
-            let row = rows.entry(key).or_insert_with(|| Row {
-                key,
-                stats: GroupStats::default(),
-                rate: 0.0,
-                first_seen_ns: u64::MAX,
-                new: false,
+            let at = *index.entry(key).or_insert_with(|| {
+                rows.push(Row {
+                    key,
+                    stats: GroupStats::default(),
+                    rate: 0.0,
+                    first_seen_ns: u64::MAX,
+                    new: false,
+                });
+                rows.len() as u32 - 1
             });
+            let row = &mut rows[at as usize];
             row.stats.merge(&s);
             if let Some(series) = series {
                 row.rate += history.rate(series);
                 row.first_seen_ns = row.first_seen_ns.min(series.first_seen_ns);
             }
         }
+        drop(index);
         let now = history.now_ns;
-        let mut rows: Vec<Row> = rows
-            .into_values()
-            .map(|mut r| {
-                if r.first_seen_ns == u64::MAX {
-                    r.first_seen_ns = now;
-                }
-                r.new = now.saturating_sub(r.first_seen_ns) < NEW_FOR_NS
-                    && r.first_seen_ns > history.started_ns;
-                r
-            })
-            .collect();
+        for r in &mut rows {
+            if r.first_seen_ns == u64::MAX {
+                r.first_seen_ns = now;
+            }
+            r.new = now.saturating_sub(r.first_seen_ns) < NEW_FOR_NS
+                && r.first_seen_ns > history.started_ns;
+        }
         self.sort_rows(&mut rows, snap);
         rows
     }

@@ -398,7 +398,7 @@ fn row_series(state: &State, rows: &[Row], hist: &History) -> HashMap<Group, [u3
     let mut out: HashMap<Group, [u32; WINDOW]> =
         rows.iter().map(|r| (r.key, [0u32; WINDOW])).collect();
     let names = &state.shown().0.names;
-    for (g, series) in &hist.groups {
+    for (g, series) in hist.groups.iter() {
         let Some(sum) = out.get_mut(&state.grouping.key(g)) else {
             continue;
         };
