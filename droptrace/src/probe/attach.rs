@@ -7,7 +7,9 @@ use std::{
 };
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{
+        Array, HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
+    },
     programs::{BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
@@ -128,6 +130,10 @@ pub struct Probe {
     slots: Option<(PerCpuArray<MapData, [Slot; wire::SLOTS]>, SlotReader)>,
     epoch: Array<MapData, u32>,
     epoch_now: u32,
+    /// Possible CPUs: the values a per-CPU map holds for each key.
+    cpus: usize,
+    /// Groups in the last reading (the next one makes room for as many at once).
+    groups_seen: usize,
     log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
 }
@@ -252,6 +258,8 @@ impl Probe {
             slots,
             epoch,
             epoch_now: 0,
+            cpus: aya::util::nr_cpus().map_or(1, |n| n.max(1)),
+            groups_seen: 0,
             log,
             missed_at_detach: 0,
         })
@@ -330,11 +338,20 @@ impl Probe {
         };
         let mut by_group = Vec::new();
         if let Some(groups) = &self.groups {
-            let mut counts: HashMap<GroupKey, u64> = HashMap::new();
-            for entry in groups.iter() {
-                let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
+            let mut counts: HashMap<GroupKey, u64> = HashMap::with_capacity(self.groups_seen);
+            let fd = groups.map().fd().as_fd();
+            let batched = super::batch::per_cpu(fd, self.cpus, |key, values: &[GroupCount]| {
                 counts.insert(key, values.iter().map(|v| v.count).sum());
+            });
+            if batched.is_err() {
+                // A kernel without batch lookups here: one key at a time.
+                counts.clear();
+                for entry in groups.iter() {
+                    let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
+                    counts.insert(key, values.iter().map(|v| v.count).sum());
+                }
             }
+            self.groups_seen = counts.len();
             if let Some((map, reader)) = self.slots.as_mut() {
                 let per_cpu = map
                     .get(&0, 0)

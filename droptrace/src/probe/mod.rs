@@ -5,6 +5,7 @@
 //! resolving filters against the system ([`filters`]), the namespace a veth's peer is in
 //! ([`nsid`]) and sampling namespaces for diagnose ([`collect`]). No other folder imports aya or calls setns.
 pub mod attach;
+pub mod batch;
 pub mod caps;
 pub mod clock;
 pub mod collect;
