@@ -215,9 +215,11 @@ pub struct LiveArgs {
     pub filters: FilterArgs,
 
     /// Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096).
-    /// Counts stay exact when it overflows; only per-packet details are lost.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
-    pub ring_buffer_size: u32,
+    /// Counts stay exact when it overflows; only per-packet details are lost. Default: 4 MiB
+    /// when every drop is streamed (`record`, `--stream`, JSON Lines), 1 MiB when the kernel
+    /// counts and sends samples (they are few).
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_buffer_size: Option<u32>,
 
     /// Send every drop to user space as an event, instead of counting drops by group in
     /// the kernel and sending samples of each group. Counts are exact either way;

@@ -338,28 +338,41 @@ impl Probe {
         };
         let mut by_group = Vec::new();
         if let Some(groups) = &self.groups {
-            let mut counts: HashMap<GroupKey, u64> = HashMap::with_capacity(self.groups_seen);
+            by_group.reserve(self.groups_seen);
             let fd = groups.map().fd().as_fd();
-            let batched = super::batch::per_cpu(fd, self.cpus, |key, values: &[GroupCount]| {
-                counts.insert(key, values.iter().map(|v| v.count).sum());
-            });
+            let batched =
+                super::batch::per_cpu(fd, self.cpus, |key: GroupKey, values: &[GroupCount]| {
+                    by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
+                });
             if batched.is_err() {
                 // A kernel without batch lookups here: one key at a time.
-                counts.clear();
+                by_group.clear();
                 for entry in groups.iter() {
                     let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
-                    counts.insert(key, values.iter().map(|v| v.count).sum());
+                    by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
                 }
             }
-            self.groups_seen = counts.len();
+            self.groups_seen = by_group.len();
             if let Some((map, reader)) = self.slots.as_mut() {
+                // A group is in one CPU's slot or in that CPU's part of the map, never
+                // both: the slots' counts add to the map's.
                 let per_cpu = map
                     .get(&0, 0)
                     .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
                 let per_cpu: Vec<&[Slot]> = per_cpu.iter().map(|s| &s[..]).collect();
-                reader.add(&per_cpu, self.ebpf.is_none(), &mut counts);
+                let mut in_slots: HashMap<GroupKey, u64> = HashMap::new();
+                reader.add(&per_cpu, self.ebpf.is_none(), &mut in_slots);
+                let mut in_slots: HashMap<Group, u64> = in_slots
+                    .into_iter()
+                    .map(|(k, n)| (Group::from(k), n))
+                    .collect();
+                for (group, n) in by_group.iter_mut() {
+                    if let Some(more) = in_slots.remove(group) {
+                        *n += more;
+                    }
+                }
+                by_group.extend(in_slots);
             }
-            by_group.extend(counts.into_iter().map(|(k, n)| (Group::from(k), n)));
         } else {
             for entry in self.lost.iter() {
                 let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;

@@ -34,6 +34,13 @@ use super::{
 
 /// How often the ring buffer is drained when the kernel does not wake us.
 const POLL: Duration = Duration::from_millis(100);
+
+/// The ring buffer when every drop is streamed: room for some 50,000 events between reads.
+const STREAM_RING: u32 = 4 << 20;
+/// The ring buffer for samples: each CPU sends at most 256 of them a tenth of a second, 20
+/// kB; 1 MiB holds seconds of them. Its pages are resident from the start (twice mapped),
+/// so the 4 MiB of streaming would cost 6 MB more for nothing.
+const SAMPLES_RING: u32 = 1 << 20;
 /// How long the end of a run waits for the names of namespaces that came late.
 const SETTLE: Duration = Duration::from_secs(1);
 /// Events handled before the loop looks at signals and timers again.
@@ -114,18 +121,27 @@ impl LiveSource {
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
         config.snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
+        let sampled = !opts.stream && !args.stream;
+        let ring_buffer_size = args
+            .ring_buffer_size
+            .unwrap_or(if sampled && config.snaplen == 0 {
+                SAMPLES_RING
+            } else {
+                STREAM_RING
+            });
         let probe = Probe::attach(ProbeOptions {
             config,
             reason_marks: filters.reason_marks(),
-            ring_buffer_size: args.ring_buffer_size,
+            ring_buffer_size,
             layout: kernel.layout,
             tracepoint_btf_id: kernel.tracepoint_btf_id,
-            sampling: (!opts.stream && !args.stream).then(|| Sampling {
+            sampling: sampled.then(|| Sampling {
                 max_groups: args.max_groups,
                 ..Sampling::default()
             }),
             verbose: args.verbose,
         })?;
+        give_back_freed_memory();
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let tick = opts.tick.map(|every| {
@@ -326,5 +342,16 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Hands the heap freed by discovery and loading (the kernel's BTF parsed, the object and
+/// its relocations: some 15 MB) back to the system: the allocator keeps freed memory for
+/// reuse, and a long-running watch would carry it as resident memory it never uses.
+fn give_back_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: glibc's malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

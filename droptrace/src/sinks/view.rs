@@ -14,7 +14,7 @@ use std::{
 use crate::{
     kernel::debuginfo::KernelLines,
     pipeline::{
-        aggregate::Aggregator,
+        aggregate::{Aggregator, GroupStats},
         event::Group,
         names::Names,
         sink::{Moment, Sink},
@@ -129,7 +129,10 @@ impl Sink for ViewPublisher {
             };
             (r, status)
         });
-        let mut snapshot = snapshot(at.agg, &self.names, at.started_ns, at.now_ns);
+        // A snapshot the view has not taken yet is replaced: its room is reused (a port
+        // scan's snapshot is megabytes).
+        let room = self.link.take().map(|s| s.groups).unwrap_or_default();
+        let mut snapshot = snapshot_in(room, at.agg, &self.names, at.started_ns, at.now_ns);
         snapshot.detail = detail;
         snapshot.diagnosis = diagnosis;
         snapshot.finished = at.ended;
@@ -152,16 +155,29 @@ fn detail_sites(agg: &Aggregator, request: &DetailRequest) -> Vec<u64> {
 
 /// The aggregator's figures at `now_ns`, without details.
 pub fn snapshot(agg: &Aggregator, names: &Arc<Names>, started_ns: u64, now_ns: u64) -> Snapshot {
+    snapshot_in(Vec::new(), agg, names, started_ns, now_ns)
+}
+
+/// [`snapshot`], with its groups written into `room` (emptied first).
+fn snapshot_in(
+    mut room: Vec<(Group, GroupStats)>,
+    agg: &Aggregator,
+    names: &Arc<Names>,
+    started_ns: u64,
+    now_ns: u64,
+) -> Snapshot {
+    room.clear();
+    room.extend(
+        agg.groups()
+            .filter(|(_, s)| s.count() > 0)
+            .map(|(g, s)| (*g, *s)),
+    );
     Snapshot {
         now_ns,
         started_ns,
         counters: agg.counters(),
         overflow: agg.overflow(),
-        groups: agg
-            .groups()
-            .filter(|(_, s)| s.count() > 0)
-            .map(|(g, s)| (*g, *s))
-            .collect(),
+        groups: room,
         names: Arc::clone(names),
         detail: None,
         diagnosis: None,

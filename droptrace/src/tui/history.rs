@@ -166,23 +166,56 @@ impl Series {
     }
 }
 
-/// The series of every group: an index by group and the series side by side (a map's
-/// table is kept up to half empty; a series is three times the size of an index).
+/// The series of every group, in the order snapshots list the groups: the aggregator's,
+/// new groups last, so the `i`th group of a snapshot has the `i`th series. An index by
+/// group is built only if a snapshot ever lists them otherwise (a port scan's 65,536
+/// groups would spend 5 MB on it).
 #[derive(Debug, Clone, Default)]
 pub struct Groups {
-    index: HashMap<Group, u32>,
     series: Vec<(Group, Series)>,
+    index: Option<HashMap<Group, u32>>,
 }
 
 impl Groups {
-    pub fn get(&self, group: &Group) -> Option<&Series> {
-        let at = *self.index.get(group)?;
-        Some(&self.series[at as usize].1)
+    /// The series of `group`, the `at`th group of the snapshot last taken.
+    pub fn get_at(&self, at: usize, group: &Group) -> Option<&Series> {
+        if let Some(index) = &self.index {
+            let at = *index.get(group)?;
+            return Some(&self.series[at as usize].1);
+        }
+        match self.series.get(at) {
+            Some((g, series)) if g == group => Some(series),
+            _ => None,
+        }
     }
 
-    fn get_or_insert(&mut self, group: Group, now_ns: u64) -> &mut Series {
+    /// The series of `group`, wherever it is.
+    pub fn get(&self, group: &Group) -> Option<&Series> {
+        match &self.index {
+            Some(index) => Some(&self.series[*index.get(group)? as usize].1),
+            None => self.series.iter().find(|(g, _)| g == group).map(|(_, s)| s),
+        }
+    }
+
+    /// The series of the `at`th group of a snapshot, made if new.
+    fn get_or_insert(&mut self, at: usize, group: Group, now_ns: u64) -> &mut Series {
+        if self.index.is_none() {
+            match self.series.get(at) {
+                Some((g, _)) if *g == group => return &mut self.series[at].1,
+                None if at == self.series.len() => {
+                    self.series.push((group, Series::new(now_ns)));
+                    return &mut self.series[at].1;
+                }
+                // Not in the order so far: index them, and use the index from now on.
+                _ => {
+                    let index = self.series.iter().enumerate();
+                    self.index = Some(index.map(|(i, (g, _))| (*g, i as u32)).collect());
+                }
+            }
+        }
+        let index = self.index.get_or_insert_with(HashMap::default);
         let next = self.series.len() as u32;
-        let at = *self.index.entry(group).or_insert(next);
+        let at = *index.entry(group).or_insert(next);
         if at == next {
             self.series.push((group, Series::new(now_ns)));
         }
@@ -249,9 +282,9 @@ impl History {
         for (n, seconds) in self.total.update(now_ns, total) {
             let _ = self.total_per_second.record_n(u64::from(n), seconds);
         }
-        for (g, s) in groups {
+        for (at, (g, s)) in groups.iter().enumerate() {
             self.groups
-                .get_or_insert(*g, now_ns)
+                .get_or_insert(at, *g, now_ns)
                 .update(now_ns, s.count());
         }
     }
@@ -330,6 +363,43 @@ mod tests {
         // Long after, everything has left the window.
         assert_eq!(s.per_second(t0 + 500 * NS), [0; WINDOW]);
         assert_eq!(s.first_seen_ns, t0 + NS / 2);
+    }
+
+    #[test]
+    fn series_follow_their_group_when_snapshots_list_groups_in_another_order() {
+        let group = |dport| Group {
+            location: 1,
+            reason: 2,
+            ethertype: 0x0800,
+            ip_proto: Some(17),
+            dport: Some(dport),
+            netns: 0,
+            ifindex: 0,
+        };
+        let (a, b, c) = (group(1), group(2), group(3));
+        let mut h = History::new();
+        h.update(0, NS / 2, 3, &[(a, stats(1)), (b, stats(2))]);
+        assert!(h.groups.index.is_none(), "in order: no index");
+        h.update(
+            0,
+            NS / 2 + 1,
+            3,
+            &[(a, stats(1)), (b, stats(2)), (c, stats(0))],
+        );
+        assert!(h.groups.index.is_none(), "a new group last: still none");
+        // b is gone from this one: c comes where b was.
+        h.update(0, 3 * NS / 2, 13, &[(a, stats(1)), (c, stats(10))]);
+        assert!(h.groups.index.is_some());
+        let per = |g: &Group| h.groups[g].per_second(3 * NS / 2)[WINDOW - 2..].to_vec();
+        assert_eq!(per(&a), [1, 0]);
+        assert_eq!(per(&b), [2, 0]);
+        assert_eq!(
+            per(&c).iter().sum::<u32>(),
+            10,
+            "c's 10, spread over its seconds"
+        );
+        assert_eq!(h.groups.get_at(1, &c), h.groups.get(&c));
+        assert_eq!(h.groups.len(), 3);
     }
 
     #[test]

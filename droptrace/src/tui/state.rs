@@ -177,7 +177,7 @@ impl State {
         // empty, with a port scan's tens of thousands of them.
         let mut index: HashMap<Group, u32> = HashMap::default();
         let mut rows: Vec<Row> = Vec::new();
-        for (g, s) in &snap.groups {
+        for (at, (g, s)) in snap.groups.iter().enumerate() {
             if !self.filter.accepts(g, &snap.names) {
                 continue;
             }
@@ -188,7 +188,7 @@ impl State {
                     continue;
                 }
             }
-            let series = history.groups.get(g);
+            let series = history.groups.get_at(at, g);
             let key = self.grouping.key(g);
             let at = *index.entry(key).or_insert_with(|| {
                 rows.push(Row {
