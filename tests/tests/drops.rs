@@ -399,3 +399,38 @@ fn unreadable_headers_are_warned_about_with_verbose() {
         assert_eq!(warned, verbose, "warnings only with --verbose: {stderr}");
     }
 }
+
+/// A scan of 10,000 closed UDP ports, twice over: more groups than one batch read of the
+/// kernel's group map takes (4,096 keys), and every group counts exactly its two drops;
+/// the total is the namespace's own Udp NoPorts.
+#[test]
+fn every_group_of_a_port_scan_counts_exactly() {
+    if can_run("every_group_of_a_port_scan_counts_exactly") {
+        const PORTS: u16 = 10_000;
+        let ns = Netns::new("scan");
+        let netns = ns.path();
+        let dt = Droptrace::start(&["--netns", netns.as_str(), "--format", "json"]);
+        ns.run(|| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..2 {
+                for port in 1..=PORTS {
+                    socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
+                }
+            }
+        });
+        let no_ports = reaches("Udp NoPorts", 2 * u64::from(PORTS), || {
+            ns.snmp("Udp", "NoPorts")
+        });
+        let summary = dt.stop_json();
+        assert_eq!(summary["counting"], "kernel", "{summary:#}");
+        assert_eq!(summary["total"], no_ports, "{summary:#}");
+        assert_eq!(summary["unattributed"], 0, "{summary:#}");
+        let scan = groups(&summary, |g| {
+            g["reason"] == "NO_SOCKET" && g["protocol"] == "udp"
+        });
+        assert_eq!(scan.len(), usize::from(PORTS));
+        for g in &scan {
+            assert_eq!(g["count"], 2, "{g}");
+        }
+    }
+}
