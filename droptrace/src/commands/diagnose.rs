@@ -268,39 +268,11 @@ pub(super) fn details_unknown(groups: &[DropGroup]) -> Option<String> {
     })
 }
 
-/// The window's groups with what the diagnosis needs from their samples.
+/// The window's groups: places from the exact figures of every interface and namespace,
+/// addresses and an example packet from each site's latest sample.
 fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
-    watched
-        .agg
-        .ranked()
-        .into_iter()
-        .map(|(g, stats)| {
-            let loc = watched.names.location(g.location);
-            let mut places: BTreeMap<(u32, u32), usize> = BTreeMap::new();
-            let mut example = None;
-            let mut addrs = None;
-            for d in &watched.agg.samples(|m| m.site() == g) {
-                *places.entry((d.netns, d.ifindex)).or_default() += 1;
-                example = Some(crate::diagnose::report::packet_line(d));
-                addrs = d.packet.addrs.or(addrs);
-            }
-            let mut places: Vec<_> = places.into_iter().collect();
-            places.sort_by_key(|p| std::cmp::Reverse(p.1));
-            DropGroup {
-                function: loc.function,
-                location: loc.display,
-                reason: watched.names.reason(g.reason),
-                protocol: g.protocol(),
-                family: g.family().map(str::to_owned),
-                dport: g.dport,
-                addrs,
-                count: stats.count(),
-                places: places.into_iter().map(|(p, _)| p).collect(),
-                max_len: stats.max_len,
-                example,
-            }
-        })
-        .collect()
+    let groups: Vec<_> = watched.agg.groups().map(|(g, s)| (*g, *s)).collect();
+    crate::diagnose::row::drop_groups(&groups, &watched.agg.latest_samples(), &watched.names)
 }
 
 #[cfg(test)]

@@ -70,12 +70,18 @@ pub fn drop_groups(
     for (g, s) in groups.iter().filter(|(_, s)| s.count() > 0) {
         sites.entry(g.site()).or_default().push((*g, *s));
     }
+    // The latest sample of each site (samples come oldest first), found once: a port
+    // scan has tens of thousands of sites.
+    let mut latest: BTreeMap<Group, &Drop> = BTreeMap::new();
+    for d in samples {
+        latest.insert(d.group().site(), d);
+    }
     let mut out: Vec<DropGroup> = sites
         .into_iter()
         .map(|(site, mut members)| {
             members.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
             let loc = names.location(site.location);
-            let latest = samples.iter().rev().find(|d| d.group().site() == site);
+            let latest = latest.get(&site).copied();
             DropGroup {
                 function: loc.function,
                 location: loc.display,

@@ -178,6 +178,17 @@ impl Aggregator {
         out
     }
 
+    /// The latest drop of every group, oldest first.
+    pub fn latest_samples(&self) -> Vec<Drop> {
+        let mut out: Vec<Drop> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.recent.latest(&e.group))
+            .collect();
+        out.sort_by_key(|d| d.timestamp_ns);
+        out
+    }
+
     /// Takes the kernel's latest counters and figures by group (absolute values): the
     /// groups' totals when `counters.groups_in_kernel`, their lost drops otherwise.
     pub fn set_kernel(

@@ -109,6 +109,12 @@ impl Recent {
         (0..len).map(move |i| self.drop_at((first + i) % SAMPLES_PER_GROUP, group))
     }
 
+    /// The newest drop held.
+    pub fn latest(&self, group: &Group) -> Option<Drop> {
+        let newest = (usize::from(self.next) + SAMPLES_PER_GROUP - 1) % SAMPLES_PER_GROUP;
+        (self.len > 0).then(|| self.drop_at(newest, group))
+    }
+
     /// The drop at `at` in the ring again, with the group's fields.
     fn drop_at(&self, at: usize, group: &Group) -> Drop {
         let sample = &self.ring[at];
@@ -219,6 +225,8 @@ mod tests {
         }
         let times: Vec<u64> = recent.drops(&g).map(|d| d.timestamp_ns).collect();
         assert_eq!(times, (12..20).collect::<Vec<_>>());
+        assert_eq!(recent.latest(&g).map(|d| d.timestamp_ns), Some(19));
+        assert_eq!(Recent::default().latest(&g), None);
         assert_eq!(std::mem::size_of::<Sample>(), 24, "a sample's size");
     }
 }
