@@ -77,7 +77,7 @@ pub fn prepare(prefix: &str) -> Result<(PathBuf, Namespace)> {
     let ws = workspace();
     crate::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "droptrace"])
+            .args(["build", "--locked", "--release", "-p", "droptrace"])
             .current_dir(&ws),
     )?;
     let ns = Namespace(format!("{prefix}{}", std::process::id()));

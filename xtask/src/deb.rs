@@ -114,7 +114,7 @@ fn build() -> Result<PathBuf> {
     }
     // Quick when `cargo xtask test` has just built it.
     run(cargo()
-        .args(["build", "--release", "-p", PACKAGE])
+        .args(["build", "--locked", "--release", "-p", PACKAGE])
         .current_dir(&ws))?;
 
     let cli = droptrace::cli::Cli::command();

@@ -137,6 +137,7 @@ fn build_ebpf(check: bool) -> Result<()> {
             "cargo",
             "build",
             "--release",
+            "--locked",
             "--target",
             "bpfel-unknown-none",
             "-Z",
@@ -188,6 +189,7 @@ fn cargo() -> Command {
 fn test() -> Result<()> {
     setup::setup()?;
     let ws = workspace();
+    let tracked_before = tracked_changes(&ws);
     build_ebpf(true)?;
     run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
     docs::man(true)?;
@@ -204,6 +206,7 @@ fn test() -> Result<()> {
     run(cargo()
         .args([
             "clippy",
+            "--locked",
             "--workspace",
             "--all-targets",
             "--",
@@ -212,10 +215,16 @@ fn test() -> Result<()> {
         ])
         .current_dir(&ws))?;
     run(cargo()
-        .args(["test", "--workspace", "--exclude", "droptrace-tests"])
+        .args([
+            "test",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "droptrace-tests",
+        ])
         .current_dir(&ws))?;
     run(cargo()
-        .args(["build", "--release", "-p", "droptrace"])
+        .args(["build", "--locked", "--release", "-p", "droptrace"])
         .current_dir(&ws))?;
     // The .deb of that binary: lintian, a scratch-root install, the installed binary run.
     deb::build_and_check()?;
@@ -224,6 +233,7 @@ fn test() -> Result<()> {
     run(cargo()
         .args([
             "test",
+            "--locked",
             "--release",
             "-p",
             "droptrace-tests",
@@ -235,8 +245,30 @@ fn test() -> Result<()> {
     // The same suite inside qemu guests: Debian's 6.1 and 6.12, with BTF and without.
     vmtest::vmtest(&vmtest::VmtestArgs::all())?;
     fuzz(FUZZ_SECONDS)?;
+    let tracked_after = tracked_changes(&ws);
+    if tracked_after != tracked_before {
+        bail!(
+            "the test suite changed tracked files (a stale lock file, a regenerated object or \
+             page?): git status before:\n{}\nafter:\n{}",
+            tracked_before.as_deref().unwrap_or("(no git)"),
+            tracked_after.as_deref().unwrap_or("(no git)")
+        );
+    }
     eprintln!("xtask: all tests passed");
     Ok(())
+}
+
+/// `git status` of the tracked files (untracked ones are build output), to check that the
+/// suite leaves a checkout as it found it; `None` outside a git checkout.
+fn tracked_changes(ws: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(ws)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// How long CI fuzzes the recording reader.
@@ -255,6 +287,26 @@ fn fuzz(seconds: u32) -> Result<()> {
         run(cargo().args(["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked"]))?;
     }
     let dir = workspace().join("droptrace");
+    // cargo fuzz has no --locked: check the fuzz crate's lock file is current first, so the
+    // build never rewrites it.
+    run(Command::new("rustup")
+        .args([
+            "run",
+            &toolchain,
+            "cargo",
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(dir.join("fuzz"))
+        .stdout(std::process::Stdio::null())
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO"))
+    .context(
+        "droptrace/fuzz/Cargo.lock is stale: run `cargo metadata` in droptrace/fuzz and commit it",
+    )?;
     let corpus = dir.join("fuzz/corpus/read_recording");
     std::fs::create_dir_all(&corpus).context("creating the fuzz corpus directory")?;
     let out = Command::new("rustup")

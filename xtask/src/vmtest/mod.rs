@@ -162,7 +162,7 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
     let ws = workspace();
     let dir = ws.join("target/vmtest");
     run(cargo()
-        .args(["build", "--release", "-p", "droptrace"])
+        .args(["build", "--locked", "--release", "-p", "droptrace"])
         .current_dir(&ws))?;
     let binaries = test_binaries(&ws)?;
     let kernels = lines
@@ -234,6 +234,7 @@ fn test_binaries(ws: &Path) -> Result<Vec<(String, PathBuf)>> {
         cargo()
             .args([
                 "test",
+                "--locked",
                 "--release",
                 "-p",
                 "droptrace-tests",
