@@ -59,22 +59,27 @@ pub fn diagnose_row(w: &RowWindow<'_>) -> Vec<Finding> {
 }
 
 /// A row's groups (finest: by namespace and interface too, with their figures in the
-/// window) as the engine sees them: by drop site, their namespaces and interfaces the
-/// places (most drops first), with a recent packet from `samples` each.
+/// window) as the engine sees them: by drop site and namespace (each namespace has its
+/// own rules and counters to explain its drops), their interfaces the places (most drops
+/// first), with a recent packet from `samples` each.
 pub fn drop_groups(
     groups: &[(Group, GroupStats)],
     samples: &[Drop],
     names: &Names,
 ) -> Vec<DropGroup> {
+    let site_in_netns = |g: &Group| Group {
+        netns: g.netns,
+        ..g.site()
+    };
     let mut sites: BTreeMap<Group, Vec<(Group, GroupStats)>> = BTreeMap::new();
     for (g, s) in groups.iter().filter(|(_, s)| s.count() > 0) {
-        sites.entry(g.site()).or_default().push((*g, *s));
+        sites.entry(site_in_netns(g)).or_default().push((*g, *s));
     }
     // The latest sample of each site (samples come oldest first), found once: a port
     // scan has tens of thousands of sites.
     let mut latest: BTreeMap<Group, &Drop> = BTreeMap::new();
     for d in samples {
-        latest.insert(d.group().site(), d);
+        latest.insert(site_in_netns(&d.group()), d);
     }
     let mut out: Vec<DropGroup> = sites
         .into_iter()
@@ -173,26 +178,35 @@ mod tests {
     }
 
     #[test]
-    fn a_rows_groups_fold_by_site_with_their_places_by_drops() {
+    fn a_rows_groups_fold_by_site_and_namespace_with_their_interfaces_by_drops() {
         let (a, b) = (group(NS, 2), group(OTHER_NS, 3));
         let groups = drop_groups(
             &[
                 (b, stats(2, 0)),
                 (a, stats(4, 3)),
-                (group(NS, 4), stats(0, 0)),
+                (group(NS, 4), stats(1, 0)),
+                (group(NS, 5), stats(0, 0)),
             ],
-            &[sample(&a, 40001), sample(&b, 40002)],
+            &[sample(&a, 40000), sample(&a, 40001), sample(&b, 40002)],
             &names(),
         );
-        assert_eq!(groups.len(), 1);
+        assert_eq!(groups.len(), 2, "one per namespace: {groups:#?}");
         let g = &groups[0];
-        assert_eq!(g.count, 9);
-        assert_eq!(g.places, [(NS, 2), (OTHER_NS, 3)]);
+        assert_eq!(g.count, 8);
+        assert_eq!(g.places, [(NS, 2), (NS, 4)]);
         assert_eq!(g.location, "nft_do_chain+0x3e8");
         assert_eq!(g.reason.as_deref(), Some("NETFILTER_DROP"));
         assert_eq!(g.protocol.as_deref(), Some("tcp"));
         assert_eq!(
             g.example.as_deref(),
+            Some("10.77.0.1:40001 -> 10.77.0.2:1678, 60 bytes")
+        );
+        assert_eq!(
+            (groups[1].count, groups[1].places.as_slice()),
+            (2, &[(OTHER_NS, 3)][..])
+        );
+        assert_eq!(
+            groups[1].example.as_deref(),
             Some("10.77.0.1:40002 -> 10.77.0.2:1678, 60 bytes")
         );
     }
