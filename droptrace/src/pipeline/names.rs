@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::kernel::reasons::DropReasonTable;
-use crate::pipeline::event::Group;
 
 /// A drop location made readable.
 #[derive(Debug, Clone, PartialEq, Eq)]

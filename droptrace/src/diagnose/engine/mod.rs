@@ -107,6 +107,11 @@ pub struct Finding {
     merge_key: String,
     #[serde(skip)]
     netns_inode: Option<u32>,
+    /// The state its evidence names (rules, chains, qdiscs, programs), as
+    /// `baseline::subject` keys: a difference since a baseline concerns this finding only
+    /// if it is about one of them (differences of other kinds go by kind and place).
+    #[serde(skip)]
+    pub(crate) subjects: Vec<String>,
 }
 
 /// Ranked findings: real causes by drops, benign ones last.
@@ -144,6 +149,11 @@ fn merge(into: &mut Finding, f: Finding) {
     for line in f.evidence {
         if !into.evidence.contains(&line) {
             into.evidence.push(line);
+        }
+    }
+    for s in f.subjects {
+        if !into.subjects.contains(&s) {
+            into.subjects.push(s);
         }
     }
 }
@@ -307,6 +317,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         iface: iface.clone(),
         merge_key: String::new(),
         netns_inode: Some(inode),
+        subjects: Vec::new(),
     };
     f.evidence.extend(located);
     // Each family adds its evidence, summary and fix, and returns what tells its findings

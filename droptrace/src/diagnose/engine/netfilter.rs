@@ -5,7 +5,7 @@ use super::{
     policy::{fell_through, uncounted_policies},
     DropGroup, Finding, Ns, Window,
 };
-use crate::diagnose::{knowledge::Cause, state::Rule};
+use crate::diagnose::{baseline::subject, knowledge::Cause, state::Rule};
 
 /// Growth of a rule's counter in the window. A rule absent before was added during the
 /// window, so all its count is new; without a first sample nothing can be said.
@@ -67,6 +67,7 @@ pub(super) fn netfilter(
             top.source, top.table, top.chain, top.text, delta, n.name
         );
         for (r, d) in &grown {
+            f.subjects.push(subject::rule(r));
             // nftables rules are named by handle; iptables rules by their text.
             let handle = r
                 .key
@@ -135,7 +136,10 @@ pub(super) fn netfilter(
         .rules
         .iter()
         .filter(|r| !r.is_policy && r.packets.is_none())
-        .map(|r| format!("`{} {}: {}`", r.table, r.chain, r.text))
+        .map(|r| {
+            f.subjects.push(subject::rule(r));
+            format!("`{} {}: {}`", r.table, r.chain, r.text)
+        })
         .collect();
     let policies = uncounted_policies(&after.rules, g);
     if let Some(policy) = policies.first() {

@@ -39,6 +39,8 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
         q.kind, q.dev, n.name, q.options
     );
     for (q, d) in &grown {
+        f.subjects
+            .push(crate::diagnose::baseline::subject::qdisc(&q.dev, &q.handle));
         f.evidence.push(format!(
             "tc -s qdisc: {} {} on {}{}: {}; dropped +{d} in the window (now {}), overlimits {}, backlog {} packets",
             q.kind,
