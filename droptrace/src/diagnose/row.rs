@@ -26,6 +26,9 @@ pub struct RowWindow<'a> {
     /// droptrace's own namespace.
     pub host_netns: u32,
     pub secs: f64,
+    /// Seconds from the start of the sample before to the end of the one after: what the
+    /// growth of counters covers.
+    pub samples_secs: f64,
     /// Lines of the kernel log saying the conntrack table was full, in the window.
     pub conntrack_full_log_lines: usize,
     /// Why the drops have no packet details, when they have none (no BTF).
@@ -53,6 +56,7 @@ pub fn diagnose_row(w: &RowWindow<'_>) -> Vec<Finding> {
         default_netns,
         host_netns: w.host_netns,
         secs: w.secs,
+        samples_secs: w.samples_secs,
         conntrack_full_log_lines: w.conntrack_full_log_lines,
         details_unknown: w.details_unknown.clone(),
     })
@@ -240,6 +244,7 @@ mod tests {
             namespaces: &Named,
             host_netns: 1,
             secs: 2.5,
+            samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
         });
@@ -275,6 +280,7 @@ mod tests {
             namespaces: &Named,
             host_netns: 1,
             secs: 2.5,
+            samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
         });
@@ -282,6 +288,61 @@ mod tests {
         assert_eq!(
             findings[0].netns.as_deref(),
             Some(format!("netns n{NS}").as_str())
+        );
+    }
+
+    /// droptrace watched 2.5 s and saw 5 drops; the rule's counter grew by 8 over the 3.1 s
+    /// between the samples (drops before it attached): each figure says what it covers.
+    #[test]
+    fn each_figure_of_a_finding_says_which_window_it_covers() {
+        let (before, after) = rulesets();
+        let after = RawSnapshot {
+            commands: after
+                .commands
+                .into_iter()
+                .map(|(k, v)| (k, v.replace("packets 6 bytes 360", "packets 9 bytes 540")))
+                .collect(),
+            ..RawSnapshot::default()
+        };
+        let g = group(NS, 2);
+        let groups = drop_groups(&[(g, stats(5, 0))], &[sample(&g, 40000)], &names());
+        let findings = diagnose_row(&RowWindow {
+            groups: &groups,
+            before: &BTreeMap::from([(NS, before)]),
+            after: &BTreeMap::from([(NS, after)]),
+            namespaces: &Named,
+            host_netns: 1,
+            secs: 2.5,
+            samples_secs: 3.1,
+            conntrack_full_log_lines: 0,
+            details_unknown: None,
+        });
+        let f = &findings[0];
+        assert_eq!((f.cause, f.drops), ("netfilter_rule", 5));
+        assert!(
+            f.summary
+                .contains("dropped 8 packets between the samples (3.1 s) in netns n"),
+            "{}",
+            f.summary
+        );
+        let report = crate::diagnose::report::Report {
+            window_secs: 2.5,
+            samples_secs: 3.1,
+            total: 5,
+            lost_events: 0,
+            namespaces: 1,
+            findings,
+            baseline_of: None,
+            baseline_diff: None,
+        };
+        let text = report.text();
+        assert!(
+            text.contains("\n1. [netfilter_rule] 5 drops seen in 2.5 s (2.0/s)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("between the samples of the state before and after, 3.1 s apart"),
+            "{text}"
         );
     }
 }

@@ -226,6 +226,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         default_netns: 1,
         host_netns: 1,
         secs: 3.0,
+        samples_secs: 3.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     });
@@ -252,6 +253,7 @@ fn findings_whose_evidence_is_new_rank_first() {
 
     let report = crate::diagnose::report::Report {
         window_secs: 3.0,
+        samples_secs: 3.4,
         total: 53,
         lost_events: 0,
         namespaces: 1,
@@ -395,6 +397,7 @@ fn a_finding_carries_only_the_differences_about_its_own_evidence() {
             default_netns: 1,
             host_netns: 1,
             secs: 3.0,
+            samples_secs: 3.0,
             conntrack_full_log_lines: 0,
             details_unknown: None,
         })

@@ -78,7 +78,11 @@ pub struct Window<'a> {
     pub default_netns: u32,
     /// droptrace's own namespace: machine-wide counters (softnet_stat) are read there only.
     pub host_netns: u32,
+    /// How long droptrace watched: what the drop counts cover.
     pub secs: f64,
+    /// Seconds from the start of the sample before to the end of the one after: what the
+    /// growth of every counter (rules, qdiscs, the kernel's) covers; a little longer.
+    pub samples_secs: f64,
     /// Lines of the kernel log saying the conntrack table was full.
     pub conntrack_full_log_lines: usize,
     /// Why the packets' headers are unknown when droptrace could not read them at all
@@ -89,8 +93,9 @@ pub struct Window<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub cause: &'static str,
+    /// Drops droptrace saw while it watched (`window_secs` of the report).
     pub drops: u64,
-    /// Drops per second over the window.
+    /// Drops per second over the time droptrace watched.
     pub rate: f64,
     pub summary: String,
     pub evidence: Vec<String>,
@@ -218,6 +223,8 @@ struct Ns<'a> {
     after: Option<&'a NsState>,
     name: String,
     prefix: String,
+    /// " between the samples (7.4 s)": what a counter's growth covers.
+    between: String,
 }
 
 impl Ns<'_> {
@@ -269,6 +276,7 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
         after: w.after.get(&inode),
         name: w.names.describe(inode),
         prefix: w.names.command_prefix(inode),
+        between: format!(" between the samples ({:.1} s)", w.samples_secs),
     }
 }
 

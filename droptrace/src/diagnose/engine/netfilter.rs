@@ -63,8 +63,8 @@ pub(super) fn netfilter(
             "rule"
         };
         f.summary = format!(
-            "the {} {what} `{} {}: {}` dropped {} packets{random} in {}",
-            top.source, top.table, top.chain, top.text, delta, n.name
+            "the {} {what} `{} {}: {}` dropped {} packets{random}{} in {}",
+            top.source, top.table, top.chain, top.text, delta, n.between, n.name
         );
         for (r, d) in &grown {
             f.subjects.push(subject::rule(r));
