@@ -132,14 +132,17 @@ pub(super) fn netfilter(
             return "conntrack".into();
         }
     }
-    let uncounted: Vec<String> = after
+    let uncounted: Vec<&Rule> = after
         .rules
         .iter()
         .filter(|r| !r.is_policy && r.packets.is_none())
-        .map(|r| {
-            f.subjects.push(subject::rule(r));
-            format!("`{} {}: {}`", r.table, r.chain, r.text)
-        })
+        .collect();
+    // Without a counter any of them may be the one: the evidence names them all.
+    f.subjects
+        .extend(uncounted.iter().map(|r| subject::rule(r)));
+    let uncounted: Vec<String> = uncounted
+        .iter()
+        .map(|r| format!("`{} {}: {}`", r.table, r.chain, r.text))
         .collect();
     let policies = uncounted_policies(&after.rules, g);
     if let Some(policy) = policies.first() {
