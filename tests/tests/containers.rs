@@ -121,7 +121,7 @@ fn json_and_text_name_the_pod_and_count_exactly() {
         .unwrap_or_else(|| panic!("no line for the pod's drops in:\n{text}"));
     assert!(
         line.ends_with(&format!(
-            "(NO_SOCKET) udp dport {PORT} pod {} container web",
+            "(NO_SOCKET) udp dport {PORT} on lo in pod {} container web",
             pod.arg()
         )),
         "{line}"

@@ -118,6 +118,8 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         ));
     }
     let log_before = collect::conntrack_full_lines();
+    // Counters grow over the time from this sample to the end of the next one.
+    let sampling = std::time::Instant::now();
     let before = held.snapshot();
     let mut source = LiveSource::start(
         &args.live,
@@ -131,6 +133,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
     let mut after = held.snapshot();
+    let samples_secs = sampling.elapsed().as_secs_f64();
     let targets = held.targets().to_vec();
     // The namespaces at the other end of their veths, sampled or not (an MTU there
     // decides what the sender can send).
@@ -174,6 +177,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         default_netns,
         host_netns: own,
         secs,
+        samples_secs,
         conntrack_full_log_lines: log_lines,
         details_unknown: details_unknown(&groups),
     });
@@ -202,6 +206,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let counters = watched.agg.counters();
     let report = Report {
         window_secs: secs,
+        samples_secs,
         total: counters.matched,
         lost_events: counters.lost,
         namespaces: after.len(),

@@ -66,6 +66,8 @@ struct Sampled {
     held: HeldNamespaces,
     before: BTreeMap<u32, RawSnapshot>,
     log_before: usize,
+    /// When the sample before began: counters grow from then to the end of the next.
+    sampling: std::time::Instant,
 }
 
 impl RowDiagnoser for LiveDiagnoser {
@@ -149,12 +151,14 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
             ));
         }
         let log_before = collect::conntrack_full_lines();
+        let sampling = std::time::Instant::now();
         let before = held.snapshot();
         Ok(Sampled {
             names,
             held,
             before,
             log_before,
+            sampling,
         })
     });
     (phase, places)
@@ -304,6 +308,7 @@ fn conclude(
     secs: f64,
 ) -> RowDiagnosis {
     let after = sampled.held.snapshot();
+    let samples_secs = sampled.sampling.elapsed().as_secs_f64();
     let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
     let names = NodeNames {
         namespaces: sampled.names,
@@ -316,6 +321,7 @@ fn conclude(
         namespaces: &names,
         host_netns: own_inode(),
         secs,
+        samples_secs,
         conntrack_full_log_lines: log_lines,
         details_unknown: super::diagnose::details_unknown(groups),
     });

@@ -23,7 +23,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         LiveOptions {
             duration: cli.duration.map(Duration::from_secs_f64),
             tick: tick.map(Duration::from_secs_f64),
-            name_places: format == LiveFormat::Jsonl,
+            // Every output says where drops were: interfaces and namespaces by name.
+            name_places: true,
             name_workloads: true,
             // JSON Lines writes drops one by one.
             stream: format == LiveFormat::Jsonl,
@@ -36,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     });
     let stdout = std::io::stdout().lock();
     let mut sink: Box<dyn Sink> = match format {
-        LiveFormat::Text => Box::new(TextSink::new(stdout)),
+        LiveFormat::Text => Box::new(TextSink::new(stdout, clock::boot_time_ns())),
         LiveFormat::Json => {
             // Source lines when debug info is there; `source` stays null otherwise.
             let release = clock::kernel_release();

@@ -242,6 +242,42 @@ pub struct Difference {
     /// For people: "new since the baseline: BPF program drop_syn (id 41) at tc ingress on
     /// eth0 in netns web".
     pub sentence: String,
+    /// What it is about, as [`subject`] keys (a rule and its chain, a qdisc, a program);
+    /// empty for differences matched to findings by kind and place only.
+    #[serde(skip)]
+    pub subjects: Vec<String>,
+}
+
+/// Keys naming one piece of sampled state, the same from a finding's evidence and from a
+/// baseline's difference.
+pub mod subject {
+    use crate::diagnose::state::Rule;
+
+    /// A rule, without its counts.
+    pub fn rule(r: &Rule) -> String {
+        rule_text(&r.source, &r.table, &r.chain, &r.text)
+    }
+
+    pub(super) fn rule_text(source: &str, table: &str, chain: &str, text: &str) -> String {
+        format!(
+            "rule|{source}|{table}|{chain}|{}",
+            super::without_counts(text)
+        )
+    }
+
+    /// A chain (its policy, and the rules packets fall through).
+    pub fn chain(source: &str, table: &str, chain: &str) -> String {
+        format!("chain|{source}|{table}|{chain}")
+    }
+
+    pub fn qdisc(dev: &str, handle: &str) -> String {
+        format!("qdisc|{dev}|{handle}")
+    }
+
+    /// A program where it is attached.
+    pub fn bpf(dev: &str, hook: &str, name: &str) -> String {
+        format!("bpf|{dev}|{hook}|{name}")
+    }
 }
 
 /// Every difference, namespace by namespace. `scoped`: this run sampled only some
@@ -266,6 +302,7 @@ pub fn diff(then: &Baseline, now: &Baseline, scoped: bool) -> Vec<Difference> {
                     netns: name.clone(),
                     iface: None,
                     sentence: format!("new since the baseline: {name} (not in the baseline)"),
+                    subjects: Vec::new(),
                 });
                 // What it holds that could drop packets.
                 bpf(name, &empty, ns_now, &mut out);
@@ -282,6 +319,7 @@ pub fn diff(then: &Baseline, now: &Baseline, scoped: bool) -> Vec<Difference> {
                     netns: name.clone(),
                     iface: None,
                     sentence: format!("gone since the baseline: {name}"),
+                    subjects: Vec::new(),
                 });
             }
         }
@@ -317,6 +355,19 @@ fn push(
     iface: Option<&str>,
     what: String,
 ) {
+    push_about(out, Vec::new(), change, kind, ns, iface, what);
+}
+
+/// [`push`] for a difference about `subjects`.
+fn push_about(
+    out: &mut Vec<Difference>,
+    subjects: Vec<String>,
+    change: Change,
+    kind: &'static str,
+    ns: &str,
+    iface: Option<&str>,
+    what: String,
+) {
     let when = match change {
         Change::New => "new since the baseline",
         Change::Gone => "gone since the baseline",
@@ -328,6 +379,7 @@ fn push(
         netns: ns.to_owned(),
         iface: iface.map(str::to_owned),
         sentence: format!("{when}: {what}"),
+        subjects,
     });
 }
 
@@ -342,8 +394,9 @@ fn bpf(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference>)
     };
     for k in added {
         let id = find(&now.bpf, k).unwrap_or(0);
-        push(
+        push_about(
             out,
+            vec![subject::bpf(&k.0, &k.1, &k.2)],
             Change::New,
             "bpf",
             ns,
@@ -356,8 +409,9 @@ fn bpf(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference>)
     }
     for k in removed {
         let id = find(&then.bpf, k).unwrap_or(0);
-        push(
+        push_about(
             out,
+            vec![subject::bpf(&k.0, &k.1, &k.2)],
             Change::Gone,
             "bpf",
             ns,
@@ -419,20 +473,28 @@ fn rules(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference
             r.text
         )
     };
+    let about = |r: &BaseRule| {
+        vec![
+            subject::rule_text(&r.source, &r.table, &r.chain, &r.text),
+            subject::chain(&r.source, &r.table, &r.chain),
+        ]
+    };
     for r in added {
-        push(out, Change::New, "rule", ns, None, what(r));
+        push_about(out, about(r), Change::New, "rule", ns, None, what(r));
     }
     for r in removed {
-        push(out, Change::Gone, "rule", ns, None, what(r));
+        push_about(out, about(r), Change::Gone, "rule", ns, None, what(r));
     }
 }
 
 fn qdiscs(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Difference>) {
     let at = |q: &BaseQdisc| (q.dev.clone(), q.handle.clone(), q.parent.clone());
     for q in &now.qdiscs {
+        let about = vec![subject::qdisc(&q.dev, &q.handle)];
         match then.qdiscs.iter().find(|t| at(t) == at(q)) {
-            None => push(
+            None => push_about(
                 out,
+                about,
                 Change::New,
                 "qdisc",
                 ns,
@@ -442,8 +504,9 @@ fn qdiscs(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Differenc
                     q.kind, q.handle, q.options, q.dev
                 ),
             ),
-            Some(t) if t.kind != q.kind || t.options != q.options => push(
+            Some(t) if t.kind != q.kind || t.options != q.options => push_about(
                 out,
+                about,
                 Change::Changed,
                 "qdisc",
                 ns,
@@ -458,8 +521,9 @@ fn qdiscs(ns: &str, then: &NsBaseline, now: &NsBaseline, out: &mut Vec<Differenc
     }
     for t in &then.qdiscs {
         if !now.qdiscs.iter().any(|q| at(q) == at(t)) {
-            push(
+            push_about(
                 out,
+                vec![subject::qdisc(&t.dev, &t.handle)],
                 Change::Gone,
                 "qdisc",
                 ns,
@@ -559,7 +623,9 @@ fn explains(cause: &str, d: &Difference) -> bool {
 }
 
 /// Findings whose evidence is new since the baseline go first (benign ones still last),
-/// each with the differences that explain it added to its evidence. Stable otherwise.
+/// each with the differences that explain it added to its evidence: of its kind, in its
+/// namespace (and on its interface), and about the very rule, qdisc or program its
+/// evidence names. Stable otherwise.
 /// `aliases`: a finding's namespace name to the name the baseline knows it by, where they
 /// differ ("container 4f1c..." to "netns web").
 pub fn rank(findings: &mut [Finding], diff: &[Difference], aliases: &BTreeMap<String, String>) {
@@ -574,6 +640,8 @@ pub fn rank(findings: &mut [Finding], diff: &[Difference], aliases: &BTreeMap<St
             .filter(|d| d.change != Change::Gone)
             .filter(|d| ns == Some(d.netns.as_str()))
             .filter(|d| explains(f.cause, d))
+            // A rule, qdisc or program concerns the finding only if its evidence names it.
+            .filter(|d| d.subjects.is_empty() || d.subjects.iter().any(|s| f.subjects.contains(s)))
             .filter(|d| match (&f.iface, &d.iface) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,

@@ -8,7 +8,11 @@ use crate::pipeline::event::{endpoint, Drop};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// How long droptrace watched: what `total` and each finding's `drops` cover.
     pub window_secs: f64,
+    /// Seconds from the start of the state's sample before the window to the end of the
+    /// one after it: what the growth of counters (rules, qdiscs, the kernel's) covers.
+    pub samples_secs: f64,
     /// Drops that matched the filters in the window (exact).
     pub total: u64,
     pub lost_events: u64,
@@ -27,8 +31,10 @@ pub struct Report {
 impl Report {
     pub fn text(&self) -> String {
         let mut out = format!(
-            "droptrace diagnose: {} drops in {:.1} s ({} lost events), {} namespaces sampled\n",
-            self.total, self.window_secs, self.lost_events, self.namespaces
+            "droptrace diagnose: {} drops seen in {:.1} s ({} lost events), {} namespaces sampled\n\
+             (drops: what droptrace saw while it watched; counters \"in the window\": their growth between \
+             the samples of the state before and after, {:.1} s apart)\n",
+            self.total, self.window_secs, self.lost_events, self.namespaces, self.samples_secs
         );
         if self.findings.is_empty() {
             out.push_str("\nNo drops and no drop counters moved: nothing to explain.\n");
@@ -38,10 +44,11 @@ impl Report {
         for (i, f) in self.findings.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "\n{}. [{}] {} drops ({:.1}/s){}",
+                "\n{}. [{}] {} drops seen in {:.1} s ({:.1}/s){}",
                 i + 1,
                 f.cause,
                 f.drops,
+                self.window_secs,
                 f.rate,
                 if f.benign {
                     " — normal housekeeping, probably harmless"

@@ -26,6 +26,9 @@ pub struct RowWindow<'a> {
     /// droptrace's own namespace.
     pub host_netns: u32,
     pub secs: f64,
+    /// Seconds from the start of the sample before to the end of the one after: what the
+    /// growth of counters covers.
+    pub samples_secs: f64,
     /// Lines of the kernel log saying the conntrack table was full, in the window.
     pub conntrack_full_log_lines: usize,
     /// Why the drops have no packet details, when they have none (no BTF).
@@ -53,28 +56,34 @@ pub fn diagnose_row(w: &RowWindow<'_>) -> Vec<Finding> {
         default_netns,
         host_netns: w.host_netns,
         secs: w.secs,
+        samples_secs: w.samples_secs,
         conntrack_full_log_lines: w.conntrack_full_log_lines,
         details_unknown: w.details_unknown.clone(),
     })
 }
 
 /// A row's groups (finest: by namespace and interface too, with their figures in the
-/// window) as the engine sees them: by drop site, their namespaces and interfaces the
-/// places (most drops first), with a recent packet from `samples` each.
+/// window) as the engine sees them: by drop site and namespace (each namespace has its
+/// own rules and counters to explain its drops), their interfaces the places (most drops
+/// first), with a recent packet from `samples` each.
 pub fn drop_groups(
     groups: &[(Group, GroupStats)],
     samples: &[Drop],
     names: &Names,
 ) -> Vec<DropGroup> {
+    let site_in_netns = |g: &Group| Group {
+        netns: g.netns,
+        ..g.site()
+    };
     let mut sites: BTreeMap<Group, Vec<(Group, GroupStats)>> = BTreeMap::new();
     for (g, s) in groups.iter().filter(|(_, s)| s.count() > 0) {
-        sites.entry(g.site()).or_default().push((*g, *s));
+        sites.entry(site_in_netns(g)).or_default().push((*g, *s));
     }
     // The latest sample of each site (samples come oldest first), found once: a port
     // scan has tens of thousands of sites.
     let mut latest: BTreeMap<Group, &Drop> = BTreeMap::new();
     for d in samples {
-        latest.insert(d.group().site(), d);
+        latest.insert(site_in_netns(&d.group()), d);
     }
     let mut out: Vec<DropGroup> = sites
         .into_iter()
@@ -173,26 +182,35 @@ mod tests {
     }
 
     #[test]
-    fn a_rows_groups_fold_by_site_with_their_places_by_drops() {
+    fn a_rows_groups_fold_by_site_and_namespace_with_their_interfaces_by_drops() {
         let (a, b) = (group(NS, 2), group(OTHER_NS, 3));
         let groups = drop_groups(
             &[
                 (b, stats(2, 0)),
                 (a, stats(4, 3)),
-                (group(NS, 4), stats(0, 0)),
+                (group(NS, 4), stats(1, 0)),
+                (group(NS, 5), stats(0, 0)),
             ],
-            &[sample(&a, 40001), sample(&b, 40002)],
+            &[sample(&a, 40000), sample(&a, 40001), sample(&b, 40002)],
             &names(),
         );
-        assert_eq!(groups.len(), 1);
+        assert_eq!(groups.len(), 2, "one per namespace: {groups:#?}");
         let g = &groups[0];
-        assert_eq!(g.count, 9);
-        assert_eq!(g.places, [(NS, 2), (OTHER_NS, 3)]);
+        assert_eq!(g.count, 8);
+        assert_eq!(g.places, [(NS, 2), (NS, 4)]);
         assert_eq!(g.location, "nft_do_chain+0x3e8");
         assert_eq!(g.reason.as_deref(), Some("NETFILTER_DROP"));
         assert_eq!(g.protocol.as_deref(), Some("tcp"));
         assert_eq!(
             g.example.as_deref(),
+            Some("10.77.0.1:40001 -> 10.77.0.2:1678, 60 bytes")
+        );
+        assert_eq!(
+            (groups[1].count, groups[1].places.as_slice()),
+            (2, &[(OTHER_NS, 3)][..])
+        );
+        assert_eq!(
+            groups[1].example.as_deref(),
             Some("10.77.0.1:40002 -> 10.77.0.2:1678, 60 bytes")
         );
     }
@@ -226,6 +244,7 @@ mod tests {
             namespaces: &Named,
             host_netns: 1,
             secs: 2.5,
+            samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
         });
@@ -261,6 +280,7 @@ mod tests {
             namespaces: &Named,
             host_netns: 1,
             secs: 2.5,
+            samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
         });
@@ -268,6 +288,61 @@ mod tests {
         assert_eq!(
             findings[0].netns.as_deref(),
             Some(format!("netns n{NS}").as_str())
+        );
+    }
+
+    /// droptrace watched 2.5 s and saw 5 drops; the rule's counter grew by 8 over the 3.1 s
+    /// between the samples (drops before it attached): each figure says what it covers.
+    #[test]
+    fn each_figure_of_a_finding_says_which_window_it_covers() {
+        let (before, after) = rulesets();
+        let after = RawSnapshot {
+            commands: after
+                .commands
+                .into_iter()
+                .map(|(k, v)| (k, v.replace("packets 6 bytes 360", "packets 9 bytes 540")))
+                .collect(),
+            ..RawSnapshot::default()
+        };
+        let g = group(NS, 2);
+        let groups = drop_groups(&[(g, stats(5, 0))], &[sample(&g, 40000)], &names());
+        let findings = diagnose_row(&RowWindow {
+            groups: &groups,
+            before: &BTreeMap::from([(NS, before)]),
+            after: &BTreeMap::from([(NS, after)]),
+            namespaces: &Named,
+            host_netns: 1,
+            secs: 2.5,
+            samples_secs: 3.1,
+            conntrack_full_log_lines: 0,
+            details_unknown: None,
+        });
+        let f = &findings[0];
+        assert_eq!((f.cause, f.drops), ("netfilter_rule", 5));
+        assert!(
+            f.summary
+                .contains("dropped 8 packets between the samples (3.1 s) in netns n"),
+            "{}",
+            f.summary
+        );
+        let report = crate::diagnose::report::Report {
+            window_secs: 2.5,
+            samples_secs: 3.1,
+            total: 5,
+            lost_events: 0,
+            namespaces: 1,
+            findings,
+            baseline_of: None,
+            baseline_diff: None,
+        };
+        let text = report.text();
+        assert!(
+            text.contains("\n1. [netfilter_rule] 5 drops seen in 2.5 s (2.0/s)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("between the samples of the state before and after, 3.1 s apart"),
+            "{text}"
         );
     }
 }

@@ -48,8 +48,8 @@ pub struct Group {
 }
 
 impl Group {
-    /// The group without its interface and namespace: what the summary and the text
-    /// output count by.
+    /// The group without its interface and namespace: a drop site (the live view's
+    /// folded rows, the diagnosis of a row).
     pub fn site(&self) -> Group {
         Group {
             netns: 0,

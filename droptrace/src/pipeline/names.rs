@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::kernel::reasons::DropReasonTable;
-use crate::pipeline::event::Group;
 
 /// A drop location made readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,19 +166,26 @@ impl Names {
         self.workloads.get(&inode)
     }
 
-    /// The group as the summary and the text output count it: without its interface,
-    /// and without its namespace unless that belongs to a container (so each pod's
-    /// drops stay apart, and nothing else changes).
-    pub fn site_of(&self, g: &Group) -> Group {
-        let site = g.site();
-        if self.workloads.contains_key(&g.netns) {
-            Group {
-                netns: g.netns,
-                ..site
-            }
-        } else {
-            site
+    /// Where a group's drops were, in words: ` on veth-b in netns web`, ` on eth0 in pod
+    /// shop/web-7d9f container web`, ` in container redis`; empty when neither is known
+    /// (no packet details).
+    pub fn place(&self, netns: u32, ifindex: u32) -> String {
+        let mut s = String::new();
+        if ifindex != 0 {
+            s.push_str(" on ");
+            s.push_str(&self.interface(netns, ifindex));
         }
+        if netns != 0 {
+            s.push_str(" in ");
+            match self.workload(netns) {
+                Some(w) if w.pod.is_some() => {
+                    s.push_str(&format!("{} container {}", w.label(), w.container.name));
+                }
+                Some(w) => s.push_str(&w.label()),
+                None => s.push_str(&format!("netns {}", self.namespace(netns))),
+            }
+        }
+        s
     }
 }
 
@@ -201,12 +207,23 @@ mod tests {
         assert_eq!(names.interface(7, 3), "if3");
         assert_eq!(names.namespace(0), "-");
         assert_eq!(names.namespace(7), "7");
+        assert_eq!(names.place(7, 3), " on if3 in netns 7");
+        assert_eq!(names.place(0, 0), "");
         names.interfaces.insert((7, 3), "veth-b".into());
         names.namespaces.insert(7, "web".into());
         assert_eq!(names.len(), 2);
         assert_eq!(
             (names.interface(7, 3), names.namespace(7)),
             ("veth-b".into(), "web".into())
+        );
+        assert_eq!(names.place(7, 3), " on veth-b in netns web");
+        assert_eq!(names.place(7, 0), " in netns web");
+        names
+            .workloads
+            .insert(7, crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None));
+        assert_eq!(
+            names.place(7, 3),
+            " on veth-b in pod shop/web-7d9f container web"
         );
     }
 }

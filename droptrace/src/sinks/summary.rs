@@ -85,8 +85,18 @@ pub struct GroupSummary {
     pub count: u64,
     /// Of `count`, the drops whose event was lost.
     pub lost: u64,
-    /// The container whose network namespace the drops were in; `null` when none (each
-    /// container's drops are a group of their own).
+    /// Inode of the network namespace the drops were in (0 when unknown: no packet
+    /// details); each namespace's drops are a group of their own.
+    pub netns: u32,
+    /// Its name (`ux-srv` under /run/netns, `host` for droptrace's own, `nginx:812` by a
+    /// process in it); `null` when it has none.
+    pub namespace: Option<String>,
+    /// Index of the interface the drops were on (0 when none); each interface's drops are
+    /// a group of their own.
+    pub ifindex: u32,
+    /// Its name; `null` when it has none.
+    pub interface: Option<String>,
+    /// The container whose network namespace the drops were in; `null` when none.
     pub container: Option<Container>,
     /// Its Kubernetes pod; `null` when none.
     pub pod: Option<Pod>,
@@ -108,7 +118,7 @@ impl Summary {
     pub fn new(agg: &Aggregator, names: &Names, mut lines: Option<&mut KernelLines>) -> Summary {
         let counters = agg.counters();
         let groups = agg
-            .ranked_by(|g| names.site_of(g))
+            .ranked_by(|g| *g)
             .into_iter()
             .map(|(g, s)| {
                 let loc = names.location(g.location);
@@ -126,6 +136,10 @@ impl Summary {
                     dport: g.dport,
                     count: s.count(),
                     lost: s.lost,
+                    netns: g.netns,
+                    namespace: names.namespace_name(g.netns).map(str::to_owned),
+                    ifindex: g.ifindex,
+                    interface: names.interface_name(g.netns, g.ifindex).map(str::to_owned),
                     container: workload.map(|w| w.container.clone()),
                     pod: workload.and_then(|w| w.pod.clone()),
                     source: lines
@@ -282,15 +296,116 @@ mod tests {
         let table = text::final_table(&agg, &names);
         assert!(
             table.contains(
-                "       2 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 pod shop/web-7d9f container web\n"
+                "       2 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 on if2 in pod shop/web-7d9f container web\n"
             ),
             "{table}"
         );
         assert!(
             table
-                .contains("       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678\n"),
+                .contains("       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 on if2 in netns 4026531840\n"),
             "{table}"
         );
+    }
+
+    /// 2026-11-22 15:23:21 UTC.
+    const WALL: u64 = 1_795_361_001 * 1_000_000_000;
+
+    #[test]
+    fn each_namespace_and_interface_is_a_group_of_its_own_with_their_names() {
+        let mut names = resolver();
+        let mut agg = Aggregator::new();
+        let (a, b) = (4_026_532_301, 4_026_532_302);
+        for (netns, n) in [(a, 3), (b, 5)] {
+            for _ in 0..n {
+                let mut d = syn(NFT, 12, 1678);
+                d.netns = netns;
+                agg.add(&d);
+            }
+        }
+        names.namespaces.insert(a, "ux-a".into());
+        names.namespaces.insert(b, "ux-b".into());
+        names.interfaces.insert((a, 2), "veth-a".into());
+        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        let groups = json["groups"].as_array().unwrap();
+        let places: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g["count"].as_u64().unwrap(),
+                    g["netns"].as_u64().unwrap(),
+                    g["namespace"].clone(),
+                    g["ifindex"].as_u64().unwrap(),
+                    g["interface"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (5, u64::from(b), "ux-b".into(), 2, serde_json::Value::Null),
+                (3, u64::from(a), "ux-a".into(), 2, "veth-a".into()),
+            ],
+            "{json:#}"
+        );
+        let table = text::final_table(&agg, &names);
+        assert!(
+            table.ends_with(concat!(
+                "       5 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 on if2 in netns ux-b\n",
+                "       3 drops at nft_do_chain+0x1c1 (NETFILTER_DROP) tcp dport 1678 on veth-a in netns ux-a\n"
+            )),
+            "{table}"
+        );
+        let block = text::TextPrinter::default().block(&agg, &names, 1.0, WALL);
+        assert!(
+            block.contains("tcp dport 1678 on veth-a in netns ux-a\n"),
+            "{block}"
+        );
+        assert!(
+            block.contains("tcp dport 1678 on if2 in netns ux-b\n"),
+            "{block}"
+        );
+    }
+
+    /// The lines of a block and its header's count.
+    fn block_sums(block: &str) -> (u64, u64) {
+        let mut lines = block.lines();
+        let header = lines.next().unwrap();
+        let new: u64 = header
+            .split("] ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{header}"));
+        let sum = lines
+            .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        (new, sum)
+    }
+
+    #[test]
+    fn a_blocks_lines_add_up_to_its_header_while_the_kernel_places_its_drops() {
+        let names = resolver();
+        let mut agg = Aggregator::new();
+        let g = syn(NFT, 12, 1678).group();
+        let kernel = |matched| KernelCounters {
+            matched,
+            groups_in_kernel: true,
+            read_ns: 10,
+            ..KernelCounters::default()
+        };
+        let mut printer = text::TextPrinter::default();
+        // 30 drops counted; two samples in; the group's count not trusted yet (a slot
+        // read for the first time).
+        agg.add(&syn(NFT, 12, 1678));
+        agg.add(&syn(NFT, 12, 1678));
+        agg.set_kernel(kernel(30), []);
+        let first = printer.block(&agg, &names, 1.0, WALL);
+        assert_eq!(block_sums(&first), (2, 2), "{first}");
+        assert!(first.contains(" 2 in all"), "{first}");
+        agg.set_kernel(kernel(60), [(g, 60)]);
+        let second = printer.block(&agg, &names, 2.0, WALL);
+        assert_eq!(block_sums(&second), (58, 58), "{second}");
+        assert!(second.contains(" 60 in all"), "{second}");
     }
 
     #[test]
@@ -298,9 +413,11 @@ mod tests {
         let resolver = resolver();
         let mut agg = aggregate();
         let mut printer = text::TextPrinter::default();
-        let first = printer.block(&agg, &resolver, 1.0);
+        let first = printer.block(&agg, &resolver, 1.0, WALL);
         assert!(
-            first.contains("7 new drops, 7 in all, 2 lost events (+2)"),
+            first.starts_with(
+                "[    1.0s] 7 new drops, 7 in all, 2 lost events (+2); 2026-11-22 15:23:21 UTC\n"
+            ),
             "{first}"
         );
         assert!(
@@ -311,7 +428,7 @@ mod tests {
             first.contains("       1 drop  at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9"),
             "{first}"
         );
-        assert_eq!(printer.block(&agg, &resolver, 2.0), "");
+        assert_eq!(printer.block(&agg, &resolver, 2.0, WALL), "");
         agg.add(&syn(TCP, 3, 9));
         agg.set_kernel(
             KernelCounters {
@@ -324,10 +441,10 @@ mod tests {
             },
             [],
         );
-        let third = printer.block(&agg, &resolver, 3.0);
+        let third = printer.block(&agg, &resolver, 3.0, WALL);
         assert_eq!(third.lines().count(), 2, "{third}");
         assert!(
-            third.contains("1 new drop, 8 in all, 2 lost events\n"),
+            third.contains("1 new drop, 8 in all, 2 lost events; 2026-11-22 15:23:21 UTC\n"),
             "{third}"
         );
     }

@@ -17,20 +17,27 @@ use crate::{
 pub struct TextSink<W: Write> {
     out: W,
     printer: TextPrinter,
+    /// Wall-clock time of the source clock's zero (the boot), to say when each block was.
+    boot_time_ns: u64,
 }
 
 impl<W: Write> TextSink<W> {
-    pub fn new(out: W) -> TextSink<W> {
+    /// `boot_time_ns`: the wall-clock time (ns since the epoch) the source's clock counts from.
+    pub fn new(out: W, boot_time_ns: u64) -> TextSink<W> {
         TextSink {
             out,
             printer: TextPrinter::default(),
+            boot_time_ns,
         }
     }
 }
 
 impl<W: Write> Sink for TextSink<W> {
     fn tick(&mut self, at: &Moment<'_>) -> ControlFlow<()> {
-        let block = self.printer.block(at.agg, at.names, at.elapsed_secs());
+        let wall_ns = self.boot_time_ns.saturating_add(at.now_ns);
+        let block = self
+            .printer
+            .block(at.agg, at.names, at.elapsed_secs(), wall_ns);
         if !block.is_empty() && write_out(&mut self.out, &block).is_err() {
             return ControlFlow::Break(());
         }
@@ -50,56 +57,93 @@ pub fn write_out(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// What the blocks printed so far account for.
 #[derive(Debug, Default)]
 pub struct TextPrinter {
     printed: HashMap<Group, u64>,
+    printed_overflow: u64,
+    printed_ungrouped: u64,
+    /// Every drop the blocks' lines gave so far.
     printed_total: u64,
     printed_lost: u64,
 }
 
 impl TextPrinter {
     /// Lines for the drops since the previous block; empty when nothing new happened.
-    pub fn block(&mut self, agg: &Aggregator, names: &Names, elapsed_secs: f64) -> String {
+    /// The header's count is the sum of the lines: a drop the kernel has counted but not
+    /// yet put in a group (a group's first reading is not trusted until the next one) is
+    /// in the block that shows its group. `wall_ns`: the wall-clock time of the block.
+    pub fn block(
+        &mut self,
+        agg: &Aggregator,
+        names: &Names,
+        elapsed_secs: f64,
+        wall_ns: u64,
+    ) -> String {
         let counters = agg.counters();
         let mut rows: Vec<(u64, Group)> = agg
-            .ranked_by(|g| names.site_of(g))
-            .into_iter()
+            .groups()
             .filter_map(|(g, s)| {
-                let before = self.printed.insert(g, s.count()).unwrap_or(0);
-                (s.count() > before).then(|| (s.count() - before, g))
+                let before = self.printed.insert(*g, s.count()).unwrap_or(0);
+                (s.count() > before).then(|| (s.count() - before, *g))
             })
             .collect();
-        let new_total = counters.matched.saturating_sub(self.printed_total);
+        let new_overflow = agg.overflow().saturating_sub(self.printed_overflow);
+        let new_ungrouped = counters
+            .lost_ungrouped
+            .saturating_sub(self.printed_ungrouped);
         let new_lost = counters.lost.saturating_sub(self.printed_lost);
-        if rows.is_empty() && new_total == 0 {
+        let new_total = rows.iter().map(|r| r.0).sum::<u64>() + new_overflow + new_ungrouped;
+        if new_total == 0 {
             return String::new();
         }
         rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        self.printed_total = counters.matched;
+        self.printed_overflow = agg.overflow();
+        self.printed_ungrouped = counters.lost_ungrouped;
+        self.printed_total += new_total;
         self.printed_lost = counters.lost;
 
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "[{elapsed_secs:>7.1}s] {new_total} new drop{}, {} in all, {} lost events{}",
+            "[{elapsed_secs:>7.1}s] {new_total} new drop{}, {} in all, {} lost events{}; {} UTC",
             if new_total == 1 { "" } else { "s" },
-            counters.matched,
+            self.printed_total,
             counters.lost,
             if new_lost > 0 {
                 format!(" (+{new_lost})")
             } else {
                 String::new()
-            }
+            },
+            crate::format::utc(wall_ns),
         );
         for (n, g) in rows {
             let _ = writeln!(out, "{}", line(n, &g, names));
         }
+        unattributed_lines(&mut out, new_overflow, new_ungrouped);
         out
     }
 }
 
-/// `12 drops at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9`, then ` pod shop/web-7d9f
-/// container web` (or ` container redis`) when the drops were in a container's namespace.
+/// The lines of drops counted outside every group.
+fn unattributed_lines(out: &mut String, overflow: u64, ungrouped: u64) {
+    if overflow > 0 {
+        let _ = writeln!(
+            out,
+            "{overflow:>8} drops in groups beyond the {} kept apart",
+            crate::pipeline::aggregate::MAX_GROUPS
+        );
+    }
+    if ungrouped > 0 {
+        let _ = writeln!(
+            out,
+            "{ungrouped:>8} drops not attributed to a group (lost-group map full)"
+        );
+    }
+}
+
+/// `12 drops at tcp_v4_rcv+0x99 (NO_SOCKET) tcp dport 9`, then where: ` on veth-b in
+/// netns web`, ` on eth0 in pod shop/web-7d9f container web` (see [`Names::place`]).
 pub fn line(count: u64, g: &Group, names: &Names) -> String {
     let mut s = format!(
         "{count:>8} drop{} at {}",
@@ -115,12 +159,7 @@ pub fn line(count: u64, g: &Group, names: &Names) -> String {
     if let Some(d) = g.dport {
         let _ = write!(s, " dport {d}");
     }
-    if let Some(w) = names.workload(g.netns) {
-        let _ = write!(s, " {}", w.label());
-        if w.pod.is_some() {
-            let _ = write!(s, " container {}", w.container.name);
-        }
-    }
+    s.push_str(&names.place(g.netns, g.ifindex));
     s
 }
 
@@ -131,23 +170,9 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         "droptrace: {} drops matched, {} lost events, {} missed by the kernel\n",
         c.matched, c.lost, c.missed
     );
-    for (g, s) in agg.ranked_by(|g| names.site_of(g)) {
+    for (g, s) in agg.ranked_by(|g| *g) {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
-    if agg.overflow() > 0 {
-        let _ = writeln!(
-            out,
-            "{:>8} drops in groups beyond the {} kept apart",
-            agg.overflow(),
-            crate::pipeline::aggregate::MAX_GROUPS
-        );
-    }
-    if c.lost_ungrouped > 0 {
-        let _ = writeln!(
-            out,
-            "{:>8} drops not attributed to a group (lost-group map full)",
-            c.lost_ungrouped
-        );
-    }
+    unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
     out
 }

@@ -226,6 +226,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         default_netns: 1,
         host_netns: 1,
         secs: 3.0,
+        samples_secs: 3.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     });
@@ -252,6 +253,7 @@ fn findings_whose_evidence_is_new_rank_first() {
 
     let report = crate::diagnose::report::Report {
         window_secs: 3.0,
+        samples_secs: 3.4,
         total: 53,
         lost_events: 0,
         namespaces: 1,
@@ -349,4 +351,91 @@ fn routes_and_routing_rules_that_changed() {
     assert!(parse(old).unwrap().namespaces["netns web"]
         .routes
         .is_empty());
+}
+
+/// A rule added since the baseline (udp 5001) is no news about the drops of an old rule
+/// (tcp 1678): that finding neither carries it nor goes before a bigger one; a finding
+/// whose drops the new rule made does both.
+#[test]
+fn a_finding_carries_only_the_differences_about_its_own_evidence() {
+    let nft = |text: String| {
+        let mut raw = RawSnapshot::default();
+        raw.commands.insert("nft".into(), text);
+        state::from_raw(&raw)
+    };
+    let old = "tcp dport 1678 counter packets 1 bytes 60 drop # handle 7";
+    let new = "udp dport 5001 counter packets 0 bytes 0 drop # handle 21";
+    let saved = fixture("nft-ruleset.txt");
+    let with_new = saved.replace(old, &format!("{old}\n\t\t{new}"));
+    let before = nft(with_new.clone());
+    let after = nft(with_new
+        .replace(
+            "1678 counter packets 1 bytes 60",
+            "1678 counter packets 6 bytes 360",
+        )
+        .replace(
+            "5001 counter packets 0 bytes 0",
+            "5001 counter packets 4 bytes 240",
+        ));
+    let group = |function: &str, reason: &str, protocol: &str, dport, count| DropGroup {
+        function: Some(function.into()),
+        location: format!("{function}+0x10"),
+        reason: Some(reason.into()),
+        protocol: Some(protocol.into()),
+        dport: Some(dport),
+        count,
+        places: vec![(1, 0)],
+        max_len: 60,
+        ..DropGroup::default()
+    };
+    let findings_of = |groups: &[DropGroup]| {
+        engine::diagnose(&engine::Window {
+            groups,
+            before: &BTreeMap::from([(1, before.clone())]),
+            after: &BTreeMap::from([(1, after.clone())]),
+            names: &Names,
+            default_netns: 1,
+            host_netns: 1,
+            secs: 3.0,
+            samples_secs: 3.0,
+            conntrack_full_log_lines: 0,
+            details_unknown: None,
+        })
+    };
+    let d = diff(&baseline(&nft(saved)), &baseline(&after), true);
+    assert!(
+        d.iter()
+            .any(|d| d.sentence.contains("udp dport 5001") && d.change == Change::New),
+        "{d:#?}"
+    );
+
+    let mut findings = findings_of(&[
+        group("tcp_v4_rcv", "NO_SOCKET", "tcp", 9, 50),
+        group("nft_do_chain", "NETFILTER_DROP", "tcp", 1678, 5),
+    ]);
+    assert_eq!(findings[1].cause, "netfilter_rule");
+    rank(&mut findings, &d, &BTreeMap::new());
+    assert_eq!(findings[0].cause, "no_listener", "{findings:#?}");
+    assert!(
+        !findings[1]
+            .evidence
+            .iter()
+            .any(|e| e.contains("since the baseline")),
+        "{:#?}",
+        findings[1].evidence
+    );
+
+    let mut findings = findings_of(&[
+        group("tcp_v4_rcv", "NO_SOCKET", "tcp", 9, 50),
+        group("nft_do_chain", "NETFILTER_DROP", "udp", 5001, 4),
+    ]);
+    rank(&mut findings, &d, &BTreeMap::new());
+    assert_eq!(findings[0].cause, "netfilter_rule", "{findings:#?}");
+    assert!(
+        findings[0].evidence.iter().any(|e| e.starts_with(
+            "new since the baseline: nftables rule in inet dtfilter input `udp dport 5001"
+        )),
+        "{:#?}",
+        findings[0].evidence
+    );
 }

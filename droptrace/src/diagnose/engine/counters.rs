@@ -80,6 +80,7 @@ pub(super) fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding
                 iface: None,
                 merge_key: format!("{cause}|{inode}|counter"),
                 netns_inode: Some(inode),
+                subjects: Vec::new(),
             };
             match info.cause {
                 Cause::ListenOverflow => {

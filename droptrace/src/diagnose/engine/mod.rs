@@ -78,7 +78,11 @@ pub struct Window<'a> {
     pub default_netns: u32,
     /// droptrace's own namespace: machine-wide counters (softnet_stat) are read there only.
     pub host_netns: u32,
+    /// How long droptrace watched: what the drop counts cover.
     pub secs: f64,
+    /// Seconds from the start of the sample before to the end of the one after: what the
+    /// growth of every counter (rules, qdiscs, the kernel's) covers; a little longer.
+    pub samples_secs: f64,
     /// Lines of the kernel log saying the conntrack table was full.
     pub conntrack_full_log_lines: usize,
     /// Why the packets' headers are unknown when droptrace could not read them at all
@@ -89,8 +93,9 @@ pub struct Window<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub cause: &'static str,
+    /// Drops droptrace saw while it watched (`window_secs` of the report).
     pub drops: u64,
-    /// Drops per second over the window.
+    /// Drops per second over the time droptrace watched.
     pub rate: f64,
     pub summary: String,
     pub evidence: Vec<String>,
@@ -107,6 +112,11 @@ pub struct Finding {
     merge_key: String,
     #[serde(skip)]
     netns_inode: Option<u32>,
+    /// The state its evidence names (rules, chains, qdiscs, programs), as
+    /// `baseline::subject` keys: a difference since a baseline concerns this finding only
+    /// if it is about one of them (differences of other kinds go by kind and place).
+    #[serde(skip)]
+    pub(crate) subjects: Vec<String>,
 }
 
 /// Ranked findings: real causes by drops, benign ones last.
@@ -144,6 +154,11 @@ fn merge(into: &mut Finding, f: Finding) {
     for line in f.evidence {
         if !into.evidence.contains(&line) {
             into.evidence.push(line);
+        }
+    }
+    for s in f.subjects {
+        if !into.subjects.contains(&s) {
+            into.subjects.push(s);
         }
     }
 }
@@ -208,6 +223,8 @@ struct Ns<'a> {
     after: Option<&'a NsState>,
     name: String,
     prefix: String,
+    /// " between the samples (7.4 s)": what a counter's growth covers.
+    between: String,
 }
 
 impl Ns<'_> {
@@ -259,6 +276,7 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
         after: w.after.get(&inode),
         name: w.names.describe(inode),
         prefix: w.names.command_prefix(inode),
+        between: format!(" between the samples ({:.1} s)", w.samples_secs),
     }
 }
 
@@ -307,6 +325,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         iface: iface.clone(),
         merge_key: String::new(),
         netns_inode: Some(inode),
+        subjects: Vec::new(),
     };
     f.evidence.extend(located);
     // Each family adds its evidence, summary and fix, and returns what tells its findings

@@ -5,7 +5,7 @@ use super::{
     policy::{fell_through, uncounted_policies},
     DropGroup, Finding, Ns, Window,
 };
-use crate::diagnose::{knowledge::Cause, state::Rule};
+use crate::diagnose::{baseline::subject, knowledge::Cause, state::Rule};
 
 /// Growth of a rule's counter in the window. A rule absent before was added during the
 /// window, so all its count is new; without a first sample nothing can be said.
@@ -63,10 +63,11 @@ pub(super) fn netfilter(
             "rule"
         };
         f.summary = format!(
-            "the {} {what} `{} {}: {}` dropped {} packets{random} in {}",
-            top.source, top.table, top.chain, top.text, delta, n.name
+            "the {} {what} `{} {}: {}` dropped {} packets{random}{} in {}",
+            top.source, top.table, top.chain, top.text, delta, n.between, n.name
         );
         for (r, d) in &grown {
+            f.subjects.push(subject::rule(r));
             // nftables rules are named by handle; iptables rules by their text.
             let handle = r
                 .key
@@ -131,10 +132,16 @@ pub(super) fn netfilter(
             return "conntrack".into();
         }
     }
-    let uncounted: Vec<String> = after
+    let uncounted: Vec<&Rule> = after
         .rules
         .iter()
         .filter(|r| !r.is_policy && r.packets.is_none())
+        .collect();
+    // Without a counter any of them may be the one: the evidence names them all.
+    f.subjects
+        .extend(uncounted.iter().map(|r| subject::rule(r)));
+    let uncounted: Vec<String> = uncounted
+        .iter()
         .map(|r| format!("`{} {}: {}`", r.table, r.chain, r.text))
         .collect();
     let policies = uncounted_policies(&after.rules, g);

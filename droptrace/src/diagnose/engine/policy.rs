@@ -93,6 +93,11 @@ pub(super) fn fell_through(
     f: &mut Finding,
 ) -> String {
     f.cause = Cause::NetfilterRule.id();
+    f.subjects.push(crate::diagnose::baseline::subject::chain(
+        &policy.source,
+        &policy.table,
+        &policy.chain,
+    ));
     let hook = policy
         .hook
         .as_deref()

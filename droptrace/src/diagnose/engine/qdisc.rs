@@ -35,10 +35,12 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
         return iface.unwrap_or("unknown").into();
     };
     f.summary = format!(
-        "the {} qdisc on {} in {} dropped {d} packets: it is full or over its rate ({})",
-        q.kind, q.dev, n.name, q.options
+        "the {} qdisc on {} in {} dropped {d} packets{}: it is full or over its rate ({})",
+        q.kind, q.dev, n.name, n.between, q.options
     );
     for (q, d) in &grown {
+        f.subjects
+            .push(crate::diagnose::baseline::subject::qdisc(&q.dev, &q.handle));
         f.evidence.push(format!(
             "tc -s qdisc: {} {} on {}{}: {}; dropped +{d} in the window (now {}), overlimits {}, backlog {} packets",
             q.kind,

@@ -48,6 +48,7 @@ fn run(groups: &[DropGroup], before: &RawSnapshot, after: &RawSnapshot) -> Vec<F
         default_netns: 1,
         host_netns: 1,
         secs: 2.0,
+        samples_secs: 2.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     })
@@ -276,6 +277,7 @@ fn run_state(groups: &[DropGroup], st: NsState) -> Vec<Finding> {
         default_netns: 1,
         host_netns: 1,
         secs: 2.0,
+        samples_secs: 2.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     })

@@ -69,6 +69,7 @@ fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
         default_netns: 1,
         host_netns: 1,
         secs: 10.0,
+        samples_secs: 10.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     })
@@ -225,6 +226,7 @@ fn a_small_mtu_is_found_in_the_peer_namespace() {
         default_netns: 1,
         host_netns: 1,
         secs: 1.0,
+        samples_secs: 1.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     });
