@@ -191,6 +191,23 @@ pub fn ip_proto_by_name(name: &str) -> Option<u8> {
     (0..=255u8).find(|&p| ip_proto_name(p) == Some(name.as_str()))
 }
 
+/// Names `--proto` suggests, nearest first, for a misspelt one.
+const PROTO_SUGGESTIONS: [&str; 10] = [
+    "tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre", "esp", "ah",
+];
+
+/// The protocol name nearest to a misspelt `name` (`tcpp` -> `tcp`).
+pub fn closest_proto_name(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    let limit = 1 + name.len() / 3;
+    PROTO_SUGGESTIONS
+        .iter()
+        .map(|&p| (crate::kernel::reasons::edit_distance(&name, p), p))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, p)| p)
+}
+
 /// Name of a non-IP ethertype worth naming.
 pub fn ethertype_name(ethertype: u16) -> Option<&'static str> {
     Some(match ethertype {
@@ -380,5 +397,8 @@ mod tests {
         assert_eq!(ip_proto_by_name("icmpv6"), Some(58));
         assert_eq!(ip_proto_by_name("47"), Some(47));
         assert_eq!(ip_proto_by_name("tcpx"), None);
+        assert_eq!(closest_proto_name("tcpp"), Some("tcp"));
+        assert_eq!(closest_proto_name("UPD"), Some("udp"));
+        assert_eq!(closest_proto_name("bananas"), None);
     }
 }
