@@ -115,10 +115,25 @@ pub fn unknown_protocol(name: &str) -> String {
 }
 
 impl Error {
-    /// Exit status: 2 for a bad value given on the command line (as for any usage
+    /// Whether this is only the reader of the output gone (`droptrace ... | head`): a
+    /// normal end, said with no message and exit status 0.
+    pub fn is_closed_pipe(&self) -> bool {
+        let io = match self {
+            Error::Io(_, e)
+            | Error::Export {
+                source: crate::sinks::export::ExportError::Io(e),
+                ..
+            } => e,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+
+    /// Exit status: 0 for a closed pipe, 2 for a bad value given on the command line (as for any usage
     /// error), 77 (EX_NOPERM) for missing privileges, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
+            _ if self.is_closed_pipe() => 0,
             Error::UnknownReason { .. } | Error::UnknownProtocol(_) => 2,
             Error::MissingCapabilities(_) => 77,
             _ => 1,

@@ -507,3 +507,44 @@ fn tshark_reads_the_comment() {
         "{text}"
     );
 }
+
+/// Takes `room` bytes, then fails as a pipe whose reader has gone (`| head`).
+struct ClosedAfter {
+    room: usize,
+}
+
+impl std::io::Write for ClosedAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_pipe_is_a_normal_end() {
+    let rec = recording(&header(256));
+    let as_command_sees_it = |source| Error::Export {
+        path: "drops.dtr".into(),
+        source,
+    };
+    let jsonl = write_jsonl(Reader::new(&rec[..]).unwrap(), ClosedAfter { room: 10 });
+    let err = as_command_sees_it(jsonl.unwrap_err());
+    assert!(err.is_closed_pipe(), "{err}");
+    assert_eq!(err.exit_code(), 0);
+    let pcapng = write_pcapng(Reader::new(&rec[..]).unwrap(), ClosedAfter { room: 100 });
+    assert!(as_command_sees_it(pcapng.unwrap_err()).is_closed_pipe());
+    // The flush of stdout at the end, and any other error, are not.
+    let flush = Error::Io("writing -".into(), std::io::ErrorKind::BrokenPipe.into());
+    assert!(flush.is_closed_pipe());
+    let full = as_command_sees_it(ExportError::Io(std::io::Error::from_raw_os_error(28)));
+    assert!(!full.is_closed_pipe());
+    assert_eq!(full.exit_code(), 1);
+}
