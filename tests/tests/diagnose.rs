@@ -1361,7 +1361,7 @@ fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|f| f["netns"] == format!("netns {}", pair.b.name))
+            .find(|f| f["netns"] == pair.b.name.as_str())
             .unwrap_or_else(|| panic!("{to}: no finding placed in {}: {report:#}", pair.b.name));
         assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
         assert_eq!(f["drops"], 5, "{to}");
