@@ -18,7 +18,12 @@ use super::{push_location, wall_ns, Export, ExportError, ExportStats};
 /// One drop as a line; the field names are a stable schema.
 #[derive(Debug, Serialize)]
 struct Line<'a> {
-    /// Wall clock, nanoseconds since the Unix epoch.
+    /// `drop`; the last line of a live run, when lines are missing, is a `summary`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Wall clock, RFC 3339 with nanoseconds (UTC): `time_ns` exactly, as a string.
+    time: String,
+    /// Wall clock, nanoseconds since the Unix epoch (above 2^53: not exact as a double).
     time_ns: u64,
     /// `CLOCK_BOOTTIME` of the recording machine.
     boottime_ns: u64,
@@ -131,8 +136,11 @@ impl<W: Write> JsonlSink<W> {
         self.location.clear();
         push_location(&mut self.location, names, drop.location);
         let p = &drop.packet;
+        let time_ns = wall_ns(&self.header, drop.timestamp_ns);
         let line = Line {
-            time_ns: wall_ns(&self.header, drop.timestamp_ns),
+            kind: "drop",
+            time: crate::format::rfc3339_ns(time_ns),
+            time_ns,
             boottime_ns: drop.timestamp_ns,
             location: &self.location,
             address: format!("{:#x}", drop.location),

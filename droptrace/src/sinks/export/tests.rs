@@ -410,11 +410,14 @@ fn jsonl_has_one_object_per_drop() {
         "len",
         "cpu",
         "packet_bytes",
+        "type",
+        "time",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
 
     let want = serde_json::json!({
+        "type": "drop", "time": "2026-05-28T20:26:40.000001000Z",
         "time_ns": BOOT + 1_000, "boottime_ns": 1_000u64,
         "location": "nft_do_chain+0x3e8", "address": "0xffffffffc0a123e8",
         "function": "nft_do_chain", "offset": 0x3e8, "module": null,

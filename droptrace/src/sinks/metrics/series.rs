@@ -362,7 +362,8 @@ impl Exposition {
                         }
                         _ => w.map(|w| w.container.name.clone()),
                     };
-                    value.unwrap_or_else(|| "none".into())
+                    // Prometheus's convention for a label that does not apply: empty.
+                    value.unwrap_or_default()
                 }
                 DropLabel::Dport => g.dport.map_or_else(|| "none".into(), |p| p.to_string()),
             })
@@ -652,7 +653,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 5
             )]
         );
@@ -664,12 +665,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002 none none none"
-                        .to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002   ".to_owned(),
                     1
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     5
                 ),
             ]
@@ -712,7 +712,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 5
             )]
         );
@@ -782,7 +782,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 3
             )]
         );
@@ -794,11 +794,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b db2 none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db2   ".to_owned(),
                     2
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     3
                 )
             ]
@@ -812,11 +812,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b db3 none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db3   ".to_owned(),
                     1
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     3
                 )
             ]
@@ -840,10 +840,7 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                3
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 3)]
         );
         // veth-c goes away (two samples); the series stays, never lower, and counts on.
         for _ in 0..2 {
@@ -852,19 +849,13 @@ mod tests {
         }
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                3
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 3)]
         );
         drops(&mut agg, WEB, 80, 4);
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                7
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 7)]
         );
     }
 
