@@ -100,7 +100,9 @@ pub struct ServeArgs {
     pub labels: Option<Labels>,
 
     /// Series of droptrace_drops_total at most; drops of further label sets are counted
-    /// in one `other` series (and in droptrace_series_dropped_total).
+    /// in one `other` series (and in droptrace_series_dropped_total). Series of
+    /// droptrace_stack_drops_total at most too, beyond which they add up in an `other`
+    /// series of their own.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_series: u64,
 }
