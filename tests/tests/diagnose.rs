@@ -227,7 +227,27 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     assert_eq!(f["iface"], "veth-a");
     assert_mentions(
         f,
-        &["tbf", "veth-a", &format!("dropped +{dropped}"), "tc qdisc"],
+        &[
+            "tbf",
+            "veth-a",
+            &format!("dropped +{dropped}"),
+            "tc qdisc",
+            // In tc's own units, as `tc qdisc show` prints them.
+            "rate 1Mbit burst 4Kb limit 8Kb",
+        ],
+    );
+    // The fix is a command that runs as given, in the namespace, with larger values.
+    let fix = f["fix"].as_str().expect("fix");
+    let command = fix
+        .split_once(": ")
+        .and_then(|(_, c)| c.split(';').next())
+        .unwrap_or_else(|| panic!("no command in {fix}"));
+    assert!(command.contains("tc qdisc change dev veth-a root"), "{fix}");
+    sh(&["sh", "-c", command]);
+    let shown = pair.a.exec(&["tc", "qdisc", "show", "dev", "veth-a"]);
+    assert!(
+        shown.contains("rate 2Mbit burst 8Kb limit 16Kb"),
+        "after `{command}`: {shown}"
     );
 }
 
