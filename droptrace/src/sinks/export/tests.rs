@@ -239,6 +239,7 @@ fn pcapng_has_interfaces_packets_and_comments() {
             without_bytes: 1,
             interfaces: 4,
             status: Status::Complete,
+            damage: crate::record::Damage::default(),
         }
     );
     assert!(file.len().is_multiple_of(4));
@@ -550,4 +551,49 @@ fn a_closed_pipe_is_a_normal_end() {
     let full = as_command_sees_it(ExportError::Io(std::io::Error::from_raw_os_error(28)));
     assert!(!full.is_closed_pipe());
     assert_eq!(full.exit_code(), 1);
+}
+
+#[test]
+fn a_damaged_block_is_exported_around_and_said() {
+    let mut w = writer(&header(256));
+    let all = drops();
+    for (i, (d, bytes)) in all.iter().enumerate() {
+        w.write_drop(d, bytes).unwrap();
+        if i == 1 || i == 3 {
+            w.flush().unwrap(); // blocks of drops 0-1, 2-3, 4-5
+        }
+    }
+    let second_block_at = {
+        let mut first = writer(&header(256));
+        for (d, bytes) in &all[..2] {
+            first.write_drop(d, bytes).unwrap();
+        }
+        first.flush().unwrap();
+        first.get_ref().len()
+    };
+    let mut rec = w.finish().unwrap();
+    rec[second_block_at + 20] ^= 0x01; // inside the payload of drops 2-3
+    let mut out = Vec::new();
+    let stats = write_jsonl(Reader::new(&rec[..]).unwrap(), &mut out).unwrap();
+    let times: Vec<u64> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice::<Value>(l).unwrap()["boottime_ns"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(times, [1_000, 2_000, 5_000, 6_000]);
+    assert_eq!(stats.status, Status::Complete);
+    assert_eq!(
+        (
+            stats.damage.blocks,
+            stats.damage.first_at,
+            stats.damage.events
+        ),
+        (1, Some(second_block_at as u64), Some(2))
+    );
+    let (_, stats) = pcapng_of(&rec);
+    assert_eq!((stats.packets, stats.damage.blocks), (4, 1));
 }
