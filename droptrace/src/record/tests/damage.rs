@@ -411,3 +411,37 @@ fn errors_stop_the_reader() {
     assert!(reader.next_item().unwrap().is_none());
     assert_eq!(reader.status(), Status::Reading);
 }
+
+#[test]
+fn random_damage_reads_what_is_intact_and_never_more() {
+    let (bytes, expected, _) = small_recording();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..3_000 {
+        let mut bad = bytes.clone();
+        for _ in 0..1 + next() % 8 {
+            let i = f::PREAMBLE_LEN + 60 + (next() as usize) % (bytes.len() - f::PREAMBLE_LEN - 60);
+            bad[i] = next() as u8;
+        }
+        if round % 3 == 0 {
+            let cut = (next() as usize) % bad.len();
+            bad.truncate(cut.max(f::PREAMBLE_LEN));
+        }
+        let Ok(mut reader) = Reader::new(bad.as_slice()) else {
+            continue;
+        };
+        let mut drops = 0;
+        let _ = reader.for_each(|item| drops += usize::from(matches!(item, Item::Drop(..))));
+        let all = expected
+            .iter()
+            .filter(|i| matches!(i, Owned::Drop(..)))
+            .count();
+        assert!(drops <= all, "round {round}: {drops} drops of {all}");
+        assert!(reader.damage().bytes <= bad.len() as u64, "round {round}");
+    }
+}
