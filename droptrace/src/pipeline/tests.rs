@@ -34,6 +34,7 @@ fn syn(at: u64, location: u64, reason: u32, dport: u16) -> Drop {
         netns: NETNS,
         ifindex: 2,
         len: 60,
+        l2_len: 0,
         cpu: 0,
         packet: Packet {
             ethertype: ETH_P_IP,

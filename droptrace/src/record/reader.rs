@@ -194,6 +194,7 @@ impl<R: Read> Reader<R> {
         reader.names.reasons = (!reasons.is_empty())
             .then(|| DropReasonTable::from_entries(reasons.iter().map(|(v, n)| (*v, n.as_str()))));
         reader.block.snaplen = reader.header.snaplen as usize;
+        reader.block.skb_lengths = version < 3;
         Ok(reader)
     }
 
@@ -541,11 +542,13 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[derive(Debug, Default)]
 struct EventDecoder {
     snaplen: usize,
+    /// Lengths are the skb's (versions 1 and 2): the packet's own comes from its bytes.
+    skb_lengths: bool,
     contexts: Vec<Context>,
     addrs: Vec<IpAddr>,
     prev_ts: u64,
     prev_context: Option<Context>,
-    prev_len: Option<u32>,
+    prev_len: Option<u64>,
     prev_addrs: Option<(IpAddr, IpAddr)>,
     prev_dport: Option<u16>,
 }
@@ -593,8 +596,16 @@ impl EventDecoder {
         };
         let len = if flags & f::EV_SAME_LEN != 0 {
             self.prev_len.ok_or_else(|| c.fault("no previous event"))?
+        } else if self.skb_lengths {
+            u64::from(c.varint_u32()?)
         } else {
-            c.varint_u32()?
+            let at = c.pos;
+            let packed = c.varint()?;
+            f::unpack_len(packed).ok_or(Fault {
+                at,
+                what: "impossible length",
+            })?;
+            packed
         };
         let addrs = if flags & f::EV_ADDRS == 0 {
             None
@@ -646,6 +657,13 @@ impl EventDecoder {
         if let Some((_, dport)) = ports {
             self.prev_dport = Some(dport);
         }
+        let (len, l2_len) = if self.skb_lengths {
+            let skb_len = len as u32;
+            let family = addrs.map(|_| ctx.ethertype);
+            crate::pipeline::event::network_len(skb_len, family, c.slice(bytes.clone()))
+        } else {
+            f::unpack_len(len).unwrap_or_default()
+        };
         let drop = Drop {
             timestamp_ns,
             location: ctx.location,
@@ -653,6 +671,7 @@ impl EventDecoder {
             netns: ctx.netns,
             ifindex: ctx.ifindex,
             len,
+            l2_len,
             cpu: ctx.cpu,
             packet: Packet {
                 ethertype: ctx.ethertype,

@@ -228,13 +228,13 @@ fn wrong_magic_and_versions_are_named() {
     ));
     assert!(matches!(read_all(b"DROP"), Err(ReadError::NoHeader { .. })));
     let mut newer = bytes.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     let err = read_all(&newer).unwrap_err();
     assert!(matches!(
         err,
         ReadError::NewerVersion {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         }
     ));
     assert!(err.to_string().contains("newer droptrace"), "{err}");
@@ -444,4 +444,92 @@ fn random_damage_reads_what_is_intact_and_never_more() {
         assert!(drops <= all, "round {round}: {drops} drops of {all}");
         assert!(reader.damage().bytes <= bad.len() as u64, "round {round}");
     }
+}
+
+/// Versions 1 and 2 stored the skb's length, which depends on the drop site: the packet's
+/// own length is read from its IP header when the bytes were kept.
+#[test]
+fn older_versions_lengths_become_the_packets_own() {
+    let context = f::Context {
+        location: 1,
+        reason: 2,
+        netns: 3,
+        ifindex: 4,
+        cpu: 0,
+        ethertype: ETH_P_IP,
+        ip_proto: Some(17),
+    };
+    let event = |ev: &mut Vec<u8>, skb_len: u64, new: bool, bytes: &[u8]| {
+        let flags = f::EV_ADDRS | f::EV_PORTS;
+        ev.push(if bytes.is_empty() {
+            flags
+        } else {
+            flags | f::EV_BYTES
+        });
+        put_varint(ev, f::zigzag(1000));
+        if new {
+            put_varint(ev, 0);
+            f::put_context(ev, &context);
+            put_varint(ev, skb_len);
+            put_varint(ev, 0);
+            f::put_addr(ev, "10.0.0.1".parse().unwrap());
+            put_varint(ev, 1);
+            f::put_addr(ev, "10.0.0.2".parse().unwrap());
+        } else {
+            put_varint(ev, 0);
+            put_varint(ev, skb_len);
+            put_varint(ev, 0);
+            put_varint(ev, 1);
+        }
+        ev.extend(40_000u16.to_le_bytes());
+        ev.extend(5001u16.to_le_bytes());
+        if !bytes.is_empty() {
+            put_varint(ev, bytes.len() as u64);
+            ev.extend_from_slice(bytes);
+        }
+    };
+    // A 1028-byte IP packet: on transmit (Ethernet header counted), in UDP (IP header
+    // pulled), and once without its bytes.
+    let ip = [
+        0x45, 0, 0x04, 0x04, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1,
+    ];
+    let mut ev = Vec::new();
+    event(&mut ev, 1042, true, &ip);
+    event(&mut ev, 1008, false, &ip);
+    event(&mut ev, 1008, false, &[]);
+    let (mut bytes, _) = with_blocks(&[block(f::EVENTS, &ev), block(f::END, &[3])]);
+    bytes[8] = 2;
+    let (_, _, items, status) = read_all(&bytes).unwrap();
+    assert_eq!(status, Status::Complete);
+    let lengths: Vec<(u32, u8)> = items
+        .iter()
+        .map(|i| match i {
+            Owned::Drop(d, _) => (d.len, d.l2_len),
+            Owned::Counters(_) => panic!("no counters here"),
+        })
+        .collect();
+    assert_eq!(lengths, [(1028, 14), (1028, 0), (1008, 0)]);
+}
+
+#[test]
+fn lengths_and_layer_2_bytes_go_through_a_recording() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let mut d = drop_at(1, udp4("10.0.0.1", 1, 2));
+    (d.len, d.l2_len) = (1028, 14);
+    w.write_drop(&d, &[]).unwrap();
+    let mut same = d;
+    same.timestamp_ns = 2;
+    w.write_drop(&same, &[]).unwrap();
+    let mut pulled = same;
+    (pulled.timestamp_ns, pulled.l2_len) = (3, 0);
+    w.write_drop(&pulled, &[]).unwrap();
+    let (_, _, items, _) = read_all(&w.finish().unwrap()).unwrap();
+    assert_eq!(
+        items,
+        [
+            Owned::Drop(d, vec![]),
+            Owned::Drop(same, vec![]),
+            Owned::Drop(pulled, vec![])
+        ]
+    );
 }

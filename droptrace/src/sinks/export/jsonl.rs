@@ -52,8 +52,11 @@ struct Line<'a> {
     container: Option<&'a Container>,
     /// Its Kubernetes pod, `null` when none.
     pod: Option<&'a Pod>,
-    /// Length of the packet (skb) when dropped.
+    /// Length of the network packet (from its IP header on), wherever it was dropped.
     len: u32,
+    /// Bytes of a layer-2 header the packet still had where it was dropped (14 for
+    /// Ethernet on transmit); 0 where it had none.
+    l2_len: u8,
     cpu: u32,
     /// Packet bytes the recording kept.
     packet_bytes: usize,
@@ -164,6 +167,7 @@ impl<W: Write> JsonlSink<W> {
             container: names.workload(drop.netns).map(|w| &w.container),
             pod: names.workload(drop.netns).and_then(|w| w.pod.as_ref()),
             len: drop.len,
+            l2_len: drop.l2_len,
             cpu: drop.cpu,
             packet_bytes,
         };

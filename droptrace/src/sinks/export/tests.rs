@@ -81,6 +81,7 @@ fn drop(ts: u64, location: u64, reason: u32, netns: u32, ifindex: u32, packet: P
         netns,
         ifindex,
         len: 60,
+        l2_len: 0,
         cpu: 1,
         packet,
     }
@@ -409,6 +410,7 @@ fn jsonl_has_one_object_per_drop() {
         "container",
         "pod",
         "len",
+        "l2_len",
         "cpu",
         "packet_bytes",
         "type",
@@ -426,7 +428,7 @@ fn jsonl_has_one_object_per_drop() {
         "saddr": "10.0.0.1", "daddr": "10.0.0.2", "sport": 40_000, "dport": 443,
         "icmp_type": null, "icmp_code": null, "ifindex": 2, "interface": "eth0",
         "netns": INIT, "namespace": "init", "container": null, "pod": null,
-        "len": 60, "cpu": 1, "packet_bytes": 40,
+        "len": 60, "l2_len": 0, "cpu": 1, "packet_bytes": 40,
     });
     assert_eq!(lines[0], want);
     let six = &lines[1];
