@@ -232,8 +232,9 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
             "veth-a",
             &format!("dropped +{dropped}"),
             "tc qdisc",
-            // In tc's own units, as `tc qdisc show` prints them.
-            "rate 1Mbit burst 4Kb limit 8Kb",
+            // In tc's own units, as `tc qdisc show` prints them (tc turns the limit
+            // into a latency).
+            "rate 1Mbit burst 4Kb lat ",
         ],
     );
     // The fix is a command that runs as given, in the namespace, with larger values.
@@ -246,7 +247,7 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     sh(&["sh", "-c", command]);
     let shown = pair.a.exec(&["tc", "qdisc", "show", "dev", "veth-a"]);
     assert!(
-        shown.contains("rate 2Mbit burst 8Kb limit 16Kb"),
+        shown.contains("rate 2Mbit burst 8Kb lat "),
         "after `{command}`: {shown}"
     );
 }
