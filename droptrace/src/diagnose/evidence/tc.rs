@@ -143,7 +143,7 @@ pub fn rate_text(bytes_per_sec: u64) -> String {
     const UNITS: [&str; 5] = ["bit", "Kbit", "Mbit", "Gbit", "Tbit"];
     let mut rate = bytes_per_sec.saturating_mul(8);
     let mut unit = 0;
-    while unit < UNITS.len() - 1 && rate >= 1000 && rate % 1000 == 0 {
+    while unit < UNITS.len() - 1 && rate >= 1000 && rate.is_multiple_of(1000) {
         rate /= 1000;
         unit += 1;
     }
