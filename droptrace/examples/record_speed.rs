@@ -35,6 +35,7 @@ fn udp_flood(rng: &mut Rng, ts: u64) -> Drop {
         netns: 4_026_531_840,
         ifindex: 2,
         len: 84,
+        l2_len: 0,
         cpu: rng.below(2) as u32,
         packet: Packet {
             ethertype: ETH_P_IP,
@@ -77,6 +78,7 @@ fn syn(rng: &mut Rng, ts: u64) -> Drop {
         netns: 4_026_531_840,
         ifindex: 2,
         len,
+        l2_len: 0,
         cpu: rng.below(4) as u32,
         packet: Packet {
             ethertype,

@@ -63,6 +63,7 @@ fn drop_to(port: u16, t: u64) -> Drop {
         netns: 4_026_532_000,
         ifindex: 1,
         len: 28,
+        l2_len: 0,
         cpu: (t % 2) as u32,
         packet: Packet {
             ethertype: ETH_P_IP,

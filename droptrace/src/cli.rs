@@ -100,7 +100,9 @@ pub struct ServeArgs {
     pub labels: Option<Labels>,
 
     /// Series of droptrace_drops_total at most; drops of further label sets are counted
-    /// in one `other` series (and in droptrace_series_dropped_total).
+    /// in one `other` series (and in droptrace_series_dropped_total). Series of
+    /// droptrace_stack_drops_total at most too, beyond which they add up in an `other`
+    /// series of their own.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_series: u64,
 }
@@ -284,7 +286,7 @@ pub struct FilterArgs {
 
     /// Transport protocol: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre, esp, ah, or a
     /// protocol number.
-    #[arg(long, value_name = "PROTO")]
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
     pub proto: Option<String>,
 
     /// Source or destination address, IPv4 or IPv6.
@@ -364,6 +366,14 @@ fn parse_duration(text: &str) -> Result<f64, String> {
     Ok(secs)
 }
 
+/// A protocol `--proto` knows, checked before anything else runs (a usage error).
+fn parse_proto(text: &str) -> Result<String, String> {
+    match crate::pipeline::event::ip_proto_by_name(text) {
+        Some(_) => Ok(text.to_owned()),
+        None => Err(crate::error::unknown_protocol(text)),
+    }
+}
+
 fn parse_pod(text: &str) -> Result<String, String> {
     crate::containers::parse_pod_arg(text).map(|_| text.to_owned())
 }
@@ -434,6 +444,21 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_misspelt_protocol_is_a_usage_error_with_the_nearest_name() {
+        let err = Cli::try_parse_from(["droptrace", "--proto", "tcpp"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown protocol `tcpp` (did you mean tcp?)"),
+            "{text}"
+        );
+        let ok = Cli::try_parse_from(["droptrace", "--proto", "UDP"]).unwrap();
+        assert_eq!(ok.live.filters.proto.as_deref(), Some("UDP"));
+        let number = Cli::try_parse_from(["droptrace", "--proto", "47"]).unwrap();
+        assert_eq!(number.live.filters.proto.as_deref(), Some("47"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub enum Error {
         known: String,
     },
 
-    #[error("unknown protocol `{0}`: give a name such as tcp, udp, icmp, icmpv6, sctp, or a number from 0 to 255")]
+    #[error("{}", unknown_protocol(.0))]
     UnknownProtocol(String),
 
     #[error("network namespace {}: {source}", path.display())]
@@ -103,10 +103,38 @@ pub enum Error {
     NotATerminal,
 }
 
+/// What `--proto` says of a name it does not know, with the nearest it knows.
+pub fn unknown_protocol(name: &str) -> String {
+    let hint = crate::pipeline::event::closest_proto_name(name)
+        .map(|p| format!(" (did you mean {p}?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown protocol `{name}`{hint}: give a name such as tcp, udp, icmp, icmpv6, sctp, \
+         or a number from 0 to 255"
+    )
+}
+
 impl Error {
-    /// Exit status: 77 (EX_NOPERM) for missing privileges, 1 for everything else.
+    /// Whether this is only the reader of the output gone (`droptrace ... | head`): a
+    /// normal end, said with no message and exit status 0.
+    pub fn is_closed_pipe(&self) -> bool {
+        let io = match self {
+            Error::Io(_, e)
+            | Error::Export {
+                source: crate::sinks::export::ExportError::Io(e),
+                ..
+            } => e,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+
+    /// Exit status: 0 for a closed pipe, 2 for a bad value given on the command line (as for any usage
+    /// error), 77 (EX_NOPERM) for missing privileges, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
+            _ if self.is_closed_pipe() => 0,
+            Error::UnknownReason { .. } | Error::UnknownProtocol(_) => 2,
             Error::MissingCapabilities(_) => 77,
             _ => 1,
         }
@@ -116,4 +144,27 @@ impl Error {
 /// A problem droptrace works around, said once on stderr.
 pub fn warn(message: &str) {
     eprintln!("droptrace: warning: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flag_values_are_usage_errors() {
+        let reason = Error::UnknownReason {
+            name: "NETFILTER_DRP".into(),
+            suggestion: Some("NETFILTER_DROP".into()),
+            known: "NETFILTER_DROP, NO_SOCKET".into(),
+        };
+        assert_eq!(reason.exit_code(), 2);
+        assert!(reason
+            .to_string()
+            .starts_with("unknown drop reason `NETFILTER_DRP` (did you mean NETFILTER_DROP?)"));
+        let proto = Error::UnknownProtocol("tcpp".into());
+        assert_eq!(proto.exit_code(), 2);
+        assert!(proto.to_string().contains("(did you mean tcp?)"));
+        assert_eq!(Error::MissingCapabilities(vec!["CAP_BPF"]).exit_code(), 77);
+        assert_eq!(Error::NotATerminal.exit_code(), 1);
+    }
 }

@@ -122,9 +122,25 @@ pub fn utc(ns: u64) -> String {
     )
 }
 
+/// `2026-11-22T13:40:01.123456789Z` (RFC 3339, UTC) from nanoseconds since the Unix
+/// epoch: exact where a JSON number above 2^53 is not for most readers.
+pub fn rfc3339_ns(ns: u64) -> String {
+    let date_time = utc(ns).replacen(' ', "T", 1);
+    format!("{date_time}.{:09}Z", ns % 1_000_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_with_nanoseconds() {
+        assert_eq!(
+            rfc3339_ns(1_780_000_000_000_001_000),
+            "2026-05-28T20:26:40.000001000Z"
+        );
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
 
     #[test]
     fn utc_dates() {

@@ -4,6 +4,9 @@ fn main() {
     large_blocks_go_back();
     let cli = droptrace::cli::Cli::parse();
     if let Err(e) = droptrace::commands::run(cli) {
+        if e.is_closed_pipe() {
+            return;
+        }
         eprintln!("droptrace: error: {e}");
         std::process::exit(e.exit_code());
     }

@@ -254,7 +254,7 @@ fn diagnose_names_the_pod_in_its_findings() {
         .find(|f| f["dport"] == PORT)
         .unwrap_or_else(|| panic!("no finding for port {PORT}: {report}"));
     assert_eq!(mine["drops"], 5, "{report}");
-    assert_eq!(mine["netns"], format!("pod {}", pod.arg()), "{report}");
+    assert_eq!(mine["pod"], pod.arg().as_str(), "{report}");
     let evidence = mine["evidence"].to_string();
     assert!(
         evidence.contains(&format!("in pod {}", pod.arg())),

@@ -227,7 +227,28 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     assert_eq!(f["iface"], "veth-a");
     assert_mentions(
         f,
-        &["tbf", "veth-a", &format!("dropped +{dropped}"), "tc qdisc"],
+        &[
+            "tbf",
+            "veth-a",
+            &format!("dropped +{dropped}"),
+            "tc qdisc",
+            // In tc's own units, as `tc qdisc show` prints them (tc turns the limit
+            // into a latency).
+            "rate 1Mbit burst 4Kb lat ",
+        ],
+    );
+    // The fix is a command that runs as given, in the namespace, with larger values.
+    let fix = f["fix"].as_str().expect("fix");
+    let command = fix
+        .split_once(": ")
+        .and_then(|(_, c)| c.split(';').next())
+        .unwrap_or_else(|| panic!("no command in {fix}"));
+    assert!(command.contains("tc qdisc change dev veth-a root"), "{fix}");
+    sh(&["sh", "-c", command]);
+    let shown = pair.a.exec(&["tc", "qdisc", "show", "dev", "veth-a"]);
+    assert!(
+        shown.contains("rate 2Mbit burst 8Kb lat "),
+        "after `{command}`: {shown}"
     );
 }
 
@@ -1361,7 +1382,7 @@ fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|f| f["netns"] == format!("netns {}", pair.b.name))
+            .find(|f| f["netns"] == pair.b.name.as_str())
             .unwrap_or_else(|| panic!("{to}: no finding placed in {}: {report:#}", pair.b.name));
         assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
         assert_eq!(f["drops"], 5, "{to}");

@@ -72,15 +72,16 @@ fn bad_filter_values_name_the_problem() {
         return;
     }
     let out = droptrace(&["--reason", "NETFILTER_DRO", "--duration", "1"]);
+    // Bad values of flags are usage errors, as clap's own are (2).
     assert_clean_failure(
         &out,
-        1,
+        2,
         "unknown drop reason `NETFILTER_DRO` (did you mean NETFILTER_DROP?)",
     );
     assert_clean_failure(
         &droptrace(&["--proto", "tcpx", "--duration", "1"]),
-        1,
-        "unknown protocol `tcpx`",
+        2,
+        "unknown protocol `tcpx` (did you mean tcp?)",
     );
     assert_clean_failure(
         &droptrace(&["--netns", "/run/netns/does-not-exist", "--duration", "1"]),

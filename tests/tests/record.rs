@@ -331,3 +331,146 @@ fn count_stops_the_recording_and_keeps_every_drop_counted() {
     assert!(total >= 3, "{report:#}");
     assert_eq!(count_of(&groups(&report, |_| true)), total, "{report:#}");
 }
+
+/// One 1028-byte IPv4 packet (1000 bytes of UDP payload) dropped at three sites: by the
+/// tbf on `a`'s veth (the skb still has its Ethernet header), by an nftables rule in `b`
+/// (the skb is the IP packet) and in UDP for want of a socket (the IP header already
+/// pulled). Its length is 1028 everywhere: in JSON Lines, live and exported, and in
+/// pcapng, whose lengths tshark finds consistent.
+#[test]
+fn a_packet_has_its_own_length_wherever_it_was_dropped() {
+    if !can_run("a_packet_has_its_own_length_wherever_it_was_dropped") {
+        return;
+    }
+    let dir = Dir::new("lengths");
+    let file = dir.file("lengths.dtr");
+    let file_arg = file.to_str().unwrap();
+    let (pair, _sink) = Pair::with_tbf();
+    pair.b.exec(&["nft", "add table inet dtlen"]);
+    pair.b.exec(&[
+        "nft",
+        "add chain inet dtlen input { type filter hook input priority 0; policy accept; }",
+    ]);
+    pair.b.exec(&[
+        "nft",
+        "add rule inet dtlen input udp dport 5002 counter drop comment \"dtlen5002\"",
+    ]);
+    let filters = ["--addr", B4, "--proto", "udp"];
+    let recorder = Droptrace::start(
+        &[
+            &["record", "-o", file_arg, "--snaplen", "256"][..],
+            &filters,
+        ]
+        .concat(),
+    );
+    // At most 50 lines a second: the pipe is read only at the end.
+    let live = Droptrace::start(
+        &[
+            &["--format", "jsonl", "--max-events-per-second", "50"][..],
+            &filters,
+        ]
+        .concat(),
+    );
+    let payload = [0x5a_u8; 1000];
+    let sock = pair.a.run(|| UdpSocket::bind("0.0.0.0:0").expect("bind"));
+    // One at a time, each seen dropped before the next: the tbf has room for them.
+    let no_ports = pair.b.snmp("Udp", "NoPorts");
+    for i in 1..=5 {
+        sock.send_to(&payload, format!("{B4}:5002")).unwrap();
+        reaches("the nft rule counter", i, || {
+            nft_rule_packets(&pair.b, "dtlen", "dtlen5002")
+        });
+        sock.send_to(&payload, format!("{B4}:5003")).unwrap();
+        reaches("Udp NoPorts", no_ports + i, || {
+            pair.b.snmp("Udp", "NoPorts")
+        });
+    }
+    // A burst the tbf cannot hold: it drops most of it on transmit.
+    for _ in 0..300 {
+        let _ = sock.send_to(&payload, format!("{B4}:5001"));
+    }
+    reaches("the tbf's drops", 1, || tbf_drops(&pair.a));
+    let recorded = recorder.stop(libc::SIGINT);
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let live = live.stop(libc::SIGINT);
+    let live_lines = String::from_utf8_lossy(&live.stdout).into_owned();
+
+    let out = droptrace(&["export", file_arg, "--jsonl", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (what, lines) in [("exported", &exported), ("live", &live_lines)] {
+        let drops: Vec<Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|d: &Value| d["type"] != "summary")
+            .collect();
+        for reason in ["QDISC_DROP", "NETFILTER_DROP", "NO_SOCKET"] {
+            let of: Vec<&Value> = drops.iter().filter(|d| d["reason"] == reason).collect();
+            assert!(!of.is_empty(), "{what}: no {reason} drop in:\n{lines}");
+            let l2 = if reason == "QDISC_DROP" { 14 } else { 0 };
+            for d in of {
+                assert_eq!(
+                    (&d["len"], &d["l2_len"]),
+                    (&Value::from(1028), &Value::from(l2)),
+                    "{what}: {d}"
+                );
+            }
+        }
+        assert!(drops.iter().all(|d| d["len"] == 1028), "{what}:\n{lines}");
+    }
+
+    let pcap = dir.file("lengths.pcapng");
+    let out = droptrace(&["export", file_arg, "--pcapng", pcap.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcap = pcap.to_str().unwrap();
+    let fields = sh(&[
+        "tshark",
+        "-r",
+        pcap,
+        "-T",
+        "fields",
+        "-e",
+        "frame.len",
+        "-e",
+        "ip.len",
+        "-e",
+        "udp.length",
+        "-e",
+        "frame.comment",
+    ]);
+    assert!(!fields.is_empty());
+    for line in fields.lines() {
+        assert!(line.starts_with("1028\t1028\t1008\t"), "{line}");
+    }
+    let bad = sh(&[
+        "tshark",
+        "-r",
+        pcap,
+        "-Y",
+        "udp.length.bad || _ws.malformed",
+    ]);
+    assert!(bad.trim().is_empty(), "tshark finds bad lengths:\n{bad}");
+}
+
+/// Packets the root qdisc of `a`'s veth dropped (`tc -s`).
+fn tbf_drops(ns: &Netns) -> u64 {
+    let json = ns.exec(&["tc", "-s", "-j", "qdisc", "show", "dev", "veth-a"]);
+    let v: Value = serde_json::from_str(&json).expect("tc json");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["drops"].as_u64())
+        .sum()
+}

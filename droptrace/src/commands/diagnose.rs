@@ -51,6 +51,14 @@ impl NamespaceNames for NodeNames {
     fn command_prefix(&self, inode: u32) -> String {
         self.namespaces.command_prefix(inode)
     }
+
+    fn label(&self, inode: u32) -> String {
+        self.namespaces.label(inode)
+    }
+
+    fn workload(&self, inode: u32) -> Option<Workload> {
+        self.workloads.get(&inode).cloned()
+    }
 }
 
 impl NodeNames {

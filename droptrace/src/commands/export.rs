@@ -33,6 +33,13 @@ pub fn run(args: &ExportArgs) -> Result<(), Error> {
     .map_err(failed)?;
     out.flush()
         .map_err(|e| Error::Io(format!("writing {}", target.display()), e))?;
+    if !stats.damage.is_empty() {
+        warn(&format!(
+            "{}: {}; exported what was around them",
+            args.file.display(),
+            stats.damage.describe()
+        ));
+    }
     if let Status::Truncated { at_offset } = stats.status {
         warn(&format!(
             "{} ends at byte {at_offset} without its end block: exported what was there",

@@ -55,7 +55,11 @@ pub fn run(args: &ReplayArgs, terminal: bool) -> Result<(), Error> {
         }
         let mut view = ViewPublisher::new(link, Lines::None);
         let outcome = drive_blocking(&mut source, &mut [&mut view])?;
-        Ok(super::view::closing(&outcome))
+        let mut closing = super::view::closing(&outcome);
+        if let Some(skipped) = source.damage_warning() {
+            closing = format!("droptrace: {skipped}\n{closing}");
+        }
+        Ok(closing)
     })
 }
 

@@ -30,6 +30,9 @@ pub fn read_all(path: &Path) -> Result<ReadBack, Error> {
 
 pub fn run(args: &ReportArgs) -> Result<(), Error> {
     let r = read_all(&args.file)?;
+    if let Some(skipped) = r.source.damage_warning() {
+        warn(&skipped);
+    }
     if let Status::Truncated { at_offset } = r.source.status() {
         warn(&format!(
             "{} ends at byte {at_offset} without its end block (the recorder was killed or \

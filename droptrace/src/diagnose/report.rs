@@ -107,5 +107,10 @@ pub fn packet_line(d: &Drop) -> String {
         // A length of 0 is an unread one.
         return format!("{ends}{icmp}");
     }
-    format!("{ends}{icmp}, {} bytes", d.len)
+    let l2 = if d.l2_len > 0 {
+        format!(" (dropped with its {}-byte layer-2 header)", d.l2_len)
+    } else {
+        String::new()
+    };
+    format!("{ends}{icmp}, {} bytes{l2}", d.len)
 }

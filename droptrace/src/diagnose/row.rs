@@ -170,6 +170,7 @@ mod tests {
             netns: g.netns,
             ifindex: g.ifindex,
             len: 60,
+            l2_len: 0,
             cpu: 0,
             packet: Packet {
                 ethertype: 0x0800,

@@ -42,8 +42,18 @@ pub struct Qdisc {
     /// Parent handle, for qdiscs that are not the root.
     pub parent: Option<String>,
     pub root: bool,
-    /// Options as tc prints them (limit, rate, burst ...), flattened to text.
+    /// Options as tc's JSON has them (limit, rate, burst ...), flattened to text: what a
+    /// baseline compares.
     pub options: String,
+    /// The options as `tc qdisc show` prints them, in its units (`rate 200Kbit burst 4Kb
+    /// lat 164ms`).
+    pub options_tc: String,
+    /// `limit` (packets, or bytes for tbf and bfifo), `rate` (bytes/s), `burst` (bytes)
+    /// and `lat` (microseconds), where the kind has them.
+    pub limit: Option<u64>,
+    pub rate: Option<u64>,
+    pub burst: Option<u64>,
+    pub latency_us: Option<u64>,
     pub drops: u64,
     pub overlimits: u64,
     pub backlog_packets: u64,
@@ -292,6 +302,11 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                     .into_iter()
                     .map(|q| Qdisc {
                         options: options_text(&q.options),
+                        options_tc: tc::options_text(&q.kind, &q.options),
+                        limit: q.limit,
+                        rate: q.rate,
+                        burst: q.options.get("burst").and_then(serde_json::Value::as_u64),
+                        latency_us: q.options.get("lat").and_then(serde_json::Value::as_u64),
                         dev: q.dev,
                         kind: q.kind,
                         handle: q.handle,

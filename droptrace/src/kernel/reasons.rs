@@ -235,7 +235,7 @@ fn normalize(name: &str) -> String {
 }
 
 /// Levenshtein distance over bytes (names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b = b.as_bytes();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, &ca) in a.as_bytes().iter().enumerate() {

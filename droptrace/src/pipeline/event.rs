@@ -15,7 +15,12 @@ pub struct Drop {
     /// Inode number of the network namespace, 0 when unknown.
     pub netns: u32,
     pub ifindex: u32,
+    /// The network packet's length (from its IP header on), wherever it was dropped; the
+    /// skb's length where the IP header does not say (not IP, or not captured).
     pub len: u32,
+    /// Bytes of a layer-2 header the skb still held where it was dropped (14 for
+    /// Ethernet on transmit), beyond `len`; 0 where there was none.
+    pub l2_len: u8,
     pub cpu: u32,
     pub packet: Packet,
 }
@@ -106,6 +111,49 @@ pub fn packet_bytes(record: &[u8]) -> &[u8] {
     record.get(EVENT_SIZE..).unwrap_or_default()
 }
 
+/// Bytes from the IP header on that give the packet's own length: IPv4's total length
+/// (bytes 2-3), IPv6's payload length (bytes 4-5). The live source asks the kernel for
+/// at least these.
+pub const NETWORK_LEN_BYTES: u32 = 8;
+
+/// The most a layer-2 header takes (Ethernet with two VLAN tags, InfiniBand...): a
+/// larger difference between the skb's length and the packet's is not a header.
+const MAX_L2_LEN: u32 = 64;
+
+/// The one place a drop's length is decided: the network packet's length, from its
+/// IP header when `bytes` (which start at the IP header) hold it, and how many bytes of
+/// a layer-2 header the skb (`skb_len` long) counted on top. Where the IP header does not
+/// say, `skb_len` as it is.
+///
+/// The skb's length depends on the drop site: on transmit (`__dev_queue_xmit`) it counts
+/// the Ethernet header, in netfilter it is the IP packet, and once the transport has
+/// pulled the IP header (`__udp4_lib_rcv`) it is shorter than the packet.
+pub fn network_len(skb_len: u32, family: Option<u16>, bytes: &[u8]) -> (u32, u8) {
+    let be16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let len = match family {
+        Some(ETH_P_IP) if bytes.first().is_some_and(|b| b >> 4 == 4) => {
+            be16(2).filter(|&total| total >= 20)
+        }
+        // A payload length of 0 is a jumbogram's (its length is in an option).
+        Some(ETH_P_IPV6) if bytes.first().is_some_and(|b| b >> 4 == 6) => {
+            be16(4).filter(|&payload| payload > 0).map(|p| p + 40)
+        }
+        _ => None,
+    };
+    match len {
+        Some(len) => {
+            let extra = skb_len.saturating_sub(len);
+            let l2 = if extra <= MAX_L2_LEN { extra as u8 } else { 0 };
+            (len, l2)
+        }
+        None => (skb_len, 0),
+    }
+}
+
 /// Decodes one ring-buffer record (`DropEvent`, native byte order, then packet bytes).
 pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
     let b: &[u8; EVENT_SIZE] = bytes
@@ -129,16 +177,19 @@ pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
         )),
         (false, false) => None,
     };
+    let ethertype = u16_at(36);
+    let (len, l2_len) = network_len(u32_at(28), addrs.map(|_| ethertype), packet_bytes(bytes));
     Ok(Drop {
         timestamp_ns: u64_at(0),
         location: u64_at(8),
         reason: u32_at(16),
         netns: u32_at(20),
         ifindex: u32_at(24),
-        len: u32_at(28),
+        len,
+        l2_len,
         cpu: u32_at(32),
         packet: Packet {
-            ethertype: u16_at(36),
+            ethertype,
             addrs,
             ip_proto: addrs.map(|_| b[38]),
             ports: (flags & wire::EVENT_PORTS != 0).then(|| (u16_at(72), u16_at(74))),
@@ -189,6 +240,23 @@ pub fn ip_proto_by_name(name: &str) -> Option<u8> {
     }
     let name = name.to_ascii_lowercase();
     (0..=255u8).find(|&p| ip_proto_name(p) == Some(name.as_str()))
+}
+
+/// Names `--proto` suggests, nearest first, for a misspelt one.
+const PROTO_SUGGESTIONS: [&str; 10] = [
+    "tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre", "esp", "ah",
+];
+
+/// The protocol name nearest to a misspelt `name` (`tcpp` -> `tcp`).
+pub fn closest_proto_name(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    let limit = 1 + name.len() / 3;
+    PROTO_SUGGESTIONS
+        .iter()
+        .map(|&p| (crate::kernel::reasons::edit_distance(&name, p), p))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, p)| p)
 }
 
 /// Name of a non-IP ethertype worth naming.
@@ -359,6 +427,46 @@ mod tests {
         assert_eq!(decode(&bytes_of(&both)), Err(DecodeError::Family));
     }
 
+    /// The same 1028-byte IPv4 packet (a UDP datagram of 1000 bytes) as three drop sites
+    /// see it: with its Ethernet header on transmit, whole in netfilter, and with its IP
+    /// header pulled in UDP.
+    #[test]
+    fn a_packet_is_as_long_as_its_ip_header_says_wherever_it_was_dropped() {
+        let mut ip = vec![0x45, 0, 0x04, 0x04, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip.extend([10, 0, 0, 1, 10, 0, 0, 2]);
+        for (skb_len, l2) in [(1042, 14), (1028, 0), (1008, 0)] {
+            let mut record = bytes_of(&DropEvent {
+                skb_len,
+                l4_proto: 17,
+                ..tcp_syn()
+            });
+            record.extend_from_slice(&ip[..8]);
+            let d = decode(&record).unwrap();
+            assert_eq!((d.len, d.l2_len), (1028, l2), "skb_len {skb_len}");
+        }
+        // Without the header's bytes, or for a packet that is not IP: the skb's length.
+        let d = decode(&bytes_of(&DropEvent {
+            skb_len: 1042,
+            ..tcp_syn()
+        }))
+        .unwrap();
+        assert_eq!((d.len, d.l2_len), (1042, 0));
+        assert_eq!(network_len(60, Some(0x0806), &ip), (60, 0));
+        // IPv6: 40 bytes of header and the payload length.
+        let six = [0x60, 0, 0, 0, 0x01, 0x00, 17, 64];
+        assert_eq!(network_len(310, Some(ETH_P_IPV6), &six), (296, 14));
+        assert_eq!(network_len(288, Some(ETH_P_IPV6), &six), (296, 0));
+        // A jumbogram (payload length 0), a header of another version, a cut header,
+        // a difference too large for a layer-2 header.
+        assert_eq!(
+            network_len(70_000, Some(ETH_P_IPV6), &[0x60, 0, 0, 0, 0, 0]),
+            (70_000, 0)
+        );
+        assert_eq!(network_len(1042, Some(ETH_P_IP), &six), (1042, 0));
+        assert_eq!(network_len(1042, Some(ETH_P_IP), &ip[..3]), (1042, 0));
+        assert_eq!(network_len(9000, Some(ETH_P_IP), &ip), (1028, 0));
+    }
+
     #[test]
     fn group_from_lost_key_equals_group_of_event() {
         let ev = tcp_syn();
@@ -380,5 +488,8 @@ mod tests {
         assert_eq!(ip_proto_by_name("icmpv6"), Some(58));
         assert_eq!(ip_proto_by_name("47"), Some(47));
         assert_eq!(ip_proto_by_name("tcpx"), None);
+        assert_eq!(closest_proto_name("tcpp"), Some("tcp"));
+        assert_eq!(closest_proto_name("UPD"), Some("udp"));
+        assert_eq!(closest_proto_name("bananas"), None);
     }
 }

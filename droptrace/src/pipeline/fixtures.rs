@@ -13,6 +13,7 @@ pub fn tcp4(location: u64, reason: u32, (sport, dport): (u16, u16), netns: u32, 
         netns,
         ifindex: 2,
         len: 60,
+        l2_len: 0,
         cpu: 0,
         packet: Packet {
             ethertype: ETH_P_IP,

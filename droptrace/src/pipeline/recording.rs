@@ -114,6 +114,23 @@ impl<R: Read> RecordingSource<R> {
         self.reader.status()
     }
 
+    /// What was skipped of a damaged recording so far.
+    pub fn damage(&self) -> crate::record::Damage {
+        self.reader.damage()
+    }
+
+    /// The sentence that says what was skipped, naming the file; `None` when nothing was.
+    pub fn damage_warning(&self) -> Option<String> {
+        let damage = self.damage();
+        (!damage.is_empty()).then(|| {
+            format!(
+                "{}: {}; read around: the drops they held are missing from the groups",
+                self.path.display(),
+                damage.describe()
+            )
+        })
+    }
+
     /// Drops read so far.
     pub fn events(&self) -> u64 {
         self.events

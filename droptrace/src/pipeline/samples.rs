@@ -19,10 +19,15 @@ const HAS_V6: u16 = 1 << 14;
 /// An ICMP type and code, in `Sample::l4`.
 const HAS_ICMP: u16 = 1 << 15;
 
+/// `Sample::len` holds the length in these bits.
+const LEN_MASK: u32 = (1 << 24) - 1;
+
 /// One drop, less its group: 24 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sample {
     timestamp_ns: u64,
+    /// The length in its low 24 bits (an IP packet is at most 65,535 bytes, a jumbogram's
+    /// skb less than 16 MiB), the layer-2 bytes in its top 8.
     len: u32,
     /// The CPU and the `HAS_*` bits.
     cpu: u16,
@@ -69,7 +74,7 @@ impl Recent {
         let p = &drop.packet;
         let mut sample = Sample {
             timestamp_ns: drop.timestamp_ns,
-            len: drop.len,
+            len: drop.len.min(LEN_MASK) | u32::from(drop.l2_len) << 24,
             cpu: u16::try_from(drop.cpu).unwrap_or(CPU_MASK).min(CPU_MASK),
             ..Sample::default()
         };
@@ -138,7 +143,8 @@ impl Recent {
             reason: group.reason,
             netns: group.netns,
             ifindex: group.ifindex,
-            len: sample.len,
+            len: sample.len & LEN_MASK,
+            l2_len: (sample.len >> 24) as u8,
             cpu: u32::from(sample.cpu & CPU_MASK),
             packet: Packet {
                 ethertype: group.ethertype,

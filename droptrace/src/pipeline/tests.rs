@@ -34,6 +34,7 @@ fn syn(at: u64, location: u64, reason: u32, dport: u16) -> Drop {
         netns: NETNS,
         ifindex: 2,
         len: 60,
+        l2_len: 0,
         cpu: 0,
         packet: Packet {
             ethertype: ETH_P_IP,
@@ -211,6 +212,44 @@ fn a_cut_recording_counts_the_drops_after_its_last_counters() {
     // The last counters said 5; the drop read after them counts too.
     assert_eq!(outcome.agg.counters().matched, 6);
     assert_eq!(outcome.agg.grouped_total(), 6);
+}
+
+#[test]
+fn a_damaged_block_is_read_around_and_said() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    for i in 0..3 {
+        w.write_drop(&syn(STARTED + i, NFT, 12, 1678), &[]).unwrap();
+    }
+    w.flush().unwrap();
+    let damaged_at = w.get_ref().len();
+    for i in 3..7 {
+        w.write_drop(&syn(STARTED + i, NFT, 12, 1678), &[]).unwrap();
+    }
+    w.flush().unwrap();
+    w.write_drop(&syn(STARTED + 7, NFT, 12, 1678), &[]).unwrap();
+    let mut bytes = w.finish().unwrap();
+    let frame = crate::record::format::FRAME_LEN;
+    let payload = u32::from_le_bytes(bytes[damaged_at + 1..damaged_at + 5].try_into().unwrap());
+    let block_len = frame + payload as usize;
+    bytes[damaged_at + frame + 2] ^= 0x10;
+    let mut source = recording(bytes);
+    let mut tape = Tape::default();
+    let outcome = drive_blocking(&mut source, &mut [&mut tape]).unwrap();
+    assert_eq!(outcome.stop, Stop::End);
+    assert_eq!(
+        tape.drops.len(),
+        4,
+        "the 4 drops of the damaged block are skipped"
+    );
+    assert_eq!(source.status(), crate::record::Status::Complete);
+    assert_eq!(
+        source.damage_warning().unwrap(),
+        format!(
+            "test.dtr: 1 damaged block skipped ({block_len} bytes from byte {damaged_at}; 4 \
+             events, by the end block's count); read around: the drops they held are missing \
+             from the groups"
+        )
+    );
 }
 
 #[test]

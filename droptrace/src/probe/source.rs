@@ -72,6 +72,9 @@ pub struct LiveOptions {
 }
 
 pub struct LiveSource {
+    /// Packet bytes the sinks are given (`--snaplen`): the kernel sends at least the
+    /// few the length is read from.
+    snaplen: usize,
     probe: Probe,
     filters: Filters,
     reasons: Option<DropReasonTable>,
@@ -120,15 +123,17 @@ impl LiveSource {
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
-        config.snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
+        let snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
+        // The first bytes of the IP header say how long the packet is, wherever it was
+        // dropped (the skb's length counts an Ethernet header on transmit, and no IP
+        // header once the transport pulled it): always ask for them.
+        config.snaplen = snaplen.max(event::NETWORK_LEN_BYTES);
         let sampled = !opts.stream && !args.stream;
-        let ring_buffer_size = args
-            .ring_buffer_size
-            .unwrap_or(if sampled && config.snaplen == 0 {
-                SAMPLES_RING
-            } else {
-                STREAM_RING
-            });
+        let ring_buffer_size = args.ring_buffer_size.unwrap_or(if sampled && snaplen == 0 {
+            SAMPLES_RING
+        } else {
+            STREAM_RING
+        });
         let probe = Probe::attach(ProbeOptions {
             config,
             reason_marks: filters.reason_marks(),
@@ -150,6 +155,7 @@ impl LiveSource {
             tick
         });
         Ok(LiveSource {
+            snaplen: snaplen as usize,
             probe,
             filters,
             reasons: kernel.reasons,
@@ -214,7 +220,7 @@ impl LiveSource {
             w.take(&mut flow.names);
         }
         let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
-        let workloads = &mut self.workloads;
+        let (workloads, snaplen) = (&mut self.workloads, self.snaplen);
         self.probe
             .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
                 Ok(drop) => {
@@ -225,7 +231,8 @@ impl LiveSource {
                     if let Some(w) = workloads.as_mut() {
                         w.want(drop.netns);
                     }
-                    flow.drop(&drop, event::packet_bytes(bytes));
+                    let packet = event::packet_bytes(bytes);
+                    flow.drop(&drop, &packet[..packet.len().min(snaplen)]);
                 }
                 Err(_) => *malformed += 1,
             })

@@ -18,8 +18,19 @@ use super::{Counters, Header};
 
 pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
 /// 2 added the `NAME_WORKLOAD` entry (containers and pods). A reader of version 1 would
-/// call that entry corrupt, so the version says it is there; this reader takes both.
-pub const FORMAT_VERSION: u32 = 2;
+/// call that entry corrupt, so the version says it is there. 3: an event's length is the
+/// network packet's, with the layer-2 bytes the skb held beside it ([`pack_len`]);
+/// before, it was the skb's length, whatever the drop site. This reader takes all three.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// An event's length as version 3 stores it: the packet's length and its layer-2 bytes.
+pub fn pack_len(len: u32, l2_len: u8) -> u64 {
+    u64::from(len) << 8 | u64::from(l2_len)
+}
+
+pub fn unpack_len(packed: u64) -> Option<(u32, u8)> {
+    Some((u32::try_from(packed >> 8).ok()?, packed as u8))
+}
 pub const PREAMBLE_LEN: usize = 12;
 pub const FRAME_LEN: usize = 11;
 /// No block is larger; a reader refuses longer ones before reading them.
@@ -243,6 +254,11 @@ pub struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     pub fn new(buf: &'a [u8]) -> Cursor<'a> {
         Cursor { buf, pos: 0 }
+    }
+
+    /// Bytes already read, by their range.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> &'a [u8] {
+        self.buf.get(range).unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {

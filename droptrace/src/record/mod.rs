@@ -20,7 +20,7 @@ pub mod format;
 mod reader;
 mod writer;
 
-pub use reader::{Reader, Recording};
+pub use reader::{Damage, Reader, Recording};
 pub use writer::Writer;
 
 /// What a recording says about itself and the machine it was made on.

@@ -26,7 +26,7 @@ impl Reader<BufReader<File>> {
 /// their blocks go by.
 #[derive(Debug)]
 pub struct Reader<R: Read> {
-    input: R,
+    input: Input<R>,
     header: Header,
     names: Names,
     status: Status,
@@ -41,6 +41,94 @@ pub struct Reader<R: Read> {
     events_at: Option<usize>,
     block: EventDecoder,
     total_events: u64,
+    damage: Damage,
+}
+
+/// What was skipped of a recording: damaged blocks (a bad checksum, a broken frame,
+/// contents that do not decode), read around rather than refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// Blocks skipped (a run of unreadable bytes between two good blocks counts as one).
+    pub blocks: u64,
+    /// Bytes skipped, frames included.
+    pub bytes: u64,
+    /// Where the first one starts.
+    pub first_at: Option<u64>,
+    /// Events lost with them, when the end block says how many there were.
+    pub events: Option<u64>,
+}
+
+impl Damage {
+    pub fn is_empty(&self) -> bool {
+        self.blocks == 0
+    }
+
+    fn skip(&mut self, at: u64, bytes: u64) {
+        self.blocks += 1;
+        self.bytes += bytes;
+        self.first_at.get_or_insert(at);
+    }
+
+    /// `1 damaged block skipped (4,120 bytes from byte 812; 37 events)`.
+    pub fn describe(&self) -> String {
+        let events = match self.events {
+            Some(n) => format!(
+                "; {} events, by the end block's count",
+                crate::format::count(n)
+            ),
+            None => "; how many events they held is unknown (no end block)".into(),
+        };
+        format!(
+            "{} damaged block{} skipped ({} bytes from byte {}{events})",
+            self.blocks,
+            if self.blocks == 1 { "" } else { "s" },
+            crate::format::count(self.bytes),
+            self.first_at.unwrap_or(0),
+        )
+    }
+}
+
+/// The input, with bytes read ahead while looking for the next good block put back.
+#[derive(Debug)]
+struct Input<R> {
+    inner: R,
+    back: Vec<u8>,
+    back_at: usize,
+}
+
+impl<R: Read> Input<R> {
+    /// Puts `bytes` before what is left to read.
+    fn put_back(&mut self, bytes: &[u8]) {
+        let mut back = bytes.to_vec();
+        back.extend_from_slice(&self.back[self.back_at..]);
+        (self.back, self.back_at) = (back, 0);
+    }
+}
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = &self.back[self.back_at..];
+        if left.is_empty() {
+            return self.inner.read(buf);
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.back_at += n;
+        if self.back_at == self.back.len() {
+            (self.back, self.back_at) = (Vec::new(), 0);
+        }
+        Ok(n)
+    }
+}
+
+/// What the next block turned out to be.
+enum Block {
+    /// A whole block of this kind, checked, in `buf`.
+    Kind(u8),
+    /// The end of the file (the status says how it ended).
+    Eof,
+    /// A block whose frame is sound but whose payload is damaged: skipped.
+    Damaged,
 }
 
 impl<R: Read> Reader<R> {
@@ -66,7 +154,11 @@ impl<R: Read> Reader<R> {
             return Err(ReadError::BadVersion(version));
         }
         let mut reader = Reader {
-            input,
+            input: Input {
+                inner: input,
+                back: Vec::new(),
+                back_at: 0,
+            },
             header: Header::default(),
             names: Names::default(),
             status: Status::Reading,
@@ -77,11 +169,18 @@ impl<R: Read> Reader<R> {
             events_at: None,
             block: EventDecoder::default(),
             total_events: 0,
+            damage: Damage::default(),
         };
-        match reader.read_block()? {
-            Some(f::HEADER) => {}
-            Some(_) => return Err(reader.malformed(0, "the first block is not a header")),
-            None => {
+        // Without its header nothing else can be read: damage there is an error.
+        match reader.read_block(false)? {
+            Block::Kind(f::HEADER) => {}
+            Block::Kind(_) => return Err(reader.malformed(0, "the first block is not a header")),
+            Block::Damaged => {
+                return Err(ReadError::Checksum {
+                    offset: f::PREAMBLE_LEN as u64,
+                })
+            }
+            Block::Eof => {
                 return Err(ReadError::NoHeader {
                     at_offset: f::PREAMBLE_LEN as u64,
                 })
@@ -95,6 +194,7 @@ impl<R: Read> Reader<R> {
         reader.names.reasons = (!reasons.is_empty())
             .then(|| DropReasonTable::from_entries(reasons.iter().map(|(v, n)| (*v, n.as_str()))));
         reader.block.snaplen = reader.header.snaplen as usize;
+        reader.block.skb_lengths = version < 3;
         Ok(reader)
     }
 
@@ -110,6 +210,11 @@ impl<R: Read> Reader<R> {
     /// How the recording ended, once [`Reader::next_item`] has returned `None`.
     pub fn status(&self) -> Status {
         self.status
+    }
+
+    /// What was skipped so far.
+    pub fn damage(&self) -> Damage {
+        self.damage
     }
 
     /// The next drop or counters; `None` at the end (see [`Reader::status`]) or after
@@ -142,62 +247,92 @@ impl<R: Read> Reader<R> {
                 if at < self.buf.len() {
                     let mut c = Cursor::new(&self.buf);
                     c.pos = at;
-                    let decoded = self.block.decode(&mut c);
-                    let pos = c.pos;
-                    let (drop, range) = decoded.map_err(|e| self.fault(e))?;
-                    self.events_at = Some(pos);
-                    self.total_events += 1;
-                    return Ok(Next::Drop(drop, range));
+                    match self.block.decode(&mut c) {
+                        Ok((drop, range)) => {
+                            self.events_at = Some(c.pos);
+                            self.total_events += 1;
+                            return Ok(Next::Drop(drop, range));
+                        }
+                        // Checksummed but not decodable: the rest of the block is skipped.
+                        Err(_) => self.skip_rest_of_block(at),
+                    }
                 }
                 self.events_at = None;
             }
             if self.status != Status::Reading {
                 return Ok(Next::End);
             }
-            let Some(kind) = self.read_block()? else {
-                return Ok(Next::End);
+            let kind = match self.read_block(true)? {
+                Block::Kind(kind) => kind,
+                Block::Damaged => continue,
+                Block::Eof => return Ok(Next::End),
             };
             match kind {
                 f::EVENTS => {
                     self.block.reset();
                     self.events_at = Some(0);
                 }
-                f::NAMES => self.read_names()?,
+                f::NAMES => {
+                    if self.read_names().is_err() {
+                        self.skip_rest_of_block(0);
+                    }
+                }
                 f::COUNTERS => {
                     let mut c = Cursor::new(&self.buf);
-                    let counters = c.counters().and_then(|v| whole(&c).map(|()| v));
-                    return Ok(Next::Counters(counters.map_err(|e| self.fault(e))?));
+                    match c.counters().and_then(|v| whole(&c).map(|()| v)) {
+                        Ok(counters) => return Ok(Next::Counters(counters)),
+                        Err(_) => self.skip_rest_of_block(0),
+                    }
                 }
                 f::END => {
-                    self.read_end()?;
-                    return Ok(Next::End);
+                    if self.read_end()? {
+                        return Ok(Next::End);
+                    }
                 }
-                _ => return Err(self.malformed(0, "a second header")),
+                // A second header, or a kind this reader does not know.
+                _ => self.skip_rest_of_block(0),
             }
         }
     }
 
-    /// Reads the next whole block into `buf`, checked; `None` (and the status set) at a
-    /// clean or cut end of file.
-    fn read_block(&mut self) -> Result<Option<u8>, ReadError> {
+    /// Counts the current block as damaged from payload offset `at` on (it was read as
+    /// far as it decoded).
+    fn skip_rest_of_block(&mut self, at: usize) {
+        let start = self.payload_offset - f::FRAME_LEN as u64;
+        let frame = if at == 0 { f::FRAME_LEN } else { 0 };
+        self.damage
+            .skip(start, (frame + self.buf.len() - at) as u64);
+    }
+
+    /// Reads the next whole block into `buf`, checked. At a clean or cut end of file,
+    /// `Eof` (and the status set). A block with a sound frame and a damaged payload is
+    /// `Damaged` (skipped); with `resync`, a damaged frame makes the reader look for the
+    /// next sound block byte by byte, and the bytes in between are skipped.
+    fn read_block(&mut self, resync: bool) -> Result<Block, ReadError> {
         let start = self.offset;
         let mut frame = [0; f::FRAME_LEN];
         if read_full(&mut self.input, &mut frame)? < f::FRAME_LEN {
             self.status = Status::Truncated { at_offset: start };
-            return Ok(None);
+            return Ok(Block::Eof);
         }
         let check = u16::from_le_bytes([frame[9], frame[10]]);
-        if f::frame_check(&frame[..9]) != check {
-            return Err(ReadError::Checksum { offset: start });
+        let len = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]);
+        if f::frame_check(&frame[..9]) != check || len as usize > f::MAX_BLOCK {
+            if !resync {
+                return Err(
+                    if len as usize > f::MAX_BLOCK && f::frame_check(&frame[..9]) == check {
+                        ReadError::BlockTooLarge {
+                            offset: start,
+                            len: u64::from(len),
+                        }
+                    } else {
+                        ReadError::Checksum { offset: start }
+                    },
+                );
+            }
+            return self.resync(start, &frame);
         }
         let kind = frame[0];
-        let len = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]);
-        if len as usize > f::MAX_BLOCK {
-            return Err(ReadError::BlockTooLarge {
-                offset: start,
-                len: u64::from(len),
-            });
-        }
         // `take` then `read_to_end` grows the buffer only as bytes arrive.
         self.buf.clear();
         (&mut self.input)
@@ -205,21 +340,76 @@ impl<R: Read> Reader<R> {
             .read_to_end(&mut self.buf)?;
         if self.buf.len() < len as usize {
             self.status = Status::Truncated { at_offset: start };
-            return Ok(None);
+            return Ok(Block::Eof);
         }
+        self.payload_offset = start + f::FRAME_LEN as u64;
+        self.offset = self.payload_offset + u64::from(len);
         let crc = u32::from_le_bytes([frame[5], frame[6], frame[7], frame[8]]);
         if crc32fast::hash(&self.buf) != crc {
-            return Err(ReadError::Checksum { offset: start });
+            if !resync {
+                return Err(ReadError::Checksum { offset: start });
+            }
+            self.damage.skip(start, self.offset - start);
+            return Ok(Block::Damaged);
         }
-        if !(f::HEADER..=f::END).contains(&kind) {
+        if !(f::HEADER..=f::END).contains(&kind) && !resync {
             return Err(ReadError::UnknownBlock {
                 offset: start,
                 kind,
             });
         }
-        self.payload_offset = start + f::FRAME_LEN as u64;
-        self.offset = self.payload_offset + u64::from(len);
-        Ok(Some(kind))
+        Ok(Block::Kind(kind))
+    }
+
+    /// After a damaged frame at `start`: the next block whose frame and payload are both
+    /// sound, found byte by byte; what lies between is skipped. At the end of the file
+    /// without one, the recording is cut at `start`.
+    fn resync(&mut self, start: u64, frame: &[u8; f::FRAME_LEN]) -> Result<Block, ReadError> {
+        // Bytes read from `start + 1 + passed` on; a candidate frame begins at `at`.
+        let mut ahead: Vec<u8> = frame[1..].to_vec();
+        let mut passed = 0u64;
+        let mut at = 0usize;
+        loop {
+            if ahead.len() < at + f::FRAME_LEN {
+                let want = at + f::FRAME_LEN - ahead.len();
+                let got = (&mut self.input)
+                    .take(want as u64)
+                    .read_to_end(&mut ahead)?;
+                if got < want {
+                    self.damage.skip(start, 1 + passed + ahead.len() as u64);
+                    self.status = Status::Truncated { at_offset: start };
+                    return Ok(Block::Eof);
+                }
+            }
+            if let Some((kind, len)) = sound_frame(&ahead[at..at + f::FRAME_LEN]) {
+                let end = at + f::FRAME_LEN + len;
+                if ahead.len() < end {
+                    let want = end - ahead.len();
+                    (&mut self.input)
+                        .take(want as u64)
+                        .read_to_end(&mut ahead)?;
+                }
+                let c = &ahead[at + 5..at + 9];
+                let crc = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if ahead.len() >= end && crc32fast::hash(&ahead[at + f::FRAME_LEN..end]) == crc {
+                    let block_at = start + 1 + passed + at as u64;
+                    self.damage.skip(start, block_at - start);
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&ahead[at + f::FRAME_LEN..end]);
+                    self.input.put_back(&ahead[end..]);
+                    self.payload_offset = block_at + f::FRAME_LEN as u64;
+                    self.offset = self.payload_offset + len as u64;
+                    return Ok(Block::Kind(kind));
+                }
+            }
+            at += 1;
+            // Keep what is held small: let go of the bytes passed over.
+            if at >= 1 << 16 {
+                ahead.drain(..at);
+                passed += at as u64;
+                at = 0;
+            }
+        }
     }
 
     fn read_names(&mut self) -> Result<(), ReadError> {
@@ -261,21 +451,28 @@ impl<R: Read> Reader<R> {
         result.map_err(|e| self.fault(e))
     }
 
-    fn read_end(&mut self) -> Result<(), ReadError> {
+    /// The end block: the event count the recorder wrote, against the events read. With
+    /// blocks skipped, the difference is the events lost with them; without, it is an
+    /// error. Bytes after it are skipped.
+    fn read_end(&mut self) -> Result<bool, ReadError> {
         let mut c = Cursor::new(&self.buf);
-        let total = c.varint().and_then(|v| whole(&c).map(|()| v));
-        if total.map_err(|e| self.fault(e))? != self.total_events {
-            return Err(self.malformed(0, "an event count that differs from the events"));
+        let Ok(total) = c.varint().and_then(|v| whole(&c).map(|()| v)) else {
+            self.skip_rest_of_block(0);
+            return Ok(false);
+        };
+        if self.damage.is_empty() {
+            if total != self.total_events {
+                return Err(self.malformed(0, "an event count that differs from the events"));
+            }
+        } else {
+            self.damage.events = total.checked_sub(self.total_events);
         }
-        let mut byte = [0; 1];
-        if read_full(&mut self.input, &mut byte)? > 0 {
-            return Err(ReadError::Malformed {
-                offset: self.offset,
-                what: "data after the end block",
-            });
+        let after = std::io::copy(&mut self.input, &mut std::io::sink())?;
+        if after > 0 {
+            self.damage.skip(self.offset, after);
         }
         self.status = Status::Complete;
-        Ok(())
+        Ok(true)
     }
 
     fn fault(&self, fault: Fault) -> ReadError {
@@ -294,6 +491,18 @@ enum Next {
     Drop(Drop, Range<usize>),
     Counters(super::Counters),
     End,
+}
+
+/// The kind and payload length of a frame that checks out (a kind that follows a
+/// header, a length a reader takes); `None` otherwise.
+fn sound_frame(frame: &[u8]) -> Option<(u8, usize)> {
+    let check = u16::from_le_bytes([frame[9], frame[10]]);
+    let len = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+    let kind = frame[0];
+    (f::frame_check(&frame[..9]) == check
+        && len <= f::MAX_BLOCK
+        && (f::NAMES..=f::END).contains(&kind))
+    .then_some((kind, len))
 }
 
 fn whole(c: &Cursor) -> Result<(), Fault> {
@@ -333,11 +542,13 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[derive(Debug, Default)]
 struct EventDecoder {
     snaplen: usize,
+    /// Lengths are the skb's (versions 1 and 2): the packet's own comes from its bytes.
+    skb_lengths: bool,
     contexts: Vec<Context>,
     addrs: Vec<IpAddr>,
     prev_ts: u64,
     prev_context: Option<Context>,
-    prev_len: Option<u32>,
+    prev_len: Option<u64>,
     prev_addrs: Option<(IpAddr, IpAddr)>,
     prev_dport: Option<u16>,
 }
@@ -385,8 +596,16 @@ impl EventDecoder {
         };
         let len = if flags & f::EV_SAME_LEN != 0 {
             self.prev_len.ok_or_else(|| c.fault("no previous event"))?
+        } else if self.skb_lengths {
+            u64::from(c.varint_u32()?)
         } else {
-            c.varint_u32()?
+            let at = c.pos;
+            let packed = c.varint()?;
+            f::unpack_len(packed).ok_or(Fault {
+                at,
+                what: "impossible length",
+            })?;
+            packed
         };
         let addrs = if flags & f::EV_ADDRS == 0 {
             None
@@ -438,6 +657,13 @@ impl EventDecoder {
         if let Some((_, dport)) = ports {
             self.prev_dport = Some(dport);
         }
+        let (len, l2_len) = if self.skb_lengths {
+            let skb_len = len as u32;
+            let family = addrs.map(|_| ctx.ethertype);
+            crate::pipeline::event::network_len(skb_len, family, c.slice(bytes.clone()))
+        } else {
+            f::unpack_len(len).unwrap_or_default()
+        };
         let drop = Drop {
             timestamp_ns,
             location: ctx.location,
@@ -445,6 +671,7 @@ impl EventDecoder {
             netns: ctx.netns,
             ifindex: ctx.ifindex,
             len,
+            l2_len,
             cpu: ctx.cpu,
             packet: Packet {
                 ethertype: ctx.ethertype,

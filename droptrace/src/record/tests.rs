@@ -33,6 +33,7 @@ fn drop_at(ts: u64, packet: Packet) -> Drop {
         netns: 4_026_531_840,
         ifindex: 2,
         len: 60,
+        l2_len: 0,
         cpu: 1,
         packet,
     }

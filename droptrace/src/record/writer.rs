@@ -253,7 +253,7 @@ struct EventEncoder {
     addrs: Table<IpAddr>,
     prev_ts: u64,
     prev_context: Option<Context>,
-    prev_len: Option<u32>,
+    prev_len: Option<u64>,
     prev_addrs: Option<(IpAddr, IpAddr)>,
     prev_dport: Option<u16>,
 }
@@ -303,7 +303,8 @@ impl EventEncoder {
         if self.prev_context == Some(context) {
             flags |= f::EV_SAME_CONTEXT;
         }
-        if self.prev_len == Some(d.len) {
+        let len = f::pack_len(d.len, d.l2_len);
+        if self.prev_len == Some(len) {
             flags |= f::EV_SAME_LEN;
         }
         out.push(flags);
@@ -324,7 +325,7 @@ impl EventEncoder {
             }
         }
         if flags & f::EV_SAME_LEN == 0 {
-            f::put_varint(out, u64::from(d.len));
+            f::put_varint(out, len);
         }
         if let Some((src, dst)) = p.addrs.filter(|_| flags & f::EV_SAME_ADDRS == 0) {
             self.put_addr(out, src);
@@ -346,7 +347,7 @@ impl EventEncoder {
         self.count += 1;
         self.prev_ts = d.timestamp_ns;
         self.prev_context = Some(context);
-        self.prev_len = Some(d.len);
+        self.prev_len = Some(len);
         if p.addrs.is_some() {
             self.prev_addrs = p.addrs;
         }

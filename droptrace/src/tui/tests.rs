@@ -85,6 +85,7 @@ fn sample(g: &Group, t: u64, sport: u16) -> Drop {
         netns: g.netns,
         ifindex: g.ifindex,
         len: 60,
+        l2_len: 0,
         cpu: 1,
         packet: Packet {
             ethertype: g.ethertype,

@@ -23,6 +23,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use crate::pipeline::names::Workload;
 use serde::Serialize;
 
 use super::{
@@ -67,6 +68,14 @@ pub trait NamespaceNames {
     fn describe(&self, inode: u32) -> String;
     /// Prefix for a command run in it: "", "ip netns exec web ", "nsenter --net=... ".
     fn command_prefix(&self, inode: u32) -> String;
+    /// Its name alone, for fields that say it is a namespace: `web`, `host`, `nginx:812`.
+    fn label(&self, inode: u32) -> String {
+        inode.to_string()
+    }
+    /// The container (and pod) in it, if any.
+    fn workload(&self, _inode: u32) -> Option<Workload> {
+        None
+    }
 }
 
 pub struct Window<'a> {
@@ -102,7 +111,16 @@ pub struct Finding {
     pub fix: String,
     /// Normal housekeeping drops, ranked after everything else.
     pub benign: bool,
+    /// Where, for people: "netns web", "pod shop/web-7d9f" (JSON gives the parts below).
+    #[serde(skip)]
     pub netns: Option<String>,
+    /// The namespace's name alone (`web`, `host`, `nginx:812`).
+    #[serde(rename = "netns")]
+    pub netns_name: Option<String>,
+    /// `shop/web-7d9f` when the namespace is a Kubernetes pod's.
+    pub pod: Option<String>,
+    /// The name of the container in the namespace, if any.
+    pub container: Option<String>,
     pub reason: Option<String>,
     pub location: Option<String>,
     pub protocol: Option<String>,
@@ -131,6 +149,15 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
     }
     findings.extend(from_counters(w, &findings));
     for f in &mut findings {
+        if let Some(inode) = f.netns_inode {
+            let workload = w.names.workload(inode);
+            f.netns_name = Some(w.names.label(inode));
+            f.pod = workload
+                .as_ref()
+                .filter(|w| w.pod.is_some())
+                .map(Workload::short);
+            f.container = workload.map(|w| w.container.name);
+        }
         f.rate = if w.secs > 0.0 {
             f.drops as f64 / w.secs
         } else {
@@ -318,6 +345,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         fix: knowledge::fill_placeholders(class.fix, iface.as_deref(), g.dport),
         benign: class.benign,
         netns: Some(n.name.clone()),
+        netns_name: None,
+        pod: None,
+        container: None,
         reason: g.reason.clone(),
         location: Some(g.location.clone()),
         protocol: g.protocol.clone(),

@@ -5,11 +5,9 @@
 use super::{place, DropGroup, Finding, Ns, Window};
 use crate::diagnose::state::{Link, Peer};
 
-/// skb->len can include the link-layer header.
-const ETH_HEADER: u32 = 14;
-
+/// A drop's length is the network packet's (`event::network_len`), what an MTU bounds.
 fn too_small(mtu: u32, max_len: u32) -> bool {
-    mtu > 0 && mtu + ETH_HEADER < max_len
+    mtu > 0 && mtu < max_len
 }
 
 pub(super) fn mtu(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
@@ -122,7 +120,7 @@ fn peer_finding(
     ));
     if g.max_len > 0 {
         f.evidence.push(format!(
-            "largest dropped packet: {} bytes (the length may include the {ETH_HEADER}-byte Ethernet header)",
+            "largest dropped packet: {} bytes (IP header included, no layer-2 header)",
             g.max_len
         ));
     } else {

@@ -1,7 +1,7 @@
 //! Transmit drops of a queueing discipline: the qdisc whose drop count grew.
 
 use super::{Finding, Ns};
-use crate::diagnose::state::Qdisc;
+use crate::diagnose::{evidence::tc, state::Qdisc};
 
 pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String {
     let Some(after) = n.after else {
@@ -36,7 +36,7 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
     };
     f.summary = format!(
         "the {} qdisc on {} in {} dropped {d} packets{}: it is full or over its rate ({})",
-        q.kind, q.dev, n.name, n.between, q.options
+        q.kind, q.dev, n.name, n.between, q.options_tc
     );
     for (q, d) in &grown {
         f.subjects
@@ -47,23 +47,143 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
             q.handle,
             q.dev,
             if q.root { " (root)" } else { "" },
-            q.options,
+            q.options_tc,
             q.drops,
             q.overlimits,
             q.backlog_packets
         ));
     }
     f.iface = Some(q.dev.clone());
-    f.fix = format!(
-        "raise the qdisc's limit or rate: {p}tc qdisc change dev {dev} {parent} {kind} ... ; or go back to the default: {p}tc qdisc del dev {dev} {parent}",
-        p = n.prefix,
-        dev = q.dev,
-        parent = match (&q.parent, q.root) {
-            (_, true) => "root".to_owned(),
-            (Some(p), false) => format!("parent {p}"),
-            (None, false) => format!("handle {}", q.handle),
-        },
-        kind = q.kind
-    );
+    f.fix = fix(&n.prefix, q);
     format!("{}|{}", q.dev, q.handle)
+}
+
+/// `root handle 1:`, `parent 1:10 handle 10:`: where `tc qdisc change` finds the qdisc.
+fn position(q: &Qdisc) -> String {
+    let handle = match q.handle.as_str() {
+        // The device's default qdisc has no handle of its own to give.
+        "0:" => String::new(),
+        h => format!(" handle {h}"),
+    };
+    match (&q.parent, q.root) {
+        (_, true) => format!("root{handle}"),
+        (Some(p), false) => format!("parent {p}{handle}"),
+        (None, false) => handle.trim_start().to_owned(),
+    }
+}
+
+/// The command that gives the qdisc twice its room (and a shaper twice its rate), in
+/// its namespace; for kinds whose options cannot be changed one by one, what to raise.
+fn fix(prefix: &str, q: &Qdisc) -> String {
+    let at = position(q);
+    let back = format!(
+        "; or go back to the default: {prefix}tc qdisc del dev {} {at}",
+        q.dev
+    );
+    let twice = |v: u64| v.saturating_mul(2);
+    let change = |options: String| {
+        format!(
+            "give it twice the room: {prefix}tc qdisc change dev {} {at} {} {options}{back}",
+            q.dev, q.kind
+        )
+    };
+    let tbf_queue = q
+        .latency_us
+        .map(|us| format!("latency {}", tc::time_text(twice(us))))
+        .or_else(|| {
+            q.limit
+                .map(|b| format!("limit {}", tc::size_text(twice(b))))
+        });
+    match (q.kind.as_str(), q.rate, q.burst, tbf_queue, q.limit) {
+        // tbf takes its rate, burst and latency (or limit) together.
+        ("tbf", Some(rate), Some(burst), Some(queue), _) => change(format!(
+            "rate {} burst {} {queue}",
+            tc::rate_text(twice(rate)),
+            tc::size_text(twice(burst))
+        )),
+        // These change their limit alone, leaving their other options as they are.
+        ("pfifo" | "bfifo" | "fq_codel" | "codel" | "fq", _, _, _, Some(limit)) => {
+            let limit = if tc::limit_in_bytes(&q.kind) {
+                tc::size_text(twice(limit))
+            } else {
+                twice(limit).to_string()
+            };
+            change(format!("limit {limit}"))
+        }
+        _ => format!(
+            "raise the {} qdisc's limit or rate ({}; see `{prefix}tc qdisc show dev {}`){back}",
+            q.kind, q.options_tc, q.dev
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qdisc(kind: &str) -> Qdisc {
+        Qdisc {
+            dev: "veth-a".into(),
+            kind: kind.into(),
+            handle: "1:".into(),
+            parent: None,
+            root: true,
+            options: String::new(),
+            options_tc: String::new(),
+            limit: None,
+            rate: None,
+            burst: None,
+            latency_us: None,
+            drops: 0,
+            overlimits: 0,
+            backlog_packets: 0,
+        }
+    }
+
+    #[test]
+    fn the_fix_is_a_real_command_with_larger_values() {
+        // tc says `rate 200Kbit burst 4Kb lat 164ms`.
+        let tbf = Qdisc {
+            rate: Some(25_000),
+            burst: Some(4096),
+            latency_us: Some(164_000),
+            ..qdisc("tbf")
+        };
+        assert_eq!(
+            fix("ip netns exec web ", &tbf),
+            "give it twice the room: ip netns exec web tc qdisc change dev veth-a root handle 1: \
+             tbf rate 400Kbit burst 8Kb latency 328ms; or go back to the default: \
+             ip netns exec web tc qdisc del dev veth-a root handle 1:"
+        );
+        let tbf_limit = Qdisc {
+            latency_us: None,
+            limit: Some(3000),
+            ..tbf.clone()
+        };
+        assert!(fix("", &tbf_limit).contains("tbf rate 400Kbit burst 8Kb limit 6000b;"));
+        let pfifo = Qdisc {
+            handle: "10:".into(),
+            parent: Some("1:10".into()),
+            root: false,
+            limit: Some(5),
+            ..qdisc("pfifo")
+        };
+        assert!(
+            fix("", &pfifo).starts_with(
+                "give it twice the room: tc qdisc change dev veth-a parent 1:10 handle 10: pfifo limit 10;"
+            ),
+            "{}",
+            fix("", &pfifo)
+        );
+        let htb = Qdisc {
+            options_tc: "default 0x10 r2q 10".into(),
+            ..qdisc("htb")
+        };
+        assert_eq!(
+            fix("", &htb),
+            "raise the htb qdisc's limit or rate (default 0x10 r2q 10; see `tc qdisc show dev veth-a`); \
+             or go back to the default: tc qdisc del dev veth-a root handle 1:"
+        );
+        assert!(!fix("", &tbf).contains("..."));
+    }
 }

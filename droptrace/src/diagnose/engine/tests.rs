@@ -9,6 +9,9 @@ impl NamespaceNames for Names {
     fn command_prefix(&self, inode: u32) -> String {
         format!("ip netns exec n{inode} ")
     }
+    fn label(&self, inode: u32) -> String {
+        format!("n{inode}")
+    }
 }
 
 fn group(function: &str, reason: &str, count: u64) -> DropGroup {
@@ -114,6 +117,71 @@ fn a_rule_whose_counter_grew_is_the_cause() {
 }
 
 #[test]
+fn json_names_the_namespace_without_the_word() {
+    struct InPod;
+    impl NamespaceNames for InPod {
+        fn describe(&self, _inode: u32) -> String {
+            "pod shop/web-7d9f".into()
+        }
+        fn command_prefix(&self, _inode: u32) -> String {
+            String::new()
+        }
+        fn label(&self, _inode: u32) -> String {
+            "nginx:812".into()
+        }
+        fn workload(&self, _inode: u32) -> Option<Workload> {
+            Some(Workload {
+                container: crate::pipeline::names::Container {
+                    id: "4f1c".into(),
+                    name: "web".into(),
+                    runtime: "containerd".into(),
+                },
+                pod: Some(crate::pipeline::names::Pod {
+                    name: "web-7d9f".into(),
+                    namespace: "shop".into(),
+                    uid: None,
+                }),
+            })
+        }
+    }
+    let groups = [group("nft_do_chain", "NETFILTER_DROP", 12)];
+    let f = run(&groups, state(vec![rule(3)]), state(vec![rule(15)]));
+    let json = serde_json::to_value(&f[0]).unwrap();
+    assert_eq!(json["netns"], "n1", "{json}");
+    assert_eq!(
+        (&json["pod"], &json["container"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let (before, after) = (
+        BTreeMap::from([(1, state(vec![rule(3)]))]),
+        BTreeMap::from([(1, state(vec![rule(15)]))]),
+    );
+    let f = diagnose(&Window {
+        groups: &groups,
+        before: &before,
+        after: &after,
+        names: &InPod,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 10.0,
+        conntrack_full_log_lines: 0,
+        details_unknown: None,
+    });
+    let json = serde_json::to_value(&f[0]).unwrap();
+    assert_eq!(
+        (&json["netns"], &json["pod"], &json["container"]),
+        (
+            &serde_json::json!("nginx:812"),
+            &serde_json::json!("shop/web-7d9f"),
+            &serde_json::json!("web")
+        ),
+        "{json}"
+    );
+    // The text keeps saying where in words.
+    assert_eq!(f[0].netns.as_deref(), Some("pod shop/web-7d9f"));
+}
+
+#[test]
 fn without_a_moving_counter_it_says_so_or_finds_conntrack_full() {
     let f = run(
         &[group("nf_hook_slow", "NETFILTER_DROP", 5)],
@@ -190,6 +258,11 @@ fn benign_drops_rank_after_real_causes() {
         parent: None,
         root: true,
         options: "rate 125000".into(),
+        options_tc: "rate 1Mbit".into(),
+        limit: None,
+        rate: Some(125_000),
+        burst: None,
+        latency_us: None,
         drops: 0,
         overlimits: 0,
         backlog_packets: 0,

@@ -138,6 +138,90 @@ pub fn parse_qdiscs(json: &str) -> Result<Vec<Qdisc>, TcError> {
         .collect()
 }
 
+/// A rate in bytes per second as tc prints it: `200Kbit`, `1500Kbit`, `1Gbit`.
+pub fn rate_text(bytes_per_sec: u64) -> String {
+    const UNITS: [&str; 5] = ["bit", "Kbit", "Mbit", "Gbit", "Tbit"];
+    let mut rate = bytes_per_sec.saturating_mul(8);
+    let mut unit = 0;
+    while unit < UNITS.len() - 1 && rate >= 1000 && rate.is_multiple_of(1000) {
+        rate /= 1000;
+        unit += 1;
+    }
+    format!("{rate}{}", UNITS[unit])
+}
+
+/// A size in bytes as tc prints it: `4Kb`, `1Mb`, `2999b`.
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        0 => "0b".into(),
+        b if b % (1 << 20) == 0 => format!("{}Mb", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}Kb", b >> 10),
+        b => format!("{b}b"),
+    }
+}
+
+/// A time in microseconds as tc prints it, to three significant digits: `164ms`, `1s`,
+/// `50us`.
+pub fn time_text(us: u64) -> String {
+    let (value, unit) = match us {
+        u if u >= 1_000_000 => (u as f64 / 1e6, "s"),
+        u if u >= 1_000 => (u as f64 / 1e3, "ms"),
+        u => (u as f64, "us"),
+    };
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{unit}")
+}
+
+/// A qdisc's options in tc's words and units (`rate 200Kbit burst 4Kb lat 164ms`), as
+/// `tc qdisc show` prints them: the JSON form has bytes per second, bytes and
+/// microseconds.
+pub fn options_text(kind: &str, options: &Value) -> String {
+    let Some(map) = options.as_object().filter(|m| !m.is_empty()) else {
+        return "default options".into();
+    };
+    // tc's order for the shapers people meet most; the rest as tc's JSON has them.
+    let first = ["rate", "burst", "limit", "lat"];
+    let ordered = first
+        .iter()
+        .filter_map(|k| map.get_key_value(*k))
+        .chain(map.iter().filter(|(k, _)| !first.contains(&k.as_str())));
+    ordered
+        .filter(|(_, v)| !v.is_object() && !v.is_array())
+        .map(|(k, v)| {
+            let text = match (k.as_str(), v.as_u64()) {
+                ("rate" | "ceil" | "peakrate", Some(n)) => rate_text(n),
+                ("burst" | "cburst" | "mtu" | "quantum" | "memory_limit", Some(n)) => size_text(n),
+                ("limit", Some(n)) if limit_in_bytes(kind) => size_text(n),
+                ("limit", Some(n)) if kind == "pfifo" => format!("{n}p"),
+                ("lat" | "latency" | "target" | "interval" | "delay", Some(n)) => time_text(n),
+                (_, _) => match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            };
+            format!("{k} {text}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the kind's `limit` counts bytes (tbf, bfifo) rather than packets.
+pub fn limit_in_bytes(kind: &str) -> bool {
+    matches!(kind, "tbf" | "bfifo")
+}
+
 /// Parses `tc -j filter show dev DEV ingress` (or `egress`, or `parent ffff:`) and keeps the
 /// bpf filters; u32 and other classifiers are skipped.
 pub fn parse_bpf_filters(json: &str, dev: &str) -> Result<Vec<TcBpfFilter>, TcError> {
@@ -203,6 +287,47 @@ mod tests {
         assert_eq!(
             (q[0].backlog, q[0].qlen, q[0].requeues),
             (Some(0), Some(0), Some(0))
+        );
+    }
+
+    #[test]
+    fn options_in_tcs_units() {
+        // `tc qdisc add ... tbf rate 200kbit burst 4kb latency 164ms`: tc -j gives
+        // {"rate":25000,"burst":4096,"lat":164000}, tc prints `rate 200Kbit burst 4Kb lat 164ms`.
+        let tbf = serde_json::json!({"burst": 4096, "lat": 163_840, "rate": 25_000});
+        assert_eq!(
+            options_text("tbf", &tbf),
+            "rate 200Kbit burst 4Kb lat 164ms"
+        );
+        let tbf = serde_json::json!({"rate": 187_500, "burst": 2999, "lat": 1_000_001});
+        assert_eq!(
+            options_text("tbf", &tbf),
+            "rate 1500Kbit burst 2999b lat 1s"
+        );
+        let tbf = serde_json::json!({"rate": 125_000_000, "burst": 1_048_576, "limit": 100_000});
+        assert_eq!(
+            options_text("tbf", &tbf),
+            "rate 1Gbit burst 1Mb limit 100000b"
+        );
+        assert_eq!(
+            options_text("pfifo", &serde_json::json!({"limit": 5})),
+            "limit 5p"
+        );
+        assert_eq!(
+            options_text("htb", &serde_json::json!({"r2q": 10, "default": "0x10"})),
+            "default 0x10 r2q 10"
+        );
+        assert_eq!(
+            options_text("noqueue", &serde_json::json!({})),
+            "default options"
+        );
+        assert_eq!(
+            (time_text(50), time_text(1_500), time_text(12_340)),
+            ("50us".into(), "1.5ms".into(), "12.3ms".into())
+        );
+        assert_eq!(
+            (rate_text(1000), rate_text(1)),
+            ("8Kbit".into(), "8bit".into())
         );
     }
 

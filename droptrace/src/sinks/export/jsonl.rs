@@ -18,7 +18,12 @@ use super::{push_location, wall_ns, Export, ExportError, ExportStats};
 /// One drop as a line; the field names are a stable schema.
 #[derive(Debug, Serialize)]
 struct Line<'a> {
-    /// Wall clock, nanoseconds since the Unix epoch.
+    /// `drop`; the last line of a live run, when lines are missing, is a `summary`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Wall clock, RFC 3339 with nanoseconds (UTC): `time_ns` exactly, as a string.
+    time: String,
+    /// Wall clock, nanoseconds since the Unix epoch (above 2^53: not exact as a double).
     time_ns: u64,
     /// `CLOCK_BOOTTIME` of the recording machine.
     boottime_ns: u64,
@@ -47,8 +52,11 @@ struct Line<'a> {
     container: Option<&'a Container>,
     /// Its Kubernetes pod, `null` when none.
     pod: Option<&'a Pod>,
-    /// Length of the packet (skb) when dropped.
+    /// Length of the network packet (from its IP header on), wherever it was dropped.
     len: u32,
+    /// Bytes of a layer-2 header the packet still had where it was dropped (14 for
+    /// Ethernet on transmit); 0 where it had none.
+    l2_len: u8,
     cpu: u32,
     /// Packet bytes the recording kept.
     packet_bytes: usize,
@@ -131,8 +139,11 @@ impl<W: Write> JsonlSink<W> {
         self.location.clear();
         push_location(&mut self.location, names, drop.location);
         let p = &drop.packet;
+        let time_ns = wall_ns(&self.header, drop.timestamp_ns);
         let line = Line {
-            time_ns: wall_ns(&self.header, drop.timestamp_ns),
+            kind: "drop",
+            time: crate::format::rfc3339_ns(time_ns),
+            time_ns,
             boottime_ns: drop.timestamp_ns,
             location: &self.location,
             address: format!("{:#x}", drop.location),
@@ -156,6 +167,7 @@ impl<W: Write> JsonlSink<W> {
             container: names.workload(drop.netns).map(|w| &w.container),
             pod: names.workload(drop.netns).and_then(|w| w.pod.as_ref()),
             len: drop.len,
+            l2_len: drop.l2_len,
             cpu: drop.cpu,
             packet_bytes,
         };

@@ -33,6 +33,8 @@ pub struct ExportStats {
     pub interfaces: usize,
     /// How the recording ended: a cut recording is exported as far as it was read.
     pub status: record::Status,
+    /// What was skipped of a damaged recording.
+    pub damage: record::Damage,
 }
 
 #[derive(Debug, Error)]
@@ -67,6 +69,7 @@ pub fn export<R: Read>(
     })?;
     Ok(ExportStats {
         status: source.status(),
+        damage: source.damage(),
         ..sink.stats()
     })
 }
@@ -96,6 +99,7 @@ impl ExportStats {
             without_bytes: 0,
             interfaces: 0,
             status: record::Status::Reading,
+            damage: record::Damage::default(),
         }
     }
 }

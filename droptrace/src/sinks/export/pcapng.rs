@@ -242,6 +242,9 @@ impl Block {
             let name = interface_name(names, netns, ifindex);
             write!(text, "cpu {cpu}, {name} (ifindex {ifindex}, netns {netns})")
         };
+        if drop.l2_len > 0 {
+            let _ = write!(text, ", dropped with a {}-byte layer-2 header", drop.l2_len);
+        }
         self.text_option(OPT_COMMENT, &text);
         self.text = text;
     }

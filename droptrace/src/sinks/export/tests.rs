@@ -81,6 +81,7 @@ fn drop(ts: u64, location: u64, reason: u32, netns: u32, ifindex: u32, packet: P
         netns,
         ifindex,
         len: 60,
+        l2_len: 0,
         cpu: 1,
         packet,
     }
@@ -239,6 +240,7 @@ fn pcapng_has_interfaces_packets_and_comments() {
             without_bytes: 1,
             interfaces: 4,
             status: Status::Complete,
+            damage: crate::record::Damage::default(),
         }
     );
     assert!(file.len().is_multiple_of(4));
@@ -408,13 +410,17 @@ fn jsonl_has_one_object_per_drop() {
         "container",
         "pod",
         "len",
+        "l2_len",
         "cpu",
         "packet_bytes",
+        "type",
+        "time",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
 
     let want = serde_json::json!({
+        "type": "drop", "time": "2026-05-28T20:26:40.000001000Z",
         "time_ns": BOOT + 1_000, "boottime_ns": 1_000u64,
         "location": "nft_do_chain+0x3e8", "address": "0xffffffffc0a123e8",
         "function": "nft_do_chain", "offset": 0x3e8, "module": null,
@@ -422,7 +428,7 @@ fn jsonl_has_one_object_per_drop() {
         "saddr": "10.0.0.1", "daddr": "10.0.0.2", "sport": 40_000, "dport": 443,
         "icmp_type": null, "icmp_code": null, "ifindex": 2, "interface": "eth0",
         "netns": INIT, "namespace": "init", "container": null, "pod": null,
-        "len": 60, "cpu": 1, "packet_bytes": 40,
+        "len": 60, "l2_len": 0, "cpu": 1, "packet_bytes": 40,
     });
     assert_eq!(lines[0], want);
     let six = &lines[1];
@@ -506,4 +512,90 @@ fn tshark_reads_the_comment() {
         ("veth-b@blue", "fd00::2"),
         "{text}"
     );
+}
+
+/// Takes `room` bytes, then fails as a pipe whose reader has gone (`| head`).
+struct ClosedAfter {
+    room: usize,
+}
+
+impl std::io::Write for ClosedAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_closed_pipe_is_a_normal_end() {
+    let rec = recording(&header(256));
+    let as_command_sees_it = |source| Error::Export {
+        path: "drops.dtr".into(),
+        source,
+    };
+    let jsonl = write_jsonl(Reader::new(&rec[..]).unwrap(), ClosedAfter { room: 10 });
+    let err = as_command_sees_it(jsonl.unwrap_err());
+    assert!(err.is_closed_pipe(), "{err}");
+    assert_eq!(err.exit_code(), 0);
+    let pcapng = write_pcapng(Reader::new(&rec[..]).unwrap(), ClosedAfter { room: 100 });
+    assert!(as_command_sees_it(pcapng.unwrap_err()).is_closed_pipe());
+    // The flush of stdout at the end, and any other error, are not.
+    let flush = Error::Io("writing -".into(), std::io::ErrorKind::BrokenPipe.into());
+    assert!(flush.is_closed_pipe());
+    let full = as_command_sees_it(ExportError::Io(std::io::Error::from_raw_os_error(28)));
+    assert!(!full.is_closed_pipe());
+    assert_eq!(full.exit_code(), 1);
+}
+
+#[test]
+fn a_damaged_block_is_exported_around_and_said() {
+    let mut w = writer(&header(256));
+    let all = drops();
+    for (i, (d, bytes)) in all.iter().enumerate() {
+        w.write_drop(d, bytes).unwrap();
+        if i == 1 || i == 3 {
+            w.flush().unwrap(); // blocks of drops 0-1, 2-3, 4-5
+        }
+    }
+    let second_block_at = {
+        let mut first = writer(&header(256));
+        for (d, bytes) in &all[..2] {
+            first.write_drop(d, bytes).unwrap();
+        }
+        first.flush().unwrap();
+        first.get_ref().len()
+    };
+    let mut rec = w.finish().unwrap();
+    rec[second_block_at + 20] ^= 0x01; // inside the payload of drops 2-3
+    let mut out = Vec::new();
+    let stats = write_jsonl(Reader::new(&rec[..]).unwrap(), &mut out).unwrap();
+    let times: Vec<u64> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice::<Value>(l).unwrap()["boottime_ns"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(times, [1_000, 2_000, 5_000, 6_000]);
+    assert_eq!(stats.status, Status::Complete);
+    assert_eq!(
+        (
+            stats.damage.blocks,
+            stats.damage.first_at,
+            stats.damage.events
+        ),
+        (1, Some(second_block_at as u64), Some(2))
+    );
+    let (_, stats) = pcapng_of(&rec);
+    assert_eq!((stats.packets, stats.damage.blocks), (4, 1));
 }

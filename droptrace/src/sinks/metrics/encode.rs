@@ -55,7 +55,7 @@ pub fn families(e: &Exposition) -> Vec<Family> {
         drops.push((other, e.series_dropped()));
     }
     let one = |v| vec![(Vec::new(), v)];
-    let stack = e
+    let mut stack: Vec<_> = e
         .stack()
         .map(|(netns, iface, counter, v)| {
             let mut labels = vec![("netns", netns)];
@@ -66,6 +66,13 @@ pub fn families(e: &Exposition) -> Vec<Family> {
             (labels, v)
         })
         .collect();
+    if e.stack_other() > 0 {
+        let other = vec![
+            ("netns", "other".to_owned()),
+            ("counter", "other".to_owned()),
+        ];
+        stack.push((other, e.stack_other()));
+    }
     vec![
         Family {
             name: "droptrace_drops",

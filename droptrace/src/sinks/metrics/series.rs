@@ -182,6 +182,23 @@ impl Monotonic {
     }
 }
 
+/// Where a stack counter is shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum StackSlot {
+    /// Not while it is 0: most namespaces never count most of these.
+    #[default]
+    Unmoved,
+    Series,
+    /// Beyond `max_series`: in the `other` series from then on.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct StackSeries {
+    count: Monotonic,
+    slot: StackSlot,
+}
+
 /// Label values of one drops series, in the order of the configured labels.
 pub type SeriesKey = Vec<String>;
 
@@ -254,7 +271,11 @@ pub struct Exposition {
     unkept_folded: u64,
     lost: u64,
     missed: u64,
-    stack: BTreeMap<(u32, Option<String>, &'static str), Monotonic>,
+    stack: BTreeMap<(u32, Option<String>, &'static str), StackSeries>,
+    /// Stack counters shown as series of their own (at most `max_series`).
+    stack_shown: usize,
+    /// What the stack counters beyond `max_series` counted, together (the `other` series).
+    stack_other: u64,
     /// Namespaces seen on drops that the last sample did not know: worth a new sample.
     pub unknown_namespaces: bool,
 }
@@ -282,6 +303,8 @@ impl Exposition {
             lost: 0,
             missed: 0,
             stack: BTreeMap::new(),
+            stack_shown: 0,
+            stack_other: 0,
             unknown_namespaces: false,
         }
     }
@@ -320,11 +343,25 @@ impl Exposition {
         self.folds
     }
 
-    /// `(netns label, interface, counter, value)` of the stack counters.
+    /// `(netns label, interface, counter, value)` of the stack counters that have counted
+    /// something (a counter that never moved is no series), at most `max_series`.
     pub fn stack(&self) -> impl Iterator<Item = (String, Option<&str>, &'static str, u64)> {
-        self.stack.iter().map(|((ns, iface, counter), m)| {
-            (self.netns_label(*ns), iface.as_deref(), *counter, m.value())
-        })
+        self.stack
+            .iter()
+            .filter(|(_, s)| s.slot == StackSlot::Series)
+            .map(|((ns, iface, counter), s)| {
+                (
+                    self.netns_label(*ns),
+                    iface.as_deref(),
+                    *counter,
+                    s.count.value(),
+                )
+            })
+    }
+
+    /// What the stack counters left out by `max_series` counted, together.
+    pub fn stack_other(&self) -> u64 {
+        self.stack_other
     }
 
     fn netns_label(&self, inode: u32) -> String {
@@ -362,7 +399,8 @@ impl Exposition {
                         }
                         _ => w.map(|w| w.container.name.clone()),
                     };
-                    value.unwrap_or_else(|| "none".into())
+                    // Prometheus's convention for a label that does not apply: empty.
+                    value.unwrap_or_default()
                 }
                 DropLabel::Dport => g.dport.map_or_else(|| "none".into(), |p| p.to_string()),
             })
@@ -543,14 +581,41 @@ impl Exposition {
         self.previous_after = self.sampled_after;
         self.sampled_after = after;
         self.samples += 1;
-        let mut seen = HashSet::new();
+        // Counters of namespaces and interfaces not read this time go first: their
+        // series make room for counters that move now.
+        let seen: HashSet<_> = sample
+            .counters
+            .iter()
+            .map(|c| (c.netns, c.interface.clone(), c.counter))
+            .collect();
+        let mut released = 0;
+        self.stack.retain(|key, s| {
+            let keep = seen.contains(key);
+            if !keep && s.slot == StackSlot::Series {
+                released += 1;
+            }
+            keep
+        });
+        self.stack_shown -= released;
         for c in sample.counters {
-            let key = (c.netns, c.interface, c.counter);
-            self.stack.entry(key.clone()).or_default().set(c.value);
-            seen.insert(key);
+            let s = self
+                .stack
+                .entry((c.netns, c.interface, c.counter))
+                .or_default();
+            let before = s.count.value();
+            s.count.set(c.value);
+            if s.slot == StackSlot::Unmoved && s.count.value() > 0 {
+                s.slot = if self.stack_shown < self.max_series {
+                    self.stack_shown += 1;
+                    StackSlot::Series
+                } else {
+                    StackSlot::Other
+                };
+            }
+            if s.slot == StackSlot::Other {
+                self.stack_other += s.count.value() - before;
+            }
         }
-        // Counters of namespaces and interfaces not read this time go.
-        self.stack.retain(|key, _| seen.contains(key));
         self.unknown_namespaces = false;
     }
 }
@@ -652,7 +717,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 5
             )]
         );
@@ -664,12 +729,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002 none none none"
-                        .to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp if2 inode:4026532002   ".to_owned(),
                     1
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     5
                 ),
             ]
@@ -712,7 +776,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 5
             )]
         );
@@ -782,7 +846,7 @@ mod tests {
         assert_eq!(
             series(&e),
             [(
-                "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                 3
             )]
         );
@@ -794,11 +858,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b db2 none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db2   ".to_owned(),
                     2
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     3
                 )
             ]
@@ -812,11 +876,11 @@ mod tests {
             series(&e),
             [
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b db3 none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b db3   ".to_owned(),
                     1
                 ),
                 (
-                    "NETFILTER_DROP nft_do_chain tcp veth-b web none none none".to_owned(),
+                    "NETFILTER_DROP nft_do_chain tcp veth-b web   ".to_owned(),
                     3
                 )
             ]
@@ -840,10 +904,7 @@ mod tests {
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                3
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 3)]
         );
         // veth-c goes away (two samples); the series stays, never lower, and counts on.
         for _ in 0..2 {
@@ -852,19 +913,13 @@ mod tests {
         }
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                3
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 3)]
         );
         drops(&mut agg, WEB, 80, 4);
         e.fold(&agg, &names());
         assert_eq!(
             series(&e),
-            [(
-                "NETFILTER_DROP nft_do_chain tcp web none none none".to_owned(),
-                7
-            )]
+            [("NETFILTER_DROP nft_do_chain tcp web   ".to_owned(), 7)]
         );
     }
 
@@ -896,6 +951,65 @@ mod tests {
         );
         e.sample(host(&[]), 0);
         assert_eq!(e.stack().count(), 0);
+    }
+
+    #[test]
+    fn stack_counters_that_never_moved_are_left_out_and_the_rest_bounded() {
+        let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 2, BuildInfo::default());
+        let counter = |netns, counter, value| StackCounter {
+            netns,
+            interface: None,
+            counter,
+            value,
+        };
+        let namespaces: Vec<(u32, String)> =
+            (0..200).map(|i| (WEB + i, format!("ns{i}"))).collect();
+        let named: Vec<(u32, &str)> = namespaces.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        let mut s = host(&named);
+        for &(ns, _) in &named {
+            for name in [
+                "TcpExt:ListenOverflows",
+                "Udp:RcvbufErrors",
+                "softnet:dropped",
+            ] {
+                s.counters.push(counter(ns, name, 0));
+            }
+        }
+        e.sample(s.clone(), 0);
+        assert_eq!(e.stack().count(), 0, "600 counters at 0: no series");
+        assert_eq!(e.stack_other(), 0);
+        // Three move: two get series (--max-series 2), the third goes to `other`.
+        s.counters[0].value = 4;
+        s.counters[4].value = 1;
+        s.counters[8].value = 6;
+        e.sample(s.clone(), 0);
+        let shown: Vec<_> = e.stack().map(|(ns, _, c, v)| (ns, c, v)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("ns0".to_owned(), "TcpExt:ListenOverflows", 4),
+                ("ns1".to_owned(), "Udp:RcvbufErrors", 1)
+            ]
+        );
+        assert_eq!(e.stack_other(), 6);
+        s.counters[8].value = 9;
+        s.counters[0].value = 5;
+        e.sample(s.clone(), 0);
+        assert_eq!(e.stack_other(), 9);
+        assert_eq!(e.stack().next().map(|(.., v)| v), Some(5));
+        // ns0 goes: its series leaves and makes room for the next counter that moves.
+        s.counters.retain(|c| c.netns != WEB);
+        s.counters[10].value = 2;
+        e.sample(s, 0);
+        let shown: Vec<_> = e.stack().map(|(ns, _, c, v)| (ns, c, v)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("ns1".to_owned(), "Udp:RcvbufErrors", 1),
+                ("ns4".to_owned(), "Udp:RcvbufErrors", 2)
+            ]
+        );
+        assert_eq!(e.stack_other(), 9);
     }
 
     #[test]

@@ -227,8 +227,13 @@ fn sample_line(d: &Drop, names: &Names, now_ns: u64) -> String {
         .workload(d.netns)
         .map(|w| format!("  {}", w.label()))
         .unwrap_or_default();
+    let l2 = if d.l2_len > 0 {
+        format!(" (+{} B L2)", d.l2_len)
+    } else {
+        String::new()
+    };
     format!(
-        "{:>6} ago  {ends} {proto}{icmp}  {}@{}  {} B  cpu {}{workload}",
+        "{:>6} ago  {ends} {proto}{icmp}  {}@{}  {} B{l2}  cpu {}{workload}",
         ago(now_ns, d.timestamp_ns.min(now_ns)),
         names.interface(d.netns, d.ifindex),
         names.namespace(d.netns),
