@@ -60,7 +60,9 @@ fn view_loop(
             let size = terminal
                 .size()
                 .map_err(|e| io("reading the terminal size", e))?;
-            update(&mut state, Action::PageSize(view::table_rows(size.height)));
+            for action in view::fit(&state, size.width, size.height) {
+                update(&mut state, action);
+            }
             terminal
                 .draw(|frame| view::render(&state, frame))
                 .map_err(|e| io("drawing", e))?;

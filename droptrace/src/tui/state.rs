@@ -35,6 +35,11 @@ pub enum Action {
     Key(Key),
     /// Rows of the table that fit on screen, for paging.
     PageSize(usize),
+    /// The drill-down at the terminal's size: its lines, and how many fit on screen.
+    DetailSize {
+        lines: usize,
+        shown: usize,
+    },
 }
 
 /// What fills the screen below the header.
@@ -77,6 +82,10 @@ pub struct State {
     pub selected: usize,
     pub page: usize,
     pub mode: Mode,
+    /// The drill-down's first line on screen.
+    pub scroll: usize,
+    /// The drill-down's lines and how many fit, as the runtime last measured them.
+    detail_size: (usize, usize),
     /// Counts at the last reset (`r`), subtracted from what is shown.
     pub baseline: Baseline,
     /// A one-line message (a filter error, "counters reset").
@@ -116,6 +125,8 @@ impl State {
             selected: 0,
             page: 10,
             mode: Mode::Table,
+            scroll: 0,
+            detail_size: (0, 0),
             baseline: Baseline::default(),
             message: None,
             color,
@@ -274,6 +285,11 @@ pub fn update(state: &mut State, action: Action) {
             state.page = n.max(1);
             return;
         }
+        Action::DetailSize { lines, shown } => {
+            state.detail_size = (lines, shown);
+            state.scroll = state.scroll.min(lines.saturating_sub(shown));
+            return;
+        }
         Action::Key(key) if moves_only(key, &state.mode) => {
             on_key(state, key);
             return;
@@ -342,6 +358,13 @@ fn on_key(state: &mut State, key: Key) {
         Mode::Detail(row) => match key {
             Key::Esc | Key::Backspace | Key::Enter | Key::Char('h') => state.mode = Mode::Table,
             Key::Char('d') => diagnose(state, row),
+            Key::Up
+            | Key::Down
+            | Key::Char('k' | 'j')
+            | Key::PageUp
+            | Key::PageDown
+            | Key::Home
+            | Key::End => scroll(state, key),
             _ => common_key(state, key),
         },
         Mode::Table => table_key(state, key),
@@ -364,12 +387,30 @@ fn table_key(state: &mut State, key: Key) {
                     grouping: state.grouping,
                     key: row.key,
                 });
+                state.scroll = 0;
             }
         }
         Key::Esc => state.message = None,
         _ => common_key(state, key),
     }
     state.selected = state.selected.min(last);
+}
+
+/// A scroll key in the drill-down: by a line, by a page (one line stays in sight), to an
+/// end; never past the last screenful.
+fn scroll(state: &mut State, key: Key) {
+    let (lines, shown) = state.detail_size;
+    let last = lines.saturating_sub(shown);
+    let page = shown.saturating_sub(1).max(1);
+    state.scroll = match key {
+        Key::Up | Key::Char('k') => state.scroll.saturating_sub(1),
+        Key::Down | Key::Char('j') => state.scroll + 1,
+        Key::PageUp => state.scroll.saturating_sub(page),
+        Key::PageDown => state.scroll + page,
+        Key::Home => 0,
+        _ => last,
+    }
+    .min(last);
 }
 
 /// Keys that work in the table and in the detail view.

@@ -12,7 +12,7 @@ use ratatui::{
 use super::{
     grouping::Grouping,
     history::{self, History, WINDOW},
-    state::{Mode, Row, State},
+    state::{Action, Mode, Row, State},
 };
 use crate::pipeline::{event::Group, names::Names};
 
@@ -25,12 +25,7 @@ use crate::format::{self, ago, count, rate};
 const HEADER: u16 = 3;
 
 pub fn render(state: &State, frame: &mut Frame) {
-    let [header, body, footer] = Layout::vertical([
-        Constraint::Length(HEADER),
-        Constraint::Min(1),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
+    let [header, body, footer] = areas(frame.area());
     render_header(state, frame, header);
     match &state.mode {
         Mode::Detail(request) => detail::render(state, request, frame, body),
@@ -38,6 +33,31 @@ pub fn render(state: &State, frame: &mut Frame) {
         Mode::Table | Mode::Filter(_) => render_table(state, frame, body),
     }
     render_footer(state, frame, footer);
+}
+
+/// What the state must know of a terminal of `width` x `height` before a frame is drawn:
+/// the table's page, and the drill-down's length and how much of it fits.
+pub fn fit(state: &State, width: u16, height: u16) -> [Action; 2] {
+    let (lines, shown) = match &state.mode {
+        Mode::Detail(request) => {
+            let [_, body, _] = areas(Rect::new(0, 0, width, height));
+            detail::measure(state, request, body)
+        }
+        _ => (0, 0),
+    };
+    [
+        Action::PageSize(table_rows(height)),
+        Action::DetailSize { lines, shown },
+    ]
+}
+
+fn areas(area: Rect) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(HEADER),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
 }
 
 /// Rows of the table that fit in a terminal of `height` lines.
@@ -464,10 +484,10 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
 
 /// Every key, in the help screen.
 pub const KEYS: &[(&str, &str)] = &[
-    ("Up/Down, j/k", "move the selection"),
+    ("Up/Down, j/k", "move the selection; in the details, scroll"),
     (
         "PgUp/PgDn, Home/End",
-        "move by a page, to the top or bottom",
+        "move by a page, to the top or bottom (details too)",
     ),
     (
         "Enter",
