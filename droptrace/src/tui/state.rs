@@ -63,7 +63,10 @@ pub struct Row {
     /// Figures since the last reset.
     pub stats: GroupStats,
     pub rate: f64,
+    /// When the row first appeared (for the + of a new row).
     pub first_seen_ns: u64,
+    /// Its first drop since the last reset (the First column).
+    pub first_ns: u64,
     pub new: bool,
 }
 
@@ -207,6 +210,7 @@ impl State {
                     stats: GroupStats::default(),
                     rate: 0.0,
                     first_seen_ns: u64::MAX,
+                    first_ns: u64::MAX,
                     new: false,
                 });
                 rows.len() as u32 - 1
@@ -216,6 +220,7 @@ impl State {
             if let Some(series) = series {
                 row.rate += history.rate(series);
                 row.first_seen_ns = row.first_seen_ns.min(series.first_seen_ns);
+                row.first_ns = row.first_ns.min(series.first_ns.unwrap_or(u64::MAX));
             }
         }
         drop(index);
@@ -223,6 +228,9 @@ impl State {
         for r in &mut rows {
             if r.first_seen_ns == u64::MAX {
                 r.first_seen_ns = now;
+            }
+            if r.first_ns == u64::MAX {
+                r.first_ns = r.first_seen_ns.max(history.since_ns);
             }
             r.new = now.saturating_sub(r.first_seen_ns) < NEW_FOR_NS
                 && r.first_seen_ns > history.started_ns;
@@ -262,15 +270,27 @@ impl State {
         }
     }
 
-    /// Members of a row, finest grouping, in the shown snapshot.
+    /// Members of a row, finest grouping, in the shown snapshot, since the last reset.
     pub fn members(&self, request: &DetailRequest) -> Vec<(Group, GroupStats)> {
-        let mut out: Vec<_> = self
-            .shown()
-            .0
+        let (snap, history) = self.shown();
+        let mut out: Vec<_> = snap
             .groups
             .iter()
             .filter(|(g, _)| request.grouping.key(g) == request.key)
-            .copied()
+            .filter_map(|(g, s)| {
+                let Some(before) = self.baseline.groups.get(g) else {
+                    return Some((*g, *s));
+                };
+                let mut s = s.since(before);
+                // The first drop since the reset, as the history saw it.
+                s.first_ns = history
+                    .groups
+                    .get(g)
+                    .and_then(|series| series.first_ns)
+                    .unwrap_or(history.since_ns)
+                    .max(s.first_ns);
+                (s.count() > 0).then_some((*g, s))
+            })
             .collect();
         out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
         out
@@ -484,6 +504,10 @@ fn reset(state: &mut State) {
         lost: snap.counters.lost,
         at_ns: Some(snap.now_ns),
     };
+    state.history.reset();
+    if let Some(frozen) = &mut state.frozen {
+        frozen.1.reset();
+    }
     state.selected = 0;
     state.message = Some("counters reset (the final summary still counts everything)".into());
 }

@@ -558,3 +558,66 @@ fn no_color_means_no_colors() {
 }
 
 mod diagnosis;
+
+/// `r` starts the view over: counts, the First column, the sparklines, the rate window and
+/// the percentiles of the header and of the drill-down all count from the reset.
+#[test]
+fn reset_starts_first_sparklines_and_percentiles_over() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('r')]);
+    let at = state.history.now_ns;
+    // Two more seconds of the fixture.
+    for q in 249..=256 {
+        update(&mut state, Action::Snapshot(Box::new(snapshot_at(q, None))));
+    }
+    let now = state.history.now_ns;
+    let nft = state
+        .rows()
+        .iter()
+        .find(|r| r.key.location == NFT)
+        .unwrap()
+        .clone();
+    assert!(nft.stats.count() <= 80, "{}", nft.stats.count());
+    assert!(nft.first_ns >= at, "First is before the reset");
+    assert!(!nft.new, "a row seen before the reset is not new");
+    let series = state
+        .history
+        .groups
+        .get(&group(NFT, 12, Some(6), Some(1678), NS_A, 2))
+        .unwrap();
+    let per_second: u32 = series.per_second(now).iter().sum();
+    assert_eq!(
+        u64::from(per_second),
+        nft.stats.count(),
+        "the sparkline's drops"
+    );
+    assert!((nft.rate - 40.0).abs() < 3.0, "{}", nft.rate);
+    assert!(
+        state.history.total_per_second.len() <= 2,
+        "{} seconds in the percentiles",
+        state.history.total_per_second.len()
+    );
+    let screen = draw(&state, 120, 40);
+    let row = screen.lines().find(|l| l.contains("nft_do_chain")).unwrap();
+    assert!(!row.contains("1m0"), "{screen}");
+    keys(&mut state, &[Key::Home]);
+    let at_row = state
+        .rows()
+        .iter()
+        .position(|r| r.key.location == NFT)
+        .unwrap();
+    keys(&mut state, &vec![Key::Down; at_row]);
+    keys(&mut state, &[Key::Enter]);
+    let request = state.detail_request();
+    update(
+        &mut state,
+        Action::Snapshot(Box::new(snapshot_at(257, request))),
+    );
+    let detail = draw(&state, 120, 40);
+    assert!(
+        detail.contains("drops per second over the last 3 s"),
+        "{detail}"
+    );
+    assert!(!detail.contains("first 1m0"), "{detail}");
+    assert!(!detail.contains("2,5"), "{detail}");
+}

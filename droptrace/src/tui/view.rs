@@ -363,15 +363,12 @@ fn table_row<'a>(
         theme.fg(Color::Yellow),
     )));
     if with_times {
-        cells.push(Cell::from(format!(
-            "{:>7}",
-            ago(hist.now_ns, row.first_seen_ns)
-        )));
+        cells.push(Cell::from(format!("{:>7}", ago(hist.now_ns, row.first_ns))));
         cells.push(Cell::from(format!(
             "{:>7}",
             ago(
                 hist.now_ns,
-                row.stats.last_ns.max(row.first_seen_ns).min(hist.now_ns)
+                row.stats.last_ns.max(row.first_ns).min(hist.now_ns)
             )
         )));
     }

@@ -106,7 +106,7 @@ fn lines(state: &State, request: &DetailRequest) -> Vec<Line<'static>> {
             ago(hist.now_ns, total.last_ns.min(hist.now_ns)),
             total.max_len,
         )));
-        let seconds = (hist.now_ns.saturating_sub(hist.started_ns) / 1_000_000_000 + 1)
+        let seconds = (hist.now_ns.saturating_sub(hist.since_ns) / 1_000_000_000 + 1)
             .min(WINDOW as u64) as usize;
         if let Some((p50, p99, max)) =
             history::percentiles(per_second[WINDOW - seconds..].iter().copied())
