@@ -97,7 +97,12 @@ fn view_loop(
 
 fn map_key(k: KeyEvent) -> Option<Key> {
     if k.modifiers.contains(KeyModifiers::CONTROL) {
-        return matches!(k.code, KeyCode::Char('c' | 'C')).then_some(Key::CtrlC);
+        return match k.code {
+            KeyCode::Char('c' | 'C') => Some(Key::CtrlC),
+            KeyCode::Char('u' | 'U') => Some(Key::CtrlU),
+            KeyCode::Char('w' | 'W') => Some(Key::CtrlW),
+            _ => None,
+        };
     }
     Some(match k.code {
         KeyCode::Char(c) => Key::Char(c),

@@ -7,7 +7,7 @@ use crate::pipeline::{aggregate::GroupStats, event::Group};
 use super::{
     filter::ViewFilter,
     grouping::{Grouping, Sort},
-    history::History,
+    history::{percentiles, History, WINDOW},
     snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, Snapshot, SourceInfo},
 };
 
@@ -27,6 +27,10 @@ pub enum Key {
     Tab,
     BackTab,
     CtrlC,
+    /// Clears the filter being typed.
+    CtrlU,
+    /// Takes the last word of the filter being typed.
+    CtrlW,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +109,19 @@ pub struct State {
     /// with tens of thousands of groups, folding them once per change is what keeps keys
     /// quick).
     rows: Vec<Row>,
+    /// With a view filter: the figures of the rows it lets through, derived with them.
+    filtered: Option<Filtered>,
+}
+
+/// The figures of what a view filter lets through, for the header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filtered {
+    pub total: u64,
+    pub lost: u64,
+    pub rate: f64,
+    /// Drops per second of these rows over the last `seconds` s: p50, p99, max.
+    pub percentiles: Option<(u64, u64, u64)>,
+    pub seconds: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -138,6 +155,7 @@ impl State {
             diagnosing: None,
             runs: 0,
             rows: Vec::new(),
+            filtered: None,
         }
     }
 
@@ -171,8 +189,22 @@ impl State {
         self.diagnoses.get(row).map(|(_, d)| d)
     }
 
-    /// Total drops and lost events shown (since the last reset).
+    /// Total drops and lost events shown (since the last reset): the view filter's rows'
+    /// when there is one.
     pub fn totals(&self) -> (u64, u64) {
+        match &self.filtered {
+            Some(f) => (f.total, f.lost),
+            None => self.totals_in_all(),
+        }
+    }
+
+    /// What the view filter lets through, when there is one.
+    pub fn filtered(&self) -> Option<&Filtered> {
+        self.filtered.as_ref()
+    }
+
+    /// Total drops and lost events since the last reset, whatever the view filter.
+    pub fn totals_in_all(&self) -> (u64, u64) {
         let c = self.shown().0.counters;
         (
             c.matched.saturating_sub(self.baseline.total),
@@ -185,8 +217,10 @@ impl State {
         &self.rows
     }
 
-    fn fold_rows(&self) -> Vec<Row> {
+    fn fold_rows(&self) -> (Vec<Row>, Option<Filtered>) {
         let (snap, history) = self.shown();
+        let filtering = !self.filter.is_empty();
+        let mut per_second = [0u64; WINDOW];
         // Rows side by side and an index to them: a map of rows would be kept up to half
         // empty, with a port scan's tens of thousands of them.
         let mut index: HashMap<Group, u32> = HashMap::default();
@@ -217,6 +251,11 @@ impl State {
             });
             let row = &mut rows[at as usize];
             row.stats.merge(&s);
+            if let (true, Some(series)) = (filtering, series) {
+                for (o, n) in per_second.iter_mut().zip(series.per_second(history.now_ns)) {
+                    *o += u64::from(n);
+                }
+            }
             if let Some(series) = series {
                 row.rate += history.rate(series);
                 row.first_seen_ns = row.first_seen_ns.min(series.first_seen_ns);
@@ -236,7 +275,18 @@ impl State {
                 && r.first_seen_ns > history.started_ns;
         }
         self.sort_rows(&mut rows, snap);
-        rows
+        let filtered = filtering.then(|| {
+            let seconds = (history.now_ns.saturating_sub(history.since_ns) / 1_000_000_000 + 1)
+                .min(WINDOW as u64) as usize;
+            Filtered {
+                total: rows.iter().map(|r| r.stats.count()).sum(),
+                lost: rows.iter().map(|r| r.stats.lost).sum(),
+                rate: rows.iter().map(|r| r.rate).sum(),
+                percentiles: percentiles(per_second[WINDOW - seconds..].iter().copied()),
+                seconds,
+            }
+        });
+        (rows, filtered)
     }
 
     fn sort_rows(&self, rows: &mut [Row], snap: &Snapshot) {
@@ -316,7 +366,7 @@ pub fn update(state: &mut State, action: Action) {
         }
         Action::Key(key) => on_key(state, key),
     }
-    state.rows = state.fold_rows();
+    (state.rows, state.filtered) = state.fold_rows();
     state.selected = state.selected.min(state.rows.len().saturating_sub(1));
 }
 
@@ -439,7 +489,9 @@ fn common_key(state: &mut State, key: Key) {
         Key::Char('q') => state.quit = true,
         Key::Char('?') => state.mode = Mode::Help,
         Key::Char('/') => {
+            // The filter in force, to edit (Ctrl-U clears it).
             state.mode = Mode::Filter(state.filter.text().to_owned());
+            state.message = None;
         }
         Key::Char('p') | Key::Char(' ') => {
             state.frozen = match state.frozen.take() {
@@ -515,7 +567,7 @@ fn reset(state: &mut State) {
 fn filter_key(state: &mut State, mut text: String, key: Key) {
     match key {
         Key::Esc => state.mode = Mode::Table,
-        Key::Enter => match ViewFilter::parse(&text) {
+        Key::Enter => match ViewFilter::parse(&text, state.shown().0.names.reasons()) {
             Ok(filter) => {
                 state.message = (!filter.is_empty()).then(|| format!("filter: {}", filter.text()));
                 state.filter = filter;
@@ -529,6 +581,13 @@ fn filter_key(state: &mut State, mut text: String, key: Key) {
         },
         Key::Backspace => {
             text.pop();
+            state.mode = Mode::Filter(text);
+        }
+        Key::CtrlU => state.mode = Mode::Filter(String::new()),
+        Key::CtrlW => {
+            // The last word and the spaces after it, as a shell's Ctrl-W.
+            let kept = text.trim_end().rfind(' ').map_or(0, |at| at + 1);
+            text.truncate(kept);
             state.mode = Mode::Filter(text);
         }
         Key::Char(c) if text.len() < 200 => {

@@ -621,3 +621,77 @@ fn reset_starts_first_sparklines_and_percentiles_over() {
     assert!(!detail.contains("first 1m0"), "{detail}");
     assert!(!detail.contains("2,5"), "{detail}");
 }
+
+/// The `/` prompt opens on the filter in force, to edit: Ctrl-U clears it, Ctrl-W takes
+/// its last word.
+#[test]
+fn the_filter_prompt_edits_and_clears() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--port 1678 --proto tcp".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter, Key::Char('/')]);
+    assert_eq!(state.mode, Mode::Filter("--port 1678 --proto tcp".into()));
+    keys(&mut state, &[Key::CtrlW]);
+    assert_eq!(state.mode, Mode::Filter("--port 1678 --proto ".into()));
+    keys(&mut state, &[Key::CtrlW, Key::CtrlW]);
+    assert_eq!(state.mode, Mode::Filter("--port ".into()));
+    keys(&mut state, &[Key::CtrlU]);
+    assert_eq!(state.mode, Mode::Filter(String::new()));
+    let screen = draw(&state, 80, 24);
+    assert!(screen.contains("Ctrl-U clear"), "{screen}");
+    keys(&mut state, &[Key::Enter]);
+    assert!(state.filter.is_empty());
+    assert_eq!(state.rows().len(), 4);
+}
+
+/// A misspelt reason is refused with the kernel's spelling, not taken to match nothing.
+#[test]
+fn the_filter_refuses_an_unknown_reason() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--reason NETFILTER_DRP".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter]);
+    assert!(matches!(state.mode, Mode::Filter(_)));
+    let said = state.message.clone().unwrap_or_default();
+    assert!(
+        said.contains("unknown drop reason `NETFILTER_DRP`"),
+        "{said}"
+    );
+    assert!(said.contains("did you mean NETFILTER_DROP?"), "{said}");
+    assert!(state.filter.is_empty());
+}
+
+/// With a filter, the header's figures and the Share column are the filtered rows', and
+/// the header says how many there are in all.
+#[test]
+fn header_and_share_follow_the_filter() {
+    let mut state = fed_state();
+    let all = state.totals().0;
+    let typed: Vec<Key> = "--port 1678 --port 9".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter]);
+    assert_eq!(state.rows().len(), 2);
+    let shown: u64 = state.rows().iter().map(|r| r.stats.count()).sum();
+    assert_eq!(state.totals(), (shown, 0));
+    let screen = draw(&state, 120, 40);
+    let header = screen.lines().nth(1).unwrap();
+    assert!(
+        header.contains(&format!(
+            "total {} of {} in all",
+            crate::format::count(shown),
+            crate::format::count(all)
+        )),
+        "{screen}"
+    );
+    let shares: f64 = screen
+        .lines()
+        .filter(|l| l.contains("NETFILTER_DROP") || l.contains("NO_SOCKET"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%')))
+        .map(|w| w.trim_end_matches('%').parse::<f64>().unwrap())
+        .sum();
+    assert!((shares - 100.0).abs() < 0.2, "{screen}");
+    insta::assert_snapshot!(screen);
+}

@@ -119,13 +119,17 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     first.push(Span::raw(clock));
 
     let (total, lost) = state.totals();
-    let now_rate = hist.rate(&hist.total);
+    let filtered = state.filtered();
+    let now_rate = filtered.map_or_else(|| hist.rate(&hist.total), |f| f.rate);
+    let in_all = filtered
+        .map(|_| format!(" of {} in all", count(state.totals_in_all().0)))
+        .unwrap_or_default();
     let mut second = vec![
         Span::styled(
             format!("{} drops/s", rate(now_rate)),
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Span::raw(format!("  total {}  ", count(total))),
+        Span::raw(format!("  total {}{in_all}  ", count(total))),
         Span::styled(
             format!("lost events {}", count(lost)),
             if lost > 0 {
@@ -142,9 +146,15 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             theme.alarm(),
         ));
     }
-    if let Some((p50, p99, max)) = history::summary(&hist.total_per_second) {
+    let percentiles = match filtered {
+        Some(f) => f
+            .percentiles
+            .map(|p| (p, format!(" (last {} s)", f.seconds))),
+        None => history::summary(&hist.total_per_second).map(|p| (p, String::new())),
+    };
+    if let Some(((p50, p99, max), window)) = percentiles {
         second.push(Span::raw(format!(
-            "  per s p50 {} p99 {} max {}",
+            "  per s{window} p50 {} p99 {} max {}",
             count(p50),
             count(p99),
             count(max)
@@ -441,7 +451,9 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
             if let Some(m) = &state.message {
                 spans.push(Span::styled(format!("  {m}"), theme.alarm()));
             } else {
-                spans.push(Span::raw("  Enter apply, Esc cancel"));
+                spans.push(Span::raw(
+                    "  Enter apply, Esc cancel, Ctrl-U clear, Ctrl-W word",
+                ));
             }
             Line::from(spans)
         }
