@@ -326,16 +326,18 @@ impl State {
         let mut out: Vec<_> = snap
             .groups
             .iter()
-            .filter(|(g, _)| request.grouping.key(g) == request.key)
-            .filter_map(|(g, s)| {
+            .enumerate()
+            .filter(|(_, (g, _))| request.grouping.key(g) == request.key)
+            .filter_map(|(at, (g, s))| {
                 let Some(before) = self.baseline.groups.get(g) else {
                     return Some((*g, *s));
                 };
                 let mut s = s.since(before);
-                // The first drop since the reset, as the history saw it.
+                // The first drop since the reset, as the history saw it (found by place:
+                // a port scan's row has tens of thousands of members).
                 s.first_ns = history
                     .groups
-                    .get(g)
+                    .get_at(at, g)
                     .and_then(|series| series.first_ns)
                     .unwrap_or(history.since_ns)
                     .max(s.first_ns);
