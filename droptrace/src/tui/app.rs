@@ -164,3 +164,19 @@ fn restore() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(stdout(), LeaveAlternateScreen, cursor::Show);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_keys_the_view_knows() {
+        let ctrl = |c| map_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        assert_eq!(ctrl('c'), Some(Key::CtrlC));
+        assert_eq!(ctrl('u'), Some(Key::CtrlU));
+        assert_eq!(ctrl('w'), Some(Key::CtrlW));
+        assert_eq!(ctrl('x'), None);
+        let plain = map_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::NONE));
+        assert_eq!(plain, Some(Key::Char('u')));
+    }
+}
