@@ -306,8 +306,9 @@ pub struct FilterArgs {
     #[arg(long, value_name = "NAME")]
     pub iface: Option<String>,
 
-    /// Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net.
-    #[arg(long, value_name = "PATH")]
+    /// Network namespace: its name, as `ip netns list` shows it (for /run/netns/NAME), or
+    /// a path such as /proc/PID/ns/net.
+    #[arg(long, value_name = "NAME-OR-PATH", value_parser = parse_netns)]
     pub netns: Option<PathBuf>,
 
     /// Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on
@@ -319,6 +320,18 @@ pub struct FilterArgs {
     /// network namespace.
     #[arg(long, value_name = "ID-OR-NAME", conflicts_with = "netns")]
     pub container: Option<String>,
+}
+
+/// A bare name is a namespace of `ip netns`: /run/netns/NAME; anything with a `/` is a path.
+fn parse_netns(value: &str) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("give a name from `ip netns list` or a path such as /proc/PID/ns/net".into());
+    }
+    Ok(if value.contains('/') {
+        PathBuf::from(value)
+    } else {
+        PathBuf::from("/run/netns").join(value)
+    })
 }
 
 const EXAMPLES: &str = "\
@@ -439,6 +452,8 @@ mod tests {
             &["droptrace", "--ring-buffer-size", "5000"],
             &["droptrace", "--addr", "10.0.0.300"],
             &["droptrace", "--format", "xml"],
+            // The kernel program compares one port: a second is refused, not dropped.
+            &["droptrace", "--port", "1", "--port", "2"],
             &["droptrace", "--port", "1", "diagnose"],
             &["droptrace", "diagnose", "--interval", "1"],
         ] {
@@ -480,5 +495,22 @@ mod tests {
         assert_eq!(d.live.filters.port, Some(1678));
         assert_eq!(d.duration, 10.0);
         assert_eq!(d.format, Format::Json);
+    }
+
+    #[test]
+    fn a_namespace_by_its_name_is_its_path_in_run_netns() {
+        for (given, path) in [
+            ("ux-srv", "/run/netns/ux-srv"),
+            ("/run/netns/ux-srv", "/run/netns/ux-srv"),
+            ("/proc/812/ns/net", "/proc/812/ns/net"),
+            ("./ns/x", "./ns/x"),
+        ] {
+            let cli = Cli::try_parse_from(["droptrace", "--netns", given]).unwrap();
+            assert_eq!(
+                cli.live.filters.netns.as_deref(),
+                Some(std::path::Path::new(path)),
+                "{given}"
+            );
+        }
     }
 }

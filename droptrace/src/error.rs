@@ -52,7 +52,7 @@ pub enum Error {
     #[error("{}", unknown_protocol(.0))]
     UnknownProtocol(String),
 
-    #[error("network namespace {}: {source}", path.display())]
+    #[error("network namespace {}: {source}{}", path.display(), netns_hint(source))]
     Netns {
         path: PathBuf,
         source: std::io::Error,
@@ -138,6 +138,16 @@ impl Error {
             Error::MissingCapabilities(_) => 77,
             _ => 1,
         }
+    }
+}
+
+/// What to do about a namespace that is not there.
+fn netns_hint(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        "\nnamed namespaces: `ip netns list` (give the name or /run/netns/NAME); a process's: \
+         /proc/PID/ns/net (e.g. /proc/$(pidof nginx)/ns/net); a container's: --container or --pod"
+    } else {
+        ""
     }
 }
 

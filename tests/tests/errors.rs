@@ -188,10 +188,8 @@ fn interfaces_and_namespaces_resolve_where_they_live() {
     if !can_run("interfaces_and_namespaces_resolve_where_they_live") {
         return;
     }
-    use std::os::unix::fs::MetadataExt;
     let ns = Netns::new("res");
     let path = ns.path();
-    let inode = std::fs::metadata(&path).unwrap().ino();
     // Loopback is index 1 in every namespace; the filter names it with its namespace.
     let out = droptrace(&[
         "--iface",
@@ -205,10 +203,41 @@ fn interfaces_and_namespaces_resolve_where_they_live() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Names, not numbers, for what has a name.
     assert!(
-        stderr.contains(&format!("filters: ifindex 1, netns {inode};")),
+        stderr.contains(&format!("filters: iface lo, netns {};", ns.name)),
         "{stderr}"
     );
+    // The name `ip netns` gives it is enough; the inode where nothing names it.
+    let out = droptrace(&["--netns", &ns.name, "--format", "json", "--duration", "0.2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("filters: netns {};", ns.name)),
+        "{stderr}"
+    );
+    let by_process = format!("/proc/{}/ns/net", std::process::id());
+    let out = droptrace(&[
+        "--netns",
+        &by_process,
+        "--format",
+        "json",
+        "--duration",
+        "0.2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("filters: netns {by_process};")),
+        "{stderr}"
+    );
+    assert_clean_failure(
+        &droptrace(&["--netns", "dt-no-such-namespace", "--duration", "1"]),
+        1,
+        "network namespace /run/netns/dt-no-such-namespace: No such file or directory",
+    );
+    let out = droptrace(&["--netns", "dt-no-such-namespace", "--duration", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`ip netns list`"), "{stderr}");
     assert_clean_failure(
         &droptrace(&["--iface", "nope0", "--netns", &path, "--duration", "1"]),
         1,

@@ -292,3 +292,215 @@ fn live_view_says_when_the_rows_namespace_is_gone() {
     tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
     quit_and_check_the_terminal(&tmux);
 }
+
+/// Starts the live view on `ns` (and kernel-side filters `more`) in a `width` x `height`
+/// pane and waits for its header.
+fn live_view_on(ns: &Netns, more: &str, width: u16, height: u16) -> Tmux {
+    let tmux = Tmux::new(width, height);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    let command = format!(
+        "{} --netns {} {more} --interval 0.2",
+        droptrace_bin().display(),
+        ns.path()
+    );
+    tmux.send(&[&command, "Enter"]);
+    tmux.wait_for("the live view's header", |p| {
+        p.contains("droptrace  live") && p.contains("q quit")
+    });
+    tmux
+}
+
+/// At 80x24 a diagnosed row's drill-down is longer than the screen: it says so, and the
+/// scroll keys bring its end (the drop site's fix, the latest packets) into view.
+#[test]
+fn live_view_drill_down_scrolls_at_80x24() {
+    if !can_run("live_view_drill_down_scrolls_at_80x24") {
+        return;
+    }
+    let pair = Pair::new();
+    nft_drop_tcp_port(&pair.b, "dts", 1678);
+    let to = format!("{B4}:1678").parse().unwrap();
+    let rule_count = || nft_rule_packets(&pair.b, "dts", "dts1678");
+    let tmux = live_view_on(&pair.b, "", 80, 24);
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
+    tmux.send(&["/", "--port 1678", "Enter"]);
+    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
+    tmux.send(&["Enter", "d"]);
+    tmux.wait_for("the diagnosis to watch the row", |p| {
+        flat(p).contains("watching this row's drops")
+    });
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    let top = tmux.wait_for("the diagnosis, and more below it", |p| {
+        flat(p).contains("[netfilter_rule]") && p.contains("more lines below")
+    });
+    eprintln!("{top}");
+    assert!(!top.contains("Latest packets"), "{top}");
+
+    tmux.send(&["End"]);
+    let end = tmux.wait_for("the end of the drill-down", |p| {
+        p.contains("Latest packets") && p.contains(&format!("> {B4}:1678 tcp"))
+    });
+    eprintln!("{end}");
+    assert!(end.contains("lines above"), "{end}");
+    tmux.send(&["PageUp"]);
+    tmux.wait_for("the drop site's fix a page up", |p| {
+        flat(p).contains("fix: Find the rule whose counter grows")
+    });
+    tmux.send(&["Home"]);
+    tmux.wait_for("the top again", |p| p.contains("more lines below"));
+    for key in ["PageDown", "j", "Down"] {
+        tmux.send(&[key]);
+        tmux.wait_for(&format!("{key} to scroll"), |p| p.contains("lines above"));
+        tmux.send(&["Home"]);
+        tmux.wait_for("the top again", |p| !p.contains("lines above"));
+    }
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
+    quit_and_check_the_terminal(&tmux);
+}
+
+/// The `/` prompt: Ctrl-U clears the filter it opens on, a misspelt reason is refused with
+/// the kernel's spelling, a port given twice keeps both, a namespace is taken by its path,
+/// and the header's total and the Share column follow the filter.
+#[test]
+fn live_view_filter_prompt_edits_checks_and_counts() {
+    if !can_run("live_view_filter_prompt_edits_checks_and_counts") {
+        return;
+    }
+    let pair = Pair::new();
+    let ports = [1678, 1679, 1680];
+    for port in ports {
+        nft_drop_tcp_port(&pair.b, "dtf", port);
+    }
+    let tmux = live_view_on(&pair.b, "", 120, 40);
+    for port in ports {
+        let to = format!("{B4}:{port}").parse().unwrap();
+        let comment = format!("dtf{port}");
+        let count = || nft_rule_packets(&pair.b, "dtf", &comment);
+        assert_eq!(
+            dropped_syns(&pair.a, to, 3, "the nft rule counter", count),
+            3
+        );
+    }
+    let row = |p: &str, port: u16| {
+        p.lines()
+            .find(|l| l.contains("NETFILTER_DROP") && l.contains(&format!(" {port} ")))
+            .map(str::to_owned)
+    };
+    let count_of = |p: &str, port: u16| {
+        let line = row(p, port)?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == port.to_string())?;
+        words.get(at + 1)?.parse::<u64>().ok()
+    };
+    // The namespace's own IPv6 housekeeping drops too: the total in all is not only ours.
+    let pane = tmux.wait_for("the three rows", |p| {
+        ports.iter().all(|&port| count_of(p, port) == Some(3))
+    });
+    assert!(
+        pane.contains(&format!("filters: netns {} ", pair.b.name)),
+        "the header names the namespace: {pane}"
+    );
+
+    tmux.send(&["/", "--port 1678", "Enter"]);
+    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
+    tmux.send(&["/"]);
+    tmux.wait_for("the prompt on the filter in force", |p| {
+        p.contains("/ filter: --port 1678_")
+    });
+    tmux.send(&["C-u"]);
+    tmux.wait_for("Ctrl-U to clear the prompt", |p| p.contains("/ filter: _"));
+
+    // `--`: what follows is keys, not tmux's options.
+    tmux.send(&["--", "--reason NETFILTER_DRP", "Enter"]);
+    let refused = tmux.wait_for("the unknown reason refused", |p| {
+        p.contains("unknown drop reason `NETFILTER_DRP` (did you mean NETFILTER_DROP?)")
+    });
+    assert!(
+        refused.contains("/ filter: --reason NETFILTER_DRP"),
+        "{refused}"
+    );
+
+    tmux.send(&["C-u"]);
+    tmux.wait_for("Ctrl-U to clear the prompt", |p| p.contains("/ filter: _"));
+    let typed = format!("--port 1678 --port 1679 --netns {}", pair.b.path());
+    tmux.send(&["--", &typed, "Enter"]);
+    let pane = tmux.wait_for("the two ports' rows and the filtered total", |p| {
+        row(p, 1678).is_some() && row(p, 1680).is_none() && p.contains("total 6 of ")
+    });
+    eprintln!("{pane}");
+    for port in [1678, 1679] {
+        let line = row(&pane, port).unwrap_or_else(|| panic!("no row of {port}: {pane}"));
+        assert!(line.contains(" 50.0% "), "{pane}");
+    }
+    quit_and_check_the_terminal(&tmux);
+}
+
+/// Seconds of a `ago` figure (`0.4s`, `12s`, `1m02s`).
+fn seconds(ago: &str) -> Option<f64> {
+    let ago = ago.strip_suffix('s')?;
+    match ago.split_once('m') {
+        Some((m, s)) => Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?),
+        None => ago.parse().ok(),
+    }
+}
+
+/// The First column of the nft row (the last but one column at 120 wide).
+fn nft_row_first(pane: &str) -> Option<f64> {
+    let line = pane
+        .lines()
+        .find(|l| l.contains("nft_do_chain+") && l.contains("1678"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    seconds(words.get(words.len().checked_sub(2)?)?)
+}
+
+/// `r`: the counts, the First column and the header's percentiles all start over.
+#[test]
+fn live_view_reset_starts_first_and_percentiles_over() {
+    if !can_run("live_view_reset_starts_first_and_percentiles_over") {
+        return;
+    }
+    let pair = Pair::new();
+    nft_drop_tcp_port(&pair.b, "dtr", 1678);
+    let to = format!("{B4}:1678").parse().unwrap();
+    let rule_count = || nft_rule_packets(&pair.b, "dtr", "dtr1678");
+    // Only these drops: the namespace's own IPv6 housekeeping would count after the reset.
+    let tmux = live_view_on(&pair.b, "--port 1678", 120, 40);
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    // Old enough that a First from before the reset cannot pass for one after it.
+    tmux.wait_within(
+        std::time::Duration::from_secs(60),
+        "the row's First to reach 4 s",
+        |p| nft_row_count(p) == Some(5) && nft_row_first(p).is_some_and(|s| s >= 4.0),
+    );
+    tmux.send(&["r"]);
+    let reset = Instant::now();
+    tmux.wait_for("the reset, and its percentiles from no drops", |p| {
+        p.contains("counters reset") && p.contains("total 0 ") && p.contains("max 0")
+    });
+    assert_eq!(
+        dropped_syns(&pair.a, to, 3, "the nft rule counter", rule_count),
+        3
+    );
+    let pane = tmux.wait_for("the row again, with the drops since the reset", |p| {
+        nft_row_count(p) == Some(3)
+    });
+    let since = reset.elapsed().as_secs_f64();
+    let first = nft_row_first(&pane).expect("the row's First");
+    eprintln!("{pane}\nFirst {first} s, reset {since:.1} s ago");
+    assert!(
+        first <= since + 0.5,
+        "First {first} s, the reset {since} s ago: {pane}"
+    );
+    quit_and_check_the_terminal(&tmux);
+}

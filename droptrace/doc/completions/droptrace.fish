@@ -32,7 +32,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l addr -d 'Source or 
 complete -c droptrace -n "__fish_droptrace_needs_command" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
-complete -c droptrace -n "__fish_droptrace_needs_command" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_needs_command" -l netns -d 'Network namespace: its name, as `ip netns list` shows it (for /run/netns/NAME), or a path such as /proc/PID/ns/net' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost. Default: 4 MiB when every drop is streamed (`record`, `--stream`, JSON Lines), 1 MiB when the kernel counts and sends samples (they are few)' -r
@@ -66,7 +66,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l addr -d
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
-complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l netns -d 'Network namespace: its name, as `ip netns list` shows it (for /run/netns/NAME), or a path such as /proc/PID/ns/net' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost. Default: 4 MiB when every drop is streamed (`record`, `--stream`, JSON Lines), 1 MiB when the kernel counts and sends samples (they are few)' -r
@@ -91,7 +91,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l addr -d '
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
-complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l netns -d 'Network namespace: its name, as `ip netns list` shows it (for /run/netns/NAME), or a path such as /proc/PID/ns/net' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost. Default: 4 MiB when every drop is streamed (`record`, `--stream`, JSON Lines), 1 MiB when the kernel counts and sends samples (they are few)' -r
@@ -123,7 +123,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l addr -d 'S
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l reason -d 'Keep only this drop reason, as the kernel spells it (e.g. NETFILTER_DROP). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l exclude-reason -d 'Leave out this drop reason (e.g. NOT_SPECIFIED). Repeatable' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l iface -d 'Network interface the packet was on, by name, in droptrace\'s network namespace or the one given by --netns' -r
-complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l netns -d 'Network namespace, as a path: /run/netns/NAME or /proc/PID/ns/net' -r -F
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l netns -d 'Network namespace: its name, as `ip netns list` shows it (for /run/netns/NAME), or a path such as /proc/PID/ns/net' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l pod -d 'Kubernetes pod, as NAMESPACE/NAME: the drops in its network namespace (found on this node, without the Kubernetes API)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l container -d 'Container, by name or ID (a prefix of 12 or more characters): the drops in its network namespace' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l ring-buffer-size -d 'Size of the kernel-to-user event ring buffer in bytes (a power of two, at least 4096). Counts stay exact when it overflows; only per-packet details are lost. Default: 4 MiB when every drop is streamed (`record`, `--stream`, JSON Lines), 1 MiB when the kernel counts and sends samples (they are few)' -r

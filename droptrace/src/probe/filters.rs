@@ -21,8 +21,12 @@ pub struct Filters {
     pub include: Vec<u32>,
     pub exclude: Vec<u32>,
     pub ifindex: Option<u32>,
+    /// The interface's name, as given.
+    pub iface: Option<String>,
     /// Network namespace inode.
     pub netns: Option<u32>,
+    /// The namespace's name (`ux-srv` for /run/netns/ux-srv), for the header.
+    pub netns_label: Option<String>,
     /// The pod or container `--pod`/`--container` chose (its namespace is `netns`).
     pub workload: Option<String>,
 }
@@ -40,6 +44,7 @@ impl Filters {
         let mut ns_path = args.netns.clone();
         if let Some(path) = &args.netns {
             filters.netns = Some(inode_of(path)?);
+            filters.netns_label = Some(netns_label(path));
         }
         let chosen = match (&args.pod, &args.container) {
             (Some(pod), _) => {
@@ -85,9 +90,12 @@ impl Filters {
         }
         if let Some(name) = &args.iface {
             filters.ifindex = Some(ifindex_of(name, ns_path.as_deref())?);
+            filters.iface = Some(name.clone());
             // An ifindex means something only inside its namespace.
             if filters.netns.is_none() {
-                filters.netns = Some(inode_of(Path::new("/proc/self/ns/net"))?);
+                let own = Path::new("/proc/self/ns/net");
+                filters.netns = Some(inode_of(own)?);
+                filters.netns_label = Some(netns_label(own));
             }
         }
         Ok(filters)
@@ -111,7 +119,9 @@ impl Filters {
             include: reason_codes(&args.reasons, reasons)?,
             exclude: reason_codes(&args.exclude_reasons, reasons)?,
             ifindex: None,
+            iface: None,
             netns: None,
+            netns_label: None,
             workload: None,
         })
     }
@@ -209,13 +219,16 @@ impl Filters {
                 self.exclude.iter().map(name).collect::<Vec<_>>().join(",")
             ));
         }
-        if let Some(i) = self.ifindex {
-            parts.push(format!("ifindex {i}"));
-        }
-        match (&self.workload, self.netns) {
-            (Some(w), _) => parts.push(w.clone()),
-            (None, Some(n)) => parts.push(format!("netns {n}")),
+        match (&self.iface, self.ifindex) {
+            (Some(name), _) => parts.push(format!("iface {name}")),
+            (None, Some(i)) => parts.push(format!("ifindex {i}")),
             (None, None) => {}
+        }
+        match (&self.workload, &self.netns_label, self.netns) {
+            (Some(w), _, _) => parts.push(w.clone()),
+            (None, Some(name), _) => parts.push(format!("netns {name}")),
+            (None, None, Some(n)) => parts.push(format!("netns {n}")),
+            (None, None, None) => {}
         }
         if parts.is_empty() {
             "none".into()
@@ -270,6 +283,18 @@ fn ifindex_of(name: &str, ns_path: Option<&Path>) -> Result<u32, Error> {
             |p| format!("network namespace {}", p.display()),
         ),
     })
+}
+
+/// How a namespace given by path is known: its name under /run/netns, `host` for
+/// droptrace's own, else the path.
+fn netns_label(path: &Path) -> String {
+    if path == Path::new("/proc/self/ns/net") {
+        return "host".into();
+    }
+    ["/run/netns", "/var/run/netns"]
+        .iter()
+        .find_map(|dir| path.strip_prefix(dir).ok())
+        .map_or_else(|| path.display().to_string(), |n| n.display().to_string())
 }
 
 /// The namespace's inode, after checking the file is a network namespace.
@@ -376,5 +401,48 @@ mod tests {
             f.describe(Some(&table)),
             "port 53, proto udp, reason NO_SOCKET"
         );
+    }
+
+    #[test]
+    fn the_header_names_the_namespace_and_the_interface() {
+        let f = Filters {
+            ifindex: Some(2),
+            iface: Some("veth-b".into()),
+            netns: Some(4026532239),
+            netns_label: Some("ux-srv".into()),
+            ..Filters::default()
+        };
+        assert_eq!(f.describe(None), "iface veth-b, netns ux-srv");
+        // Numbers only where no name is known.
+        let f = Filters {
+            ifindex: Some(2),
+            netns: Some(4026532239),
+            ..Filters::default()
+        };
+        assert_eq!(f.describe(None), "ifindex 2, netns 4026532239");
+        for (path, label) in [
+            ("/run/netns/ux-srv", "ux-srv"),
+            ("/var/run/netns/ux-srv", "ux-srv"),
+            ("/proc/self/ns/net", "host"),
+            ("/proc/812/ns/net", "/proc/812/ns/net"),
+        ] {
+            assert_eq!(netns_label(Path::new(path)), label, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_missing_namespace_says_how_to_find_names() {
+        let args = FilterArgs {
+            netns: Some("/run/netns/dt-h2-no-such-namespace".into()),
+            ..FilterArgs::default()
+        };
+        let err = Filters::resolve(&args, None, None, Path::new("/")).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("/run/netns/dt-h2-no-such-namespace"),
+            "{said}"
+        );
+        assert!(said.contains("ip netns list"), "{said}");
+        assert!(said.contains("/proc/PID/ns/net"), "{said}");
     }
 }

@@ -60,7 +60,9 @@ fn view_loop(
             let size = terminal
                 .size()
                 .map_err(|e| io("reading the terminal size", e))?;
-            update(&mut state, Action::PageSize(view::table_rows(size.height)));
+            for action in view::fit(&state, size.width, size.height) {
+                update(&mut state, action);
+            }
             terminal
                 .draw(|frame| view::render(&state, frame))
                 .map_err(|e| io("drawing", e))?;
@@ -95,7 +97,12 @@ fn view_loop(
 
 fn map_key(k: KeyEvent) -> Option<Key> {
     if k.modifiers.contains(KeyModifiers::CONTROL) {
-        return matches!(k.code, KeyCode::Char('c' | 'C')).then_some(Key::CtrlC);
+        return match k.code {
+            KeyCode::Char('c' | 'C') => Some(Key::CtrlC),
+            KeyCode::Char('u' | 'U') => Some(Key::CtrlU),
+            KeyCode::Char('w' | 'W') => Some(Key::CtrlW),
+            _ => None,
+        };
     }
     Some(match k.code {
         KeyCode::Char(c) => Key::Char(c),
@@ -156,4 +163,20 @@ impl std::ops::Drop for Screen {
 fn restore() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(stdout(), LeaveAlternateScreen, cursor::Show);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_keys_the_view_knows() {
+        let ctrl = |c| map_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+        assert_eq!(ctrl('c'), Some(Key::CtrlC));
+        assert_eq!(ctrl('u'), Some(Key::CtrlU));
+        assert_eq!(ctrl('w'), Some(Key::CtrlW));
+        assert_eq!(ctrl('x'), None);
+        let plain = map_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::NONE));
+        assert_eq!(plain, Some(Key::Char('u')));
+    }
 }

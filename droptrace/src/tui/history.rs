@@ -69,6 +69,8 @@ pub struct Series {
     updated_ns: Option<u64>,
     /// When this series first had drops (snapshot time, ns).
     pub first_seen_ns: u64,
+    /// When it first had drops since the view's reset (or since it appeared).
+    pub first_ns: Option<u64>,
 }
 
 impl Series {
@@ -79,7 +81,15 @@ impl Series {
             seen: 0,
             updated_ns: None,
             first_seen_ns: now_ns,
+            first_ns: None,
         }
+    }
+
+    /// Forgets the seconds so far (and when it first dropped); the cumulative count stays,
+    /// so the next update counts only what came after.
+    fn forget(&mut self) {
+        self.buckets = Buckets::Narrow([0; WINDOW]);
+        self.first_ns = None;
     }
 
     /// Moves the window to `second`, clearing the seconds in between; the counts of the
@@ -119,6 +129,7 @@ impl Series {
         let from = self.updated_ns.filter(|&t| t < now_ns);
         self.updated_ns = Some(now_ns);
         if delta > 0 {
+            self.first_ns.get_or_insert(now_ns);
             match from {
                 None => self.add(now_ns / NS, delta, &mut completed),
                 Some(from) => {
@@ -252,6 +263,8 @@ pub struct History {
     pub total_per_second: Histogram<u64>,
     pub now_ns: u64,
     pub started_ns: u64,
+    /// Where the per-second counts start: the start, or the view's last reset (`r`).
+    pub since_ns: u64,
 }
 
 impl History {
@@ -263,7 +276,19 @@ impl History {
             total_per_second: Histogram::new(3).expect("3 significant digits are valid"),
             now_ns: 0,
             started_ns: 0,
+            since_ns: 0,
         }
+    }
+
+    /// Starts over from now: per-second counts, first drops and percentiles forget what
+    /// came before.
+    pub fn reset(&mut self) {
+        self.since_ns = self.now_ns;
+        self.total.forget();
+        for (_, series) in &mut self.groups.series {
+            series.forget();
+        }
+        self.total_per_second.reset();
     }
 
     /// Takes a snapshot's groups and total at `now_ns`.
@@ -276,6 +301,7 @@ impl History {
     ) {
         if self.now_ns == 0 {
             self.started_ns = started_ns;
+            self.since_ns = started_ns;
             self.total = Series::new(now_ns);
         }
         self.now_ns = self.now_ns.max(now_ns);
@@ -290,9 +316,9 @@ impl History {
     }
 
     /// Seconds covered by the rate column now: the last `RATE_SECS - 1` whole seconds and
-    /// the part of the current one gone by (less at the start).
+    /// the part of the current one gone by (less at the start or after a reset).
     pub fn rate_window_secs(&self) -> f64 {
-        let elapsed = self.now_ns.saturating_sub(self.started_ns) as f64 / NS as f64;
+        let elapsed = self.now_ns.saturating_sub(self.since_ns) as f64 / NS as f64;
         let window = (RATE_SECS - 1) as f64 + (self.now_ns % NS) as f64 / NS as f64;
         elapsed.min(window).max(0.001)
     }

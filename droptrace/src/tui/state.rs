@@ -7,7 +7,7 @@ use crate::pipeline::{aggregate::GroupStats, event::Group};
 use super::{
     filter::ViewFilter,
     grouping::{Grouping, Sort},
-    history::History,
+    history::{percentiles, History, WINDOW},
     snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, Snapshot, SourceInfo},
 };
 
@@ -27,6 +27,10 @@ pub enum Key {
     Tab,
     BackTab,
     CtrlC,
+    /// Clears the filter being typed.
+    CtrlU,
+    /// Takes the last word of the filter being typed.
+    CtrlW,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,11 @@ pub enum Action {
     Key(Key),
     /// Rows of the table that fit on screen, for paging.
     PageSize(usize),
+    /// The drill-down at the terminal's size: its lines, and how many fit on screen.
+    DetailSize {
+        lines: usize,
+        shown: usize,
+    },
 }
 
 /// What fills the screen below the header.
@@ -58,7 +67,10 @@ pub struct Row {
     /// Figures since the last reset.
     pub stats: GroupStats,
     pub rate: f64,
+    /// When the row first appeared (for the + of a new row).
     pub first_seen_ns: u64,
+    /// Its first drop since the last reset (the First column).
+    pub first_ns: u64,
     pub new: bool,
 }
 
@@ -77,6 +89,10 @@ pub struct State {
     pub selected: usize,
     pub page: usize,
     pub mode: Mode,
+    /// The drill-down's first line on screen.
+    pub scroll: usize,
+    /// The drill-down's lines and how many fit, as the runtime last measured them.
+    detail_size: (usize, usize),
     /// Counts at the last reset (`r`), subtracted from what is shown.
     pub baseline: Baseline,
     /// A one-line message (a filter error, "counters reset").
@@ -93,6 +109,19 @@ pub struct State {
     /// with tens of thousands of groups, folding them once per change is what keeps keys
     /// quick).
     rows: Vec<Row>,
+    /// With a view filter: the figures of the rows it lets through, derived with them.
+    filtered: Option<Filtered>,
+}
+
+/// The figures of what a view filter lets through, for the header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filtered {
+    pub total: u64,
+    pub lost: u64,
+    pub rate: f64,
+    /// Drops per second of these rows over the last `seconds` s: p50, p99, max.
+    pub percentiles: Option<(u64, u64, u64)>,
+    pub seconds: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -116,6 +145,8 @@ impl State {
             selected: 0,
             page: 10,
             mode: Mode::Table,
+            scroll: 0,
+            detail_size: (0, 0),
             baseline: Baseline::default(),
             message: None,
             color,
@@ -124,6 +155,7 @@ impl State {
             diagnosing: None,
             runs: 0,
             rows: Vec::new(),
+            filtered: None,
         }
     }
 
@@ -157,8 +189,22 @@ impl State {
         self.diagnoses.get(row).map(|(_, d)| d)
     }
 
-    /// Total drops and lost events shown (since the last reset).
+    /// Total drops and lost events shown (since the last reset): the view filter's rows'
+    /// when there is one.
     pub fn totals(&self) -> (u64, u64) {
+        match &self.filtered {
+            Some(f) => (f.total, f.lost),
+            None => self.totals_in_all(),
+        }
+    }
+
+    /// What the view filter lets through, when there is one.
+    pub fn filtered(&self) -> Option<&Filtered> {
+        self.filtered.as_ref()
+    }
+
+    /// Total drops and lost events since the last reset, whatever the view filter.
+    pub fn totals_in_all(&self) -> (u64, u64) {
         let c = self.shown().0.counters;
         (
             c.matched.saturating_sub(self.baseline.total),
@@ -171,8 +217,10 @@ impl State {
         &self.rows
     }
 
-    fn fold_rows(&self) -> Vec<Row> {
+    fn fold_rows(&self) -> (Vec<Row>, Option<Filtered>) {
         let (snap, history) = self.shown();
+        let filtering = !self.filter.is_empty();
+        let mut per_second = [0u64; WINDOW];
         // Rows side by side and an index to them: a map of rows would be kept up to half
         // empty, with a port scan's tens of thousands of them.
         let mut index: HashMap<Group, u32> = HashMap::default();
@@ -196,15 +244,22 @@ impl State {
                     stats: GroupStats::default(),
                     rate: 0.0,
                     first_seen_ns: u64::MAX,
+                    first_ns: u64::MAX,
                     new: false,
                 });
                 rows.len() as u32 - 1
             });
             let row = &mut rows[at as usize];
             row.stats.merge(&s);
+            if let (true, Some(series)) = (filtering, series) {
+                for (o, n) in per_second.iter_mut().zip(series.per_second(history.now_ns)) {
+                    *o += u64::from(n);
+                }
+            }
             if let Some(series) = series {
                 row.rate += history.rate(series);
                 row.first_seen_ns = row.first_seen_ns.min(series.first_seen_ns);
+                row.first_ns = row.first_ns.min(series.first_ns.unwrap_or(u64::MAX));
             }
         }
         drop(index);
@@ -213,11 +268,25 @@ impl State {
             if r.first_seen_ns == u64::MAX {
                 r.first_seen_ns = now;
             }
+            if r.first_ns == u64::MAX {
+                r.first_ns = r.first_seen_ns.max(history.since_ns);
+            }
             r.new = now.saturating_sub(r.first_seen_ns) < NEW_FOR_NS
                 && r.first_seen_ns > history.started_ns;
         }
         self.sort_rows(&mut rows, snap);
-        rows
+        let filtered = filtering.then(|| {
+            let seconds = (history.now_ns.saturating_sub(history.since_ns) / 1_000_000_000 + 1)
+                .min(WINDOW as u64) as usize;
+            Filtered {
+                total: rows.iter().map(|r| r.stats.count()).sum(),
+                lost: rows.iter().map(|r| r.stats.lost).sum(),
+                rate: rows.iter().map(|r| r.rate).sum(),
+                percentiles: percentiles(per_second[WINDOW - seconds..].iter().copied()),
+                seconds,
+            }
+        });
+        (rows, filtered)
     }
 
     fn sort_rows(&self, rows: &mut [Row], snap: &Snapshot) {
@@ -251,15 +320,29 @@ impl State {
         }
     }
 
-    /// Members of a row, finest grouping, in the shown snapshot.
+    /// Members of a row, finest grouping, in the shown snapshot, since the last reset.
     pub fn members(&self, request: &DetailRequest) -> Vec<(Group, GroupStats)> {
-        let mut out: Vec<_> = self
-            .shown()
-            .0
+        let (snap, history) = self.shown();
+        let mut out: Vec<_> = snap
             .groups
             .iter()
-            .filter(|(g, _)| request.grouping.key(g) == request.key)
-            .copied()
+            .enumerate()
+            .filter(|(_, (g, _))| request.grouping.key(g) == request.key)
+            .filter_map(|(at, (g, s))| {
+                let Some(before) = self.baseline.groups.get(g) else {
+                    return Some((*g, *s));
+                };
+                let mut s = s.since(before);
+                // The first drop since the reset, as the history saw it (found by place:
+                // a port scan's row has tens of thousands of members).
+                s.first_ns = history
+                    .groups
+                    .get_at(at, g)
+                    .and_then(|series| series.first_ns)
+                    .unwrap_or(history.since_ns)
+                    .max(s.first_ns);
+                (s.count() > 0).then_some((*g, s))
+            })
             .collect();
         out.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
         out
@@ -274,13 +357,18 @@ pub fn update(state: &mut State, action: Action) {
             state.page = n.max(1);
             return;
         }
+        Action::DetailSize { lines, shown } => {
+            state.detail_size = (lines, shown);
+            state.scroll = state.scroll.min(lines.saturating_sub(shown));
+            return;
+        }
         Action::Key(key) if moves_only(key, &state.mode) => {
             on_key(state, key);
             return;
         }
         Action::Key(key) => on_key(state, key),
     }
-    state.rows = state.fold_rows();
+    (state.rows, state.filtered) = state.fold_rows();
     state.selected = state.selected.min(state.rows.len().saturating_sub(1));
 }
 
@@ -342,6 +430,13 @@ fn on_key(state: &mut State, key: Key) {
         Mode::Detail(row) => match key {
             Key::Esc | Key::Backspace | Key::Enter | Key::Char('h') => state.mode = Mode::Table,
             Key::Char('d') => diagnose(state, row),
+            Key::Up
+            | Key::Down
+            | Key::Char('k' | 'j')
+            | Key::PageUp
+            | Key::PageDown
+            | Key::Home
+            | Key::End => scroll(state, key),
             _ => common_key(state, key),
         },
         Mode::Table => table_key(state, key),
@@ -364,6 +459,7 @@ fn table_key(state: &mut State, key: Key) {
                     grouping: state.grouping,
                     key: row.key,
                 });
+                state.scroll = 0;
             }
         }
         Key::Esc => state.message = None,
@@ -372,13 +468,32 @@ fn table_key(state: &mut State, key: Key) {
     state.selected = state.selected.min(last);
 }
 
+/// A scroll key in the drill-down: by a line, by a page (one line stays in sight), to an
+/// end; never past the last screenful.
+fn scroll(state: &mut State, key: Key) {
+    let (lines, shown) = state.detail_size;
+    let last = lines.saturating_sub(shown);
+    let page = shown.saturating_sub(1).max(1);
+    state.scroll = match key {
+        Key::Up | Key::Char('k') => state.scroll.saturating_sub(1),
+        Key::Down | Key::Char('j') => state.scroll + 1,
+        Key::PageUp => state.scroll.saturating_sub(page),
+        Key::PageDown => state.scroll + page,
+        Key::Home => 0,
+        _ => last,
+    }
+    .min(last);
+}
+
 /// Keys that work in the table and in the detail view.
 fn common_key(state: &mut State, key: Key) {
     match key {
         Key::Char('q') => state.quit = true,
         Key::Char('?') => state.mode = Mode::Help,
         Key::Char('/') => {
+            // The filter in force, to edit (Ctrl-U clears it).
             state.mode = Mode::Filter(state.filter.text().to_owned());
+            state.message = None;
         }
         Key::Char('p') | Key::Char(' ') => {
             state.frozen = match state.frozen.take() {
@@ -443,6 +558,10 @@ fn reset(state: &mut State) {
         lost: snap.counters.lost,
         at_ns: Some(snap.now_ns),
     };
+    state.history.reset();
+    if let Some(frozen) = &mut state.frozen {
+        frozen.1.reset();
+    }
     state.selected = 0;
     state.message = Some("counters reset (the final summary still counts everything)".into());
 }
@@ -450,7 +569,7 @@ fn reset(state: &mut State) {
 fn filter_key(state: &mut State, mut text: String, key: Key) {
     match key {
         Key::Esc => state.mode = Mode::Table,
-        Key::Enter => match ViewFilter::parse(&text) {
+        Key::Enter => match ViewFilter::parse(&text, state.shown().0.names.reasons()) {
             Ok(filter) => {
                 state.message = (!filter.is_empty()).then(|| format!("filter: {}", filter.text()));
                 state.filter = filter;
@@ -464,6 +583,13 @@ fn filter_key(state: &mut State, mut text: String, key: Key) {
         },
         Key::Backspace => {
             text.pop();
+            state.mode = Mode::Filter(text);
+        }
+        Key::CtrlU => state.mode = Mode::Filter(String::new()),
+        Key::CtrlW => {
+            // The last word and the spaces after it, as a shell's Ctrl-W.
+            let kept = text.trim_end().rfind(' ').map_or(0, |at| at + 1);
+            text.truncate(kept);
             state.mode = Mode::Filter(text);
         }
         Key::Char(c) if text.len() < 200 => {

@@ -559,3 +559,140 @@ fn no_color_means_no_colors() {
 }
 
 mod diagnosis;
+
+/// `r` starts the view over: counts, the First column, the sparklines, the rate window and
+/// the percentiles of the header and of the drill-down all count from the reset.
+#[test]
+fn reset_starts_first_sparklines_and_percentiles_over() {
+    let mut state = fed_state();
+    keys(&mut state, &[Key::Char('r')]);
+    let at = state.history.now_ns;
+    // Two more seconds of the fixture.
+    for q in 249..=256 {
+        update(&mut state, Action::Snapshot(Box::new(snapshot_at(q, None))));
+    }
+    let now = state.history.now_ns;
+    let nft = state
+        .rows()
+        .iter()
+        .find(|r| r.key.location == NFT)
+        .unwrap()
+        .clone();
+    assert!(nft.stats.count() <= 80, "{}", nft.stats.count());
+    assert!(nft.first_ns >= at, "First is before the reset");
+    assert!(!nft.new, "a row seen before the reset is not new");
+    let series = state
+        .history
+        .groups
+        .get(&group(NFT, 12, Some(6), Some(1678), NS_A, 2))
+        .unwrap();
+    let per_second: u32 = series.per_second(now).iter().sum();
+    assert_eq!(
+        u64::from(per_second),
+        nft.stats.count(),
+        "the sparkline's drops"
+    );
+    assert!((nft.rate - 40.0).abs() < 3.0, "{}", nft.rate);
+    assert!(
+        state.history.total_per_second.len() <= 2,
+        "{} seconds in the percentiles",
+        state.history.total_per_second.len()
+    );
+    let screen = draw(&state, 120, 40);
+    let row = screen.lines().find(|l| l.contains("nft_do_chain")).unwrap();
+    assert!(!row.contains("1m0"), "{screen}");
+    keys(&mut state, &[Key::Home]);
+    let at_row = state
+        .rows()
+        .iter()
+        .position(|r| r.key.location == NFT)
+        .unwrap();
+    keys(&mut state, &vec![Key::Down; at_row]);
+    keys(&mut state, &[Key::Enter]);
+    let request = state.detail_request();
+    update(
+        &mut state,
+        Action::Snapshot(Box::new(snapshot_at(257, request))),
+    );
+    let detail = draw(&state, 120, 40);
+    assert!(
+        detail.contains("drops per second over the last 3 s"),
+        "{detail}"
+    );
+    assert!(!detail.contains("first 1m0"), "{detail}");
+    assert!(!detail.contains("2,5"), "{detail}");
+}
+
+/// The `/` prompt opens on the filter in force, to edit: Ctrl-U clears it, Ctrl-W takes
+/// its last word.
+#[test]
+fn the_filter_prompt_edits_and_clears() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--port 1678 --proto tcp".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter, Key::Char('/')]);
+    assert_eq!(state.mode, Mode::Filter("--port 1678 --proto tcp".into()));
+    keys(&mut state, &[Key::CtrlW]);
+    assert_eq!(state.mode, Mode::Filter("--port 1678 --proto ".into()));
+    keys(&mut state, &[Key::CtrlW, Key::CtrlW]);
+    assert_eq!(state.mode, Mode::Filter("--port ".into()));
+    keys(&mut state, &[Key::CtrlU]);
+    assert_eq!(state.mode, Mode::Filter(String::new()));
+    let screen = draw(&state, 80, 24);
+    assert!(screen.contains("Ctrl-U clear"), "{screen}");
+    keys(&mut state, &[Key::Enter]);
+    assert!(state.filter.is_empty());
+    assert_eq!(state.rows().len(), 4);
+}
+
+/// A misspelt reason is refused with the kernel's spelling, not taken to match nothing.
+#[test]
+fn the_filter_refuses_an_unknown_reason() {
+    let mut state = fed_state();
+    let typed: Vec<Key> = "--reason NETFILTER_DRP".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter]);
+    assert!(matches!(state.mode, Mode::Filter(_)));
+    let said = state.message.clone().unwrap_or_default();
+    assert!(
+        said.contains("unknown drop reason `NETFILTER_DRP`"),
+        "{said}"
+    );
+    assert!(said.contains("did you mean NETFILTER_DROP?"), "{said}");
+    assert!(state.filter.is_empty());
+}
+
+/// With a filter, the header's figures and the Share column are the filtered rows', and
+/// the header says how many there are in all.
+#[test]
+fn header_and_share_follow_the_filter() {
+    let mut state = fed_state();
+    let all = state.totals().0;
+    let typed: Vec<Key> = "--port 1678 --port 9".chars().map(Key::Char).collect();
+    keys(&mut state, &[Key::Char('/')]);
+    keys(&mut state, &typed);
+    keys(&mut state, &[Key::Enter]);
+    assert_eq!(state.rows().len(), 2);
+    let shown: u64 = state.rows().iter().map(|r| r.stats.count()).sum();
+    assert_eq!(state.totals(), (shown, 0));
+    let screen = draw(&state, 120, 40);
+    let header = screen.lines().nth(1).unwrap();
+    assert!(
+        header.contains(&format!(
+            "total {} of {} in all",
+            crate::format::count(shown),
+            crate::format::count(all)
+        )),
+        "{screen}"
+    );
+    let shares: f64 = screen
+        .lines()
+        .filter(|l| l.contains("NETFILTER_DROP") || l.contains("NO_SOCKET"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%')))
+        .map(|w| w.trim_end_matches('%').parse::<f64>().unwrap())
+        .sum();
+    assert!((shares - 100.0).abs() < 0.2, "{screen}");
+    insta::assert_snapshot!(screen);
+}

@@ -12,7 +12,7 @@ use ratatui::{
 use super::{
     grouping::Grouping,
     history::{self, History, WINDOW},
-    state::{Mode, Row, State},
+    state::{Action, Mode, Row, State},
 };
 use crate::pipeline::{event::Group, names::Names};
 
@@ -25,12 +25,7 @@ use crate::format::{self, ago, count, rate};
 const HEADER: u16 = 3;
 
 pub fn render(state: &State, frame: &mut Frame) {
-    let [header, body, footer] = Layout::vertical([
-        Constraint::Length(HEADER),
-        Constraint::Min(1),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
+    let [header, body, footer] = areas(frame.area());
     render_header(state, frame, header);
     match &state.mode {
         Mode::Detail(request) => detail::render(state, request, frame, body),
@@ -38,6 +33,31 @@ pub fn render(state: &State, frame: &mut Frame) {
         Mode::Table | Mode::Filter(_) => render_table(state, frame, body),
     }
     render_footer(state, frame, footer);
+}
+
+/// What the state must know of a terminal of `width` x `height` before a frame is drawn:
+/// the table's page, and the drill-down's length and how much of it fits.
+pub fn fit(state: &State, width: u16, height: u16) -> [Action; 2] {
+    let (lines, shown) = match &state.mode {
+        Mode::Detail(request) => {
+            let [_, body, _] = areas(Rect::new(0, 0, width, height));
+            detail::measure(state, request, body)
+        }
+        _ => (0, 0),
+    };
+    [
+        Action::PageSize(table_rows(height)),
+        Action::DetailSize { lines, shown },
+    ]
+}
+
+fn areas(area: Rect) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(HEADER),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
 }
 
 /// Rows of the table that fit in a terminal of `height` lines.
@@ -99,13 +119,17 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     first.push(Span::raw(clock));
 
     let (total, lost) = state.totals();
-    let now_rate = hist.rate(&hist.total);
+    let filtered = state.filtered();
+    let now_rate = filtered.map_or_else(|| hist.rate(&hist.total), |f| f.rate);
+    let in_all = filtered
+        .map(|_| format!(" of {} in all", count(state.totals_in_all().0)))
+        .unwrap_or_default();
     let mut second = vec![
         Span::styled(
             format!("{} drops/s", rate(now_rate)),
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Span::raw(format!("  total {}  ", count(total))),
+        Span::raw(format!("  total {}{in_all}  ", count(total))),
         Span::styled(
             format!("lost events {}", count(lost)),
             if lost > 0 {
@@ -122,9 +146,15 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             theme.alarm(),
         ));
     }
-    if let Some((p50, p99, max)) = history::summary(&hist.total_per_second) {
+    let percentiles = match filtered {
+        Some(f) => f
+            .percentiles
+            .map(|p| (p, format!(" (last {} s)", f.seconds))),
+        None => history::summary(&hist.total_per_second).map(|p| (p, String::new())),
+    };
+    if let Some(((p50, p99, max), window)) = percentiles {
         second.push(Span::raw(format!(
-            "  per s p50 {} p99 {} max {}",
+            "  per s{window} p50 {} p99 {} max {}",
             count(p50),
             count(p99),
             count(max)
@@ -343,15 +373,12 @@ fn table_row<'a>(
         theme.fg(Color::Yellow),
     )));
     if with_times {
-        cells.push(Cell::from(format!(
-            "{:>7}",
-            ago(hist.now_ns, row.first_seen_ns)
-        )));
+        cells.push(Cell::from(format!("{:>7}", ago(hist.now_ns, row.first_ns))));
         cells.push(Cell::from(format!(
             "{:>7}",
             ago(
                 hist.now_ns,
-                row.stats.last_ns.max(row.first_seen_ns).min(hist.now_ns)
+                row.stats.last_ns.max(row.first_ns).min(hist.now_ns)
             )
         )));
     }
@@ -424,7 +451,9 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
             if let Some(m) = &state.message {
                 spans.push(Span::styled(format!("  {m}"), theme.alarm()));
             } else {
-                spans.push(Span::raw("  Enter apply, Esc cancel"));
+                spans.push(Span::raw(
+                    "  Enter apply, Esc cancel, Ctrl-U clear, Ctrl-W word",
+                ));
             }
             Line::from(spans)
         }
@@ -464,10 +493,10 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
 
 /// Every key, in the help screen.
 pub const KEYS: &[(&str, &str)] = &[
-    ("Up/Down, j/k", "move the selection"),
+    ("Up/Down, j/k", "move the selection; in the details, scroll"),
     (
         "PgUp/PgDn, Home/End",
-        "move by a page, to the top or bottom",
+        "move by a page, to the top or bottom (details too)",
     ),
     (
         "Enter",

@@ -177,3 +177,68 @@ fn snapshot_detail_replay_says_no_diagnosis_80x24() {
     assert_eq!(draw(&state, 80, 24), before_d);
     insta::assert_snapshot!(before_d);
 }
+
+/// The lines between the header and the footer, as drawn after telling the state the
+/// terminal's size, as the runtime does before every frame.
+fn fitted_body(state: &mut State, width: u16, height: u16) -> Vec<String> {
+    for action in view::fit(state, width, height) {
+        update(state, action);
+    }
+    let screen = draw(state, width, height);
+    let lines: Vec<String> = screen.lines().map(str::to_owned).collect();
+    lines[3..lines.len() - 1].to_vec()
+}
+
+/// At 80x24 a diagnosed row's drill-down is longer than the screen: it says so, and every
+/// scroll key reaches its end (the fix and the latest packets) and comes back.
+#[test]
+fn the_drill_down_scrolls_at_80x24() {
+    let mut state = nft_detail();
+    keys(&mut state, &[Key::Char('d')]);
+    let request = state.diagnose_request().unwrap();
+    // Three findings: more than a page beyond the first.
+    let mut three = nft_diagnosis();
+    if let Diagnosis::Done(report) = &mut three {
+        let again = report.findings[0].clone();
+        report.findings.extend([again.clone(), again]);
+    }
+    answer(&mut state, request, three);
+    let top = fitted_body(&mut state, 80, 24);
+    let text = top.join("\n");
+    assert!(!text.contains("Latest packets"), "{text}");
+    assert!(text.contains("more lines below (j/k, PgDn, End)"), "{text}");
+
+    keys(&mut state, &[Key::End]);
+    let end = fitted_body(&mut state, 80, 24).join("\n");
+    assert!(end.contains("fix: Find the rule"), "{end}");
+    assert!(end.contains("Latest packets"), "{end}");
+    assert!(
+        end.contains("10.77.0.1:40000 > 10.77.0.2:1678 tcp"),
+        "{end}"
+    );
+    assert!(end.contains("lines above"), "{end}");
+    assert!(!end.contains("below"), "{end}");
+    // Past the end nothing moves; one line back is one line back.
+    keys(&mut state, &[Key::Down, Key::Char('j'), Key::PageDown]);
+    assert_eq!(fitted_body(&mut state, 80, 24).join("\n"), end);
+    keys(&mut state, &[Key::Char('k')]);
+    let back = fitted_body(&mut state, 80, 24);
+    assert_ne!(back.join("\n"), end);
+
+    keys(&mut state, &[Key::Home]);
+    assert_eq!(fitted_body(&mut state, 80, 24), top);
+    // A line down: the second line comes first; a page down: the page's last line.
+    keys(&mut state, &[Key::Char('j')]);
+    assert_eq!(fitted_body(&mut state, 80, 24)[0], top[1]);
+    keys(&mut state, &[Key::Up, Key::PageDown]);
+    let page = fitted_body(&mut state, 80, 24);
+    assert_eq!(page[0], top[top.len() - 2], "{page:#?}");
+    keys(&mut state, &[Key::PageUp]);
+    assert_eq!(fitted_body(&mut state, 80, 24), top);
+    keys(&mut state, &[Key::Down, Key::Down]);
+    assert_ne!(fitted_body(&mut state, 80, 24), top);
+    // Back to the table and in again: from the top.
+    keys(&mut state, &[Key::Esc, Key::Enter]);
+    assert_eq!(fitted_body(&mut state, 80, 24), top);
+    insta::assert_snapshot!(draw(&state, 80, 24));
+}

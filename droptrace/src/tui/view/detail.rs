@@ -1,6 +1,6 @@
 //! The drill-down of one row: what the kernel said, where, and the latest packets.
 use ratatui::{
-    layout::Rect,
+    layout::{Constraint, Layout, Rect},
     style::{Modifier, Style},
     text::{Line, Span},
     widgets::{Paragraph, Wrap},
@@ -24,7 +24,54 @@ use crate::{
 /// Drop sites listed for a folded row (by reason, by port...).
 const MAX_SITES: usize = 6;
 
+/// Draws the drill-down from the state's scroll position, with a last line saying what is
+/// above and below when it does not fit.
 pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: Rect) {
+    let text = Paragraph::new(lines(state, request)).wrap(Wrap { trim: false });
+    let (total, shown) = size(&text, area);
+    let top = state.scroll.min(total - shown);
+    let [body, more] =
+        Layout::vertical([Constraint::Length(shown as u16), Constraint::Min(0)]).areas(area);
+    frame.render_widget(
+        text.scroll((u16::try_from(top).unwrap_or(u16::MAX), 0)),
+        body,
+    );
+    if shown < total {
+        let below = total - shown - top;
+        let said = match (top, below) {
+            (0, _) => format!("-- {below} more lines below (j/k, PgDn, End) --"),
+            (_, 0) => format!("-- {top} lines above (k, PgUp, Home) --"),
+            _ => format!("-- {top} lines above, {below} below (j/k, PgUp/PgDn, Home/End) --"),
+        };
+        frame.render_widget(
+            Paragraph::new(said).style(Style::new().add_modifier(Modifier::REVERSED)),
+            more,
+        );
+    }
+}
+
+/// The drill-down's lines at `area`'s width, and how many are shown at once (one line less
+/// than the area when the last says there is more).
+pub fn measure(state: &State, request: &DetailRequest, area: Rect) -> (usize, usize) {
+    size(
+        &Paragraph::new(lines(state, request)).wrap(Wrap { trim: false }),
+        area,
+    )
+}
+
+fn size(text: &Paragraph, area: Rect) -> (usize, usize) {
+    let total = text.line_count(area.width);
+    let height = usize::from(area.height);
+    let shown = if total > height {
+        height.saturating_sub(1)
+    } else {
+        total
+    };
+    (total, shown)
+}
+
+/// Everything the drill-down says, before wrapping.
+fn lines(state: &State, request: &DetailRequest) -> Vec<Line<'static>> {
     let (snap, hist) = state.shown();
     let names = &snap.names;
     let bold = Style::new().add_modifier(Modifier::BOLD);
@@ -59,7 +106,7 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
             ago(hist.now_ns, total.last_ns.min(hist.now_ns)),
             total.max_len,
         )));
-        let seconds = (hist.now_ns.saturating_sub(hist.started_ns) / 1_000_000_000 + 1)
+        let seconds = (hist.now_ns.saturating_sub(hist.since_ns) / 1_000_000_000 + 1)
             .min(WINDOW as u64) as usize;
         if let Some((p50, p99, max)) =
             history::percentiles(per_second[WINDOW - seconds..].iter().copied())
@@ -180,7 +227,7 @@ pub fn render(state: &State, request: &DetailRequest, frame: &mut Frame, area: R
             }
         }
     }
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    lines
 }
 
 /// `in pod shop/web-7d9f (uid 0b6c...)  container web (containerd 9b2e7d4a1c6f)`

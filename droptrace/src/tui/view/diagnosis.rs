@@ -10,7 +10,7 @@ use crate::{
     tui::snapshot::{Diagnosis, RowDiagnosis},
 };
 
-/// Findings shown in full; the drill-down does not scroll.
+/// Findings shown in full (`droptrace diagnose` lists them all).
 const MAX_FINDINGS: usize = 3;
 
 /// The lines of the diagnosis of the row called `row`, as it stands.
