@@ -133,9 +133,9 @@ fn run_pool<T: Sync, R: Send>(
 
 /// The test binaries of the guests without BTF.
 const WITHOUT_BTF_TESTS: &[&str] = &["without_btf"];
-/// Tests of what does not depend on the kernel (HTML pages rendered by Chromium, which
-/// under TCG would take minutes a page): run on the host only.
-const HOST_ONLY_TESTS: &[&str] = &["html"];
+/// Tests of what does not depend on the kernel (HTML pages rendered by Chromium, the OCI
+/// image in containerd: minutes each under TCG): run on the host only.
+const HOST_ONLY_TESTS: &[&str] = &["html", "image"];
 
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
