@@ -164,7 +164,8 @@ pub struct ReportArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// `text` for people; `json` for the same object a live run prints with --format json.
+    /// `text` for people; `json` for the same object a live run prints with --format json;
+    /// `html` for one self-contained page (charts over time, the groups) to share.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -193,7 +194,8 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     pub duration: f64,
 
-    /// Output: `text` for people, `json` for one object with the findings.
+    /// Output: `text` for people, `json` for one object with the findings, `html` for one
+    /// self-contained page to attach to a ticket.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
@@ -258,6 +260,8 @@ pub struct LiveArgs {
 pub enum Format {
     Text,
     Json,
+    /// One self-contained HTML page to share: no scripts, nothing fetched, readable printed.
+    Html,
 }
 
 /// The live command's outputs (besides the live view on a terminal).

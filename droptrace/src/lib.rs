@@ -18,6 +18,7 @@
 //!   aggregation, and the recording source. Runs without root.
 //! - [`sinks`]: text, JSON summary, recorder, live-view publisher, exports.
 //! - [`record`]: the recording file format.
+//! - [`html`]: self-contained HTML pages of a report or a diagnosis (pure).
 //! - [`tui`]: the live view (pure state and drawing; it never knows its source).
 //! - [`diagnose`]: from drops and sampled state to causes (pure).
 //! - [`commands`]: one thin file per subcommand, wiring a source to sinks.
@@ -27,6 +28,7 @@ pub mod containers;
 pub mod diagnose;
 pub mod error;
 pub mod format;
+pub mod html;
 pub mod kernel;
 pub mod pipeline;
 pub mod probe;

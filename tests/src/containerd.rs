@@ -82,7 +82,17 @@ impl Containerd {
         ctd
     }
 
-    fn ctr_command(&self, args: &[&str]) -> Command {
+    /// Where it keeps its tasks' state (what a node's /run/containerd holds).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Its own directory, for files of a test's (container logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("-a")
             .arg(self.dir.join("sock"))
@@ -263,6 +273,50 @@ impl<'a> Pod<'a> {
             .expect("the pod's snmp");
         crate::snmp_value(&text, proto, field)
             .unwrap_or_else(|| panic!("no {proto} {field} in the pod's snmp"))
+    }
+}
+
+/// A container a test started with `ctr run`: its task and container removed on drop,
+/// so no shim or mount outlives the test.
+pub struct Started<'a> {
+    ctd: &'a Containerd,
+    pub id: String,
+}
+
+impl<'a> Started<'a> {
+    /// Runs `ctr run ARGS` (which must name the container `id`) and guards it.
+    pub fn run(ctd: &'a Containerd, id: &str, args: &[&str]) -> Started<'a> {
+        let started = Started { ctd, id: id.into() };
+        ctd.ctr(args);
+        started
+    }
+
+    /// Waits (bounded) for the task to stop by itself; its exit status from `ctr task ls`.
+    pub fn wait_stopped(&self) {
+        wait_for(&format!("container {} to stop", self.id), || {
+            let tasks = self.ctd.ctr(&["task", "ls"]);
+            tasks
+                .lines()
+                .any(|l| l.starts_with(&self.id) && l.contains("STOPPED"))
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        for args in [
+            ["task", "rm", "-f", self.id.as_str()],
+            ["container", "rm", self.id.as_str(), ""],
+        ] {
+            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+            let _ = self
+                .ctd
+                .ctr_command(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

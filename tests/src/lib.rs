@@ -630,7 +630,9 @@ impl Droptrace {
         Droptrace::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Droptrace {
+    /// Starts droptrace by `cmd` (which runs it some other way: in a container, under
+    /// another tool) and waits until it says it is attached.
+    pub fn spawn(mut cmd: Command) -> Droptrace {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

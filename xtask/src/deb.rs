@@ -99,8 +99,14 @@ fn changelog_entry(path: &Path) -> Result<ChangelogEntry> {
     })
 }
 
+/// When the package was made (its changelog's newest entry): the time every file of the
+/// package, and of the image made from it, carries.
+pub fn source_date_epoch() -> Result<u64> {
+    Ok(changelog_entry(&workspace().join(CHANGELOG))?.timestamp)
+}
+
 /// Builds the package; returns its path.
-fn build() -> Result<PathBuf> {
+pub fn build() -> Result<PathBuf> {
     let ws = workspace();
     let docs = docs::generate()?;
     let drift = docs::drift(&ws.join(docs::DOC_DIR), &docs)?;

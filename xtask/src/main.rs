@@ -4,6 +4,7 @@ mod bench_serve;
 mod bench_view;
 mod deb;
 mod docs;
+mod image;
 mod setup;
 mod vmtest;
 
@@ -53,6 +54,9 @@ enum Task {
     },
     /// Build target/debian/droptrace_<version>_<arch>.deb from the release binary.
     Deb(deb::DebArgs),
+    /// Build target/image/droptrace-<version>-oci.tar, an OCI image archive of the .deb on a
+    /// minimal Debian root, without a container daemon or a registry.
+    Image(image::ImageArgs),
     /// The root integration suite in qemu guests with Debian's 6.1 and 6.12 kernels
     /// (downloaded with apt-get into target/vmtest, never installed).
     Vmtest(vmtest::VmtestArgs),
@@ -69,6 +73,7 @@ fn main() {
         Task::BenchServe(args) => bench_serve::bench_serve(&args),
         Task::Man { check } => docs::man(check),
         Task::Deb(args) => deb::deb(&args),
+        Task::Image(args) => image::image(&args),
         Task::Vmtest(args) => vmtest::vmtest(&args),
     };
     if let Err(e) = result {
@@ -228,6 +233,10 @@ fn test() -> Result<()> {
         .current_dir(&ws))?;
     // The .deb of that binary: lintian, a scratch-root install, the installed binary run.
     deb::build_and_check()?;
+    // The OCI image of that package, which a root test runs in containerd as the
+    // DaemonSet would.
+    let image = image::build(false)?;
+    eprintln!("xtask: image {} {}", image.reference, image.digest);
     setup::mount_tracefs()?;
     // One at a time: the tests share the kernel tracepoint and create namespaces.
     run(cargo()
@@ -241,6 +250,8 @@ fn test() -> Result<()> {
             "--test-threads=1",
         ])
         .env("DROPTRACE_BIN", ws.join("target/release/droptrace"))
+        .env("DROPTRACE_IMAGE", &image.archive)
+        .env("DROPTRACE_IMAGE_REF", &image.reference)
         .current_dir(&ws))?;
     // The same suite inside qemu guests: Debian's 6.1 and 6.12, with BTF and without.
     vmtest::vmtest(&vmtest::VmtestArgs::all())?;

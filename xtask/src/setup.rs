@@ -21,7 +21,8 @@ const BPF_LINKER: &str = "0.13.0";
 /// completions; for `xtask vmtest`: qemu (TCG works everywhere), a static busybox for
 /// the initramfs, kmod (depmod, modprobe of the guest kernel's modules), cpio, xz for
 /// 6.12's compressed modules, and binutils (nm, addr2line: the reference lines of the
-/// source-line tests).
+/// source-line tests); chromium renders the HTML pages in their tests;
+/// mmdebstrap makes the Debian root of the OCI image (`xtask image`).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -45,6 +46,8 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
     "binutils",
+    "chromium",
+    "mmdebstrap",
 ];
 
 pub fn setup() -> Result<()> {

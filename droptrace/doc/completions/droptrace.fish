@@ -75,13 +75,14 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l attach 
 tracepoint\t'Classic tracepoint through tracefs/perf: works without BTF, but then without packet details'"
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l host-root -d 'Where the host\'s files are, to name containers and pods: `/host` when droptrace runs in a pod with the host\'s root mounted there (its /proc, /run/containerd, /run/containers, /var/lib/docker are read)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duration -d 'Seconds to watch' -r
-complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings' -r -f -a "text\t''
-json\t''"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings, `html` for one self-contained page to attach to a ticket' -r -f -a "text\t''
+json\t''
+html\t'One self-contained HTML page to share: no scripts, nothing fetched, readable printed'"
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-baseline -d 'Also write the sampled state of every namespace (firewall rules and chain policies, qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a versioned JSON file (mode 0600), to compare with later (--baseline)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baseline -d 'Compare with a file --save-baseline wrote (this host when it worked, or a healthy host of the same role): each difference is listed, and findings whose evidence is new since the baseline rank first. Namespaces are matched by name' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
-complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l sport -d 'Source port' -r
@@ -109,9 +110,10 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l interval -d 'Seconds between two refreshes of the view' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -s h -l help -d 'Print help'
-complete -c droptrace -n "__fish_droptrace_using_subcommand report" -l format -d '`text` for people; `json` for the same object a live run prints with --format json' -r -f -a "text\t''
-json\t''"
-complete -c droptrace -n "__fish_droptrace_using_subcommand report" -s h -l help -d 'Print help'
+complete -c droptrace -n "__fish_droptrace_using_subcommand report" -l format -d '`text` for people; `json` for the same object a live run prints with --format json; `html` for one self-contained page (charts over time, the groups) to share' -r -f -a "text\t''
+json\t''
+html\t'One self-contained HTML page to share: no scripts, nothing fetched, readable printed'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l pcapng -d 'Write the recorded packets as pcapng (needs `record --snaplen`); `-` for stdout' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -l jsonl -d 'Write one JSON object per drop; `-` for stdout' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand export" -s h -l help -d 'Print help'

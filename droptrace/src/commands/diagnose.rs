@@ -140,6 +140,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     source.announce(&format!("diagnosing for {} s", args.duration));
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
+    let (source_started, filters_described) = (source.started_ns(), source.describe_filters());
     let mut after = held.snapshot();
     let samples_secs = sampling.elapsed().as_secs_f64();
     let targets = held.targets().to_vec();
@@ -224,14 +225,24 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .map(|b| format!("host {}, saved {}", b.host, programs::utc(b.taken_at))),
         baseline_diff,
     };
+    let json = || {
+        serde_json::to_string(&report)
+            .map_err(|e| Error::Io("writing the report".into(), std::io::Error::other(e)))
+    };
     let out = match args.format {
-        Format::Json => {
-            let mut s = serde_json::to_string(&report)
-                .map_err(|e| Error::Io("writing the report".into(), std::io::Error::other(e)))?;
-            s.push('\n');
-            s
-        }
+        Format::Json => json()? + "\n",
         Format::Text => report.text(),
+        Format::Html => {
+            let about = crate::html::diagnosis::About {
+                host: crate::probe::clock::hostname(),
+                kernel: crate::probe::clock::kernel_release(),
+                started_utc: crate::format::utc(
+                    crate::probe::clock::boot_time_ns().saturating_add(source_started),
+                ),
+                filters: filters_described,
+            };
+            crate::html::diagnosis::page(&about, &report, &json()?)
+        }
     };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout

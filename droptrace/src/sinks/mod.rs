@@ -7,4 +7,5 @@ pub mod metrics;
 pub mod recorder;
 pub mod summary;
 pub mod text;
+pub mod timeline;
 pub mod view;

@@ -133,6 +133,9 @@ fn run_pool<T: Sync, R: Send>(
 
 /// The test binaries of the guests without BTF.
 const WITHOUT_BTF_TESTS: &[&str] = &["without_btf"];
+/// Tests of what does not depend on the kernel (HTML pages rendered by Chromium, the OCI
+/// image in containerd: minutes each under TCG): run on the host only.
+const HOST_ONLY_TESTS: &[&str] = &["html", "image"];
 
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
@@ -387,6 +390,7 @@ fn boot(
     let list: String = binaries
         .iter()
         .filter(|(name, _)| g.btf || WITHOUT_BTF_TESTS.contains(&name.as_str()))
+        .filter(|(name, _)| !HOST_ONLY_TESTS.contains(&name.as_str()))
         .map(|(name, path)| format!("{name} {}\n", path.display()))
         .collect();
     std::fs::write(share.join("binaries"), list)?;
