@@ -201,6 +201,10 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
 
+    /// Replace the --save-baseline FILE if it exists.
+    #[arg(long, requires = "save_baseline")]
+    pub force: bool,
+
     /// Compare with a file --save-baseline wrote (this host when it worked, or a healthy
     /// host of the same role): each difference is listed, and findings whose evidence is
     /// new since the baseline rank first. Namespaces are matched by name.

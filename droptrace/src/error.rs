@@ -78,6 +78,15 @@ pub enum Error {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 
+    #[error(
+        "{} is a symbolic link; droptrace does not write through one: give the path of the \
+         file itself", .0.display()
+    )]
+    Symlink(PathBuf),
+
+    #[error("{} exists; give --force to replace it", .0.display())]
+    Exists(PathBuf),
+
     #[error("baseline {}: {source}", path.display())]
     Baseline {
         path: PathBuf,

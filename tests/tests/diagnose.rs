@@ -940,6 +940,24 @@ fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
         );
         assert!(out.stdout.is_empty());
     }
+    // Larger than any baseline droptrace writes: refused by its size, quickly and without
+    // holding it (the bounded read stops one byte past the limit).
+    let mut big = String::from("{\"version\": 1, \"droptrace\": \"0.1.0\", \"pad\": \"");
+    big.push_str(&"x".repeat(17 << 20));
+    big.push_str("\"}");
+    std::fs::write(&file, big).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["diagnose", "--duration", "1", "--baseline", &file])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("baseline {file}: it is larger than 16 MiB")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(u64::from(time_scale())));
     std::fs::remove_file(&file).unwrap();
     let out = std::process::Command::new(droptrace_bin())
         .args(["diagnose", "--baseline", &file])

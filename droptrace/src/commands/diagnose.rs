@@ -74,6 +74,9 @@ impl NodeNames {
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     // A baseline that cannot be read fails before anything is sampled or attached.
     let then = args.baseline.as_deref().map(read_baseline).transpose()?;
+    if let Some(path) = &args.save_baseline {
+        super::check_creatable(path, args.force)?;
+    }
     // Fail early, before sampling, when droptrace cannot attach.
     caps::check_tracing()?;
     let mut names = Namespaces::scan();
@@ -188,7 +191,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .map_or(0, |d| d.as_secs()),
     );
     if let Some(path) = &args.save_baseline {
-        write_private(path, &now)?;
+        write_private(path, &now, args.force)?;
     }
     let baseline_diff = then.as_ref().map(|then| {
         let diff = baseline::diff(then, &now, chosen.is_some());
@@ -227,32 +230,30 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads at most one byte past the largest baseline accepted: an oversized or endless
+/// file (a FIFO, /dev/zero) is refused without being held.
 fn read_baseline(path: &Path) -> Result<Baseline, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Io(format!("reading the baseline {}", path.display()), e))?;
-    baseline::parse(&text).map_err(|source| Error::Baseline {
+    use std::io::Read;
+    let io = |e| Error::Io(format!("reading the baseline {}", path.display()), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(baseline::MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    baseline::from_bytes(&bytes).map_err(|source| Error::Baseline {
         path: path.to_owned(),
         source,
     })
 }
 
-/// Writes the baseline readable by its owner only: it lists the host's firewall and programs.
-fn write_private(path: &Path, b: &Baseline) -> Result<(), Error> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+/// Writes the baseline readable by its owner only (it lists the host's firewall and
+/// programs); an existing file only with --force, never through a symlink.
+fn write_private(path: &Path, b: &Baseline, replace: bool) -> Result<(), Error> {
     let io = |e| Error::Io(format!("writing the baseline {}", path.display()), e);
     let mut text = serde_json::to_string_pretty(b).map_err(|e| io(std::io::Error::other(e)))?;
     text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    // An existing file keeps its mode on open: make it private too.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)
+    super::create_private(path, replace)?
+        .write_all(text.as_bytes())
+        .map_err(io)
 }
 
 /// Why no drop of the window has packet details, when none has: without the kernel's BTF
