@@ -244,10 +244,7 @@ pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
         return Err(BaselineError::Foreign);
     };
     if version > u64::from(VERSION) {
-        return Err(BaselineError::Newer {
-            found: version,
-            by,
-        });
+        return Err(BaselineError::Newer { found: version, by });
     }
     serde_json::from_str(text).map_err(BaselineError::Corrupt)
 }

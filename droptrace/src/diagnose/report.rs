@@ -4,7 +4,10 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{baseline::Difference, engine::Finding};
-use crate::pipeline::event::{endpoint, Drop};
+use crate::{
+    format::printable,
+    pipeline::event::{endpoint, Drop},
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -49,12 +52,13 @@ impl Report {
                     ""
                 }
             );
-            let _ = writeln!(out, "   {}", f.summary);
+            // Every sentence holds names from the host or the baseline file.
+            let _ = writeln!(out, "   {}", printable(&f.summary));
             out.push_str("   evidence:\n");
             for e in &f.evidence {
-                let _ = writeln!(out, "     - {e}");
+                let _ = writeln!(out, "     - {}", printable(e));
             }
-            let _ = writeln!(out, "   fix: {}", f.fix);
+            let _ = writeln!(out, "   fix: {}", printable(&f.fix));
         }
         self.baseline_text(&mut out);
         out
@@ -67,13 +71,13 @@ impl Report {
         let _ = writeln!(
             out,
             "\nSince the baseline ({}):",
-            self.baseline_of.as_deref().unwrap_or("?")
+            printable(self.baseline_of.as_deref().unwrap_or("?"))
         );
         if diff.is_empty() {
             out.push_str("   no differences in the sampled state\n");
         }
         for d in diff {
-            let _ = writeln!(out, "   - {}", d.sentence);
+            let _ = writeln!(out, "   - {}", printable(&d.sentence));
         }
     }
 }
@@ -101,4 +105,52 @@ pub fn packet_line(d: &Drop) -> String {
         return format!("{ends}{icmp}");
     }
     format!("{ends}{icmp}, {} bytes", d.len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::baseline::{self, Baseline, NsBaseline};
+
+    fn with(names: &[&str]) -> Baseline {
+        Baseline {
+            version: baseline::VERSION,
+            droptrace: "0.1.0".into(),
+            host: "web-1".into(),
+            taken_at: 0,
+            namespaces: names
+                .iter()
+                .map(|n| ((*n).to_owned(), NsBaseline::default()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_hostile_name_in_a_baseline_reaches_the_text_escaped() {
+        let hostile = "netns x\x1b[31mRED\x1b[0m\n2. [netfilter_rule] forged finding";
+        let diff = baseline::diff(&with(&["netns web", hostile]), &with(&["netns web"]), false);
+        assert!(
+            diff.iter().any(|d| d.sentence.contains(hostile)),
+            "{diff:?}"
+        );
+        let report = Report {
+            window_secs: 1.0,
+            total: 0,
+            lost_events: 0,
+            namespaces: 1,
+            findings: Vec::new(),
+            baseline_of: Some("host a\x1b]0;pwned\x07".into()),
+            baseline_diff: Some(diff),
+        };
+        let text = report.text();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(
+            text.lines().all(|l| !l.starts_with("2. ")),
+            "a forged line: {text}"
+        );
+        assert!(
+            text.contains(r"netns x\x1b[31mRED\x1b[0m\n2. [netfilter_rule] forged finding"),
+            "{text}"
+        );
+    }
 }
