@@ -195,6 +195,12 @@ pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
+    /// Sample at most N namespaces before the window (the first by inode). After it,
+    /// every namespace where drops happened is sampled too; one that was not sampled
+    /// before is named in the report, as what grew in the window there is unknown.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_namespaces: u32,
+
     /// Also write the sampled state of every namespace (firewall rules and chain policies,
     /// qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a
     /// versioned JSON file (mode 0600), to compare with later (--baseline).

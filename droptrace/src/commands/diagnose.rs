@@ -2,7 +2,7 @@
 //! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
 //! both samples to the engine.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     path::{Path, PathBuf},
     time::Duration,
@@ -30,21 +30,28 @@ use crate::{
     },
 };
 
-/// At most this many namespaces are sampled (containers can make thousands).
-const MAX_NAMESPACES: usize = 64;
-
 /// Namespaces as the diagnosis names them: by their pod or container when they belong to
 /// one ("in pod shop/web-7d9f"), else as they were found.
 pub(super) struct NodeNames {
     pub namespaces: Namespaces,
     pub workloads: std::collections::HashMap<u32, Workload>,
+    /// Namespaces whose name no longer leads to them (deleted during the window).
+    pub vanished: BTreeSet<u32>,
 }
 
 impl NamespaceNames for NodeNames {
     fn describe(&self, inode: u32) -> String {
-        match self.workloads.get(&inode) {
+        let name = match self.workloads.get(&inode) {
             Some(w) => w.label(),
             None => self.namespaces.describe(inode),
+        };
+        match (
+            self.vanished.contains(&inode),
+            self.namespaces.has_own_name(inode),
+        ) {
+            (false, _) => name,
+            (true, true) => format!("{name} (gone: deleted during the window)"),
+            (true, false) => format!("{name} (gone: its process exited during the window)"),
         }
     }
 
@@ -109,15 +116,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     };
     // Each namespace is opened once and entered through that descriptor afterwards, so a
     // process that exits (and a reused PID) cannot swap the namespace under us.
+    // Containers can make thousands: at most --max-namespaces are sampled before the
+    // window; those where drops happen are sampled after it in any case.
+    let cap = args.max_namespaces as usize;
     let inodes: Vec<u32> = match chosen {
         Some(inode) => vec![inode],
-        None => names.all().take(MAX_NAMESPACES).map(|(i, _)| i).collect(),
+        None => names.all().take(cap).map(|(i, _)| i).collect(),
     };
     let (held, _) = HeldNamespaces::open(&names, &inodes);
-    if chosen.is_none() && names.len() > MAX_NAMESPACES {
+    let known_before = names.len();
+    if chosen.is_none() && known_before > cap {
         warn(&format!(
-            "{} network namespaces; sampling the first {MAX_NAMESPACES} (use --netns to choose)",
-            names.len()
+            "{known_before} network namespaces; sampling the first {cap} before the window \
+             (--max-namespaces) and, after it, every one where drops happened"
         ));
     }
     let log_before = collect::conntrack_full_lines();
@@ -133,8 +144,39 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     source.announce(&format!("diagnosing for {} s", args.duration));
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
+    let groups = drop_groups(&watched);
     let mut after = held.snapshot();
-    let targets = held.targets().to_vec();
+    // Namespaces where drops happened that were not sampled before: sampled now, and
+    // each named in the report with why.
+    let late = sample_late(&mut names, &held, &groups, &mut after);
+    let mut targets = held.targets().to_vec();
+    targets.extend_from_slice(late.held.targets());
+    let mut not_sampled: Vec<String> = late
+        .held
+        .inodes()
+        .map(|i| {
+            format!(
+                "{} was sampled only after the window: {known_before} namespaces were more than \
+                 --max-namespaces {cap} before it, so what grew there in the window is unknown \
+                 (choose it with --netns, or raise --max-namespaces)",
+                names.describe(i)
+            )
+        })
+        .collect();
+    not_sampled.extend(late.gone.iter().map(|i| {
+        format!(
+            "{}: drops happened there, but it was gone before it could be sampled",
+            names.describe(*i)
+        )
+    }));
+    // Namespaces deleted during the window: still sampled (held open), but a fix cannot
+    // be run in them by their name any more.
+    let vanished: BTreeSet<u32> = after
+        .keys()
+        .chain(&late.gone)
+        .copied()
+        .filter(|i| names.vanished(*i))
+        .collect();
     // The namespaces at the other end of their veths, sampled or not (an MTU there
     // decides what the sender can send).
     let known: Vec<(u32, PathBuf)> = names.all().map(|(i, p)| (i, p.clone())).collect();
@@ -145,7 +187,6 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         }
     }
 
-    let groups = drop_groups(&watched);
     let log_lines = collect::conntrack_full_lines().saturating_sub(log_before);
     let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
         raw.into_iter()
@@ -165,9 +206,11 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         }
     }
     drop(held);
+    drop(late);
     let names = NodeNames {
         namespaces: names,
         workloads: watched.names.workloads.clone(),
+        vanished,
     };
     let findings = engine::diagnose(&engine::Window {
         groups: &groups,
@@ -181,6 +224,16 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         details_unknown: details_unknown(&groups),
     });
     let mut findings = findings;
+    for f in &mut findings {
+        if let Some(inode) = f.netns_inode().filter(|i| names.vanished.contains(i)) {
+            f.fix = format!(
+                "none to run: {} no longer exists, and its drops went with it (while it \
+                 existed the fix was: {})",
+                names.namespaces.describe(inode),
+                f.fix
+            );
+        }
+    }
     let now = baseline::capture(
         after
             .iter()
@@ -208,6 +261,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         total: counters.matched,
         lost_events: counters.lost,
         namespaces: after.len(),
+        not_sampled,
         findings,
         baseline_of: then
             .as_ref()
@@ -228,6 +282,44 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     Ok(())
+}
+
+/// Namespaces sampled after the window only, because they were not before it.
+struct Late {
+    held: HeldNamespaces,
+    /// Where drops happened, but gone before they could be opened.
+    gone: Vec<u32>,
+}
+
+/// Samples the namespaces where the window's drops happened that `held` did not sample
+/// before it (beyond the cap, or created during the window), into `after`.
+fn sample_late(
+    names: &mut Namespaces,
+    held: &HeldNamespaces,
+    groups: &[DropGroup],
+    after: &mut BTreeMap<u32, RawSnapshot>,
+) -> Late {
+    let sampled: BTreeSet<u32> = held.inodes().collect();
+    let wanted: Vec<u32> = groups
+        .iter()
+        .filter(|g| g.count > 0)
+        .flat_map(|g| g.places.iter().map(|p| p.0))
+        .filter(|i| *i != 0 && !sampled.contains(i))
+        .collect::<BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    if wanted.is_empty() {
+        return Late {
+            held: HeldNamespaces::default(),
+            gone: Vec::new(),
+        };
+    }
+    if wanted.iter().any(|i| names.path(*i).is_none()) {
+        names.absorb(Namespaces::scan());
+    }
+    let (late, gone) = HeldNamespaces::open(names, &wanted);
+    after.extend(late.snapshot());
+    Late { held: late, gone }
 }
 
 /// Reads at most one byte past the largest baseline accepted: an oversized or endless
@@ -286,8 +378,12 @@ mod tests {
         let names = NodeNames {
             namespaces: Namespaces::default(),
             workloads: [(7, pod)].into_iter().collect(),
+            vanished: BTreeSet::from([8]),
         };
         assert_eq!(names.describe(7), "pod shop/web-7d9f");
-        assert_eq!(names.describe(8), "netns inode 8");
+        assert_eq!(
+            names.describe(8),
+            "netns inode 8 (gone: its process exited during the window)"
+        );
     }
 }

@@ -305,9 +305,15 @@ fn conclude(
 ) -> RowDiagnosis {
     let after = sampled.held.snapshot();
     let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
+    let vanished = after
+        .keys()
+        .copied()
+        .filter(|i| sampled.names.vanished(*i))
+        .collect();
     let names = NodeNames {
         namespaces: sampled.names,
         workloads,
+        vanished,
     };
     let findings = diagnose_row(&RowWindow {
         groups,

@@ -17,6 +17,10 @@ pub struct Report {
     pub lost_events: u64,
     /// Namespaces whose state was sampled.
     pub namespaces: usize,
+    /// Namespaces where drops happened that could not be sampled before the window (or
+    /// at all), each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_sampled: Vec<String>,
     /// Most important first.
     pub findings: Vec<Finding>,
     /// With --baseline: which host's state, and when ("host web-1, saved 2026-12-02 03:14:57 UTC").
@@ -33,6 +37,9 @@ impl Report {
             "droptrace diagnose: {} drops in {:.1} s ({} lost events), {} namespaces sampled\n",
             self.total, self.window_secs, self.lost_events, self.namespaces
         );
+        for n in &self.not_sampled {
+            let _ = writeln!(out, "   not sampled: {}", printable(n));
+        }
         if self.findings.is_empty() {
             out.push_str("\nNo drops and no drop counters moved: nothing to explain.\n");
             self.baseline_text(&mut out);
@@ -138,6 +145,7 @@ mod tests {
             total: 0,
             lost_events: 0,
             namespaces: 1,
+            not_sampled: Vec::new(),
             findings: Vec::new(),
             baseline_of: Some("host a\x1b]0;pwned\x07".into()),
             baseline_diff: Some(diff),

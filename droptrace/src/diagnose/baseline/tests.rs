@@ -276,6 +276,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         total: 53,
         lost_events: 0,
         namespaces: 1,
+        not_sampled: Vec::new(),
         findings,
         baseline_of: Some("host web-1, saved 2026-12-02 03:14:57 UTC".into()),
         baseline_diff: Some(d.clone()),

@@ -109,6 +109,13 @@ pub struct Finding {
     netns_inode: Option<u32>,
 }
 
+impl Finding {
+    /// The namespace the finding is about, by inode.
+    pub fn netns_inode(&self) -> Option<u32> {
+        self.netns_inode
+    }
+}
+
 /// Ranked findings: real causes by drops, benign ones last.
 pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
     let mut findings: Vec<Finding> = Vec::new();
