@@ -149,6 +149,27 @@ pub fn split_batch(out: &str, n: usize) -> Option<Vec<String>> {
     (parts.len() == n && out[start..].trim().is_empty()).then_some(parts)
 }
 
+/// Output of a tool run with `-j`, made valid JSON: ip, tc and bpftool print names raw
+/// inside JSON strings, so one control character in an interface name (the kernel allows
+/// an escape there) would make the whole output unreadable. Each such character becomes
+/// its `\u00XX` escape; the newlines, tabs and returns between values stay (a name
+/// cannot hold whitespace).
+pub fn valid_json_text(out: String) -> String {
+    let stray = |c: char| c < ' ' && !matches!(c, '\n' | '\r' | '\t');
+    if !out.contains(stray) {
+        return out;
+    }
+    let mut text = String::with_capacity(out.len() + 16);
+    for c in out.chars() {
+        if stray(c) {
+            text.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            text.push(c);
+        }
+    }
+    text
+}
+
 /// Sysctls read for each interface (`{}` is its name).
 pub const LINK_SYSCTLS: &[&str] = &[
     "net/ipv4/conf/{}/rp_filter",
@@ -394,6 +415,20 @@ mod tests {
         let nft = fixture("nft-ruleset.txt");
         assert!(needless("iptables-nft", &busy, Some(&nft)));
         assert!(!needless("ip6tables-nft", &busy, Some(&nft)));
+    }
+
+    #[test]
+    fn a_control_character_in_a_name_leaves_the_json_readable() {
+        let raw = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/ip-link.escape-in-name.json"
+        ));
+        assert!(crate::diagnose::evidence::link::parse_links(raw).is_err());
+        let fixed = valid_json_text(raw.to_owned());
+        let links = crate::diagnose::evidence::link::parse_links(&fixed).unwrap();
+        assert!(links.iter().any(|l| l.name == "dt\x1b[31mX"), "{links:?}");
+        let clean = "[{\"ifname\":\"lo\"}]\n";
+        assert_eq!(valid_json_text(clean.to_owned()), clean);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::diagnose::{
     evidence::holders::parse_fdinfo,
     raw::{
         attached_ids, clsact_devices, link_names, link_netnsids, map_ids, needless, route_get_args,
-        split_batch, PeerNamespace, RawSnapshot, COMMANDS, IP_BATCHES, LINK_SYSCTLS, MACHINE_WIDE,
-        MAX_BPF_FDS, PRESENCE_FILES, PROC_NET_FILES, SYSCTLS,
+        split_batch, valid_json_text, PeerNamespace, RawSnapshot, COMMANDS, IP_BATCHES,
+        LINK_SYSCTLS, MACHINE_WIDE, MAX_BPF_FDS, PRESENCE_FILES, PROC_NET_FILES, SYSCTLS,
     },
 };
 
@@ -467,7 +467,7 @@ fn run_with_input(
         }
         child.wait_with_output()
     };
-    outputs(in_netns(netns, run)?)
+    json_valid(args, outputs(in_netns(netns, run)?))
 }
 
 /// Runs a program inside the namespace (it inherits the entered thread's namespace):
@@ -477,9 +477,24 @@ fn run_in(
     program: &str,
     args: &[&str],
 ) -> Result<(String, String), CollectError> {
-    outputs(in_netns(netns, || {
-        Command::new(program).args(args).output()
-    })?)
+    json_valid(
+        args,
+        outputs(in_netns(netns, || {
+            Command::new(program).args(args).output()
+        })?),
+    )
+}
+
+/// The output of a tool asked for JSON (`-j`), with the raw control characters of names
+/// escaped so that it parses (see `raw::valid_json_text`).
+fn json_valid(
+    args: &[&str],
+    out: Result<(String, String), CollectError>,
+) -> Result<(String, String), CollectError> {
+    if !args.contains(&"-j") {
+        return out;
+    }
+    out.map(|(stdout, stderr)| (valid_json_text(stdout), stderr))
 }
 
 /// A finished tool's (stdout, stderr), or why it did not run or failed.
