@@ -124,5 +124,6 @@ impl Error {
 
 /// A problem droptrace works around, said once on stderr.
 pub fn warn(message: &str) {
-    eprintln!("droptrace: warning: {message}");
+    // One line each; names in it may come from the host or a file.
+    eprintln!("droptrace: warning: {}", crate::format::printable(message));
 }
