@@ -57,6 +57,10 @@ fn on_terminal() -> bool {
 pub fn check_creatable(path: &Path, replace: bool) -> Result<(), Error> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink(path.to_owned())),
+        Ok(m) if m.is_dir() => Err(Error::Io(
+            format!("creating {}", path.display()),
+            std::io::ErrorKind::IsADirectory.into(),
+        )),
         Ok(_) if !replace => Err(Error::Exists(path.to_owned())),
         _ => Ok(()),
     }
