@@ -199,11 +199,21 @@ pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
+    /// Sample at most N namespaces before the window (the first by inode). After it,
+    /// every namespace where drops happened is sampled too; one that was not sampled
+    /// before is named in the report, as what grew in the window there is unknown.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_namespaces: u32,
+
     /// Also write the sampled state of every namespace (firewall rules and chain policies,
     /// qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a
     /// versioned JSON file (mode 0600), to compare with later (--baseline).
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
+
+    /// Replace the --save-baseline FILE if it exists.
+    #[arg(long, requires = "save_baseline")]
+    pub force: bool,
 
     /// Compare with a file --save-baseline wrote (this host when it worked, or a healthy
     /// host of the same role): each difference is listed, and findings whose evidence is

@@ -78,6 +78,15 @@ pub enum Error {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
 
+    #[error(
+        "{} is a symbolic link; droptrace does not write through one: give the path of the \
+         file itself", .0.display()
+    )]
+    Symlink(PathBuf),
+
+    #[error("{} exists; give --force to replace it", .0.display())]
+    Exists(PathBuf),
+
     #[error("baseline {}: {source}", path.display())]
     Baseline {
         path: PathBuf,
@@ -153,7 +162,8 @@ fn netns_hint(source: &std::io::Error) -> &'static str {
 
 /// A problem droptrace works around, said once on stderr.
 pub fn warn(message: &str) {
-    eprintln!("droptrace: warning: {message}");
+    // One line each; names in it may come from the host or a file.
+    eprintln!("droptrace: warning: {}", crate::format::printable(message));
 }
 
 #[cfg(test)]

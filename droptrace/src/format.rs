@@ -1,5 +1,40 @@
 //! Numbers and times as droptrace prints them (the live view, status lines, reports):
-//! short, aligned, deterministic.
+//! short, aligned, deterministic; and text from the host made safe to print.
+
+use std::{borrow::Cow, fmt::Write};
+
+/// `text` as it can reach a terminal: names of namespaces, interfaces, processes, rules,
+/// pods and baselines come from the host or a file, and a control character in one would
+/// move the cursor, color the screen or forge a line. Each control character (C0, DEL,
+/// C1) and each bidirectional override is shown escaped (`\n`, `\t`, `\x1b`, `\u{202e}`);
+/// everything else is kept. Applied once, where text and the live view write.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || is_bidi_control(c);
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Characters that reorder the text around them on a terminal that honours them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// `1,234,567` up to 9 characters, then `12.3M`.
 pub fn count(n: u64) -> String {
@@ -140,6 +175,29 @@ mod tests {
             "2026-05-28T20:26:40.000001000Z"
         );
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        // Borrowed when clean: the usual name costs nothing.
+        assert!(matches!(
+            printable("veth-b ü 名前"),
+            Cow::Borrowed("veth-b ü 名前")
+        ));
+        assert_eq!(printable(""), "");
+        // The baseline of issue 28: color codes and a forged line.
+        assert_eq!(
+            printable("x\x1b[31mRED\x1b[0m\n2. [netfilter_rule] forged finding"),
+            "x\\x1b[31mRED\\x1b[0m\\n2. [netfilter_rule] forged finding"
+        );
+        assert_eq!(printable("a\tb\rc\x07\x7f\0"), "a\\tb\\rc\\x07\\x7f\\x00");
+        // C1 (CSI as one character) and a right-to-left override.
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        // Escaping is not repeated by a second pass over clean output.
+        let once = printable("\x1b]0;title\x07").into_owned();
+        assert_eq!(printable(&once), once);
+        assert!(!once.contains(char::is_control));
     }
 
     #[test]

@@ -961,6 +961,24 @@ fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
         );
         assert!(out.stdout.is_empty());
     }
+    // Larger than any baseline droptrace writes: refused by its size, quickly and without
+    // holding it (the bounded read stops one byte past the limit).
+    let mut big = String::from("{\"version\": 1, \"droptrace\": \"0.1.0\", \"pad\": \"");
+    big.push_str(&"x".repeat(17 << 20));
+    big.push_str("\"}");
+    std::fs::write(&file, big).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["diagnose", "--duration", "1", "--baseline", &file])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("baseline {file}: it is larger than 16 MiB")),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(u64::from(time_scale())));
     std::fs::remove_file(&file).unwrap();
     let out = std::process::Command::new(droptrace_bin())
         .args(["diagnose", "--baseline", &file])
@@ -1447,5 +1465,214 @@ fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
                 ),
             ],
         );
+    }
+}
+
+/// The finding about the namespace `ns` (other drops of the machine may rank above it
+/// when no --netns is given).
+fn finding_in<'a>(report: &'a Value, ns: &Netns) -> &'a Value {
+    let name = format!("netns {}", ns.name);
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["netns"].as_str().is_some_and(|n| n.starts_with(&name)))
+        .unwrap_or_else(|| panic!("no finding in {name}: {report:#}"))
+}
+
+#[test]
+fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
+    if !can_run("drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule") {
+        return;
+    }
+    // 98 idle namespaces, then the pair: `b`, made last, has the largest inode of them
+    // (the kernel hands out the lowest free one), past the first 64.
+    let idle: Vec<Netns> = (0..98).map(|_| Netns::new("idle")).collect();
+    let (pair, _server) = Pair::with_nft_drop_on_1678();
+    let deleted = format!(
+        "ip netns exec {} nft delete rule inet dt input handle",
+        pair.b.name
+    );
+
+    // By default 64 are sampled before the window: `b` only after it, and said so.
+    let started = std::time::Instant::now();
+    let report = diagnose(&[], || {
+        pair.nft_dropped_syns(6);
+    });
+    let beyond_cap = started.elapsed();
+    let f = finding_in(&report, &pair.b);
+    assert_eq!(f["cause"], "netfilter_rule", "{f:#}");
+    assert_mentions(
+        f,
+        &[
+            "tcp dport 1678",
+            "handle",
+            &deleted,
+            "sampled only after the window",
+        ],
+    );
+    let not_sampled = report["not_sampled"].to_string();
+    assert!(
+        not_sampled.contains(&format!(
+            "netns {} was sampled only after the window",
+            pair.b.name
+        )) && not_sampled.contains("--max-namespaces 64"),
+        "{report:#}"
+    );
+    assert!(
+        !not_sampled.contains(&idle[0].name),
+        "idle namespaces had no drops"
+    );
+
+    // With the cap above them all, `b` is sampled on both sides: the counter's growth.
+    let before = nft_rule_packets(&pair.b, "dt", "dt1678");
+    let started = std::time::Instant::now();
+    let report = diagnose(&["--max-namespaces", "128"], || {
+        pair.nft_dropped_syns(6);
+    });
+    let all_sampled = started.elapsed();
+    let grown = nft_rule_packets(&pair.b, "dt", "dt1678") - before;
+    let f = finding_in(&report, &pair.b);
+    assert_eq!(f["cause"], "netfilter_rule", "{f:#}");
+    assert_eq!(f["drops"], grown, "drops equal the rule's counter");
+    assert_mentions(
+        f,
+        &[
+            "handle",
+            &deleted,
+            &format!("counter +{grown} in the window"),
+        ],
+    );
+    assert!(report.get("not_sampled").is_none(), "{report:#}");
+    assert!(report["namespaces"].as_u64().unwrap() >= 100, "{report:#}");
+    eprintln!(
+        "wall time with a {WINDOW_SECS} s window: {beyond_cap:?} (64 sampled before), \
+         {all_sampled:?} (all sampled before)"
+    );
+}
+
+#[test]
+fn a_namespace_deleted_during_the_window_is_said_gone() {
+    if !can_run("a_namespace_deleted_during_the_window_is_said_gone") {
+        return;
+    }
+    let (pair, _server) = Pair::with_nft_drop_on_1678();
+    let report = diagnose(&[], || {
+        pair.nft_dropped_syns(4);
+        sh(&["ip", "netns", "del", &pair.b.name]);
+    });
+    let f = finding_in(&report, &pair.b);
+    assert_eq!(f["cause"], "netfilter_rule", "{f:#}");
+    assert_eq!(
+        f["netns"],
+        format!("netns {} (gone: deleted during the window)", pair.b.name)
+    );
+    let fix = f["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with(&format!(
+            "none to run: netns {} no longer exists",
+            pair.b.name
+        )),
+        "{f:#}"
+    );
+    // The rule it was is still named, by the state held open through the window.
+    assert_mentions(f, &["tcp dport 1678", "counter +4 in the window"]);
+}
+
+#[test]
+fn hostile_names_never_reach_the_terminal_raw() {
+    if !can_run("hostile_names_never_reach_the_terminal_raw") {
+        return;
+    }
+    let (pair, _server) = Pair::with_nft_drop_on_1678();
+    // An interface name may hold an escape (only whitespace, '/' and ':' are refused).
+    let iface = "dt\x1b[31mX";
+    for args in [
+        vec!["link", "set", "veth-b", "down"],
+        vec!["link", "set", "veth-b", "name", iface],
+        vec!["link", "set", iface, "up"],
+    ] {
+        let mut full = vec!["ip"];
+        full.extend(args);
+        pair.b.exec(&full);
+    }
+    // A process whose name holds one, owning a UDP socket whose buffer overflows.
+    let mut owner = std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.b.name, "python3", "-c"])
+        .arg(
+            "import ctypes, socket, sys\n\
+             ctypes.CDLL(None).prctl(15, b'dt\\x1b[31mP', 0, 0, 0)\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)\n\
+             s.bind(('0.0.0.0', 5099))\n\
+             print('ready', flush=True)\n\
+             sys.stdin.read()\n",
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(owner.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    // A baseline whose rule text forges a finding and colours the screen.
+    let file = format!("/tmp/{}-hostile-baseline.json", pair.b.name);
+    let ns_name = format!("netns {}", pair.b.name);
+    let baseline = serde_json::json!({
+        "version": 1, "droptrace": "0.1.0", "host": "h\u{1b}]0;pwned\u{7}", "taken_at": 0,
+        "namespaces": { ns_name: {
+            "bpf": [], "qdiscs": [], "sysctls": {}, "mtus": {},
+            "rules": [{"source": "nftables", "table": "inet x\u{1b}[31mRED\u{1b}[0m",
+                "chain": "input", "text": "drop\n2. [netfilter_rule] forged finding",
+                "verdict": "drop"}]
+        }}
+    });
+    std::fs::write(&file, baseline.to_string()).unwrap();
+    let netns = pair.b.path();
+    let dt = Droptrace::start(&[
+        "diagnose",
+        "--duration",
+        &(WINDOW_SECS * u64::from(time_scale())).to_string(),
+        "--netns",
+        &netns,
+        "--baseline",
+        &file,
+    ]);
+    pair.nft_dropped_syns(4);
+    let errors = pair.b.snmp("Udp", "RcvbufErrors");
+    udp_burst(&pair.a, format!("{B4}:5099").parse().unwrap(), 50, 500);
+    reaches("Udp RcvbufErrors", errors + 1, || {
+        pair.b.snmp("Udp", "RcvbufErrors")
+    });
+    let out = dt.wait();
+    let _ = std::fs::remove_file(&file);
+    drop(owner.stdin.take());
+    let _ = owner.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success());
+    assert!(
+        !text.contains(|c: char| c.is_control() && c != '\n'),
+        "a control character reached the terminal"
+    );
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("2. [netfilter_rule] forged")),
+        "a forged line"
+    );
+    // The tools print the names raw, inside their JSON too: it is still read.
+    assert!(!text.contains("control character"), "state unread");
+    for shown in [
+        r"on dt\x1b[31mX in netns",
+        "nft delete rule inet dt input handle",
+        r"dt\x1b[31mP",
+        r"inet x\x1b[31mRED\x1b[0m",
+        r"drop\n2. [",
+    ] {
+        assert!(text.contains(shown), "`{shown}` missing");
     }
 }

@@ -110,7 +110,8 @@ fn bad_recordings_are_named_with_the_problem() {
     .unwrap();
     std::fs::write(path("magic-only"), b"DROPTRC\n").unwrap();
     std::fs::write(path("existing"), b"keep me").unwrap();
-    let cases: [(&[&str], i32, &str); 8] = [
+    std::os::unix::fs::symlink(path("existing"), path("link")).unwrap();
+    let cases: [(&[&str], i32, &str); 12] = [
         (&["report", &path("missing")], 1, "No such file"),
         (
             &["report", &path("garbage")],
@@ -143,6 +144,23 @@ fn bad_recordings_are_named_with_the_problem() {
             1,
             "give --force",
         ),
+        (
+            &["record", "-o", &path("link"), "--force", "--duration", "1"],
+            1,
+            "is a symbolic link; droptrace does not write through one",
+        ),
+        // The baseline is written at the end of the window: refused before it.
+        (
+            &["diagnose", "--save-baseline", &path("existing")],
+            1,
+            "existing exists; give --force to replace it",
+        ),
+        (
+            &["diagnose", "--save-baseline", &path("link"), "--force"],
+            1,
+            "is a symbolic link; droptrace does not write through one",
+        ),
+        (&["diagnose", "--force"], 2, "--save-baseline"),
     ];
     for (args, code, needle) in cases {
         assert_clean_failure(&droptrace(args), code, needle);

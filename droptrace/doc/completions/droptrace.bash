@@ -159,7 +159,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__diagnose)
-            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --duration --format --save-baseline --baseline --help"
+            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --verbose --attach --host-root --duration --format --max-namespaces --save-baseline --force --baseline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,6 +231,10 @@ _droptrace() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json html" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-namespaces)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --save-baseline)

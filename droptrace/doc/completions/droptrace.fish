@@ -78,10 +78,12 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l duratio
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l format -d 'Output: `text` for people, `json` for one object with the findings, `html` for one self-contained page to attach to a ticket' -r -f -a "text\t''
 json\t''
 html\t'One self-contained HTML page to share: no scripts, nothing fetched, readable printed'"
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l max-namespaces -d 'Sample at most N namespaces before the window (the first by inode). After it, every namespace where drops happened is sampled too; one that was not sampled before is named in the report, as what grew in the window there is unknown' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-baseline -d 'Also write the sampled state of every namespace (firewall rules and chain policies, qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a versioned JSON file (mode 0600), to compare with later (--baseline)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baseline -d 'Compare with a file --save-baseline wrote (this host when it worked, or a healthy host of the same role): each difference is listed, and findings whose evidence is new since the baseline rank first. Namespaces are matched by name' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l force -d 'Replace the --save-baseline FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l port -d 'Source or destination port (like tcpdump\'s `port`)' -r

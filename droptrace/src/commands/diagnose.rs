@@ -2,7 +2,7 @@
 //! window (no sink: the diagnosis reads the outcome), sample again, then hand drops and
 //! both samples to the engine.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     path::{Path, PathBuf},
     time::Duration,
@@ -30,21 +30,28 @@ use crate::{
     },
 };
 
-/// At most this many namespaces are sampled (containers can make thousands).
-const MAX_NAMESPACES: usize = 64;
-
 /// Namespaces as the diagnosis names them: by their pod or container when they belong to
 /// one ("in pod shop/web-7d9f"), else as they were found.
 pub(super) struct NodeNames {
     pub namespaces: Namespaces,
     pub workloads: std::collections::HashMap<u32, Workload>,
+    /// Namespaces whose name no longer leads to them (deleted during the window).
+    pub vanished: BTreeSet<u32>,
 }
 
 impl NamespaceNames for NodeNames {
     fn describe(&self, inode: u32) -> String {
-        match self.workloads.get(&inode) {
+        let name = match self.workloads.get(&inode) {
             Some(w) => w.label(),
             None => self.namespaces.describe(inode),
+        };
+        match (
+            self.vanished.contains(&inode),
+            self.namespaces.has_own_name(inode),
+        ) {
+            (false, _) => name,
+            (true, true) => format!("{name} (gone: deleted during the window)"),
+            (true, false) => format!("{name} (gone: its process exited during the window)"),
         }
     }
 
@@ -82,6 +89,9 @@ impl NodeNames {
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     // A baseline that cannot be read fails before anything is sampled or attached.
     let then = args.baseline.as_deref().map(read_baseline).transpose()?;
+    if let Some(path) = &args.save_baseline {
+        super::check_creatable(path, args.force)?;
+    }
     // Fail early, before sampling, when droptrace cannot attach.
     caps::check_tracing()?;
     let mut names = Namespaces::scan();
@@ -114,15 +124,19 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     };
     // Each namespace is opened once and entered through that descriptor afterwards, so a
     // process that exits (and a reused PID) cannot swap the namespace under us.
+    // Containers can make thousands: at most --max-namespaces are sampled before the
+    // window; those where drops happen are sampled after it in any case.
+    let cap = args.max_namespaces as usize;
     let inodes: Vec<u32> = match chosen {
         Some(inode) => vec![inode],
-        None => names.all().take(MAX_NAMESPACES).map(|(i, _)| i).collect(),
+        None => names.all().take(cap).map(|(i, _)| i).collect(),
     };
     let (held, _) = HeldNamespaces::open(&names, &inodes);
-    if chosen.is_none() && names.len() > MAX_NAMESPACES {
+    let known_before = names.len();
+    if chosen.is_none() && known_before > cap {
         warn(&format!(
-            "{} network namespaces; sampling the first {MAX_NAMESPACES} (use --netns to choose)",
-            names.len()
+            "{known_before} network namespaces; sampling the first {cap} before the window \
+             (--max-namespaces) and, after it, every one where drops happened"
         ));
     }
     let log_before = collect::conntrack_full_lines();
@@ -141,9 +155,40 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let watched = drive(&mut source, &mut []).await?;
     let secs = source.now_ns().saturating_sub(source.started_ns()) as f64 / 1e9;
     let (source_started, filters_described) = (source.started_ns(), source.describe_filters());
+    let groups = drop_groups(&watched);
     let mut after = held.snapshot();
     let samples_secs = sampling.elapsed().as_secs_f64();
-    let targets = held.targets().to_vec();
+    // Namespaces where drops happened that were not sampled before: sampled now, and
+    // each named in the report with why.
+    let late = sample_late(&mut names, &held, &groups, &mut after);
+    let mut targets = held.targets().to_vec();
+    targets.extend_from_slice(late.held.targets());
+    let mut not_sampled: Vec<String> = late
+        .held
+        .inodes()
+        .map(|i| {
+            format!(
+                "{} was sampled only after the window: {known_before} namespaces were more than \
+                 --max-namespaces {cap} before it, so what grew there in the window is unknown \
+                 (choose it with --netns, or raise --max-namespaces)",
+                names.describe(i)
+            )
+        })
+        .collect();
+    not_sampled.extend(late.gone.iter().map(|i| {
+        format!(
+            "{}: drops happened there, but it was gone before it could be sampled",
+            names.describe(*i)
+        )
+    }));
+    // Namespaces deleted during the window: still sampled (held open), but a fix cannot
+    // be run in them by their name any more.
+    let vanished: BTreeSet<u32> = after
+        .keys()
+        .chain(&late.gone)
+        .copied()
+        .filter(|i| names.vanished(*i))
+        .collect();
     // The namespaces at the other end of their veths, sampled or not (an MTU there
     // decides what the sender can send).
     let known: Vec<(u32, PathBuf)> = names.all().map(|(i, p)| (i, p.clone())).collect();
@@ -154,7 +199,6 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         }
     }
 
-    let groups = drop_groups(&watched);
     let log_lines = collect::conntrack_full_lines().saturating_sub(log_before);
     let parse = |raw: BTreeMap<u32, RawSnapshot>| -> BTreeMap<u32, NsState> {
         raw.into_iter()
@@ -174,9 +218,11 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         }
     }
     drop(held);
+    drop(late);
     let names = NodeNames {
         namespaces: names,
         workloads: watched.names.workloads.clone(),
+        vanished,
     };
     let findings = engine::diagnose(&engine::Window {
         groups: &groups,
@@ -191,6 +237,16 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         details_unknown: details_unknown(&groups),
     });
     let mut findings = findings;
+    for f in &mut findings {
+        if let Some(inode) = f.netns_inode().filter(|i| names.vanished.contains(i)) {
+            f.fix = format!(
+                "none to run: {} no longer exists, and its drops went with it (while it \
+                 existed the fix was: {})",
+                names.namespaces.describe(inode),
+                f.fix
+            );
+        }
+    }
     let now = baseline::capture(
         after
             .iter()
@@ -201,7 +257,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
             .map_or(0, |d| d.as_secs()),
     );
     if let Some(path) = &args.save_baseline {
-        write_private(path, &now)?;
+        write_private(path, &now, args.force)?;
     }
     let baseline_diff = then.as_ref().map(|then| {
         let diff = baseline::diff(then, &now, chosen.is_some());
@@ -219,6 +275,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         total: counters.matched,
         lost_events: counters.lost,
         namespaces: after.len(),
+        not_sampled,
         findings,
         baseline_of: then
             .as_ref()
@@ -251,32 +308,68 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Namespaces sampled after the window only, because they were not before it.
+struct Late {
+    held: HeldNamespaces,
+    /// Where drops happened, but gone before they could be opened.
+    gone: Vec<u32>,
+}
+
+/// Samples the namespaces where the window's drops happened that `held` did not sample
+/// before it (beyond the cap, or created during the window), into `after`.
+fn sample_late(
+    names: &mut Namespaces,
+    held: &HeldNamespaces,
+    groups: &[DropGroup],
+    after: &mut BTreeMap<u32, RawSnapshot>,
+) -> Late {
+    let sampled: BTreeSet<u32> = held.inodes().collect();
+    let wanted: Vec<u32> = groups
+        .iter()
+        .filter(|g| g.count > 0)
+        .flat_map(|g| g.places.iter().map(|p| p.0))
+        .filter(|i| *i != 0 && !sampled.contains(i))
+        .collect::<BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    if wanted.is_empty() {
+        return Late {
+            held: HeldNamespaces::default(),
+            gone: Vec::new(),
+        };
+    }
+    if wanted.iter().any(|i| names.path(*i).is_none()) {
+        names.absorb(Namespaces::scan());
+    }
+    let (late, gone) = HeldNamespaces::open(names, &wanted);
+    after.extend(late.snapshot());
+    Late { held: late, gone }
+}
+
+/// Reads at most one byte past the largest baseline accepted: an oversized or endless
+/// file (a FIFO, /dev/zero) is refused without being held.
 fn read_baseline(path: &Path) -> Result<Baseline, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Io(format!("reading the baseline {}", path.display()), e))?;
-    baseline::parse(&text).map_err(|source| Error::Baseline {
+    use std::io::Read;
+    let io = |e| Error::Io(format!("reading the baseline {}", path.display()), e);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(baseline::MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    baseline::from_bytes(&bytes).map_err(|source| Error::Baseline {
         path: path.to_owned(),
         source,
     })
 }
 
-/// Writes the baseline readable by its owner only: it lists the host's firewall and programs.
-fn write_private(path: &Path, b: &Baseline) -> Result<(), Error> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+/// Writes the baseline readable by its owner only (it lists the host's firewall and
+/// programs); an existing file only with --force, never through a symlink.
+fn write_private(path: &Path, b: &Baseline, replace: bool) -> Result<(), Error> {
     let io = |e| Error::Io(format!("writing the baseline {}", path.display()), e);
     let mut text = serde_json::to_string_pretty(b).map_err(|e| io(std::io::Error::other(e)))?;
     text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    // An existing file keeps its mode on open: make it private too.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)
+    super::create_private(path, replace)?
+        .write_all(text.as_bytes())
+        .map_err(io)
 }
 
 /// Why no drop of the window has packet details, when none has: without the kernel's BTF
@@ -309,8 +402,12 @@ mod tests {
         let names = NodeNames {
             namespaces: Namespaces::default(),
             workloads: [(7, pod)].into_iter().collect(),
+            vanished: BTreeSet::from([8]),
         };
         assert_eq!(names.describe(7), "pod shop/web-7d9f");
-        assert_eq!(names.describe(8), "netns inode 8");
+        assert_eq!(
+            names.describe(8),
+            "netns inode 8 (gone: its process exited during the window)"
+        );
     }
 }

@@ -52,6 +52,20 @@ fn on_terminal() -> bool {
     std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 
+/// Whether `create_private(path, replace)` would refuse `path` for being a symlink or
+/// existing: asked before a long run that writes it only at its end.
+pub fn check_creatable(path: &Path, replace: bool) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink(path.to_owned())),
+        Ok(m) if m.is_dir() => Err(Error::Io(
+            format!("creating {}", path.display()),
+            std::io::ErrorKind::IsADirectory.into(),
+        )),
+        Ok(_) if !replace => Err(Error::Exists(path.to_owned())),
+        _ => Ok(()),
+    }
+}
+
 /// A new file, readable by its owner only (recordings and exports hold addresses and ports
 /// of real traffic); an existing one is replaced only when `replace` (`record --force`;
 /// always for exports), and never through a symlink.
@@ -66,13 +80,11 @@ pub fn create_private(path: &Path, replace: bool) -> Result<File, Error> {
     } else {
         options.create_new(true);
     }
-    let file = options.open(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
-            " (it exists; give --force to replace it)"
-        } else {
-            ""
-        };
-        Error::Io(format!("creating {}{hint}", path.display()), e)
+    let file = options.open(path).map_err(|e| match e.raw_os_error() {
+        // O_NOFOLLOW refuses a symlink with ELOOP, whose own text misleads.
+        Some(libc::ELOOP) => Error::Symlink(path.to_owned()),
+        Some(libc::EEXIST) => Error::Exists(path.to_owned()),
+        _ => Error::Io(format!("creating {}", path.display()), e),
     })?;
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))

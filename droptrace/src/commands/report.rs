@@ -5,7 +5,8 @@ use std::{fmt::Write as _, io::Write, path::Path};
 use crate::{
     cli::{Format, ReportArgs},
     error::{warn, Error},
-    format, html,
+    format::{self, printable},
+    html,
     pipeline::{drive_blocking, recording::RecordingSource, Outcome, Sink},
     record::{Recording, Status},
     sinks::{summary::Summary, text, timeline::TimelineSink},
@@ -87,10 +88,10 @@ fn about(path: &Path, r: &ReadBack) -> String {
     let _ = writeln!(
         out,
         "recording {}: host {}, kernel {}, droptrace {}",
-        path.display(),
-        or_dash(&h.hostname),
-        or_dash(&h.kernel_release),
-        h.droptrace_version
+        printable(&path.display().to_string()),
+        printable(or_dash(&h.hostname)),
+        printable(or_dash(&h.kernel_release)),
+        printable(&h.droptrace_version)
     );
     let last = if events == 0 {
         "no drop recorded".to_owned()
@@ -101,7 +102,7 @@ fn about(path: &Path, r: &ReadBack) -> String {
         out,
         "started {} UTC, {last}; filters: {}; snaplen {}",
         crate::format::utc(started),
-        or_dash(&h.filters),
+        printable(or_dash(&h.filters)),
         h.snaplen
     );
     let _ = writeln!(

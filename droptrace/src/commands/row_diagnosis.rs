@@ -310,9 +310,15 @@ fn conclude(
     let after = sampled.held.snapshot();
     let samples_secs = sampled.sampling.elapsed().as_secs_f64();
     let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
+    let vanished = after
+        .keys()
+        .copied()
+        .filter(|i| sampled.names.vanished(*i))
+        .collect();
     let names = NodeNames {
         namespaces: sampled.names,
         workloads,
+        vanished,
     };
     let findings = diagnose_row(&RowWindow {
         groups,

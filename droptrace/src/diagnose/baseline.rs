@@ -90,6 +90,27 @@ pub enum BaselineError {
     Newer { found: u64, by: String },
     #[error("it is damaged: {0}")]
     Corrupt(serde_json::Error),
+    #[error(
+        "it is larger than {} MiB, more than any baseline droptrace writes; is it the \
+         right file?",
+        MAX_BYTES >> 20
+    )]
+    TooLarge,
+    #[error("it is not text ({0})")]
+    NotText(std::str::Utf8Error),
+}
+
+/// The largest baseline read: a node's whole firewall and routes fit many times over,
+/// and a file past it is refused before it costs memory.
+pub const MAX_BYTES: u64 = 16 << 20;
+
+/// A baseline from the bytes of its file, of which the command reads at most one more
+/// than `MAX_BYTES`.
+pub fn from_bytes(bytes: &[u8]) -> Result<Baseline, BaselineError> {
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(BaselineError::TooLarge);
+    }
+    parse(std::str::from_utf8(bytes).map_err(BaselineError::NotText)?)
 }
 
 /// What is saved of each namespace: its settings, not its counters.
@@ -207,20 +228,25 @@ fn without_counts(text: &str) -> String {
 
 /// Reads a baseline file's text: the version is checked before the rest is trusted.
 pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(BaselineError::NotJson)?;
-    let (Some(version), Some(by)) = (
-        value.get("version").and_then(serde_json::Value::as_u64),
-        value.get("droptrace").and_then(serde_json::Value::as_str),
-    ) else {
+    /// The fields that say what the file is; the rest is skipped without being kept, so
+    /// the text is held once and parsed into the baseline directly.
+    #[derive(Deserialize)]
+    struct Header {
+        version: Option<u64>,
+        droptrace: Option<String>,
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(BaselineError::NotJson)?;
+    let Ok(Header {
+        version: Some(version),
+        droptrace: Some(by),
+    }) = serde_json::from_str::<Header>(text)
+    else {
         return Err(BaselineError::Foreign);
     };
     if version > u64::from(VERSION) {
-        return Err(BaselineError::Newer {
-            found: version,
-            by: by.to_owned(),
-        });
+        return Err(BaselineError::Newer { found: version, by });
     }
-    serde_json::from_value(value).map_err(BaselineError::Corrupt)
+    serde_json::from_str(text).map_err(BaselineError::Corrupt)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -44,7 +44,8 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("qdiscs", "tc", &["-s", "-j", "qdisc", "show"]),
     ("links", "ip", &["-j", "-s", "-d", "link", "show"]),
     ("bpf-net", "bpftool", &["-j", "net", "show"]),
-    // Machine-wide (cgroups are not per namespace), but cheap.
+    // Machine-wide (cgroups are not per namespace): run once per sample, not per
+    // namespace (see `MACHINE_WIDE`).
     ("bpf-cgroup", "bpftool", &["-j", "cgroup", "tree"]),
     (
         "tcp-listen",
@@ -65,6 +66,109 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("rules4", "ip", &["-j", "-4", "rule", "show"]),
     ("rules6", "ip", &["-j", "-6", "rule", "show"]),
 ];
+
+/// Keys of `COMMANDS` whose output is the same in every namespace.
+pub const MACHINE_WIDE: &[&str] = &["bpf-cgroup"];
+
+/// Keys of `COMMANDS` that one `ip -batch` run answers, by family: the routes and the
+/// rules of IPv4, and of IPv6 (one process instead of two, the same bytes).
+pub const IP_BATCHES: &[(&str, &[&str], &[&str])] = &[
+    (
+        "-4",
+        &["routes4", "rules4"],
+        &["route show table all", "rule show"],
+    ),
+    (
+        "-6",
+        &["routes6", "rules6"],
+        &["route show table all", "rule show"],
+    ),
+];
+
+/// Files of /proc/net read inside a namespace before its tools run: they tell which
+/// tools would print nothing there (see `needless`).
+pub const PRESENCE_FILES: &[&str] = &[
+    "ip_tables_names",
+    "ip6_tables_names",
+    "tcp",
+    "tcp6",
+    "udp",
+    "udp6",
+];
+
+/// Whether the tool of `key` would print nothing in a namespace, from what /proc showed
+/// there (`presence`, by file of `PRESENCE_FILES`) and what nft printed (`nft`): no
+/// legacy iptables table, no iptables-nft table of the family, no listening TCP socket,
+/// no UDP socket. Sampling hundreds of namespaces runs most tools for nothing; a file or
+/// output that could not be read never skips a tool.
+pub fn needless(key: &str, presence: &BTreeMap<String, String>, nft: Option<&str>) -> bool {
+    let file = |name: &str| presence.get(name).map(String::as_str);
+    let none_in = |names: &[&str], pred: fn(&str) -> bool| {
+        names
+            .iter()
+            .all(|n| file(n).is_some_and(|text| !text.lines().skip(1).any(pred)))
+    };
+    match key {
+        "iptables-legacy" => file("ip_tables_names").is_some_and(|t| t.trim().is_empty()),
+        "ip6tables-legacy" => file("ip6_tables_names").is_some_and(|t| t.trim().is_empty()),
+        "iptables-nft" => nft.is_some_and(|r| !has_table_of(r, "ip")),
+        "ip6tables-nft" => nft.is_some_and(|r| !has_table_of(r, "ip6")),
+        "tcp-listen" => none_in(&["tcp", "tcp6"], is_listening),
+        "udp" => none_in(&["udp", "udp6"], |l| !l.trim().is_empty()),
+        _ => false,
+    }
+}
+
+/// Whether `nft list ruleset` shows a table of `family` (where iptables-nft keeps its
+/// tables).
+fn has_table_of(ruleset: &str, family: &str) -> bool {
+    ruleset.lines().any(|l| {
+        l.strip_prefix("table ")
+            .and_then(|rest| rest.strip_prefix(family))
+            .is_some_and(|rest| rest.starts_with(' '))
+    })
+}
+
+/// A line of /proc/net/tcp{,6} for a listening socket (state 0A).
+fn is_listening(line: &str) -> bool {
+    line.split_whitespace().nth(3) == Some("0A")
+}
+
+/// The outputs of an `ip -j -batch` run, one per command, as `ip -j COMMAND` prints each;
+/// `None` unless there are exactly `n` (a command failed and ip stopped).
+pub fn split_batch(out: &str, n: usize) -> Option<Vec<String>> {
+    let mut parts = Vec::with_capacity(n);
+    let mut stream = serde_json::Deserializer::from_str(out).into_iter::<serde::de::IgnoredAny>();
+    let mut start = 0;
+    while let Some(item) = stream.next() {
+        item.ok()?;
+        let end = stream.byte_offset();
+        parts.push(format!("{}\n", out[start..end].trim_start()));
+        start = end;
+    }
+    (parts.len() == n && out[start..].trim().is_empty()).then_some(parts)
+}
+
+/// Output of a tool run with `-j`, made valid JSON: ip, tc and bpftool print names raw
+/// inside JSON strings, so one control character in an interface name (the kernel allows
+/// an escape there) would make the whole output unreadable. Each such character becomes
+/// its `\u00XX` escape; the newlines, tabs and returns between values stay (a name
+/// cannot hold whitespace).
+pub fn valid_json_text(out: String) -> String {
+    let stray = |c: char| c < ' ' && !matches!(c, '\n' | '\r' | '\t');
+    if !out.contains(stray) {
+        return out;
+    }
+    let mut text = String::with_capacity(out.len() + 16);
+    for c in out.chars() {
+        if stray(c) {
+            text.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            text.push(c);
+        }
+    }
+    text
+}
 
 /// Sysctls read for each interface (`{}` is its name).
 pub const LINK_SYSCTLS: &[&str] = &[
@@ -248,6 +352,101 @@ mod tests {
         let ids = attached_ids(Some(json), None, &tcx);
         assert_eq!(ids.iter().filter(|i| **i == 606).count(), 1);
         assert!(ids.contains(&171));
+    }
+
+    fn presence(files: &[(&str, &str)]) -> BTreeMap<String, String> {
+        files
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tools_that_would_print_nothing_are_needless() {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!(
+                "{}/fixtures/evidence/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let (tcp, tcp6) = (
+            fixture("proc-net-tcp.listen"),
+            fixture("proc-net-tcp6.empty"),
+        );
+        let (udp, udp6) = (fixture("proc-net-udp.empty"), fixture("proc-net-udp6.one"));
+        let empty = presence(&[
+            ("ip_tables_names", ""),
+            ("ip6_tables_names", ""),
+            ("tcp", &tcp6),
+            ("tcp6", &tcp6),
+            ("udp", &udp),
+            ("udp6", &udp),
+        ]);
+        for key in [
+            "iptables-legacy",
+            "ip6tables-legacy",
+            "iptables-nft",
+            "ip6tables-nft",
+            "tcp-listen",
+            "udp",
+        ] {
+            assert!(needless(key, &empty, Some("")), "{key}");
+            // Nothing read: the tool runs.
+            assert!(!needless(key, &BTreeMap::new(), None), "{key}");
+        }
+        assert!(!needless("nft", &empty, Some("")));
+        assert!(!needless("links", &empty, Some("")));
+        let busy = presence(&[
+            ("ip_tables_names", "filter\n"),
+            ("ip6_tables_names", "mangle\n"),
+            ("tcp", &tcp),
+            ("tcp6", &tcp6),
+            ("udp", &udp),
+            ("udp6", &udp6),
+        ]);
+        for key in ["iptables-legacy", "ip6tables-legacy", "tcp-listen", "udp"] {
+            assert!(!needless(key, &busy, None), "{key}");
+        }
+        // Tables of iptables-nft in both families; of nft in inet, ip6 and netdev only.
+        let ipt = fixture("nft-ruleset-iptables-nft.txt");
+        assert!(!needless("iptables-nft", &busy, Some(&ipt)));
+        assert!(!needless("ip6tables-nft", &busy, Some(&ipt)));
+        let nft = fixture("nft-ruleset.txt");
+        assert!(needless("iptables-nft", &busy, Some(&nft)));
+        assert!(!needless("ip6tables-nft", &busy, Some(&nft)));
+    }
+
+    #[test]
+    fn a_control_character_in_a_name_leaves_the_json_readable() {
+        let raw = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/ip-link.escape-in-name.json"
+        ));
+        assert!(crate::diagnose::evidence::link::parse_links(raw).is_err());
+        let fixed = valid_json_text(raw.to_owned());
+        let links = crate::diagnose::evidence::link::parse_links(&fixed).unwrap();
+        assert!(links.iter().any(|l| l.name == "dt\x1b[31mX"), "{links:?}");
+        let clean = "[{\"ifname\":\"lo\"}]\n";
+        assert_eq!(valid_json_text(clean.to_owned()), clean);
+    }
+
+    #[test]
+    fn an_ip_batch_splits_into_each_commands_output() {
+        let out = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/ip-batch.route-rule.v4.json"
+        ));
+        let parts = split_batch(out, 2).unwrap();
+        assert_eq!(parts.concat(), out, "the same bytes as two runs");
+        assert!(parts[0].contains("127.255.255.255") && parts[1].contains("32766"));
+        let routes = crate::diagnose::evidence::route::parse_routes(&parts[0]).unwrap();
+        assert_eq!(routes.len(), 3);
+        assert_eq!(split_batch("[]\n[]\n", 2).unwrap(), ["[]\n", "[]\n"]);
+        // ip stopped after a failing command, or printed something else.
+        assert!(split_batch("[]\n", 2).is_none());
+        assert!(split_batch("[]\n[]\nCommand failed -:2\n", 2).is_none());
+        assert!(split_batch("", 2).is_none());
     }
 
     #[test]

@@ -4,7 +4,10 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{baseline::Difference, engine::Finding};
-use crate::pipeline::event::{endpoint, Drop};
+use crate::{
+    format::printable,
+    pipeline::event::{endpoint, Drop},
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -18,6 +21,10 @@ pub struct Report {
     pub lost_events: u64,
     /// Namespaces whose state was sampled.
     pub namespaces: usize,
+    /// Namespaces where drops happened that could not be sampled before the window (or
+    /// at all), each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_sampled: Vec<String>,
     /// Most important first.
     pub findings: Vec<Finding>,
     /// With --baseline: which host's state, and when ("host web-1, saved 2026-12-02 03:14:57 UTC").
@@ -36,6 +43,9 @@ impl Report {
              the samples of the state before and after, {:.1} s apart)\n",
             self.total, self.window_secs, self.lost_events, self.namespaces, self.samples_secs
         );
+        for n in &self.not_sampled {
+            let _ = writeln!(out, "   not sampled: {}", printable(n));
+        }
         if self.findings.is_empty() {
             out.push_str("\nNo drops and no drop counters moved: nothing to explain.\n");
             self.baseline_text(&mut out);
@@ -56,12 +66,13 @@ impl Report {
                     ""
                 }
             );
-            let _ = writeln!(out, "   {}", f.summary);
+            // Every sentence holds names from the host or the baseline file.
+            let _ = writeln!(out, "   {}", printable(&f.summary));
             out.push_str("   evidence:\n");
             for e in &f.evidence {
-                let _ = writeln!(out, "     - {e}");
+                let _ = writeln!(out, "     - {}", printable(e));
             }
-            let _ = writeln!(out, "   fix: {}", f.fix);
+            let _ = writeln!(out, "   fix: {}", printable(&f.fix));
         }
         self.baseline_text(&mut out);
         out
@@ -74,13 +85,13 @@ impl Report {
         let _ = writeln!(
             out,
             "\nSince the baseline ({}):",
-            self.baseline_of.as_deref().unwrap_or("?")
+            printable(self.baseline_of.as_deref().unwrap_or("?"))
         );
         if diff.is_empty() {
             out.push_str("   no differences in the sampled state\n");
         }
         for d in diff {
-            let _ = writeln!(out, "   - {}", d.sentence);
+            let _ = writeln!(out, "   - {}", printable(&d.sentence));
         }
     }
 }
@@ -113,4 +124,54 @@ pub fn packet_line(d: &Drop) -> String {
         String::new()
     };
     format!("{ends}{icmp}, {} bytes{l2}", d.len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::baseline::{self, Baseline, NsBaseline};
+
+    fn with(names: &[&str]) -> Baseline {
+        Baseline {
+            version: baseline::VERSION,
+            droptrace: "0.1.0".into(),
+            host: "web-1".into(),
+            taken_at: 0,
+            namespaces: names
+                .iter()
+                .map(|n| ((*n).to_owned(), NsBaseline::default()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_hostile_name_in_a_baseline_reaches_the_text_escaped() {
+        let hostile = "netns x\x1b[31mRED\x1b[0m\n2. [netfilter_rule] forged finding";
+        let diff = baseline::diff(&with(&["netns web", hostile]), &with(&["netns web"]), false);
+        assert!(
+            diff.iter().any(|d| d.sentence.contains(hostile)),
+            "{diff:?}"
+        );
+        let report = Report {
+            window_secs: 1.0,
+            samples_secs: 1.0,
+            total: 0,
+            lost_events: 0,
+            namespaces: 1,
+            not_sampled: Vec::new(),
+            findings: Vec::new(),
+            baseline_of: Some("host a\x1b]0;pwned\x07".into()),
+            baseline_diff: Some(diff),
+        };
+        let text = report.text();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(
+            text.lines().all(|l| !l.starts_with("2. ")),
+            "a forged line: {text}"
+        );
+        assert!(
+            text.contains(r"netns x\x1b[31mRED\x1b[0m\n2. [netfilter_rule] forged finding"),
+            "{text}"
+        );
+    }
 }

@@ -332,6 +332,7 @@ mod tests {
             total: 5,
             lost_events: 0,
             namespaces: 1,
+            not_sampled: Vec::new(),
             findings,
             baseline_of: None,
             baseline_diff: None,

@@ -118,10 +118,13 @@ pub fn page(about: &About, report: &Report, json: &str) -> String {
         }
     }
     p.heading("What was not watched");
+    for n in &report.not_sampled {
+        p.para("warn", n);
+    }
     p.para(
         "",
         "Drops that never reach kfree_skb (a driver's XDP_DROP, NIC ring overflows) are not \
-         counted here; namespaces beyond those sampled were not read.",
+         counted here.",
     );
     p.data("report", json);
     p.finish()

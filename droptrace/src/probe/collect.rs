@@ -13,8 +13,9 @@ use thiserror::Error;
 use crate::diagnose::{
     evidence::holders::parse_fdinfo,
     raw::{
-        attached_ids, clsact_devices, link_names, link_netnsids, map_ids, route_get_args,
-        PeerNamespace, RawSnapshot, COMMANDS, LINK_SYSCTLS, MAX_BPF_FDS, PROC_NET_FILES, SYSCTLS,
+        attached_ids, clsact_devices, link_names, link_netnsids, map_ids, needless, route_get_args,
+        split_batch, valid_json_text, PeerNamespace, RawSnapshot, COMMANDS, IP_BATCHES,
+        LINK_SYSCTLS, MACHINE_WIDE, MAX_BPF_FDS, PRESENCE_FILES, PROC_NET_FILES, SYSCTLS,
     },
 };
 
@@ -37,18 +38,70 @@ pub enum CollectError {
     Netns(#[from] NetnsError),
 }
 
-/// The state of the namespace at `netns` (`None`: droptrace's own) now.
-pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
+/// Outputs of the tools whose answer is the same in every namespace
+/// (`raw::MACHINE_WIDE`), run once per round of samples: by key, (stdout, stderr) or why
+/// the tool could not run.
+pub type MachineWide = BTreeMap<String, Result<(String, String), String>>;
+
+/// Runs the machine-wide tools once, in droptrace's own namespace.
+pub fn machine_wide() -> MachineWide {
+    COMMANDS
+        .iter()
+        .filter(|(key, _, _)| MACHINE_WIDE.contains(key))
+        .map(|(key, program, args)| {
+            let out = run_in(None, program, args).map_err(|why| format!("{program}: {why}"));
+            ((*key).to_owned(), out)
+        })
+        .collect()
+}
+
+/// The state of the namespace at `netns` (`None`: droptrace's own) now. Tools that would
+/// print nothing there (what /proc shows says so) are not run, and ip answers the routes
+/// and rules of a family in one run: an idle namespace costs six tool runs, not fifteen.
+pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
     let mut snap = RawSnapshot::default();
+    let presence = in_netns(netns, || {
+        PRESENCE_FILES
+            .iter()
+            .filter_map(|name| {
+                let text = std::fs::read_to_string(format!("/proc/thread-self/net/{name}"));
+                text.ok().map(|t| ((*name).to_owned(), t))
+            })
+            .collect::<BTreeMap<String, String>>()
+    })
+    .unwrap_or_default();
+    let batched = |key: &str| IP_BATCHES.iter().any(|(_, keys, _)| keys.contains(&key));
     for (key, program, args) in COMMANDS {
-        match run_in(netns, program, args) {
-            Ok((out, err)) => {
-                snap.commands.insert((*key).to_owned(), out);
-                if !err.trim().is_empty() {
-                    snap.stderr.insert((*key).to_owned(), err);
+        let result = if let Some(shared) = machine.get(*key) {
+            shared.clone()
+        } else if batched(key) {
+            continue;
+        } else if needless(key, &presence, snap.commands.get("nft").map(String::as_str)) {
+            Ok((String::new(), String::new()))
+        } else {
+            run_in(netns, program, args).map_err(|why| format!("{program}: {why}"))
+        };
+        record(&mut snap, key, result);
+    }
+    for (family, keys, lines) in IP_BATCHES {
+        let input = lines.join("\n") + "\n";
+        let parts = run_with_input(netns, "ip", &["-j", family, "-batch", "-"], &input)
+            .ok()
+            .and_then(|(out, _)| split_batch(&out, keys.len()));
+        match parts {
+            Some(parts) => {
+                for (key, out) in keys.iter().zip(parts) {
+                    snap.commands.insert((*key).to_owned(), out);
                 }
             }
-            Err(why) => snap.missing.push(format!("{program}: {why}")),
+            // A command of the batch failed: each alone, to keep what ip says of it.
+            None => {
+                for (key, program, args) in COMMANDS.iter().filter(|c| keys.contains(&c.0)) {
+                    let result =
+                        run_in(netns, program, args).map_err(|why| format!("{program}: {why}"));
+                    record(&mut snap, key, result);
+                }
+            }
         }
     }
     for (dev, dir) in clsact_devices(snap.commands.get("qdiscs").map(String::as_str)) {
@@ -111,6 +164,19 @@ pub fn snapshot(netns: Option<&Path>) -> RawSnapshot {
     snap
 }
 
+/// Keeps one tool's output, or why it could not run, under its key.
+fn record(snap: &mut RawSnapshot, key: &str, result: Result<(String, String), String>) {
+    match result {
+        Ok((out, err)) => {
+            snap.commands.insert(key.to_owned(), out);
+            if !err.trim().is_empty() {
+                snap.stderr.insert(key.to_owned(), err);
+            }
+        }
+        Err(why) => snap.missing.push(why),
+    }
+}
+
 /// Namespaces opened once, to be sampled before and after a window: each is entered
 /// through the descriptor held here, so a process that exits (and a reused PID) cannot
 /// swap a namespace under the diagnosis.
@@ -162,23 +228,31 @@ impl HeldNamespaces {
         self.targets.is_empty()
     }
 
-    /// The state of every held namespace now, a few at a time.
+    /// The state of every held namespace now, `PARALLEL` at a time (each worker takes
+    /// the next namespace when it is done with one).
     pub fn snapshot(&self) -> BTreeMap<u32, RawSnapshot> {
-        let mut out = BTreeMap::new();
-        for chunk in self.targets.chunks(PARALLEL) {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|(inode, path)| (*inode, s.spawn(move || snapshot(path.as_deref()))))
-                    .collect();
-                for (inode, h) in handles {
-                    if let Ok(snap) = h.join() {
-                        out.insert(inode, snap);
-                    }
-                }
-            });
-        }
-        out
+        let machine = machine_wide();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((inode, path)) = self.targets.get(i) else {
+                    return done;
+                };
+                done.push((*inode, snapshot(path.as_deref(), &machine)));
+            }
+        };
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..PARALLEL.min(self.targets.len()))
+                .map(|_| s.spawn(work))
+                .collect();
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().ok())
+                .flatten()
+                .collect()
+        })
     }
 }
 
@@ -371,6 +445,31 @@ pub fn kernel_log() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a program inside the namespace with `input` on its standard input: (stdout,
+/// stderr).
+fn run_with_input(
+    netns: Option<&Path>,
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> Result<(String, String), CollectError> {
+    use std::{io::Write, process::Stdio};
+    let run = || -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Small enough for the pipe: written whole before reading.
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        child.wait_with_output()
+    };
+    json_valid(args, outputs(in_netns(netns, run)?))
+}
+
 /// Runs a program inside the namespace (it inherits the entered thread's namespace):
 /// (stdout, stderr).
 fn run_in(
@@ -378,13 +477,32 @@ fn run_in(
     program: &str,
     args: &[&str],
 ) -> Result<(String, String), CollectError> {
-    let out =
-        in_netns(netns, || Command::new(program).args(args).output())?.map_err(|e| {
-            match e.kind() {
-                std::io::ErrorKind::NotFound => CollectError::NotInstalled,
-                _ => CollectError::Start(e),
-            }
-        })?;
+    json_valid(
+        args,
+        outputs(in_netns(netns, || {
+            Command::new(program).args(args).output()
+        })?),
+    )
+}
+
+/// The output of a tool asked for JSON (`-j`), with the raw control characters of names
+/// escaped so that it parses (see `raw::valid_json_text`).
+fn json_valid(
+    args: &[&str],
+    out: Result<(String, String), CollectError>,
+) -> Result<(String, String), CollectError> {
+    if !args.contains(&"-j") {
+        return out;
+    }
+    out.map(|(stdout, stderr)| (valid_json_text(stdout), stderr))
+}
+
+/// A finished tool's (stdout, stderr), or why it did not run or failed.
+fn outputs(out: std::io::Result<std::process::Output>) -> Result<(String, String), CollectError> {
+    let out = out.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CollectError::NotInstalled,
+        _ => CollectError::Start(e),
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("failed").trim();

@@ -203,6 +203,24 @@ impl Namespaces {
         Ok(inode)
     }
 
+    /// Adds the namespaces `other` found that this does not know (a scan made later).
+    pub fn absorb(&mut self, other: Namespaces) {
+        for (inode, entry) in other.by_inode {
+            self.by_inode.entry(inode).or_insert(entry);
+        }
+    }
+
+    /// Whether the name it was found by no longer leads to it: `ip netns delete` (or its
+    /// process exited) since the scan. droptrace's own never vanishes.
+    pub fn vanished(&self, inode: u32) -> bool {
+        match self.by_inode.get(&inode) {
+            None | Some((_, Found::Own)) => false,
+            Some((path, _)) => {
+                std::fs::metadata(path).map_or(true, |m| m.ino() != u64::from(inode))
+            }
+        }
+    }
+
     /// Every namespace: inode and a path that opens it.
     pub fn all(&self) -> impl Iterator<Item = (u32, &PathBuf)> {
         self.by_inode.iter().map(|(i, (p, _))| (*i, p))

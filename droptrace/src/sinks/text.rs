@@ -160,7 +160,8 @@ pub fn line(count: u64, g: &Group, names: &Names) -> String {
         let _ = write!(s, " dport {d}");
     }
     s.push_str(&names.place(g.netns, g.ifindex));
-    s
+    // Names of places and workloads come from the host.
+    crate::format::printable(&s).into_owned()
 }
 
 /// The closing table of a text run: every group with its total.
@@ -175,4 +176,32 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
     }
     unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_name_with_control_characters_is_printed_escaped() {
+        let g = Group {
+            location: 0xffff_8000,
+            reason: 0,
+            ethertype: 0x0800,
+            ip_proto: Some(17),
+            dport: Some(53),
+            netns: 7,
+            ifindex: 0,
+        };
+        let mut names = Names::default();
+        let mut w = crate::pipeline::fixtures::workload("9b2e", None);
+        w.container.name = "web\n    99 drops at forged".into();
+        names.workloads.insert(7, w);
+        let text = line(3, &g, &names);
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.ends_with(r"container web\n    99 drops at forged"),
+            "{text}"
+        );
+    }
 }

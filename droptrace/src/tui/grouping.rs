@@ -41,6 +41,14 @@ impl Grouping {
 
     /// What the table's name columns show for a row.
     pub fn cells(self, key: &Group, names: &Names) -> Vec<String> {
+        // Names come from the host: escaped once here for every cell and title.
+        self.raw_cells(key, names)
+            .into_iter()
+            .map(|c| crate::format::printable(&c).into_owned())
+            .collect()
+    }
+
+    fn raw_cells(self, key: &Group, names: &Names) -> Vec<String> {
         let reason = || names.reason(key.reason).unwrap_or_else(|| "-".to_owned());
         let proto = || key.protocol().unwrap_or_else(|| "-".into());
         let port = || key.dport.map_or_else(|| "-".into(), |p| p.to_string());
@@ -183,6 +191,25 @@ mod tests {
             netns: 4026531840,
             ifindex: 3,
         }
+    }
+
+    #[test]
+    fn names_from_the_host_are_escaped_in_cells_and_titles() {
+        let g = group();
+        let mut names = Names::default();
+        names
+            .interfaces
+            .insert((g.netns, 3), "ve\x1b[2Jth".to_owned());
+        names.namespaces.insert(g.netns, "netns a\nb".to_owned());
+        let mut w = crate::pipeline::fixtures::workload("9b2e", None);
+        w.container.name = "web\x1b]0;x\x07".into();
+        names.workloads.insert(g.netns, w);
+        let cells = Grouping::Interface.cells(&g, &names);
+        assert_eq!(cells[0], r"ve\x1b[2Jth");
+        assert!(cells[1].ends_with(r"a\nb"), "{cells:?}");
+        let title = Grouping::Pod.row_name(&g, &names);
+        assert!(!title.contains(char::is_control), "{title}");
+        assert!(title.contains(r"web\x1b]0;x\x07"), "{title}");
     }
 
     #[test]

@@ -96,6 +96,27 @@ fn foreign_newer_and_damaged_files_are_refused() {
 }
 
 #[test]
+fn an_oversized_or_binary_file_is_refused_before_parsing() {
+    let text = serde_json::to_string(&baseline(&snapshot(true))).unwrap();
+    assert!(from_bytes(text.as_bytes()).is_ok());
+    // Valid JSON past the limit (padding in a string) is still refused, by its size.
+    let mut big = text.into_bytes();
+    big.truncate(big.len() - 1);
+    let pad = usize::try_from(MAX_BYTES).unwrap() + 1 - big.len() - 10;
+    big.extend_from_slice(b",\"pad\":\"");
+    big.resize(big.len() + pad, b'x');
+    big.extend_from_slice(b"\"}");
+    assert!(big.len() as u64 > MAX_BYTES);
+    let err = from_bytes(&big).unwrap_err();
+    assert!(matches!(err, BaselineError::TooLarge), "{err}");
+    assert!(err.to_string().contains("larger than 16 MiB"), "{err}");
+    assert!(matches!(
+        from_bytes(b"{\"version\":1,\"droptrace\":\"\xff\"}"),
+        Err(BaselineError::NotText(_))
+    ));
+}
+
+#[test]
 fn a_program_attached_since_is_named_and_counters_are_not_differences() {
     let then = baseline(&snapshot(false));
     let now = baseline(&snapshot(true));
@@ -257,6 +278,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         total: 53,
         lost_events: 0,
         namespaces: 1,
+        not_sampled: Vec::new(),
         findings,
         baseline_of: Some("host web-1, saved 2026-12-02 03:14:57 UTC".into()),
         baseline_diff: Some(d.clone()),

@@ -137,6 +137,13 @@ pub struct Finding {
     pub(crate) subjects: Vec<String>,
 }
 
+impl Finding {
+    /// The namespace the finding is about, by inode.
+    pub fn netns_inode(&self) -> Option<u32> {
+        self.netns_inode
+    }
+}
+
 /// Ranked findings: real causes by drops, benign ones last.
 pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
     let mut findings: Vec<Finding> = Vec::new();

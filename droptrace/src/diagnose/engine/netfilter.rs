@@ -28,6 +28,61 @@ fn rule_names_port(rule: &Rule, port: u16) -> bool {
     })
 }
 
+/// The namespace was sampled only after the window (it was beyond the cap before):
+/// growth cannot be told, but a rule that drops or rejects, has counted packets and names
+/// this group's port (or is the only one that counted any) is named as the likely one,
+/// with its counter as it is and that said plainly.
+fn counted_without_before(
+    n: &Ns<'_>,
+    g: Option<&DropGroup>,
+    after: &crate::diagnose::state::NsState,
+    f: &mut Finding,
+) -> Option<String> {
+    let counted: Vec<&Rule> = after
+        .rules
+        .iter()
+        .filter(|r| !r.is_policy && r.packets.is_some_and(|p| p > 0))
+        .collect();
+    let by_port: Vec<&Rule> = match g.and_then(|g| g.dport) {
+        Some(port) => counted
+            .iter()
+            .copied()
+            .filter(|r| rule_names_port(r, port))
+            .collect(),
+        None => Vec::new(),
+    };
+    let top = match (by_port.as_slice(), counted.as_slice()) {
+        ([one, ..], _) | ([], [one]) => *one,
+        _ => return None,
+    };
+    f.cause = Cause::NetfilterRule.id();
+    f.summary = format!(
+        "the {} rule `{} {}: {}` probably dropped these packets in {} (it drops them and has counted {} packets; {} was sampled only after the window, so its growth in the window is unknown)",
+        top.source,
+        top.table,
+        top.chain,
+        top.text,
+        n.name,
+        top.packets.unwrap_or(0),
+        n.name
+    );
+    let handle = top
+        .key
+        .rsplit_once(" handle ")
+        .map(|(_, h)| format!(" (handle {h})"))
+        .unwrap_or_default();
+    f.evidence.push(format!(
+        "{} rule `{} {}: {}`{handle}: counter now {}; no sample before the window",
+        top.source,
+        top.table,
+        top.chain,
+        top.text,
+        top.packets.unwrap_or(0)
+    ));
+    f.fix = format!("{}{}", n.prefix, top.delete);
+    Some(top.key.clone())
+}
+
 pub(super) fn netfilter(
     w: &Window<'_>,
     n: &Ns<'_>,
@@ -90,6 +145,11 @@ pub(super) fn netfilter(
             return fell_through(n, g, top, true, f);
         }
         return top.key.clone();
+    }
+    if n.before.is_none() {
+        if let Some(key) = counted_without_before(n, g, after, f) {
+            return key;
+        }
     }
     // No counter moved: is conntrack refusing new connections?
     let count = after
@@ -162,6 +222,17 @@ pub(super) fn netfilter(
         return key;
     }
     let drop_rules: Vec<&Rule> = after.rules.iter().collect();
+    if n.before.is_none() && !drop_rules.is_empty() {
+        f.evidence.push(format!(
+            "{} was sampled only after the window: which rule's counter grew in it cannot be told",
+            n.name
+        ));
+        f.summary = format!(
+            "a netfilter hook dropped these packets in {}; which rule is unknown without a sample before the window",
+            n.name
+        );
+        return "unconfirmed".into();
+    }
     if drop_rules.is_empty() {
         f.evidence.push(format!(
             "no nftables or iptables rule with a drop or reject verdict was found in {}",

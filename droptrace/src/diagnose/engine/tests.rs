@@ -116,6 +116,59 @@ fn a_rule_whose_counter_grew_is_the_cause() {
     );
 }
 
+/// Findings for a namespace sampled only after the window (beyond the cap before it).
+fn run_after_only(rules: Vec<Rule>) -> Vec<Finding> {
+    let after = BTreeMap::from([(1, state(rules))]);
+    diagnose(&Window {
+        groups: &[group("nft_do_chain", "NETFILTER_DROP", 50)],
+        before: &BTreeMap::new(),
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 10.0,
+        samples_secs: 10.0,
+        conntrack_full_log_lines: 0,
+        details_unknown: None,
+    })
+}
+
+#[test]
+fn a_namespace_sampled_only_after_the_window_names_its_counted_rule_and_says_so() {
+    let f = run_after_only(vec![rule(50)]);
+    assert_eq!(f[0].cause, "netfilter_rule", "{f:#?}");
+    assert!(
+        f[0].summary.contains("sampled only after the window"),
+        "{}",
+        f[0].summary
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("(handle 7): counter now 50; no sample before the window")),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f[0].fix,
+        "ip netns exec n1 nft delete rule inet filter input handle 7"
+    );
+    // A rule of another port that counted is not blamed when one of this port did.
+    let mut other = rule(9);
+    other.key = "inet filter input handle 8".into();
+    other.text = "tcp dport 22 counter packets 9 bytes 0 drop".into();
+    let f = run_after_only(vec![other.clone(), rule(50)]);
+    assert!(f[0].fix.ends_with("handle 7"), "{f:#?}");
+    // Two counted rules, neither of this port: nothing is claimed.
+    let mut third = other.clone();
+    third.key = "inet filter input handle 9".into();
+    let f = run_after_only(vec![other, third]);
+    assert!(
+        f[0].summary
+            .contains("which rule is unknown without a sample before the window"),
+        "{f:#?}"
+    );
+}
+
 #[test]
 fn json_names_the_namespace_without_the_word() {
     struct InPod;
@@ -164,6 +217,7 @@ fn json_names_the_namespace_without_the_word() {
         default_netns: 1,
         host_netns: 1,
         secs: 10.0,
+        samples_secs: 10.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
     });

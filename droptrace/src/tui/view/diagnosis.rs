@@ -6,7 +6,7 @@ use ratatui::{
 };
 
 use crate::{
-    format::count,
+    format::{count, printable},
     tui::snapshot::{Diagnosis, RowDiagnosis},
 };
 
@@ -25,16 +25,16 @@ pub fn lines(diagnosis: Option<&Diagnosis>, row: &str) -> Vec<Line<'static>> {
             ),
         ])],
         Some(Diagnosis::Running(phase)) => vec![Line::from(vec![
-            Span::styled(format!("diagnosing {row}..."), bold),
+            Span::styled(format!("diagnosing {}...", printable(row)), bold),
             Span::raw(format!(" {phase}")),
         ])],
         Some(Diagnosis::Unavailable(why)) => vec![Line::from(vec![
             Span::styled("Diagnosis", bold),
-            Span::raw(format!(": {why}")),
+            Span::raw(format!(": {}", printable(why))),
         ])],
         Some(Diagnosis::Failed(why)) => vec![Line::from(vec![
             Span::styled("Diagnosis failed", bold),
-            Span::raw(format!(": {why} (d to try again)")),
+            Span::raw(format!(": {} (d to try again)", printable(why))),
         ])],
         Some(Diagnosis::Done(report)) => done(report, bold),
     }
@@ -44,7 +44,7 @@ fn done(report: &RowDiagnosis, bold: Style) -> Vec<Line<'static>> {
     let sampled = if report.namespaces.is_empty() {
         "no namespace".to_owned()
     } else {
-        report.namespaces.join(", ")
+        printable(&report.namespaces.join(", ")).into_owned()
     };
     let mut lines = vec![Line::from(vec![
         Span::styled("Diagnosis", bold),
@@ -73,11 +73,11 @@ fn done(report: &RowDiagnosis, bold: Style) -> Vec<Line<'static>> {
                 }
             )),
         ]));
-        lines.push(Line::raw(format!("     {}", f.summary)));
+        lines.push(Line::raw(format!("     {}", printable(&f.summary))));
         for e in &f.evidence {
-            lines.push(Line::raw(format!("     - {e}")));
+            lines.push(Line::raw(format!("     - {}", printable(e))));
         }
-        lines.push(Line::raw(format!("     fix: {}", f.fix)));
+        lines.push(Line::raw(format!("     fix: {}", printable(&f.fix))));
     }
     if report.findings.len() > MAX_FINDINGS {
         lines.push(Line::raw(format!(
