@@ -297,7 +297,7 @@ fn metrics_label_the_pods_drops_with_the_pod_and_container() {
     // in on its tick: wait for them, as for the pod's).
     let plain_series = |body: &str| -> u64 {
         body.lines()
-            .filter(|l| l.starts_with("droptrace_drops_total{") && l.contains("pod=\"none\""))
+            .filter(|l| l.starts_with("droptrace_drops_total{") && l.contains("pod=\"\""))
             .filter(|l| l.contains(&format!("netns=\"{}\"", plain.name)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
