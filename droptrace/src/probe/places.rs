@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::pipeline::{aggregate::Aggregator, names::Names};
+use crate::pipeline::{aggregate::Aggregator, event::Netns, names::Names};
 
 use super::netns::{self, Namespaces};
 
@@ -18,14 +18,14 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Places {
     namespaces: Option<Namespaces>,
     scanned: Option<Instant>,
-    tried: HashMap<u32, Instant>,
+    tried: HashMap<Netns, Instant>,
     /// (netns, ifindex) pairs seen on drops (looked up per drop: a fast hash).
-    seen: rustc_hash::FxHashSet<(u32, u32)>,
+    seen: rustc_hash::FxHashSet<(Netns, u32)>,
 }
 
 impl Places {
     /// Names the place of a drop the first time it is seen; true when something was added.
-    pub fn name_drop(&mut self, names: &mut Names, netns: u32, ifindex: u32) -> bool {
+    pub fn name_drop(&mut self, names: &mut Names, netns: Netns, ifindex: u32) -> bool {
         self.seen.insert((netns, ifindex)) && self.name(names, [(netns, ifindex)])
     }
 
@@ -35,11 +35,11 @@ impl Places {
     }
 
     /// Adds names for the namespaces and interfaces of `places` that have none yet.
-    fn name(&mut self, names: &mut Names, places: impl IntoIterator<Item = (u32, u32)>) -> bool {
+    fn name(&mut self, names: &mut Names, places: impl IntoIterator<Item = (Netns, u32)>) -> bool {
         let mut unknown_ns = HashSet::new();
-        let mut unknown_if: HashSet<u32> = HashSet::new();
+        let mut unknown_if: HashSet<Netns> = HashSet::new();
         for (netns, ifindex) in places {
-            if netns != 0 && !names.namespaces.contains_key(&netns) {
+            if !netns.is_none() && !names.namespaces.contains_key(&netns) {
                 unknown_ns.insert(netns);
             }
             if ifindex != 0 && !names.interfaces.contains_key(&(netns, ifindex)) {
@@ -47,12 +47,12 @@ impl Places {
             }
         }
         let now = Instant::now();
-        let due = |tried: &HashMap<u32, Instant>, ns: &u32| {
+        let due = |tried: &HashMap<Netns, Instant>, ns: &Netns| {
             tried
                 .get(ns)
                 .is_none_or(|t| now.duration_since(*t) >= RETRY)
         };
-        let wanted: Vec<u32> = unknown_ns
+        let wanted: Vec<Netns> = unknown_ns
             .union(&unknown_if)
             .copied()
             .filter(|ns| due(&self.tried, ns))
@@ -64,7 +64,7 @@ impl Places {
         let missing = |n: &Option<Namespaces>| {
             wanted
                 .iter()
-                .any(|i| n.as_ref().and_then(|n| n.path(*i)).is_none())
+                .any(|i| n.as_ref().and_then(|n| n.path(i.inode)).is_none())
         };
         if stale && missing(&self.namespaces) {
             self.namespaces = Some(Namespaces::scan());
@@ -76,18 +76,36 @@ impl Places {
         let mut added = false;
         for ns in wanted {
             self.tried.insert(ns, now);
-            let Some(path) = known.path(ns) else { continue };
+            let Some(path) = known.path(ns.inode) else {
+                continue;
+            };
+            // The namespace now at this inode, and its interfaces: another one than the
+            // drops' when the kernel gave a deleted namespace's inode to a new one (their
+            // cookies differ); that one is not named after it.
+            let Ok((cookie, interfaces)) = netns::in_netns(Some(path), || {
+                let cookie = netns::own_cookie();
+                let wanted = cookie == ns.cookie && unknown_if.contains(&ns);
+                (
+                    cookie,
+                    if wanted {
+                        netns::interfaces()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            }) else {
+                continue;
+            };
+            if cookie != ns.cookie {
+                continue;
+            }
             if unknown_ns.contains(&ns) {
-                names.namespaces.insert(ns, known.label(ns));
+                names.namespaces.insert(ns, known.label(ns.inode));
                 added = true;
             }
-            if unknown_if.contains(&ns) {
-                for (index, name) in
-                    netns::in_netns(Some(path), netns::interfaces).unwrap_or_default()
-                {
-                    names.interfaces.insert((ns, index), name);
-                    added = true;
-                }
+            for (index, name) in interfaces {
+                names.interfaces.insert((ns, index), name);
+                added = true;
             }
         }
         added

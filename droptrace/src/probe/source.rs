@@ -79,7 +79,8 @@ pub struct LiveSource {
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
     /// The workloads named at the start, before the first drop.
-    initial_workloads: std::collections::HashMap<u32, crate::pipeline::names::Workload>,
+    initial_workloads:
+        std::collections::HashMap<crate::pipeline::event::Netns, crate::pipeline::names::Workload>,
     control: Arc<Control>,
     malformed: u64,
     verbose: bool,
@@ -120,6 +121,15 @@ impl LiveSource {
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
+        let cookies = config.flags & droptrace_common::CONFIG_HAS_NET_COOKIE != 0;
+        super::netns::set_cookies(cookies);
+        if kernel.layout.skb.is_some() && !cookies {
+            crate::error::warn(
+                "this kernel's BTF has no namespace cookie (net.net_cookie, Linux 5.14): \
+                 namespaces are told apart by inode only, so a namespace that gets a deleted \
+                 one's inode is counted and named as that one",
+            );
+        }
         config.snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
         let sampled = !opts.stream && !args.stream;
         let ring_buffer_size = args
@@ -149,6 +159,11 @@ impl LiveSource {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             tick
         });
+        // Keyed by cookie too: read now that the probe says whether drops carry cookies.
+        let initial_workloads = match &scan {
+            Some(s) if opts.name_workloads => s.by_netns(),
+            _ => std::collections::HashMap::new(),
+        };
         Ok(LiveSource {
             probe,
             filters,
@@ -156,13 +171,9 @@ impl LiveSource {
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
-                let known = scan.iter().flat_map(|s| s.workloads.keys().copied());
-                WorkloadResolver::start(host, known.collect::<Vec<_>>())
+                WorkloadResolver::start(host, initial_workloads.keys().copied().collect::<Vec<_>>())
             }),
-            initial_workloads: match scan {
-                Some(s) if opts.name_workloads => s.workloads,
-                _ => std::collections::HashMap::new(),
-            },
+            initial_workloads,
             control: opts.control.unwrap_or_default(),
             malformed: 0,
             verbose: args.verbose,

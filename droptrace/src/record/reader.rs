@@ -41,6 +41,8 @@ pub struct Reader<R: Read> {
     events_at: Option<usize>,
     block: EventDecoder,
     total_events: u64,
+    /// The file's format version (older ones are read too).
+    version: u32,
 }
 
 impl<R: Read> Reader<R> {
@@ -77,6 +79,7 @@ impl<R: Read> Reader<R> {
             events_at: None,
             block: EventDecoder::default(),
             total_events: 0,
+            version,
         };
         match reader.read_block()? {
             Some(f::HEADER) => {}
@@ -140,7 +143,7 @@ impl<R: Read> Reader<R> {
         loop {
             if let Some(at) = self.events_at {
                 if at < self.buf.len() {
-                    let mut c = Cursor::new(&self.buf);
+                    let mut c = Cursor::of_version(&self.buf, self.version);
                     c.pos = at;
                     let decoded = self.block.decode(&mut c);
                     let pos = c.pos;
@@ -164,7 +167,7 @@ impl<R: Read> Reader<R> {
                 }
                 f::NAMES => self.read_names()?,
                 f::COUNTERS => {
-                    let mut c = Cursor::new(&self.buf);
+                    let mut c = Cursor::of_version(&self.buf, self.version);
                     let counters = c.counters().and_then(|v| whole(&c).map(|()| v));
                     return Ok(Next::Counters(counters.map_err(|e| self.fault(e))?));
                 }
@@ -223,7 +226,7 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_names(&mut self) -> Result<(), ReadError> {
-        let mut c = Cursor::new(&self.buf);
+        let mut c = Cursor::of_version(&self.buf, self.version);
         let names = &mut self.names;
         let result = (|| {
             while !c.is_empty() {
@@ -234,13 +237,13 @@ impl<R: Read> Reader<R> {
                         names.locations.insert(address, location);
                     }
                     f::NAME_INTERFACE => {
-                        let key = (c.varint_u32()?, c.varint_u32()?);
+                        let key = (c.netns()?, c.varint_u32()?);
                         let name = c.str()?.to_owned();
                         bounded(&c, &names.interfaces, &key)?;
                         names.interfaces.insert(key, name);
                     }
                     f::NAME_NAMESPACE => {
-                        let netns = c.varint_u32()?;
+                        let netns = c.netns()?;
                         let label = c.str()?.to_owned();
                         bounded(&c, &names.namespaces, &netns)?;
                         names.namespaces.insert(netns, label);
@@ -262,7 +265,7 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_end(&mut self) -> Result<(), ReadError> {
-        let mut c = Cursor::new(&self.buf);
+        let mut c = Cursor::of_version(&self.buf, self.version);
         let total = c.varint().and_then(|v| whole(&c).map(|()| v));
         if total.map_err(|e| self.fault(e))? != self.total_events {
             return Err(self.malformed(0, "an event count that differs from the events"));

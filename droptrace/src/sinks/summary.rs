@@ -248,7 +248,7 @@ mod tests {
     fn a_containers_drops_are_a_group_of_their_own_with_its_pod() {
         let mut names = resolver();
         let mut agg = aggregate();
-        let pod_ns = 4_026_532_182;
+        let pod_ns = crate::pipeline::event::Netns::new(4_026_532_182, 4097);
         for _ in 0..2 {
             let mut d = syn(NFT, 12, 1678);
             d.netns = pod_ns;

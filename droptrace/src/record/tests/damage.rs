@@ -103,13 +103,13 @@ fn wrong_magic_and_versions_are_named() {
     ));
     assert!(matches!(read_all(b"DROP"), Err(ReadError::NoHeader { .. })));
     let mut newer = bytes.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     let err = read_all(&newer).unwrap_err();
     assert!(matches!(
         err,
         ReadError::NewerVersion {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         }
     ));
     assert!(err.to_string().contains("newer droptrace"), "{err}");
@@ -144,22 +144,27 @@ fn hostile_counts_in_checksummed_blocks_are_errors() {
         (payload_at(start) + 8, "impossible count")
     );
 
-    // A name a terabyte long.
-    let mut names = vec![f::NAME_NAMESPACE, 1];
+    // A name a terabyte long (after the namespace's inode 1 and cookie 7).
+    let mut names = vec![f::NAME_NAMESPACE, 1, 7];
     put_varint(&mut names, 1 << 40);
     let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
     assert_eq!(
         malformed(&bytes),
-        (payload_at(start) + 2, "string too long")
+        (payload_at(start) + 3, "string too long")
     );
 
     // A name that is not UTF-8.
-    let names = [f::NAME_NAMESPACE, 1, 2, 0xff, 0xfe];
+    let names = [f::NAME_NAMESPACE, 1, 7, 2, 0xff, 0xfe];
     let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
     assert_eq!(
         malformed(&bytes),
-        (payload_at(start) + 2, "string not UTF-8")
+        (payload_at(start) + 3, "string not UTF-8")
     );
+
+    // A cookie that is not a varint (ten bytes of continuation).
+    let names = [vec![f::NAME_NAMESPACE, 1], vec![0xff; 10]].concat();
+    let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
+    assert_eq!(malformed(&bytes), (payload_at(start) + 2, "bad varint"));
 
     // A header with a million reasons in a few bytes.
     let mut h = Vec::new();
@@ -189,7 +194,7 @@ fn undefined_references_are_errors() {
         &f::Context {
             location: 1,
             reason: 2,
-            netns: 3,
+            netns: crate::pipeline::event::Netns::inode(3),
             ifindex: 4,
             cpu: 0,
             ethertype: ETH_P_IP,
