@@ -630,6 +630,12 @@ impl Droptrace {
         Droptrace::spawn(cmd)
     }
 
+    /// Starts `cmd` (droptrace, perhaps through a wrapper that redirects its output) and
+    /// waits until it says it is attached.
+    pub fn spawn_command(cmd: Command) -> Droptrace {
+        Droptrace::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Droptrace {
         let mut child = cmd
             .stdout(Stdio::piped())

@@ -24,6 +24,24 @@ pub struct Places {
 }
 
 impl Places {
+    /// Enters the namespace the last scan found on `ns`'s inode: `None` when there is none,
+    /// it cannot be entered, or it is another one (its cookie differs); else its
+    /// interfaces (when `interfaces`, or none).
+    fn enter(&self, ns: Netns, interfaces: bool) -> Option<Vec<(u32, String)>> {
+        let path = self.namespaces.as_ref()?.path(ns.inode)?;
+        netns::in_netns(Some(path), || {
+            (netns::own_cookie() == ns.cookie).then(|| {
+                if interfaces {
+                    netns::interfaces()
+                } else {
+                    Vec::new()
+                }
+            })
+        })
+        .ok()
+        .flatten()
+    }
+
     /// Names the place of a drop the first time it is seen; true when something was added.
     pub fn name_drop(&mut self, names: &mut Names, netns: Netns, ifindex: u32) -> bool {
         self.seen.insert((netns, ifindex)) && self.name(names, [(netns, ifindex)])
@@ -70,35 +88,22 @@ impl Places {
             self.namespaces = Some(Namespaces::scan());
             self.scanned = Some(now);
         }
-        let Some(known) = &self.namespaces else {
-            return false;
-        };
+        let mut rescanned = false;
         let mut added = false;
         for ns in wanted {
             self.tried.insert(ns, now);
-            let Some(path) = known.path(ns.inode) else {
-                continue;
-            };
-            // The namespace now at this inode, and its interfaces: another one than the
-            // drops' when the kernel gave a deleted namespace's inode to a new one (their
-            // cookies differ); that one is not named after it.
-            let Ok((cookie, interfaces)) = netns::in_netns(Some(path), || {
-                let cookie = netns::own_cookie();
-                let wanted = cookie == ns.cookie && unknown_if.contains(&ns);
-                (
-                    cookie,
-                    if wanted {
-                        netns::interfaces()
-                    } else {
-                        Vec::new()
-                    },
-                )
-            }) else {
-                continue;
-            };
-            if cookie != ns.cookie {
-                continue;
+            let mut found = self.enter(ns, unknown_if.contains(&ns));
+            if found.is_none() && !rescanned {
+                // The scan's path for this inode opens another namespace (the kernel gave
+                // a deleted one's inode to a new one) or none: the scan is out of date.
+                self.namespaces = Some(Namespaces::scan());
+                self.scanned = Some(now);
+                rescanned = true;
+                found = self.enter(ns, unknown_if.contains(&ns));
             }
+            let (Some(interfaces), Some(known)) = (found, &self.namespaces) else {
+                continue;
+            };
             if unknown_ns.contains(&ns) {
                 names.namespaces.insert(ns, known.label(ns.inode));
                 added = true;
