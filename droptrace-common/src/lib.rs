@@ -70,8 +70,12 @@ pub struct Config {
     pub samples_per_group: u32,
     /// With `CONFIG_COUNT_GROUPS`: events sent per CPU and per epoch, all groups together.
     pub samples_per_cpu: u32,
+    pub _pad: u32,
+    /// With `FILTER_NETNS` and `CONFIG_HAS_NET_COOKIE`: the namespace's cookie too (0:
+    /// the inode alone), so a namespace that later gets its inode is not let in.
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<Config>() == 124);
+const _: () = assert!(size_of::<Config>() == 136);
 
 impl Config {
     /// No layout known, no filters.
@@ -107,6 +111,8 @@ impl Config {
         snaplen: 0,
         samples_per_group: 0,
         samples_per_cpu: 0,
+        _pad: 0,
+        netns_cookie: 0,
     };
 }
 

@@ -705,7 +705,9 @@ fn in_place(cfg: &Config, ev: &DropEvent) -> bool {
     if f & FILTER_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
         return false;
     }
-    if f & FILTER_NETNS != 0 && ev.netns != cfg.netns {
+    if f & FILTER_NETNS != 0
+        && (ev.netns != cfg.netns || (cfg.netns_cookie != 0 && ev.netns_cookie != cfg.netns_cookie))
+    {
         return false;
     }
     true

@@ -322,3 +322,29 @@ fn diagnose_counts_and_names_a_namespace_on_a_reused_inode() {
     assert!(text.contains(&new.name), "names the new namespace: {f:#}");
     assert!(!text.contains(&old_name), "not the old one: {f:#}");
 }
+
+#[test]
+fn a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode() {
+    if !can_run("a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode") {
+        return;
+    }
+    let old = dropping_namespace("ro");
+    let dt = Droptrace::start(&[
+        "--format",
+        "json",
+        "--port",
+        &port(),
+        "--netns",
+        &old.path(),
+    ]);
+    assert_eq!(udp_drops(&old, OLD_DROPS), OLD_DROPS as u64);
+    let new = on_its_inode(old, "rn");
+    assert_eq!(udp_drops(&new, NEW_DROPS), NEW_DROPS as u64);
+    let summary = dt.stop_json();
+    let nft = groups(&summary, |g| g["reason"] == "NETFILTER_DROP");
+    assert_eq!(
+        count_of(&nft),
+        OLD_DROPS as u64,
+        "the filtered namespace's drops only: {summary:#}"
+    );
+}

@@ -23,6 +23,9 @@ pub struct Filters {
     pub ifindex: Option<u32>,
     /// Network namespace inode.
     pub netns: Option<u32>,
+    /// With `netns`: the namespace's cookie (0 when drops carry none), so that a namespace
+    /// given the inode after this one is deleted is not let in.
+    pub netns_cookie: u64,
     /// The pod or container `--pod`/`--container` chose (its namespace is `netns`).
     pub workload: Option<String>,
 }
@@ -40,6 +43,7 @@ impl Filters {
         let mut ns_path = args.netns.clone();
         if let Some(path) = &args.netns {
             filters.netns = Some(inode_of(path)?);
+            filters.netns_cookie = cookie_at(path);
         }
         let chosen = match (&args.pod, &args.container) {
             (Some(pod), _) => {
@@ -82,12 +86,14 @@ impl Filters {
             filters.netns = Some(inode);
             filters.workload = Some(what);
             ns_path = scan.and_then(|s| s.paths.get(&inode)).cloned();
+            filters.netns_cookie = ns_path.as_deref().map_or(0, cookie_at);
         }
         if let Some(name) = &args.iface {
             filters.ifindex = Some(ifindex_of(name, ns_path.as_deref())?);
             // An ifindex means something only inside its namespace.
             if filters.netns.is_none() {
                 filters.netns = Some(inode_of(Path::new("/proc/self/ns/net"))?);
+                filters.netns_cookie = netns::own_cookie();
             }
         }
         Ok(filters)
@@ -112,6 +118,7 @@ impl Filters {
             exclude: reason_codes(&args.exclude_reasons, reasons)?,
             ifindex: None,
             netns: None,
+            netns_cookie: 0,
             workload: None,
         })
     }
@@ -138,6 +145,11 @@ impl Filters {
         c.l4_proto = self.ip_proto.unwrap_or(0);
         c.ifindex = self.ifindex.unwrap_or(0);
         c.netns = self.netns.unwrap_or(0);
+        c.netns_cookie = if self.netns.is_some() {
+            self.netns_cookie
+        } else {
+            0
+        };
         match self.addr {
             Some(std::net::IpAddr::V4(a)) => {
                 c.addr_family = wire::AF_INET;
@@ -272,6 +284,11 @@ fn ifindex_of(name: &str, ns_path: Option<&Path>) -> Result<u32, Error> {
     })
 }
 
+/// The cookie of the namespace at `path` (0 when unknown: the inode alone then filters).
+fn cookie_at(path: &Path) -> u64 {
+    netns::in_netns(Some(path), netns::own_cookie).unwrap_or(0)
+}
+
 /// The namespace's inode, after checking the file is a network namespace.
 fn inode_of(path: &Path) -> Result<u32, Error> {
     netns::netns_inode(path).map_err(|source| Error::Netns {
@@ -293,6 +310,7 @@ mod tests {
             include: vec![12],
             exclude: vec![2, 12],
             netns: Some(4026531840),
+            netns_cookie: 4097,
             ..Filters::default()
         };
         let mut c = Config::ZERO;
@@ -311,6 +329,7 @@ mod tests {
             (1678, 6, wire::AF_INET6, 4026531840)
         );
         assert_eq!(c.addr[15], 2);
+        assert_eq!(c.netns_cookie, 4097);
         assert_eq!(
             f.reason_marks(),
             [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]

@@ -109,6 +109,9 @@ impl LiveSource {
             opts.name_workloads || args.filters.pod.is_some() || args.filters.container.is_some();
         // Every namespace there is now is named before attaching; later ones on the way.
         let scan = wants_scan.then(|| Scan::run(&host));
+        // Before the filters: a namespace filter takes the cookie too, read as drops carry it.
+        let cookies = kernel.layout.skb.is_some_and(|s| s.net_cookie.is_some());
+        super::netns::set_cookies(cookies);
         let filters = Filters::resolve(
             &args.filters,
             kernel.reasons.as_ref(),
@@ -121,8 +124,6 @@ impl LiveSource {
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
-        let cookies = config.flags & droptrace_common::CONFIG_HAS_NET_COOKIE != 0;
-        super::netns::set_cookies(cookies);
         if kernel.layout.skb.is_some() && !cookies {
             crate::error::warn(
                 "this kernel's BTF has no namespace cookie (net.net_cookie, Linux 5.14): \
