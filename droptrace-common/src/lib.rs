@@ -40,6 +40,9 @@ pub struct Config {
     pub sk_net: u32,
     /// `struct net` -> `ns.inum`.
     pub net_inum: u32,
+    /// `struct net` -> `net_cookie` (a u64 the kernel never hands out twice), with
+    /// `CONFIG_HAS_NET_COOKIE`.
+    pub net_cookie: u32,
 
     // Offsets inside the classic tracepoint record (fallback when tp_btf is unavailable).
     pub tp_skbaddr: u32,
@@ -67,8 +70,12 @@ pub struct Config {
     pub samples_per_group: u32,
     /// With `CONFIG_COUNT_GROUPS`: events sent per CPU and per epoch, all groups together.
     pub samples_per_cpu: u32,
+    pub _pad: u32,
+    /// With `FILTER_NETNS` and `CONFIG_HAS_NET_COOKIE`: the namespace's cookie too (0:
+    /// the inode alone), so a namespace that later gets its inode is not let in.
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<Config>() == 120);
+const _: () = assert!(size_of::<Config>() == 136);
 
 impl Config {
     /// No layout known, no filters.
@@ -87,6 +94,7 @@ impl Config {
         dev_net: 0,
         sk_net: 0,
         net_inum: 0,
+        net_cookie: 0,
         tp_skbaddr: 0,
         tp_location: 0,
         tp_protocol: 0,
@@ -103,6 +111,8 @@ impl Config {
         snaplen: 0,
         samples_per_group: 0,
         samples_per_cpu: 0,
+        _pad: 0,
+        netns_cookie: 0,
     };
 }
 
@@ -117,6 +127,9 @@ pub const CONFIG_COUNT_GROUPS: u32 = 1 << 2;
 /// With `CONFIG_COUNT_GROUPS`: count first in this CPU's slot cache (`SLOTS`), then in
 /// `GROUPS` for a group whose slot another group has taken.
 pub const CONFIG_GROUP_SLOTS: u32 = 1 << 3;
+/// `net_cookie` is valid: namespaces are told apart by their cookie, not only by their
+/// inode (which the kernel hands to a new namespace once the old one is gone).
+pub const CONFIG_HAS_NET_COOKIE: u32 = 1 << 4;
 
 pub const FILTER_PORT: u32 = 1 << 0;
 pub const FILTER_SPORT: u32 = 1 << 1;
@@ -196,13 +209,13 @@ pub struct Slot {
     pub count: GroupCount,
     pub key: GroupKey,
 }
-const _: () = assert!(size_of::<Slot>() == 48);
+const _: () = assert!(size_of::<Slot>() == 56);
 
 /// Where a group's slot is in a CPU's cache: a multiplicative hash of the key's words.
 #[inline(always)]
 pub fn slot_index(key: &GroupKey) -> usize {
-    let [a, b, c, d] = key.words();
-    let x = a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ d.rotate_left(7);
+    let [a, b, c, d, e] = key.words();
+    let x = a ^ b.rotate_left(21) ^ c.rotate_left(42) ^ d.rotate_left(7) ^ e.rotate_left(35);
     (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
@@ -243,8 +256,10 @@ pub struct DropEvent {
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub _pad: [u8; 2],
+    /// The namespace's `net_cookie`, 0 when unknown (`CONFIG_HAS_NET_COOKIE` unset).
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<DropEvent>() == 80);
+const _: () = assert!(size_of::<DropEvent>() == 88);
 
 /// How drops are grouped; the key of the lost-group map. Interface and namespace are part
 /// of it so that counts per interface and per namespace stay exact when events are lost.
@@ -265,14 +280,17 @@ pub struct GroupKey {
     // array would be a call to memset).
     pub _pad16: u16,
     pub _pad32: u32,
+    /// The namespace's `net_cookie` (0 when unknown): a namespace that gets the inode of
+    /// a deleted one is a group of its own.
+    pub netns_cookie: u64,
 }
-const _: () = assert!(size_of::<GroupKey>() == 32);
+const _: () = assert!(size_of::<GroupKey>() == 40);
 
 impl GroupKey {
-    /// The key as four words, to compare and hash it without a byte loop.
+    /// The key as five words, to compare and hash it without a byte loop.
     #[inline(always)]
-    pub fn words(&self) -> [u64; 4] {
-        // SAFETY: GroupKey is 32 bytes of plain integers, aligned to 8 (its first field is
+    pub fn words(&self) -> [u64; 5] {
+        // SAFETY: GroupKey is 40 bytes of plain integers, aligned to 8 (its first field is
         // a u64), with no implicit padding; any bits are valid u64s.
         unsafe { core::mem::transmute_copy(self) }
     }
@@ -291,6 +309,7 @@ impl GroupKey {
             flags: event.flags & (EVENT_PORTS | EVENT_IPV4 | EVENT_IPV6),
             _pad16: 0,
             _pad32: 0,
+            netns_cookie: event.netns_cookie,
         }
     }
 }

@@ -191,6 +191,7 @@ fn on_drop<F: Fields, C: EbpfContext>(
         icmp_type: 0,
         icmp_code: 0,
         _pad: [0; 2],
+        netns_cookie: 0,
     };
     let mut capture = Capture { from: 0, len: 0 };
     if cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
@@ -474,6 +475,9 @@ fn read_place<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
     }
     if net != 0 {
         ev.netns = F::load::<u32>(net + cfg.net_inum as u64).unwrap_or(0);
+        if cfg.flags & CONFIG_HAS_NET_COOKIE != 0 {
+            ev.netns_cookie = F::load::<u64>(net + cfg.net_cookie as u64).unwrap_or(0);
+        }
     }
 }
 
@@ -701,7 +705,9 @@ fn in_place(cfg: &Config, ev: &DropEvent) -> bool {
     if f & FILTER_IFINDEX != 0 && ev.ifindex != cfg.ifindex {
         return false;
     }
-    if f & FILTER_NETNS != 0 && ev.netns != cfg.netns {
+    if f & FILTER_NETNS != 0
+        && (ev.netns != cfg.netns || (cfg.netns_cookie != 0 && ev.netns_cookie != cfg.netns_cookie))
+    {
         return false;
     }
     true

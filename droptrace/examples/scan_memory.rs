@@ -60,7 +60,7 @@ fn drop_to(port: u16, t: u64) -> Drop {
         timestamp_ns: t,
         location: 0xffff_ffff_81f2_3c40,
         reason: 6,
-        netns: 4_026_532_000,
+        netns: droptrace::pipeline::event::Netns::new(4_026_532_000, 4097),
         ifindex: 1,
         len: 28,
         l2_len: 0,

@@ -630,6 +630,12 @@ impl Droptrace {
         Droptrace::spawn(cmd)
     }
 
+    /// Starts `cmd` (droptrace, perhaps through a wrapper that redirects its output) and
+    /// waits until it says it is attached.
+    pub fn spawn_command(cmd: Command) -> Droptrace {
+        Droptrace::spawn(cmd)
+    }
+
     /// Starts droptrace by `cmd` (which runs it some other way: in a container, under
     /// another tool) and waits until it says it is attached.
     pub fn spawn(mut cmd: Command) -> Droptrace {

@@ -86,6 +86,17 @@ impl NodeNames {
     }
 }
 
+/// The workloads of the window's namespaces by inode: the sampled state is the host's now,
+/// keyed by inode (a namespace gone and replaced on its inode has no state of its own).
+pub fn by_inode(
+    workloads: &std::collections::HashMap<crate::pipeline::event::Netns, Workload>,
+) -> std::collections::HashMap<u32, Workload> {
+    workloads
+        .iter()
+        .map(|(ns, w)| (ns.inode, w.clone()))
+        .collect()
+}
+
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     // A baseline that cannot be read fails before anything is sampled or attached.
     let then = args.baseline.as_deref().map(read_baseline).transpose()?;
@@ -221,7 +232,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     drop(late);
     let names = NodeNames {
         namespaces: names,
-        workloads: watched.names.workloads.clone(),
+        workloads: by_inode(&watched.names.workloads),
         vanished,
     };
     let findings = engine::diagnose(&engine::Window {

@@ -14,7 +14,12 @@ use crate::{
         raw::RawSnapshot,
         row::{diagnose_row, drop_groups, RowWindow},
     },
-    pipeline::{aggregate::GroupStats, event::Group, names::Workload, sink::Moment},
+    pipeline::{
+        aggregate::GroupStats,
+        event::{Group, Netns},
+        names::Workload,
+        sink::Moment,
+    },
     probe::{
         collect::{self, HeldNamespaces},
         netns::{own_inode, Namespaces},
@@ -117,12 +122,27 @@ fn members(row: &DetailRequest, at: &Moment<'_>) -> HashMap<Group, GroupStats> {
         .collect()
 }
 
+/// The namespace of the window's drops on this inode (the latest, by cookie, when the
+/// kernel gave one inode to two of them).
+fn namespace_of(at: &Moment<'_>, inode: u32) -> Netns {
+    at.agg
+        .groups()
+        .map(|(g, _)| g.netns)
+        .filter(|n| n.inode == inode)
+        .max()
+        .unwrap_or(Netns::inode(inode))
+}
+
 /// Starts sampling the namespaces the row's drops were in; says which.
 fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
     let own = own_inode();
     let mut by_netns: HashMap<u32, u64> = HashMap::new();
     for (g, s) in members(row, at) {
-        let netns = if g.netns == 0 { own } else { g.netns };
+        let netns = if g.netns.is_none() {
+            own
+        } else {
+            g.netns.inode
+        };
         *by_netns.entry(netns).or_default() += s.count();
     }
     if by_netns.is_empty() {
@@ -138,7 +158,7 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
         .collect();
     let places = inodes
         .iter()
-        .map(|i| at.names.namespace(*i))
+        .map(|i| at.names.namespace(namespace_of(at, *i)))
         .collect::<Vec<_>>()
         .join(", ");
     let gone_from = places.clone();
@@ -214,7 +234,7 @@ fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Ph
             if window_closes(elapsed, drops) {
                 let samples = window_samples(&window, row, at, since_ns);
                 let groups = drop_groups(&window, &samples, at.names);
-                let workloads = at.names.workloads.clone();
+                let workloads = super::diagnose::by_inode(&at.names.workloads);
                 let secs = elapsed as f64 / 1e9;
                 let next = spawn(Phase::Concluding, move || {
                     Ok(conclude(sampled, &groups, workloads, secs))
@@ -362,7 +382,7 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(6),
             dport: Some(1678),
-            netns,
+            netns: Netns::inode(netns),
             ifindex: 2,
         }
     }
@@ -398,7 +418,7 @@ mod tests {
         assert_eq!(
             window
                 .iter()
-                .map(|(g, s)| (g.netns, s.delivered, s.lost))
+                .map(|(g, s)| (g.netns.inode, s.delivered, s.lost))
                 .collect::<Vec<_>>(),
             [(1, 4, 1), (3, 1, 0)]
         );

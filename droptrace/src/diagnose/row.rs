@@ -100,7 +100,11 @@ pub fn drop_groups(
                 dport: site.dport,
                 addrs: latest.and_then(|d| d.packet.addrs),
                 count: members.iter().map(|(_, s)| s.count()).sum(),
-                places: members.iter().map(|(g, _)| (g.netns, g.ifindex)).collect(),
+                // The sampled state is keyed by inode (the host's namespaces now).
+                places: members
+                    .iter()
+                    .map(|(g, _)| (g.netns.inode, g.ifindex))
+                    .collect(),
                 max_len: members.iter().map(|(_, s)| s.max_len).max().unwrap_or(0),
                 example: latest.map(packet_line),
             }
@@ -148,7 +152,7 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(6),
             dport: Some(1678),
-            netns,
+            netns: netns.into(),
             ifindex,
         }
     }

@@ -38,6 +38,8 @@ pub struct SkbOffsets {
     pub dev_net: u32,
     pub sk_net: u32,
     pub net_inum: u32,
+    /// `net.net_cookie`: `None` before 5.14 (namespaces are then told apart by inode only).
+    pub net_cookie: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,11 @@ impl SkbOffsets {
                 &["__sk_common", "skc_net", "net"],
             )?,
             net_inum: off("net.ns.inum", "net", &["ns", "inum"])?,
+            net_cookie: btf
+                .member_size("net", &["net_cookie"])
+                .is_ok_and(|size| size == 8)
+                .then(|| btf.member_offset("net", &["net_cookie"]).ok())
+                .flatten(),
         })
     }
 }
@@ -182,6 +189,10 @@ impl KernelLayout {
             config.dev_net = s.dev_net;
             config.sk_net = s.sk_net;
             config.net_inum = s.net_inum;
+            if let Some(cookie) = s.net_cookie {
+                config.flags |= droptrace_common::CONFIG_HAS_NET_COOKIE;
+                config.net_cookie = cookie;
+            }
         }
         if let Some(t) = self.tracepoint {
             config.tp_skbaddr = t.skbaddr;
@@ -232,7 +243,14 @@ mod tests {
 
         let mut config = Config::ZERO;
         layout.apply(&mut config);
-        assert_eq!(config.flags, CONFIG_HAS_REASON | CONFIG_HAS_SKB_LAYOUT);
+        assert_eq!(
+            config.flags,
+            CONFIG_HAS_REASON | CONFIG_HAS_SKB_LAYOUT | droptrace_common::CONFIG_HAS_NET_COOKIE
+        );
+        // `struct net`'s u64 `net_cookie`: bits_offset=33280 in `bpftool btf dump` of the
+        // fixture.
+        assert_eq!(skb.net_cookie, Some(4160));
+        assert_eq!(config.net_cookie, 4160);
         assert_eq!(config.skb_head, 192);
     }
 

@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].1.count(), 3);
         assert_eq!((sites[0].1.first_ns, sites[0].1.last_ns), (5, 9));
-        assert_eq!((sites[0].0.ifindex, sites[0].0.netns), (0, 0));
+        assert_eq!((sites[0].0.ifindex, sites[0].0.netns.inode), (0, 0));
         let by_iface = agg.ranked_by(|g| Group {
             location: 0,
             reason: 0,

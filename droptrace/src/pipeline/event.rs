@@ -4,6 +4,52 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use droptrace_common as wire;
 use thiserror::Error;
 
+/// A network namespace as a drop names it: its inode and, where the kernel has one, its
+/// cookie (`net_cookie`, 0 when unknown). The kernel hands the inode of a deleted namespace
+/// to a new one but never a cookie twice, so two namespaces that shared an inode stay
+/// apart; without cookies (kernels before 5.14, no BTF) the inode alone tells them apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Netns {
+    pub inode: u32,
+    pub cookie: u64,
+}
+
+impl Netns {
+    /// No namespace known.
+    pub const NONE: Netns = Netns {
+        inode: 0,
+        cookie: 0,
+    };
+
+    pub fn new(inode: u32, cookie: u64) -> Netns {
+        Netns { inode, cookie }
+    }
+
+    /// A namespace known by its inode only.
+    pub fn inode(inode: u32) -> Netns {
+        Netns { inode, cookie: 0 }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.inode == 0
+    }
+}
+
+#[cfg(test)]
+impl From<u32> for Netns {
+    /// A namespace known by its inode only (tests).
+    fn from(inode: u32) -> Netns {
+        Netns::inode(inode)
+    }
+}
+
+/// The inode, as people and tools (`ls -i`, `lsns`) know a namespace.
+impl std::fmt::Display for Netns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inode.fmt(f)
+    }
+}
+
 /// One dropped packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drop {
@@ -12,8 +58,8 @@ pub struct Drop {
     pub location: u64,
     /// Raw kernel reason; 0 when the kernel gives none.
     pub reason: u32,
-    /// Inode number of the network namespace, 0 when unknown.
-    pub netns: u32,
+    /// The network namespace (inode 0 when unknown).
+    pub netns: Netns,
     pub ifindex: u32,
     /// The network packet's length (from its IP header on), wherever it was dropped; the
     /// skb's length where the IP header does not say (not IP, or not captured).
@@ -48,7 +94,7 @@ pub struct Group {
     pub ethertype: u16,
     pub ip_proto: Option<u8>,
     pub dport: Option<u16>,
-    pub netns: u32,
+    pub netns: Netns,
     pub ifindex: u32,
 }
 
@@ -57,7 +103,7 @@ impl Group {
     /// folded rows, the diagnosis of a row).
     pub fn site(&self) -> Group {
         Group {
-            netns: 0,
+            netns: Netns::NONE,
             ifindex: 0,
             ..*self
         }
@@ -87,7 +133,7 @@ impl From<wire::GroupKey> for Group {
             ethertype: key.l3_proto,
             ip_proto: ip.then_some(key.l4_proto),
             dport: (key.flags & wire::EVENT_PORTS != 0).then_some(key.dport),
-            netns: key.netns,
+            netns: Netns::new(key.netns, key.netns_cookie),
             ifindex: key.ifindex,
         }
     }
@@ -183,7 +229,7 @@ pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
         timestamp_ns: u64_at(0),
         location: u64_at(8),
         reason: u32_at(16),
-        netns: u32_at(20),
+        netns: Netns::new(u32_at(20), u64_at(80)),
         ifindex: u32_at(24),
         len,
         l2_len,
@@ -320,6 +366,7 @@ mod tests {
         assert_eq!(offset_of!(DropEvent, dport), 74);
         assert_eq!(offset_of!(DropEvent, icmp_type), 76);
         assert_eq!(offset_of!(DropEvent, icmp_code), 77);
+        assert_eq!(offset_of!(DropEvent, netns_cookie), 80);
     }
 
     pub(crate) fn bytes_of(ev: &DropEvent) -> Vec<u8> {
@@ -336,6 +383,7 @@ mod tests {
         out.extend(ev.sport.to_ne_bytes());
         out.extend(ev.dport.to_ne_bytes());
         out.extend([ev.icmp_type, ev.icmp_code, 0, 0]);
+        out.extend(ev.netns_cookie.to_ne_bytes());
         out
     }
 
@@ -362,6 +410,7 @@ mod tests {
             icmp_type: 0,
             icmp_code: 0,
             _pad: [0; 2],
+            netns_cookie: 4097,
         }
     }
 
@@ -369,6 +418,7 @@ mod tests {
     fn decodes_an_ipv4_tcp_drop() {
         let d = decode(&bytes_of(&tcp_syn())).unwrap();
         assert_eq!(d.reason, 3);
+        assert_eq!(d.netns, Netns::new(4_026_531_840, 4097));
         assert_eq!(d.len, 60);
         assert_eq!(
             d.packet.addrs,

@@ -1,16 +1,22 @@
 //! Drops and names for unit tests across the crate.
 use super::{
-    event::{Drop, Packet, ETH_P_IP},
+    event::{Drop, Netns, Packet, ETH_P_IP},
     names::Location,
 };
 
 /// A TCP SYN from 10.0.0.1:`sport` to 10.0.0.2:`dport`, 60 bytes, on ifindex 2 of `netns`.
-pub fn tcp4(location: u64, reason: u32, (sport, dport): (u16, u16), netns: u32, at: u64) -> Drop {
+pub fn tcp4(
+    location: u64,
+    reason: u32,
+    (sport, dport): (u16, u16),
+    netns: impl Into<Netns>,
+    at: u64,
+) -> Drop {
     Drop {
         timestamp_ns: at,
         location,
         reason,
-        netns,
+        netns: netns.into(),
         ifindex: 2,
         len: 60,
         l2_len: 0,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::kernel::reasons::DropReasonTable;
+use crate::pipeline::event::Netns;
 
 /// A drop location made readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +80,13 @@ pub struct Names {
     pub locations: HashMap<u64, Location>,
     /// The drop reasons of the kernel the drops come from; `None` when it has none.
     pub reasons: Option<DropReasonTable>,
-    /// (netns inode, ifindex) -> interface name.
-    pub interfaces: HashMap<(u32, u32), String>,
-    /// netns inode -> a short label (`web`, `nginx:812`, `host`).
-    pub namespaces: HashMap<u32, String>,
-    /// netns inode -> the container (and pod) it belongs to.
-    pub workloads: HashMap<u32, Workload>,
+    /// (namespace, ifindex) -> interface name.
+    pub interfaces: HashMap<(Netns, u32), String>,
+    /// namespace -> a short label (`web`, `nginx:812`, `host`). Keyed by inode and cookie:
+    /// a namespace that gets the inode of a deleted one is named on its own.
+    pub namespaces: HashMap<Netns, String>,
+    /// namespace -> the container (and pod) it belongs to.
+    pub workloads: HashMap<Netns, Workload>,
 }
 
 impl Names {
@@ -136,7 +138,7 @@ impl Names {
     }
 
     /// The interface's name, `if7` when unknown, `-` when the drop had none.
-    pub fn interface(&self, netns: u32, ifindex: u32) -> String {
+    pub fn interface(&self, netns: Netns, ifindex: u32) -> String {
         match (ifindex, self.interfaces.get(&(netns, ifindex))) {
             (0, _) => "-".into(),
             (_, Some(name)) => name.clone(),
@@ -144,38 +146,38 @@ impl Names {
         }
     }
 
-    pub fn interface_name(&self, netns: u32, ifindex: u32) -> Option<&str> {
+    pub fn interface_name(&self, netns: Netns, ifindex: u32) -> Option<&str> {
         self.interfaces.get(&(netns, ifindex)).map(String::as_str)
     }
 
     /// The namespace's label, its inode when unknown, `-` when the drop had none.
-    pub fn namespace(&self, inode: u32) -> String {
-        match (inode, self.namespaces.get(&inode)) {
-            (0, _) => "-".into(),
-            (_, Some(label)) => label.clone(),
-            (i, None) => i.to_string(),
+    pub fn namespace(&self, netns: Netns) -> String {
+        match self.namespaces.get(&netns) {
+            _ if netns.is_none() => "-".into(),
+            Some(label) => label.clone(),
+            None => netns.inode.to_string(),
         }
     }
 
-    pub fn namespace_name(&self, inode: u32) -> Option<&str> {
-        self.namespaces.get(&inode).map(String::as_str)
+    pub fn namespace_name(&self, netns: Netns) -> Option<&str> {
+        self.namespaces.get(&netns).map(String::as_str)
     }
 
     /// The container (and pod) of a namespace, when it belongs to one.
-    pub fn workload(&self, inode: u32) -> Option<&Workload> {
-        self.workloads.get(&inode)
+    pub fn workload(&self, netns: Netns) -> Option<&Workload> {
+        self.workloads.get(&netns)
     }
 
     /// Where a group's drops were, in words: ` on veth-b in netns web`, ` on eth0 in pod
     /// shop/web-7d9f container web`, ` in container redis`; empty when neither is known
     /// (no packet details).
-    pub fn place(&self, netns: u32, ifindex: u32) -> String {
+    pub fn place(&self, netns: Netns, ifindex: u32) -> String {
         let mut s = String::new();
         if ifindex != 0 {
             s.push_str(" on ");
             s.push_str(&self.interface(netns, ifindex));
         }
-        if netns != 0 {
+        if netns.inode != 0 {
             s.push_str(" in ");
             match self.workload(netns) {
                 Some(w) if w.pod.is_some() => {
@@ -203,27 +205,48 @@ mod tests {
         assert_eq!(names.reason(12).as_deref(), Some("NETFILTER_DROP"));
         assert_eq!(names.reason(500).as_deref(), Some("reason 500"));
         assert_eq!(Names::default().reason(12), None);
-        assert_eq!(names.interface(7, 0), "-");
-        assert_eq!(names.interface(7, 3), "if3");
-        assert_eq!(names.namespace(0), "-");
-        assert_eq!(names.namespace(7), "7");
-        assert_eq!(names.place(7, 3), " on if3 in netns 7");
-        assert_eq!(names.place(0, 0), "");
-        names.interfaces.insert((7, 3), "veth-b".into());
-        names.namespaces.insert(7, "web".into());
+        let ns = Netns::new(7, 40);
+        assert_eq!(names.interface(ns, 0), "-");
+        assert_eq!(names.interface(ns, 3), "if3");
+        assert_eq!(names.namespace(Netns::NONE), "-");
+        assert_eq!(names.namespace(ns), "7");
+        assert_eq!(names.place(ns, 3), " on if3 in netns 7");
+        assert_eq!(names.place(Netns::NONE, 0), "");
+        names.interfaces.insert((ns, 3), "veth-b".into());
+        names.namespaces.insert(ns, "web".into());
         assert_eq!(names.len(), 2);
         assert_eq!(
-            (names.interface(7, 3), names.namespace(7)),
+            (names.interface(ns, 3), names.namespace(ns)),
             ("veth-b".into(), "web".into())
         );
-        assert_eq!(names.place(7, 3), " on veth-b in netns web");
-        assert_eq!(names.place(7, 0), " in netns web");
-        names
-            .workloads
-            .insert(7, crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None));
+        assert_eq!(names.place(ns, 3), " on veth-b in netns web");
+        assert_eq!(names.place(ns, 0), " in netns web");
+        names.workloads.insert(
+            ns,
+            crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None),
+        );
         assert_eq!(
-            names.place(7, 3),
+            names.place(ns, 3),
             " on veth-b in pod shop/web-7d9f container web"
+        );
+    }
+
+    #[test]
+    fn a_namespace_on_a_reused_inode_is_not_named_after_the_old_one() {
+        let mut names = Names::default();
+        let (old, new) = (
+            Netns::new(4_026_532_500, 8193),
+            Netns::new(4_026_532_500, 12289),
+        );
+        names.namespaces.insert(old, "st-3".into());
+        names.interfaces.insert((old, 2), "veth-old".into());
+        assert_eq!(names.namespace(new), "4026532500");
+        assert_eq!(names.namespace_name(new), None);
+        assert_eq!(names.interface(new, 2), "if2");
+        names.namespaces.insert(new, "st-new".into());
+        assert_eq!(
+            (names.namespace(old), names.namespace(new)),
+            ("st-3".into(), "st-new".into())
         );
     }
 }

@@ -13,7 +13,10 @@ use crate::record::{Counters, Header, Reader, Writer};
 const STARTED: u64 = 5_000_000_000;
 const NFT: u64 = 0xffff_ffff_81f6_3411;
 const TCP: u64 = 0xffff_ffff_8203_3a59;
-const NETNS: u32 = 4_026_532_000;
+const NETNS: event::Netns = event::Netns {
+    inode: 4_026_532_000,
+    cookie: 8193,
+};
 
 fn header() -> Header {
     Header {
@@ -365,13 +368,14 @@ fn ingest_rate() {
         crate::kernel::kallsyms::KernelSymbols::parse(&syms[..]).unwrap(),
     ));
     const N: usize = 2_000_000;
-    let records: Vec<[u8; 80]> = (0..N)
+    let records: Vec<[u8; 88]> = (0..N)
         .map(|i| {
             let ev = wire::DropEvent {
                 timestamp_ns: STARTED + i as u64 * 1000,
                 location: 0xffff_ffff_81f6_3250 + 0x1c1,
                 reason: 12,
-                netns: NETNS,
+                netns: NETNS.inode,
+                netns_cookie: NETNS.cookie,
                 ifindex: 2,
                 skb_len: 60,
                 cpu: (i % 2) as u32,
@@ -386,8 +390,8 @@ fn ingest_rate() {
                 icmp_code: 0,
                 _pad: [0; 2],
             };
-            // SAFETY: a plain #[repr(C)] struct of integers, 80 bytes, read as bytes.
-            unsafe { std::mem::transmute::<wire::DropEvent, [u8; 80]>(ev) }
+            // SAFETY: a plain #[repr(C)] struct of integers, 88 bytes, read as bytes.
+            unsafe { std::mem::transmute::<wire::DropEvent, [u8; 88]>(ev) }
         })
         .collect();
     let run = |sinks: &mut [&mut dyn Sink]| {

@@ -27,6 +27,9 @@ pub struct Filters {
     pub netns: Option<u32>,
     /// The namespace's name (`ux-srv` for /run/netns/ux-srv), for the header.
     pub netns_label: Option<String>,
+    /// With `netns`: the namespace's cookie (0 when drops carry none), so that a namespace
+    /// given the inode after this one is deleted is not let in.
+    pub netns_cookie: u64,
     /// The pod or container `--pod`/`--container` chose (its namespace is `netns`).
     pub workload: Option<String>,
 }
@@ -45,6 +48,7 @@ impl Filters {
         if let Some(path) = &args.netns {
             filters.netns = Some(inode_of(path)?);
             filters.netns_label = Some(netns_label(path));
+            filters.netns_cookie = cookie_at(path);
         }
         let chosen = match (&args.pod, &args.container) {
             (Some(pod), _) => {
@@ -87,6 +91,7 @@ impl Filters {
             filters.netns = Some(inode);
             filters.workload = Some(what);
             ns_path = scan.and_then(|s| s.paths.get(&inode)).cloned();
+            filters.netns_cookie = ns_path.as_deref().map_or(0, cookie_at);
         }
         if let Some(name) = &args.iface {
             filters.ifindex = Some(ifindex_of(name, ns_path.as_deref())?);
@@ -96,6 +101,7 @@ impl Filters {
                 let own = Path::new("/proc/self/ns/net");
                 filters.netns = Some(inode_of(own)?);
                 filters.netns_label = Some(netns_label(own));
+                filters.netns_cookie = netns::own_cookie();
             }
         }
         Ok(filters)
@@ -122,6 +128,7 @@ impl Filters {
             iface: None,
             netns: None,
             netns_label: None,
+            netns_cookie: 0,
             workload: None,
         })
     }
@@ -148,6 +155,11 @@ impl Filters {
         c.l4_proto = self.ip_proto.unwrap_or(0);
         c.ifindex = self.ifindex.unwrap_or(0);
         c.netns = self.netns.unwrap_or(0);
+        c.netns_cookie = if self.netns.is_some() {
+            self.netns_cookie
+        } else {
+            0
+        };
         match self.addr {
             Some(std::net::IpAddr::V4(a)) => {
                 c.addr_family = wire::AF_INET;
@@ -297,6 +309,11 @@ fn netns_label(path: &Path) -> String {
         .map_or_else(|| path.display().to_string(), |n| n.display().to_string())
 }
 
+/// The cookie of the namespace at `path` (0 when unknown: the inode alone then filters).
+fn cookie_at(path: &Path) -> u64 {
+    netns::in_netns(Some(path), netns::own_cookie).unwrap_or(0)
+}
+
 /// The namespace's inode, after checking the file is a network namespace.
 fn inode_of(path: &Path) -> Result<u32, Error> {
     netns::netns_inode(path).map_err(|source| Error::Netns {
@@ -318,6 +335,7 @@ mod tests {
             include: vec![12],
             exclude: vec![2, 12],
             netns: Some(4026531840),
+            netns_cookie: 4097,
             ..Filters::default()
         };
         let mut c = Config::ZERO;
@@ -336,6 +354,7 @@ mod tests {
             (1678, 6, wire::AF_INET6, 4026531840)
         );
         assert_eq!(c.addr[15], 2);
+        assert_eq!(c.netns_cookie, 4097);
         assert_eq!(
             f.reason_marks(),
             [(2, wire::REASON_EXCLUDE), (12, wire::REASON_EXCLUDE)]

@@ -3,6 +3,7 @@
 //! the kernel's counters of drops that never reach kfree_skb.
 use crate::{
     diagnose::evidence::proc,
+    pipeline::event::Netns,
     sinks::metrics::series::{HostSample, StackCounter},
 };
 
@@ -33,6 +34,8 @@ const SNMP6_COUNTERS: &[&str] = &["Udp6RcvbufErrors", "Udp6SndbufErrors"];
 
 /// What one namespace gives: its interfaces and its counter files.
 struct Raw {
+    /// The namespace's cookie (0 without cookies).
+    cookie: u64,
     interfaces: Vec<(u32, String)>,
     snmp: Option<String>,
     netstat: Option<String>,
@@ -45,11 +48,13 @@ struct Raw {
 /// they belong to (the host's files under `host`).
 pub fn sample(host: &HostPaths) -> HostSample {
     let namespaces = Namespaces::scan();
-    let own = netns::own_inode();
+    let own = netns::own();
     let mut sample = HostSample::default();
     sample.topology.complete = namespaces.len() <= MAX_NAMESPACES;
+    let mut inodes = std::collections::HashMap::new();
     for (inode, path) in namespaces.all().take(MAX_NAMESPACES) {
         let read = |own_ns: bool| Raw {
+            cookie: netns::own_cookie(),
             interfaces: netns::interfaces(),
             snmp: read_net("snmp"),
             netstat: read_net("netstat"),
@@ -58,30 +63,42 @@ pub fn sample(host: &HostPaths) -> HostSample {
             // Machine-wide: read once, in droptrace's own namespace.
             softnet: own_ns.then(|| read_net("softnet_stat")).flatten(),
         };
-        let raw = if inode == own {
+        let raw = if inode == own.inode {
             Ok(read(true))
         } else {
             netns::in_netns(Some(path), || read(false))
         };
-        sample
-            .topology
-            .namespaces
-            .insert(inode, namespaces.metric_label(inode));
+        let label = namespaces.metric_label(inode);
         // Found but not entered (it went away just now, or entering it was refused): it
-        // exists as far as anyone can tell; its interfaces are unknown.
+        // exists as far as anyone can tell; its interfaces (and cookie) are unknown.
         let Ok(raw) = raw else {
-            sample.topology.unentered.insert(inode);
+            let ns = Netns::inode(inode);
+            sample.topology.namespaces.insert(ns, label);
+            sample.topology.unentered.insert(ns);
             continue;
         };
+        let ns = Netns::new(inode, raw.cookie);
+        sample.topology.namespaces.insert(ns, label);
         for (index, name) in &raw.interfaces {
             sample
                 .topology
                 .interfaces
-                .insert((inode, *index), name.clone());
+                .insert((ns, *index), name.clone());
         }
-        counters(inode, &raw, &mut sample.counters);
+        counters(ns, &raw, &mut sample.counters);
+        inodes.insert(inode, ns);
     }
-    sample.topology.workloads = Scan::run(host).workloads;
+    // The workloads keyed like the namespaces just read (their cookies).
+    sample.topology.workloads = Scan::run(host)
+        .workloads
+        .into_iter()
+        .map(|(inode, w)| {
+            (
+                inodes.get(&inode).copied().unwrap_or(Netns::inode(inode)),
+                w,
+            )
+        })
+        .collect();
     sample
 }
 
@@ -90,7 +107,7 @@ fn read_net(name: &str) -> Option<String> {
 }
 
 /// The counters of one namespace's files (a file that does not parse gives none).
-fn counters(netns: u32, raw: &Raw, out: &mut Vec<StackCounter>) {
+fn counters(netns: Netns, raw: &Raw, out: &mut Vec<StackCounter>) {
     let mut push = |interface: Option<&str>, counter: &'static str, value: i64| {
         out.push(StackCounter {
             netns,
@@ -175,6 +192,7 @@ mod tests {
     #[test]
     fn counters_come_from_the_captured_files() {
         let raw = Raw {
+            cookie: 0,
             interfaces: Vec::new(),
             snmp: fixture("proc-net-snmp.txt"),
             netstat: fixture("proc-net-netstat.txt"),
@@ -183,7 +201,7 @@ mod tests {
             softnet: fixture("proc-net-softnet_stat.txt"),
         };
         let mut out = Vec::new();
-        counters(7, &raw, &mut out);
+        counters(Netns::new(7, 3), &raw, &mut out);
         let names: Vec<&str> = out.iter().map(|c| c.counter).collect();
         for expected in [
             "TcpExt:ListenOverflows",

@@ -11,6 +11,10 @@ use std::{
 
 use thiserror::Error;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::pipeline::event::Netns;
+
 /// Why code could not run inside a namespace.
 #[derive(Debug, Error)]
 pub enum NetnsError {
@@ -80,6 +84,53 @@ pub fn netns_inode(path: &Path) -> std::io::Result<u32> {
 /// The inode of droptrace's own namespace (0 if unknown).
 pub fn own_inode() -> u32 {
     std::fs::metadata(OWN).map_or(0, |m| u32::try_from(m.ino()).unwrap_or(0))
+}
+
+/// Whether drops carry namespace cookies (the kernel program reads `net_cookie`): then
+/// [`own_cookie`] reads them too, else it says 0 so that both sides key namespaces alike.
+static COOKIES: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the kernel program reads namespace cookies (set once, at attach).
+pub fn set_cookies(on: bool) {
+    COOKIES.store(on, Ordering::Relaxed);
+}
+
+/// The cookie of the namespace the calling thread is in (call it through [`in_netns`]
+/// for another): what the kernel program reads as `net_cookie`. 0 when drops carry no
+/// cookies, or the kernel has none (before 5.14).
+pub fn own_cookie() -> u64 {
+    if !COOKIES.load(Ordering::Relaxed) {
+        return 0;
+    }
+    // Not in the libc crate for every target; the value is the same on every arch.
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: a socket we close below; getsockopt writes at most `len` bytes into `cookie`.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return 0;
+        }
+        let mut cookie: u64 = 0;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        );
+        libc::close(fd);
+        if rc == 0 {
+            cookie
+        } else {
+            0
+        }
+    }
+}
+
+/// Droptrace's own namespace as drops name it.
+pub fn own() -> Netns {
+    Netns::new(own_inode(), own_cookie())
 }
 
 /// The index of the interface `name` in droptrace's namespace; `None` when there is none.

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::pipeline::{aggregate::Aggregator, names::Names};
+use crate::pipeline::{aggregate::Aggregator, event::Netns, names::Names};
 
 use super::netns::{self, Namespaces};
 
@@ -18,14 +18,32 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Places {
     namespaces: Option<Namespaces>,
     scanned: Option<Instant>,
-    tried: HashMap<u32, Instant>,
+    tried: HashMap<Netns, Instant>,
     /// (netns, ifindex) pairs seen on drops (looked up per drop: a fast hash).
-    seen: rustc_hash::FxHashSet<(u32, u32)>,
+    seen: rustc_hash::FxHashSet<(Netns, u32)>,
 }
 
 impl Places {
+    /// Enters the namespace the last scan found on `ns`'s inode: `None` when there is none,
+    /// it cannot be entered, or it is another one (its cookie differs); else its
+    /// interfaces (when `interfaces`, or none).
+    fn enter(&self, ns: Netns, interfaces: bool) -> Option<Vec<(u32, String)>> {
+        let path = self.namespaces.as_ref()?.path(ns.inode)?;
+        netns::in_netns(Some(path), || {
+            (netns::own_cookie() == ns.cookie).then(|| {
+                if interfaces {
+                    netns::interfaces()
+                } else {
+                    Vec::new()
+                }
+            })
+        })
+        .ok()
+        .flatten()
+    }
+
     /// Names the place of a drop the first time it is seen; true when something was added.
-    pub fn name_drop(&mut self, names: &mut Names, netns: u32, ifindex: u32) -> bool {
+    pub fn name_drop(&mut self, names: &mut Names, netns: Netns, ifindex: u32) -> bool {
         self.seen.insert((netns, ifindex)) && self.name(names, [(netns, ifindex)])
     }
 
@@ -35,11 +53,11 @@ impl Places {
     }
 
     /// Adds names for the namespaces and interfaces of `places` that have none yet.
-    fn name(&mut self, names: &mut Names, places: impl IntoIterator<Item = (u32, u32)>) -> bool {
+    fn name(&mut self, names: &mut Names, places: impl IntoIterator<Item = (Netns, u32)>) -> bool {
         let mut unknown_ns = HashSet::new();
-        let mut unknown_if: HashSet<u32> = HashSet::new();
+        let mut unknown_if: HashSet<Netns> = HashSet::new();
         for (netns, ifindex) in places {
-            if netns != 0 && !names.namespaces.contains_key(&netns) {
+            if !netns.is_none() && !names.namespaces.contains_key(&netns) {
                 unknown_ns.insert(netns);
             }
             if ifindex != 0 && !names.interfaces.contains_key(&(netns, ifindex)) {
@@ -47,12 +65,12 @@ impl Places {
             }
         }
         let now = Instant::now();
-        let due = |tried: &HashMap<u32, Instant>, ns: &u32| {
+        let due = |tried: &HashMap<Netns, Instant>, ns: &Netns| {
             tried
                 .get(ns)
                 .is_none_or(|t| now.duration_since(*t) >= RETRY)
         };
-        let wanted: Vec<u32> = unknown_ns
+        let wanted: Vec<Netns> = unknown_ns
             .union(&unknown_if)
             .copied()
             .filter(|ns| due(&self.tried, ns))
@@ -64,30 +82,35 @@ impl Places {
         let missing = |n: &Option<Namespaces>| {
             wanted
                 .iter()
-                .any(|i| n.as_ref().and_then(|n| n.path(*i)).is_none())
+                .any(|i| n.as_ref().and_then(|n| n.path(i.inode)).is_none())
         };
         if stale && missing(&self.namespaces) {
             self.namespaces = Some(Namespaces::scan());
             self.scanned = Some(now);
         }
-        let Some(known) = &self.namespaces else {
-            return false;
-        };
+        let mut rescanned = false;
         let mut added = false;
         for ns in wanted {
             self.tried.insert(ns, now);
-            let Some(path) = known.path(ns) else { continue };
+            let mut found = self.enter(ns, unknown_if.contains(&ns));
+            if found.is_none() && !rescanned {
+                // The scan's path for this inode opens another namespace (the kernel gave
+                // a deleted one's inode to a new one) or none: the scan is out of date.
+                self.namespaces = Some(Namespaces::scan());
+                self.scanned = Some(now);
+                rescanned = true;
+                found = self.enter(ns, unknown_if.contains(&ns));
+            }
+            let (Some(interfaces), Some(known)) = (found, &self.namespaces) else {
+                continue;
+            };
             if unknown_ns.contains(&ns) {
-                names.namespaces.insert(ns, known.label(ns));
+                names.namespaces.insert(ns, known.label(ns.inode));
                 added = true;
             }
-            if unknown_if.contains(&ns) {
-                for (index, name) in
-                    netns::in_netns(Some(path), netns::interfaces).unwrap_or_default()
-                {
-                    names.interfaces.insert((ns, index), name);
-                    added = true;
-                }
+            for (index, name) in interfaces {
+                names.interfaces.insert((ns, index), name);
+                added = true;
             }
         }
         added

@@ -82,7 +82,8 @@ pub struct LiveSource {
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
     /// The workloads named at the start, before the first drop.
-    initial_workloads: std::collections::HashMap<u32, crate::pipeline::names::Workload>,
+    initial_workloads:
+        std::collections::HashMap<crate::pipeline::event::Netns, crate::pipeline::names::Workload>,
     control: Arc<Control>,
     malformed: u64,
     verbose: bool,
@@ -111,6 +112,9 @@ impl LiveSource {
             opts.name_workloads || args.filters.pod.is_some() || args.filters.container.is_some();
         // Every namespace there is now is named before attaching; later ones on the way.
         let scan = wants_scan.then(|| Scan::run(&host));
+        // Before the filters: a namespace filter takes the cookie too, read as drops carry it.
+        let cookies = kernel.layout.skb.is_some_and(|s| s.net_cookie.is_some());
+        super::netns::set_cookies(cookies);
         let filters = Filters::resolve(
             &args.filters,
             kernel.reasons.as_ref(),
@@ -123,6 +127,13 @@ impl LiveSource {
         let mut config = droptrace_common::Config::ZERO;
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
+        if kernel.layout.skb.is_some() && !cookies {
+            crate::error::warn(
+                "this kernel's BTF has no namespace cookie (net.net_cookie, Linux 5.14): \
+                 namespaces are told apart by inode only, so a namespace that gets a deleted \
+                 one's inode is counted and named as that one",
+            );
+        }
         let snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
         // The first bytes of the IP header say how long the packet is, wherever it was
         // dropped (the skb's length counts an Ethernet header on transmit, and no IP
@@ -154,6 +165,11 @@ impl LiveSource {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             tick
         });
+        // Keyed by cookie too: read now that the probe says whether drops carry cookies.
+        let initial_workloads = match &scan {
+            Some(s) if opts.name_workloads => s.by_netns(),
+            _ => std::collections::HashMap::new(),
+        };
         Ok(LiveSource {
             snaplen: snaplen as usize,
             probe,
@@ -162,13 +178,9 @@ impl LiveSource {
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
-                let known = scan.iter().flat_map(|s| s.workloads.keys().copied());
-                WorkloadResolver::start(host, known.collect::<Vec<_>>())
+                WorkloadResolver::start(host, initial_workloads.keys().copied().collect::<Vec<_>>())
             }),
-            initial_workloads: match scan {
-                Some(s) if opts.name_workloads => s.workloads,
-                _ => std::collections::HashMap::new(),
-            },
+            initial_workloads,
             control: opts.control.unwrap_or_default(),
             malformed: 0,
             verbose: args.verbose,

@@ -21,7 +21,10 @@ use std::{
 
 use crate::{
     containers::{self, bundle, cgroup, Member},
-    pipeline::names::{Names, Workload},
+    pipeline::{
+        event::Netns,
+        names::{Names, Workload},
+    },
 };
 
 /// Processes of one namespace whose cgroups are read, at most (a pod's containers are
@@ -256,6 +259,18 @@ impl Scan {
         scan
     }
 
+    /// The workloads keyed as drops key namespaces: each namespace's inode and cookie
+    /// (entered once to read it; one that cannot be entered is gone, or keyed by inode).
+    pub fn by_netns(&self) -> HashMap<Netns, Workload> {
+        self.workloads
+            .iter()
+            .map(|(&inode, w)| {
+                let cookie = self.paths.get(&inode).map_or(0, |p| cookie_at(p));
+                (Netns::new(inode, cookie), w.clone())
+            })
+            .collect()
+    }
+
     /// The namespaces of pod `namespace/name`.
     pub fn pod(&self, namespace: &str, name: &str) -> Vec<u32> {
         let mut out: Vec<u32> = self
@@ -285,25 +300,36 @@ impl Scan {
     }
 }
 
+/// The cookie of the namespace at `path` (0 when it cannot be entered or has none).
+fn cookie_at(path: &Path) -> u64 {
+    super::netns::in_netns(Some(path), super::netns::own_cookie).unwrap_or(0)
+}
+
 /// Names namespaces that appear after the start, on a thread of its own: the event path
 /// asks ([`WorkloadResolver::want`], a hash lookup) and takes the answers
 /// ([`WorkloadResolver::take`]) without waiting.
 pub struct WorkloadResolver {
-    requests: SyncSender<u32>,
-    answers: Receiver<(u32, Option<Workload>)>,
-    asked: rustc_hash::FxHashSet<u32>,
+    requests: SyncSender<Netns>,
+    answers: Receiver<(Netns, Option<Workload>)>,
+    asked: rustc_hash::FxHashSet<Netns>,
     /// Asked and not answered yet (a first answer may be "none yet").
-    unanswered: HashSet<u32>,
+    unanswered: HashSet<Netns>,
 }
 
 impl WorkloadResolver {
     /// Starts the thread; `known` are the namespaces named already (by a [`Scan`]).
-    pub fn start(host: HostPaths, known: impl IntoIterator<Item = u32>) -> WorkloadResolver {
+    pub fn start(host: HostPaths, known: impl IntoIterator<Item = Netns>) -> WorkloadResolver {
         let (requests, inbox) = mpsc::sync_channel(QUEUE);
         let (outbox, answers) = mpsc::sync_channel(QUEUE);
-        let mut asked: rustc_hash::FxHashSet<u32> = known.into_iter().collect();
-        asked.extend(host.shared());
-        asked.insert(0);
+        let mut asked: rustc_hash::FxHashSet<Netns> = known.into_iter().collect();
+        // The shared namespaces (the host's) belong to no workload.
+        let own = super::netns::own();
+        asked.extend(
+            host.shared()
+                .into_iter()
+                .map(|inode| Netns::new(inode, if inode == own.inode { own.cookie } else { 0 })),
+        );
+        asked.insert(Netns::NONE);
         let spawned = std::thread::Builder::new()
             .name("droptrace-workloads".into())
             .spawn(move || resolve_loop(&host, &inbox, &outbox));
@@ -320,7 +346,7 @@ impl WorkloadResolver {
 
     /// Asks for the workload of a namespace seen on a drop (once per namespace).
     #[inline]
-    pub fn want(&mut self, netns: u32) {
+    pub fn want(&mut self, netns: Netns) {
         if !self.asked.contains(&netns) && self.requests.try_send(netns).is_ok() {
             self.asked.insert(netns);
             self.unanswered.insert(netns);
@@ -372,10 +398,10 @@ impl WorkloadResolver {
 /// a few times (its container may have been starting).
 fn resolve_loop(
     host: &HostPaths,
-    inbox: &Receiver<u32>,
-    outbox: &SyncSender<(u32, Option<Workload>)>,
+    inbox: &Receiver<Netns>,
+    outbox: &SyncSender<(Netns, Option<Workload>)>,
 ) {
-    let mut waiting: HashMap<u32, u8> = HashMap::new();
+    let mut waiting: HashMap<Netns, u8> = HashMap::new();
     loop {
         let next = if waiting.is_empty() {
             inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -395,8 +421,13 @@ fn resolve_loop(
         let processes = processes(host);
         let mut done = Vec::new();
         for (ns, tries) in &mut waiting {
+            // The processes in the namespace now at its inode: not the drops' namespace
+            // when the kernel gave a deleted one's inode to a new one (cookies differ).
             let found = processes
-                .get(ns)
+                .get(&ns.inode)
+                .filter(|pids| {
+                    ns.cookie == 0 || cookie_at(&host.pid(pids[0]).join("ns/net")) == ns.cookie
+                })
                 .and_then(|pids| containers::workload(&members(host, pids)));
             *tries += 1;
             let finished = found.is_some() || *tries >= TRIES;

@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::pipeline::aggregate::KernelCounters;
-use crate::pipeline::event::Group;
+use crate::pipeline::event::{Group, Netns};
 use crate::pipeline::names::{Container, Location, Pod, Workload};
 
 use super::{Counters, Header};
@@ -19,9 +19,13 @@ use super::{Counters, Header};
 pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
 /// 2 added the `NAME_WORKLOAD` entry (containers and pods). A reader of version 1 would
 /// call that entry corrupt, so the version says it is there. 3: an event's length is the
-/// network packet's, with the layer-2 bytes the skb held beside it ([`pack_len`]);
-/// before, it was the skb's length, whatever the drop site. This reader takes all three.
+/// network packet's, with the layer-2 bytes the skb held beside it ([`pack_len`]) (before,
+/// it was the skb's length, whatever the drop site); and every namespace's inode is
+/// followed by its cookie (a varint, 0 when unknown): the kernel reuses inodes, so a
+/// namespace is both. Files of 1 and 2 are read as cookie 0. This reader takes all three.
 pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose namespaces carry a cookie.
+pub const VERSION_COOKIES: u32 = 3;
 
 /// An event's length as version 3 stores it: the packet's length and its layer-2 bytes.
 pub fn pack_len(len: u32, l2_len: u8) -> u64 {
@@ -76,7 +80,7 @@ pub const EV_SAME_DPORT: u8 = 128;
 pub struct Context {
     pub location: u64,
     pub reason: u32,
-    pub netns: u32,
+    pub netns: Netns,
     pub ifindex: u32,
     pub cpu: u32,
     pub ethertype: u16,
@@ -131,9 +135,17 @@ pub fn put_addr(out: &mut Vec<u8>, addr: IpAddr) {
     }
 }
 
+/// A namespace: its inode, then its cookie; [`Cursor::netns`] is the inverse.
+pub fn put_netns(out: &mut Vec<u8>, netns: Netns) {
+    put_varint(out, u64::from(netns.inode));
+    put_varint(out, netns.cookie);
+}
+
 pub fn put_context(out: &mut Vec<u8>, c: &Context) {
     out.extend_from_slice(&c.location.to_le_bytes());
-    for v in [c.reason, c.netns, c.ifindex, c.cpu, u32::from(c.ethertype)] {
+    put_varint(out, u64::from(c.reason));
+    put_netns(out, c.netns);
+    for v in [c.ifindex, c.cpu, u32::from(c.ethertype)] {
         put_varint(out, u64::from(v));
     }
     put_varint(out, c.ip_proto.map_or(0, |p| u64::from(p) + 1));
@@ -142,9 +154,11 @@ pub fn put_context(out: &mut Vec<u8>, c: &Context) {
 /// The one place a [`Group`] becomes bytes; [`Cursor::group`] is its inverse.
 pub fn encode_group(out: &mut Vec<u8>, g: &Group) {
     out.extend_from_slice(&g.location.to_le_bytes());
-    for v in [g.reason, u32::from(g.ethertype), g.netns, g.ifindex] {
+    for v in [g.reason, u32::from(g.ethertype)] {
         put_varint(out, u64::from(v));
     }
+    put_netns(out, g.netns);
+    put_varint(out, u64::from(g.ifindex));
     put_varint(out, g.ip_proto.map_or(0, |p| u64::from(p) + 1));
     put_varint(out, g.dport.map_or(0, |p| u64::from(p) + 1));
 }
@@ -207,9 +221,9 @@ pub fn encode_location(out: &mut Vec<u8>, address: u64, l: &Location) -> Result<
 
 /// `NAME_WORKLOAD | netns | container id, name, runtime | fields (u8) | [pod name,
 /// namespace | [uid]]`.
-pub fn encode_workload(out: &mut Vec<u8>, netns: u32, w: &Workload) -> Result<(), usize> {
+pub fn encode_workload(out: &mut Vec<u8>, netns: Netns, w: &Workload) -> Result<(), usize> {
     out.push(NAME_WORKLOAD);
-    put_varint(out, u64::from(netns));
+    put_netns(out, netns);
     let c = &w.container;
     for s in [&c.id, &c.name, &c.runtime] {
         put_str(out, s)?;
@@ -249,11 +263,30 @@ pub fn frame_check(frame: &[u8]) -> u16 {
 pub struct Cursor<'a> {
     buf: &'a [u8],
     pub pos: usize,
+    /// The file's namespaces carry cookies (format version 3 on).
+    cookies: bool,
 }
 
 impl<'a> Cursor<'a> {
+    /// A payload of a file of the current format.
     pub fn new(buf: &'a [u8]) -> Cursor<'a> {
-        Cursor { buf, pos: 0 }
+        Cursor::of_version(buf, FORMAT_VERSION)
+    }
+
+    /// A payload of a file of format `version`.
+    pub fn of_version(buf: &'a [u8], version: u32) -> Cursor<'a> {
+        Cursor {
+            buf,
+            pos: 0,
+            cookies: version >= VERSION_COOKIES,
+        }
+    }
+
+    /// Inverse of [`put_netns`]; a file from before cookies gives cookie 0.
+    pub fn netns(&mut self) -> Result<Netns, Fault> {
+        let inode = self.varint_u32()?;
+        let cookie = if self.cookies { self.varint()? } else { 0 };
+        Ok(Netns::new(inode, cookie))
     }
 
     /// Bytes already read, by their range.
@@ -399,7 +432,7 @@ impl<'a> Cursor<'a> {
         Ok(Context {
             location: self.u64_le()?,
             reason: self.varint_u32()?,
-            netns: self.varint_u32()?,
+            netns: self.netns()?,
             ifindex: self.varint_u32()?,
             cpu: self.varint_u32()?,
             ethertype: self.varint_u16()?,
@@ -412,7 +445,7 @@ impl<'a> Cursor<'a> {
         let location = self.u64_le()?;
         let reason = self.varint_u32()?;
         let ethertype = self.varint_u16()?;
-        let (netns, ifindex) = (self.varint_u32()?, self.varint_u32()?);
+        let (netns, ifindex) = (self.netns()?, self.varint_u32()?);
         Ok(Group {
             location,
             reason,
@@ -457,7 +490,8 @@ impl<'a> Cursor<'a> {
         for slot in &mut v {
             *slot = self.varint()?;
         }
-        // A group takes at least 8 (location) + 6 (varints) bytes, and its count one more.
+        // A group takes at least 8 (location) + 6 (varints) bytes, and its count one more
+        // (a cookie's varint makes it longer from version 3 on).
         let n = self.count(15, MAX_BLOCK)?;
         let mut lost_groups = Vec::with_capacity(n);
         for _ in 0..n {
@@ -480,8 +514,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// The rest of a `NAME_WORKLOAD` entry, after its tag.
-    pub fn workload(&mut self) -> Result<(u32, Workload), Fault> {
-        let netns = self.varint_u32()?;
+    pub fn workload(&mut self) -> Result<(Netns, Workload), Fault> {
+        let netns = self.netns()?;
         let container = Container {
             id: self.str()?.to_owned(),
             name: self.str()?.to_owned(),

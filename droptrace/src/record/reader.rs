@@ -42,6 +42,8 @@ pub struct Reader<R: Read> {
     block: EventDecoder,
     total_events: u64,
     damage: Damage,
+    /// The file's format version (older ones are read too).
+    version: u32,
 }
 
 /// What was skipped of a recording: damaged blocks (a bad checksum, a broken frame,
@@ -170,6 +172,7 @@ impl<R: Read> Reader<R> {
             block: EventDecoder::default(),
             total_events: 0,
             damage: Damage::default(),
+            version,
         };
         // Without its header nothing else can be read: damage there is an error.
         match reader.read_block(false)? {
@@ -245,7 +248,7 @@ impl<R: Read> Reader<R> {
         loop {
             if let Some(at) = self.events_at {
                 if at < self.buf.len() {
-                    let mut c = Cursor::new(&self.buf);
+                    let mut c = Cursor::of_version(&self.buf, self.version);
                     c.pos = at;
                     match self.block.decode(&mut c) {
                         Ok((drop, range)) => {
@@ -278,7 +281,7 @@ impl<R: Read> Reader<R> {
                     }
                 }
                 f::COUNTERS => {
-                    let mut c = Cursor::new(&self.buf);
+                    let mut c = Cursor::of_version(&self.buf, self.version);
                     match c.counters().and_then(|v| whole(&c).map(|()| v)) {
                         Ok(counters) => return Ok(Next::Counters(counters)),
                         Err(_) => self.skip_rest_of_block(0),
@@ -413,7 +416,7 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_names(&mut self) -> Result<(), ReadError> {
-        let mut c = Cursor::new(&self.buf);
+        let mut c = Cursor::of_version(&self.buf, self.version);
         let names = &mut self.names;
         let result = (|| {
             while !c.is_empty() {
@@ -424,13 +427,13 @@ impl<R: Read> Reader<R> {
                         names.locations.insert(address, location);
                     }
                     f::NAME_INTERFACE => {
-                        let key = (c.varint_u32()?, c.varint_u32()?);
+                        let key = (c.netns()?, c.varint_u32()?);
                         let name = c.str()?.to_owned();
                         bounded(&c, &names.interfaces, &key)?;
                         names.interfaces.insert(key, name);
                     }
                     f::NAME_NAMESPACE => {
-                        let netns = c.varint_u32()?;
+                        let netns = c.netns()?;
                         let label = c.str()?.to_owned();
                         bounded(&c, &names.namespaces, &netns)?;
                         names.namespaces.insert(netns, label);
@@ -455,7 +458,7 @@ impl<R: Read> Reader<R> {
     /// blocks skipped, the difference is the events lost with them; without, it is an
     /// error. Bytes after it are skipped.
     fn read_end(&mut self) -> Result<bool, ReadError> {
-        let mut c = Cursor::new(&self.buf);
+        let mut c = Cursor::of_version(&self.buf, self.version);
         let Ok(total) = c.varint().and_then(|v| whole(&c).map(|()| v)) else {
             self.skip_rest_of_block(0);
             return Ok(false);

@@ -2,11 +2,16 @@ use std::net::IpAddr;
 
 use super::format::{self as f, put_varint};
 use super::*;
-use crate::pipeline::event::{Packet, ETH_P_IP, ETH_P_IPV6};
+use crate::pipeline::event::{Netns, Packet, ETH_P_IP, ETH_P_IPV6};
 use crate::pipeline::names::Names;
 
 mod damage;
 mod streams;
+
+/// A namespace with a cookie of its own (format version 3 stores both).
+fn ns(inode: u32) -> Netns {
+    Netns::new(inode, u64::from(inode) + 4096)
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -30,7 +35,7 @@ fn drop_at(ts: u64, packet: Packet) -> Drop {
         timestamp_ns: ts,
         location: 0xffff_ffff_8203_3a59,
         reason: 12,
-        netns: 4_026_531_840,
+        netns: ns(4_026_531_840),
         ifindex: 2,
         len: 60,
         l2_len: 0,
@@ -92,7 +97,7 @@ fn varied() -> Vec<(Drop, Vec<u8>)> {
     out[2].0.len = 1500;
     out[3].0.location = 0xffff_ffff_c000_0010;
     out[4].0.reason = 0x0001_0005;
-    out[5].0.netns = 0;
+    out[5].0.netns = Netns::NONE;
     out[5].0.ifindex = 0;
     out
 }
@@ -156,9 +161,9 @@ fn small_recording() -> (Vec<u8>, Vec<Owned>, Vec<(usize, usize)>) {
     let mut expected = Vec::new();
     let mut boundaries = vec![(w.get_ref().len(), 0)];
     w.add_location(0xffff_ffff_8203_3a59, &location()).unwrap();
-    w.add_interface(4_026_531_840, 2, "eth0").unwrap();
-    w.add_namespace(4_026_531_840, "init").unwrap();
-    w.add_workload(4_026_532_182, &workload()).unwrap();
+    w.add_interface(ns(4_026_531_840), 2, "eth0").unwrap();
+    w.add_namespace(ns(4_026_531_840), "init").unwrap();
+    w.add_workload(ns(4_026_532_182), &workload()).unwrap();
     for (i, (d, bytes)) in varied().into_iter().enumerate() {
         w.write_drop(&d, &bytes).unwrap();
         expected.push(Owned::Drop(d, bytes));
@@ -168,7 +173,8 @@ fn small_recording() -> (Vec<u8>, Vec<Owned>, Vec<(usize, usize)>) {
             w.write_counters(&counters(3_000)).unwrap();
             expected.push(Owned::Counters(counters(3_000)));
             boundaries.push((w.get_ref().len(), expected.len()));
-            w.add_interface(4_026_531_840, 2, "eth0-renamed").unwrap();
+            w.add_interface(ns(4_026_531_840), 2, "eth0-renamed")
+                .unwrap();
         }
     }
     w.flush().unwrap();
@@ -189,9 +195,12 @@ fn round_trip_keeps_everything() {
         Some(&location())
     );
     assert_eq!(names.locations.get(&0xffff_ffff_c000_0010), None);
-    assert_eq!(names.interface_name(4_026_531_840, 2), Some("eth0-renamed"));
-    assert_eq!(names.namespace_name(4_026_531_840), Some("init"));
-    assert_eq!(names.workload(4_026_532_182), Some(&workload()));
+    assert_eq!(
+        names.interface_name(ns(4_026_531_840), 2),
+        Some("eth0-renamed")
+    );
+    assert_eq!(names.namespace_name(ns(4_026_531_840)), Some("init"));
+    assert_eq!(names.workload(ns(4_026_532_182)), Some(&workload()));
 }
 
 /// A pod's container, as `probe::workloads` names it.
@@ -209,25 +218,118 @@ fn workloads_with_and_without_pods_and_version_1_files() {
     plain.pod = None;
     let mut no_uid = workload();
     no_uid.pod.as_mut().unwrap().uid = None;
-    w.add_workload(1, &plain).unwrap();
-    w.add_workload(2, &no_uid).unwrap();
-    w.add_workload(3, &workload()).unwrap();
+    w.add_workload(ns(1), &plain).unwrap();
+    w.add_workload(ns(2), &no_uid).unwrap();
+    w.add_workload(ns(3), &workload()).unwrap();
     let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
     assert_eq!(status, Status::Complete);
     assert_eq!(
-        (names.workload(1), names.workload(2), names.workload(3)),
+        (
+            names.workload(ns(1)),
+            names.workload(ns(2)),
+            names.workload(ns(3))
+        ),
         (Some(&plain), Some(&no_uid), Some(&workload()))
     );
-    // A file of format version 1 (no workloads) is read as before.
-    let mut w = Writer::new(Vec::new(), &header()).unwrap();
-    w.add_namespace(1, "init").unwrap();
-    let mut v1 = w.finish().unwrap();
-    v1[8] = 1;
-    let (_, names, _, status) = read_all(&v1).unwrap();
-    assert_eq!(
-        (status, names.namespace_name(1)),
-        (Status::Complete, Some("init"))
+}
+
+/// A file of an older format (before cookies): the header of `Writer`, then `blocks`
+/// sealed as they are.
+fn older_file(version: u32, blocks: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut bytes = Writer::new(Vec::new(), &header())
+        .unwrap()
+        .get_ref()
+        .clone();
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    for (kind, payload) in blocks {
+        let mut b = vec![0; f::FRAME_LEN];
+        b.extend_from_slice(payload);
+        f::seal(&mut b, *kind);
+        bytes.extend(b);
+    }
+    bytes
+}
+
+#[test]
+fn files_of_versions_1_and_2_read_their_namespaces_with_cookie_0() {
+    // Names: interface (inode 7, ifindex 2) "eth0", namespace 7 "init", as version 2
+    // wrote them (the inode alone).
+    let mut names = vec![f::NAME_INTERFACE, 7, 2];
+    f::put_str(&mut names, "eth0").unwrap();
+    names.extend([f::NAME_NAMESPACE, 7]);
+    f::put_str(&mut names, "init").unwrap();
+    // Counters with one lost group in namespace 7: location, reason 12, ethertype,
+    // netns 7, ifindex 2, tcp, dport 443; 5 of them.
+    let mut counters = vec![0; 8];
+    counters.push(1);
+    counters.extend(0xffff_ffff_c0a1_23e8u64.to_le_bytes());
+    for v in [12, u64::from(ETH_P_IP), 7, 2, 7, 444, 5] {
+        put_varint(&mut counters, v);
+    }
+    for version in [1, 2] {
+        let file = older_file(
+            version,
+            &[
+                (f::NAMES, names.clone()),
+                (f::COUNTERS, counters.clone()),
+                (f::END, vec![0]),
+            ],
+        );
+        let (_, read, items, status) = read_all(&file).unwrap();
+        assert_eq!(status, Status::Complete, "version {version}");
+        let old = Netns::inode(7);
+        assert_eq!(read.namespace_name(old), Some("init"), "version {version}");
+        assert_eq!(
+            read.interface_name(old, 2),
+            Some("eth0"),
+            "version {version}"
+        );
+        let lost: Vec<_> = items
+            .iter()
+            .filter_map(|i| match i {
+                Owned::Counters(c) => Some(c.lost_groups.clone()),
+                _ => None,
+            })
+            .flatten()
+            .map(|(g, n)| (g.netns, g.reason, g.dport, n))
+            .collect();
+        assert_eq!(lost, [(old, 12, Some(443), 5)], "version {version}");
+    }
+}
+
+#[test]
+fn namespaces_that_share_an_inode_stay_apart_in_a_recording() {
+    // The kernel gave the inode of a deleted namespace to a new one: two cookies.
+    let (old, new) = (
+        Netns::new(4_026_532_500, 8193),
+        Netns::new(4_026_532_500, 12289),
     );
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    w.add_namespace(old, "st-3").unwrap();
+    w.add_namespace(new, "st-new").unwrap();
+    w.add_interface(old, 2, "veth-old").unwrap();
+    w.add_interface(new, 2, "veth-new").unwrap();
+    let mut a = drop_at(1, udp4("10.0.0.1", 1, 2));
+    a.netns = old;
+    let mut b = drop_at(2, udp4("10.0.0.1", 1, 2));
+    b.netns = new;
+    w.write_drop(&a, &[]).unwrap();
+    w.write_drop(&b, &[]).unwrap();
+    w.write_drop(&b, &[]).unwrap();
+    let (_, names, items, _) = read_all(&w.finish().unwrap()).unwrap();
+    let netns: Vec<Netns> = items
+        .iter()
+        .filter_map(|i| match i {
+            Owned::Drop(d, _) => Some(d.netns),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(netns, [old, new, new]);
+    assert_eq!(
+        (names.namespace(old), names.namespace(new)),
+        ("st-3".into(), "st-new".into())
+    );
+    assert_eq!(names.interface(new, 2), "veth-new");
 }
 
 #[test]
@@ -261,19 +363,19 @@ fn packet_bytes_are_cut_to_the_snaplen() {
 fn a_name_too_long_is_refused_and_leaves_the_recording_whole() {
     let mut w = Writer::new(Vec::new(), &header()).unwrap();
     let long = "x".repeat(f::MAX_STRING + 1);
-    let err = w.add_interface(1, 2, &long).unwrap_err();
+    let err = w.add_interface(ns(1), 2, &long).unwrap_err();
     assert!(matches!(err, WriteError::StringTooLong(n) if n == long.len()));
     let mut bad = location();
     bad.display = long;
     assert!(w.add_location(7, &bad).is_err());
     assert!(!w.has_location(7));
     w.add_location(7, &location()).unwrap();
-    w.add_namespace(1, "init").unwrap();
+    w.add_namespace(ns(1), "init").unwrap();
     let (_, names, _, status) = read_all(&w.finish().unwrap()).unwrap();
     assert_eq!(status, Status::Complete);
     assert_eq!(names.locations.get(&7), Some(&location()));
     assert_eq!(
-        (names.interface_name(1, 2), names.namespace_name(1)),
+        (names.interface_name(ns(1), 2), names.namespace_name(ns(1))),
         (None, Some("init"))
     );
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::pipeline::event::Drop;
+use crate::pipeline::event::{Drop, Netns};
 use crate::pipeline::names::{Location, Workload};
 
 use super::format::{self as f, Context};
@@ -33,9 +33,9 @@ pub struct Writer<W: Write> {
     block: EventEncoder,
     total_events: u64,
     locations: HashSet<u64>,
-    interfaces: HashMap<(u32, u32), String>,
-    namespaces: HashMap<u32, String>,
-    workloads: HashMap<u32, Workload>,
+    interfaces: HashMap<(Netns, u32), String>,
+    namespaces: HashMap<Netns, String>,
+    workloads: HashMap<Netns, Workload>,
 }
 
 impl Writer<File> {
@@ -104,7 +104,7 @@ impl<W: Write> Writer<W> {
     /// Records an interface's name (again, if it changed).
     pub fn add_interface(
         &mut self,
-        netns: u32,
+        netns: Netns,
         ifindex: u32,
         name: &str,
     ) -> Result<(), WriteError> {
@@ -113,7 +113,7 @@ impl<W: Write> Writer<W> {
         }
         self.add_name(|out| {
             out.push(f::NAME_INTERFACE);
-            f::put_varint(out, u64::from(netns));
+            f::put_netns(out, netns);
             f::put_varint(out, u64::from(ifindex));
             f::put_str(out, name)
         })?;
@@ -122,7 +122,7 @@ impl<W: Write> Writer<W> {
     }
 
     /// Records the container and pod of a network namespace (again, if they changed).
-    pub fn add_workload(&mut self, netns: u32, workload: &Workload) -> Result<(), WriteError> {
+    pub fn add_workload(&mut self, netns: Netns, workload: &Workload) -> Result<(), WriteError> {
         if self.workloads.get(&netns) == Some(workload) {
             return Ok(());
         }
@@ -132,13 +132,13 @@ impl<W: Write> Writer<W> {
     }
 
     /// Records a network namespace's label (again, if it changed).
-    pub fn add_namespace(&mut self, netns: u32, label: &str) -> Result<(), WriteError> {
+    pub fn add_namespace(&mut self, netns: Netns, label: &str) -> Result<(), WriteError> {
         if self.namespaces.get(&netns).map(String::as_str) == Some(label) {
             return Ok(());
         }
         self.add_name(|out| {
             out.push(f::NAME_NAMESPACE);
-            f::put_varint(out, u64::from(netns));
+            f::put_netns(out, netns);
             f::put_str(out, label)
         })?;
         self.namespaces.insert(netns, label.to_owned());
@@ -315,7 +315,8 @@ impl EventEncoder {
                 ^ u64::from(context.reason) << 8
                 ^ u64::from(context.cpu) << 24
                 ^ u64::from(context.ifindex) << 40
-                ^ u64::from(context.netns) << 20
+                ^ u64::from(context.netns.inode) << 20
+                ^ context.netns.cookie.rotate_left(32)
                 ^ u64::from(context.ethertype)
                 ^ u64::from(context.ip_proto.unwrap_or(0)) << 56;
             let (index, new) = self.contexts.index(context, quick);

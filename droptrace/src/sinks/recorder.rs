@@ -13,7 +13,7 @@ use crate::{
     error::Error,
     format,
     pipeline::{
-        event::Drop,
+        event::{Drop, Netns},
         names::Names,
         sink::{Moment, Sink},
     },
@@ -35,9 +35,9 @@ pub struct Recorder {
     writer: Option<Writer<File>>,
     path: PathBuf,
     limit: Option<u64>,
-    written_places: HashSet<(u32, u32)>,
+    written_places: HashSet<(Netns, u32)>,
     /// (netns, ifindex) pairs drops were seen on (looked up per event: a fast hash).
-    seen_places: rustc_hash::FxHashSet<(u32, u32)>,
+    seen_places: rustc_hash::FxHashSet<(Netns, u32)>,
     /// The counters last written, to write them again only when they change.
     last: Option<Counters>,
     failed: Option<WriteError>,
@@ -132,7 +132,7 @@ impl Sink for Recorder {
 /// Interface, namespace and workload names known and not written yet.
 fn write_names(
     writer: &mut Writer<File>,
-    written: &mut HashSet<(u32, u32)>,
+    written: &mut HashSet<(Netns, u32)>,
     names: &Names,
 ) -> Result<(), WriteError> {
     for (&(netns, ifindex), name) in &names.interfaces {

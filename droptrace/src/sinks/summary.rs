@@ -136,7 +136,7 @@ impl Summary {
                     dport: g.dport,
                     count: s.count(),
                     lost: s.lost,
-                    netns: g.netns,
+                    netns: g.netns.inode,
                     namespace: names.namespace_name(g.netns).map(str::to_owned),
                     ifindex: g.ifindex,
                     interface: names.interface_name(g.netns, g.ifindex).map(str::to_owned),
@@ -172,7 +172,7 @@ mod tests {
         kernel::{kallsyms::KernelSymbols, reasons::DropReasonTable, tracefs},
         pipeline::{
             aggregate::KernelCounters,
-            event::{Drop, Packet},
+            event::{Drop, Netns, Packet},
             resolve::SymbolNames,
         },
         sinks::text,
@@ -262,7 +262,7 @@ mod tests {
     fn a_containers_drops_are_a_group_of_their_own_with_its_pod() {
         let mut names = resolver();
         let mut agg = aggregate();
-        let pod_ns = 4_026_532_182;
+        let pod_ns = crate::pipeline::event::Netns::new(4_026_532_182, 4097);
         for _ in 0..2 {
             let mut d = syn(NFT, 12, 1678);
             d.netns = pod_ns;
@@ -314,7 +314,7 @@ mod tests {
     fn each_namespace_and_interface_is_a_group_of_its_own_with_their_names() {
         let mut names = resolver();
         let mut agg = Aggregator::new();
-        let (a, b) = (4_026_532_301, 4_026_532_302);
+        let (a, b) = (Netns::inode(4_026_532_301), Netns::inode(4_026_532_302));
         for (netns, n) in [(a, 3), (b, 5)] {
             for _ in 0..n {
                 let mut d = syn(NFT, 12, 1678);
@@ -342,8 +342,14 @@ mod tests {
         assert_eq!(
             places,
             [
-                (5, u64::from(b), "ux-b".into(), 2, serde_json::Value::Null),
-                (3, u64::from(a), "ux-a".into(), 2, "veth-a".into()),
+                (
+                    5,
+                    u64::from(b.inode),
+                    "ux-b".into(),
+                    2,
+                    serde_json::Value::Null
+                ),
+                (3, u64::from(a.inode), "ux-a".into(), 2, "veth-a".into()),
             ],
             "{json:#}"
         );

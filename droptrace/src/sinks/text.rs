@@ -190,13 +190,13 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(17),
             dport: Some(53),
-            netns: 7,
+            netns: 7.into(),
             ifindex: 0,
         };
         let mut names = Names::default();
         let mut w = crate::pipeline::fixtures::workload("9b2e", None);
         w.container.name = "web\n    99 drops at forged".into();
-        names.workloads.insert(7, w);
+        names.workloads.insert(7.into(), w);
         let text = line(3, &g, &names);
         assert!(!text.contains('\n'), "{text}");
         assert!(

@@ -227,7 +227,7 @@ mod tests {
                     ethertype: 0x0800,
                     ip_proto: Some(6),
                     dport: Some(1678),
-                    netns: 0,
+                    netns: crate::pipeline::event::Netns::NONE,
                     ifindex: 0,
                 },
             },

@@ -146,8 +146,8 @@ mod tests {
                 display: "nft_do_chain+0x3e8".into(),
             },
         );
-        n.interfaces.insert((7, 3), "veth-b".into());
-        n.namespaces.insert(7, "dt-a".into());
+        n.interfaces.insert((7.into(), 3), "veth-b".into());
+        n.namespaces.insert(7.into(), "dt-a".into());
         n
     }
 
@@ -158,7 +158,7 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(6),
             dport,
-            netns: 7,
+            netns: 7.into(),
             ifindex: 3,
         }
     }

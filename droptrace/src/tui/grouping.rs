@@ -1,5 +1,8 @@
 //! How the table folds groups into rows, names them, and orders them.
-use crate::pipeline::{event::Group, names::Names};
+use crate::pipeline::{
+    event::{Group, Netns},
+    names::Names,
+};
 
 /// What one row of the table stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -88,7 +91,7 @@ impl Grouping {
             ethertype: 0,
             ip_proto: None,
             dport: None,
-            netns: 0,
+            netns: Netns::NONE,
             ifindex: 0,
         };
         match self {
@@ -188,7 +191,7 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(6),
             dport: Some(1678),
-            netns: 4026531840,
+            netns: 4026531840.into(),
             ifindex: 3,
         }
     }

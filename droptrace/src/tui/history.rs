@@ -367,7 +367,7 @@ mod tests {
             ethertype: 0,
             ip_proto: None,
             dport: None,
-            netns: 0,
+            netns: crate::pipeline::event::Netns::NONE,
             ifindex: 0,
         };
         let mut h = History::new();
@@ -399,7 +399,7 @@ mod tests {
             ethertype: 0x0800,
             ip_proto: Some(17),
             dport: Some(dport),
-            netns: 0,
+            netns: crate::pipeline::event::Netns::NONE,
             ifindex: 0,
         };
         let (a, b, c) = (group(1), group(2), group(3));

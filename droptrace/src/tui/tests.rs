@@ -14,7 +14,7 @@ use crate::{
     kernel::reasons::DropReasonTable,
     pipeline::{
         aggregate::{GroupStats, KernelCounters},
-        event::{Drop, Group, Packet},
+        event::{Drop, Group, Netns, Packet},
         fixtures::location,
         names::Names,
     },
@@ -26,8 +26,14 @@ const NFT: u64 = 0xffff_ffff_8100_0000;
 const TCP: u64 = 0xffff_ffff_8200_0000;
 const QDISC: u64 = 0xffff_ffff_8300_0000;
 const IP6: u64 = 0xffff_ffff_8400_0000;
-const NS_A: u32 = 4026532246;
-const NS_HOST: u32 = 4026531840;
+const NS_A: Netns = Netns {
+    inode: 4026532246,
+    cookie: 4097,
+};
+const NS_HOST: Netns = Netns {
+    inode: 4026531840,
+    cookie: 1,
+};
 
 fn names() -> Arc<Names> {
     let mut n = Names::with_reasons(Some(DropReasonTable::from_entries([
@@ -53,7 +59,7 @@ fn group(
     reason: u32,
     proto: Option<u8>,
     dport: Option<u16>,
-    netns: u32,
+    netns: Netns,
     ifindex: u32,
 ) -> Group {
     Group {

@@ -277,14 +277,19 @@ fn hostile_counts_in_checksummed_blocks_are_errors() {
     let (bytes, start) = with_blocks(&[block(f::COUNTERS, &counters)]);
     assert_eq!(skipped(&bytes), (start, block_len(&counters)));
 
-    // A name a terabyte long.
-    let mut names = vec![f::NAME_NAMESPACE, 1];
+    // A name a terabyte long (after the namespace's inode 1 and cookie 7).
+    let mut names = vec![f::NAME_NAMESPACE, 1, 7];
     put_varint(&mut names, 1 << 40);
     let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
     assert_eq!(skipped(&bytes), (start, block_len(&names)));
 
     // A name that is not UTF-8.
-    let names = [f::NAME_NAMESPACE, 1, 2, 0xff, 0xfe];
+    let names = [f::NAME_NAMESPACE, 1, 7, 2, 0xff, 0xfe];
+    let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
+    assert_eq!(skipped(&bytes), (start, block_len(&names)));
+
+    // A cookie that is not a varint (ten bytes of continuation).
+    let names = [vec![f::NAME_NAMESPACE, 1], vec![0xff; 10]].concat();
     let (bytes, start) = with_blocks(&[block(f::NAMES, &names)]);
     assert_eq!(skipped(&bytes), (start, block_len(&names)));
 
@@ -315,7 +320,7 @@ fn undefined_references_skip_the_rest_of_their_block() {
         &f::Context {
             location: 1,
             reason: 2,
-            netns: 3,
+            netns: crate::pipeline::event::Netns::inode(3),
             ifindex: 4,
             cpu: 0,
             ethertype: ETH_P_IP,
@@ -336,7 +341,7 @@ fn undefined_references_skip_the_rest_of_their_block() {
         &f::Context {
             location: 1,
             reason: 2,
-            netns: 3,
+            netns: 3.into(),
             ifindex: 4,
             cpu: 0,
             ethertype: ETH_P_IP,
@@ -453,7 +458,7 @@ fn older_versions_lengths_become_the_packets_own() {
     let context = f::Context {
         location: 1,
         reason: 2,
-        netns: 3,
+        netns: 3.into(),
         ifindex: 4,
         cpu: 0,
         ethertype: ETH_P_IP,
@@ -469,7 +474,16 @@ fn older_versions_lengths_become_the_packets_own() {
         put_varint(ev, f::zigzag(1000));
         if new {
             put_varint(ev, 0);
-            f::put_context(ev, &context);
+            // Version 2's context: the namespace's inode alone, no cookie after it.
+            let mut with_cookie = Vec::new();
+            f::put_context(&mut with_cookie, &context);
+            ev.extend_from_slice(&with_cookie[..8]);
+            put_varint(ev, u64::from(context.reason));
+            put_varint(ev, u64::from(context.netns.inode));
+            for v in [context.ifindex, context.cpu, u32::from(context.ethertype)] {
+                put_varint(ev, u64::from(v));
+            }
+            put_varint(ev, context.ip_proto.map_or(0, |p| u64::from(p) + 1));
             put_varint(ev, skb_len);
             put_varint(ev, 0);
             f::put_addr(ev, "10.0.0.1".parse().unwrap());

@@ -162,7 +162,7 @@ impl<W: Write> JsonlSink<W> {
             icmp_code: p.icmp.map(|(_, c)| c),
             ifindex: drop.ifindex,
             interface: names.interface_name(drop.netns, drop.ifindex),
-            netns: drop.netns,
+            netns: drop.netns.inode,
             namespace: names.namespace_name(drop.netns),
             container: names.workload(drop.netns).map(|w| &w.container),
             pod: names.workload(drop.netns).and_then(|w| w.pod.as_ref()),

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use crate::error::Error;
 use crate::pipeline::{
-    event::Drop,
+    event::{Drop, Netns},
     names::Names,
     sink::{Moment, Sink},
 };
@@ -38,7 +38,7 @@ pub struct PcapngSink<W: Write> {
     header: Header,
     block: Block,
     /// (netns, ifindex) -> interface id, in the order they were written.
-    interfaces: HashMap<(u32, u32), u32>,
+    interfaces: HashMap<(Netns, u32), u32>,
     stats: ExportStats,
     failed: Option<ExportError>,
 }
@@ -66,7 +66,7 @@ impl<W: Write> PcapngSink<W> {
     fn write(&mut self, drop: &Drop, bytes: &[u8], names: &Names) -> std::io::Result<()> {
         // Drops without an interface share one, whatever their namespace.
         let key = if drop.ifindex == 0 {
-            (0, 0)
+            (Netns::NONE, 0)
         } else {
             (drop.netns, drop.ifindex)
         };
@@ -182,7 +182,7 @@ impl Block {
         self.text_option(OPT_COMMENT, &about);
     }
 
-    fn interface(&mut self, header: &Header, names: &Names, (netns, ifindex): (u32, u32)) {
+    fn interface(&mut self, header: &Header, names: &Names, (netns, ifindex): (Netns, u32)) {
         self.begin(IDB);
         self.u16(LINKTYPE_RAW);
         self.u16(0); // reserved
@@ -251,7 +251,7 @@ impl Block {
 }
 
 /// `IFNAME@NAMESPACE`, with `if<N>` and the inode number when the names are unknown.
-fn interface_name(names: &Names, netns: u32, ifindex: u32) -> String {
+fn interface_name(names: &Names, netns: Netns, ifindex: u32) -> String {
     let name = names
         .interface_name(netns, ifindex)
         .map_or_else(|| format!("if{ifindex}"), str::to_owned);

@@ -5,14 +5,23 @@ use serde_json::Value;
 
 use super::pcapng::*;
 use super::*;
-use crate::pipeline::event::{Drop, Packet, ETH_P_IP, ETH_P_IPV6};
+use crate::pipeline::event::{Drop, Netns, Packet, ETH_P_IP, ETH_P_IPV6};
 use crate::pipeline::names::Location;
 use crate::record::{Counters, Header, Reader, Status, Writer};
 
 const BOOT: u64 = 1_780_000_000_000_000_000;
-const INIT: u32 = 4_026_531_840;
-const BLUE: u32 = 4_026_532_500;
-const NAMELESS: u32 = 4_026_533_000;
+const INIT: Netns = Netns {
+    inode: 4_026_531_840,
+    cookie: 1,
+};
+const BLUE: Netns = Netns {
+    inode: 4_026_532_500,
+    cookie: 4097,
+};
+const NAMELESS: Netns = Netns {
+    inode: 4_026_533_000,
+    cookie: 0,
+};
 const NFT: u64 = 0xffff_ffff_c0a1_23e8;
 const UNNAMED: u64 = 0xffff_ffff_8203_3a59;
 
@@ -73,7 +82,7 @@ fn udp6(src: &str, dst: &str, sport: u16, dport: u16, payload: u16) -> Vec<u8> {
     p
 }
 
-fn drop(ts: u64, location: u64, reason: u32, netns: u32, ifindex: u32, packet: Packet) -> Drop {
+fn drop(ts: u64, location: u64, reason: u32, netns: Netns, ifindex: u32, packet: Packet) -> Drop {
     Drop {
         timestamp_ns: ts,
         location,
@@ -427,7 +436,7 @@ fn jsonl_has_one_object_per_drop() {
         "reason": "NETFILTER_DROP", "reason_code": 12, "family": "ipv4", "protocol": "tcp",
         "saddr": "10.0.0.1", "daddr": "10.0.0.2", "sport": 40_000, "dport": 443,
         "icmp_type": null, "icmp_code": null, "ifindex": 2, "interface": "eth0",
-        "netns": INIT, "namespace": "init", "container": null, "pod": null,
+        "netns": INIT.inode, "namespace": "init", "container": null, "pod": null,
         "len": 60, "l2_len": 0, "cpu": 1, "packet_bytes": 40,
     });
     assert_eq!(lines[0], want);

@@ -248,23 +248,23 @@ mod tests {
             complete: true,
             ..Topology::default()
         };
-        topology.namespaces.insert(7, "we\"b\\1\nx".into());
-        topology.interfaces.insert((7, 2), "veth-b".into());
+        topology.namespaces.insert(7.into(), "we\"b\\1\nx".into());
+        topology.interfaces.insert((7.into(), 2), "veth-b".into());
         topology
             .workloads
-            .insert(7, fixtures::workload("9b2e", None));
+            .insert(7.into(), fixtures::workload("9b2e", None));
         e.sample(
             HostSample {
                 topology,
                 counters: vec![
                     StackCounter {
-                        netns: 7,
+                        netns: 7.into(),
                         interface: None,
                         counter: "TcpExt:ListenOverflows",
                         value: 3,
                     },
                     StackCounter {
-                        netns: 7,
+                        netns: 7.into(),
                         interface: Some("veth-b".into()),
                         counter: "dev:rx_dropped",
                         value: 9,

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 
 use crate::pipeline::{
     aggregate::Aggregator,
-    event::Group,
+    event::{Group, Netns},
     names::{Names, Workload},
 };
 
@@ -121,15 +121,16 @@ pub fn parse_labels(spec: &str) -> Result<Vec<DropLabel>, String> {
 /// the metrics give them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Topology {
-    /// netns inode -> label: its name under /run/netns, `host` for droptrace's own, else
-    /// `inode:N`.
-    pub namespaces: HashMap<u32, String>,
-    /// (netns inode, ifindex) -> interface name.
-    pub interfaces: HashMap<(u32, u32), String>,
+    /// namespace -> label: its name under /run/netns, `host` for droptrace's own, else
+    /// `inode:N`. Keyed by inode and cookie: a namespace on a deleted one's inode is
+    /// another key.
+    pub namespaces: HashMap<Netns, String>,
+    /// (namespace, ifindex) -> interface name.
+    pub interfaces: HashMap<(Netns, u32), String>,
     /// Namespaces found but not entered (they exist; their interfaces are unknown).
-    pub unentered: HashSet<u32>,
+    pub unentered: HashSet<Netns>,
     /// The container and pod of each namespace that belongs to one.
-    pub workloads: HashMap<u32, Workload>,
+    pub workloads: HashMap<Netns, Workload>,
     /// Every namespace found was looked at (not cut by the sampler's cap): what is
     /// missing is gone.
     pub complete: bool,
@@ -138,7 +139,7 @@ pub struct Topology {
 /// A kernel counter of drops that never reach kfree_skb, in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackCounter {
-    pub netns: u32,
+    pub netns: Netns,
     /// For per-interface counters (`dev:rx_dropped`).
     pub interface: Option<String>,
     /// `TcpExt:ListenOverflows`, `softnet:dropped`, ...
@@ -258,7 +259,7 @@ pub struct Exposition {
     samples: u64,
     /// (netns, ifindex; 0 for the namespace itself) -> epoch: bumped when it goes away or
     /// comes back as something else.
-    epochs: HashMap<(u32, u32), u64>,
+    epochs: HashMap<(Netns, u32), u64>,
     groups: FxHashMap<Group, GroupState>,
     series: Vec<Option<Series>>,
     by_key: HashMap<SeriesKey, usize>,
@@ -271,7 +272,7 @@ pub struct Exposition {
     unkept_folded: u64,
     lost: u64,
     missed: u64,
-    stack: BTreeMap<(u32, Option<String>, &'static str), StackSeries>,
+    stack: BTreeMap<(Netns, Option<String>, &'static str), StackSeries>,
     /// Stack counters shown as series of their own (at most `max_series`).
     stack_shown: usize,
     /// What the stack counters beyond `max_series` counted, together (the `other` series).
@@ -364,11 +365,11 @@ impl Exposition {
         self.stack_other
     }
 
-    fn netns_label(&self, inode: u32) -> String {
-        match (inode, self.topology.namespaces.get(&inode)) {
-            (0, _) => "unknown".into(),
-            (_, Some(label)) => label.clone(),
-            (i, None) => format!("inode:{i}"),
+    fn netns_label(&self, netns: Netns) -> String {
+        match self.topology.namespaces.get(&netns) {
+            _ if netns.is_none() => "unknown".into(),
+            Some(label) => label.clone(),
+            None => format!("inode:{}", netns.inode),
         }
     }
 
@@ -408,12 +409,12 @@ impl Exposition {
     }
 
     fn epochs_of(&self, g: &Group) -> (u64, u64) {
-        let epoch = |k| self.epochs.get(&k).copied().unwrap_or(0);
+        let epoch = |k: (Netns, u32)| self.epochs.get(&k).copied().unwrap_or(0);
         (epoch((g.netns, 0)), epoch((g.netns, g.ifindex)))
     }
 
     fn known(&self, g: &Group) -> bool {
-        let ns = g.netns == 0 || self.topology.namespaces.contains_key(&g.netns);
+        let ns = g.netns.is_none() || self.topology.namespaces.contains_key(&g.netns);
         let iface = g.ifindex == 0
             || self.topology.interfaces.contains_key(&(g.netns, g.ifindex))
             || self.topology.unentered.contains(&g.netns);
@@ -422,7 +423,7 @@ impl Exposition {
 
     /// Gone: missing from the last two samples, both begun after the group was seen.
     fn gone(&self, g: &Group, since: u64) -> bool {
-        if g.netns == 0 || self.samples < 2 || self.previous_after < since {
+        if g.netns.is_none() || self.samples < 2 || self.previous_after < since {
             return false;
         }
         let missing = |t: &Topology| {
@@ -520,7 +521,7 @@ impl Exposition {
                 }
             }
             if st.slot == Slot::Waiting {
-                unknown |= g.netns != 0 && !self.topology.namespaces.contains_key(&g.netns);
+                unknown |= !g.netns.is_none() && !self.topology.namespaces.contains_key(&g.netns);
                 let sampled_since = self.samples > 0 && self.sampled_after >= st.since;
                 if !self.known(g) && !sampled_since {
                     self.groups.insert(*g, st);
@@ -629,8 +630,14 @@ mod tests {
     };
 
     const NFT: u64 = 0x100;
-    const WEB: u32 = 4_026_532_001;
-    const DB: u32 = 4_026_532_002;
+    const WEB: Netns = Netns {
+        inode: 4_026_532_001,
+        cookie: 4097,
+    };
+    const DB: Netns = Netns {
+        inode: 4_026_532_002,
+        cookie: 8193,
+    };
 
     fn names() -> Names {
         let mut n = Names::with_reasons(Some(DropReasonTable::from_entries([
@@ -642,7 +649,7 @@ mod tests {
         n
     }
 
-    fn host(namespaces: &[(u32, &str)]) -> HostSample {
+    fn host(namespaces: &[(Netns, &str)]) -> HostSample {
         let mut t = Topology {
             complete: true,
             ..Topology::default()
@@ -658,12 +665,12 @@ mod tests {
     }
 
     /// A sample whose scan begins now.
-    fn sample(e: &mut Exposition, namespaces: &[(u32, &str)]) {
+    fn sample(e: &mut Exposition, namespaces: &[(Netns, &str)]) {
         let after = e.folds();
         e.sample(host(namespaces), after);
     }
 
-    fn drops(agg: &mut Aggregator, netns: u32, dport: u16, n: u64) {
+    fn drops(agg: &mut Aggregator, netns: Netns, dport: u16, n: u64) {
         for i in 0..n {
             agg.add(&fixtures::tcp4(NFT, 12, (40_000, dport), netns, i));
         }
@@ -887,6 +894,71 @@ mod tests {
         );
     }
 
+    /// The kernel gives a deleted namespace's inode to a new one; its cookie differs.
+    const OLD: Netns = Netns {
+        inode: 4_026_532_700,
+        cookie: 8193,
+    };
+    const NEW: Netns = Netns {
+        inode: 4_026_532_700,
+        cookie: 12289,
+    };
+
+    fn nft_series(label: &str, n: u64) -> (String, u64) {
+        (
+            format!("NETFILTER_DROP nft_do_chain tcp veth-b {label}   "),
+            n,
+        )
+    }
+
+    #[test]
+    fn a_namespace_on_a_deleted_ones_inode_counts_its_own_drops() {
+        for label in ["st-3", "st-9"] {
+            let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 100, BuildInfo::default());
+            let mut agg = Aggregator::new();
+            sample(&mut e, &[(OLD, "st-3")]);
+            drops(&mut agg, OLD, 80, 1000);
+            e.fold(&agg, &names());
+            assert_eq!(series(&e), [nft_series("st-3", 1000)]);
+            // st-3 is deleted: missing from two samples in a row, its series goes.
+            for _ in 0..2 {
+                sample(&mut e, &[]);
+                e.fold(&agg, &names());
+            }
+            assert_eq!(series(&e), []);
+            // A new namespace on its inode drops 100 before a sample names it, then
+            // the sample comes: all 100 are in its series, under its own name.
+            drops(&mut agg, NEW, 80, 100);
+            e.fold(&agg, &names());
+            sample(&mut e, &[(NEW, label)]);
+            e.fold(&agg, &names());
+            assert_eq!(series(&e), [nft_series(label, 100)], "{label}");
+        }
+    }
+
+    #[test]
+    fn a_namespace_on_the_inode_of_one_not_yet_seen_gone_never_takes_from_its_series() {
+        for label in ["st-3", "st-9"] {
+            let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 100, BuildInfo::default());
+            let mut agg = Aggregator::new();
+            sample(&mut e, &[(OLD, "st-3")]);
+            drops(&mut agg, OLD, 80, 1000);
+            e.fold(&agg, &names());
+            // The next sample already finds the new namespace on the inode.
+            sample(&mut e, &[(NEW, label)]);
+            drops(&mut agg, NEW, 80, 100);
+            e.fold(&agg, &names());
+            let mut want = vec![nft_series("st-3", 1000), nft_series(label, 100)];
+            if label == "st-3" {
+                // One name, one series: the old one's drops and the new one's.
+                want = vec![nft_series("st-3", 1100)];
+            }
+            want.sort();
+            assert_eq!(series(&e), want, "{label}");
+            assert_exact(&e, &agg);
+        }
+    }
+
     #[test]
     fn a_series_shared_with_a_group_that_is_gone_keeps_counting() {
         // Without the interface label, two interfaces of one namespace share a series.
@@ -962,9 +1034,15 @@ mod tests {
             counter,
             value,
         };
-        let namespaces: Vec<(u32, String)> =
-            (0..200).map(|i| (WEB + i, format!("ns{i}"))).collect();
-        let named: Vec<(u32, &str)> = namespaces.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        let namespaces: Vec<(Netns, String)> = (0..200)
+            .map(|i| {
+                (
+                    Netns::new(WEB.inode + i, WEB.cookie + u64::from(i)),
+                    format!("ns{i}"),
+                )
+            })
+            .collect();
+        let named: Vec<(Netns, &str)> = namespaces.iter().map(|(i, n)| (*i, n.as_str())).collect();
         let mut s = host(&named);
         for &(ns, _) in &named {
             for name in [
