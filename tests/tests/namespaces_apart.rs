@@ -286,7 +286,7 @@ fn a_rule_added_since_the_baseline_is_no_news_about_an_old_rules_drops() {
     let of = |pair: &Pair| {
         findings
             .iter()
-            .position(|f| f["netns"] == format!("netns {}", pair.b.name))
+            .position(|f| f["netns"] == pair.b.name.as_str())
             .unwrap_or_else(|| panic!("no finding in {}: {report:#}", pair.b.name))
     };
     let (small, big) = (of(&pairs[0]), of(&pairs[1]));
