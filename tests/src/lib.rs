@@ -59,6 +59,29 @@ pub fn droptrace_bin() -> PathBuf {
     )
 }
 
+/// A directory for one test's files under the system's temporary directory, removed
+/// when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("droptrace-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a test directory");
+        TempDir(dir)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs a command and returns its stdout; panics with its stderr on failure.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])

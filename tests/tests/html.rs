@@ -2,41 +2,16 @@
 //! --format html` of a recording of real drops and `diagnose --format html`. Each page is
 //! drawn (the screenshot is not blank), fetches nothing, and the figures on it, read from
 //! the DOM the browser built, equal the JSON's and the kernel's own counters.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use droptrace_tests::*;
 use serde_json::Value;
-
-/// A directory for one test's files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("droptrace-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Chromium as the machine's probe runs it: headless, no network of its own, a fresh
 /// profile in `dir`.
-fn chromium(dir: &Dir, args: &[&str], page: &Path) -> std::process::Output {
+fn chromium(dir: &TempDir, args: &[&str], page: &Path) -> std::process::Output {
     let out = Command::new("timeout")
         .arg("120")
         .arg(CHROMIUM)
@@ -66,7 +41,7 @@ fn chromium(dir: &Dir, args: &[&str], page: &Path) -> std::process::Output {
 
 /// The page as the browser built it, and the share of its screenshot's pixels that are
 /// not background.
-fn render(dir: &Dir, page: &Path) -> (String, f64) {
+fn render(dir: &TempDir, page: &Path) -> (String, f64) {
     let dom = chromium(dir, &["--dump-dom"], page);
     let shot = dir.file("page.png");
     chromium(dir, &[&format!("--screenshot={}", shot.display())], page);
@@ -154,7 +129,7 @@ fn report_page_shows_the_recordings_figures() {
     if !host_only("report_page_shows_the_recordings_figures") {
         return;
     }
-    let dir = Dir::new("html-report");
+    let dir = TempDir::new("html-report");
     let file = dir.file("drops.dtr");
     let (pair, _listener) = Pair::with_nft_drop_on_1678();
     let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
@@ -217,7 +192,7 @@ fn diagnose_page_names_the_rule_with_the_kernels_count() {
     if !host_only("diagnose_page_names_the_rule_with_the_kernels_count") {
         return;
     }
-    let dir = Dir::new("html-diagnose");
+    let dir = TempDir::new("html-diagnose");
     let (pair, _listener) = Pair::with_nft_drop_on_1678();
     let secs = (4 * time_scale()).to_string();
     let dt = Droptrace::start(&[

@@ -3,34 +3,12 @@
 //! tshark reads with their drop reason, and a report never asks this machine's kallsyms.
 use std::{
     net::UdpSocket,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
 use droptrace_tests::*;
 use serde_json::Value;
-
-/// A temporary directory for one test's files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("droptrace-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn droptrace(args: &[&str]) -> Output {
     Command::new(droptrace_bin())
@@ -76,7 +54,7 @@ fn report_equals_the_live_summary_and_pcapng_shows_why() {
     if !can_run("report_equals_the_live_summary_and_pcapng_shows_why") {
         return;
     }
-    let dir = Dir::new("record");
+    let dir = TempDir::new("record");
     let file = dir.file("drops.dtr");
     let pair = nft_pair();
     let file_arg = file.to_str().unwrap();
@@ -223,7 +201,7 @@ fn a_killed_recorder_leaves_a_readable_file() {
     if !can_run("a_killed_recorder_leaves_a_readable_file") {
         return;
     }
-    let dir = Dir::new("killed");
+    let dir = TempDir::new("killed");
     let file = dir.file("killed.dtr");
     let pair = nft_pair();
     let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
@@ -258,7 +236,7 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
     if !can_run("lost_events_are_recorded_and_counts_stay_exact") {
         return;
     }
-    let dir = Dir::new("lost");
+    let dir = TempDir::new("lost");
     let file = dir.file("lost.dtr");
     let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
@@ -307,7 +285,7 @@ fn count_stops_the_recording_and_keeps_every_drop_counted() {
     if !can_run("count_stops_the_recording_and_keeps_every_drop_counted") {
         return;
     }
-    let dir = Dir::new("count");
+    let dir = TempDir::new("count");
     let file = dir.file("count.dtr");
     let pair = nft_pair();
     let recorder = Droptrace::start(&[
@@ -342,7 +320,7 @@ fn a_packet_has_its_own_length_wherever_it_was_dropped() {
     if !can_run("a_packet_has_its_own_length_wherever_it_was_dropped") {
         return;
     }
-    let dir = Dir::new("lengths");
+    let dir = TempDir::new("lengths");
     let file = dir.file("lengths.dtr");
     let file_arg = file.to_str().unwrap();
     let (pair, _sink) = Pair::with_tbf();
