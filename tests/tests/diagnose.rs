@@ -1490,6 +1490,15 @@ fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
     if !can_run("drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule") {
         return;
     }
+    if time_scale() > 1 {
+        // Under emulation 100 namespaces, and diagnose's 64 samples of them, take minutes
+        // of the guest's budget; the cap and where it samples do not depend on the kernel.
+        eprintln!(
+            "skipping drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule: \
+             100 namespaces take minutes under emulation (it runs on the host)"
+        );
+        return;
+    }
     // 98 idle namespaces, then the pair: `b`, made last, has the largest inode of them
     // (the kernel hands out the lowest free one), past the first 64.
     let idle: Vec<Netns> = (0..98).map(|_| Netns::new("idle")).collect();

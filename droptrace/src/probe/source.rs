@@ -137,8 +137,14 @@ impl LiveSource {
         let snaplen = opts.snaplen.min(droptrace_common::SNAPLEN_MAX);
         // The first bytes of the IP header say how long the packet is, wherever it was
         // dropped (the skb's length counts an Ethernet header on transmit, and no IP
-        // header once the transport pulled it): always ask for them.
-        config.snaplen = snaplen.max(event::NETWORK_LEN_BYTES);
+        // header once the transport pulled it): always ask for them. Not for the classic
+        // tracepoint (`--attach tracepoint`): with the copy always there its program takes
+        // 6.1's verifier over a minute under emulation; its lengths stay the skb's unless
+        // --snaplen keeps the bytes they come from.
+        config.snaplen = match kernel.layout.attach {
+            crate::kernel::layout::Attach::BtfTracepoint => snaplen.max(event::NETWORK_LEN_BYTES),
+            crate::kernel::layout::Attach::Tracepoint => snaplen,
+        };
         let sampled = !opts.stream && !args.stream;
         let ring_buffer_size = args.ring_buffer_size.unwrap_or(if sampled && snaplen == 0 {
             SAMPLES_RING

@@ -140,7 +140,7 @@ const HOST_ONLY_TESTS: &[&str] = &["html", "image"];
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// One test binary inside the guest.
-const BINARY_TIMEOUT_SECS: u64 = 15 * 60;
+const BINARY_TIMEOUT_SECS: u64 = 20 * 60;
 /// How much slower than the host a TCG guest runs the tests (DROPTRACE_TEST_TIME_SCALE).
 const TCG_TIME_SCALE: u32 = 4;
 /// Boot-and-power-off with KVM, to see whether it works on this machine.
