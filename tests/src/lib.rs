@@ -106,7 +106,7 @@ pub struct Netns {
 impl Netns {
     pub fn new(tag: &str) -> Netns {
         let name = format!(
-            "dt{}-{}{}",
+            "dt{:07}-{:02}{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed),
             tag

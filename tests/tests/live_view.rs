@@ -349,10 +349,16 @@ fn live_view_drill_down_scrolls_at_80x24() {
     });
     eprintln!("{end}");
     assert!(end.contains("lines above"), "{end}");
+    let above_at_end = lines_above(&end).expect("the footer counts the lines above");
     tmux.send(&["PageUp"]);
-    tmux.wait_for("the drop site's fix a page up", |p| {
-        flat(p).contains("fix: Find the rule whose counter grows")
-    });
+    let up = tmux.wait_for("a page up from the end", |p| p.contains("below (j/k"));
+    let above_now = lines_above(&up).unwrap_or(0);
+    assert!(above_now < above_at_end, "{up}");
+    let page_lines = up.lines().count();
+    assert!(
+        above_at_end - above_now >= page_lines / 2 || above_now == 0,
+        "{up}"
+    );
     tmux.send(&["Home"]);
     tmux.wait_for("the top again", |p| p.contains("more lines below"));
     for key in ["PageDown", "j", "Down"] {
@@ -364,6 +370,14 @@ fn live_view_drill_down_scrolls_at_80x24() {
     tmux.send(&["Escape"]);
     tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
     quit_and_check_the_terminal(&tmux);
+}
+
+/// The drill-down footer's count of lines above the visible part, when it shows one.
+fn lines_above(pane: &str) -> Option<usize> {
+    let footer = pane
+        .lines()
+        .find(|l| l.starts_with("-- ") && l.contains("lines above"))?;
+    footer.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The `/` prompt: Ctrl-U clears the filter it opens on, a misspelt reason is refused with

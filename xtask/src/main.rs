@@ -246,6 +246,8 @@ fn test() -> Result<()> {
             "--release",
             "-p",
             "droptrace-tests",
+            // Every failing test binary in one run, not only the first.
+            "--no-fail-fast",
             "--",
             "--test-threads=1",
         ])
