@@ -203,12 +203,19 @@ fn lay_out(
             put(root, &completion_place(file)?, bytes)?;
         }
     }
-    for (from, name) in [
-        ("README.md", "README.md"),
-        ("docs/diagnose.md", "diagnose.md"),
-    ] {
-        let text = fs::read(ws.join(from)).with_context(|| format!("reading {from}"))?;
-        put_doc(root, &doc, name, &text)?;
+    // The README and the pages it links to, where its links lead (docs/NAME.md).
+    let mut pages = vec!["README.md".to_string()];
+    let mut docs_pages: Vec<String> = fs::read_dir(ws.join("docs"))
+        .context("reading docs/")?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs_pages.sort();
+    pages.extend(docs_pages);
+    for page in &pages {
+        let text = fs::read(ws.join(page)).with_context(|| format!("reading {page}"))?;
+        put_doc(root, &doc, page, &text)?;
     }
     put_doc(root, &doc, "README.Debian", readme_debian().as_bytes())?;
     put(

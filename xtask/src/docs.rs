@@ -165,8 +165,8 @@ impl Extras for RootExtras<'_> {
         roff.control("PP", []);
         roff.text([roman(
             "report, replay and export read recordings and need no privileges. \
-             Kernel requirements (BPF ring buffers, BTF, tracefs) are in the README, \
-             /usr/share/doc/droptrace/README.md.gz.",
+             Kernel requirements (BPF ring buffers, BTF, tracefs) are in \
+             /usr/share/doc/droptrace/docs/usage.md.gz.",
         )]);
     }
 
