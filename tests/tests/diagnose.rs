@@ -1695,3 +1695,118 @@ fn hostile_names_never_reach_the_terminal_raw() {
         assert!(text.contains(shown), "`{shown}` missing");
     }
 }
+
+/// Sends `n` UDP datagrams from a raw socket in `ns` to `to` with a checksum that is wrong
+/// (the kernel leaves a raw socket's transport header as given), from source port 40000 on.
+fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
+    ns.run(|| {
+        let family = if to.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: socket(2) with constant arguments; the descriptor is closed below.
+        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match to {
+            SocketAddr::V4(v4) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(v6) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_addr.s6_addr = v6.ip().octets();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        for i in 0..n {
+            let mut datagram = Vec::new();
+            datagram.extend_from_slice(&(40000 + i).to_be_bytes());
+            datagram.extend_from_slice(&to.port().to_be_bytes());
+            datagram.extend_from_slice(&24u16.to_be_bytes());
+            datagram.extend_from_slice(&0x1234u16.to_be_bytes());
+            datagram.extend_from_slice(&[7u8; 16]);
+            // SAFETY: the buffer and the address live across the call, with their lengths.
+            let sent = unsafe {
+                libc::sendto(
+                    fd,
+                    datagram.as_ptr().cast(),
+                    datagram.len(),
+                    0,
+                    (&storage as *const libc::sockaddr_storage).cast(),
+                    len as libc::socklen_t,
+                )
+            };
+            assert_eq!(sent, 24, "sendto: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is the socket opened above, closed once.
+        unsafe { libc::close(fd) };
+    });
+}
+
+/// A situation outside the cause families the engine was written for: datagrams with bad
+/// checksums. The finding names what the kernel counted them as (the counter that grew in
+/// step, by as much as the packets sent), the JSON lists every counter that moved, and
+/// `Udp:InErrors`, which grew with them, is not taken for a full receive buffer.
+#[test]
+fn drops_outside_the_list_are_named_by_the_counters_that_grew_with_them() {
+    if !can_run("drops_outside_the_list_are_named_by_the_counters_that_grew_with_them") {
+        return;
+    }
+    for (to, group) in [
+        (format!("{B4}:9999"), "Udp"),
+        (format!("[{B6}]:9999"), "Udp6"),
+    ] {
+        let pair = Pair::new();
+        let to: SocketAddr = to.parse().unwrap();
+        let csum_errors = || {
+            if group == "Udp" {
+                pair.b.snmp("Udp", "InCsumErrors")
+            } else {
+                snmp6(&pair.b, "Udp6InCsumErrors")
+            }
+        };
+        let before = csum_errors();
+        let report = diagnose(&["--netns", &pair.b.path()], || {
+            udp_with_bad_checksums(&pair.a, to, 6);
+            reaches("the checksum errors", before + 6, csum_errors);
+        });
+        assert_eq!(csum_errors() - before, 6);
+        let f = top(&report);
+        assert_eq!(f["drops"], 6, "{to}: {report:#}");
+        assert_eq!(f["reason"], "UDP_CSUM", "{to}: {report:#}");
+        let counter = format!("{group}:InCsumErrors");
+        assert_mentions(
+            f,
+            &[
+                &format!("the kernel counted them as {counter} (+6 in the window)"),
+                &format!("in netns {}: {counter} +6", pair.b.name),
+            ],
+        );
+        // The reason's own fix, not a receive ring's without an interface counter.
+        assert!(!f["fix"].as_str().unwrap().contains("ethtool -G"), "{f:#}");
+        let causes: Vec<&Value> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["cause"])
+            .collect();
+        assert!(
+            !causes.iter().any(|c| *c == "socket_rcvbuf"),
+            "InErrors taken for a full buffer: {report:#}"
+        );
+        let moved = report["counters_moved"].as_array().expect("counters_moved");
+        assert!(
+            moved.iter().any(|c| c["netns"] == pair.b.name.as_str()
+                && c["counter"] == counter.as_str()
+                && c["delta"] == 6),
+            "{report:#}"
+        );
+    }
+}

@@ -235,7 +235,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         workloads: by_inode(&watched.names.workloads),
         vanished,
     };
-    let findings = engine::diagnose(&engine::Window {
+    let window = engine::Window {
         groups: &groups,
         before: &before,
         after: &after,
@@ -246,8 +246,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         samples_secs,
         conntrack_full_log_lines: log_lines,
         details_unknown: details_unknown(&groups),
-    });
-    let mut findings = findings;
+    };
+    let mut findings = engine::diagnose(&window);
+    let counters_moved = engine::counters_moved(&window);
     for f in &mut findings {
         if let Some(inode) = f.netns_inode().filter(|i| names.vanished.contains(i)) {
             f.fix = format!(
@@ -288,6 +289,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         namespaces: after.len(),
         not_sampled,
         findings,
+        counters_moved,
         baseline_of: then
             .as_ref()
             .map(|b| format!("host {}, saved {}", b.host, programs::utc(b.taken_at))),

@@ -3,7 +3,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{baseline::Difference, engine::Finding};
+use super::{
+    baseline::Difference,
+    engine::{CounterMove, Finding},
+};
 use crate::{
     format::printable,
     pipeline::event::{endpoint, Drop},
@@ -27,6 +30,10 @@ pub struct Report {
     pub not_sampled: Vec<String>,
     /// Most important first.
     pub findings: Vec<Finding>,
+    /// Every kernel counter that grew between the samples, in every sampled namespace:
+    /// counters of trouble (errors, drops, overflows) first, then by growth.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counters_moved: Vec<CounterMove>,
     /// With --baseline: which host's state, and when ("host web-1, saved 2026-12-02 03:14:57 UTC").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_of: Option<String>,
@@ -74,8 +81,45 @@ impl Report {
             }
             let _ = writeln!(out, "   fix: {}", printable(&f.fix));
         }
+        self.counters_text(&mut out);
         self.baseline_text(&mut out);
         out
+    }
+
+    /// The kernel's counters of trouble that grew, at most `SHOWN` lines (the JSON has all,
+    /// traffic counters included).
+    fn counters_text(&self, out: &mut String) {
+        const SHOWN: usize = 12;
+        let trouble: Vec<&CounterMove> = self
+            .counters_moved
+            .iter()
+            .filter(|c| super::engine::is_trouble(&c.counter))
+            .collect();
+        if trouble.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nKernel counters of trouble that grew between the samples ({:.1} s):",
+            self.samples_secs
+        );
+        for c in trouble.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "   {} +{} (now {}) in netns {}",
+                c.counter,
+                c.delta,
+                c.after,
+                printable(&c.netns)
+            );
+        }
+        if trouble.len() > SHOWN {
+            let _ = writeln!(
+                out,
+                "   ... and {} more (--format json lists every counter that moved)",
+                trouble.len() - SHOWN
+            );
+        }
     }
 
     fn baseline_text(&self, out: &mut String) {
@@ -160,6 +204,7 @@ mod tests {
             namespaces: 1,
             not_sampled: Vec::new(),
             findings: Vec::new(),
+            counters_moved: Vec::new(),
             baseline_of: Some("host a\x1b]0;pwned\x07".into()),
             baseline_diff: Some(diff),
         };

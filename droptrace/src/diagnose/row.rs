@@ -338,6 +338,7 @@ mod tests {
             namespaces: 1,
             not_sampled: Vec::new(),
             findings,
+            counters_moved: Vec::new(),
             baseline_of: None,
             baseline_diff: None,
         };

@@ -280,6 +280,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         namespaces: 1,
         not_sampled: Vec::new(),
         findings,
+        counters_moved: Vec::new(),
         baseline_of: Some("host web-1, saved 2026-12-02 03:14:57 UTC".into()),
         baseline_diff: Some(d.clone()),
     };
@@ -303,6 +304,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         baseline_of: None,
         baseline_diff: None,
         findings: Vec::new(),
+        counters_moved: Vec::new(),
         ..report
     };
     assert!(serde_json::to_value(&without)

@@ -46,6 +46,12 @@ pub(super) fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding
             if info.name == "InErrors" && info.cause == Cause::SocketRcvbuf && delta <= filtered {
                 continue;
             }
+            // Drops whose events said they grew this counter (a bad checksum is also
+            // Udp:InErrors) are explained already.
+            let label = format!("{group}:{}", info.name);
+            if delta <= super::moved::explained_by_drops(existing, inode, &label) {
+                continue;
+            }
             let cause = info.cause.id();
             let generic = matches!(info.cause, Cause::Nic | Cause::Other);
             if generic && (delta <= explained || (info.cause == Cause::Other && explained > 0)) {

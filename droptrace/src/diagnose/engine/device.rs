@@ -52,10 +52,14 @@ pub(super) fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
             }
         }
     }
-    f.fix = format!(
-        "look at the driver's counters ({p}ethtool -S {k}) and grow the receive ring ({p}ethtool -G {k} rx 4096)",
-        p = n.prefix,
-        k = f.iface.clone().unwrap_or_else(|| "IFACE".into())
-    );
+    // The ring's advice only where an interface's own counters say it dropped; else the
+    // reason's own fix (a bad checksum is corruption on the way, not a full ring).
+    if key != "unknown" {
+        f.fix = format!(
+            "look at the driver's counters ({p}ethtool -S {k}) and grow the receive ring ({p}ethtool -G {k} rx 4096)",
+            p = n.prefix,
+            k = key
+        );
+    }
     key
 }

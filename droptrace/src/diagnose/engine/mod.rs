@@ -9,6 +9,7 @@
 mod bpf;
 mod counters;
 mod device;
+mod moved;
 mod mtu;
 mod netfilter;
 mod policy;
@@ -33,6 +34,7 @@ use super::{
 use bpf::{bpf, cgroup_bpf};
 use counters::from_counters;
 use device::{backlog, nic};
+pub use moved::{counters_moved, is_trouble, CounterMove};
 use mtu::mtu;
 use netfilter::netfilter;
 use qdisc::qdisc;
@@ -153,6 +155,15 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
             Some(existing) => merge(existing, f),
             None => findings.push(f),
         }
+    }
+    // What the kernel counted these drops as, where their family named nothing.
+    for f in &mut findings {
+        let Some(inode) = f.netns_inode else { continue };
+        let named_nothing = f.cause == Cause::Other.id()
+            || f.evidence
+                .iter()
+                .all(|e| e.starts_with("kernel: ") || e.starts_with("not collected: "));
+        moved::name_counters(w, f, inode, named_nothing);
     }
     findings.extend(from_counters(w, &findings));
     for f in &mut findings {
