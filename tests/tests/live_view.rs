@@ -200,6 +200,73 @@ fn live_view_diagnoses_the_row_in_its_drill_down() {
     quit_and_check_the_terminal(&tmux);
 }
 
+/// `d` on a row that has stopped dropping: no drop comes in the longest window, and the
+/// diagnosis is made from the row's figures so far and the state now, saying so: the rule
+/// is named as the likely one with its counter as it is, and its fix.
+#[test]
+fn live_view_diagnoses_a_row_that_has_stopped_dropping() {
+    if !can_run("live_view_diagnoses_a_row_that_has_stopped_dropping") {
+        return;
+    }
+    if time_scale() > 1 {
+        // Ten seconds of waiting, four times over under emulation, for what no kernel
+        // changes: the host's run covers it.
+        eprintln!(
+            "skipping live_view_diagnoses_a_row_that_has_stopped_dropping: \
+             kernel-independent and slow under emulation (the host suite runs it)"
+        );
+        return;
+    }
+    let pair = Pair::new();
+    nft_drop_tcp_port(&pair.b, "dtq", 1678);
+    let to = format!("{B4}:1678").parse().unwrap();
+    let rule_count = || nft_rule_packets(&pair.b, "dtq", "dtq1678");
+    let tmux = live_view_on(&pair.b, "", 120, 40);
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
+    tmux.send(&["/", "--port 1678", "Enter"]);
+    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
+    tmux.send(&["Enter", "d"]);
+    tmux.wait_for("the diagnosis to watch the row", |p| {
+        flat(p).contains("watching this row's drops")
+    });
+    let handle = nft_rule_handle(&pair.b, "dtq", "dtq1678");
+    let fix = format!(
+        "fix: ip netns exec {} nft delete rule inet dtq input handle {handle}",
+        pair.b.name
+    );
+    let pane = tmux.wait_within(
+        std::time::Duration::from_secs(20),
+        "the diagnosis of the stopped row",
+        |p| flat(p).contains(&fix),
+    );
+    eprintln!("{pane}");
+    let text = flat(&pane);
+    assert!(text.contains("no drop of this row in "), "{pane}");
+    assert!(
+        text.contains("from its 5 drops seen before (the last "),
+        "{pane}"
+    );
+    assert!(text.contains("[netfilter_rule] 5 drops"), "{pane}");
+    assert!(text.contains("probably dropped these packets"), "{pane}");
+    assert!(
+        text.contains("these drops came before it was sampled (the row has stopped dropping)"),
+        "{pane}"
+    );
+    assert!(
+        text.contains("counter now 5; no sample before the drops"),
+        "{pane}"
+    );
+    assert!(!text.contains("no cause found"), "{pane}");
+    assert_eq!(rule_count(), 5);
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
+    quit_and_check_the_terminal(&tmux);
+}
+
 #[test]
 fn replay_plays_a_recording_in_the_live_view() {
     if !can_run("replay_plays_a_recording_in_the_live_view") {

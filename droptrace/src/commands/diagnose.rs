@@ -246,6 +246,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         samples_secs,
         conntrack_full_log_lines: log_lines,
         details_unknown: details_unknown(&groups),
+        earlier: false,
     };
     let mut findings = engine::diagnose(&window);
     let counters_moved = engine::counters_moved(&window);

@@ -33,6 +33,9 @@ const S: u64 = 1_000_000_000;
 const MIN_WINDOW_NS: u64 = 2 * S;
 /// ... but no longer than this.
 const MAX_WINDOW_NS: u64 = 10 * S;
+/// A row that had not dropped for this long when `d` was pressed has stopped: a shortest
+/// window without drops is enough to say so.
+const QUIET_NS: u64 = 30 * S;
 /// Namespaces of a row sampled at most (the ones with most drops).
 const MAX_NAMESPACES: usize = 4;
 /// Drop sites of a row whose packets the findings quote (the ones with most drops).
@@ -59,6 +62,9 @@ enum Phase {
         sampled: Sampled,
         start: HashMap<Group, GroupStats>,
         since_ns: u64,
+        /// The row had not dropped for `QUIET_NS` when the window began: a shortest
+        /// window without drops says it has stopped.
+        quiet: bool,
     },
     /// Sampled again, the engine runs.
     Concluding(Receiver<Result<RowDiagnosis, String>>),
@@ -212,10 +218,13 @@ fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Ph
     match phase {
         Phase::Sampling(rx) => match rx.try_recv() {
             Ok(Ok(sampled)) => {
+                let start = members(row, at);
+                let last = start.values().map(|s| s.last_ns).max().unwrap_or(0);
                 let next = Phase::Watching {
                     sampled,
-                    start: members(row, at),
+                    start,
                     since_ns: at.now_ns,
+                    quiet: at.now_ns.saturating_sub(last) >= QUIET_NS,
                 };
                 (next, running(watching(0, 0)))
             }
@@ -227,17 +236,28 @@ fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Ph
             sampled,
             start,
             since_ns,
+            quiet,
         } => {
             let elapsed = at.now_ns.saturating_sub(since_ns);
             let window = in_window(&members(row, at), &start);
             let drops: u64 = window.iter().map(|(_, s)| s.count()).sum();
-            if window_closes(elapsed, drops) {
+            if window_closes(elapsed, drops, quiet) {
+                // A row that has stopped dropping is diagnosed from its figures so far
+                // and the state now, and says so.
+                let (window, since_ns, earlier) = match drops {
+                    0 => {
+                        let all: Vec<(Group, GroupStats)> = members(row, at).into_iter().collect();
+                        let note = earlier_note(&all, at.now_ns);
+                        (all, 0, Some(note))
+                    }
+                    _ => (window, since_ns, None),
+                };
                 let samples = window_samples(&window, row, at, since_ns);
                 let groups = drop_groups(&window, &samples, at.names);
                 let workloads = super::diagnose::by_inode(&at.names.workloads);
                 let secs = elapsed as f64 / 1e9;
                 let next = spawn(Phase::Concluding, move || {
-                    Ok(conclude(sampled, &groups, workloads, secs))
+                    Ok(conclude(sampled, &groups, workloads, secs, earlier))
                 });
                 (next, again())
             } else {
@@ -245,6 +265,7 @@ fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Ph
                     sampled,
                     start,
                     since_ns,
+                    quiet,
                 };
                 (next, running(watching(elapsed, drops)))
             }
@@ -284,9 +305,10 @@ fn window_samples(
         .collect()
 }
 
-/// The window ends once it has lasted long enough and seen a drop of the row, or at most.
-fn window_closes(elapsed_ns: u64, drops: u64) -> bool {
-    (elapsed_ns >= MIN_WINDOW_NS && drops > 0) || elapsed_ns >= MAX_WINDOW_NS
+/// The window ends once it has lasted long enough and seen a drop of the row (or, for a
+/// row that was quiet already, none), or at most.
+fn window_closes(elapsed_ns: u64, drops: u64, quiet: bool) -> bool {
+    (elapsed_ns >= MIN_WINDOW_NS && (drops > 0 || quiet)) || elapsed_ns >= MAX_WINDOW_NS
 }
 
 fn ended(d: Diagnosis) -> (Phase, Diagnosis) {
@@ -320,14 +342,33 @@ fn in_window(
         .collect()
 }
 
-/// Samples again and runs the engine (on the job's thread).
+/// "its 10 drops seen before, the last 31 s ago, and the state now": what a row that did
+/// not drop in the window is diagnosed from.
+fn earlier_note(groups: &[(Group, GroupStats)], now_ns: u64) -> String {
+    let drops: u64 = groups.iter().map(|(_, s)| s.count()).sum();
+    let last = groups.iter().map(|(_, s)| s.last_ns).max().unwrap_or(0);
+    format!(
+        "its {drops} drops seen before (the last {:.0} s ago) and the state now: counters \
+         cannot show their growth",
+        now_ns.saturating_sub(last) as f64 / 1e9
+    )
+}
+
+/// Samples again and runs the engine (on the job's thread). `earlier`: the row did not
+/// drop in the window, `groups` are its figures so far, and no sample precedes them.
 fn conclude(
     sampled: Sampled,
     groups: &[DropGroup],
     workloads: std::collections::HashMap<u32, Workload>,
     secs: f64,
+    earlier: Option<String>,
 ) -> RowDiagnosis {
     let after = sampled.held.snapshot();
+    let none = BTreeMap::new();
+    let before = match earlier {
+        Some(_) => &none,
+        None => &sampled.before,
+    };
     let samples_secs = sampled.sampling.elapsed().as_secs_f64();
     let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
     let vanished = after
@@ -342,7 +383,7 @@ fn conclude(
     };
     let findings = diagnose_row(&RowWindow {
         groups,
-        before: &sampled.before,
+        before,
         after: &after,
         namespaces: &names,
         host_netns: own_inode(),
@@ -350,12 +391,14 @@ fn conclude(
         samples_secs,
         conntrack_full_log_lines: log_lines,
         details_unknown: super::diagnose::details_unknown(groups),
+        earlier: earlier.is_some(),
     });
     RowDiagnosis {
         window_secs: secs,
         drops: groups.iter().map(|g| g.count).sum(),
         namespaces: sampled.held.inodes().map(|i| names.describe(i)).collect(),
         findings: findings.into_iter().map(row_finding).collect(),
+        earlier,
     }
 }
 
@@ -398,11 +441,14 @@ mod tests {
 
     #[test]
     fn the_window_waits_for_a_drop_but_not_for_ever() {
-        assert!(!window_closes(MIN_WINDOW_NS - 1, 100));
-        assert!(!window_closes(MIN_WINDOW_NS, 0));
-        assert!(window_closes(MIN_WINDOW_NS, 1));
-        assert!(!window_closes(MAX_WINDOW_NS - 1, 0));
-        assert!(window_closes(MAX_WINDOW_NS, 0));
+        assert!(!window_closes(MIN_WINDOW_NS - 1, 100, false));
+        assert!(!window_closes(MIN_WINDOW_NS, 0, false));
+        assert!(window_closes(MIN_WINDOW_NS, 1, false));
+        assert!(!window_closes(MAX_WINDOW_NS - 1, 0, false));
+        assert!(window_closes(MAX_WINDOW_NS, 0, false));
+        // A row quiet before the window: a shortest window without drops is enough.
+        assert!(!window_closes(MIN_WINDOW_NS - 1, 0, true));
+        assert!(window_closes(MIN_WINDOW_NS, 0, true));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RowWindow<'a> {
     pub conntrack_full_log_lines: usize,
     /// Why the drops have no packet details, when they have none (no BTF).
     pub details_unknown: Option<String>,
+    /// The drops are the row's figures from before the samples (it stopped dropping):
+    /// `before` is empty, and the state sampled is the state now.
+    pub earlier: bool,
 }
 
 /// Ranked findings about the row's drops (and the counters of its namespaces).
@@ -59,6 +62,7 @@ pub fn diagnose_row(w: &RowWindow<'_>) -> Vec<Finding> {
         samples_secs: w.samples_secs,
         conntrack_full_log_lines: w.conntrack_full_log_lines,
         details_unknown: w.details_unknown.clone(),
+        earlier: w.earlier,
     })
 }
 
@@ -252,6 +256,7 @@ mod tests {
             samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
+            earlier: false,
         });
         let f = &findings[0];
         assert_eq!(f.cause, "netfilter_rule");
@@ -288,6 +293,7 @@ mod tests {
             samples_secs: 2.5,
             conntrack_full_log_lines: 0,
             details_unknown: None,
+            earlier: false,
         });
         assert_eq!(findings[0].cause, "netfilter_rule");
         assert_eq!(
@@ -321,6 +327,7 @@ mod tests {
             samples_secs: 3.1,
             conntrack_full_log_lines: 0,
             details_unknown: None,
+            earlier: false,
         });
         let f = &findings[0];
         assert_eq!((f.cause, f.drops), ("netfilter_rule", 5));

@@ -92,6 +92,9 @@ pub struct RowDiagnosis {
     pub namespaces: Vec<String>,
     /// Most important first.
     pub findings: Vec<RowFinding>,
+    /// When the row did not drop in the window: what the findings are made of instead
+    /// ("its 10 drops seen before, the last 31 s ago, and the state now").
+    pub earlier: Option<String>,
 }
 
 /// One cause, with its evidence and fix, as the drill-down shows it.

@@ -250,6 +250,7 @@ fn findings_whose_evidence_is_new_rank_first() {
         samples_secs: 3.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     });
     assert_eq!(findings[1].cause, "tc_bpf");
     let d = diff(&baseline(&then), &baseline(&now), true);
@@ -424,6 +425,7 @@ fn a_finding_carries_only_the_differences_about_its_own_evidence() {
             samples_secs: 3.0,
             conntrack_full_log_lines: 0,
             details_unknown: None,
+            earlier: false,
         })
     };
     let d = diff(&baseline(&nft(saved)), &baseline(&after), true);

@@ -131,6 +131,8 @@ fn counter_delta(n: &Ns<'_>, file: &str, group: &str, name: &str) -> Option<u64>
         // Per-interface counters are summed over interfaces.
         "dev" => {
             let after = n.after?;
+            // Growth needs a sample before: a counter's value alone is not the window's.
+            let before = n.before?;
             let sum = |s: &NsState| -> u64 {
                 s.counters
                     .iter()
@@ -138,7 +140,7 @@ fn counter_delta(n: &Ns<'_>, file: &str, group: &str, name: &str) -> Option<u64>
                     .map(|(_, v)| *v)
                     .sum()
             };
-            Some(sum(after).saturating_sub(n.before.map_or(0, sum)))
+            Some(sum(after).saturating_sub(sum(before)))
         }
         _ => n.delta(group, name),
     }

@@ -99,6 +99,9 @@ pub struct Window<'a> {
     /// Why the packets' headers are unknown when droptrace could not read them at all
     /// (no kernel BTF); `None` when it could.
     pub details_unknown: Option<String>,
+    /// The drops happened before either sample (a live view's row that has stopped
+    /// dropping): no counter can show their growth, and the state is the state now.
+    pub earlier: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +273,8 @@ struct Ns<'a> {
     prefix: String,
     /// " between the samples (7.4 s)": what a counter's growth covers.
     between: String,
+    /// Why there is no sample of it before the drops, when there is none.
+    no_before: String,
 }
 
 impl Ns<'_> {
@@ -322,6 +327,14 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
         name: w.names.describe(inode),
         prefix: w.names.command_prefix(inode),
         between: format!(" between the samples ({:.1} s)", w.samples_secs),
+        no_before: if w.earlier {
+            "these drops came before it was sampled (the row has stopped dropping)".to_owned()
+        } else {
+            format!(
+                "{} was sampled only after the window",
+                w.names.describe(inode)
+            )
+        },
     }
 }
 

@@ -57,14 +57,14 @@ fn counted_without_before(
     };
     f.cause = Cause::NetfilterRule.id();
     f.summary = format!(
-        "the {} rule `{} {}: {}` probably dropped these packets in {} (it drops them and has counted {} packets; {} was sampled only after the window, so its growth in the window is unknown)",
+        "the {} rule `{} {}: {}` probably dropped these packets in {} (it drops them and has counted {} packets; {}, so its growth with them is unknown)",
         top.source,
         top.table,
         top.chain,
         top.text,
         n.name,
         top.packets.unwrap_or(0),
-        n.name
+        n.no_before
     );
     let handle = top
         .key
@@ -72,7 +72,7 @@ fn counted_without_before(
         .map(|(_, h)| format!(" (handle {h})"))
         .unwrap_or_default();
     f.evidence.push(format!(
-        "{} rule `{} {}: {}`{handle}: counter now {}; no sample before the window",
+        "{} rule `{} {}: {}`{handle}: counter now {}; no sample before the drops",
         top.source,
         top.table,
         top.chain,
@@ -224,11 +224,11 @@ pub(super) fn netfilter(
     let drop_rules: Vec<&Rule> = after.rules.iter().collect();
     if n.before.is_none() && !drop_rules.is_empty() {
         f.evidence.push(format!(
-            "{} was sampled only after the window: which rule's counter grew in it cannot be told",
-            n.name
+            "{}: which rule's counter grew with them cannot be told",
+            n.no_before
         ));
         f.summary = format!(
-            "a netfilter hook dropped these packets in {}; which rule is unknown without a sample before the window",
+            "a netfilter hook dropped these packets in {}; which rule is unknown without a sample before the drops",
             n.name
         );
         return "unconfirmed".into();

@@ -34,20 +34,31 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
         ));
         return iface.unwrap_or("unknown").into();
     };
+    // Without a sample before the drops a qdisc's count is all it has dropped, not its
+    // growth with them.
+    let (dropped, window) = match n.before {
+        Some(_) => ("dropped", n.between.clone()),
+        None => ("has dropped", format!(" in all ({})", n.no_before)),
+    };
     f.summary = format!(
-        "the {} qdisc on {} in {} dropped {d} packets{}: it is full or over its rate ({})",
-        q.kind, q.dev, n.name, n.between, q.options_tc
+        "the {} qdisc on {} in {} {dropped} {d} packets{window}: it is full or over its rate ({})",
+        q.kind, q.dev, n.name, q.options_tc
     );
     for (q, d) in &grown {
         f.subjects
             .push(crate::diagnose::baseline::subject::qdisc(&q.dev, &q.handle));
         f.evidence.push(format!(
-            "tc -s qdisc: {} {} on {}{}: {}; dropped +{d} in the window (now {}), overlimits {}, backlog {} packets",
+            "tc -s qdisc: {} {} on {}{}: {}; dropped {} (now {}), overlimits {}, backlog {} packets",
             q.kind,
             q.handle,
             q.dev,
             if q.root { " (root)" } else { "" },
             q.options_tc,
+            if n.before.is_some() {
+                format!("+{d} in the window")
+            } else {
+                "in all".to_owned()
+            },
             q.drops,
             q.overlimits,
             q.backlog_packets

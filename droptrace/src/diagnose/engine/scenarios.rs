@@ -51,6 +51,7 @@ fn run(groups: &[DropGroup], before: &RawSnapshot, after: &RawSnapshot) -> Vec<F
         samples_secs: 2.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     })
 }
 
@@ -280,6 +281,7 @@ fn run_state(groups: &[DropGroup], st: NsState) -> Vec<Finding> {
         samples_secs: 2.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     })
 }
 

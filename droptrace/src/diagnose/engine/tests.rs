@@ -75,6 +75,7 @@ fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
         samples_secs: 10.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     })
 }
 
@@ -130,6 +131,7 @@ fn run_after_only(rules: Vec<Rule>) -> Vec<Finding> {
         samples_secs: 10.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     })
 }
 
@@ -145,7 +147,7 @@ fn a_namespace_sampled_only_after_the_window_names_its_counted_rule_and_says_so(
     assert!(
         f[0].evidence
             .iter()
-            .any(|e| e.contains("(handle 7): counter now 50; no sample before the window")),
+            .any(|e| e.contains("(handle 7): counter now 50; no sample before the drops")),
         "{f:#?}"
     );
     assert_eq!(
@@ -164,7 +166,7 @@ fn a_namespace_sampled_only_after_the_window_names_its_counted_rule_and_says_so(
     let f = run_after_only(vec![other, third]);
     assert!(
         f[0].summary
-            .contains("which rule is unknown without a sample before the window"),
+            .contains("which rule is unknown without a sample before the drops"),
         "{f:#?}"
     );
 }
@@ -220,6 +222,7 @@ fn json_names_the_namespace_without_the_word() {
         samples_secs: 10.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     });
     let json = serde_json::to_value(&f[0]).unwrap();
     assert_eq!(
@@ -356,6 +359,7 @@ fn a_small_mtu_is_found_in_the_peer_namespace() {
         samples_secs: 1.0,
         conntrack_full_log_lines: 0,
         details_unknown: None,
+        earlier: false,
     });
     assert_eq!(f[0].cause, "mtu", "{f:#?}");
     assert!(

@@ -41,6 +41,7 @@ fn nft_diagnosis() -> Diagnosis {
             fix: "ip netns exec dt-a nft delete rule inet dtv input handle 2".into(),
             benign: false,
         }],
+        earlier: None,
     })
 }
 

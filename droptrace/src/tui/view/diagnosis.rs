@@ -46,13 +46,21 @@ fn done(report: &RowDiagnosis, bold: Style) -> Vec<Line<'static>> {
     } else {
         printable(&report.namespaces.join(", ")).into_owned()
     };
-    let mut lines = vec![Line::from(vec![
-        Span::styled("Diagnosis", bold),
-        Span::raw(format!(
-            " (d runs it again): {} drops of this row in {:.1} s; sampled {sampled}",
+    let what = match &report.earlier {
+        None => format!(
+            "{} drops of this row in {:.1} s",
             count(report.drops),
             report.window_secs
-        )),
+        ),
+        Some(earlier) => format!(
+            "no drop of this row in {:.1} s; from {}",
+            report.window_secs,
+            printable(earlier)
+        ),
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::styled("Diagnosis", bold),
+        Span::raw(format!(" (d runs it again): {what}; sampled {sampled}")),
     ])];
     if report.findings.is_empty() {
         lines.push(Line::raw(
