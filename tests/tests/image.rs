@@ -1,7 +1,7 @@
 //! The OCI image of `cargo xtask image`, imported into a real containerd and run the way
 //! deploy/kubernetes/daemonset.yaml runs it: the host's network and PID namespaces, a
-//! read-only root, only the capabilities the manifest grants, its read-only mounts and
-//! `--host-root /host`. `serve` in the container is scraped by a real Prometheus and
+//! read-only root, the runtime's default seccomp filter, only the capabilities the
+//! manifest grants, its read-only mounts and `--host-root /host`. `serve` in the container is scraped by a real Prometheus and
 //! equals an nft rule's counter; `diagnose` executed in the running container names the
 //! rule dropping in a pod that containerd started; without a capability the container
 //! says which one, and exits.
@@ -81,6 +81,8 @@ fn daemonset_args(ctd: &Containerd, caps: &[&str], log: &std::path::Path) -> Vec
         "-d".into(),
         "--net-host".into(),
         "--read-only".into(),
+        // seccompProfile RuntimeDefault: containerd's default filter.
+        "--seccomp".into(),
         // hostPID: the PID namespace of this test, the host's.
         "--with-ns".into(),
         format!("pid:/proc/{}/ns/pid", std::process::id()),

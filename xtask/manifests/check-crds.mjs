@@ -42,6 +42,21 @@ for (const doc of parseAllDocuments(readFileSync(rendered, "utf8"))) {
   }
 }
 
+// The schemas must reject what the operator would: a rule whose `for` is no duration.
+if (rule !== null) {
+  const control = structuredClone(rule);
+  control.spec.groups[0].rules[0].for = "5 minutes";
+  let rejected = false;
+  try {
+    new v1.PrometheusRule(control).validate();
+  } catch {
+    rejected = true;
+  }
+  if (!rejected) {
+    problems.push("the schemas accepted `for: 5 minutes` in a PrometheusRule: they check nothing");
+  }
+}
+
 if (rule === null) {
   problems.push("no PrometheusRule in the rendered manifests");
 } else {
