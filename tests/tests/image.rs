@@ -133,6 +133,43 @@ fn import(ctd: &Containerd, archive: &std::path::Path, reference: &str) {
     assert!(said.contains(reference), "import said: {said}");
 }
 
+/// What `daemonset_args` gives the container is what the manifest asks for: the same
+/// capabilities, the runtime's default seccomp filter, a read-only root, host network and
+/// PIDs. Needs no root.
+#[test]
+fn the_container_runs_with_what_the_daemonset_asks_for() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml");
+    let manifest = std::fs::read_to_string(&path).expect("the DaemonSet manifest");
+    let lines: Vec<&str> = manifest.lines().map(str::trim).collect();
+    let added = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("add: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("the manifest adds capabilities as `add: [...]`");
+    let mut added: Vec<String> = added
+        .split(',')
+        .map(|c| format!("CAP_{}", c.trim().trim_matches('"')))
+        .collect();
+    let mut granted: Vec<String> = GRANTED.iter().map(|c| (*c).to_owned()).collect();
+    added.sort();
+    granted.sort();
+    assert_eq!(added, granted, "{}", path.display());
+    for wanted in [
+        "drop: [\"ALL\"]",
+        "type: RuntimeDefault",
+        "readOnlyRootFilesystem: true",
+        "hostNetwork: true",
+        "hostPID: true",
+    ] {
+        assert!(
+            lines.contains(&wanted),
+            "{} lacks `{wanted}`",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn the_image_serves_and_diagnoses_as_the_daemonset_runs_it() {
     let Some((archive, reference)) =
