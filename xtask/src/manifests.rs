@@ -108,49 +108,61 @@ pub fn check(check_only: bool) -> Result<()> {
         bail!("the DaemonSet does not run {reference}, the image `cargo xtask image` builds");
     }
 
-    for version in KUBERNETES_VERSIONS {
-        let said = checked_output(
-            Command::new(bin("kubernetes-validate"))
-                .args(["--strict", "-k", version])
-                .arg(&rendered_path),
-        )?;
-        let passed = said.matches(" passed for resource ").count();
-        if passed != objects.core {
-            bail!(
-                "kubernetes-validate checked {passed} of the {} Kubernetes objects against \
-                 {version}:\n{said}",
-                objects.core
-            );
-        }
-    }
-    strictness_control(&bin("kubernetes-validate"), &out)?;
-    eprintln!(
-        "xtask: {} Kubernetes objects valid (strict) against the API schemas of {}",
-        objects.core,
-        KUBERNETES_VERSIONS.join(" and ")
-    );
-
-    let script = tools.join("node/check-crds.mjs");
-    fs::copy(ws.join("xtask/manifests/check-crds.mjs"), &script)?;
-    let rules = out.join("prometheusrule-spec.json");
-    let said = checked_output(
-        Command::new("node")
-            .arg(&script)
-            .arg(&rendered_path)
-            .arg(ws.join(ALERTS))
-            .arg(&rules),
-    )?;
-    eprintln!("xtask: {}", said.trim());
-    run(Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&rules))?;
-
+    validate_kubernetes(&bin("kubernetes-validate"), &rendered_path, objects.core)?;
+    validate_operator(&ws, &rendered_path)?;
     let findings = checkov(&bin("checkov"), &rendered_path, &rendered)?;
     eprintln!(
         "xtask: manifests rendered, valid and linted in {:.1} s ({findings})",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The Kubernetes objects against the API schemas of each version, strictly; all `core`
+/// of them must have been checked.
+fn validate_kubernetes(validate: &Path, rendered: &Path, core: usize) -> Result<()> {
+    for version in KUBERNETES_VERSIONS {
+        let said = checked_output(
+            Command::new(validate)
+                .args(["--strict", "-k", version])
+                .arg(rendered),
+        )?;
+        let passed = said.matches(" passed for resource ").count();
+        if passed != core {
+            bail!(
+                "kubernetes-validate checked {passed} of the {core} Kubernetes objects against \
+                 {version}:\n{said}"
+            );
+        }
+    }
+    strictness_control(validate, rendered.parent().unwrap_or(Path::new(".")))?;
+    eprintln!(
+        "xtask: {core} Kubernetes objects valid (strict) against the API schemas of {}",
+        KUBERNETES_VERSIONS.join(" and ")
+    );
+    Ok(())
+}
+
+/// The prometheus-operator objects against the operator's API types (check-crds.mjs),
+/// then the PrometheusRule's rules by promtool.
+fn validate_operator(ws: &Path, rendered: &Path) -> Result<()> {
+    let script = ws.join(TOOLS).join("node/check-crds.mjs");
+    // Beside its node_modules, where node resolves its imports.
+    fs::copy(ws.join("xtask/manifests/check-crds.mjs"), &script).with_context(|| {
+        format!("copying check-crds.mjs to {TOOLS}/node (`cargo xtask setup` installs it)")
+    })?;
+    let rules = rendered.with_file_name("prometheusrule-spec.json");
+    let said = checked_output(
+        Command::new("node")
+            .arg(&script)
+            .arg(rendered)
+            .arg(ws.join(ALERTS))
+            .arg(&rules),
+    )?;
+    eprintln!("xtask: {}", said.trim());
+    run(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules))
 }
 
 /// What the rendered stream holds: kustomize writes each object's top-level keys at the
