@@ -1,7 +1,7 @@
 //! The OCI image of `cargo xtask image`, imported into a real containerd and run the way
 //! deploy/kubernetes/daemonset.yaml runs it: the host's network and PID namespaces, a
-//! read-only root, only the capabilities the manifest grants, its read-only mounts and
-//! `--host-root /host`. `serve` in the container is scraped by a real Prometheus and
+//! read-only root, the runtime's default seccomp filter, only the capabilities the
+//! manifest grants, its read-only mounts and `--host-root /host`. `serve` in the container is scraped by a real Prometheus and
 //! equals an nft rule's counter; `diagnose` executed in the running container names the
 //! rule dropping in a pod that containerd started; without a capability the container
 //! says which one, and exits.
@@ -81,6 +81,8 @@ fn daemonset_args(ctd: &Containerd, caps: &[&str], log: &std::path::Path) -> Vec
         "-d".into(),
         "--net-host".into(),
         "--read-only".into(),
+        // seccompProfile RuntimeDefault: containerd's default filter.
+        "--seccomp".into(),
         // hostPID: the PID namespace of this test, the host's.
         "--with-ns".into(),
         format!("pid:/proc/{}/ns/pid", std::process::id()),
@@ -129,6 +131,43 @@ fn free_port() -> u16 {
 fn import(ctd: &Containerd, archive: &std::path::Path, reference: &str) {
     let said = ctd.ctr(&["image", "import", archive.to_str().unwrap()]);
     assert!(said.contains(reference), "import said: {said}");
+}
+
+/// What `daemonset_args` gives the container is what the manifest asks for: the same
+/// capabilities, the runtime's default seccomp filter, a read-only root, host network and
+/// PIDs. Needs no root.
+#[test]
+fn the_container_runs_with_what_the_daemonset_asks_for() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml");
+    let manifest = std::fs::read_to_string(&path).expect("the DaemonSet manifest");
+    let lines: Vec<&str> = manifest.lines().map(str::trim).collect();
+    let added = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("add: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("the manifest adds capabilities as `add: [...]`");
+    let mut added: Vec<String> = added
+        .split(',')
+        .map(|c| format!("CAP_{}", c.trim().trim_matches('"')))
+        .collect();
+    let mut granted: Vec<String> = GRANTED.iter().map(|c| (*c).to_owned()).collect();
+    added.sort();
+    granted.sort();
+    assert_eq!(added, granted, "{}", path.display());
+    for wanted in [
+        "drop: [\"ALL\"]",
+        "type: RuntimeDefault",
+        "readOnlyRootFilesystem: true",
+        "hostNetwork: true",
+        "hostPID: true",
+    ] {
+        assert!(
+            lines.contains(&wanted),
+            "{} lacks `{wanted}`",
+            path.display()
+        );
+    }
 }
 
 #[test]

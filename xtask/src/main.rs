@@ -5,6 +5,7 @@ mod bench_view;
 mod deb;
 mod docs;
 mod image;
+mod manifests;
 mod setup;
 mod vmtest;
 
@@ -36,7 +37,8 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// The whole suite, as CI runs it: setup, object check, fmt, man pages, clippy, unit
+    /// The whole suite, as CI runs it: setup, object check, fmt, man pages, the Kubernetes
+    /// manifests, clippy, unit
     /// tests, the .deb, the root integration tests in network namespaces, and the same
     /// tests in qemu guests with Debian's 6.1 and 6.12 kernels (vmtest).
     Test,
@@ -57,6 +59,10 @@ enum Task {
     /// Build target/image/droptrace-<version>-oci.tar, an OCI image archive of the .deb on a
     /// minimal Debian root, without a container daemon or a registry.
     Image(image::ImageArgs),
+    /// Render deploy/kubernetes with kustomize, validate it offline against the Kubernetes
+    /// and prometheus-operator API schemas and lint it with checkov (regenerating its
+    /// PrometheusRule from deploy/prometheus/droptrace-alerts.yml).
+    Manifests(manifests::ManifestsArgs),
     /// The root integration suite in qemu guests with Debian's 6.1 and 6.12 kernels
     /// (downloaded with apt-get into target/vmtest, never installed).
     Vmtest(vmtest::VmtestArgs),
@@ -74,6 +80,7 @@ fn main() {
         Task::Man { check } => docs::man(check),
         Task::Deb(args) => deb::deb(&args),
         Task::Image(args) => image::image(&args),
+        Task::Manifests(args) => manifests::manifests(&args),
         Task::Vmtest(args) => vmtest::vmtest(&args),
     };
     if let Err(e) = result {
@@ -198,6 +205,8 @@ fn test() -> Result<()> {
     build_ebpf(true)?;
     run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
     docs::man(true)?;
+    // The Kubernetes manifests: rendered, validated against the API schemas, linted.
+    manifests::check(true)?;
     // The kernel crate is outside the workspace; stable rustfmt checks it from here.
     run(Command::new("rustfmt")
         .args(["--check", "--edition", "2021"])

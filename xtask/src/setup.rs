@@ -22,7 +22,9 @@ const BPF_LINKER: &str = "0.13.0";
 /// the initramfs, kmod (depmod, modprobe of the guest kernel's modules), cpio, xz for
 /// 6.12's compressed modules, and binutils (nm, addr2line: the reference lines of the
 /// source-line tests); chromium renders the HTML pages in their tests;
-/// mmdebstrap makes the Debian root of the OCI image (`xtask image`).
+/// mmdebstrap makes the Debian root of the OCI image (`xtask image`); python3-venv holds the
+/// manifest checks' Python tools (`xtask manifests`; node and npm, for the others, come
+/// with the machine or from `nodejs npm`).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "nftables",
@@ -48,6 +50,7 @@ const PACKAGES: &[&str] = &[
     "binutils",
     "chromium",
     "mmdebstrap",
+    "python3-venv",
 ];
 
 pub fn setup() -> Result<()> {
@@ -67,6 +70,19 @@ pub fn setup() -> Result<()> {
     }
     let toolchain = ebpf_toolchain()?;
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", &toolchain]))?;
+    if output_of(Command::new("npm").arg("--version")).is_empty() {
+        run(Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "nodejs",
+                "npm",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    crate::manifests::install_tools()?;
     let linker = output_of(Command::new("bpf-linker").arg("--version"));
     if !linker.contains(BPF_LINKER) {
         run(Command::new("cargo")
