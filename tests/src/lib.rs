@@ -988,3 +988,60 @@ pub fn wait_unloaded(what: &str, ids: &[u64]) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+// `droptrace diagnose` run around traffic, and what its findings say.
+
+/// Seconds of diagnose's window on this machine (times `time_scale()` under emulation).
+pub const DIAGNOSE_WINDOW_SECS: u64 = 3;
+
+/// Starts `droptrace diagnose`, makes the drops once it watches, returns its report.
+/// `traffic` returns once the kernel has seen every packet it sent; that must happen
+/// within the window, or the report cannot hold all of them.
+pub fn diagnose(args: &[&str], traffic: impl FnOnce()) -> serde_json::Value {
+    diagnose_with(Droptrace::start, args, traffic)
+}
+
+pub fn diagnose_with(
+    start: fn(&[&str]) -> Droptrace,
+    args: &[&str],
+    traffic: impl FnOnce(),
+) -> serde_json::Value {
+    let window = std::time::Duration::from_secs(DIAGNOSE_WINDOW_SECS * u64::from(time_scale()));
+    let secs = window.as_secs().to_string();
+    let mut all = vec!["diagnose", "--duration", &secs, "--format", "json"];
+    all.extend_from_slice(args);
+    let dt = start(&all);
+    let started = std::time::Instant::now();
+    traffic();
+    let took = started.elapsed();
+    assert!(
+        took < window,
+        "the traffic took {took:?}, longer than the {window:?} window"
+    );
+    let report = dt.wait_json();
+    eprintln!("report: {report:#}");
+    report
+}
+
+pub fn top(report: &serde_json::Value) -> &serde_json::Value {
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(!findings.is_empty(), "no findings: {report:#}");
+    &findings[0]
+}
+
+pub fn evidence(f: &serde_json::Value) -> String {
+    f["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| e.as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn assert_mentions(f: &serde_json::Value, needles: &[&str]) {
+    let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
+    for n in needles {
+        assert!(text.contains(n), "`{n}` missing from finding:\n{f:#}");
+    }
+}

@@ -5,57 +5,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use droptrace_tests::*;
 use serde_json::Value;
 
-/// Seconds of diagnose's window on this machine (times `time_scale()` under emulation).
-const WINDOW_SECS: u64 = 3;
-
-/// Starts `droptrace diagnose`, makes the drops once it watches, returns its report.
-/// `traffic` returns once the kernel has seen every packet it sent; that must happen
-/// within the window, or the report cannot hold all of them.
-fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
-    diagnose_with(Droptrace::start, args, traffic)
-}
-
-fn diagnose_with(start: fn(&[&str]) -> Droptrace, args: &[&str], traffic: impl FnOnce()) -> Value {
-    let window = std::time::Duration::from_secs(WINDOW_SECS * u64::from(time_scale()));
-    let secs = window.as_secs().to_string();
-    let mut all = vec!["diagnose", "--duration", &secs, "--format", "json"];
-    all.extend_from_slice(args);
-    let dt = start(&all);
-    let started = std::time::Instant::now();
-    traffic();
-    let took = started.elapsed();
-    assert!(
-        took < window,
-        "the traffic took {took:?}, longer than the {window:?} window"
-    );
-    let report = dt.wait_json();
-    eprintln!("report: {report:#}");
-    report
-}
-
-fn top(report: &Value) -> &Value {
-    let findings = report["findings"].as_array().expect("findings");
-    assert!(!findings.is_empty(), "no findings: {report:#}");
-    &findings[0]
-}
-
-fn evidence(f: &Value) -> String {
-    f["evidence"]
-        .as_array()
-        .expect("evidence")
-        .iter()
-        .map(|e| e.as_str().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn assert_mentions(f: &Value, needles: &[&str]) {
-    let text = format!("{}\n{}\n{}", f["summary"], evidence(f), f["fix"]);
-    for n in needles {
-        assert!(text.contains(n), "`{n}` missing from finding:\n{f:#}");
-    }
-}
-
 /// Packets delivered to a transport protocol in `ns` (IPv4): counted once the protocol's
 /// receive function has returned, whether it queued the datagram, found no socket for it,
 /// or dropped it for a full buffer.
@@ -1560,7 +1509,7 @@ fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
     assert!(report.get("not_sampled").is_none(), "{report:#}");
     assert!(report["namespaces"].as_u64().unwrap() >= 100, "{report:#}");
     eprintln!(
-        "wall time with a {WINDOW_SECS} s window: {beyond_cap:?} (64 sampled before), \
+        "wall time with a {DIAGNOSE_WINDOW_SECS} s window: {beyond_cap:?} (64 sampled before), \
          {all_sampled:?} (all sampled before)"
     );
 }
@@ -1655,7 +1604,7 @@ fn hostile_names_never_reach_the_terminal_raw() {
     let dt = Droptrace::start(&[
         "diagnose",
         "--duration",
-        &(WINDOW_SECS * u64::from(time_scale())).to_string(),
+        &(DIAGNOSE_WINDOW_SECS * u64::from(time_scale())).to_string(),
         "--netns",
         &netns,
         "--baseline",

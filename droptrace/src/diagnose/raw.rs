@@ -193,9 +193,12 @@ pub struct RawSnapshot {
     /// Their standard error, where it said something (nft warns there about tables
     /// that iptables-nft manages).
     pub stderr: BTreeMap<String, String>,
-    /// `tc -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
+    /// `tc -s -j filter show dev DEV ingress|egress`, by (dev, direction), where a clsact or
     /// ingress qdisc exists.
     pub tc_filters: BTreeMap<(String, String), String>,
+    /// `tc -s filter show dev DEV ingress|egress` (text) where the JSON has a police
+    /// action: its rate is only in the text.
+    pub tc_filters_text: BTreeMap<(String, String), String>,
     /// `bpftool -j -f prog show id N` of the programs attached to interfaces, by id.
     pub bpf_progs: BTreeMap<u32, String>,
     /// tcx programs by (dev, direction), asked of the kernel (BPF_PROG_QUERY): bpftool

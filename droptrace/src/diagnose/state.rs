@@ -182,6 +182,8 @@ pub struct NsState {
     pub cgroup_bpf: Vec<super::evidence::bpftool::CgroupAttachment>,
     pub routing_v4: Routing,
     pub routing_v6: Routing,
+    /// tc filters with actions (gact, police, mirred...) and their statistics.
+    pub tc_filters: Vec<super::evidence::tc_actions::TcFilter>,
     /// Lookups made for the window's routing drops (only in the sample after it).
     pub route_lookups: Vec<RouteLookup>,
     /// Evidence that could not be collected, and why.
@@ -319,6 +321,13 @@ fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                     .collect();
             }
             Err(e) => st.missing.push(format!("tc qdisc output: {e}")),
+        }
+    }
+    for ((dev, dir), json) in &raw.tc_filters {
+        let text = raw.tc_filters_text.get(&(dev.clone(), dir.clone()));
+        match super::evidence::tc_actions::parse_filters(json, dev, dir, text.map(String::as_str)) {
+            Ok(list) => st.tc_filters.extend(list),
+            Err(e) => st.missing.push(format!("tc filter actions on {dev}: {e}")),
         }
     }
     // tc's own listing gives the filter's preference (to delete it) and the program tag.

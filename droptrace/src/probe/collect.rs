@@ -105,9 +105,31 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
         }
     }
     for (dev, dir) in clsact_devices(snap.commands.get("qdiscs").map(String::as_str)) {
-        let args = ["-j", "filter", "show", "dev", dev.as_str(), dir.as_str()];
+        // With statistics: every action's packets and drops (a gact drop, a police).
+        let args = [
+            "-s",
+            "-j",
+            "filter",
+            "show",
+            "dev",
+            dev.as_str(),
+            dir.as_str(),
+        ];
         match run_in(netns, "tc", &args) {
             Ok((out, _)) => {
+                // iproute2's JSON gives no police rate: its text does.
+                if out.contains("\"kind\":\"police\"") {
+                    let text = ["-s", "filter", "show", "dev", dev.as_str(), dir.as_str()];
+                    match run_in(netns, "tc", &text) {
+                        Ok((text, _)) => {
+                            snap.tc_filters_text
+                                .insert((dev.clone(), dir.clone()), text);
+                        }
+                        Err(why) => snap
+                            .missing
+                            .push(format!("tc filter show dev {dev} {dir} (text): {why}")),
+                    }
+                }
                 snap.tc_filters.insert((dev, dir), out);
             }
             Err(why) => snap

@@ -18,6 +18,12 @@ pub(super) fn bpf(
         Some(r) if r.contains("INGRESS") => Some("ingress"),
         _ => None,
     };
+    // A tc action that counted the drops (gact drop, police) names itself.
+    if !xdp {
+        if let Some(key) = super::tc_action::tc_action(n, iface, direction, f) {
+            return key;
+        }
+    }
     let attached: Vec<_> = after
         .bpf
         .iter()

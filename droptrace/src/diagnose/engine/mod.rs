@@ -19,6 +19,7 @@ mod rp_filter;
 #[cfg(test)]
 mod scenarios;
 mod sockets;
+mod tc_action;
 #[cfg(test)]
 mod tests;
 

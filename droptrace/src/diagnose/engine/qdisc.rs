@@ -40,10 +40,17 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
         Some(_) => ("dropped", n.between.clone()),
         None => ("has dropped", format!(" in all ({})", n.no_before)),
     };
-    f.summary = format!(
-        "the {} qdisc on {} in {} {dropped} {d} packets{window}: it is full or over its rate ({})",
-        q.kind, q.dev, n.name, q.options_tc
-    );
+    f.summary = match q.kind.as_str() {
+        // netem loses packets on purpose: its loss figure is the cause, not a full queue.
+        "netem" if q.options_tc.contains("loss ") => format!(
+            "the netem qdisc on {} in {} {dropped} {d} packets{window}: it drops them on purpose, as told ({})",
+            q.dev, n.name, q.options_tc
+        ),
+        _ => format!(
+            "the {} qdisc on {} in {} {dropped} {d} packets{window}: it is full or over its rate ({})",
+            q.kind, q.dev, n.name, q.options_tc
+        ),
+    };
     for (q, d) in &grown {
         f.subjects
             .push(crate::diagnose::baseline::subject::qdisc(&q.dev, &q.handle));
@@ -91,6 +98,12 @@ fn fix(prefix: &str, q: &Qdisc) -> String {
         "; or go back to the default: {prefix}tc qdisc del dev {} {at}",
         q.dev
     );
+    if q.kind == "netem" && q.options_tc.contains("loss ") {
+        return format!(
+            "remove the emulated loss (a test left in place?): {prefix}tc qdisc del dev {} {at}",
+            q.dev
+        );
+    }
     let twice = |v: u64| v.saturating_mul(2);
     let change = |options: String| {
         format!(

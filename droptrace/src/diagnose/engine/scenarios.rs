@@ -383,3 +383,60 @@ fn routing_drops_name_the_rule_route_or_sysctl() {
     );
     assert!(!f[0].fix.contains('<'), "{}", f[0].fix);
 }
+
+/// A gact `drop` and a police action on veth-b's ingress (captured on Debian's 6.12): the
+/// TC_INGRESS drops are named by the action whose drops grew, with its filter and the
+/// command that removes that filter; before the window the filters had dropped nothing.
+#[test]
+fn tc_actions_that_dropped_are_named_with_their_filter() {
+    let json = fixture!("tc-filter.s.gact-police.json");
+    let text = fixture!("tc-filter.s.gact-police.txt");
+    let key = ("veth-b".to_owned(), "ingress".to_owned());
+    let mut after = RawSnapshot::default();
+    after.tc_filters.insert(key.clone(), json.clone());
+    after.tc_filters_text.insert(key.clone(), text);
+    let mut before = RawSnapshot::default();
+    // The same filters with no packet seen yet.
+    let zero = json
+        .replace("\"packets\":15,\"drops\":15", "\"packets\":0,\"drops\":0")
+        .replace("\"packets\":15,\"drops\":11", "\"packets\":0,\"drops\":0");
+    before.tc_filters.insert(key, zero);
+    let mut g = udp_to("ipv4", Some(7001), "__netif_receive_skb_core", "TC_INGRESS");
+    g.count = 15;
+    let f = run(&[g], &before, &after);
+    assert_eq!(f[0].cause, "tc_bpf", "{f:#?}");
+    assert_eq!(
+        f[0].summary,
+        "the tc filter flower pref 10 handle 0x1 protocol ip (dst_port 7001 eth_type ipv4 \
+         ip_proto udp) at ingress on veth-b in netns n1 drops these packets: its action \
+         `gact drop` dropped 15 packets between the samples (2.0 s)"
+    );
+    assert_eq!(
+        f[0].fix,
+        "ip netns exec n1 tc filter del dev veth-b ingress pref 10 handle 0x1 flower"
+    );
+    assert!(
+        f[0].evidence.iter().any(|e| e.contains(
+            "action police (index 1, rate 8Kbit burst 2Kb, drop over its rate): dropped +11 in the window (now 11 of 15 packets, 11 over the limit)"
+        )),
+        "{f:#?}"
+    );
+    // The police filter's port: its action, not the gact's that dropped more.
+    let mut p = udp_to("ipv4", Some(7002), "__netif_receive_skb_core", "TC_INGRESS");
+    p.count = 11;
+    let f = run(&[p], &before, &after);
+    assert!(
+        f[0].summary.ends_with(
+            "its police action dropped 11 packets over its rate between the samples (2.0 s) \
+             (police (index 1, rate 8Kbit burst 2Kb, drop over its rate))"
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].fix.ends_with(
+            "or remove the filter: ip netns exec n1 tc filter del dev veth-b ingress pref 20 \
+             handle 800::800 u32"
+        ),
+        "{f:#?}"
+    );
+}

@@ -26,6 +26,7 @@ pub mod route;
 pub mod ss;
 pub mod sysctl;
 pub mod tc;
+pub mod tc_actions;
 
 /// At most this many characters of offending input go into an error message.
 const SNIPPET_CHARS: usize = 80;

@@ -197,22 +197,40 @@ pub fn options_text(kind: &str, options: &Value) -> String {
         .iter()
         .filter_map(|k| map.get_key_value(*k))
         .chain(map.iter().filter(|(k, _)| !first.contains(&k.as_str())));
-    ordered
-        .filter(|(_, v)| !v.is_object() && !v.is_array())
-        .map(|(k, v)| {
-            let text = match (k.as_str(), v.as_u64()) {
-                ("rate" | "ceil" | "peakrate", Some(n)) => rate_text(n),
-                ("burst" | "cburst" | "mtu" | "quantum" | "memory_limit", Some(n)) => size_text(n),
-                ("limit", Some(n)) if limit_in_bytes(kind) => size_text(n),
-                ("limit", Some(n)) if kind == "pfifo" => format!("{n}p"),
-                ("lat" | "latency" | "target" | "interval" | "delay", Some(n)) => time_text(n),
-                (_, _) => match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                },
-            };
-            format!("{k} {text}")
+    // netem's random loss is an object: `loss 30%`, as tc prints it.
+    let loss = map.get("loss-random").and_then(|l| {
+        let share = l.get("loss")?.as_f64()?;
+        let correlation = l.get("correlation").and_then(Value::as_f64).unwrap_or(0.0);
+        let pct = |v: f64| format!("{}%", (v * 1e4).round() / 1e2);
+        Some(if correlation > 0.0 {
+            format!("loss {} {}", pct(share), pct(correlation))
+        } else {
+            format!("loss {}", pct(share))
         })
+    });
+    loss.into_iter()
+        .chain(
+            ordered
+                .filter(|(_, v)| !v.is_object() && !v.is_array())
+                .map(|(k, v)| {
+                    let text = match (k.as_str(), v.as_u64()) {
+                        ("rate" | "ceil" | "peakrate", Some(n)) => rate_text(n),
+                        ("burst" | "cburst" | "mtu" | "quantum" | "memory_limit", Some(n)) => {
+                            size_text(n)
+                        }
+                        ("limit", Some(n)) if limit_in_bytes(kind) => size_text(n),
+                        ("limit", Some(n)) if kind == "pfifo" => format!("{n}p"),
+                        ("lat" | "latency" | "target" | "interval" | "delay", Some(n)) => {
+                            time_text(n)
+                        }
+                        (_, _) => match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                    };
+                    format!("{k} {text}")
+                }),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -321,6 +339,15 @@ mod tests {
             options_text("noqueue", &serde_json::json!({})),
             "default options"
         );
+        // `netem loss 30%`, as Debian's 6.12 with iproute2 6.1 gives it.
+        let netem = parse_qdiscs(fixture!("tc-qdisc.s.netem.json")).unwrap();
+        assert_eq!(
+            options_text("netem", &netem[1].options),
+            "loss 30% limit 1000 ecn false gap 0"
+        );
+        assert_eq!((netem[1].drops, netem[1].packets), (Some(10), Some(30)));
+        let correlated = serde_json::json!({"loss-random": {"loss": 0.125, "correlation": 0.25}});
+        assert_eq!(options_text("netem", &correlated), "loss 12.5% 25%");
         assert_eq!(
             (time_text(50), time_text(1_500), time_text(12_340)),
             ("50us".into(), "1.5ms".into(), "12.3ms".into())
