@@ -1759,3 +1759,52 @@ fn drops_outside_the_list_are_named_by_the_counters_that_grew_with_them() {
         );
     }
 }
+
+/// The classic "it listens, but": a service bound to 127.0.0.1 refuses SYNs to the
+/// namespace's address, and a service running in the other namespace refuses nothing
+/// where the packets arrive. Each finding names the socket that does not take them, its
+/// process and why, and a fix on its address or place.
+#[test]
+fn a_listener_on_loopback_or_in_another_namespace_is_named() {
+    if !can_run("a_listener_on_loopback_or_in_another_namespace_is_named") {
+        return;
+    }
+    let pair = Pair::new();
+    let _loopback_only = pair.b.run(|| TcpListener::bind("127.0.0.1:9090").unwrap());
+    let to: SocketAddr = format!("{B4}:9090").parse().unwrap();
+    let report = diagnose(&["--netns", &pair.b.path()], || {
+        assert_eq!(connect_attempts(&pair.a, to, 4).refused, 4);
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "no_listener", "{report:#}");
+    assert_eq!(f["drops"], 4);
+    assert_mentions(
+        f,
+        &[
+            &format!("no socket accepts these tcp packets to {B4}:9090"),
+            "but only on the loopback address 127.0.0.1:9090",
+            &format!(
+                "listen on {B4}:9090 or on every address (0.0.0.0:9090) instead of 127.0.0.1:9090"
+            ),
+        ],
+    );
+
+    // The service runs in a, the packets go to b: every namespace is sampled (no --netns).
+    let _in_a = pair.a.run(|| TcpListener::bind("0.0.0.0:9091").unwrap());
+    let to: SocketAddr = format!("{B4}:9091").parse().unwrap();
+    let report = diagnose(&["--addr", B4, "--port", "9091"], || {
+        assert_eq!(connect_attempts(&pair.a, to, 4).refused, 4);
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "no_listener", "{report:#}");
+    assert_mentions(
+        f,
+        &[
+            &format!(
+                "nothing listens on tcp port 9091 in netns {}, where these packets arrive; a socket on that port listens in netns {}",
+                pair.b.name, pair.a.name
+            ),
+            &format!("run the service in netns {}", pair.b.name),
+        ],
+    );
+}

@@ -108,6 +108,8 @@ pub struct Socket {
     pub proto: String,
     pub local_ip: String,
     pub port: u16,
+    /// The device it is bound to (`SO_BINDTODEVICE`, ss's `%eth1`).
+    pub device: Option<String>,
     /// TCP listener: accept queue length now; UDP: bytes waiting.
     pub recv_q: u64,
     /// TCP listener: the backlog.
@@ -618,6 +620,7 @@ fn sockets(raw: &RawSnapshot, st: &mut NsState) {
                     proto: name.to_owned(),
                     local_ip: s.local.addr.clone(),
                     port: s.local.port?,
+                    device: s.local.scope.clone(),
                     recv_q: s.recv_q,
                     send_q: s.send_q,
                     process: s

@@ -12,6 +12,10 @@ pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Fin
     let (Some(proto), Some(port)) = (proto, g.dport) else {
         return no_listener_unknown(w, n, g, f);
     };
+    let dest = g.addrs.map(|(_, d)| d);
+    let iface = f.iface.clone();
+    // Each socket on the port here, and why it does not take these packets.
+    let mut mismatches: Vec<(&Socket, String)> = Vec::new();
     if let Some(after) = n.after {
         let bound: Vec<_> = after
             .sockets
@@ -25,28 +29,83 @@ pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Fin
             ));
         } else {
             for s in bound {
-                f.evidence.push(format!(
-                    "ss: {proto} {}:{} is bound{} (but not where these packets go)",
-                    s.local_ip,
-                    s.port,
-                    s.process
-                        .as_ref()
-                        .map(|p| format!(" by {p}"))
-                        .unwrap_or_default()
-                ));
+                let why = mismatch(s, dest, iface.as_deref());
+                f.evidence
+                    .push(format!("ss: {proto} {} is bound{}: {why}", local(s), by(s)));
+                mismatches.push((s, why));
             }
         }
     }
     f.evidence.extend(namespace_counter(w, n, g, &proto));
-    let bound = n
-        .after
-        .is_some_and(|a| a.sockets.iter().any(|s| s.port == port && s.proto == proto));
-    f.summary = if bound {
-        format!(
-            "no socket accepts these {proto} packets to port {port} in {}: the port is bound, but not on their destination address; {} packets were refused",
-            n.name, g.count
-        )
-    } else if n.after.is_none() {
+    // Not here: is it listening in another namespace?
+    let elsewhere: Vec<(u32, &Socket)> = if mismatches.is_empty() {
+        w.after
+            .iter()
+            .filter(|(inode, _)| **inode != n.inode)
+            .flat_map(|(inode, st)| {
+                st.sockets
+                    .iter()
+                    .filter(|s| s.port == port && s.proto == proto)
+                    .map(|s| (*inode, s))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (inode, s) in &elsewhere {
+        f.evidence.push(format!(
+            "ss: {proto} {} listens in {}{}, not in {} where these packets arrive",
+            local(s),
+            w.names.describe(*inode),
+            by(s),
+            n.name
+        ));
+    }
+    let to = match dest {
+        Some(d) => crate::pipeline::event::endpoint(d, port),
+        None => format!("port {port}"),
+    };
+    if let Some((s, why)) = mismatches.first() {
+        f.summary = format!(
+            "no socket accepts these {proto} packets to {to} in {}: the port is bound{}, but {why}; {} packets were refused",
+            n.name,
+            by(s),
+            g.count
+        );
+        f.fix = match dest {
+            Some(d) if s.device.is_none() => format!(
+                "make {} listen on {} or on every address ({}) instead of {} (its bind or listen setting)",
+                s.process.as_deref().unwrap_or("the service"),
+                crate::pipeline::event::endpoint(d, port),
+                if d.is_ipv4() { format!("0.0.0.0:{port}") } else { format!("[::]:{port}") },
+                local(s)
+            ),
+            _ => format!(
+                "make {} listen where these packets go ({}), not only on {}",
+                s.process.as_deref().unwrap_or("the service"),
+                to,
+                local(s)
+            ),
+        };
+        return format!("{proto}|{port}");
+    }
+    if let Some((inode, s)) = elsewhere.first() {
+        f.summary = format!(
+            "nothing listens on {proto} port {port} in {}, where these packets arrive; a socket on that port listens in {}{}: {} packets were refused",
+            n.name,
+            w.names.describe(*inode),
+            by(s),
+            g.count
+        );
+        f.fix = format!(
+            "run the service in {} (or send these packets to {}'s address); check: {}ss -lnp '( sport = :{port} )'",
+            n.name,
+            w.names.describe(*inode),
+            n.prefix
+        );
+        return format!("{proto}|{port}");
+    }
+    f.summary = if n.after.is_none() {
         format!(
             "no socket took these {proto} packets to port {port} in {}: {} packets were refused",
             n.name, g.count
@@ -62,6 +121,59 @@ pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Fin
         n.prefix
     );
     format!("{proto}|{port}")
+}
+
+/// ` by nginx (pid 10)`, or nothing when ss did not say.
+fn by(s: &Socket) -> String {
+    s.process
+        .as_ref()
+        .map(|p| format!(" by {p}"))
+        .unwrap_or_default()
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0%eth1:8080`, as ss prints the local end.
+fn local(s: &Socket) -> String {
+    let addr = if s.local_ip.contains(':') {
+        format!("[{}]", s.local_ip)
+    } else {
+        s.local_ip.clone()
+    };
+    match &s.device {
+        Some(dev) => format!("{addr}%{dev}:{}", s.port),
+        None => format!("{addr}:{}", s.port),
+    }
+}
+
+/// Why a socket on the right port does not take packets to `dest` arriving on `iface`.
+fn mismatch(s: &Socket, dest: Option<std::net::IpAddr>, iface: Option<&str>) -> String {
+    if let Some(dev) = &s.device {
+        if iface.is_some_and(|i| i != dev) {
+            return format!(
+                "it is bound to device {dev}, and these arrive on {}",
+                iface.unwrap_or("?")
+            );
+        }
+    }
+    let wildcard = matches!(s.local_ip.as_str(), "*" | "0.0.0.0" | "::");
+    let ip: Option<std::net::IpAddr> = s.local_ip.parse().ok();
+    match (ip, dest) {
+        (Some(ip), Some(d)) if !wildcard && ip.is_loopback() && !d.is_loopback() => format!(
+            "only on the loopback address {}, and these go to {d}",
+            local(s)
+        ),
+        (Some(ip), Some(d)) if !wildcard && ip != d => {
+            format!("only on {}, and these go to {d}", local(s))
+        }
+        (_, Some(d)) if s.local_ip == "0.0.0.0" && d.is_ipv6() => format!(
+            "on IPv4 only ({}), and these are IPv6",
+            local(s)
+        ),
+        (_, Some(d)) if s.local_ip == "::" && d.is_ipv4() => format!(
+            "on IPv6 ({}), which takes IPv4 only without IPV6_V6ONLY: this one has it set, or net.ipv6.bindv6only is 1",
+            local(s)
+        ),
+        _ => format!("on {}, not where these packets go", local(s)),
+    }
 }
 
 /// The namespace-wide counter that such drops move, scoped to what it proves: it counts

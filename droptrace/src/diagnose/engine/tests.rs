@@ -283,6 +283,7 @@ fn counters_alone_reveal_listen_overflows() {
         proto: "tcp".into(),
         local_ip: "0.0.0.0".into(),
         port: 8080,
+        device: None,
         recv_q: 129,
         send_q: 128,
         process: Some("server (pid 42)".into()),
@@ -496,4 +497,86 @@ fn a_cgroup_skb_program_explains_socket_filter_drops() {
     // No cgroup program: nothing is claimed, the reason's explanation stays.
     let f = run(&[g], before, plain_after);
     assert!(!f[0].summary.contains("cgroup skb"), "{}", f[0].summary);
+}
+
+fn listener(local_ip: &str, port: u16, device: Option<&str>) -> Socket {
+    Socket {
+        proto: "tcp".into(),
+        local_ip: local_ip.into(),
+        port,
+        device: device.map(str::to_owned),
+        recv_q: 0,
+        send_q: 128,
+        process: Some("web (pid 7)".into()),
+        rcvbuf: None,
+        drops: None,
+    }
+}
+
+/// SYNs to 10.0.0.2:1678 refused (NO_SOCKET) while something holds the port: the socket
+/// that does not take them is named with why, and the fix changes its address.
+#[test]
+fn a_listener_on_the_wrong_address_is_named_with_why() {
+    let mut g = group("tcp_v4_rcv", "NO_SOCKET", 5);
+    g.addrs = Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()));
+    for (socket, why, fix) in [
+        (
+            listener("127.0.0.1", 1678, None),
+            "the port is bound by web (pid 7), but only on the loopback address 127.0.0.1:1678, and these go to 10.0.0.2;",
+            "make web (pid 7) listen on 10.0.0.2:1678 or on every address (0.0.0.0:1678) instead of 127.0.0.1:1678",
+        ),
+        (
+            listener("10.0.0.9", 1678, None),
+            "the port is bound by web (pid 7), but only on 10.0.0.9:1678, and these go to 10.0.0.2",
+            "instead of 10.0.0.9:1678",
+        ),
+        (
+            listener("0.0.0.0", 1678, Some("eth1")),
+            "the port is bound by web (pid 7), but it is bound to device eth1, and these arrive on eth0",
+            "make web (pid 7) listen where these packets go (10.0.0.2:1678), not only on 0.0.0.0%eth1:1678",
+        ),
+    ] {
+        let mut after = NsState::default();
+        after.links.push(link(2, "eth0", 1500));
+        after.sockets.push(socket);
+        let f = run(std::slice::from_ref(&g), NsState::default(), after);
+        assert_eq!(f[0].cause, "no_listener");
+        assert!(f[0].summary.contains(why), "{}", f[0].summary);
+        assert!(f[0].fix.contains(fix), "{}", f[0].fix);
+    }
+}
+
+/// Nothing on the port where the packets arrive, but a socket on it in another sampled
+/// namespace: that one is named.
+#[test]
+fn a_listener_in_another_namespace_is_named() {
+    let mut g = group("tcp_v4_rcv", "NO_SOCKET", 5);
+    g.addrs = Some(("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()));
+    let mut other = NsState::default();
+    other.sockets.push(listener("0.0.0.0", 1678, None));
+    let before = BTreeMap::from([(1, NsState::default()), (3, other.clone())]);
+    let after = BTreeMap::from([(1, NsState::default()), (3, other)]);
+    let f = diagnose(&Window {
+        groups: &[g],
+        before: &before,
+        after: &after,
+        names: &Names,
+        default_netns: 1,
+        host_netns: 1,
+        secs: 10.0,
+        samples_secs: 10.0,
+        conntrack_full_log_lines: 0,
+        details_unknown: None,
+        earlier: false,
+    });
+    assert_eq!(
+        f[0].summary,
+        "nothing listens on tcp port 1678 in netns n1, where these packets arrive; a socket on \
+         that port listens in netns n3 by web (pid 7): 5 packets were refused"
+    );
+    assert!(
+        f[0].fix.starts_with("run the service in netns n1"),
+        "{}",
+        f[0].fix
+    );
 }
