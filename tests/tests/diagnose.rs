@@ -1808,3 +1808,63 @@ fn a_listener_on_loopback_or_in_another_namespace_is_named() {
         ],
     );
 }
+
+/// A sender's static neighbour entry gives the receiver's address a wrong MAC: the
+/// receiver, which is not promiscuous, drops the frames as OTHERHOST. Not housekeeping:
+/// the finding names the entry in the sender's namespace and the fix replaces it with the
+/// receiver's address.
+#[test]
+fn frames_to_a_wrong_mac_name_the_senders_neighbour_entry() {
+    if !can_run("frames_to_a_wrong_mac_name_the_senders_neighbour_entry") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.a.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        B4,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "veth-a",
+        "nud",
+        "permanent",
+    ]);
+    let mac_b = {
+        let json = pair.b.exec(&["ip", "-j", "link", "show", "dev", "veth-b"]);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        v[0]["address"].as_str().unwrap().to_owned()
+    };
+    // The kernel's own count of them (rx_otherhost_dropped, Linux 5.19 on; `ip -s -s`
+    // prints it once it is not 0).
+    let otherhost = || {
+        let json = pair
+            .b
+            .exec(&["ip", "-s", "-s", "-j", "link", "show", "dev", "veth-b"]);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        v[0]["stats64"]["rx"]["otherhost"].as_u64().unwrap_or(0)
+    };
+    let report = diagnose(&["--addr", B4, "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:7777").parse().unwrap(), 5, 10);
+        reaches("veth-b's frames for another host", 5, otherhost);
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "neighbour", "{report:#}");
+    assert_eq!(f["benign"], false);
+    assert_eq!(f["drops"], 5);
+    assert_mentions(
+        f,
+        &[
+            &format!("addressed to 02:00:00:00:00:99, not its {mac_b}"),
+            &format!(
+                "the neighbour entry {B4} lladdr 02:00:00:00:00:99 PERMANENT on veth-a in netns {}",
+                pair.a.name
+            ),
+            &format!(
+                "ip netns exec {} ip neigh replace {B4} lladdr {mac_b} dev veth-a",
+                pair.a.name
+            ),
+        ],
+    );
+}

@@ -65,6 +65,8 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ),
     ("rules4", "ip", &["-j", "-4", "rule", "show"]),
     ("rules6", "ip", &["-j", "-6", "rule", "show"]),
+    ("neigh4", "ip", &["-j", "-4", "neigh", "show"]),
+    ("neigh6", "ip", &["-j", "-6", "neigh", "show"]),
 ];
 
 /// Keys of `COMMANDS` whose output is the same in every namespace.
@@ -75,13 +77,13 @@ pub const MACHINE_WIDE: &[&str] = &["bpf-cgroup"];
 pub const IP_BATCHES: &[(&str, &[&str], &[&str])] = &[
     (
         "-4",
-        &["routes4", "rules4"],
-        &["route show table all", "rule show"],
+        &["routes4", "rules4", "neigh4"],
+        &["route show table all", "rule show", "neigh show"],
     ),
     (
         "-6",
-        &["routes6", "rules6"],
-        &["route show table all", "rule show"],
+        &["routes6", "rules6", "neigh6"],
+        &["route show table all", "rule show", "neigh show"],
     ),
 ];
 

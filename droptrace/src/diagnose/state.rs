@@ -91,6 +91,11 @@ pub struct Link {
     pub peer: Option<Peer>,
     /// The id (local to this namespace) of the namespace the other end is in, if another.
     pub link_netnsid: Option<i32>,
+    /// The link-layer address.
+    pub address: Option<String>,
+    /// In promiscuous mode (the PROMISC flag, or a promiscuity count above 0): it sees
+    /// frames for other hosts.
+    pub promisc: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -184,6 +189,8 @@ pub struct NsState {
     pub cgroup_bpf: Vec<super::evidence::bpftool::CgroupAttachment>,
     pub routing_v4: Routing,
     pub routing_v6: Routing,
+    /// Neighbour (ARP/NDP) entries of both families.
+    pub neighbours: Vec<super::evidence::neigh::Neighbour>,
     /// tc filters with actions (gact, police, mirred...) and their statistics.
     pub tc_filters: Vec<super::evidence::tc_actions::TcFilter>,
     /// Lookups made for the window's routing drops (only in the sample after it).
@@ -258,6 +265,14 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     st.cgroup_bpf = super::programs::cgroup_attachments(raw);
     links(raw, &mut st);
     counters(raw, &mut st);
+    for key in ["neigh4", "neigh6"] {
+        if let Some(json) = raw.commands.get(key) {
+            match super::evidence::neigh::parse_neighbours(json) {
+                Ok(list) => st.neighbours.extend(list),
+                Err(e) => st.missing.push(format!("ip neigh output: {e}")),
+            }
+        }
+    }
     sockets(raw, &mut st);
     routing(raw, &mut st);
     st.sysctls = raw
@@ -483,6 +498,9 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
                         rx_over: rx.as_ref().map_or(0, |r| r.over_errors),
                         rx_errors: rx.as_ref().map_or(0, |r| r.errors),
                         tx_dropped: l.tx.as_ref().map_or(0, |t| t.dropped),
+                        promisc: l.flags.iter().any(|f| f == "PROMISC")
+                            || l.promiscuity.is_some_and(|p| p > 0),
+                        address: l.address,
                         name: l.name,
                         peer,
                         link_netnsid: l.link_netnsid,

@@ -11,6 +11,7 @@ mod counters;
 mod device;
 mod moved;
 mod mtu;
+mod neighbour;
 mod netfilter;
 mod policy;
 mod qdisc;
@@ -408,10 +409,16 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::NoRoute | Cause::ForwardingDisabled => {
             routing(&n, Some(g), iface.as_deref(), &mut f)
         }
+        Cause::Other
+            if g.reason.as_deref() == Some("OTHERHOST")
+                && neighbour::otherhost(w, &n, g, ifindex, &mut f) =>
+        {
+            format!("otherhost|{}", iface.as_deref().unwrap_or("?"))
+        }
         Cause::Other if cgroup_bpf(&n, g.reason.as_deref(), &mut f).is_some() => {
             format!("cgroup|{}", f.summary)
         }
-        Cause::Other => {
+        Cause::Other | Cause::Neighbour => {
             f.summary = format!(
                 "{} packet{}{what} {} dropped{}: {}",
                 g.count,

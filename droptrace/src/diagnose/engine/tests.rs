@@ -42,6 +42,8 @@ fn link(ifindex: u32, name: &str, mtu: u32) -> Link {
         tx_dropped: 0,
         peer: None,
         link_netnsid: None,
+        address: None,
+        promisc: false,
     }
 }
 

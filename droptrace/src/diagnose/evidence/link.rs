@@ -39,6 +39,10 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     /// The other end's name, which ip prints only when it is in this namespace.
     pub link_name: Option<String>,
+    /// The link-layer address (`f2:b7:22:80:97:27`).
+    pub address: Option<String>,
+    /// How many times promiscuous mode is asked for (needs -d); 0: not promiscuous.
+    pub promiscuity: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +100,8 @@ struct RawLink {
     link_index: Option<u32>,
     link_netnsid: Option<i32>,
     link: Option<String>,
+    address: Option<String>,
+    promiscuity: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +140,8 @@ pub fn parse_links(json: &str) -> Result<Vec<Link>, LinkError> {
                 link_index: l.link_index,
                 link_netnsid: l.link_netnsid,
                 link_name: l.link,
+                address: l.address,
+                promiscuity: l.promiscuity,
             }
         })
         .collect())

@@ -20,6 +20,7 @@ pub mod bpftool;
 pub mod holders;
 pub mod iptables;
 pub mod link;
+pub mod neigh;
 pub mod nft;
 pub mod proc;
 pub mod route;

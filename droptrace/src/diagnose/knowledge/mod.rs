@@ -68,13 +68,16 @@ pub enum Cause {
     NoRoute,
     /// A packet not for this host arrived where forwarding is disabled.
     ForwardingDisabled,
+    /// Frames addressed to another link-layer address arrived on an interface that is not
+    /// promiscuous: a sender's neighbour (ARP/NDP) entry points elsewhere.
+    Neighbour,
     /// Anything else; the explanation says what.
     Other,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 16] = [
+    pub const ALL: [Cause; 17] = [
         Cause::NetfilterRule,
         Cause::ConntrackFull,
         Cause::Qdisc,
@@ -90,6 +93,7 @@ impl Cause {
         Cause::Nic,
         Cause::NoRoute,
         Cause::ForwardingDisabled,
+        Cause::Neighbour,
         Cause::Other,
     ];
 
@@ -111,6 +115,7 @@ impl Cause {
             Cause::Nic => "nic",
             Cause::NoRoute => "no_route",
             Cause::ForwardingDisabled => "forwarding_disabled",
+            Cause::Neighbour => "neighbour",
             Cause::Other => "other",
         }
     }
@@ -138,6 +143,7 @@ impl Cause {
             Cause::Nic => "network device",
             Cause::NoRoute => "no route",
             Cause::ForwardingDisabled => "forwarding disabled",
+            Cause::Neighbour => "neighbour (ARP/NDP) entry",
             Cause::Other => "other",
         }
     }
