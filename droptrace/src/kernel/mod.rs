@@ -5,6 +5,7 @@ pub mod btf;
 pub mod debuginfo;
 pub mod kallsyms;
 pub mod layout;
+pub mod netlink;
 pub mod reasons;
 pub mod slots;
 pub mod tracefs;

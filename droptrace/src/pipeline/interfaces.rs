@@ -1,0 +1,317 @@
+//! Drops the interfaces' own counters say happened, beside the stack's drops: the growth
+//! of the kernel's per-interface counters (rtnetlink `rtnl_link_stats64`) while droptrace
+//! watches, never their values since boot, each with the layer that makes it.
+//!
+//! Layers, and where they overlap with the kfree_skb rows:
+//! - `nic`: the device's receive and transmit errors (`rx_missed_errors`, `rx_fifo_errors`,
+//!   `rx_over_errors`, `rx_crc_errors`, `rx_length_errors`, `rx_frame_errors`,
+//!   `tx_aborted_errors`, `tx_carrier_errors`, `tx_fifo_errors`, `tx_heartbeat_errors`,
+//!   `tx_window_errors`): frames lost in the hardware or its ring before there is an skb,
+//!   so never in kfree_skb; they add to the host's drops.
+//! - `driver`: `rx_dropped` and `tx_dropped`. The kernel adds the driver's own count and the
+//!   core's (`dev_core_stats`) into one figure, and most of these drops free an skb through
+//!   kfree_skb (a veth whose peer is down: `veth_xmit`'s tx_dropped is also a
+//!   NOT_SPECIFIED drop there). They are shown, and said to be possibly in the kfree_skb
+//!   rows already (`in_kfree_skb`), and never added to the host's total.
+//! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
+//!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::event::Netns;
+
+/// Which part of the machine dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Nic,
+    Driver,
+    Stack,
+}
+
+impl Layer {
+    pub fn label(self) -> &'static str {
+        match self {
+            Layer::Nic => "nic",
+            Layer::Driver => "driver",
+            Layer::Stack => "stack",
+        }
+    }
+}
+
+/// One counter droptrace follows: its name (the kernel's stats64 field), its layer, and
+/// whether its drops may also be kfree_skb drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterKind {
+    pub name: &'static str,
+    pub layer: Layer,
+    pub in_kfree_skb: bool,
+}
+
+const fn kind(name: &'static str, layer: Layer, in_kfree_skb: bool) -> CounterKind {
+    CounterKind {
+        name,
+        layer,
+        in_kfree_skb,
+    }
+}
+
+/// The stats64 fields that count drops. Not `rx_errors` and `tx_errors`: they sum the
+/// error fields here (and drivers add their own), so the same loss would count twice.
+pub const COUNTERS: [CounterKind; 15] = [
+    kind("rx_dropped", Layer::Driver, true),
+    kind("tx_dropped", Layer::Driver, true),
+    kind("rx_missed_errors", Layer::Nic, false),
+    kind("rx_fifo_errors", Layer::Nic, false),
+    kind("rx_over_errors", Layer::Nic, false),
+    kind("rx_crc_errors", Layer::Nic, false),
+    kind("rx_length_errors", Layer::Nic, false),
+    kind("rx_frame_errors", Layer::Nic, false),
+    kind("tx_aborted_errors", Layer::Nic, false),
+    kind("tx_carrier_errors", Layer::Nic, false),
+    kind("tx_fifo_errors", Layer::Nic, false),
+    kind("tx_heartbeat_errors", Layer::Nic, false),
+    kind("tx_window_errors", Layer::Nic, false),
+    kind("rx_nohandler", Layer::Stack, true),
+    kind("rx_otherhost_dropped", Layer::Stack, true),
+];
+
+/// One interface as read now: its counters' absolute values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceReading {
+    pub netns: Netns,
+    /// The namespace as people know it (`web`, `pid 1234 (nginx)`, `host`).
+    pub netns_label: String,
+    pub ifindex: u32,
+    pub name: String,
+    /// (index in `COUNTERS`, value).
+    pub counters: Vec<(u8, u64)>,
+    /// XDP programs attached to it (generic, native or offloaded).
+    pub xdp_programs: usize,
+}
+
+/// Every interface of every namespace watched, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostReading {
+    /// The source's clock when it was read.
+    pub read_ns: u64,
+    pub namespaces: usize,
+    pub interfaces: Vec<InterfaceReading>,
+}
+
+/// What is watched, for a view that has nothing to show to say so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Watched {
+    /// The interfaces' counters are read at all.
+    pub interfaces_read: bool,
+    pub namespaces: usize,
+    pub interfaces: usize,
+    /// XDP programs attached to the interfaces watched (their verdicts are not traced).
+    pub xdp_programs: usize,
+}
+
+/// One counter of one interface that grew while droptrace watched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceRow {
+    #[serde(skip)]
+    pub netns: Netns,
+    #[serde(rename = "netns")]
+    pub netns_label: String,
+    #[serde(skip)]
+    pub ifindex: u32,
+    pub interface: String,
+    pub counter: &'static str,
+    pub layer: Layer,
+    /// These drops may also be in the kfree_skb groups (not added to the host's total).
+    pub in_kfree_skb: bool,
+    /// Growth since droptrace first read the counter.
+    pub drops: u64,
+    /// When it was last seen growing (the source's clock).
+    #[serde(skip)]
+    pub last_ns: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Followed {
+    last: u64,
+    grown: u64,
+    last_ns: u64,
+}
+
+/// The growth of every interface counter since droptrace first read it.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceDrops {
+    /// (namespace, ifindex, index in `COUNTERS`) -> the counter followed.
+    followed: BTreeMap<(Netns, u32, u8), Followed>,
+    /// The latest names of (namespace, ifindex).
+    names: BTreeMap<(Netns, u32), (String, String)>,
+    watched: Watched,
+}
+
+impl InterfaceDrops {
+    /// Takes a reading: a counter seen for the first time is its own baseline; one that
+    /// went down (its device was made again) counts from 0.
+    pub fn update(&mut self, reading: &HostReading) {
+        self.watched = Watched {
+            interfaces_read: true,
+            namespaces: reading.namespaces,
+            interfaces: reading.interfaces.len(),
+            xdp_programs: reading.interfaces.iter().map(|i| i.xdp_programs).sum(),
+        };
+        for i in &reading.interfaces {
+            self.names.insert(
+                (i.netns, i.ifindex),
+                (i.netns_label.clone(), i.name.clone()),
+            );
+            for &(at, value) in &i.counters {
+                match self.followed.entry((i.netns, i.ifindex, at)) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(Followed {
+                            last: value,
+                            ..Followed::default()
+                        });
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        let f = e.get_mut();
+                        let grew = if value >= f.last { value - f.last } else { value };
+                        if grew > 0 {
+                            f.grown += grew;
+                            f.last_ns = reading.read_ns;
+                        }
+                        f.last = value;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn watched(&self) -> Watched {
+        self.watched
+    }
+
+    /// The counters that grew, most drops first (then by namespace, interface, counter).
+    pub fn rows(&self) -> Vec<InterfaceRow> {
+        let mut rows: Vec<InterfaceRow> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| f.grown > 0)
+            .filter_map(|(&(netns, ifindex, at), f)| {
+                let kind = COUNTERS.get(usize::from(at))?;
+                let (netns_label, interface) =
+                    self.names.get(&(netns, ifindex)).cloned().unwrap_or_default();
+                Some(InterfaceRow {
+                    netns,
+                    netns_label,
+                    ifindex,
+                    interface,
+                    counter: kind.name,
+                    layer: kind.layer,
+                    in_kfree_skb: kind.in_kfree_skb,
+                    drops: f.grown,
+                    last_ns: f.last_ns,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.drops.cmp(&a.drops).then_with(|| {
+                (&a.netns_label, &a.interface, a.counter).cmp(&(
+                    &b.netns_label,
+                    &b.interface,
+                    b.counter,
+                ))
+            })
+        });
+        rows
+    }
+
+    /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer).
+    pub fn beyond_kfree_skb(&self) -> u64 {
+        self.rows()
+            .iter()
+            .filter(|r| !r.in_kfree_skb)
+            .map(|r| r.drops)
+            .sum()
+    }
+}
+
+/// The index in `COUNTERS` of a stats64 field.
+pub fn counter_index(name: &str) -> Option<u8> {
+    COUNTERS
+        .iter()
+        .position(|k| k.name == name)
+        .and_then(|at| u8::try_from(at).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(read_ns: u64, tx_dropped: u64, rx_missed: u64) -> HostReading {
+        HostReading {
+            read_ns,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: Netns::inode(7),
+                netns_label: "web".into(),
+                ifindex: 3,
+                name: "veth-a".into(),
+                counters: vec![
+                    (counter_index("tx_dropped").unwrap(), tx_dropped),
+                    (counter_index("rx_missed_errors").unwrap(), rx_missed),
+                ],
+                xdp_programs: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn rows_are_growth_since_the_first_reading_never_the_value_since_boot() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 100, 50));
+        assert!(d.rows().is_empty(), "{:?}", d.rows());
+        d.update(&reading(2, 107, 50));
+        d.update(&reading(3, 110, 52));
+        let rows = d.rows();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (rows[0].counter, rows[0].layer, rows[0].drops, rows[0].in_kfree_skb),
+            ("tx_dropped", Layer::Driver, 10, true)
+        );
+        assert_eq!(
+            (rows[1].counter, rows[1].layer, rows[1].drops, rows[1].last_ns),
+            ("rx_missed_errors", Layer::Nic, 2, 3)
+        );
+        // tx_dropped may be kfree_skb's too: only the nic's drops add to the host's.
+        assert_eq!(d.beyond_kfree_skb(), 2);
+        assert_eq!(
+            d.watched(),
+            Watched {
+                interfaces_read: true,
+                namespaces: 1,
+                interfaces: 1,
+                xdp_programs: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_counter_that_goes_down_counts_again_from_zero() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 100, 0));
+        d.update(&reading(2, 4, 0));
+        assert_eq!(d.rows()[0].drops, 4);
+    }
+
+    #[test]
+    fn the_json_of_a_row_names_its_layer() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 0, 0));
+        d.update(&reading(2, 0, 3));
+        assert_eq!(
+            serde_json::to_value(&d.rows()[0]).unwrap(),
+            serde_json::json!({"netns": "web", "interface": "veth-a", "counter": "rx_missed_errors",
+                "layer": "nic", "in_kfree_skb": false, "drops": 3})
+        );
+    }
+}
