@@ -8,6 +8,7 @@ use crate::{
     kernel::debuginfo::KernelLines,
     pipeline::{
         aggregate::Aggregator,
+        interfaces::{InterfaceRow, Watched},
         names::{Container, Names, Pod},
         sink::{Moment, Sink},
     },
@@ -67,6 +68,12 @@ pub struct Summary {
     /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
     pub other_groups: u64,
     pub groups: Vec<GroupSummary>,
+    /// The interfaces' own drop counters (rtnetlink stats64) that grew while droptrace
+    /// watched, each with its layer (`nic`, `driver`, `stack`) and whether its drops may
+    /// also be in `groups` (`in_kfree_skb`); empty when they were not read (a recording).
+    pub interfaces: Vec<InterfaceRow>,
+    /// What was watched: the interfaces read and the XDP programs attached to them.
+    pub watched: Watched,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -161,6 +168,8 @@ impl Summary {
             unattributed: counters.lost_ungrouped,
             other_groups: agg.overflow(),
             groups,
+            interfaces: agg.interfaces().rows(),
+            watched: agg.interfaces().watched(),
         }
     }
 }
@@ -234,6 +243,13 @@ mod tests {
         assert_eq!(json["total"], 7);
         assert_eq!(json["lost_events"], 2);
         assert_eq!(json["missed"], 1);
+        // No interfaces read (a recording, or a test): said so, not left out.
+        assert_eq!(json["interfaces"], serde_json::json!([]));
+        assert_eq!(
+            json["watched"],
+            serde_json::json!({"interfaces_read": false, "namespaces": 0, "interfaces": 0,
+                "xdp_programs": 0})
+        );
         let groups = json["groups"].as_array().unwrap();
         assert_eq!(groups.len(), 3);
         let top = &groups[0];
