@@ -146,7 +146,9 @@ pub fn parse_part(b: &[u8]) -> Result<Part, NetlinkError> {
                 let errno = u32_at(msg, 16).ok_or(NetlinkError::Short(at))? as i32;
                 return Err(NetlinkError::Kernel(-errno));
             }
-            RTM_NEWLINK => part.links.push(parse_link(msg).ok_or(NetlinkError::Short(at))?),
+            RTM_NEWLINK => part
+                .links
+                .push(parse_link(msg).ok_or(NetlinkError::Short(at))?),
             _ => {}
         }
         at += (len + 3) & !3;
@@ -245,7 +247,9 @@ mod tests {
         let links = links(&fixture("rtm_getlink.host.bin"));
         assert!(links.iter().any(|l| l.name == "lo" && l.ifindex == 1));
         assert!(links.iter().any(|l| l.name == "eth0"));
-        assert!(links.iter().all(|l| l.stats64.len() == STATS64_FIELDS.len()));
+        assert!(links
+            .iter()
+            .all(|l| l.stats64.len() == STATS64_FIELDS.len()));
         let lo = &links[0];
         assert!(lo.stat("rx_packets").unwrap() > 0);
         assert_eq!(lo.stat("rx_packets"), lo.stat("tx_packets"));

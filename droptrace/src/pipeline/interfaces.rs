@@ -174,7 +174,11 @@ impl InterfaceDrops {
                     }
                     std::collections::btree_map::Entry::Occupied(mut e) => {
                         let f = e.get_mut();
-                        let grew = if value >= f.last { value - f.last } else { value };
+                        let grew = if value >= f.last {
+                            value - f.last
+                        } else {
+                            value
+                        };
                         if grew > 0 {
                             f.grown += grew;
                             f.last_ns = reading.read_ns;
@@ -198,8 +202,11 @@ impl InterfaceDrops {
             .filter(|(_, f)| f.grown > 0)
             .filter_map(|(&(netns, ifindex, at), f)| {
                 let kind = COUNTERS.get(usize::from(at))?;
-                let (netns_label, interface) =
-                    self.names.get(&(netns, ifindex)).cloned().unwrap_or_default();
+                let (netns_label, interface) = self
+                    .names
+                    .get(&(netns, ifindex))
+                    .cloned()
+                    .unwrap_or_default();
                 Some(InterfaceRow {
                     netns,
                     netns_label,
@@ -275,11 +282,21 @@ mod tests {
         let rows = d.rows();
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!(
-            (rows[0].counter, rows[0].layer, rows[0].drops, rows[0].in_kfree_skb),
+            (
+                rows[0].counter,
+                rows[0].layer,
+                rows[0].drops,
+                rows[0].in_kfree_skb
+            ),
             ("tx_dropped", Layer::Driver, 10, true)
         );
         assert_eq!(
-            (rows[1].counter, rows[1].layer, rows[1].drops, rows[1].last_ns),
+            (
+                rows[1].counter,
+                rows[1].layer,
+                rows[1].drops,
+                rows[1].last_ns
+            ),
             ("rx_missed_errors", Layer::Nic, 2, 3)
         );
         // tx_dropped may be kfree_skb's too: only the nic's drops add to the host's.

@@ -94,7 +94,8 @@ impl LinkSocket {
         let mut buf = vec![0u8; 64 << 10];
         for _ in 0..MAX_DATAGRAMS {
             // SAFETY: a buffer of the length given, a socket we own.
-            let got = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let got =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
             let part = netlink::parse_part(&buf[..got]).map_err(std::io::Error::other)?;
             links.extend(part.links);
@@ -158,7 +159,11 @@ impl Reader {
             reading.namespaces += 1;
             let (ns, label) = (Netns::new(inode, cookie), found.label(inode));
             for link in links {
-                let wanted = self.scope.interface.as_ref().is_none_or(|only| *only == link.name);
+                let wanted = self
+                    .scope
+                    .interface
+                    .as_ref()
+                    .is_none_or(|only| *only == link.name);
                 if wanted {
                     reading.interfaces.push(interface(ns, &label, &link));
                 }
