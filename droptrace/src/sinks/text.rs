@@ -104,7 +104,7 @@ impl TextPrinter {
         if new.is_empty() {
             return String::new();
         }
-        new.sort_by(|a, b| b.0.cmp(&a.0));
+        new.sort_by_key(|r| std::cmp::Reverse(r.0));
         let total: u64 = new.iter().map(|r| r.0).sum();
         let mut out = format!(
             "[{elapsed_secs:>7.1}s] {total} new drop{} counted by interfaces; {} UTC\n",
