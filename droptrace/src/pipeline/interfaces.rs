@@ -15,7 +15,7 @@
 //!   rows already (`in_kfree_skb`), and never added to the host's total.
 //! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
 //!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::Serialize;
 
@@ -42,16 +42,16 @@ impl Layer {
 
 /// One counter droptrace follows: its name (the kernel's stats64 field), its layer, and
 /// whether its drops may also be kfree_skb drops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterKind {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub layer: Layer,
     pub in_kfree_skb: bool,
 }
 
 const fn kind(name: &'static str, layer: Layer, in_kfree_skb: bool) -> CounterKind {
     CounterKind {
-        name,
+        name: Cow::Borrowed(name),
         layer,
         in_kfree_skb,
     }
@@ -85,8 +85,8 @@ pub struct InterfaceReading {
     pub netns_label: String,
     pub ifindex: u32,
     pub name: String,
-    /// (index in `COUNTERS`, value).
-    pub counters: Vec<(u8, u64)>,
+    /// Each counter with its value.
+    pub counters: Vec<(CounterKind, u64)>,
     /// XDP programs attached to it (generic, native or offloaded).
     pub xdp_programs: usize,
 }
@@ -121,7 +121,7 @@ pub struct InterfaceRow {
     #[serde(skip)]
     pub ifindex: u32,
     pub interface: String,
-    pub counter: &'static str,
+    pub counter: Cow<'static, str>,
     pub layer: Layer,
     /// These drops may also be in the kfree_skb groups (not added to the host's total).
     pub in_kfree_skb: bool,
@@ -132,8 +132,9 @@ pub struct InterfaceRow {
     pub last_ns: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Followed {
+    kind: CounterKind,
     last: u64,
     grown: u64,
     last_ns: u64,
@@ -142,8 +143,8 @@ struct Followed {
 /// The growth of every interface counter since droptrace first read it.
 #[derive(Debug, Clone, Default)]
 pub struct InterfaceDrops {
-    /// (namespace, ifindex, index in `COUNTERS`) -> the counter followed.
-    followed: BTreeMap<(Netns, u32, u8), Followed>,
+    /// (namespace, ifindex, counter) -> the counter followed.
+    followed: BTreeMap<(Netns, u32, Cow<'static, str>), Followed>,
     /// The latest names of (namespace, ifindex).
     names: BTreeMap<(Netns, u32), (String, String)>,
     watched: Watched,
@@ -164,12 +165,15 @@ impl InterfaceDrops {
                 (i.netns, i.ifindex),
                 (i.netns_label.clone(), i.name.clone()),
             );
-            for &(at, value) in &i.counters {
-                match self.followed.entry((i.netns, i.ifindex, at)) {
+            for (kind, value) in &i.counters {
+                let value = *value;
+                match self.followed.entry((i.netns, i.ifindex, kind.name.clone())) {
                     std::collections::btree_map::Entry::Vacant(e) => {
                         e.insert(Followed {
+                            kind: kind.clone(),
                             last: value,
-                            ..Followed::default()
+                            grown: 0,
+                            last_ns: 0,
                         });
                     }
                     std::collections::btree_map::Entry::Occupied(mut e) => {
@@ -200,32 +204,31 @@ impl InterfaceDrops {
             .followed
             .iter()
             .filter(|(_, f)| f.grown > 0)
-            .filter_map(|(&(netns, ifindex, at), f)| {
-                let kind = COUNTERS.get(usize::from(at))?;
+            .map(|((netns, ifindex, _), f)| {
                 let (netns_label, interface) = self
                     .names
-                    .get(&(netns, ifindex))
+                    .get(&(*netns, *ifindex))
                     .cloned()
                     .unwrap_or_default();
-                Some(InterfaceRow {
-                    netns,
+                InterfaceRow {
+                    netns: *netns,
                     netns_label,
-                    ifindex,
+                    ifindex: *ifindex,
                     interface,
-                    counter: kind.name,
-                    layer: kind.layer,
-                    in_kfree_skb: kind.in_kfree_skb,
+                    counter: f.kind.name.clone(),
+                    layer: f.kind.layer,
+                    in_kfree_skb: f.kind.in_kfree_skb,
                     drops: f.grown,
                     last_ns: f.last_ns,
-                })
+                }
             })
             .collect();
         rows.sort_by(|a, b| {
             b.drops.cmp(&a.drops).then_with(|| {
-                (&a.netns_label, &a.interface, a.counter).cmp(&(
+                (&a.netns_label, &a.interface, &a.counter).cmp(&(
                     &b.netns_label,
                     &b.interface,
-                    b.counter,
+                    &b.counter,
                 ))
             })
         });
@@ -242,12 +245,9 @@ impl InterfaceDrops {
     }
 }
 
-/// The index in `COUNTERS` of a stats64 field.
-pub fn counter_index(name: &str) -> Option<u8> {
-    COUNTERS
-        .iter()
-        .position(|k| k.name == name)
-        .and_then(|at| u8::try_from(at).ok())
+/// The counter of a stats64 field droptrace follows.
+pub fn stats64_counter(name: &str) -> Option<CounterKind> {
+    COUNTERS.iter().find(|k| k.name == name).cloned()
 }
 
 #[cfg(test)]
@@ -264,8 +264,8 @@ mod tests {
                 ifindex: 3,
                 name: "veth-a".into(),
                 counters: vec![
-                    (counter_index("tx_dropped").unwrap(), tx_dropped),
-                    (counter_index("rx_missed_errors").unwrap(), rx_missed),
+                    (stats64_counter("tx_dropped").unwrap(), tx_dropped),
+                    (stats64_counter("rx_missed_errors").unwrap(), rx_missed),
                 ],
                 xdp_programs: 1,
             }],
@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!(
             (
-                rows[0].counter,
+                rows[0].counter.as_ref(),
                 rows[0].layer,
                 rows[0].drops,
                 rows[0].in_kfree_skb
@@ -292,7 +292,7 @@ mod tests {
         );
         assert_eq!(
             (
-                rows[1].counter,
+                rows[1].counter.as_ref(),
                 rows[1].layer,
                 rows[1].drops,
                 rows[1].last_ns

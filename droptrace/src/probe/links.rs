@@ -14,7 +14,7 @@ use crate::{
     kernel::netlink::{self, Link},
     pipeline::{
         event::Netns,
-        interfaces::{counter_index, HostReading, InterfaceReading, COUNTERS},
+        interfaces::{HostReading, InterfaceReading, COUNTERS},
     },
 };
 
@@ -181,7 +181,7 @@ fn interface(netns: Netns, label: &str, link: &Link) -> InterfaceReading {
         name: link.name.clone(),
         counters: COUNTERS
             .iter()
-            .filter_map(|k| Some((counter_index(k.name)?, link.stat(k.name)?)))
+            .filter_map(|k| Some((k.clone(), link.stat(&k.name)?)))
             .collect(),
         xdp_programs: link.xdp_programs.len(),
     }

@@ -68,7 +68,7 @@ pub struct TextPrinter {
     printed_total: u64,
     printed_lost: u64,
     /// Interface counters' growth printed so far: (namespace, ifindex, counter).
-    printed_interfaces: HashMap<(Netns, u32, &'static str), u64>,
+    printed_interfaces: HashMap<(Netns, u32, std::borrow::Cow<'static, str>), u64>,
 }
 
 impl TextPrinter {
@@ -96,7 +96,7 @@ impl TextPrinter {
             .rows()
             .into_iter()
             .filter_map(|r| {
-                let key = (r.netns, r.ifindex, r.counter);
+                let key = (r.netns, r.ifindex, r.counter.clone());
                 let before = self.printed_interfaces.insert(key, r.drops).unwrap_or(0);
                 (r.drops > before).then(|| (r.drops - before, r))
             })

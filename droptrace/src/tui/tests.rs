@@ -472,7 +472,7 @@ fn interface_rows() -> Vec<InterfaceRow> {
         netns_label: "dt-a".into(),
         ifindex: 3,
         interface: interface.into(),
-        counter,
+        counter: std::borrow::Cow::Borrowed(counter),
         layer,
         in_kfree_skb,
         drops,

@@ -255,7 +255,7 @@ mod tests {
         pipeline::{
             aggregate::Aggregator,
             fixtures,
-            interfaces::{counter_index, HostReading, InterfaceReading},
+            interfaces::{stats64_counter, HostReading, InterfaceReading},
             names::Names,
         },
         sinks::metrics::series::{BuildInfo, DropLabel, HostSample, StackCounter, Topology},
@@ -320,7 +320,7 @@ mod tests {
                 netns_label: "web".into(),
                 ifindex: 2,
                 name: "veth-b".into(),
-                counters: vec![(counter_index("tx_dropped").unwrap(), value)],
+                counters: vec![(stats64_counter("tx_dropped").unwrap(), value)],
                 xdp_programs: 0,
             }],
         };

@@ -2,7 +2,10 @@
 //! set of the drops, the counters of the kernel that count drops which never reach
 //! kfree_skb, and the exporter's own figures. Counts never go backwards while droptrace
 //! runs; series of a namespace or interface that is gone are removed once it is seen gone.
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
+};
 
 use rustc_hash::FxHashMap;
 
@@ -282,7 +285,7 @@ pub struct Exposition {
     pub unknown_namespaces: bool,
     /// The interfaces' own drop counters, as they grew while watching: (namespace,
     /// ifindex, counter) -> its series.
-    interfaces: BTreeMap<(Netns, u32, &'static str), InterfaceSeries>,
+    interfaces: BTreeMap<(Netns, u32, Cow<'static, str>), InterfaceSeries>,
     interfaces_shown: usize,
     /// What the interface counters beyond `max_series` counted, together.
     interfaces_other: u64,
@@ -387,7 +390,7 @@ impl Exposition {
 
     /// `(netns label, interface, counter, layer, value)` of the interface counters that
     /// grew while droptrace watched, at most `max_series` of them.
-    pub fn interfaces(&self) -> impl Iterator<Item = (String, &str, &'static str, Layer, u64)> {
+    pub fn interfaces(&self) -> impl Iterator<Item = (String, &str, &str, Layer, u64)> {
         self.interfaces
             .iter()
             .filter(|(_, s)| s.shown)
@@ -395,7 +398,7 @@ impl Exposition {
                 (
                     self.netns_label(*ns),
                     s.interface.as_str(),
-                    *counter,
+                    counter.as_ref(),
                     s.layer,
                     s.value,
                 )
@@ -411,7 +414,7 @@ impl Exposition {
     /// has grown; the first `max_series` keep theirs, the rest add up in `other`).
     fn fold_interfaces(&mut self, agg: &Aggregator) {
         for row in agg.interfaces().rows() {
-            let key = (row.netns, row.ifindex, row.counter);
+            let key = (row.netns, row.ifindex, row.counter.clone());
             let (shown, max) = (&mut self.interfaces_shown, self.max_series);
             let s = self.interfaces.entry(key).or_insert_with(|| {
                 let own = *shown < max;
@@ -1094,7 +1097,7 @@ mod tests {
 
     #[test]
     fn interface_counters_are_their_growth_bounded_by_max_series() {
-        use crate::pipeline::interfaces::{counter_index, HostReading, InterfaceReading};
+        use crate::pipeline::interfaces::{stats64_counter, HostReading, InterfaceReading};
         let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 1, BuildInfo::default());
         e.sample(host(&[(WEB, "web")]), 0);
         let reading = |tx: u64, missed: u64| HostReading {
@@ -1106,8 +1109,8 @@ mod tests {
                 ifindex: 3,
                 name: "veth-a".into(),
                 counters: vec![
-                    (counter_index("tx_dropped").unwrap(), tx),
-                    (counter_index("rx_missed_errors").unwrap(), missed),
+                    (stats64_counter("tx_dropped").unwrap(), tx),
+                    (stats64_counter("rx_missed_errors").unwrap(), missed),
                 ],
                 xdp_programs: 0,
             }],
