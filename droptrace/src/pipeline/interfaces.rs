@@ -245,6 +245,69 @@ impl InterfaceDrops {
     }
 }
 
+/// Words that make a driver's statistic a count of drops.
+const DROP_WORDS: [&str; 7] = [
+    "drop", "discard", "miss", "no_buf", "nobuf", "fifo", "overrun",
+];
+
+/// A driver statistic's queue and the name of the total it adds to: `rx_queue_3_drops`
+/// (veth), `rx3_drops` (virtio_net, mlx5), `rx-3.drops` (i40e) are queue 3 of `rx_drops`.
+fn queue_of(name: &str) -> Option<(u32, String)> {
+    for dir in ["rx", "tx"] {
+        let Some(rest) = name.strip_prefix(dir) else {
+            continue;
+        };
+        let rest = rest
+            .strip_prefix("_queue_")
+            .or_else(|| rest.strip_prefix('-'))
+            .unwrap_or(rest);
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            continue;
+        }
+        let (queue, after) = rest.split_at(digits);
+        let Some(after) = after.strip_prefix('_').or_else(|| after.strip_prefix('.')) else {
+            continue;
+        };
+        return Some((queue.parse().ok()?, format!("{dir}_{after}")));
+    }
+    None
+}
+
+/// The driver's own statistics (`ethtool -S`) that count drops, as counters of the
+/// `driver` layer named `ethtool:NAME`, per queue where the driver counts per queue (a
+/// total whose queues are all there is left out: it would count them twice). XDP drops
+/// are frames a native XDP program freed without an skb (virtio_net, mlx5...), never in
+/// kfree_skb, but for a veth, whose XDP runs on skbs that kfree_skb frees; any other drop
+/// a driver counts may have been an skb freed through kfree_skb.
+pub fn driver_counters(driver: &str, names: &[String], values: &[u64]) -> Vec<(CounterKind, u64)> {
+    let per_queue: std::collections::HashSet<String> = names
+        .iter()
+        .filter_map(|n| queue_of(n))
+        .map(|(_, total)| total)
+        .collect();
+    names
+        .iter()
+        .zip(values)
+        .filter(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
+            DROP_WORDS.iter().any(|w| lower.contains(w))
+                && (queue_of(name).is_some() || !per_queue.contains(name.as_str()))
+        })
+        .map(|(name, value)| {
+            let xdp_without_skb = name.contains("xdp") && driver != "veth";
+            (
+                CounterKind {
+                    name: Cow::Owned(format!("ethtool:{name}")),
+                    layer: Layer::Driver,
+                    in_kfree_skb: !xdp_without_skb,
+                },
+                *value,
+            )
+        })
+        .collect()
+}
+
 /// The counter of a stats64 field droptrace follows.
 pub fn stats64_counter(name: &str) -> Option<CounterKind> {
     COUNTERS.iter().find(|k| k.name == name).cloned()
@@ -310,6 +373,44 @@ mod tests {
                 xdp_programs: 1
             }
         );
+    }
+
+    fn names(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn drivers_drop_counters_are_kept_per_queue_without_their_totals() {
+        // virtio_net's `ethtool -S` names (captured in droptrace/fixtures/netlink): the
+        // totals `rx_drops` and `rx_xdp_drops` add up queue 0's, so they are left out.
+        let virtio = names(
+            "rx_drops rx_xdp_packets rx_xdp_tx rx_xdp_redirects rx_xdp_drops rx_kicks \
+             tx_xdp_tx tx_xdp_tx_drops tx_kicks tx_tx_timeouts rx0_drops rx0_xdp_packets \
+             rx0_xdp_tx rx0_xdp_redirects rx0_xdp_drops rx0_kicks tx0_xdp_tx \
+             tx0_xdp_tx_drops tx0_kicks tx0_tx_timeouts",
+        );
+        let values: Vec<u64> = (0..20).collect();
+        let kept: Vec<(String, bool, u64)> = driver_counters("virtio_net", &virtio, &values)
+            .into_iter()
+            .map(|(k, v)| (k.name.into_owned(), k.in_kfree_skb, v))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("ethtool:rx0_drops".to_owned(), true, 10),
+                ("ethtool:rx0_xdp_drops".to_owned(), false, 14),
+                ("ethtool:tx0_xdp_tx_drops".to_owned(), false, 17),
+            ]
+        );
+        // A veth's XDP drops free skbs: kfree_skb sees them too.
+        let veth = names("peer_ifindex rx_queue_0_drops rx_queue_0_xdp_drops rx_queue_0_xdp_tx");
+        let kept = driver_counters("veth", &veth, &[4, 5, 6, 7]);
+        assert_eq!(kept.len(), 2);
+        assert!(kept
+            .iter()
+            .all(|(k, _)| k.in_kfree_skb && k.layer == Layer::Driver));
+        assert_eq!(queue_of("rx-3.drops"), Some((3, "rx_drops".into())));
+        assert_eq!(queue_of("rx_missed"), None);
     }
 
     #[test]

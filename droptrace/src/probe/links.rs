@@ -1,5 +1,6 @@
 //! The interfaces' own drop counters, read through rtnetlink (an RTM_GETLINK dump, the
-//! same `rtnl_link_stats64` that `ip -s -s link` prints) in every namespace watched. The
+//! same `rtnl_link_stats64` that `ip -s -s link` prints) and the driver's own statistics
+//! (`ethtool -S`, through the SIOCETHTOOL ioctl) in every namespace watched. The
 //! readings run on a thread of their own; the live source takes them on its tick and
 //! reads once more, itself, at the end.
 use std::{
@@ -11,10 +12,13 @@ use std::{
 };
 
 use crate::{
-    kernel::netlink::{self, Link},
+    kernel::{
+        ethtool,
+        netlink::{self, Link},
+    },
     pipeline::{
         event::Netns,
-        interfaces::{HostReading, InterfaceReading, COUNTERS},
+        interfaces::{driver_counters, HostReading, InterfaceReading, COUNTERS},
     },
 };
 
@@ -107,6 +111,69 @@ impl LinkSocket {
     }
 }
 
+/// `struct ifreq` with its data pointer (what SIOCETHTOOL takes).
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _rest: [u8; 16],
+}
+
+/// One SIOCETHTOOL call on `fd` for the interface `name`, with `buf` in and out.
+fn ethtool_call(fd: &OwnedFd, name: &str, buf: &mut [u8]) -> Option<()> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: buf.as_mut_ptr().cast(),
+        _rest: [0; 16],
+    };
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: an ifreq whose data points at `buf`, sized for the command it holds.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), ethtool::SIOCETHTOOL as _, &raw mut req) };
+    (rc == 0).then_some(())
+}
+
+/// The driver's name and its own statistics (names, values) of the interface `name`, in
+/// the namespace the calling thread is in; `None` when it has none (lo) or they change
+/// between the calls.
+fn driver_stats(fd: &OwnedFd, name: &str) -> Option<(String, Vec<String>, Vec<u64>)> {
+    let mut drv = ethtool::drvinfo_request();
+    ethtool_call(fd, name, &mut drv)?;
+    let driver = ethtool::parse_drvinfo(&drv)?;
+    let mut info = ethtool::sset_info_request();
+    ethtool_call(fd, name, &mut info)?;
+    let n = ethtool::parse_sset_info(&info)?;
+    if n == 0 || n > ethtool::MAX_STATS {
+        return None;
+    }
+    let mut strings = ethtool::strings_request(n);
+    ethtool_call(fd, name, &mut strings)?;
+    let names = ethtool::parse_strings(&strings)?;
+    let mut stats = ethtool::stats_request(n);
+    ethtool_call(fd, name, &mut stats)?;
+    let values = ethtool::parse_stats(&stats)?;
+    (names.len() == values.len()).then_some((driver, names, values))
+}
+
+/// Every link of the namespace the calling thread is in, with its driver's statistics.
+fn read_here() -> std::io::Result<Vec<(Link, Option<(String, Vec<String>, Vec<u64>)>)>> {
+    let links = LinkSocket::open()?.dump()?;
+    // SAFETY: plain socket(2); owned from here on. Any socket carries SIOCETHTOOL.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: a descriptor just made (or -1, checked first) and owned by nobody else.
+    let fd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(links
+        .into_iter()
+        .map(|link| {
+            let stats = fd.as_ref().and_then(|fd| driver_stats(fd, &link.name));
+            (link, stats)
+        })
+        .collect())
+}
+
 /// Which namespaces and interfaces to read: every one, or those the filters keep.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -136,10 +203,7 @@ impl Reader {
             read_ns: boottime_ns(),
             ..HostReading::default()
         };
-        let dump = || {
-            let links = LinkSocket::open().and_then(|mut s| s.dump());
-            (netns::own_cookie(), links)
-        };
+        let dump = || (netns::own_cookie(), read_here());
         for (inode, path) in found.all() {
             if self.scope.netns.is_some_and(|only| only != inode) {
                 continue;
@@ -158,14 +222,15 @@ impl Reader {
             };
             reading.namespaces += 1;
             let (ns, label) = (Netns::new(inode, cookie), found.label(inode));
-            for link in links {
+            for (link, stats) in links {
                 let wanted = self
                     .scope
                     .interface
                     .as_ref()
                     .is_none_or(|only| *only == link.name);
                 if wanted {
-                    reading.interfaces.push(interface(ns, &label, &link));
+                    let one = interface(ns, &label, &link, stats.as_ref());
+                    reading.interfaces.push(one);
                 }
             }
         }
@@ -173,16 +238,25 @@ impl Reader {
     }
 }
 
-fn interface(netns: Netns, label: &str, link: &Link) -> InterfaceReading {
+fn interface(
+    netns: Netns,
+    label: &str,
+    link: &Link,
+    stats: Option<&(String, Vec<String>, Vec<u64>)>,
+) -> InterfaceReading {
+    let mut counters: Vec<_> = COUNTERS
+        .iter()
+        .filter_map(|k| Some((k.clone(), link.stat(&k.name)?)))
+        .collect();
+    if let Some((driver, names, values)) = stats {
+        counters.extend(driver_counters(driver, names, values));
+    }
     InterfaceReading {
         netns,
         netns_label: label.to_owned(),
         ifindex: link.ifindex,
         name: link.name.clone(),
-        counters: COUNTERS
-            .iter()
-            .filter_map(|k| Some((k.clone(), link.stat(&k.name)?)))
-            .collect(),
+        counters,
         xdp_programs: link.xdp_programs.len(),
     }
 }
