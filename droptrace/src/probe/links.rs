@@ -136,10 +136,17 @@ fn ethtool_call(fd: &OwnedFd, name: &str, buf: &mut [u8]) -> Option<()> {
     (rc == 0).then_some(())
 }
 
+/// A driver's name and its own statistics, names and values side by side.
+struct DriverStats {
+    driver: String,
+    names: Vec<String>,
+    values: Vec<u64>,
+}
+
 /// The driver's name and its own statistics (names, values) of the interface `name`, in
 /// the namespace the calling thread is in; `None` when it has none (lo) or they change
 /// between the calls.
-fn driver_stats(fd: &OwnedFd, name: &str) -> Option<(String, Vec<String>, Vec<u64>)> {
+fn driver_stats(fd: &OwnedFd, name: &str) -> Option<DriverStats> {
     let mut drv = ethtool::drvinfo_request();
     ethtool_call(fd, name, &mut drv)?;
     let driver = ethtool::parse_drvinfo(&drv)?;
@@ -155,11 +162,15 @@ fn driver_stats(fd: &OwnedFd, name: &str) -> Option<(String, Vec<String>, Vec<u6
     let mut stats = ethtool::stats_request(n);
     ethtool_call(fd, name, &mut stats)?;
     let values = ethtool::parse_stats(&stats)?;
-    (names.len() == values.len()).then_some((driver, names, values))
+    (names.len() == values.len()).then_some(DriverStats {
+        driver,
+        names,
+        values,
+    })
 }
 
 /// Every link of the namespace the calling thread is in, with its driver's statistics.
-fn read_here() -> std::io::Result<Vec<(Link, Option<(String, Vec<String>, Vec<u64>)>)>> {
+fn read_here() -> std::io::Result<Vec<(Link, Option<DriverStats>)>> {
     let links = LinkSocket::open()?.dump()?;
     // SAFETY: plain socket(2); owned from here on. Any socket carries SIOCETHTOOL.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -242,14 +253,14 @@ fn interface(
     netns: Netns,
     label: &str,
     link: &Link,
-    stats: Option<&(String, Vec<String>, Vec<u64>)>,
+    stats: Option<&DriverStats>,
 ) -> InterfaceReading {
     let mut counters: Vec<_> = COUNTERS
         .iter()
         .filter_map(|k| Some((k.clone(), link.stat(&k.name)?)))
         .collect();
-    if let Some((driver, names, values)) = stats {
-        counters.extend(driver_counters(driver, names, values));
+    if let Some(s) = stats {
+        counters.extend(driver_counters(&s.driver, &s.names, &s.values));
     }
     InterfaceReading {
         netns,
