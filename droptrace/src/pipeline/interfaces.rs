@@ -13,6 +13,8 @@
 //!   kfree_skb (a veth whose peer is down: `veth_xmit`'s tx_dropped is also a
 //!   NOT_SPECIFIED drop there). They are shown, and said to be possibly in the kfree_skb
 //!   rows already (`in_kfree_skb`), and never added to the host's total.
+//! - `driver` too: the driver's own statistics (`ethtool -S`) that count drops, per queue
+//!   where it counts per queue; see [`driver_counters`] for which are kfree_skb's too.
 //! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
 //!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
 use std::{borrow::Cow, collections::BTreeMap};
