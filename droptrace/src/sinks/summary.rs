@@ -431,6 +431,61 @@ mod tests {
     }
 
     #[test]
+    fn interfaces_counters_are_text_lines_apart_and_json_rows_with_their_layer() {
+        use crate::pipeline::interfaces::{stats64_counter, HostReading, InterfaceReading};
+        let names = resolver();
+        let mut agg = aggregate();
+        let reading = |tx: u64, missed: u64| HostReading {
+            read_ns: 1,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: 7.into(),
+                netns_label: "web".into(),
+                ifindex: 3,
+                name: "veth-a".into(),
+                counters: vec![
+                    (stats64_counter("tx_dropped").unwrap(), tx),
+                    (stats64_counter("rx_missed_errors").unwrap(), missed),
+                ],
+                xdp_programs: 0,
+            }],
+        };
+        agg.set_interfaces(&reading(90, 10));
+        let mut printer = text::TextPrinter::default();
+        let first = printer.block(&agg, &names, 1.0, WALL);
+        assert!(!first.contains("counted by interfaces"), "{first}");
+        agg.set_interfaces(&reading(97, 12));
+        let second = printer.block(&agg, &names, 2.0, WALL);
+        assert!(
+            second.contains("9 new drops counted by interfaces;")
+                && second.contains(
+                    "       7 tx_dropped on veth-a in netns web (driver; may also be a \
+                     kfree_skb drop above)\n"
+                )
+                && second.contains(
+                    "       2 rx_missed_errors on veth-a in netns web (nic; never reached \
+                     kfree_skb)\n"
+                ),
+            "{second}"
+        );
+        assert_eq!(printer.block(&agg, &names, 3.0, WALL), "", "nothing new");
+        let table = text::final_table(&agg, &names);
+        assert!(
+            table.contains(
+                "interfaces' own counters grew by 9 while watching, 2 of them drops \
+                 kfree_skb never saw"
+            ),
+            "{table}"
+        );
+        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        assert_eq!(json["interfaces"][0]["counter"], "tx_dropped");
+        assert_eq!(json["interfaces"][0]["layer"], "driver");
+        assert_eq!(json["interfaces"][1]["layer"], "nic");
+        assert_eq!(json["interfaces"][1]["drops"], 2);
+        assert_eq!(json["watched"]["interfaces"], 1);
+    }
+
+    #[test]
     fn text_blocks_show_only_what_is_new() {
         let resolver = resolver();
         let mut agg = aggregate();
