@@ -536,8 +536,8 @@ fn an_empty_live_view_says_what_it_watches() {
     tmux.send(&[&command, "Enter"]);
     let pane = tmux.wait_for("the layers watched in the header", |p| {
         p.contains(
-            "total 0  lost events 0  watching kfree_skb, XDP programs: 0 attached (untraced \
-             for now), interfaces: 1",
+            "s sort count  watching kfree_skb, XDP programs: 0 attached (untraced for now), \
+             interfaces: 1",
         )
     });
     assert!(

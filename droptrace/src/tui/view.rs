@@ -152,10 +152,6 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             .map(|p| (p, format!(" (last {} s)", f.seconds))),
         None => history::summary(&hist.total_per_second).map(|p| (p, String::new())),
     };
-    if total == 0 && snap.interfaces.is_empty() && filtered.is_none() {
-        // Nothing to show: say what is watched, so that nothing is a finding.
-        second.push(Span::raw(format!("  {}", watched_line(snap, false))));
-    }
     if let Some(((p50, p99, max), window)) = percentiles {
         second.push(Span::raw(format!(
             "  per s{window} p50 {} p99 {} max {}",
@@ -187,6 +183,10 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     }
     if snap.finished {
         third.push(Span::styled(" END OF RECORDING ", theme.alarm()));
+    }
+    if total == 0 && snap.interfaces.is_empty() && filtered.is_none() {
+        // Nothing to show: say what is watched, so that nothing is a finding.
+        third.push(Span::raw(watched_line(snap, false)));
     }
     frame.render_widget(
         Paragraph::new(vec![
