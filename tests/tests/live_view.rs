@@ -585,3 +585,40 @@ fn live_view_reset_starts_first_and_percentiles_over() {
     );
     quit_and_check_the_terminal(&tmux);
 }
+
+#[test]
+fn an_empty_live_view_says_what_it_watches() {
+    if !can_run("an_empty_live_view_says_what_it_watches") {
+        return;
+    }
+    // A namespace with nothing in it but lo: nothing to drop, one interface to read.
+    let ns = Netns::new("w");
+    let tmux = Tmux::new(120, 40);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    let command = format!(
+        "{} --netns {} --interval 0.2",
+        droptrace_bin().display(),
+        ns.path()
+    );
+    tmux.send(&[&command, "Enter"]);
+    let pane = tmux.wait_for("the layers watched in the header", |p| {
+        p.contains(
+            "s sort count  watching kfree_skb, XDP programs: 0 attached (untraced for now), \
+             interfaces: 1",
+        )
+    });
+    assert!(
+        flat(&pane).contains("interfaces: 1 in 1 namespace."),
+        "{pane}"
+    );
+    quit_and_check_the_terminal_empty(&tmux);
+}
+
+/// `q` on a view that saw nothing: the closing table, and no program left.
+fn quit_and_check_the_terminal_empty(tmux: &Tmux) {
+    tmux.send(&["q"]);
+    tmux.wait_for("the closing table and the prompt", |p| {
+        p.contains("0 drops matched") && p.trim_end().ends_with("dt-prompt$")
+    });
+    wait_unloaded("`q`", &droptrace_programs());
+}

@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     name_places: true,
                     name_workloads: true,
                     control: Some(Arc::clone(&link.control)),
+                    interfaces: true,
                     ..LiveOptions::default()
                 },
             )?;

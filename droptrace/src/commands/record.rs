@@ -25,6 +25,8 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             control: None,
             // A recording keeps every drop.
             stream: true,
+            // Not in recordings (yet): their format has no block for them.
+            interfaces: false,
         },
     )?;
     let file = super::create_private(&args.output, args.force)?;

@@ -41,6 +41,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         &args.live,
         LiveOptions {
             tick: Some(TICK),
+            interfaces: true,
             ..LiveOptions::default()
         },
     )?;

@@ -28,6 +28,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             name_workloads: true,
             // JSON Lines writes drops one by one.
             stream: format == LiveFormat::Jsonl,
+            // The text table and the JSON summary show the interfaces' drops too.
+            interfaces: format != LiveFormat::Jsonl,
             ..LiveOptions::default()
         },
     )?;

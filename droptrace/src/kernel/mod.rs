@@ -3,8 +3,10 @@
 //! so they are tested on captured fixtures; reading the files is `probe::discover`'s job.
 pub mod btf;
 pub mod debuginfo;
+pub mod ethtool;
 pub mod kallsyms;
 pub mod layout;
+pub mod netlink;
 pub mod reasons;
 pub mod slots;
 pub mod tracefs;

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::pipeline::{
     event::{Drop, Group},
+    interfaces::{HostReading, InterfaceDrops},
     samples::Recent,
 };
 
@@ -118,6 +119,8 @@ pub struct Aggregator {
     counters: KernelCounters,
     delivered: u64,
     overflow: u64,
+    /// The interfaces' own drop counters, as they grew (when the source reads them).
+    interfaces: InterfaceDrops,
 }
 
 impl Aggregator {
@@ -222,6 +225,16 @@ impl Aggregator {
 
     pub fn counters(&self) -> KernelCounters {
         self.counters
+    }
+
+    /// Takes a reading of the interfaces' counters (absolute values).
+    pub fn set_interfaces(&mut self, reading: &HostReading) {
+        self.interfaces.update(reading);
+    }
+
+    /// The interfaces' counters that grew, and what is watched.
+    pub fn interfaces(&self) -> &InterfaceDrops {
+        &self.interfaces
     }
 
     /// Delivered drops of groups beyond `MAX_GROUPS`, counted together.

@@ -10,6 +10,7 @@
 //! [`Aggregator`] and hands them to every [`Sink`]. Nothing here needs root.
 pub mod aggregate;
 pub mod event;
+pub mod interfaces;
 pub mod names;
 pub mod recording;
 pub mod resolve;
@@ -63,6 +64,11 @@ impl<'a, 'b> Flow<'a, 'b> {
         lost: impl IntoIterator<Item = (Group, u64)>,
     ) {
         self.agg.set_kernel(kernel, lost);
+    }
+
+    /// The interfaces' counters as read now (absolute values; their growth is kept).
+    pub fn interfaces(&mut self, reading: &interfaces::HostReading) {
+        self.agg.set_interfaces(reading);
     }
 
     pub fn agg(&self) -> &Aggregator {

@@ -12,6 +12,7 @@ pub mod collect;
 pub mod discover;
 pub mod filters;
 pub mod host;
+pub mod links;
 pub mod netns;
 pub mod nsid;
 pub mod places;

@@ -28,6 +28,7 @@ use super::{
     clock::boottime_ns,
     discover,
     filters::Filters,
+    links::{LinkWatch, Scope},
     places::Places,
     workloads::{HostPaths, Scan, WorkloadResolver},
 };
@@ -41,6 +42,8 @@ const STREAM_RING: u32 = 4 << 20;
 /// kB; 1 MiB holds seconds of them. Its pages are resident from the start (twice mapped),
 /// so the 4 MiB of streaming would cost 6 MB more for nothing.
 const SAMPLES_RING: u32 = 1 << 20;
+/// How often the interfaces' counters are read at most.
+const LINK_READINGS: Duration = Duration::from_secs(1);
 /// How long the end of a run waits for the names of namespaces that came late.
 const SETTLE: Duration = Duration::from_secs(1);
 /// Events handled before the loop looks at signals and timers again.
@@ -69,6 +72,9 @@ pub struct LiveOptions {
     /// Send every drop as an event (`record`, JSON Lines, `--stream`); otherwise the
     /// kernel counts by group and sends samples.
     pub stream: bool,
+    /// Read the interfaces' own drop counters (rtnetlink) in every namespace watched,
+    /// each tick and at the end.
+    pub interfaces: bool,
 }
 
 pub struct LiveSource {
@@ -85,6 +91,10 @@ pub struct LiveSource {
     initial_workloads:
         std::collections::HashMap<crate::pipeline::event::Netns, crate::pipeline::names::Workload>,
     control: Arc<Control>,
+    /// The interfaces' counters, read beside the events.
+    links: Option<LinkWatch>,
+    /// Readings not yet handed to the flow (the first, taken before attaching).
+    link_readings: Vec<crate::pipeline::interfaces::HostReading>,
     malformed: u64,
     verbose: bool,
     started_ns: u64,
@@ -164,6 +174,20 @@ impl LiveSource {
             verbose: args.verbose,
         })?;
         give_back_freed_memory();
+        // The interfaces' first reading is their baseline, taken before the "watching" line.
+        let (links, link_readings) = if opts.interfaces {
+            let scope = Scope {
+                netns: filters.netns,
+                netns_path: args.filters.netns.clone(),
+                interface: filters.iface.clone(),
+            };
+            // Not more often than each second: every namespace is entered for a reading.
+            let every = opts.tick.map_or(LINK_READINGS, |t| t.max(LINK_READINGS));
+            let (watch, first) = LinkWatch::start(scope, every);
+            (Some(watch), vec![first])
+        } else {
+            (None, Vec::new())
+        };
         let mut poll = interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let tick = opts.tick.map(|every| {
@@ -188,6 +212,8 @@ impl LiveSource {
             }),
             initial_workloads,
             control: opts.control.unwrap_or_default(),
+            links,
+            link_readings,
             malformed: 0,
             verbose: args.verbose,
             started_ns: boottime_ns(),
@@ -229,6 +255,12 @@ impl LiveSource {
     fn refresh(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
         let (counters, lost) = self.probe.read_counters()?;
         flow.counters(counters, lost);
+        if let Some(links) = &self.links {
+            self.link_readings.extend(links.take());
+        }
+        for reading in self.link_readings.drain(..) {
+            flow.interfaces(&reading);
+        }
         Ok(())
     }
 
@@ -305,6 +337,9 @@ impl Source for LiveSource {
     /// and the final counters, which now agree exactly.
     fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
         self.probe.detach()?;
+        if let Some(links) = self.links.as_mut() {
+            self.link_readings.push(links.finish());
+        }
         // A run of the program that started before the detach may still be finishing on
         // another CPU: read until every matched drop is accounted for (bounded).
         for _ in 0..100 {

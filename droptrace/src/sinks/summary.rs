@@ -8,6 +8,7 @@ use crate::{
     kernel::debuginfo::KernelLines,
     pipeline::{
         aggregate::Aggregator,
+        interfaces::{InterfaceRow, Watched},
         names::{Container, Names, Pod},
         sink::{Moment, Sink},
     },
@@ -67,6 +68,12 @@ pub struct Summary {
     /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
     pub other_groups: u64,
     pub groups: Vec<GroupSummary>,
+    /// The interfaces' own drop counters (rtnetlink stats64) that grew while droptrace
+    /// watched, each with its layer (`nic`, `driver`, `stack`) and whether its drops may
+    /// also be in `groups` (`in_kfree_skb`); empty when they were not read (a recording).
+    pub interfaces: Vec<InterfaceRow>,
+    /// What was watched: the interfaces read and the XDP programs attached to them.
+    pub watched: Watched,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -161,6 +168,8 @@ impl Summary {
             unattributed: counters.lost_ungrouped,
             other_groups: agg.overflow(),
             groups,
+            interfaces: agg.interfaces().rows(),
+            watched: agg.interfaces().watched(),
         }
     }
 }
@@ -234,6 +243,13 @@ mod tests {
         assert_eq!(json["total"], 7);
         assert_eq!(json["lost_events"], 2);
         assert_eq!(json["missed"], 1);
+        // No interfaces read (a recording, or a test): said so, not left out.
+        assert_eq!(json["interfaces"], serde_json::json!([]));
+        assert_eq!(
+            json["watched"],
+            serde_json::json!({"interfaces_read": false, "namespaces": 0, "interfaces": 0,
+                "xdp_programs": 0})
+        );
         let groups = json["groups"].as_array().unwrap();
         assert_eq!(groups.len(), 3);
         let top = &groups[0];
@@ -412,6 +428,61 @@ mod tests {
         let second = printer.block(&agg, &names, 2.0, WALL);
         assert_eq!(block_sums(&second), (58, 58), "{second}");
         assert!(second.contains(" 60 in all"), "{second}");
+    }
+
+    #[test]
+    fn interfaces_counters_are_text_lines_apart_and_json_rows_with_their_layer() {
+        use crate::pipeline::interfaces::{stats64_counter, HostReading, InterfaceReading};
+        let names = resolver();
+        let mut agg = aggregate();
+        let reading = |tx: u64, missed: u64| HostReading {
+            read_ns: 1,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: 7.into(),
+                netns_label: "web".into(),
+                ifindex: 3,
+                name: "veth-a".into(),
+                counters: vec![
+                    (stats64_counter("tx_dropped").unwrap(), tx),
+                    (stats64_counter("rx_missed_errors").unwrap(), missed),
+                ],
+                xdp_programs: 0,
+            }],
+        };
+        agg.set_interfaces(&reading(90, 10));
+        let mut printer = text::TextPrinter::default();
+        let first = printer.block(&agg, &names, 1.0, WALL);
+        assert!(!first.contains("counted by interfaces"), "{first}");
+        agg.set_interfaces(&reading(97, 12));
+        let second = printer.block(&agg, &names, 2.0, WALL);
+        assert!(
+            second.contains("9 new drops counted by interfaces;")
+                && second.contains(
+                    "       7 tx_dropped on veth-a in netns web (driver; may also be a \
+                     kfree_skb drop above)\n"
+                )
+                && second.contains(
+                    "       2 rx_missed_errors on veth-a in netns web (nic; never reached \
+                     kfree_skb)\n"
+                ),
+            "{second}"
+        );
+        assert_eq!(printer.block(&agg, &names, 3.0, WALL), "", "nothing new");
+        let table = text::final_table(&agg, &names);
+        assert!(
+            table.contains(
+                "interfaces' own counters grew by 9 while watching, 2 of them drops \
+                 kfree_skb never saw"
+            ),
+            "{table}"
+        );
+        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        assert_eq!(json["interfaces"][0]["counter"], "tx_dropped");
+        assert_eq!(json["interfaces"][0]["layer"], "driver");
+        assert_eq!(json["interfaces"][1]["layer"], "nic");
+        assert_eq!(json["interfaces"][1]["drops"], 2);
+        assert_eq!(json["watched"]["interfaces"], 1);
     }
 
     #[test]

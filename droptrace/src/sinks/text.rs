@@ -6,7 +6,8 @@ use crate::{
     error::Error,
     pipeline::{
         aggregate::Aggregator,
-        event::Group,
+        event::{Group, Netns},
+        interfaces::InterfaceRow,
         names::Names,
         sink::{Moment, Sink},
     },
@@ -66,6 +67,8 @@ pub struct TextPrinter {
     /// Every drop the blocks' lines gave so far.
     printed_total: u64,
     printed_lost: u64,
+    /// Interface counters' growth printed so far: (namespace, ifindex, counter).
+    printed_interfaces: HashMap<(Netns, u32, std::borrow::Cow<'static, str>), u64>,
 }
 
 impl TextPrinter {
@@ -74,6 +77,47 @@ impl TextPrinter {
     /// yet put in a group (a group's first reading is not trusted until the next one) is
     /// in the block that shows its group. `wall_ns`: the wall-clock time of the block.
     pub fn block(
+        &mut self,
+        agg: &Aggregator,
+        names: &Names,
+        elapsed_secs: f64,
+        wall_ns: u64,
+    ) -> String {
+        let mut out = self.drops_block(agg, names, elapsed_secs, wall_ns);
+        out.push_str(&self.interfaces_block(agg, elapsed_secs, wall_ns));
+        out
+    }
+
+    /// Lines for the interfaces' counters that grew since the previous block, under a
+    /// header of their own.
+    fn interfaces_block(&mut self, agg: &Aggregator, elapsed_secs: f64, wall_ns: u64) -> String {
+        let mut new: Vec<(u64, InterfaceRow)> = agg
+            .interfaces()
+            .rows()
+            .into_iter()
+            .filter_map(|r| {
+                let key = (r.netns, r.ifindex, r.counter.clone());
+                let before = self.printed_interfaces.insert(key, r.drops).unwrap_or(0);
+                (r.drops > before).then(|| (r.drops - before, r))
+            })
+            .collect();
+        if new.is_empty() {
+            return String::new();
+        }
+        new.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let total: u64 = new.iter().map(|r| r.0).sum();
+        let mut out = format!(
+            "[{elapsed_secs:>7.1}s] {total} new drop{} counted by interfaces; {} UTC\n",
+            if total == 1 { "" } else { "s" },
+            crate::format::utc(wall_ns),
+        );
+        for (n, row) in new {
+            let _ = writeln!(out, "{}", interface_line(n, &row));
+        }
+        out
+    }
+
+    fn drops_block(
         &mut self,
         agg: &Aggregator,
         names: &Names,
@@ -164,7 +208,25 @@ pub fn line(count: u64, g: &Group, names: &Names) -> String {
     crate::format::printable(&s).into_owned()
 }
 
-/// The closing table of a text run: every group with its total.
+/// `       7 tx_dropped on dtva in netns web (driver; may also be a kfree_skb drop above)`
+pub fn interface_line(count: u64, row: &InterfaceRow) -> String {
+    let s = format!(
+        "{count:>8} {} on {} in netns {} ({}{})",
+        row.counter,
+        row.interface,
+        row.netns_label,
+        row.layer.label(),
+        if row.in_kfree_skb {
+            "; may also be a kfree_skb drop above"
+        } else {
+            "; never reached kfree_skb"
+        }
+    );
+    crate::format::printable(&s).into_owned()
+}
+
+/// The closing table of a text run: every group with its total, then what the
+/// interfaces' own counters say.
 pub fn final_table(agg: &Aggregator, names: &Names) -> String {
     let c = agg.counters();
     let mut out = format!(
@@ -175,6 +237,19 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
     unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
+    let rows = agg.interfaces().rows();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "droptrace: interfaces' own counters grew by {} while watching, {} of them drops \
+             kfree_skb never saw",
+            rows.iter().map(|r| r.drops).sum::<u64>(),
+            agg.interfaces().beyond_kfree_skb(),
+        );
+        for row in &rows {
+            let _ = writeln!(out, "{}", interface_line(row.drops, row));
+        }
+    }
     out
 }
 

@@ -182,6 +182,8 @@ fn snapshot_in(
         detail: None,
         diagnosis: None,
         finished: false,
+        interfaces: agg.interfaces().rows(),
+        watched: agg.interfaces().watched(),
     }
 }
 

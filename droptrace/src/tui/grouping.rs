@@ -17,10 +17,13 @@ pub enum Grouping {
     Namespace,
     /// The container and pod of the namespace (one row per namespace).
     Pod,
+    /// The layer that dropped: kfree_skb's drops are the stack's, in one row; the
+    /// interfaces' own counters add the driver's and the NIC's below the table.
+    Layer,
 }
 
 impl Grouping {
-    pub const ALL: [Grouping; 7] = [
+    pub const ALL: [Grouping; 8] = [
         Grouping::Site,
         Grouping::Location,
         Grouping::Reason,
@@ -28,6 +31,7 @@ impl Grouping {
         Grouping::Interface,
         Grouping::Namespace,
         Grouping::Pod,
+        Grouping::Layer,
     ];
 
     pub fn label(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Grouping {
             Grouping::Interface => "interface",
             Grouping::Namespace => "namespace",
             Grouping::Pod => "pod",
+            Grouping::Layer => "layer",
         }
     }
 
@@ -66,6 +71,7 @@ impl Grouping {
                 names.namespace(key.netns),
             ],
             Grouping::Namespace => vec![names.namespace(key.netns)],
+            Grouping::Layer => vec!["stack".into(), "kfree_skb".into()],
             Grouping::Pod => {
                 let w = names.workload(key.netns);
                 vec![
@@ -119,6 +125,7 @@ impl Grouping {
                 netns: g.netns,
                 ..none
             },
+            Grouping::Layer => none,
         }
     }
 
@@ -247,7 +254,7 @@ mod tests {
             g = g.next();
         }
         assert_eq!(g, Grouping::Site);
-        assert_eq!(Grouping::Site.previous(), Grouping::Pod);
+        assert_eq!(Grouping::Site.previous(), Grouping::Layer);
         assert_eq!(Sort::Count.next(), Sort::Rate);
         assert_eq!(Sort::Count.previous(), Sort::Recency);
     }

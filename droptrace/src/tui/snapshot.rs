@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::pipeline::{
     aggregate::{GroupStats, KernelCounters},
     event::{Drop, Group},
+    interfaces::{InterfaceRow, Watched},
     names::Names,
 };
 
@@ -131,4 +132,8 @@ pub struct Snapshot {
     pub diagnosis: Option<(DiagnoseRequest, Diagnosis)>,
     /// The source has ended (a recording played to its end).
     pub finished: bool,
+    /// The interfaces' own drop counters that grew while watching, most first.
+    pub interfaces: Vec<InterfaceRow>,
+    /// What is watched beside kfree_skb, for a view with nothing to show to say so.
+    pub watched: Watched,
 }

@@ -504,7 +504,7 @@ fn common_key(state: &mut State, key: Key) {
         Key::Char('r') => reset(state),
         Key::Char('g') | Key::Tab => regroup(state, state.grouping.next()),
         Key::Char('G') | Key::BackTab => regroup(state, state.grouping.previous()),
-        Key::Char(c @ '1'..='7') => {
+        Key::Char(c @ '1'..='8') => {
             let i = c as usize - '1' as usize;
             regroup(state, Grouping::ALL[i]);
         }

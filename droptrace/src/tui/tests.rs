@@ -16,6 +16,7 @@ use crate::{
         aggregate::{GroupStats, KernelCounters},
         event::{Drop, Group, Netns, Packet},
         fixtures::location,
+        interfaces::{InterfaceRow, Layer, Watched},
         names::Names,
     },
 };
@@ -188,6 +189,8 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
         detail,
         diagnosis: None,
         finished: false,
+        interfaces: Vec::new(),
+        watched: Watched::default(),
     }
 }
 
@@ -434,6 +437,74 @@ fn an_empty_source_says_so() {
     let state = State::new(info(), false);
     let screen = draw(&state, 80, 24);
     assert!(screen.contains("No drops yet"), "{screen}");
+}
+
+/// What a live run with nothing dropped has watched: one XDP program on one of 7
+/// interfaces in 3 namespaces.
+fn watched() -> Watched {
+    Watched {
+        interfaces_read: true,
+        namespaces: 3,
+        interfaces: 7,
+        xdp_programs: 1,
+    }
+}
+
+#[test]
+fn an_empty_live_view_says_what_it_watches() {
+    let mut state = State::new(info(), false);
+    let snapshot = Snapshot {
+        now_ns: T0 + S,
+        started_ns: T0,
+        names: names(),
+        watched: watched(),
+        ..Snapshot::default()
+    };
+    update(&mut state, Action::Snapshot(Box::new(snapshot)));
+    insta::assert_snapshot!(draw(&state, 120, 12));
+}
+
+/// Two interface counters that grew: a veth's tx_dropped (also kfree_skb's) and a NIC's
+/// missed frames (never kfree_skb's).
+fn interface_rows() -> Vec<InterfaceRow> {
+    let row = |interface: &str, counter, layer, in_kfree_skb, drops| InterfaceRow {
+        netns: NS_A,
+        netns_label: "dt-a".into(),
+        ifindex: 3,
+        interface: interface.into(),
+        counter: std::borrow::Cow::Borrowed(counter),
+        layer,
+        in_kfree_skb,
+        drops,
+        last_ns: T0,
+    };
+    vec![
+        row("veth-b", "tx_dropped", Layer::Driver, true, 40),
+        row("eth1", "rx_missed_errors", Layer::Nic, false, 7),
+    ]
+}
+
+fn state_with_interfaces() -> State {
+    let mut state = fed_state();
+    let mut last = snapshot_at(249, None);
+    last.interfaces = interface_rows();
+    last.watched = watched();
+    update(&mut state, Action::Snapshot(Box::new(last)));
+    state
+}
+
+#[test]
+fn snapshot_table_with_interface_counters_80x24() {
+    insta::assert_snapshot!(draw(&state_with_interfaces(), 80, 24));
+}
+
+#[test]
+fn snapshot_table_by_layer_120x40() {
+    let mut state = state_with_interfaces();
+    keys(&mut state, &[Key::Char('8')]);
+    assert_eq!(state.grouping, Grouping::Layer);
+    assert_eq!(row_names(&state), ["stack kfree_skb"]);
+    insta::assert_snapshot!(draw(&state, 120, 40));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::{
     history::{self, History, WINDOW},
     state::{Action, Mode, Row, State},
 };
-use crate::pipeline::{event::Group, names::Names};
+use crate::pipeline::{event::Group, interfaces::Layer, names::Names};
 
 pub mod detail;
 mod diagnosis;
@@ -184,6 +184,10 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     if snap.finished {
         third.push(Span::styled(" END OF RECORDING ", theme.alarm()));
     }
+    if total == 0 && snap.interfaces.is_empty() && filtered.is_none() {
+        // Nothing to show: say what is watched, so that nothing is a finding.
+        third.push(Span::raw(watched_line(snap, false)));
+    }
     frame.render_widget(
         Paragraph::new(vec![
             Line::from(first),
@@ -192,6 +196,98 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
         ]),
         area,
     );
+}
+
+/// `watching kfree_skb, XDP programs: 1 attached (untraced for now), interfaces: 7`, and
+/// ` in 3 namespaces` when `long`.
+fn watched_line(snap: &crate::tui::snapshot::Snapshot, long: bool) -> String {
+    let w = &snap.watched;
+    if !w.interfaces_read {
+        return "watching kfree_skb".into();
+    }
+    let mut s = format!(
+        "watching kfree_skb, XDP programs: {} attached (untraced for now), interfaces: {}",
+        w.xdp_programs, w.interfaces,
+    );
+    if long {
+        let plural = if w.namespaces == 1 { "" } else { "s" };
+        s.push_str(&format!(" in {} namespace{plural}", w.namespaces));
+    }
+    s
+}
+
+/// Lines of the interfaces' panel below the table at most (with its title).
+const INTERFACE_LINES: usize = 6;
+
+/// The interfaces' own counters that grew, below the table: one line per counter, or by
+/// layer when the table is.
+fn render_interfaces(state: &State, frame: &mut Frame, area: Rect) {
+    let (snap, _) = state.shown();
+    let rows = &snap.interfaces;
+    let theme = Theme { color: state.color };
+    let mut lines = vec![Line::from(Span::styled(
+        "Counted by the interfaces themselves, while watching",
+        Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+    ))];
+    let note = |in_kfree_skb: bool| {
+        if in_kfree_skb {
+            "may also be in the rows above"
+        } else {
+            "never reached kfree_skb"
+        }
+    };
+    if state.grouping == Grouping::Layer {
+        for layer in [Layer::Driver, Layer::Nic, Layer::Stack] {
+            let of: Vec<_> = rows.iter().filter(|r| r.layer == layer).collect();
+            if of.is_empty() {
+                continue;
+            }
+            let sum: u64 = of.iter().map(|r| r.drops).sum();
+            let counters = of.len();
+            lines.push(Line::raw(format!(
+                "  {:<8} {:>9}  {counters} counter{} ({})",
+                layer.label(),
+                count(sum),
+                if counters == 1 { "" } else { "s" },
+                note(of.iter().any(|r| r.in_kfree_skb)),
+            )));
+        }
+    } else {
+        for r in rows.iter().take(INTERFACE_LINES - 1) {
+            let text = format!(
+                "  {:<8} {:>9}  {} on {} in {} ({})",
+                r.layer.label(),
+                count(r.drops),
+                r.counter,
+                r.interface,
+                r.netns_label,
+                note(r.in_kfree_skb),
+            );
+            lines.push(Line::styled(
+                format::printable(&text).into_owned(),
+                if r.in_kfree_skb {
+                    Style::new()
+                } else {
+                    theme.alarm()
+                },
+            ));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// How many lines the interfaces' panel takes (0 without rows).
+fn interface_lines(state: &State) -> u16 {
+    let (snap, _) = state.shown();
+    if snap.interfaces.is_empty() {
+        return 0;
+    }
+    let n = if state.grouping == Grouping::Layer {
+        3
+    } else {
+        snap.interfaces.len()
+    };
+    u16::try_from((n + 1).min(INTERFACE_LINES)).unwrap_or(0)
 }
 
 fn or_dash(s: &str) -> &str {
@@ -218,10 +314,20 @@ fn name_columns(grouping: Grouping, reason_width: u16) -> Vec<(&'static str, u16
         Grouping::Interface => vec![("Interface", 16), ("Namespace", 0)],
         Grouping::Namespace => vec![("Namespace", 0)],
         Grouping::Pod => vec![("Pod", 28), ("Container", 16), ("Namespace", 0)],
+        Grouping::Layer => vec![("Layer", 8), ("Counted by", 0)],
     }
 }
 
 fn render_table(state: &State, frame: &mut Frame, area: Rect) {
+    let panel = interface_lines(state);
+    let area = if panel > 0 && area.height > panel + 3 {
+        let [table, below] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(panel)]).areas(area);
+        render_interfaces(state, frame, below);
+        table
+    } else {
+        area
+    };
     let theme = Theme { color: state.color };
     let (snap, hist) = state.shown();
     let rows = state.rows();
@@ -323,9 +429,13 @@ fn render_table(state: &State, frame: &mut Frame, area: Rect) {
     frame.render_stateful_widget(table, area, &mut table_state);
     if empty {
         let text = if snap.groups.is_empty() {
-            "No drops yet. Counting in the kernel; rows appear as drops do."
+            format!(
+                "No drops yet. Counting in the kernel; rows appear as drops do. Now {}.",
+                watched_line(snap, true)
+            )
         } else {
             "No rows match the view filter (/ to change it, Enter on an empty filter clears it)."
+                .into()
         };
         let [_, msg] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(area);
         frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), msg);
@@ -509,8 +619,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Esc", "back to the table"),
     ("g / G, Tab", "next / previous grouping"),
     (
-        "1-7",
-        "group by location+reason+port, location, reason, port, interface, namespace, pod",
+        "1-8",
+        "group by location+reason+port, location, reason, port, interface, namespace, pod, \
+         layer",
     ),
     (
         "s / S",

@@ -73,6 +73,22 @@ pub fn families(e: &Exposition) -> Vec<Family> {
         ];
         stack.push((other, e.stack_other()));
     }
+    let mut interfaces: Vec<_> = e
+        .interfaces()
+        .map(|(netns, iface, counter, layer, v)| {
+            let labels = vec![
+                ("netns", netns),
+                ("interface", iface.to_owned()),
+                ("counter", counter.to_owned()),
+                ("layer", layer.label().to_owned()),
+            ];
+            (labels, v)
+        })
+        .collect();
+    if e.interfaces_other() > 0 {
+        let other = ["netns", "interface", "counter", "layer"].map(|k| (k, "other".to_owned()));
+        interfaces.push((other.to_vec(), e.interfaces_other()));
+    }
     vec![
         Family {
             name: "droptrace_drops",
@@ -103,6 +119,12 @@ pub fn families(e: &Exposition) -> Vec<Family> {
             help: "The kernel's own counters of drops (listen queues, backlog, socket buffers, devices), per network namespace; some of these drops never reach skb:kfree_skb, others are also in droptrace_drops_total.",
             kind: Kind::Counter,
             samples: stack,
+        },
+        Family {
+            name: "droptrace_interface_drops",
+            help: "Growth while droptrace watches of the interfaces' own drop counters (rtnetlink stats64), by layer: nic (never in droptrace_drops_total), driver and stack (rx_dropped, tx_dropped, rx_nohandler: may also be in droptrace_drops_total).",
+            kind: Kind::Counter,
+            samples: interfaces,
         },
         Family {
             name: "droptrace_build",
@@ -230,7 +252,12 @@ mod tests {
     use super::*;
     use crate::{
         kernel::reasons::DropReasonTable,
-        pipeline::{aggregate::Aggregator, fixtures, names::Names},
+        pipeline::{
+            aggregate::Aggregator,
+            fixtures,
+            interfaces::{stats64_counter, HostReading, InterfaceReading},
+            names::Names,
+        },
         sinks::metrics::series::{BuildInfo, DropLabel, HostSample, StackCounter, Topology},
     };
 
@@ -284,6 +311,21 @@ mod tests {
         for i in 0..5 {
             agg.add(&fixtures::tcp4(0x100, 12, (40_000, 1678), 7, i));
         }
+        // veth-b's tx_dropped read at 100, then at 104: 4 drops while watching.
+        let reading = |value| HostReading {
+            read_ns: 1,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: 7.into(),
+                netns_label: "web".into(),
+                ifindex: 2,
+                name: "veth-b".into(),
+                counters: vec![(stats64_counter("tx_dropped").unwrap(), value)],
+                xdp_programs: 0,
+            }],
+        };
+        agg.set_interfaces(&reading(100));
+        agg.set_interfaces(&reading(104));
         e.fold(&agg, &names);
         e
     }
@@ -306,6 +348,9 @@ droptrace_series_dropped_total 0
 # TYPE droptrace_stack_drops_total counter
 droptrace_stack_drops_total{netns="we\"b\\1\nx",counter="TcpExt:ListenOverflows"} 3
 droptrace_stack_drops_total{netns="we\"b\\1\nx",interface="veth-b",counter="dev:rx_dropped"} 9
+# HELP droptrace_interface_drops_total Growth while droptrace watches of the interfaces' own drop counters (rtnetlink stats64), by layer: nic (never in droptrace_drops_total), driver and stack (rx_dropped, tx_dropped, rx_nohandler: may also be in droptrace_drops_total).
+# TYPE droptrace_interface_drops_total counter
+droptrace_interface_drops_total{netns="we\"b\\1\nx",interface="veth-b",counter="tx_dropped",layer="driver"} 4
 # HELP droptrace_build_info droptrace's version, the kernel it watches and how it is attached.
 # TYPE droptrace_build_info gauge
 droptrace_build_info{version="0.1.0",kernel="6.18.0",attach="tp_btf"} 1

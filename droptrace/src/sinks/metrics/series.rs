@@ -2,13 +2,17 @@
 //! set of the drops, the counters of the kernel that count drops which never reach
 //! kfree_skb, and the exporter's own figures. Counts never go backwards while droptrace
 //! runs; series of a namespace or interface that is gone are removed once it is seen gone.
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
+};
 
 use rustc_hash::FxHashMap;
 
 use crate::pipeline::{
     aggregate::Aggregator,
     event::{Group, Netns},
+    interfaces::Layer,
     names::{Names, Workload},
 };
 
@@ -279,6 +283,22 @@ pub struct Exposition {
     stack_other: u64,
     /// Namespaces seen on drops that the last sample did not know: worth a new sample.
     pub unknown_namespaces: bool,
+    /// The interfaces' own drop counters, as they grew while watching: (namespace,
+    /// ifindex, counter) -> its series.
+    interfaces: BTreeMap<(Netns, u32, Cow<'static, str>), InterfaceSeries>,
+    interfaces_shown: usize,
+    /// What the interface counters beyond `max_series` counted, together.
+    interfaces_other: u64,
+}
+
+/// One interface counter's series.
+#[derive(Debug)]
+struct InterfaceSeries {
+    interface: String,
+    layer: Layer,
+    value: u64,
+    /// A series of its own; else counted in the `other` one.
+    shown: bool,
 }
 
 impl Exposition {
@@ -307,6 +327,9 @@ impl Exposition {
             stack_shown: 0,
             stack_other: 0,
             unknown_namespaces: false,
+            interfaces: BTreeMap::new(),
+            interfaces_shown: 0,
+            interfaces_other: 0,
         }
     }
 
@@ -363,6 +386,52 @@ impl Exposition {
     /// What the stack counters left out by `max_series` counted, together.
     pub fn stack_other(&self) -> u64 {
         self.stack_other
+    }
+
+    /// `(netns label, interface, counter, layer, value)` of the interface counters that
+    /// grew while droptrace watched, at most `max_series` of them.
+    pub fn interfaces(&self) -> impl Iterator<Item = (String, &str, &str, Layer, u64)> {
+        self.interfaces
+            .iter()
+            .filter(|(_, s)| s.shown)
+            .map(|((ns, _, counter), s)| {
+                (
+                    self.netns_label(*ns),
+                    s.interface.as_str(),
+                    counter.as_ref(),
+                    s.layer,
+                    s.value,
+                )
+            })
+    }
+
+    /// What the interface counters left out by `max_series` counted, together.
+    pub fn interfaces_other(&self) -> u64 {
+        self.interfaces_other
+    }
+
+    /// The interfaces' counters' growth into their series (a counter is a series once it
+    /// has grown; the first `max_series` keep theirs, the rest add up in `other`).
+    fn fold_interfaces(&mut self, agg: &Aggregator) {
+        for row in agg.interfaces().rows() {
+            let key = (row.netns, row.ifindex, row.counter.clone());
+            let (shown, max) = (&mut self.interfaces_shown, self.max_series);
+            let s = self.interfaces.entry(key).or_insert_with(|| {
+                let own = *shown < max;
+                *shown += usize::from(own);
+                InterfaceSeries {
+                    interface: row.interface.clone(),
+                    layer: row.layer,
+                    value: 0,
+                    shown: own,
+                }
+            });
+            let delta = row.drops.saturating_sub(s.value);
+            s.value = s.value.max(row.drops);
+            if !s.shown {
+                self.interfaces_other += delta;
+            }
+        }
     }
 
     fn netns_label(&self, netns: Netns) -> String {
@@ -549,6 +618,7 @@ impl Exposition {
         self.lost = self.lost.max(c.lost);
         self.missed = self.missed.max(c.missed);
         self.unknown_namespaces = unknown;
+        self.fold_interfaces(agg);
     }
 
     /// Takes a sample of the host whose scan began after fold `after`: names for the
@@ -1023,6 +1093,52 @@ mod tests {
         );
         e.sample(host(&[]), 0);
         assert_eq!(e.stack().count(), 0);
+    }
+
+    #[test]
+    fn interface_counters_are_their_growth_bounded_by_max_series() {
+        use crate::pipeline::interfaces::{stats64_counter, HostReading, InterfaceReading};
+        let mut e = Exposition::new(DropLabel::DEFAULT.to_vec(), 1, BuildInfo::default());
+        e.sample(host(&[(WEB, "web")]), 0);
+        let reading = |tx: u64, missed: u64| HostReading {
+            read_ns: 1,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: WEB,
+                netns_label: "web".into(),
+                ifindex: 3,
+                name: "veth-a".into(),
+                counters: vec![
+                    (stats64_counter("tx_dropped").unwrap(), tx),
+                    (stats64_counter("rx_missed_errors").unwrap(), missed),
+                ],
+                xdp_programs: 0,
+            }],
+        };
+        let mut agg = Aggregator::new();
+        agg.set_interfaces(&reading(1000, 50));
+        e.fold(&agg, &names());
+        assert_eq!(e.interfaces().count(), 0, "values since boot are no series");
+        agg.set_interfaces(&reading(1010, 50));
+        e.fold(&agg, &names());
+        agg.set_interfaces(&reading(1012, 53));
+        e.fold(&agg, &names());
+        let shown: Vec<_> = e
+            .interfaces()
+            .map(|(ns, i, c, l, v)| (ns, i.to_owned(), c, l, v))
+            .collect();
+        assert_eq!(
+            shown,
+            [(
+                "web".to_owned(),
+                "veth-a".to_owned(),
+                "tx_dropped",
+                Layer::Driver,
+                12
+            )]
+        );
+        // The second counter came when the one series allowed was taken.
+        assert_eq!(e.interfaces_other(), 3);
     }
 
     #[test]

@@ -1,0 +1,437 @@
+//! Drops the interfaces' own counters say happened, beside the stack's drops: the growth
+//! of the kernel's per-interface counters (rtnetlink `rtnl_link_stats64`) while droptrace
+//! watches, never their values since boot, each with the layer that makes it.
+//!
+//! Layers, and where they overlap with the kfree_skb rows:
+//! - `nic`: the device's receive and transmit errors (`rx_missed_errors`, `rx_fifo_errors`,
+//!   `rx_over_errors`, `rx_crc_errors`, `rx_length_errors`, `rx_frame_errors`,
+//!   `tx_aborted_errors`, `tx_carrier_errors`, `tx_fifo_errors`, `tx_heartbeat_errors`,
+//!   `tx_window_errors`): frames lost in the hardware or its ring before there is an skb,
+//!   so never in kfree_skb; they add to the host's drops.
+//! - `driver`: `rx_dropped` and `tx_dropped`. The kernel adds the driver's own count and the
+//!   core's (`dev_core_stats`) into one figure, and most of these drops free an skb through
+//!   kfree_skb (a veth whose peer is down: `veth_xmit`'s tx_dropped is also a
+//!   NOT_SPECIFIED drop there). They are shown, and said to be possibly in the kfree_skb
+//!   rows already (`in_kfree_skb`), and never added to the host's total.
+//! - `driver` too: the driver's own statistics (`ethtool -S`) that count drops, per queue
+//!   where it counts per queue; see [`driver_counters`] for which are kfree_skb's too.
+//! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
+//!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
+use std::{borrow::Cow, collections::BTreeMap};
+
+use serde::Serialize;
+
+use super::event::Netns;
+
+/// Which part of the machine dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Nic,
+    Driver,
+    Stack,
+}
+
+impl Layer {
+    pub fn label(self) -> &'static str {
+        match self {
+            Layer::Nic => "nic",
+            Layer::Driver => "driver",
+            Layer::Stack => "stack",
+        }
+    }
+}
+
+/// One counter droptrace follows: its name (the kernel's stats64 field), its layer, and
+/// whether its drops may also be kfree_skb drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterKind {
+    pub name: Cow<'static, str>,
+    pub layer: Layer,
+    pub in_kfree_skb: bool,
+}
+
+const fn kind(name: &'static str, layer: Layer, in_kfree_skb: bool) -> CounterKind {
+    CounterKind {
+        name: Cow::Borrowed(name),
+        layer,
+        in_kfree_skb,
+    }
+}
+
+/// The stats64 fields that count drops. Not `rx_errors` and `tx_errors`: they sum the
+/// error fields here (and drivers add their own), so the same loss would count twice.
+pub const COUNTERS: [CounterKind; 15] = [
+    kind("rx_dropped", Layer::Driver, true),
+    kind("tx_dropped", Layer::Driver, true),
+    kind("rx_missed_errors", Layer::Nic, false),
+    kind("rx_fifo_errors", Layer::Nic, false),
+    kind("rx_over_errors", Layer::Nic, false),
+    kind("rx_crc_errors", Layer::Nic, false),
+    kind("rx_length_errors", Layer::Nic, false),
+    kind("rx_frame_errors", Layer::Nic, false),
+    kind("tx_aborted_errors", Layer::Nic, false),
+    kind("tx_carrier_errors", Layer::Nic, false),
+    kind("tx_fifo_errors", Layer::Nic, false),
+    kind("tx_heartbeat_errors", Layer::Nic, false),
+    kind("tx_window_errors", Layer::Nic, false),
+    kind("rx_nohandler", Layer::Stack, true),
+    kind("rx_otherhost_dropped", Layer::Stack, true),
+];
+
+/// One interface as read now: its counters' absolute values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceReading {
+    pub netns: Netns,
+    /// The namespace as people know it (`web`, `pid 1234 (nginx)`, `host`).
+    pub netns_label: String,
+    pub ifindex: u32,
+    pub name: String,
+    /// Each counter with its value.
+    pub counters: Vec<(CounterKind, u64)>,
+    /// XDP programs attached to it (generic, native or offloaded).
+    pub xdp_programs: usize,
+}
+
+/// Every interface of every namespace watched, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostReading {
+    /// The source's clock when it was read.
+    pub read_ns: u64,
+    pub namespaces: usize,
+    pub interfaces: Vec<InterfaceReading>,
+}
+
+/// What is watched, for a view that has nothing to show to say so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Watched {
+    /// The interfaces' counters are read at all.
+    pub interfaces_read: bool,
+    pub namespaces: usize,
+    pub interfaces: usize,
+    /// XDP programs attached to the interfaces watched (their verdicts are not traced).
+    pub xdp_programs: usize,
+}
+
+/// One counter of one interface that grew while droptrace watched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceRow {
+    #[serde(skip)]
+    pub netns: Netns,
+    #[serde(rename = "netns")]
+    pub netns_label: String,
+    #[serde(skip)]
+    pub ifindex: u32,
+    pub interface: String,
+    pub counter: Cow<'static, str>,
+    pub layer: Layer,
+    /// These drops may also be in the kfree_skb groups (not added to the host's total).
+    pub in_kfree_skb: bool,
+    /// Growth since droptrace first read the counter.
+    pub drops: u64,
+    /// When it was last seen growing (the source's clock).
+    #[serde(skip)]
+    pub last_ns: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Followed {
+    kind: CounterKind,
+    last: u64,
+    grown: u64,
+    last_ns: u64,
+}
+
+/// The growth of every interface counter since droptrace first read it.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceDrops {
+    /// (namespace, ifindex, counter) -> the counter followed.
+    followed: BTreeMap<(Netns, u32, Cow<'static, str>), Followed>,
+    /// The latest names of (namespace, ifindex).
+    names: BTreeMap<(Netns, u32), (String, String)>,
+    watched: Watched,
+}
+
+impl InterfaceDrops {
+    /// Takes a reading: a counter seen for the first time is its own baseline; one that
+    /// went down (its device was made again) counts from 0.
+    pub fn update(&mut self, reading: &HostReading) {
+        self.watched = Watched {
+            interfaces_read: true,
+            namespaces: reading.namespaces,
+            interfaces: reading.interfaces.len(),
+            xdp_programs: reading.interfaces.iter().map(|i| i.xdp_programs).sum(),
+        };
+        for i in &reading.interfaces {
+            self.names.insert(
+                (i.netns, i.ifindex),
+                (i.netns_label.clone(), i.name.clone()),
+            );
+            for (kind, value) in &i.counters {
+                let value = *value;
+                match self.followed.entry((i.netns, i.ifindex, kind.name.clone())) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(Followed {
+                            kind: kind.clone(),
+                            last: value,
+                            grown: 0,
+                            last_ns: 0,
+                        });
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        let f = e.get_mut();
+                        let grew = if value >= f.last {
+                            value - f.last
+                        } else {
+                            value
+                        };
+                        if grew > 0 {
+                            f.grown += grew;
+                            f.last_ns = reading.read_ns;
+                        }
+                        f.last = value;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn watched(&self) -> Watched {
+        self.watched
+    }
+
+    /// The counters that grew, most drops first (then by namespace, interface, counter).
+    pub fn rows(&self) -> Vec<InterfaceRow> {
+        let mut rows: Vec<InterfaceRow> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| f.grown > 0)
+            .map(|((netns, ifindex, _), f)| {
+                let (netns_label, interface) = self
+                    .names
+                    .get(&(*netns, *ifindex))
+                    .cloned()
+                    .unwrap_or_default();
+                InterfaceRow {
+                    netns: *netns,
+                    netns_label,
+                    ifindex: *ifindex,
+                    interface,
+                    counter: f.kind.name.clone(),
+                    layer: f.kind.layer,
+                    in_kfree_skb: f.kind.in_kfree_skb,
+                    drops: f.grown,
+                    last_ns: f.last_ns,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.drops.cmp(&a.drops).then_with(|| {
+                (&a.netns_label, &a.interface, &a.counter).cmp(&(
+                    &b.netns_label,
+                    &b.interface,
+                    &b.counter,
+                ))
+            })
+        });
+        rows
+    }
+
+    /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer).
+    pub fn beyond_kfree_skb(&self) -> u64 {
+        self.rows()
+            .iter()
+            .filter(|r| !r.in_kfree_skb)
+            .map(|r| r.drops)
+            .sum()
+    }
+}
+
+/// Words that make a driver's statistic a count of drops.
+const DROP_WORDS: [&str; 7] = [
+    "drop", "discard", "miss", "no_buf", "nobuf", "fifo", "overrun",
+];
+
+/// A driver statistic's queue and the name of the total it adds to: `rx_queue_3_drops`
+/// (veth), `rx3_drops` (virtio_net, mlx5), `rx-3.drops` (i40e) are queue 3 of `rx_drops`.
+fn queue_of(name: &str) -> Option<(u32, String)> {
+    for dir in ["rx", "tx"] {
+        let Some(rest) = name.strip_prefix(dir) else {
+            continue;
+        };
+        let rest = rest
+            .strip_prefix("_queue_")
+            .or_else(|| rest.strip_prefix('-'))
+            .unwrap_or(rest);
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            continue;
+        }
+        let (queue, after) = rest.split_at(digits);
+        let Some(after) = after.strip_prefix('_').or_else(|| after.strip_prefix('.')) else {
+            continue;
+        };
+        return Some((queue.parse().ok()?, format!("{dir}_{after}")));
+    }
+    None
+}
+
+/// The driver's own statistics (`ethtool -S`) that count drops, as counters of the
+/// `driver` layer named `ethtool:NAME`, per queue where the driver counts per queue (a
+/// total whose queues are all there is left out: it would count them twice). XDP drops
+/// are frames a native XDP program freed without an skb (virtio_net, mlx5...), never in
+/// kfree_skb, but for a veth, whose XDP runs on skbs that kfree_skb frees; any other drop
+/// a driver counts may have been an skb freed through kfree_skb.
+pub fn driver_counters(driver: &str, names: &[String], values: &[u64]) -> Vec<(CounterKind, u64)> {
+    let per_queue: std::collections::HashSet<String> = names
+        .iter()
+        .filter_map(|n| queue_of(n))
+        .map(|(_, total)| total)
+        .collect();
+    names
+        .iter()
+        .zip(values)
+        .filter(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
+            DROP_WORDS.iter().any(|w| lower.contains(w))
+                && (queue_of(name).is_some() || !per_queue.contains(name.as_str()))
+        })
+        .map(|(name, value)| {
+            let xdp_without_skb = name.contains("xdp") && driver != "veth";
+            (
+                CounterKind {
+                    name: Cow::Owned(format!("ethtool:{name}")),
+                    layer: Layer::Driver,
+                    in_kfree_skb: !xdp_without_skb,
+                },
+                *value,
+            )
+        })
+        .collect()
+}
+
+/// The counter of a stats64 field droptrace follows.
+pub fn stats64_counter(name: &str) -> Option<CounterKind> {
+    COUNTERS.iter().find(|k| k.name == name).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(read_ns: u64, tx_dropped: u64, rx_missed: u64) -> HostReading {
+        HostReading {
+            read_ns,
+            namespaces: 1,
+            interfaces: vec![InterfaceReading {
+                netns: Netns::inode(7),
+                netns_label: "web".into(),
+                ifindex: 3,
+                name: "veth-a".into(),
+                counters: vec![
+                    (stats64_counter("tx_dropped").unwrap(), tx_dropped),
+                    (stats64_counter("rx_missed_errors").unwrap(), rx_missed),
+                ],
+                xdp_programs: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn rows_are_growth_since_the_first_reading_never_the_value_since_boot() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 100, 50));
+        assert!(d.rows().is_empty(), "{:?}", d.rows());
+        d.update(&reading(2, 107, 50));
+        d.update(&reading(3, 110, 52));
+        let rows = d.rows();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (
+                rows[0].counter.as_ref(),
+                rows[0].layer,
+                rows[0].drops,
+                rows[0].in_kfree_skb
+            ),
+            ("tx_dropped", Layer::Driver, 10, true)
+        );
+        assert_eq!(
+            (
+                rows[1].counter.as_ref(),
+                rows[1].layer,
+                rows[1].drops,
+                rows[1].last_ns
+            ),
+            ("rx_missed_errors", Layer::Nic, 2, 3)
+        );
+        // tx_dropped may be kfree_skb's too: only the nic's drops add to the host's.
+        assert_eq!(d.beyond_kfree_skb(), 2);
+        assert_eq!(
+            d.watched(),
+            Watched {
+                interfaces_read: true,
+                namespaces: 1,
+                interfaces: 1,
+                xdp_programs: 1
+            }
+        );
+    }
+
+    fn names(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn drivers_drop_counters_are_kept_per_queue_without_their_totals() {
+        // virtio_net's `ethtool -S` names (captured in droptrace/fixtures/netlink): the
+        // totals `rx_drops` and `rx_xdp_drops` add up queue 0's, so they are left out.
+        let virtio = names(
+            "rx_drops rx_xdp_packets rx_xdp_tx rx_xdp_redirects rx_xdp_drops rx_kicks \
+             tx_xdp_tx tx_xdp_tx_drops tx_kicks tx_tx_timeouts rx0_drops rx0_xdp_packets \
+             rx0_xdp_tx rx0_xdp_redirects rx0_xdp_drops rx0_kicks tx0_xdp_tx \
+             tx0_xdp_tx_drops tx0_kicks tx0_tx_timeouts",
+        );
+        let values: Vec<u64> = (0..20).collect();
+        let kept: Vec<(String, bool, u64)> = driver_counters("virtio_net", &virtio, &values)
+            .into_iter()
+            .map(|(k, v)| (k.name.into_owned(), k.in_kfree_skb, v))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("ethtool:rx0_drops".to_owned(), true, 10),
+                ("ethtool:rx0_xdp_drops".to_owned(), false, 14),
+                ("ethtool:tx0_xdp_tx_drops".to_owned(), false, 17),
+            ]
+        );
+        // A veth's XDP drops free skbs: kfree_skb sees them too.
+        let veth = names("peer_ifindex rx_queue_0_drops rx_queue_0_xdp_drops rx_queue_0_xdp_tx");
+        let kept = driver_counters("veth", &veth, &[4, 5, 6, 7]);
+        assert_eq!(kept.len(), 2);
+        assert!(kept
+            .iter()
+            .all(|(k, _)| k.in_kfree_skb && k.layer == Layer::Driver));
+        assert_eq!(queue_of("rx-3.drops"), Some((3, "rx_drops".into())));
+        assert_eq!(queue_of("rx_missed"), None);
+    }
+
+    #[test]
+    fn a_counter_that_goes_down_counts_again_from_zero() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 100, 0));
+        d.update(&reading(2, 4, 0));
+        assert_eq!(d.rows()[0].drops, 4);
+    }
+
+    #[test]
+    fn the_json_of_a_row_names_its_layer() {
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 0, 0));
+        d.update(&reading(2, 0, 3));
+        assert_eq!(
+            serde_json::to_value(&d.rows()[0]).unwrap(),
+            serde_json::json!({"netns": "web", "interface": "veth-a", "counter": "rx_missed_errors",
+                "layer": "nic", "in_kfree_skb": false, "drops": 3})
+        );
+    }
+}
