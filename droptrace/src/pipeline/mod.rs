@@ -16,6 +16,7 @@ pub mod resolve;
 pub mod samples;
 pub mod sink;
 pub mod source;
+pub mod tcp;
 
 use std::ops::ControlFlow;
 
