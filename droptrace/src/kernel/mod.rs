@@ -7,4 +7,5 @@ pub mod kallsyms;
 pub mod layout;
 pub mod reasons;
 pub mod slots;
+pub mod tcp;
 pub mod tracefs;

@@ -118,6 +118,8 @@ pub struct Aggregator {
     counters: KernelCounters,
     delivered: u64,
     overflow: u64,
+    /// TCP retransmits and resets by connection group.
+    tcp: super::tcp::TcpTable,
 }
 
 impl Aggregator {
@@ -222,6 +224,21 @@ impl Aggregator {
 
     pub fn counters(&self) -> KernelCounters {
         self.counters
+    }
+
+    /// A TCP retransmit or reset.
+    pub fn add_tcp(&mut self, event: &super::tcp::TcpEvent) {
+        self.tcp.add(event);
+    }
+
+    /// The TCP programs' counters (absolute values); they say the programs are attached.
+    pub fn set_tcp_counters(&mut self, counters: super::tcp::TcpCounters) {
+        self.tcp.attached = true;
+        self.tcp.counters = counters;
+    }
+
+    pub fn tcp(&self) -> &super::tcp::TcpTable {
+        &self.tcp
     }
 
     /// Delivered drops of groups beyond `MAX_GROUPS`, counted together.

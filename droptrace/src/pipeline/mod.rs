@@ -66,6 +66,16 @@ impl<'a, 'b> Flow<'a, 'b> {
         self.agg.set_kernel(kernel, lost);
     }
 
+    /// A TCP retransmit or reset, named already.
+    pub fn tcp(&mut self, event: &tcp::TcpEvent) {
+        self.agg.add_tcp(event);
+    }
+
+    /// The TCP programs' counters (absolute values).
+    pub fn tcp_counters(&mut self, counters: tcp::TcpCounters) {
+        self.agg.set_tcp_counters(counters);
+    }
+
     pub fn agg(&self) -> &Aggregator {
         &self.agg
     }

@@ -329,4 +329,4 @@ impl TcpTable {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -78,6 +78,8 @@ pub struct LiveSource {
     probe: Probe,
     filters: Filters,
     reasons: Option<DropReasonTable>,
+    /// The kernel's TCP reset reasons.
+    reset_reasons: std::collections::BTreeMap<u32, String>,
     symbols: SymbolNames,
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
@@ -162,6 +164,7 @@ impl LiveSource {
                 ..Sampling::default()
             }),
             verbose: args.verbose,
+            tcp: kernel.tcp.clone(),
         })?;
         give_back_freed_memory();
         let mut poll = interval(POLL);
@@ -181,6 +184,10 @@ impl LiveSource {
             probe,
             filters,
             reasons: kernel.reasons,
+            reset_reasons: kernel
+                .tcp
+                .map(|t| t.reset_reasons.into_iter().collect())
+                .unwrap_or_default(),
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
@@ -229,6 +236,9 @@ impl LiveSource {
     fn refresh(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
         let (counters, lost) = self.probe.read_counters()?;
         flow.counters(counters, lost);
+        if let Some(tcp) = self.probe.tcp() {
+            flow.tcp_counters(tcp.read_counters()?);
+        }
         Ok(())
     }
 
@@ -239,6 +249,23 @@ impl LiveSource {
         }
         let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
         let (workloads, snaplen) = (&mut self.workloads, self.snaplen);
+        if let Some(tcp) = self.probe.tcp() {
+            tcp.drain(DRAIN_BATCH, |bytes| match crate::pipeline::tcp::decode(bytes) {
+                Ok(ev) => {
+                    if let Some(places) = places.as_mut() {
+                        places.name_drop(&mut flow.names, ev.flow.netns, 0);
+                    }
+                    if let Some(mark) = ev.drop {
+                        symbols.name(&mut flow.names, mark.cause.location);
+                        if let Some(places) = places.as_mut() {
+                            places.name_drop(&mut flow.names, mark.cause.netns, mark.cause.ifindex);
+                        }
+                    }
+                    flow.tcp(&ev);
+                }
+                Err(_) => *malformed += 1,
+            });
+        }
         self.probe
             .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
                 Ok(drop) => {
@@ -265,6 +292,7 @@ impl Source for LiveSource {
     fn names(&self) -> Names {
         Names {
             workloads: self.initial_workloads.clone(),
+            reset_reasons: self.reset_reasons.clone(),
             ..Names::with_reasons(self.reasons.clone())
         }
     }

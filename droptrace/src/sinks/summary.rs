@@ -67,6 +67,10 @@ pub struct Summary {
     /// Drops of groups beyond the 65536 kept apart (e.g. a port scan), counted together.
     pub other_groups: u64,
     pub groups: Vec<GroupSummary>,
+    /// TCP retransmits and resets by connection group; absent when they were not
+    /// watched (a recording, a kernel without BTF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<super::tcp::TcpSummary>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -161,6 +165,7 @@ impl Summary {
             unattributed: counters.lost_ungrouped,
             other_groups: agg.overflow(),
             groups,
+            tcp: super::tcp::TcpSummary::new(agg.tcp(), names),
         }
     }
 }

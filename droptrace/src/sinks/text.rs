@@ -175,6 +175,7 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
     unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
+    out.push_str(&super::tcp::text_section(agg.tcp(), names));
     out
 }
 
