@@ -314,7 +314,6 @@ impl GroupKey {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------
 // TCP: retransmits and resets (the tcp:* tracepoints), with the drop of the same socket
 // seen shortly before. Programs, maps and ring of their own (`droptrace-ebpf/src/tcp.rs`).

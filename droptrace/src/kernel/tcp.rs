@@ -48,16 +48,15 @@ impl TcpLayout {
             btf.member_offset(s, path)
                 .map_err(|e| TcpLayoutError(what, e.to_string()))
         };
-        let sized = |what: &'static str, s: &str, path: &[&str], size: u32| {
-            match btf.member_size(s, path) {
-                Ok(n) if n == size => off(what, s, path),
-                Ok(n) => Err(TcpLayoutError(what, format!("{n} bytes, expected {size}"))),
-                Err(e) => Err(TcpLayoutError(what, e.to_string())),
-            }
+        let sized = |what: &'static str, s: &str, path: &[&str], size: u32| match btf
+            .member_size(s, path)
+        {
+            Ok(n) if n == size => off(what, s, path),
+            Ok(n) => Err(TcpLayoutError(what, format!("{n} bytes, expected {size}"))),
+            Err(e) => Err(TcpLayoutError(what, e.to_string())),
         };
-        let common = |field: &'static str, size: u32| {
-            sized(field, "sock", &["__sk_common", field], size)
-        };
+        let common =
+            |field: &'static str, size: u32| sized(field, "sock", &["__sk_common", field], size);
         let mut config = TcpConfig {
             sk_protocol: sized("sock.sk_protocol", "sock", &["sk_protocol"], 2)?,
             skc_family: common("skc_family", 2)?,
@@ -75,7 +74,12 @@ impl TcpLayout {
         }
         if let (Ok(cb), Ok(segs)) = (
             off("sk_buff.cb", "sk_buff", &["cb"]),
-            sized("tcp_skb_cb.tcp_gso_segs", "tcp_skb_cb", &["tcp_gso_segs"], 2),
+            sized(
+                "tcp_skb_cb.tcp_gso_segs",
+                "tcp_skb_cb",
+                &["tcp_gso_segs"],
+                2,
+            ),
         ) {
             config.skb_gso_segs = cb + segs;
             config.flags |= TCP_CONFIG_HAS_GSO_SEGS;
@@ -140,7 +144,11 @@ mod tests {
         assert!(layout.has_reset_reasons());
         assert_ne!(c.flags & TCP_CONFIG_RETRANSMIT_HAS_ERR, 0);
         assert!(layout.tracepoints.iter().all(|t| t.btf_id.is_some()));
-        let names: Vec<&str> = layout.reset_reasons.iter().map(|(_, n)| n.as_str()).collect();
+        let names: Vec<&str> = layout
+            .reset_reasons
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect();
         assert!(names.contains(&"NO_SOCKET"), "{names:?}");
         assert!(names.contains(&"NOT_SPECIFIED"), "{names:?}");
     }

@@ -250,20 +250,26 @@ impl LiveSource {
         let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
         let (workloads, snaplen) = (&mut self.workloads, self.snaplen);
         if let Some(tcp) = self.probe.tcp() {
-            tcp.drain(DRAIN_BATCH, |bytes| match crate::pipeline::tcp::decode(bytes) {
-                Ok(ev) => {
-                    if let Some(places) = places.as_mut() {
-                        places.name_drop(&mut flow.names, ev.flow.netns, 0);
-                    }
-                    if let Some(mark) = ev.drop {
-                        symbols.name(&mut flow.names, mark.cause.location);
+            tcp.drain(DRAIN_BATCH, |bytes| {
+                match crate::pipeline::tcp::decode(bytes) {
+                    Ok(ev) => {
                         if let Some(places) = places.as_mut() {
-                            places.name_drop(&mut flow.names, mark.cause.netns, mark.cause.ifindex);
+                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
                         }
+                        if let Some(mark) = ev.drop {
+                            symbols.name(&mut flow.names, mark.cause.location);
+                            if let Some(places) = places.as_mut() {
+                                places.name_drop(
+                                    &mut flow.names,
+                                    mark.cause.netns,
+                                    mark.cause.ifindex,
+                                );
+                            }
+                        }
+                        flow.tcp(&ev);
                     }
-                    flow.tcp(&ev);
+                    Err(_) => *malformed += 1,
                 }
-                Err(_) => *malformed += 1,
             });
         }
         self.probe

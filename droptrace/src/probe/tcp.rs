@@ -37,8 +37,13 @@ impl TcpProbe {
                 ));
                 continue;
             };
-            match load_and_attach(ebpf, tp.program, &format!("btf_trace_{}", tp.name), tp.name, id)
-            {
+            match load_and_attach(
+                ebpf,
+                tp.program,
+                &format!("btf_trace_{}", tp.name),
+                tp.name,
+                id,
+            ) {
                 Ok(()) => attached.push(tp.name),
                 Err(e) => warn(&format!("tcp:{} not counted: {e}", tp.name)),
             }
@@ -47,9 +52,13 @@ impl TcpProbe {
             return None;
         }
         if attached.contains(&"tcp_retransmit_skb") {
-            if let Err(e) =
-                load_and_attach(ebpf, DROP_MARK_PROGRAM, TRACEPOINT_TYPEDEF, "kfree_skb", kfree_skb_id)
-            {
+            if let Err(e) = load_and_attach(
+                ebpf,
+                DROP_MARK_PROGRAM,
+                TRACEPOINT_TYPEDEF,
+                "kfree_skb",
+                kfree_skb_id,
+            ) {
                 warn(&format!(
                     "retransmits cannot be matched with drops ({e}): all are shown as beyond this host"
                 ));

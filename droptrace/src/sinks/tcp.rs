@@ -93,8 +93,7 @@ pub fn flow_words(flow: &TcpFlow, stats: &FlowStats, names: &Names) -> String {
 /// The text section: nothing when TCP was not watched or nothing happened.
 pub fn text_section(tcp: &TcpTable, names: &Names) -> String {
     let c = tcp.counters;
-    if !tcp.attached || (c.retransmits + c.resets_sent + c.resets_received == 0 && tcp.is_empty())
-    {
+    if !tcp.attached || (c.retransmits + c.resets_sent + c.resets_received == 0 && tcp.is_empty()) {
         return String::new();
     }
     let total = tcp.total();

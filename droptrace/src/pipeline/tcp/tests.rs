@@ -45,7 +45,11 @@ pub(crate) fn retransmit(at: u64, lport: u16, drop_at: u64) -> wire::TcpEvent {
         timestamp_ns: at,
         kind: wire::TCP_RETRANSMIT,
         family: wire::AF_INET,
-        flags: if drop_at != 0 { wire::TCP_EVENT_DROP } else { 0 },
+        flags: if drop_at != 0 {
+            wire::TCP_EVENT_DROP
+        } else {
+            0
+        },
         _pad: 0,
         reason: 0,
         netns: 4_026_532_100,

@@ -1,0 +1,135 @@
+//! What drops do to TCP, in namespaces made here: retransmits counted and matched with
+//! the drops that caused them, resets sent and received, against the kernel's counters.
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use droptrace_tests::*;
+use serde_json::Value;
+
+/// Bytes sent through the tbf: at 1 mbit about half a second, far more than its 8 KiB
+/// queue holds at once.
+const TRANSFER: usize = 96 * 1024;
+
+fn tcp_flows<'a>(summary: &'a Value) -> &'a [Value] {
+    summary["tcp"]["flows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tcp.flows in {summary:#}"))
+}
+
+/// Sends `TRANSFER` bytes from `pair.a` to a listener in `pair.b` and waits (bounded)
+/// until the receiver has read them all and both ends have closed.
+fn transfer(pair: &Pair, port: u16) {
+    let listener = pair
+        .b
+        .run(|| TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind the receiver"));
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).expect("read the transfer");
+        got.len()
+    });
+    pair.a.run(|| {
+        let to = format!("{B4}:{port}").parse().expect("address");
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
+        conn.set_write_timeout(Some(Duration::from_secs(60)))
+            .expect("write timeout");
+        conn.write_all(&vec![7u8; TRANSFER])
+            .expect("send the transfer");
+        conn.shutdown(Shutdown::Write).expect("shutdown");
+        // The receiver closes once it has read everything; then nothing is in flight.
+        let mut rest = Vec::new();
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        let _ = conn.read_to_end(&mut rest);
+    });
+    assert_eq!(receiver.join().expect("receiver"), TRANSFER);
+}
+
+#[test]
+fn retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
+    if !can_run("retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops") {
+        return;
+    }
+    let (pair, _udp) = Pair::with_tbf();
+    let before = pair.a.snmp("Tcp", "RetransSegs");
+    let dt = Droptrace::start(&["--netns", &pair.a.path(), "--format", "json"]);
+    transfer(&pair, 5210);
+    let retrans = pair.a.snmp("Tcp", "RetransSegs") - before;
+    let summary = dt.stop_json();
+    eprintln!("RetransSegs +{retrans}; droptrace: {:#}", summary["tcp"]);
+    assert!(retrans > 0, "the tbf made no retransmits: {summary:#}");
+    let tcp = &summary["tcp"];
+    assert_eq!(tcp["retransmits"], retrans, "{tcp:#}");
+    assert_eq!(tcp["lost_events"], 0, "{tcp:#}");
+    let flows = tcp_flows(&summary);
+    assert_eq!(flows.len(), 1, "{tcp:#}");
+    let flow = &flows[0];
+    assert_eq!(flow["local"], A4);
+    assert_eq!(flow["remote"], B4);
+    assert_eq!(flow["retransmits"], retrans, "{tcp:#}");
+    // Nothing else loses this connection's segments: every retransmit follows a drop by
+    // the tbf on veth-a, seen here.
+    assert_eq!(flow["after_drops"], retrans, "{tcp:#}");
+    assert_eq!(flow["beyond_host"], 0, "{tcp:#}");
+    let causes = flow["explained_by"].as_array().expect("explained_by");
+    assert!(!causes.is_empty(), "{tcp:#}");
+    for cause in causes {
+        assert_eq!(cause["reason"], "QDISC_DROP", "{tcp:#}");
+        assert_eq!(cause["interface"], "veth-a", "{tcp:#}");
+    }
+    // The explaining group is one of the drop groups droptrace counted.
+    let qdisc = groups(&summary, |g| {
+        g["reason"] == "QDISC_DROP" && g["interface"] == "veth-a"
+    });
+    assert!(!qdisc.is_empty(), "{summary:#}");
+}
+
+#[test]
+fn a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
+    if !can_run("a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
+        return;
+    }
+    let pair = Pair::new();
+    let rsts_before = pair.b.snmp("Tcp", "OutRsts");
+    let dt = Droptrace::start(&["--port", "5211", "--format", "json"]);
+    let refused = connect_attempts(&pair.a, format!("{B4}:5211").parse().unwrap(), 3);
+    assert_eq!(refused.refused, 3, "{refused:?}");
+    let rsts = pair.b.snmp("Tcp", "OutRsts") - rsts_before;
+    let summary = dt.stop_json();
+    let tcp = &summary["tcp"];
+    eprintln!("OutRsts in b +{rsts}; droptrace: {tcp:#}");
+    assert_eq!(rsts, 3);
+    let flows = tcp_flows(&summary);
+    // a's sockets received them: one group (a's address and ports vary: by connection
+    // group, a client's ephemeral ports are apart).
+    let received: u64 = flows
+        .iter()
+        .filter(|f| f["local"] == A4 && f["remote"] == B4)
+        .map(|f| f["resets_received"].as_u64().unwrap())
+        .sum();
+    assert_eq!(received, 3, "{tcp:#}");
+    assert_eq!(tcp["resets_received"], 3, "{tcp:#}");
+    if tcp["reset_reasons"] != true {
+        eprintln!(
+            "reset reasons and the resets of segments to closed ports not checked: this kernel \
+             traces neither (Linux 6.10 added them)"
+        );
+        return;
+    }
+    let sent: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["local"] == B4 && f["local_port"] == 5211 && f["remote"] == A4)
+        .collect();
+    assert_eq!(sent.len(), 1, "{tcp:#}");
+    assert_eq!(
+        sent[0]["resets_sent"],
+        serde_json::json!([{"reason": "NO_SOCKET", "reason_code": sent[0]["resets_sent"][0]["reason_code"], "count": 3}]),
+        "{tcp:#}"
+    );
+    assert_eq!(tcp["resets_sent"], 3, "{tcp:#}");
+}
