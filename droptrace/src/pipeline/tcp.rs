@@ -6,12 +6,13 @@
 //! hands each retransmit the last drop of its socket; the window is decided here.
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use droptrace_common as wire;
 
-use super::event::Netns;
+use super::{event::Netns, names::Names};
 
 /// A retransmit follows a drop of its socket when the drop came at most this long before:
 /// a lost segment is sent again after an RTO (200 ms and more, doubling) or after
@@ -326,6 +327,27 @@ impl TcpTable {
     pub fn overflow(&self) -> &FlowStats {
         &self.overflow
     }
+}
+
+/// `10.1.0.2:443`, `[fd00::2]:443`.
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `QDISC_DROP at __dev_queue_xmit+0x1c4 on veth-a in netns web`.
+pub fn cause_words(cause: &DropCause, names: &Names) -> String {
+    let mut s = String::new();
+    if let Some(reason) = names.reason(cause.reason) {
+        let _ = write!(s, "{reason} at ");
+    } else {
+        s.push_str("a drop at ");
+    }
+    s.push_str(&names.location_display(cause.location));
+    s.push_str(&names.place(cause.netns, cause.ifindex));
+    s
 }
 
 #[cfg(test)]

@@ -1,37 +1,16 @@
 //! The `tcp` part of the outputs: retransmits and resets by connection group, in words
 //! (text and diagnose) and as JSON. Read from the aggregator; no sink of its own.
-use std::{fmt::Write as _, net::IpAddr};
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::pipeline::{
     names::Names,
-    tcp::{DropCause, FlowStats, TcpFlow, TcpTable},
+    tcp::{cause_words, endpoint, FlowStats, TcpFlow, TcpTable},
 };
 
 /// Connection groups shown in text; the JSON has them all.
 pub const TEXT_FLOWS: usize = 20;
-
-/// `10.1.0.2:443`, `[fd00::2]:443`.
-fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-/// `QDISC_DROP at __dev_queue_xmit+0x1c4 on veth-a in netns web`.
-pub fn cause_words(cause: &DropCause, names: &Names) -> String {
-    let mut s = String::new();
-    if let Some(reason) = names.reason(cause.reason) {
-        let _ = write!(s, "{reason} at ");
-    } else {
-        s.push_str("a drop at ");
-    }
-    s.push_str(&names.location_display(cause.location));
-    s.push_str(&names.place(cause.netns, cause.ifindex));
-    s
-}
 
 /// One connection group in words: `tcp 10.1.0.1:40000 -> 10.1.0.2 in netns a: 12
 /// segments retransmitted, 10 after QDISC_DROP at ... , 2 after no drop seen here (lost

@@ -18,6 +18,7 @@ mod rp_filter;
 #[cfg(test)]
 mod scenarios;
 mod sockets;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,7 @@ pub use routing::route_queries;
 use routing::routing;
 use rp_filter::rp_filter;
 use sockets::{listen_overflow, no_listener, paws, rcvbuf};
+pub use tcp::tcp_findings;
 
 /// A group of drops as the diagnosis sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
