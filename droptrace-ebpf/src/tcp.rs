@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use droptrace_common::*;
 
-use crate::{config, matches, read_packet, read_place, Direct, Fields};
+use crate::{config, in_place, matches, read_packet, read_place, Direct, Fields};
 
 /// Filled in by the loader from the running kernel's BTF.
 // SAFETY: no other symbol is named `TCP_CONFIG`; the loader finds the global by this name.
@@ -80,6 +80,11 @@ pub fn droptrace_tcp_drop(ctx: BtfTracePointContext) -> i32 {
     };
     let mut place = empty_drop();
     read_place::<Direct>(cfg, skb, &mut place);
+    // Only a drop droptrace watches explains a retransmit: one in a namespace or on an
+    // interface the filters leave out is as far away as the network.
+    if !in_place(cfg, &place) {
+        return 0;
+    }
     let mark = TcpDropMark {
         // SAFETY: a helper without arguments or preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },

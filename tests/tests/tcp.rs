@@ -19,12 +19,11 @@ fn tcp_flows<'a>(summary: &'a Value) -> &'a [Value] {
         .unwrap_or_else(|| panic!("no tcp.flows in {summary:#}"))
 }
 
-/// Sends `TRANSFER` bytes from `pair.a` to a listener in `pair.b` and waits (bounded)
-/// until the receiver has read them all and both ends have closed.
-fn transfer(pair: &Pair, port: u16) {
-    let listener = pair
-        .b
-        .run(|| TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind the receiver"));
+/// Sends `TRANSFER` bytes from `from` to a listener on `to_addr` in `to` and waits
+/// (bounded) until the receiver has read them all and both ends have closed.
+fn transfer(from: &Netns, to: &Netns, to_addr: &str, port: u16) {
+    let listener =
+        to.run(|| TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind the receiver"));
     let receiver = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().expect("accept");
         conn.set_read_timeout(Some(Duration::from_secs(60)))
@@ -33,8 +32,8 @@ fn transfer(pair: &Pair, port: u16) {
         conn.read_to_end(&mut got).expect("read the transfer");
         got.len()
     });
-    pair.a.run(|| {
-        let to = format!("{B4}:{port}").parse().expect("address");
+    from.run(|| {
+        let to = format!("{to_addr}:{port}").parse().expect("address");
         let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
         conn.set_write_timeout(Some(Duration::from_secs(60)))
             .expect("write timeout");
@@ -58,7 +57,7 @@ fn retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
     let (pair, _udp) = Pair::with_tbf();
     let before = pair.a.snmp("Tcp", "RetransSegs");
     let dt = Droptrace::start(&["--netns", &pair.a.path(), "--format", "json"]);
-    transfer(&pair, 5210);
+    transfer(&pair.a, &pair.b, B4, 5210);
     let retrans = pair.a.snmp("Tcp", "RetransSegs") - before;
     let summary = dt.stop_json();
     eprintln!("RetransSegs +{retrans}; droptrace: {:#}", summary["tcp"]);
@@ -132,4 +131,65 @@ fn a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
         "{tcp:#}"
     );
     assert_eq!(tcp["resets_sent"], 3, "{tcp:#}");
+}
+
+/// a -- r -- b, r routing between its two veths and dropping on the way to b (a tbf);
+/// droptrace watches a only.
+#[test]
+fn retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
+    if !can_run("retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host") {
+        return;
+    }
+    let (a, r, b) = (Netns::new("ta"), Netns::new("tr"), Netns::new("tb"));
+    for (x, xdev, y, ydev) in [
+        (&a, "veth-ar", &r, "veth-ra"),
+        (&r, "veth-rb", &b, "veth-br"),
+    ] {
+        sh(&[
+            "ip", "link", "add", xdev, "netns", &x.name, "type", "veth", "peer", "name", ydev,
+            "netns", &y.name,
+        ]);
+    }
+    for (ns, dev, addr) in [
+        (&a, "veth-ar", "10.78.1.1/24"),
+        (&r, "veth-ra", "10.78.1.2/24"),
+        (&r, "veth-rb", "10.78.2.2/24"),
+        (&b, "veth-br", "10.78.2.1/24"),
+    ] {
+        ns.exec(&["ip", "addr", "add", addr, "dev", dev]);
+        ns.exec(&["ip", "link", "set", dev, "up"]);
+    }
+    a.exec(&["ip", "route", "add", "default", "via", "10.78.1.2"]);
+    b.exec(&["ip", "route", "add", "default", "via", "10.78.2.2"]);
+    r.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    r.exec(&[
+        "tc", "qdisc", "add", "dev", "veth-rb", "root", "tbf", "rate", "1mbit", "burst", "4kb",
+        "limit", "8kb",
+    ]);
+    // The path works end to end before the watch starts (ARP on both links).
+    let probe = b.run(|| TcpListener::bind("0.0.0.0:5213").expect("bind the probe"));
+    a.run(|| {
+        let to = "10.78.2.1:5213".parse().expect("address");
+        wait_for("a connection from a to b through r", || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(1))
+                .ok()
+                .map(|_| ())
+        });
+    });
+    drop(probe);
+    let before = a.snmp("Tcp", "RetransSegs");
+    let dt = Droptrace::start(&["--netns", &a.path(), "--format", "json"]);
+    transfer(&a, &b, "10.78.2.1", 5212);
+    let retrans = a.snmp("Tcp", "RetransSegs") - before;
+    let summary = dt.stop_json();
+    let tcp = &summary["tcp"];
+    eprintln!("RetransSegs in a +{retrans}; droptrace: {tcp:#}");
+    assert!(retrans > 0, "the router's tbf made no retransmits: {tcp:#}");
+    assert_eq!(tcp["retransmits"], retrans, "{tcp:#}");
+    assert_eq!(tcp["beyond_host"], retrans, "{tcp:#}");
+    assert_eq!(tcp["after_drops"], 0, "{tcp:#}");
+    let flows = tcp_flows(&summary);
+    assert_eq!(flows.len(), 1, "{tcp:#}");
+    assert_eq!(flows[0]["remote"], "10.78.2.1");
+    assert_eq!(flows[0]["explained_by"], serde_json::json!([]), "{tcp:#}");
 }
