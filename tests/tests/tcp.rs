@@ -13,7 +13,7 @@ use serde_json::Value;
 /// queue holds at once.
 const TRANSFER: usize = 96 * 1024;
 
-fn tcp_flows<'a>(summary: &'a Value) -> &'a [Value] {
+fn tcp_flows(summary: &Value) -> &[Value] {
     summary["tcp"]["flows"]
         .as_array()
         .unwrap_or_else(|| panic!("no tcp.flows in {summary:#}"))
