@@ -363,7 +363,7 @@ impl TcpConfig {
 pub const TCP_CONFIG_HAS_RST_REASON: u32 = 1 << 0;
 /// The IPv6 addresses of `sock_common` exist (`CONFIG_IPV6`).
 pub const TCP_CONFIG_HAS_V6: u32 = 1 << 1;
-/// `tcp:tcp_retransmit_skb` passes the transmit's error (6.14+; before, it fires only
+/// `tcp:tcp_retransmit_skb` passes the transmit's error (6.18 does; before, it fired only
 /// for a retransmit that went out).
 pub const TCP_CONFIG_RETRANSMIT_HAS_ERR: u32 = 1 << 2;
 /// `skb_gso_segs` is valid.

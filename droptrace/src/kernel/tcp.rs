@@ -84,7 +84,7 @@ impl TcpLayout {
             config.skb_gso_segs = cb + segs;
             config.flags |= TCP_CONFIG_HAS_GSO_SEGS;
         }
-        // (ctx, sk, skb, reason) from 6.10; (ctx, sk, skb, err) from 6.14.
+        // (ctx, sk, skb, reason) from 6.10; (ctx, sk, skb, err) on newer kernels (6.18).
         let param = |tp: &str, i: usize| {
             btf.func_proto_params(&format!("btf_trace_{tp}"))
                 .and_then(|p| p.get(i).cloned())

@@ -58,7 +58,7 @@ pub struct TcpEvent {
     pub rport: u16,
     /// Retransmit: the segments it carried.
     pub segs: u32,
-    /// Retransmit: the error of a transmit that did not go out (6.14+ says so).
+    /// Retransmit: the error of a transmit that did not go out (where the kernel says so: 6.18 does).
     pub failed: Option<i32>,
     /// Reset sent: the kernel's raw reason (`enum sk_rst_reason`), where it gives one.
     pub reset_reason: Option<u32>,

@@ -64,6 +64,11 @@ impl TcpProbe {
                 ));
             }
         }
+        if layout.config.flags & wire::TCP_CONFIG_RETRANSMIT_HAS_ERR == 0
+            && attached.contains(&"tcp_retransmit_skb")
+        {
+            warn("this kernel traces only the retransmits that went out (newer kernels, 6.18 among them, trace the failed ones too, as TcpRetransSegs counts them)");
+        }
         if !layout.has_reset_reasons() && attached.contains(&"tcp_send_reset") {
             warn("this kernel gives no reason for the resets it sends (Linux 6.10 and later do): shown as unknown");
         }

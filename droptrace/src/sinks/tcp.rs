@@ -126,7 +126,7 @@ pub struct TcpFlowSummary {
     pub retransmits: u64,
     pub after_drops: u64,
     pub beyond_host: u64,
-    /// Retransmits that did not go out (the kernel says so from 6.14).
+    /// Retransmits that did not go out (where the kernel says so: 6.18 does).
     pub failed: u64,
     pub explained_by: Vec<TcpCauseSummary>,
     pub resets_sent: Vec<TcpResetSummary>,
