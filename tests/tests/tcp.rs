@@ -86,8 +86,8 @@ fn transfer(from: &Netns, to: &Netns, to_addr: &str, port: u16) {
 }
 
 #[test]
-fn retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
-    if !can_run("retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops") {
+fn tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
+    if !can_run("tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops") {
         return;
     }
     let (pair, _udp) = Pair::with_tbf();
@@ -125,8 +125,8 @@ fn retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
 }
 
 #[test]
-fn a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    if !can_run("a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
+fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
+    if !can_run("tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
         return;
     }
     let pair = Pair::new();
@@ -172,8 +172,8 @@ fn a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
 /// a -- r -- b, r routing between its two veths and dropping on the way to b (a tbf);
 /// droptrace watches a only.
 #[test]
-fn retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
-    if !can_run("retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host") {
+fn tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
+    if !can_run("tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host") {
         return;
     }
     let (a, r, b) = (Netns::new("ta"), Netns::new("tr"), Netns::new("tb"));
