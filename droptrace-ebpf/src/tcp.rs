@@ -4,6 +4,7 @@
 //!
 //! Rare events next to drops: every one is sent; what cannot be is counted.
 use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP,
     helpers::bpf_ktime_get_boot_ns,
     macros::{btf_tracepoint, map},
     maps::{LruHashMap, PerCpuArray, RingBuf},
@@ -208,7 +209,9 @@ fn send(ev: &mut TcpEvent) {
     match TCP_EVENTS.reserve::<TcpEvent>(0) {
         Some(mut entry) => {
             entry.write(*ev);
-            entry.submit(0);
+            // Nobody waits on this ring: user space drains it as it polls (every 100 ms),
+            // so a wake-up would be work for nothing.
+            entry.submit(BPF_RB_NO_WAKEUP as u64);
         }
         None => count(TCP_COUNTER_LOST),
     }
