@@ -182,6 +182,7 @@ fn snapshot_in(
         detail: None,
         diagnosis: None,
         finished: false,
+        tcp: crate::tui::snapshot::TcpTotals::of(agg.tcp()),
     }
 }
 
