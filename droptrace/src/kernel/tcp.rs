@@ -152,4 +152,23 @@ mod tests {
         assert!(names.contains(&"NO_SOCKET"), "{names:?}");
         assert!(names.contains(&"NOT_SPECIFIED"), "{names:?}");
     }
+
+    /// Debian's 6.1 (the vmtest guest's kernel): the three tracepoints, without a reset
+    /// reason and without the retransmit's error.
+    #[test]
+    fn linux_6_1_has_the_tracepoints_without_reasons_or_errors() {
+        use std::io::Read as _;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vmlinux-6.1.btf.gz");
+        let mut data = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut data)
+            .unwrap();
+        let btf = Btf::parse(&data).unwrap();
+        let layout = TcpLayout::from_btf(&btf).unwrap();
+        assert!(layout.tracepoints.iter().all(|t| t.btf_id.is_some()));
+        assert!(!layout.has_reset_reasons());
+        assert_eq!(layout.config.flags & TCP_CONFIG_RETRANSMIT_HAS_ERR, 0);
+        assert_ne!(layout.config.flags & TCP_CONFIG_HAS_GSO_SEGS, 0);
+        assert!(layout.reset_reasons.is_empty());
+    }
 }
