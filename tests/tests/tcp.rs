@@ -124,15 +124,19 @@ fn tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
     assert!(!qdisc.is_empty(), "{summary:#}");
 }
 
-#[test]
-fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    if !can_run("tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
-        return;
-    }
+/// SYNs from `a` (`a_addr`) to a closed port on `b` (`b_addr`): b sends a reset for each,
+/// a's sockets receive them.
+fn resets_for_syns_to_a_closed_port(a_addr: &str, b_addr: &str, port: u16) {
     let pair = Pair::new();
     let rsts_before = pair.b.snmp("Tcp", "OutRsts");
-    let dt = Droptrace::start(&["--port", "5211", "--format", "json"]);
-    let refused = connect_attempts(&pair.a, format!("{B4}:5211").parse().unwrap(), 3);
+    let port_arg = port.to_string();
+    let dt = Droptrace::start(&["--port", &port_arg, "--format", "json"]);
+    let to = if b_addr.contains(':') {
+        format!("[{b_addr}]:{port}")
+    } else {
+        format!("{b_addr}:{port}")
+    };
+    let refused = connect_attempts(&pair.a, to.parse().unwrap(), 3);
     assert_eq!(refused.refused, 3, "{refused:?}");
     let rsts = pair.b.snmp("Tcp", "OutRsts") - rsts_before;
     let summary = dt.stop_json();
@@ -140,11 +144,10 @@ fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
     eprintln!("OutRsts in b +{rsts}; droptrace: {tcp:#}");
     assert_eq!(rsts, 3);
     let flows = tcp_flows(&summary);
-    // a's sockets received them: one group (a's address and ports vary: by connection
-    // group, a client's ephemeral ports are apart).
+    // a's sockets received them (a group each: a client's ephemeral ports differ).
     let received: u64 = flows
         .iter()
-        .filter(|f| f["local"] == A4 && f["remote"] == B4)
+        .filter(|f| f["local"] == a_addr && f["remote"] == b_addr)
         .map(|f| f["resets_received"].as_u64().unwrap())
         .sum();
     assert_eq!(received, 3, "{tcp:#}");
@@ -158,7 +161,7 @@ fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
     }
     let sent: Vec<&Value> = flows
         .iter()
-        .filter(|f| f["local"] == B4 && f["local_port"] == 5211 && f["remote"] == A4)
+        .filter(|f| f["local"] == b_addr && f["local_port"] == port && f["remote"] == a_addr)
         .collect();
     assert_eq!(sent.len(), 1, "{tcp:#}");
     assert_eq!(
@@ -167,6 +170,20 @@ fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
         "{tcp:#}"
     );
     assert_eq!(tcp["resets_sent"], 3, "{tcp:#}");
+}
+
+#[test]
+fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
+    if can_run("tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
+        resets_for_syns_to_a_closed_port(A4, B4, 5211);
+    }
+}
+
+#[test]
+fn tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
+    if can_run("tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
+        resets_for_syns_to_a_closed_port(A6, B6, 5214);
+    }
 }
 
 /// a -- r -- b, r routing between its two veths and dropping on the way to b (a tbf);
