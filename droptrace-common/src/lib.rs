@@ -314,6 +314,136 @@ impl GroupKey {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// TCP: retransmits and resets (the tcp:* tracepoints), with the drop of the same socket
+// seen shortly before. Programs, maps and ring of their own (`droptrace-ebpf/src/tcp.rs`).
+// ---------------------------------------------------------------------------------------
+
+/// Where the TCP programs find what they read in `struct sock` and `struct sk_buff`
+/// (offsets from the running kernel's BTF), beside the drop program's `Config` whose
+/// namespace and filter fields they share.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// `TCP_CONFIG_*` bits.
+    pub flags: u32,
+    /// `sock.sk_protocol` (u16).
+    pub sk_protocol: u32,
+    /// `sock_common` fields (through `sock.__sk_common`).
+    pub skc_family: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    /// With `TCP_CONFIG_HAS_V6`.
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+    /// `sk_buff.cb` plus `tcp_skb_cb.tcp_gso_segs` (u16): the segments a retransmitted
+    /// skb carries.
+    pub skb_gso_segs: u32,
+}
+const _: () = assert!(size_of::<TcpConfig>() == 40);
+
+impl TcpConfig {
+    pub const ZERO: TcpConfig = TcpConfig {
+        flags: 0,
+        sk_protocol: 0,
+        skc_family: 0,
+        skc_num: 0,
+        skc_dport: 0,
+        skc_rcv_saddr: 0,
+        skc_daddr: 0,
+        skc_v6_rcv_saddr: 0,
+        skc_v6_daddr: 0,
+        skb_gso_segs: 0,
+    };
+}
+
+/// `tcp:tcp_send_reset` passes the kernel's reset reason (`enum sk_rst_reason`, 6.10+).
+pub const TCP_CONFIG_HAS_RST_REASON: u32 = 1 << 0;
+/// The IPv6 addresses of `sock_common` exist (`CONFIG_IPV6`).
+pub const TCP_CONFIG_HAS_V6: u32 = 1 << 1;
+/// `tcp:tcp_retransmit_skb` passes the transmit's error (6.18 does; before, it fired only
+/// for a retransmit that went out).
+pub const TCP_CONFIG_RETRANSMIT_HAS_ERR: u32 = 1 << 2;
+/// `skb_gso_segs` is valid.
+pub const TCP_CONFIG_HAS_GSO_SEGS: u32 = 1 << 3;
+
+/// `TcpEvent::kind`.
+pub const TCP_RETRANSMIT: u8 = 1;
+pub const TCP_RESET_SENT: u8 = 2;
+pub const TCP_RESET_RECEIVED: u8 = 3;
+
+/// `TcpEvent::flags` bits.
+/// `reason` is the kernel's reset reason.
+pub const TCP_EVENT_HAS_REASON: u8 = 1 << 0;
+/// `drop` holds the last drop of a packet of the same socket.
+pub const TCP_EVENT_DROP: u8 = 1 << 1;
+/// The retransmit did not go out (`err` is its error).
+pub const TCP_EVENT_FAILED: u8 = 1 << 2;
+
+/// Indexes of the TCP programs' per-CPU counters.
+pub const TCP_COUNTER_RETRANSMITS: u32 = 0;
+pub const TCP_COUNTER_RESETS_SENT: u32 = 1;
+pub const TCP_COUNTER_RESETS_RECEIVED: u32 = 2;
+/// TCP events that found no room in their ring buffer.
+pub const TCP_COUNTER_LOST: u32 = 3;
+/// Drops of a TCP socket's packets remembered for the socket's next retransmit.
+pub const TCP_COUNTER_DROPS_MARKED: u32 = 4;
+pub const TCP_COUNTER_COUNT: u32 = 5;
+
+/// Sockets whose last drop the kernel remembers (an LRU map: the oldest go first).
+pub const TCP_DROPS_MAX: u32 = 16384;
+
+/// The last drop of a packet that belonged to a TCP socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpDropMark {
+    /// `CLOCK_BOOTTIME`, nanoseconds.
+    pub timestamp_ns: u64,
+    pub location: u64,
+    /// Raw `enum skb_drop_reason` (0 when the kernel gives none).
+    pub reason: u32,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub _pad: u32,
+    pub netns_cookie: u64,
+}
+const _: () = assert!(size_of::<TcpDropMark>() == 40);
+
+/// One retransmit or reset, as the TCP programs send it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpEvent {
+    /// `CLOCK_BOOTTIME`, nanoseconds.
+    pub timestamp_ns: u64,
+    /// `TCP_RETRANSMIT`, `TCP_RESET_SENT` or `TCP_RESET_RECEIVED`.
+    pub kind: u8,
+    /// `AF_INET` or `AF_INET6` (0 when unknown).
+    pub family: u8,
+    /// `TCP_EVENT_*` bits.
+    pub flags: u8,
+    pub _pad: u8,
+    /// Reset sent: raw `enum sk_rst_reason` (with `TCP_EVENT_HAS_REASON`). Retransmit:
+    /// the transmit's error (with `TCP_EVENT_FAILED`).
+    pub reason: u32,
+    pub netns: u32,
+    /// Retransmit: segments the skb carried (1 when unknown).
+    pub segs: u16,
+    pub _pad2: u16,
+    /// This host's end of the connection, and the peer's (IPv4 in the first 4 bytes).
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    /// Host byte order.
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad3: u32,
+    pub netns_cookie: u64,
+    /// With `TCP_EVENT_DROP`.
+    pub drop: TcpDropMark,
+}
+const _: () = assert!(size_of::<TcpEvent>() == 112);
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain integer structs with explicit padding; every bit pattern is valid.
@@ -321,4 +451,6 @@ mod user {
     unsafe impl aya::Pod for super::GroupKey {}
     unsafe impl aya::Pod for super::GroupCount {}
     unsafe impl aya::Pod for super::Slot {}
+    unsafe impl aya::Pod for super::TcpConfig {}
+    unsafe impl aya::Pod for super::TcpDropMark {}
 }

@@ -21,6 +21,8 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use droptrace_common::*;
 
+mod tcp;
+
 /// Filled in by the loader before the program is verified (a frozen `.rodata` global, so
 /// the verifier prunes the filters that are off).
 // SAFETY: no other symbol is named `CONFIG`; the loader finds the global by this name.

@@ -250,6 +250,13 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     };
     let mut findings = engine::diagnose(&window);
     let counters_moved = engine::counters_moved(&window);
+    // What the drops did to TCP connections, after the drops' own causes.
+    findings.extend(engine::tcp_findings(
+        watched.agg.tcp(),
+        &watched.names,
+        &names,
+        secs,
+    ));
     for f in &mut findings {
         if let Some(inode) = f.netns_inode().filter(|i| names.vanished.contains(i)) {
             f.fix = format!(

@@ -9,4 +9,5 @@ pub mod layout;
 pub mod netlink;
 pub mod reasons;
 pub mod slots;
+pub mod tcp;
 pub mod tracefs;

@@ -121,6 +121,8 @@ pub struct Aggregator {
     overflow: u64,
     /// The interfaces' own drop counters, as they grew (when the source reads them).
     interfaces: InterfaceDrops,
+    /// TCP retransmits and resets by connection group.
+    tcp: super::tcp::TcpTable,
 }
 
 impl Aggregator {
@@ -235,6 +237,21 @@ impl Aggregator {
     /// The interfaces' counters that grew, and what is watched.
     pub fn interfaces(&self) -> &InterfaceDrops {
         &self.interfaces
+    }
+
+    /// A TCP retransmit or reset.
+    pub fn add_tcp(&mut self, event: &super::tcp::TcpEvent) {
+        self.tcp.add(event);
+    }
+
+    /// The TCP programs' counters (absolute values); they say the programs are attached.
+    pub fn set_tcp_counters(&mut self, counters: super::tcp::TcpCounters) {
+        self.tcp.attached = true;
+        self.tcp.counters = counters;
+    }
+
+    pub fn tcp(&self) -> &super::tcp::TcpTable {
+        &self.tcp
     }
 
     /// Delivered drops of groups beyond `MAX_GROUPS`, counted together.

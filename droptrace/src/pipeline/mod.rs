@@ -17,6 +17,7 @@ pub mod resolve;
 pub mod samples;
 pub mod sink;
 pub mod source;
+pub mod tcp;
 
 use std::ops::ControlFlow;
 
@@ -69,6 +70,16 @@ impl<'a, 'b> Flow<'a, 'b> {
     /// The interfaces' counters as read now (absolute values; their growth is kept).
     pub fn interfaces(&mut self, reading: &interfaces::HostReading) {
         self.agg.set_interfaces(reading);
+    }
+
+    /// A TCP retransmit or reset, named already.
+    pub fn tcp(&mut self, event: &tcp::TcpEvent) {
+        self.agg.add_tcp(event);
+    }
+
+    /// The TCP programs' counters (absolute values).
+    pub fn tcp_counters(&mut self, counters: tcp::TcpCounters) {
+        self.agg.set_tcp_counters(counters);
     }
 
     pub fn agg(&self) -> &Aggregator {

@@ -87,9 +87,24 @@ pub struct Names {
     pub namespaces: HashMap<Netns, String>,
     /// namespace -> the container (and pod) it belongs to.
     pub workloads: HashMap<Netns, Workload>,
+    /// The kernel's TCP reset reasons (`enum sk_rst_reason`, 6.10+): raw -> name.
+    pub reset_reasons: std::collections::BTreeMap<u32, String>,
 }
 
 impl Names {
+    /// A reset reason's name: the kernel's, its number when the kernel has no name for
+    /// it, `unknown` when the kernel gives none.
+    pub fn reset_reason(&self, raw: Option<u32>) -> String {
+        match raw {
+            Some(r) => self
+                .reset_reasons
+                .get(&r)
+                .cloned()
+                .unwrap_or_else(|| r.to_string()),
+            None => "unknown".to_owned(),
+        }
+    }
+
     /// Names with a kernel's reason table.
     pub fn with_reasons(reasons: Option<DropReasonTable>) -> Names {
         Names {

@@ -66,6 +66,8 @@ pub struct ProbeOptions {
     pub sampling: Option<Sampling>,
     /// Print the kernel program's warnings (aya-log); off, they are not even verified in.
     pub verbose: bool,
+    /// Attach the TCP programs too (retransmits and resets), where the kernel has them.
+    pub tcp: Option<crate::kernel::tcp::TcpLayout>,
 }
 
 /// Writes the kernel program's warnings to stderr.
@@ -136,6 +138,8 @@ pub struct Probe {
     groups_seen: usize,
     log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
+    /// The TCP programs' ring and counters, where attached.
+    tcp: Option<super::tcp::TcpProbe>,
 }
 
 impl Probe {
@@ -165,10 +169,15 @@ impl Probe {
         raise_memlock_limit();
         // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
         let log_level: u8 = if opts.verbose { 2 } else { 0 };
+        let tcp_config = opts
+            .tcp
+            .as_ref()
+            .map_or(wire::TcpConfig::ZERO, |t| t.config);
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
             .override_global("AYA_LOG_LEVEL", &log_level, true)
+            .override_global("TCP_CONFIG", &tcp_config, true)
             .map_max_entries("EVENTS", opts.ring_buffer_size)
             .map_max_entries("GROUPS", groups_max)
             .map_max_entries("LOST_GROUPS", lost_max)
@@ -215,6 +224,14 @@ impl Probe {
             }
         };
 
+        // Only beside the tp_btf drop program: the TCP programs are tp_btf too, and read
+        // the same BTF offsets.
+        let tcp = match (&opts.tcp, opts.layout.attach, opts.tracepoint_btf_id) {
+            (Some(layout), Attach::BtfTracepoint, Some(id)) if opts.layout.skb.is_some() => {
+                super::tcp::TcpProbe::attach(&mut ebpf, layout, id)
+            }
+            _ => None,
+        };
         let log = if opts.verbose {
             Some(
                 aya_log::EbpfLogger::init_with_logger(&mut ebpf, KernelLog).map_err(|e| {
@@ -262,6 +279,7 @@ impl Probe {
             groups_seen: 0,
             log,
             missed_at_detach: 0,
+            tcp,
         })
     }
 
@@ -281,6 +299,11 @@ impl Probe {
         self.epoch
             .set(0, self.epoch_now, 0)
             .map_err(|e| ProbeError::Map("EPOCH", e).into())
+    }
+
+    /// The TCP programs, where attached.
+    pub fn tcp(&mut self) -> Option<&mut super::tcp::TcpProbe> {
+        self.tcp.as_mut()
     }
 
     /// Name of the attached program, for the status line.
@@ -416,7 +439,7 @@ pub const TRACEPOINT_TYPEDEF: &str = "btf_trace_kfree_skb";
 /// `kernel::btf`; instead of aya parsing it again, it gets a stand-in whose only named
 /// type is that typedef, at the id the kernel gives it (placeholder pointers fill the ids
 /// before it: 12 bytes each).
-fn stand_in_btf(typedef: &str, id: u32) -> Result<aya::Btf, Error> {
+pub(super) fn stand_in_btf(typedef: &str, id: u32) -> Result<aya::Btf, Error> {
     const KIND_PTR: u32 = 2;
     const KIND_TYPEDEF: u32 = 8;
     const HEADER_LEN: u32 = 24;

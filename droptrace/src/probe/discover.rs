@@ -27,6 +27,8 @@ pub struct KernelFacts {
     pub symbols: Option<KernelSymbols>,
     /// BTF type id of the tracepoint's typedef, for a `tp_btf` attach.
     pub tracepoint_btf_id: Option<u32>,
+    /// The TCP tracepoints and what they read; `None` without BTF.
+    pub tcp: Option<crate::kernel::tcp::TcpLayout>,
 }
 
 /// Reads the kernel's BTF (once), the tracepoint's tracefs format and kallsyms.
@@ -80,7 +82,13 @@ pub fn learn_kernel(force: Option<Attach>) -> Result<KernelFacts, Error> {
         warn("this kernel gives no drop reasons (they arrived in Linux 5.17): showing drop locations only");
         None
     };
+    let tcp = btf.as_ref().and_then(|btf| {
+        crate::kernel::tcp::TcpLayout::from_btf(btf)
+            .map_err(|e| warn(&format!("TCP retransmits and resets not counted: {e}")))
+            .ok()
+    });
     Ok(KernelFacts {
+        tcp,
         tracepoint_btf_id: btf.as_ref().and_then(|b| b.typedef_id(TRACEPOINT_TYPEDEF)),
         layout,
         reasons,

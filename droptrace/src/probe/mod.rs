@@ -17,6 +17,7 @@ pub mod netns;
 pub mod nsid;
 pub mod places;
 pub mod source;
+pub mod tcp;
 pub mod workloads;
 
 pub use source::{LiveOptions, LiveSource};

@@ -84,6 +84,8 @@ pub struct LiveSource {
     probe: Probe,
     filters: Filters,
     reasons: Option<DropReasonTable>,
+    /// The kernel's TCP reset reasons.
+    reset_reasons: std::collections::BTreeMap<u32, String>,
     symbols: SymbolNames,
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
@@ -172,6 +174,7 @@ impl LiveSource {
                 ..Sampling::default()
             }),
             verbose: args.verbose,
+            tcp: kernel.tcp.clone(),
         })?;
         give_back_freed_memory();
         // The interfaces' first reading is their baseline, taken before the "watching" line.
@@ -205,6 +208,10 @@ impl LiveSource {
             probe,
             filters,
             reasons: kernel.reasons,
+            reset_reasons: kernel
+                .tcp
+                .map(|t| t.reset_reasons.into_iter().collect())
+                .unwrap_or_default(),
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
@@ -261,6 +268,10 @@ impl LiveSource {
         for reading in self.link_readings.drain(..) {
             flow.interfaces(&reading);
         }
+
+        if let Some(tcp) = self.probe.tcp() {
+            flow.tcp_counters(tcp.read_counters()?);
+        }
         Ok(())
     }
 
@@ -271,6 +282,29 @@ impl LiveSource {
         }
         let (symbols, places, malformed) = (&self.symbols, &mut self.places, &mut self.malformed);
         let (workloads, snaplen) = (&mut self.workloads, self.snaplen);
+        if let Some(tcp) = self.probe.tcp() {
+            tcp.drain(DRAIN_BATCH, |bytes| {
+                match crate::pipeline::tcp::decode(bytes) {
+                    Ok(ev) => {
+                        if let Some(places) = places.as_mut() {
+                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
+                        }
+                        if let Some(mark) = ev.drop {
+                            symbols.name(&mut flow.names, mark.cause.location);
+                            if let Some(places) = places.as_mut() {
+                                places.name_drop(
+                                    &mut flow.names,
+                                    mark.cause.netns,
+                                    mark.cause.ifindex,
+                                );
+                            }
+                        }
+                        flow.tcp(&ev);
+                    }
+                    Err(_) => *malformed += 1,
+                }
+            });
+        }
         self.probe
             .drain(DRAIN_BATCH, |bytes| match event::decode(bytes) {
                 Ok(drop) => {
@@ -297,6 +331,7 @@ impl Source for LiveSource {
     fn names(&self) -> Names {
         Names {
             workloads: self.initial_workloads.clone(),
+            reset_reasons: self.reset_reasons.clone(),
             ..Names::with_reasons(self.reasons.clone())
         }
     }

@@ -6,6 +6,7 @@ pub mod export;
 pub mod metrics;
 pub mod recorder;
 pub mod summary;
+pub mod tcp;
 pub mod text;
 pub mod timeline;
 pub mod view;

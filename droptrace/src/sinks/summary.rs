@@ -74,6 +74,10 @@ pub struct Summary {
     pub interfaces: Vec<InterfaceRow>,
     /// What was watched: the interfaces read and the XDP programs attached to them.
     pub watched: Watched,
+    /// TCP retransmits and resets by connection group; absent when they were not
+    /// watched (a recording, a kernel without BTF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<super::tcp::TcpSummary>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -170,6 +174,7 @@ impl Summary {
             groups,
             interfaces: agg.interfaces().rows(),
             watched: agg.interfaces().watched(),
+            tcp: super::tcp::TcpSummary::new(agg.tcp(), names),
         }
     }
 }

@@ -250,6 +250,7 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
             let _ = writeln!(out, "{}", interface_line(row.drops, row));
         }
     }
+    out.push_str(&super::tcp::text_section(agg.tcp(), names));
     out
 }
 

@@ -184,6 +184,7 @@ fn snapshot_in(
         finished: false,
         interfaces: agg.interfaces().rows(),
         watched: agg.interfaces().watched(),
+        tcp: crate::tui::snapshot::TcpTotals::of(agg.tcp()),
     }
 }
 

@@ -136,4 +136,34 @@ pub struct Snapshot {
     pub interfaces: Vec<InterfaceRow>,
     /// What is watched beside kfree_skb, for a view with nothing to show to say so.
     pub watched: Watched,
+    /// TCP retransmits and resets, all connections together; `None` when not watched.
+    pub tcp: Option<TcpTotals>,
+}
+
+/// What the header says of TCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpTotals {
+    pub retransmits: u64,
+    /// Of the retransmits delivered: after a drop seen here, after none.
+    pub after_drops: u64,
+    pub beyond_host: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+}
+
+impl TcpTotals {
+    /// From the pipeline's table; `None` when the TCP programs are not attached.
+    pub fn of(tcp: &crate::pipeline::tcp::TcpTable) -> Option<TcpTotals> {
+        if !tcp.attached {
+            return None;
+        }
+        let total = tcp.total();
+        Some(TcpTotals {
+            retransmits: tcp.counters.retransmits,
+            after_drops: total.after_drops(),
+            beyond_host: total.beyond(),
+            resets_sent: tcp.counters.resets_sent,
+            resets_received: tcp.counters.resets_received,
+        })
+    }
 }

@@ -191,6 +191,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
         finished: false,
         interfaces: Vec::new(),
         watched: Watched::default(),
+        tcp: None,
     }
 }
 
@@ -269,6 +270,31 @@ fn rows_fold_by_grouping_and_counts_add_up() {
     assert_eq!(
         row_names(&state),
         ["QDISC_DROP", "NETFILTER_DROP", "NOT_SPECIFIED", "NO_SOCKET"]
+    );
+}
+
+#[test]
+fn the_header_says_what_happened_to_tcp_once_something_did() {
+    use crate::tui::snapshot::TcpTotals;
+    let mut state = State::new(info(), false);
+    let mut snap = snapshot_at(8, None);
+    snap.tcp = Some(TcpTotals::default());
+    update(&mut state, Action::Snapshot(Box::new(snap.clone())));
+    assert!(!draw(&state, 160, 12).contains("tcp:"));
+    snap.tcp = Some(TcpTotals {
+        retransmits: 120,
+        after_drops: 118,
+        beyond_host: 2,
+        resets_sent: 3,
+        resets_received: 1,
+    });
+    update(&mut state, Action::Snapshot(Box::new(snap)));
+    let screen = draw(&state, 160, 12);
+    assert!(
+        screen.contains(
+            "tcp: 120 retransmits (118 after drops here, 2 beyond)  3 resets sent  1 received"
+        ),
+        "{screen}"
     );
 }
 

@@ -146,6 +146,19 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             theme.alarm(),
         ));
     }
+    if let Some(t) = snap
+        .tcp
+        .filter(|t| t.retransmits + t.resets_sent + t.resets_received > 0)
+    {
+        second.push(Span::raw(format!(
+            "  tcp: {} retransmits ({} after drops here, {} beyond)  {} resets sent  {} received",
+            count(t.retransmits),
+            count(t.after_drops),
+            count(t.beyond_host),
+            count(t.resets_sent),
+            count(t.resets_received)
+        )));
+    }
     let percentiles = match filtered {
         Some(f) => f
             .percentiles

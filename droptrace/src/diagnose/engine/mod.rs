@@ -21,6 +21,7 @@ mod rp_filter;
 mod scenarios;
 mod sockets;
 mod tc_action;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,7 @@ pub use routing::route_queries;
 use routing::routing;
 use rp_filter::rp_filter;
 use sockets::{listen_overflow, no_listener, paws, rcvbuf};
+pub use tcp::tcp_findings;
 
 /// A group of drops as the diagnosis sees it.
 #[derive(Debug, Clone, Default, PartialEq)]

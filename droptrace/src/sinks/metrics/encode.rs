@@ -89,7 +89,7 @@ pub fn families(e: &Exposition) -> Vec<Family> {
         let other = ["netns", "interface", "counter", "layer"].map(|k| (k, "other".to_owned()));
         interfaces.push((other.to_vec(), e.interfaces_other()));
     }
-    vec![
+    let mut families = vec![
         Family {
             name: "droptrace_drops",
             help: "Packets the kernel dropped (skb:kfree_skb), counted exactly in the kernel.",
@@ -139,7 +139,35 @@ pub fn families(e: &Exposition) -> Vec<Family> {
                 1,
             )],
         },
-    ]
+    ];
+    if let Some(retransmits) = e.tcp_retransmits() {
+        families.push(Family {
+            name: "droptrace_tcp_retransmits",
+            help: "TCP segments retransmitted, by whether a drop of the same socket was seen on this host shortly before (drop_on_host) or none (beyond_host: the network or the peer).",
+            kind: Kind::Counter,
+            samples: retransmits
+                .map(|(explained, v)| (vec![("explained", explained.to_owned())], v))
+                .collect(),
+        });
+        families.push(Family {
+            name: "droptrace_tcp_resets",
+            help: "TCP resets sent (with the kernel's reason, unknown before Linux 6.10) and received.",
+            kind: Kind::Counter,
+            samples: e
+                .tcp_resets()
+                .map(|(direction, reason, v)| {
+                    (
+                        vec![
+                            ("direction", direction.to_owned()),
+                            ("reason", reason.to_owned()),
+                        ],
+                        v,
+                    )
+                })
+                .collect(),
+        });
+    }
+    families
 }
 
 /// The Prometheus text format 0.0.4.
@@ -375,6 +403,53 @@ droptrace_build_info{version="0.1.0",kernel="6.18.0",attach="tp_btf"} 1
         );
         assert!(om.contains("droptrace_lost_events_total 0\n"), "{om}");
         assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn tcp_series_appear_once_the_tcp_programs_are_attached() {
+        use crate::pipeline::tcp::{
+            self,
+            tests::{bytes_of, retransmit},
+            TcpCounters,
+        };
+        let mut e = Exposition::new(vec![DropLabel::Dport], 10, BuildInfo::default());
+        let mut agg = Aggregator::new();
+        let mut names = Names::default();
+        names.reset_reasons.insert(2, "NO_SOCKET".to_owned());
+        e.fold(&agg, &names);
+        assert!(!text(&e).contains("droptrace_tcp"), "{}", text(&e));
+        for (at, drop_at) in [(5_000, 4_000), (6_000, 5_500), (9_000_000_000_000, 1)] {
+            agg.add_tcp(&tcp::decode(&bytes_of(&retransmit(at, 1, drop_at))).unwrap());
+        }
+        let mut rst = retransmit(1, 2, 0);
+        rst.kind = droptrace_common::TCP_RESET_SENT;
+        rst.flags = droptrace_common::TCP_EVENT_HAS_REASON;
+        rst.reason = 2;
+        agg.add_tcp(&tcp::decode(&bytes_of(&rst)).unwrap());
+        agg.set_tcp_counters(TcpCounters {
+            retransmits: 4,
+            resets_sent: 1,
+            resets_received: 0,
+            lost: 1,
+        });
+        e.fold(&agg, &names);
+        let t = text(&e);
+        for line in [
+            "# TYPE droptrace_tcp_retransmits_total counter\n",
+            "droptrace_tcp_retransmits_total{explained=\"drop_on_host\"} 2\n",
+            "droptrace_tcp_retransmits_total{explained=\"beyond_host\"} 1\n",
+            // The retransmit whose event was lost.
+            "droptrace_tcp_retransmits_total{explained=\"unknown\"} 1\n",
+            "droptrace_tcp_resets_total{direction=\"sent\",reason=\"NO_SOCKET\"} 1\n",
+            "droptrace_tcp_resets_total{direction=\"received\",reason=\"none\"} 0\n",
+        ] {
+            assert!(t.contains(line), "{line} not in\n{t}");
+        }
+        let om = openmetrics(&e);
+        assert!(
+            om.contains("droptrace_tcp_retransmits_total{explained=\"drop_on_host\"} 2\n"),
+            "{om}"
+        );
     }
 
     #[test]

@@ -283,6 +283,11 @@ pub struct Exposition {
     stack_other: u64,
     /// Namespaces seen on drops that the last sample did not know: worth a new sample.
     pub unknown_namespaces: bool,
+    /// TCP retransmitted segments by `explained`; `None` when the TCP programs are not
+    /// attached (no series then).
+    tcp_retransmits: Option<BTreeMap<&'static str, u64>>,
+    /// TCP resets by (direction, reason).
+    tcp_resets: BTreeMap<(&'static str, String), u64>,
     /// The interfaces' own drop counters, as they grew while watching: (namespace,
     /// ifindex, counter) -> its series.
     interfaces: BTreeMap<(Netns, u32, Cow<'static, str>), InterfaceSeries>,
@@ -330,6 +335,8 @@ impl Exposition {
             interfaces: BTreeMap::new(),
             interfaces_shown: 0,
             interfaces_other: 0,
+            tcp_retransmits: None,
+            tcp_resets: BTreeMap::new(),
         }
     }
 
@@ -619,6 +626,55 @@ impl Exposition {
         self.missed = self.missed.max(c.missed);
         self.unknown_namespaces = unknown;
         self.fold_interfaces(agg);
+        self.fold_tcp(agg, names);
+    }
+
+    /// The TCP figures: totals of a table that only grows, so the series only go up. The
+    /// labels are bounded: `explained` has three values, a reason is one of the kernel's.
+    fn fold_tcp(&mut self, agg: &Aggregator, names: &Names) {
+        let tcp = agg.tcp();
+        if !tcp.attached {
+            return;
+        }
+        let total = tcp.total();
+        let (here, beyond) = (total.after_drops(), total.beyond());
+        // Events lost on the way: counted by the kernel, not matched.
+        let unknown = tcp.counters.retransmits.saturating_sub(here + beyond);
+        let series = self.tcp_retransmits.get_or_insert_with(BTreeMap::new);
+        for (label, n) in [
+            ("drop_on_host", here),
+            ("beyond_host", beyond),
+            ("unknown", unknown),
+        ] {
+            let v = series.entry(label).or_default();
+            *v = (*v).max(n);
+        }
+        for (reason, n) in &total.resets_sent {
+            let v = self
+                .tcp_resets
+                .entry(("sent", names.reset_reason(*reason)))
+                .or_default();
+            *v = (*v).max(*n);
+        }
+        let v = self
+            .tcp_resets
+            .entry(("received", "none".to_owned()))
+            .or_default();
+        *v = (*v).max(total.resets_received);
+    }
+
+    /// `droptrace_tcp_retransmits_total` by `explained`; `None` without the TCP programs.
+    pub fn tcp_retransmits(&self) -> Option<impl Iterator<Item = (&'static str, u64)> + '_> {
+        self.tcp_retransmits
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    /// `droptrace_tcp_resets_total` by direction and reason.
+    pub fn tcp_resets(&self) -> impl Iterator<Item = (&'static str, &str, u64)> + '_ {
+        self.tcp_resets
+            .iter()
+            .map(|((d, r), v)| (*d, r.as_str(), *v))
     }
 
     /// Takes a sample of the host whose scan began after fold `after`: names for the
