@@ -400,6 +400,68 @@ fn unreadable_headers_are_warned_about_with_verbose() {
     }
 }
 
+/// The kernel memory droptrace counts with (the group map, the CPUs' group caches, the
+/// counters) stays within a few MiB whatever the number of CPUs, a 10,000-port scan in the
+/// group map: on a 256-CPU node it is what it is here (issue 26).
+#[test]
+fn the_counting_maps_take_a_few_mib_whatever_the_cpus() {
+    if can_run("the_counting_maps_take_a_few_mib_whatever_the_cpus") {
+        const PORTS: u16 = 10_000;
+        const COUNTING: [&str; 5] = ["GROUPS", "GROUP_SLOTS", "COUNTERS", "LOST_GROUPS", "EPOCH"];
+        let ns = Netns::new("mapmem");
+        let netns = ns.path();
+        let dt = Droptrace::start(&["--netns", netns.as_str(), "--format", "json"]);
+        ns.run(|| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for port in 1..=PORTS {
+                socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
+            }
+        });
+        reaches("Udp NoPorts", u64::from(PORTS), || {
+            ns.snmp("Udp", "NoPorts")
+        });
+        let maps = bpf_maps_of(dt.pid());
+        let table: String = maps
+            .iter()
+            .map(|m| {
+                format!(
+                    "\n  {:14} {:14} {:>8} entries {:>10} bytes",
+                    m.name, m.kind, m.max_entries, m.memlock
+                )
+            })
+            .collect();
+        let counting: u64 = maps
+            .iter()
+            .filter(|m| COUNTING.contains(&m.name.as_str()))
+            .map(|m| m.memlock)
+            .sum();
+        // For the record (issue 26's figures): droptrace's memory and CPU time so far.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", dt.pid())).unwrap();
+        let rss: Vec<&str> = status
+            .lines()
+            .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+            .collect();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", dt.pid())).unwrap();
+        let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+        eprintln!(
+            "{} possible CPUs; counting maps {counting} bytes; droptrace {rss:?}, \
+             {}+{} ticks of CPU (user+system):{table}",
+            possible_cpus(),
+            fields[11],
+            fields[12]
+        );
+        assert!(
+            COUNTING
+                .iter()
+                .all(|name| maps.iter().any(|m| m.name == *name)),
+            "every counting map is seen:{table}"
+        );
+        assert!(counting <= 4 << 20, "{counting} bytes:{table}");
+        let summary = dt.stop_json();
+        assert_eq!(summary["total"], u64::from(PORTS), "{summary:#}");
+    }
+}
+
 /// A scan of 10,000 closed UDP ports, twice over: more groups than one batch read of the
 /// kernel's group map takes (4,096 keys), and every group counts exactly its two drops;
 /// the total is the namespace's own Udp NoPorts.
