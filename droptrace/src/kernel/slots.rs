@@ -84,6 +84,35 @@ impl SlotReader {
     }
 }
 
+/// Readings of the kernel's group map, one after another: which groups moved since the
+/// last. The kernel hands a hash map out bucket by bucket, in the same order while no key
+/// comes or goes: a key found at its place with its count has not moved. (A new key shifts
+/// the ones after it: they count as moved once, which costs time, never a count.)
+#[derive(Debug, Default)]
+pub struct MapReadings {
+    last: Vec<(GroupKey, u64)>,
+    now: Vec<(GroupKey, u64)>,
+}
+
+impl MapReadings {
+    /// A new reading begins.
+    pub fn start(&mut self) {
+        self.now.clear();
+    }
+
+    /// The next key of the reading and its count: whether it moved since the last one.
+    pub fn moved(&mut self, key: GroupKey, count: u64) -> bool {
+        let moved = self.last.get(self.now.len()) != Some(&(key, count));
+        self.now.push((key, count));
+        moved
+    }
+
+    /// The reading is complete: the next one compares with it.
+    pub fn finish(&mut self) {
+        std::mem::swap(&mut self.last, &mut self.now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use droptrace_common::GroupCount;
@@ -176,6 +205,27 @@ mod tests {
         assert_eq!(read(&mut reader, 0, &slots, true), [9, 10]);
         assert_eq!(reader.total(&key(9)), 5);
         assert_eq!(reader.total(&key(10)), 1);
+    }
+
+    #[test]
+    fn a_map_reading_hands_on_only_the_groups_that_moved() {
+        let mut readings = MapReadings::default();
+        let mut read = |entries: &[(u16, u64)]| -> Vec<u16> {
+            readings.start();
+            let moved = entries
+                .iter()
+                .filter(|(port, n)| readings.moved(key(*port), *n))
+                .map(|(port, _)| *port)
+                .collect();
+            readings.finish();
+            moved
+        };
+        assert_eq!(read(&[(1, 5), (2, 1), (3, 7)]), [1, 2, 3]);
+        assert!(read(&[(1, 5), (2, 1), (3, 7)]).is_empty());
+        assert_eq!(read(&[(1, 5), (2, 4), (3, 7)]), [2]);
+        // A new key in the middle: the ones after it are handed on again.
+        assert_eq!(read(&[(1, 5), (9, 1), (2, 4), (3, 7)]), [9, 2, 3]);
+        assert!(read(&[(1, 5), (9, 1), (2, 4), (3, 7)]).is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::{
     error::Error,
     kernel::{
         layout::{Attach, KernelLayout},
-        slots::SlotReader,
+        slots::{MapReadings, SlotReader},
     },
     pipeline::{aggregate::KernelCounters, event::Group},
 };
@@ -119,8 +119,8 @@ pub struct Probe {
     matched_by_cpu: Vec<[u64; 2]>,
     epoch: Array<MapData, u32>,
     epoch_now: u32,
-    /// Groups in the last reading (the next one makes room for as many at once).
-    groups_seen: usize,
+    /// The group map's readings: only the groups that moved are handed on.
+    readings: MapReadings,
     log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
 }
@@ -253,7 +253,7 @@ impl Probe {
             matched_by_cpu: vec![[0; 2]; cpus],
             epoch,
             epoch_now: 0,
-            groups_seen: 0,
+            readings: MapReadings::default(),
             log,
             missed_at_detach: 0,
         })
@@ -310,8 +310,9 @@ impl Probe {
         n
     }
 
-    /// The kernel's counters and its figures by group, summed over CPUs: every group's
-    /// total when the kernel counts by group, the lost drops by group otherwise.
+    /// The kernel's counters and its figures by group, summed over CPUs: the totals of
+    /// the groups that moved since the last reading (all of them at the first) when the
+    /// kernel counts by group, the lost drops by group otherwise.
     pub fn read_counters(&mut self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
         let per_cpu = self
             .counters
@@ -361,12 +362,15 @@ impl Probe {
             // the slots' counts add to the map's.
             let reader = self.slots.as_ref().map(|(_, reader)| reader);
             let total = |key: &GroupKey, n: u64| n + reader.map_or(0, |r| r.total(key));
-            by_group.reserve(self.groups_seen);
+            let readings = &mut self.readings;
+            readings.start();
             read_hash(groups, "GROUPS", |key, value: GroupCount| {
-                in_slots.remove(&key);
-                by_group.push((Group::from(key), total(&key, value.count)));
+                let moved_in_slots = !in_slots.is_empty() && in_slots.remove(&key);
+                if readings.moved(key, value.count) || moved_in_slots {
+                    by_group.push((Group::from(key), total(&key, value.count)));
+                }
             })?;
-            self.groups_seen = by_group.len();
+            readings.finish();
             by_group.extend(
                 in_slots
                     .into_iter()
