@@ -45,6 +45,10 @@ pub struct VmtestArgs {
     /// Only the big-node guest.
     #[arg(long)]
     big_node_only: bool,
+    /// The droptrace the tests run instead of this workspace's release build (another
+    /// branch's, to compare): a path the guests see, so not under /tmp or /run.
+    #[arg(long, value_name = "PATH")]
+    droptrace_bin: Option<PathBuf>,
 }
 
 impl VmtestArgs {
@@ -58,6 +62,7 @@ impl VmtestArgs {
             filter: None,
             big_node_cpus: BIG_NODE_CPUS,
             big_node_only: false,
+            droptrace_bin: None,
         }
     }
 }
@@ -197,6 +202,19 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
         Which::V6_12 => vec![Line::V6_12],
         Which::All => vec![Line::V6_1, Line::V6_12],
     };
+    if let Some(bin) = &args.droptrace_bin {
+        let real = std::fs::canonicalize(bin)
+            .with_context(|| format!("--droptrace-bin {}", bin.display()))?;
+        if ["/tmp", "/run", "/var/tmp"]
+            .iter()
+            .any(|d| real.starts_with(d))
+        {
+            bail!(
+                "--droptrace-bin {}: the guests have their own /tmp and /run: put it elsewhere",
+                real.display()
+            );
+        }
+    }
     if args.big_node_only && (!lines.contains(&Line::V6_12) || args.big_node_cpus < 2) {
         bail!("--big-node-only needs the 6.12 kernel and --big-node-cpus of 2 or more");
     }
@@ -261,7 +279,7 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
     let jobs = if args.serial { 1 } else { args.jobs.max(1) };
     let started = Instant::now();
     let outcomes = run_pool(&guests, jobs, |g| {
-        boot(g, &dir, &ws, &binaries, accel, args.filter.as_deref())
+        boot(g, &dir, &ws, &binaries, accel, args)
     });
     let mut failed = false;
     let mut lines_out = Vec::new();
@@ -439,8 +457,9 @@ fn boot(
     ws: &Path,
     binaries: &[(String, PathBuf)],
     accel: &str,
-    filter: Option<&str>,
+    args: &VmtestArgs,
 ) -> Result<Outcome> {
+    let filter = args.filter.as_deref();
     let k = g.kernel;
     let share = g.share(dir);
     if share.exists() {
@@ -470,7 +489,12 @@ fn boot(
          BINARY_TIMEOUT={BINARY_TIMEOUT_SECS}\nFILTER={filter}\n",
         share = share.display(),
         tests = ws.join("tests").display(),
-        bin = ws.join("target/release/droptrace").display(),
+        bin = args
+            .droptrace_bin
+            .as_ref()
+            .and_then(|b| std::fs::canonicalize(b).ok())
+            .unwrap_or_else(|| ws.join("target/release/droptrace"))
+            .display(),
         filter = shell_quote(filter.unwrap_or("")),
     );
     // Windows the tests choose themselves (diagnose's --duration) are longer under TCG.
