@@ -43,6 +43,9 @@ pub enum ProbeError {
 
     #[error("BPF map {0}: {1}")]
     Map(&'static str, aya::maps::MapError),
+
+    #[error("the kernel object (rebuild it with cargo xtask build-ebpf): {0}")]
+    Object(String),
 }
 
 /// The compiled kernel program (built by `cargo xtask build-ebpf`, checked in).
@@ -158,6 +161,12 @@ impl Probe {
         raise_memlock_limit();
         // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
         let log_level: u8 = if opts.verbose { 2 } else { 0 };
+        let release = super::clock::kernel_release();
+        let object = if warns_of_allocation(&release, &opts.layout.attach) {
+            std::borrow::Cow::Owned(preallocated(OBJECT, &["GROUPS", "LOST_GROUPS"])?)
+        } else {
+            std::borrow::Cow::Borrowed(OBJECT)
+        };
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
@@ -166,7 +175,7 @@ impl Probe {
             .map_max_entries("GROUPS", groups_max)
             .map_max_entries("LOST_GROUPS", lost_max)
             .map_max_entries("GROUP_SLOTS", slots_max)
-            .load(OBJECT)
+            .load(&object)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
 
         {
@@ -434,6 +443,54 @@ fn read_hash<V: aya::Pod + Default>(
     Ok(())
 }
 
+/// Before Linux 6.1 the verifier lets a classic-tracepoint program use a hash map that
+/// allocates its elements as they come only with a warning, once, that taints the kernel;
+/// there the group maps are preallocated instead (still one value for every CPU).
+fn warns_of_allocation(release: &str, attach: &Attach) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    *attach == Attach::Tracepoint && version < (6, 1)
+}
+
+/// Offset of `map_flags` in a legacy map definition (`struct bpf_map_def`: type, key
+/// size, value size, max entries, flags, ...).
+const MAP_DEF_FLAGS: u64 = 16;
+
+/// The kernel object with the hash maps `names` preallocated: their `BPF_F_NO_PREALLOC`
+/// flag cleared in the `maps` section.
+fn preallocated(object: &[u8], names: &[&str]) -> Result<Vec<u8>, Error> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let bad = |what: String| Error::from(ProbeError::Object(what));
+    let elf = object::File::parse(object).map_err(|e| bad(e.to_string()))?;
+    let maps = elf
+        .section_by_name("maps")
+        .ok_or_else(|| bad("no maps section".into()))?;
+    let (start, len) = maps
+        .file_range()
+        .ok_or_else(|| bad("an empty maps section".into()))?;
+    let mut patched = object.to_vec();
+    for name in names {
+        let symbol = elf
+            .symbols()
+            .find(|s| s.name() == Ok(*name) && s.section_index() == Some(maps.index()))
+            .ok_or_else(|| bad(format!("no map {name}")))?;
+        let at = symbol.address() + MAP_DEF_FLAGS;
+        if at + 4 > len {
+            return Err(bad(format!("map {name} lies outside its section")));
+        }
+        let at = usize::try_from(start + at).map_err(|e| bad(e.to_string()))?;
+        let flags = u32::from_le_bytes(patched[at..at + 4].try_into().unwrap_or_default());
+        let cleared = flags & !NO_PREALLOC;
+        patched[at..at + 4].copy_from_slice(&cleared.to_le_bytes());
+    }
+    Ok(patched)
+}
+
+/// `BPF_F_NO_PREALLOC`.
+const NO_PREALLOC: u32 = 1;
+
 /// The tracepoint, and the typedef the kernel's BTF describes it with.
 const TRACEPOINT: &str = "kfree_skb";
 pub const TRACEPOINT_TYPEDEF: &str = "btf_trace_kfree_skb";
@@ -603,6 +660,29 @@ mod tests {
             .member_offset("bpf_prog_info", &["recursion_misses"])
             .unwrap();
         assert_eq!(off as usize, super::RECURSION_MISSES_OFFSET);
+    }
+
+    #[test]
+    fn classic_tracepoints_before_6_1_get_preallocated_group_maps() {
+        use crate::kernel::layout::Attach;
+        assert!(super::warns_of_allocation("6.0.19-amd64", &Attach::Tracepoint));
+        assert!(super::warns_of_allocation("5.15.0-91-generic", &Attach::Tracepoint));
+        assert!(!super::warns_of_allocation("5.15.0-91-generic", &Attach::BtfTracepoint));
+        assert!(!super::warns_of_allocation("6.1.0-57-amd64", &Attach::Tracepoint));
+        assert!(!super::warns_of_allocation("6.18.0", &Attach::Tracepoint));
+        // Read the flags back as aya does.
+        let flags = |object: &[u8], name: &str| {
+            let obj = aya_obj::Object::parse(object).unwrap();
+            obj.maps[name].map_flags()
+        };
+        let object = super::preallocated(super::OBJECT, &["GROUPS", "LOST_GROUPS"]).unwrap();
+        for name in ["GROUPS", "LOST_GROUPS"] {
+            assert_eq!(flags(super::OBJECT, name), super::NO_PREALLOC, "{name}");
+            assert_eq!(flags(&object, name), 0, "{name}");
+        }
+        assert_eq!(flags(&object, "REASON_FILTER"), 0);
+        assert_eq!(flags(&object, "EPOCH"), flags(super::OBJECT, "EPOCH"));
+        assert!(super::preallocated(super::OBJECT, &["NO_SUCH_MAP"]).is_err());
     }
 
     #[test]
