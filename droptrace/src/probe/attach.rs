@@ -665,10 +665,22 @@ mod tests {
     #[test]
     fn classic_tracepoints_before_6_1_get_preallocated_group_maps() {
         use crate::kernel::layout::Attach;
-        assert!(super::warns_of_allocation("6.0.19-amd64", &Attach::Tracepoint));
-        assert!(super::warns_of_allocation("5.15.0-91-generic", &Attach::Tracepoint));
-        assert!(!super::warns_of_allocation("5.15.0-91-generic", &Attach::BtfTracepoint));
-        assert!(!super::warns_of_allocation("6.1.0-57-amd64", &Attach::Tracepoint));
+        assert!(super::warns_of_allocation(
+            "6.0.19-amd64",
+            &Attach::Tracepoint
+        ));
+        assert!(super::warns_of_allocation(
+            "5.15.0-91-generic",
+            &Attach::Tracepoint
+        ));
+        assert!(!super::warns_of_allocation(
+            "5.15.0-91-generic",
+            &Attach::BtfTracepoint
+        ));
+        assert!(!super::warns_of_allocation(
+            "6.1.0-57-amd64",
+            &Attach::Tracepoint
+        ));
         assert!(!super::warns_of_allocation("6.18.0", &Attach::Tracepoint));
         // Read the flags back as aya does.
         let flags = |object: &[u8], name: &str| {
