@@ -162,7 +162,7 @@ impl Probe {
         // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
         let log_level: u8 = if opts.verbose { 2 } else { 0 };
         let release = super::clock::kernel_release();
-        let object = if warns_of_allocation(&release, &opts.layout.attach) {
+        let object = if !allocates_in_tracing(&release) {
             std::borrow::Cow::Owned(preallocated(OBJECT, &["GROUPS", "LOST_GROUPS"])?)
         } else {
             std::borrow::Cow::Borrowed(OBJECT)
@@ -443,15 +443,17 @@ fn read_hash<V: aya::Pod + Default>(
     Ok(())
 }
 
-/// Before Linux 6.1 the verifier lets a classic-tracepoint program use a hash map that
-/// allocates its elements as they come only with a warning, once, that taints the kernel;
-/// there the group maps are preallocated instead (still one value for every CPU).
-fn warns_of_allocation(release: &str, attach: &Attach) -> bool {
+/// Linux 6.1 gave hash maps that allocate as elements come an allocator safe in any
+/// context (bpf_mem_alloc). Before it, such a map takes kmalloc in the drop path, and the
+/// verifier lets a classic-tracepoint program use one only with a warning, once, that
+/// taints the kernel: there the group maps are preallocated instead (still one value for
+/// every CPU).
+fn allocates_in_tracing(release: &str) -> bool {
     let mut numbers = release
         .split(|c: char| !c.is_ascii_digit())
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    *attach == Attach::Tracepoint && version < (6, 1)
+    version >= (6, 1)
 }
 
 /// Offset of `map_flags` in a legacy map definition (`struct bpf_map_def`: type, key
@@ -663,25 +665,13 @@ mod tests {
     }
 
     #[test]
-    fn classic_tracepoints_before_6_1_get_preallocated_group_maps() {
-        use crate::kernel::layout::Attach;
-        assert!(super::warns_of_allocation(
-            "6.0.19-amd64",
-            &Attach::Tracepoint
-        ));
-        assert!(super::warns_of_allocation(
-            "5.15.0-91-generic",
-            &Attach::Tracepoint
-        ));
-        assert!(!super::warns_of_allocation(
-            "5.15.0-91-generic",
-            &Attach::BtfTracepoint
-        ));
-        assert!(!super::warns_of_allocation(
-            "6.1.0-57-amd64",
-            &Attach::Tracepoint
-        ));
-        assert!(!super::warns_of_allocation("6.18.0", &Attach::Tracepoint));
+    fn kernels_before_6_1_get_preallocated_group_maps() {
+        assert!(!super::allocates_in_tracing("6.0.19-amd64"));
+        assert!(!super::allocates_in_tracing("5.15.0-91-generic"));
+        assert!(!super::allocates_in_tracing("unknown"));
+        assert!(super::allocates_in_tracing("6.1.0-57-amd64"));
+        assert!(super::allocates_in_tracing("6.18.0"));
+        assert!(super::allocates_in_tracing("7.0.1"));
         // Read the flags back as aya does.
         let flags = |object: &[u8], name: &str| {
             let obj = aya_obj::Object::parse(object).unwrap();
