@@ -60,7 +60,8 @@ static GROUPS: HashMap<GroupKey, GroupCount> =
 static GROUP_SLOTS: Array<[Slot; SLOTS]> = Array::with_max_entries(1, 0);
 
 /// The sampling epoch, advanced by user space as it reads: each group may send
-/// `samples_per_group` events per CPU and epoch, each CPU `samples_per_cpu`.
+/// `samples_per_group` events per epoch (per CPU while in a CPU's slot), each CPU
+/// `samples_per_cpu`.
 #[map]
 static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 
