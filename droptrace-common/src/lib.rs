@@ -66,7 +66,8 @@ pub struct Config {
     /// Packet bytes to copy after each event, from the IP header (0: none; at most
     /// `SNAPLEN_MAX`).
     pub snaplen: u32,
-    /// With `CONFIG_COUNT_GROUPS`: events sent per group, per CPU and per epoch.
+    /// With `CONFIG_COUNT_GROUPS`: events sent per group and epoch (per CPU for a group in
+    /// a CPU's slot cache; for all CPUs together, give or take a race, in `GROUPS`).
     pub samples_per_group: u32,
     /// With `CONFIG_COUNT_GROUPS`: events sent per CPU and per epoch, all groups together.
     pub samples_per_cpu: u32,
@@ -181,25 +182,26 @@ pub const SNAPLEN_MAX: u32 = 4095;
 
 /// Capacity of the map that counts undelivered drops by group.
 pub const LOST_GROUPS_MAX: u32 = 16384;
-/// Default capacity of the map that counts every drop by group (`CONFIG_COUNT_GROUPS`);
-/// the loader may make it smaller on machines with many CPUs (the values are per CPU).
+/// Capacity of the map that counts every drop by group (`CONFIG_COUNT_GROUPS`): one value
+/// for all CPUs, its elements allocated as groups come.
 pub const GROUPS_MAX: u32 = 65536;
 
-/// A group's figures in the kernel's group map (per CPU).
+/// A group's figures in the kernel's group map (all CPUs together) or in a CPU's slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupCount {
-    /// Matched drops of the group on this CPU.
+    /// Matched drops of the group (on the slot's CPU, for a slot).
     pub count: u64,
     /// The epoch `samples` belongs to.
     pub epoch: u32,
-    /// Samples of the group this CPU sent in that epoch.
+    /// Samples of the group sent in that epoch.
     pub samples: u32,
 }
 const _: () = assert!(size_of::<GroupCount>() == 16);
 
-/// Slots in each CPU's group cache: a power of two.
-pub const SLOTS: usize = 256;
+/// Slots in each CPU's group cache: a power of two. 128 slots of 56 bytes are 7 KiB a
+/// CPU, 1.75 MiB on 256 CPUs.
+pub const SLOTS: usize = 128;
 
 /// One slot of a CPU's group cache (`SLOTS`): the group that took it first (a slot is
 /// never given back) and its figures on this CPU. A count of 0 means the slot is free.

@@ -5,16 +5,20 @@
 //! read-only `CONFIG`, so one object serves many kernel versions.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target has atomic adds but no compare-and-swap, so core leaves
+// `AtomicU64::fetch_add` out; the intrinsic is the kernel's `lock xadd`.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 use core::mem::size_of;
 
 use aya_ebpf::cty::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
     EbpfContext,
 };
@@ -36,23 +40,30 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 #[map]
 static COUNTERS: PerCpuArray<[u64; COUNTER_COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Drops whose event could not be delivered, counted by group so group counts stay exact.
-/// (Made one entry small by the loader when groups are counted in `GROUPS`.)
+/// Drops whose event could not be delivered, counted by group so group counts stay exact:
+/// one value for all CPUs (atomic adds), allocated as groups come. (Made one entry small by
+/// the loader when groups are counted in `GROUPS`.)
 #[map]
-static LOST_GROUPS: PerCpuHashMap<GroupKey, u64> =
-    PerCpuHashMap::with_max_entries(LOST_GROUPS_MAX, 0);
+static LOST_GROUPS: HashMap<GroupKey, u64> =
+    HashMap::with_max_entries(LOST_GROUPS_MAX, BPF_F_NO_PREALLOC);
 
-/// Every matched drop by group, with `CONFIG_COUNT_GROUPS` (sized by the loader).
+/// Every matched drop by group, with `CONFIG_COUNT_GROUPS` (sized by the loader): one
+/// value for all CPUs, counted with atomic adds, its elements allocated as groups come, so
+/// its memory follows the groups and not the CPUs.
 #[map]
-static GROUPS: PerCpuHashMap<GroupKey, GroupCount> = PerCpuHashMap::with_max_entries(GROUPS_MAX, 0);
+static GROUPS: HashMap<GroupKey, GroupCount> =
+    HashMap::with_max_entries(GROUPS_MAX, BPF_F_NO_PREALLOC);
 
-/// Each CPU's group cache (`CONFIG_GROUP_SLOTS`): a group found in its slot is counted
-/// with a few plain loads and stores instead of a hash map lookup.
+/// Each CPU's group cache (`CONFIG_GROUP_SLOTS`), at the CPU's number: a group found in
+/// its slot is counted with a few plain loads and stores instead of a hash map lookup.
+/// Not a per-CPU map, so user space reads only the CPUs whose counters moved (the loader
+/// gives it one entry per possible CPU).
 #[map]
-static GROUP_SLOTS: PerCpuArray<[Slot; SLOTS]> = PerCpuArray::with_max_entries(1, 0);
+static GROUP_SLOTS: Array<[Slot; SLOTS]> = Array::with_max_entries(1, 0);
 
 /// The sampling epoch, advanced by user space as it reads: each group may send
-/// `samples_per_group` events per CPU and epoch, each CPU `samples_per_cpu`.
+/// `samples_per_group` events per epoch (per CPU while in a CPU's slot), each CPU
+/// `samples_per_cpu`.
 #[map]
 static EPOCH: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -246,18 +257,27 @@ fn on_drop<F: Fields, C: EbpfContext>(
         return;
     }
     let key = GroupKey::of(&ev);
-    // SAFETY (both increments): a non-NULL pointer to this CPU's value in the per-CPU map;
-    // no other run writes it meanwhile (no nesting on one CPU), and user space only reads
-    // this map, so no delete can free or reuse the element.
     if let Some(count) = LOST_GROUPS.get_ptr_mut(&key) {
-        unsafe { *count += 1 };
+        add_one(count);
     } else if LOST_GROUPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
-        // Another CPU may have inserted the key meanwhile: count in its (per-CPU) slot.
+        // Another CPU may have inserted the key meanwhile: count in it.
         match LOST_GROUPS.get_ptr_mut(&key) {
-            Some(count) => unsafe { *count += 1 },
+            Some(count) => add_one(count),
             None => counters[COUNTER_LOST_UNGROUPED as usize] += 1,
         }
     }
+}
+
+/// Adds one to a count in a map that every CPU writes.
+#[inline(always)]
+fn add_one(count: *mut u64) {
+    // SAFETY: a non-NULL pointer to a map value, valid for the whole run of the program
+    // (user space never deletes from these maps); every writer adds atomically.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            count, 1,
+        )
+    };
 }
 
 /// Sends the event (and the packet bytes of `capture`); counts it as sent or lost.
@@ -327,8 +347,10 @@ fn count_group(cfg: &Config, counters: &mut [u64; COUNTER_COUNT as usize], ev: &
 /// the group's; `None` when another group holds it. Says whether to send a sample.
 #[inline(always)]
 fn count_in_slot(cfg: &Config, key: &GroupKey, epoch: u32) -> Option<bool> {
-    let slots = GROUP_SLOTS.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slots (no nesting on one CPU); user space only reads them. The
+    // SAFETY: a helper without arguments or preconditions.
+    let slots = GROUP_SLOTS.get_ptr_mut(unsafe { bpf_get_smp_processor_id() })?;
+    // SAFETY: this CPU's slots (only this CPU writes them, and never twice at once: no
+    // nesting on one CPU); user space only reads them. The
     // index is below SLOTS by construction (the mask is the bound the verifier checks).
     let slot = unsafe { &mut (*slots)[slot_index(key) & (SLOTS - 1)] };
     if slot.count.count == 0 {
@@ -356,38 +378,53 @@ fn count_in_map(
     key: &GroupKey,
     epoch: u32,
 ) -> bool {
-    let key = *key;
-    // SAFETY (each dereference): a non-NULL pointer to this CPU's value in the per-CPU
-    // map; no other run writes it meanwhile (no nesting on one CPU), and user space only
-    // reads this map, so no delete can free or reuse the element.
-    match GROUPS.get_ptr_mut(&key) {
-        Some(group) => unsafe { take_sample(&mut *group, cfg, epoch) },
+    if let Some(group) = GROUPS.get_ptr_mut(key) {
+        return add_shared(group, cfg, epoch);
+    }
+    let first = GroupCount {
+        count: 1,
+        epoch,
+        samples: 1,
+    };
+    if GROUPS.insert(key, &first, BPF_NOEXIST as u64).is_ok() {
+        return cfg.samples_per_group != 0;
+    }
+    // Another CPU may have inserted the key meanwhile: count in it; otherwise the map is
+    // full and the drop is in the total only (and sends no sample: user space would have
+    // no group to put it in).
+    match GROUPS.get_ptr_mut(key) {
+        Some(group) => add_shared(group, cfg, epoch),
         None => {
-            let first = GroupCount {
-                count: 1,
-                epoch,
-                samples: 0,
-            };
-            if GROUPS.insert(&key, &first, BPF_NOEXIST as u64).is_ok() {
-                match GROUPS.get_ptr_mut(&key) {
-                    Some(group) => unsafe { (*group).samples = 1 },
-                    None => {}
-                }
-                cfg.samples_per_group != 0
-            } else {
-                // Another CPU may have inserted the key meanwhile: count in its (per-CPU)
-                // slot; otherwise the map is full and the drop is in the total only.
-                match GROUPS.get_ptr_mut(&key) {
-                    Some(group) => unsafe { take_sample(&mut *group, cfg, epoch) },
-                    None => {
-                        // No sample either: user space would have no group to put it in.
-                        counters[COUNTER_LOST_UNGROUPED as usize] += 1;
-                        false
-                    }
-                }
-            }
+            counters[COUNTER_LOST_UNGROUPED as usize] += 1;
+            false
         }
     }
+}
+
+/// One more drop of a group in the shared map: counted with an atomic add (every CPU
+/// writes it); the sampling figures are plain loads and stores, as a race between CPUs
+/// there only changes which drops are sent as samples, never a count.
+#[inline(always)]
+fn add_shared(group: *mut GroupCount, cfg: &Config, epoch: u32) -> bool {
+    // SAFETY: a non-NULL pointer to the map's value, valid for the whole run of the
+    // program (user space never deletes from this map); the count is only ever changed
+    // with atomic adds, and the other fields are read and written volatile, so the
+    // compiler neither tears nor caches them.
+    unsafe {
+        add_one(&raw mut (*group).count);
+        let epoch_at = &raw mut (*group).epoch;
+        let samples_at = &raw mut (*group).samples;
+        let mut samples = core::ptr::read_volatile(samples_at);
+        if core::ptr::read_volatile(epoch_at) != epoch {
+            core::ptr::write_volatile(epoch_at, epoch);
+            samples = 0;
+        }
+        if samples >= cfg.samples_per_group {
+            return false;
+        }
+        core::ptr::write_volatile(samples_at, samples + 1);
+    }
+    true
 }
 
 /// One more drop of a group: counted, and whether the group has a sample left.

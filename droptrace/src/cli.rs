@@ -243,7 +243,7 @@ pub struct LiveArgs {
 
     /// Groups (site, reason, protocol, port, interface, namespace) the kernel counts
     /// apart when it counts by group; drops of groups beyond are counted in the total, as
-    /// unattributed. From 256 up, each CPU also keeps up to 256 groups in a cache of its
+    /// unattributed. From 128 up, each CPU also keeps up to 128 groups in a cache of its
     /// own (cheaper to count in), which may hold groups beyond the map's.
     #[arg(long, value_name = "N", default_value_t = droptrace_common::GROUPS_MAX,
           value_parser = clap::value_parser!(u32).range(1..=droptrace_common::GROUPS_MAX as i64))]

@@ -1045,3 +1045,71 @@ pub fn assert_mentions(f: &serde_json::Value, needles: &[&str]) {
         assert!(text.contains(n), "`{n}` missing from finding:\n{f:#}");
     }
 }
+
+/// A BPF map a process holds open, with the kernel memory it is charged for.
+#[derive(Debug)]
+pub struct MapMemory {
+    pub name: String,
+    pub kind: String,
+    pub max_entries: u64,
+    /// `memlock` of the map's fdinfo: what the kernel charges for it (and what
+    /// `bpftool map show` calls bytes_memlock).
+    pub memlock: u64,
+}
+
+/// The BPF maps process `pid` holds open (each once), from its fdinfo; names from bpftool.
+pub fn bpf_maps_of(pid: i32) -> Vec<MapMemory> {
+    let mut ids = std::collections::BTreeMap::new();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd list");
+    for fd in fds.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref()
+            != Some(std::path::Path::new("anon_inode:bpf-map"))
+        {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        )) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+            ids.insert(id, memlock);
+        }
+    }
+    ids.into_iter()
+        .map(|(id, memlock)| {
+            let v: Value = serde_json::from_str(&sh(&[
+                "bpftool",
+                "-j",
+                "map",
+                "show",
+                "id",
+                &id.to_string(),
+            ]))
+            .expect("bpftool json");
+            MapMemory {
+                name: v["name"].as_str().unwrap_or("?").to_owned(),
+                kind: v["type"].as_str().unwrap_or("?").to_owned(),
+                max_entries: v["max_entries"].as_u64().unwrap_or(0),
+                memlock,
+            }
+        })
+        .collect()
+}
+
+/// The machine's possible CPUs: what per-CPU maps are sized by.
+pub fn possible_cpus() -> usize {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").expect("possible CPUs");
+    text.trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().expect("cpu") - a.parse::<usize>().expect("cpu") + 1,
+            None => 1,
+        })
+        .sum()
+}

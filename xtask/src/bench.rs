@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Extra arguments for droptrace, e.g. "--ring-buffer-size 262144".
     #[arg(long, value_name = "ARGS", default_value = "")]
     droptrace_args: String,
+    /// Another droptrace build to measure beside this one (counted in the kernel, and
+    /// serve), e.g. the main branch's: before and after a change in one table.
+    #[arg(long, value_name = "PATH")]
+    before: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,9 @@ enum Tool {
     DroptraceFiltered,
     DroptraceRecord,
     DroptraceServe,
+    /// `Droptrace` and `DroptraceServe` with the `--before` build.
+    DroptraceBefore,
+    DroptraceServeBefore,
     BpftraceMap,
     /// An empty classic-tracepoint program: the floor of bpf_stats' measure.
     BpftraceEmpty,
@@ -56,6 +63,8 @@ impl Tool {
             Tool::DroptraceFiltered => "droptrace --port 1 (all filtered out)",
             Tool::DroptraceRecord => "droptrace record (every drop streamed to a file)",
             Tool::DroptraceServe => "droptrace serve (metrics, default labels)",
+            Tool::DroptraceBefore => "--before: droptrace --format json",
+            Tool::DroptraceServeBefore => "--before: droptrace serve",
             Tool::BpftraceMap => "bpftrace, count in a map",
             Tool::BpftraceEmpty => "bpftrace, empty program (floor)",
             Tool::PerfRecord => "perf record -e skb:kfree_skb -a",
@@ -96,6 +105,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         Tool::DroptraceRecord,
         Tool::DroptraceServe,
     ];
+    if args.before.is_some() {
+        tools.extend([Tool::DroptraceBefore, Tool::DroptraceServeBefore]);
+    }
     if !args.no_peers {
         tools.extend([Tool::BpftraceMap, Tool::PerfRecord]);
     }
@@ -114,7 +126,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         for k in 1..tools.len() {
             let i = 1 + (k - 1 + round) % (tools.len() - 1);
             // Stopped on drop, also when the flood fails.
-            let tracer = Tracer(start(tools[i], &bin, &args.droptrace_args)?);
+            let tracer = Tracer(start(tools[i], &bin, args)?);
             let rate = flood(&ns.0, args.seconds)?;
             drop(tracer);
             if tools[i] == Tool::DroptraceRecord {
@@ -151,7 +163,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         for round in 0..COST_ROUNDS {
             for (i, &tool) in cost_tools.iter().enumerate() {
                 let before = program_ids()?;
-                let tracer = Tracer(start(tool, &bin, &args.droptrace_args)?);
+                let tracer = Tracer(start(tool, &bin, args)?);
                 flood(&ns.0, args.seconds)?;
                 let ns_per_run = run_time_per_run(&before)?;
                 drop(tracer);
@@ -360,9 +372,16 @@ fn recording_size(bin: &PathBuf) -> Result<(u64, u64)> {
 /// Where the record measurement writes (replaced every round, removed at the end).
 const RECORDING: &str = "/tmp/droptrace-bench.dtr";
 
-fn start(tool: Tool, bin: &PathBuf, extra: &str) -> Result<Option<Child>> {
+fn start(tool: Tool, bin: &PathBuf, args: &BenchArgs) -> Result<Option<Child>> {
+    let extra = args.droptrace_args.as_str();
+    let (tool, bin) = match (tool, &args.before) {
+        (Tool::DroptraceBefore, Some(before)) => (Tool::Droptrace, before),
+        (Tool::DroptraceServeBefore, Some(before)) => (Tool::DroptraceServe, before),
+        _ => (tool, bin),
+    };
     let (mut cmd, ready): (Command, Option<&str>) = match tool {
         Tool::Baseline => return Ok(None),
+        Tool::DroptraceBefore | Tool::DroptraceServeBefore => bail!("--before is not given"),
         Tool::Droptrace => {
             let mut c = Command::new(bin);
             c.args(["--format", "json"]).args(extra.split_whitespace());

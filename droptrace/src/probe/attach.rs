@@ -2,14 +2,12 @@
 //! attaching it to skb:kfree_skb, reading the ring buffer and the kernel's counters, and
 //! detaching.
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     os::fd::{AsFd, AsRawFd, BorrowedFd},
 };
 
 use aya::{
-    maps::{
-        Array, HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
-    },
+    maps::{Array, HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
@@ -20,7 +18,7 @@ use crate::{
     error::Error,
     kernel::{
         layout::{Attach, KernelLayout},
-        slots::SlotReader,
+        slots::{MapReadings, SlotReader},
     },
     pipeline::{aggregate::KernelCounters, event::Group},
 };
@@ -45,6 +43,9 @@ pub enum ProbeError {
 
     #[error("BPF map {0}: {1}")]
     Map(&'static str, aya::maps::MapError),
+
+    #[error("the kernel object (rebuild it with cargo xtask build-ebpf): {0}")]
+    Object(String),
 }
 
 /// The compiled kernel program (built by `cargo xtask build-ebpf`, checked in).
@@ -107,18 +108,6 @@ impl Default for Sampling {
     }
 }
 
-/// The kernel's group map takes this much memory at most (its values are per CPU).
-const GROUPS_MEMORY: u64 = 256 << 20;
-
-/// Group map entries on a machine with `cpus` possible CPUs: as asked, within
-/// `GROUPS_MEMORY`.
-fn group_map_entries(asked: u32, cpus: u32) -> u32 {
-    // A preallocated element: its header and key (about 80 bytes) and one value per CPU.
-    let per_entry = 80 + u64::from(cpus.max(1)) * size_of::<GroupCount>() as u64;
-    let fit = (GROUPS_MEMORY / per_entry).min(u64::from(u32::MAX)) as u32;
-    asked.min(fit).max(1)
-}
-
 /// The attached kernel program and the maps it fills.
 pub struct Probe {
     /// `None` once detached: dropping `Ebpf` detaches and unloads the program.
@@ -126,16 +115,17 @@ pub struct Probe {
     program: &'static str,
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
-    lost: PerCpuHashMap<MapData, GroupKey, u64>,
-    groups: Option<PerCpuHashMap<MapData, GroupKey, GroupCount>>,
-    /// The per-CPU group cache, with `CONFIG_GROUP_SLOTS`.
-    slots: Option<(PerCpuArray<MapData, [Slot; wire::SLOTS]>, SlotReader)>,
+    lost: BpfHashMap<MapData, GroupKey, u64>,
+    groups: Option<BpfHashMap<MapData, GroupKey, GroupCount>>,
+    /// Each CPU's group cache, with `CONFIG_GROUP_SLOTS`.
+    slots: Option<(Array<MapData, [Slot; wire::SLOTS]>, SlotReader)>,
+    /// Each CPU's matched drops at the last two readings: a CPU whose count has not
+    /// moved since the one before has nothing new in its slots.
+    matched_by_cpu: Vec<[u64; 2]>,
     epoch: Array<MapData, u32>,
     epoch_now: u32,
-    /// Possible CPUs: the values a per-CPU map holds for each key.
-    cpus: usize,
-    /// Groups in the last reading (the next one makes room for as many at once).
-    groups_seen: usize,
+    /// The group map's readings: only the groups that moved are handed on.
+    readings: MapReadings,
     log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
     /// The TCP programs' ring and counters, where attached.
@@ -149,7 +139,9 @@ impl Probe {
         let mut config = opts.config;
         config.wakeup_events = wakeup_events(opts.ring_buffer_size, config.snaplen);
         // Only the map the mode uses gets its size; the other is made one entry small.
-        let (groups_max, lost_max) = match opts.sampling {
+        // Possible CPUs: the program indexes its slot caches by CPU number.
+        let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
+        let (groups_max, lost_max, slots_max) = match opts.sampling {
             Some(s) => {
                 config.flags |= wire::CONFIG_COUNT_GROUPS;
                 // The slot cache holds groups beyond the map's: only for a map at least as
@@ -161,10 +153,14 @@ impl Probe {
                 config.samples_per_cpu = s.per_cpu;
                 // Samples are few: the kernel wakes the reader when it is idle.
                 config.wakeup_events = 0;
-                let cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
-                (group_map_entries(s.max_groups, cpus), 1)
+                let slots = if config.flags & wire::CONFIG_GROUP_SLOTS != 0 {
+                    u32::try_from(cpus).unwrap_or(u32::MAX)
+                } else {
+                    1
+                };
+                (s.max_groups.max(1), 1, slots)
             }
-            None => (1, wire::LOST_GROUPS_MAX),
+            None => (1, wire::LOST_GROUPS_MAX, 1),
         };
         raise_memlock_limit();
         // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
@@ -173,6 +169,12 @@ impl Probe {
             .tcp
             .as_ref()
             .map_or(wire::TcpConfig::ZERO, |t| t.config);
+        let release = super::clock::kernel_release();
+        let object = if !allocates_in_tracing(&release) {
+            std::borrow::Cow::Owned(preallocated(OBJECT, &["GROUPS", "LOST_GROUPS"])?)
+        } else {
+            std::borrow::Cow::Borrowed(OBJECT)
+        };
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global("CONFIG", &config, true)
@@ -181,7 +183,8 @@ impl Probe {
             .map_max_entries("EVENTS", opts.ring_buffer_size)
             .map_max_entries("GROUPS", groups_max)
             .map_max_entries("LOST_GROUPS", lost_max)
-            .load(OBJECT)
+            .map_max_entries("GROUP_SLOTS", slots_max)
+            .load(&object)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
 
         {
@@ -252,14 +255,14 @@ impl Probe {
             .map_err(|e| Error::Io("watching the ring buffer".into(), e.into_parts().1))?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?)
             .map_err(|e| ProbeError::Map("COUNTERS", e))?;
-        let lost = PerCpuHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
+        let lost = BpfHashMap::try_from(take_map(&mut ebpf, "LOST_GROUPS")?)
             .map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
-        let groups = PerCpuHashMap::try_from(take_map(&mut ebpf, "GROUPS")?)
+        let groups = BpfHashMap::try_from(take_map(&mut ebpf, "GROUPS")?)
             .map_err(|e| ProbeError::Map("GROUPS", e))?;
         let epoch = Array::try_from(take_map(&mut ebpf, "EPOCH")?)
             .map_err(|e| ProbeError::Map("EPOCH", e))?;
         let slots = if config.flags & wire::CONFIG_GROUP_SLOTS != 0 {
-            let map = PerCpuArray::try_from(take_map(&mut ebpf, "GROUP_SLOTS")?)
+            let map = Array::try_from(take_map(&mut ebpf, "GROUP_SLOTS")?)
                 .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
             Some((map, SlotReader::default()))
         } else {
@@ -273,10 +276,10 @@ impl Probe {
             lost,
             groups: opts.sampling.map(|_| groups),
             slots,
+            matched_by_cpu: vec![[0; 2]; cpus],
             epoch,
             epoch_now: 0,
-            cpus: aya::util::nr_cpus().map_or(1, |n| n.max(1)),
-            groups_seen: 0,
+            readings: MapReadings::default(),
             log,
             missed_at_detach: 0,
             tcp,
@@ -339,8 +342,9 @@ impl Probe {
         n
     }
 
-    /// The kernel's counters and its figures by group, summed over CPUs: every group's
-    /// total when the kernel counts by group, the lost drops by group otherwise.
+    /// The kernel's counters and its figures by group, summed over CPUs: the totals of
+    /// the groups that moved since the last reading (all of them at the first) when the
+    /// kernel counts by group, the lost drops by group otherwise.
     pub fn read_counters(&mut self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
         let per_cpu = self
             .counters
@@ -361,46 +365,53 @@ impl Probe {
         };
         let mut by_group = Vec::new();
         if let Some(groups) = &self.groups {
-            by_group.reserve(self.groups_seen);
-            let fd = groups.map().fd().as_fd();
-            let batched =
-                super::batch::per_cpu(fd, self.cpus, |key: GroupKey, values: &[GroupCount]| {
-                    by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
-                });
-            if batched.is_err() {
-                // A kernel without batch lookups here: one key at a time.
-                by_group.clear();
-                for entry in groups.iter() {
-                    let (key, values) = entry.map_err(|e| ProbeError::Map("GROUPS", e))?;
-                    by_group.push((Group::from(key), values.iter().map(|v| v.count).sum()));
-                }
-            }
-            self.groups_seen = by_group.len();
+            // Groups whose count in a CPU's slot grew since the last reading.
+            let mut in_slots = HashSet::new();
             if let Some((map, reader)) = self.slots.as_mut() {
-                // A group is in one CPU's slot or in that CPU's part of the map, never
-                // both: the slots' counts add to the map's.
-                let per_cpu = map
-                    .get(&0, 0)
-                    .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
-                let per_cpu: Vec<&[Slot]> = per_cpu.iter().map(|s| &s[..]).collect();
-                let mut in_slots: HashMap<GroupKey, u64> = HashMap::new();
-                reader.add(&per_cpu, self.ebpf.is_none(), &mut in_slots);
-                let mut in_slots: HashMap<Group, u64> = in_slots
-                    .into_iter()
-                    .map(|(k, n)| (Group::from(k), n))
-                    .collect();
-                for (group, n) in by_group.iter_mut() {
-                    if let Some(more) = in_slots.remove(group) {
-                        *n += more;
+                let settled = self.ebpf.is_none();
+                for (cpu, (values, matched)) in per_cpu
+                    .iter()
+                    .zip(self.matched_by_cpu.iter_mut())
+                    .enumerate()
+                {
+                    let now = values[wire::COUNTER_MATCHED as usize];
+                    // A run of the program may have counted its drop in `COUNTERS` and
+                    // not yet in its slot when the last reading was made: a CPU is read
+                    // once more after its count stops moving.
+                    let moved = now != matched[0] || matched[0] != matched[1];
+                    *matched = [now, matched[0]];
+                    if !(moved || reader.unsure(cpu) || (settled && now != 0)) {
+                        continue;
                     }
+                    let index = u32::try_from(cpu).unwrap_or(u32::MAX);
+                    let slots = map
+                        .get(&index, 0)
+                        .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
+                    reader.read_cpu(cpu, &slots, settled, &mut in_slots);
                 }
-                by_group.extend(in_slots);
             }
+            // A group is in one CPU's slot or in the shared map for that CPU, never both:
+            // the slots' counts add to the map's.
+            let reader = self.slots.as_ref().map(|(_, reader)| reader);
+            let total = |key: &GroupKey, n: u64| n + reader.map_or(0, |r| r.total(key));
+            let readings = &mut self.readings;
+            readings.start();
+            read_hash(groups, "GROUPS", |key, value: GroupCount| {
+                let moved_in_slots = !in_slots.is_empty() && in_slots.remove(&key);
+                if readings.moved(key, value.count) || moved_in_slots {
+                    by_group.push((Group::from(key), total(&key, value.count)));
+                }
+            })?;
+            readings.finish();
+            by_group.extend(
+                in_slots
+                    .into_iter()
+                    .map(|key| (Group::from(key), total(&key, 0))),
+            );
         } else {
-            for entry in self.lost.iter() {
-                let (key, values) = entry.map_err(|e| ProbeError::Map("LOST_GROUPS", e))?;
-                by_group.push((Group::from(key), values.iter().sum()));
-            }
+            read_hash(&self.lost, "LOST_GROUPS", |key, n: u64| {
+                by_group.push((Group::from(key), n));
+            })?;
         }
         Ok((counters, by_group))
     }
@@ -429,6 +440,81 @@ impl Probe {
             .map_err(|e| Error::Io("reading the program's statistics".into(), e))
     }
 }
+
+/// Calls `each` with every key and value of a hash map: in a few system calls (batch
+/// lookups), or one key at a time on a kernel without them.
+fn read_hash<V: aya::Pod + Default>(
+    map: &BpfHashMap<MapData, GroupKey, V>,
+    name: &'static str,
+    mut each: impl FnMut(GroupKey, V),
+) -> Result<(), Error> {
+    let mut entries = Vec::new();
+    let fd = map.map().fd().as_fd();
+    // One value a key: the maps are shared by every CPU, not per-CPU.
+    let batched = super::batch::entries(fd, 1, |key: GroupKey, values: &[V]| {
+        entries.push((key, values[0]));
+    });
+    if batched.is_err() {
+        entries.clear();
+        for entry in map.iter() {
+            entries.push(entry.map_err(|e| ProbeError::Map(name, e))?);
+        }
+    }
+    for (key, value) in entries {
+        each(key, value);
+    }
+    Ok(())
+}
+
+/// Linux 6.1 gave hash maps that allocate as elements come an allocator safe in any
+/// context (bpf_mem_alloc). Before it, such a map takes kmalloc in the drop path, and the
+/// verifier lets a classic-tracepoint program use one only with a warning, once, that
+/// taints the kernel: there the group maps are preallocated instead (still one value for
+/// every CPU).
+fn allocates_in_tracing(release: &str) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    version >= (6, 1)
+}
+
+/// Offset of `map_flags` in a legacy map definition (`struct bpf_map_def`: type, key
+/// size, value size, max entries, flags, ...).
+const MAP_DEF_FLAGS: u64 = 16;
+
+/// The kernel object with the hash maps `names` preallocated: their `BPF_F_NO_PREALLOC`
+/// flag cleared in the `maps` section.
+fn preallocated(object: &[u8], names: &[&str]) -> Result<Vec<u8>, Error> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let bad = |what: String| Error::from(ProbeError::Object(what));
+    let elf = object::File::parse(object).map_err(|e| bad(e.to_string()))?;
+    let maps = elf
+        .section_by_name("maps")
+        .ok_or_else(|| bad("no maps section".into()))?;
+    let (start, len) = maps
+        .file_range()
+        .ok_or_else(|| bad("an empty maps section".into()))?;
+    let mut patched = object.to_vec();
+    for name in names {
+        let symbol = elf
+            .symbols()
+            .find(|s| s.name() == Ok(*name) && s.section_index() == Some(maps.index()))
+            .ok_or_else(|| bad(format!("no map {name}")))?;
+        let at = symbol.address() + MAP_DEF_FLAGS;
+        if at + 4 > len {
+            return Err(bad(format!("map {name} lies outside its section")));
+        }
+        let at = usize::try_from(start + at).map_err(|e| bad(e.to_string()))?;
+        let flags = u32::from_le_bytes(patched[at..at + 4].try_into().unwrap_or_default());
+        let cleared = flags & !NO_PREALLOC;
+        patched[at..at + 4].copy_from_slice(&cleared.to_le_bytes());
+    }
+    Ok(patched)
+}
+
+/// `BPF_F_NO_PREALLOC`.
+const NO_PREALLOC: u32 = 1;
 
 /// The tracepoint, and the typedef the kernel's BTF describes it with.
 const TRACEPOINT: &str = "kfree_skb";
@@ -602,13 +688,26 @@ mod tests {
     }
 
     #[test]
-    fn the_group_map_fits_its_memory_budget() {
-        assert_eq!(super::group_map_entries(65536, 2), 65536);
-        assert_eq!(super::group_map_entries(100, 2), 100);
-        // 4096 CPUs: 80 + 65,536 bytes an entry.
-        let many = super::group_map_entries(65536, 4096);
-        assert_eq!(many, (256 << 20) / (80 + 4096 * 16));
-        assert_eq!(super::group_map_entries(0, 8), 1);
+    fn kernels_before_6_1_get_preallocated_group_maps() {
+        assert!(!super::allocates_in_tracing("6.0.19-amd64"));
+        assert!(!super::allocates_in_tracing("5.15.0-91-generic"));
+        assert!(!super::allocates_in_tracing("unknown"));
+        assert!(super::allocates_in_tracing("6.1.0-57-amd64"));
+        assert!(super::allocates_in_tracing("6.18.0"));
+        assert!(super::allocates_in_tracing("7.0.1"));
+        // Read the flags back as aya does.
+        let flags = |object: &[u8], name: &str| {
+            let obj = aya_obj::Object::parse(object).unwrap();
+            obj.maps[name].map_flags()
+        };
+        let object = super::preallocated(super::OBJECT, &["GROUPS", "LOST_GROUPS"]).unwrap();
+        for name in ["GROUPS", "LOST_GROUPS"] {
+            assert_eq!(flags(super::OBJECT, name), super::NO_PREALLOC, "{name}");
+            assert_eq!(flags(&object, name), 0, "{name}");
+        }
+        assert_eq!(flags(&object, "REASON_FILTER"), 0);
+        assert_eq!(flags(&object, "EPOCH"), flags(super::OBJECT, "EPOCH"));
+        assert!(super::preallocated(super::OBJECT, &["NO_SUCH_MAP"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Reading a whole per-CPU hash map in a few system calls (`BPF_MAP_LOOKUP_BATCH`, Linux
-//! 5.6+) instead of two a key: a port scan's 65,536 groups, read four times a second,
-//! would otherwise take half a million system calls a second.
+//! Reading a whole hash map in a few system calls (`BPF_MAP_LOOKUP_BATCH`, Linux 5.6+)
+//! instead of two a key: a port scan's 65,536 groups, read four times a second, would
+//! otherwise take half a million system calls a second.
 use std::{io, os::fd::AsRawFd, os::fd::BorrowedFd};
 
 /// `BPF_MAP_LOOKUP_BATCH` in `enum bpf_cmd`.
@@ -23,10 +23,11 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Calls `each` with every key of the per-CPU hash map `fd` and its values, one per
-/// possible CPU (`cpus`). `K` and `V` must be the map's key and value types, plain
-/// `#[repr(C)]` integers with `V`'s size a multiple of 8 (the kernel's per-CPU stride).
-pub fn per_cpu<K: Copy + Default, V: Copy + Default>(
+/// Calls `each` with every key of the hash map `fd` and its values: one for a plain hash
+/// map (`cpus` 1), one per possible CPU for a per-CPU one. `K` and `V` must be the map's
+/// key and value types, plain `#[repr(C)]` integers with `V`'s size a multiple of 8 (the
+/// kernel's per-CPU stride).
+pub fn entries<K: Copy + Default, V: Copy + Default>(
     fd: BorrowedFd<'_>,
     cpus: usize,
     mut each: impl FnMut(K, &[V]),

@@ -1,6 +1,8 @@
 //! `cargo xtask vmtest`: the root integration suite inside qemu guests running Debian's
 //! 6.1 and 6.12 kernels, with the host's root shared read-only and a writable share for
-//! the results. One line per kernel; the failing tests' output when any fail.
+//! the results. One line per kernel; the failing tests' output when any fail. One more
+//! guest stands for a big node: 6.12 with `--big-node-cpus` vCPUs (its possible CPUs, what
+//! per-CPU maps are sized by), running the few tests of what grows with CPUs.
 mod kernel;
 mod results;
 
@@ -36,6 +38,17 @@ pub struct VmtestArgs {
     /// Only the tests whose names contain this (passed to each test binary).
     #[arg(long)]
     filter: Option<String>,
+    /// vCPUs of the big-node guest (6.12 with BTF; 0 leaves it out). Its boot time grows
+    /// with them under TCG: 64 boot in about a minute, 128 in over three.
+    #[arg(long, default_value_t = BIG_NODE_CPUS)]
+    big_node_cpus: u32,
+    /// Only the big-node guest.
+    #[arg(long)]
+    big_node_only: bool,
+    /// The droptrace the tests run instead of this workspace's release build (another
+    /// branch's, to compare): a path the guests see, so not under /tmp or /run.
+    #[arg(long, value_name = "PATH")]
+    droptrace_bin: Option<PathBuf>,
 }
 
 impl VmtestArgs {
@@ -47,6 +60,9 @@ impl VmtestArgs {
             jobs: 2,
             serial: false,
             filter: None,
+            big_node_cpus: BIG_NODE_CPUS,
+            big_node_only: false,
+            droptrace_bin: None,
         }
     }
 }
@@ -82,12 +98,16 @@ impl Btf {
 struct Guest<'a> {
     kernel: &'a Kernel,
     btf: bool,
+    /// vCPUs; more than one only for the big-node guest, which runs `BIG_NODE_TESTS`.
+    cpus: u32,
 }
 
 impl Guest<'_> {
-    /// `6.1.0-57-amd64`, `6.1.0-57-amd64 without BTF`.
+    /// `6.1.0-57-amd64`, `6.1.0-57-amd64 without BTF`, `6.12.117+deb12-amd64 with 64 CPUs`.
     fn name(&self) -> String {
-        if self.btf {
+        if self.cpus > 1 {
+            format!("{} with {} CPUs", self.kernel.release, self.cpus)
+        } else if self.btf {
             self.kernel.release.clone()
         } else {
             format!("{} without BTF", self.kernel.release)
@@ -96,9 +116,30 @@ impl Guest<'_> {
 
     /// Its writable share, under target/vmtest/run.
     fn share(&self, dir: &Path) -> PathBuf {
-        let suffix = if self.btf { "" } else { "-nobtf" };
+        let suffix = if self.cpus > 1 {
+            format!("-{}cpus", self.cpus)
+        } else if self.btf {
+            String::new()
+        } else {
+            "-nobtf".to_owned()
+        };
         dir.join("run")
             .join(format!("{}{suffix}", self.kernel.release))
+    }
+
+    /// The tests of one binary this guest runs, as libtest filters; `None`: not this
+    /// binary; empty: all of it.
+    fn tests_of(&self, binary: &str) -> Option<&'static str> {
+        if self.cpus > 1 {
+            return BIG_NODE_TESTS
+                .iter()
+                .find(|(b, _)| *b == binary)
+                .map(|(_, tests)| *tests);
+        }
+        if HOST_ONLY_TESTS.contains(&binary) || !self.btf && !WITHOUT_BTF_TESTS.contains(&binary) {
+            return None;
+        }
+        Some("")
     }
 }
 
@@ -136,6 +177,15 @@ const WITHOUT_BTF_TESTS: &[&str] = &["without_btf"];
 /// Tests of what does not depend on the kernel (HTML pages rendered by Chromium, the OCI
 /// image in containerd: minutes each under TCG): run on the host only.
 const HOST_ONLY_TESTS: &[&str] = &["html", "image"];
+/// vCPUs of the big-node guest by default.
+const BIG_NODE_CPUS: u32 = 64;
+/// What the big-node guest runs (binary, its tests): the counting maps' memory, exact
+/// counts against the kernel's, and a port scan's groups.
+const BIG_NODE_TESTS: &[(&str, &str)] = &[(
+    "drops",
+    "the_counting_maps_take_a_few_mib_whatever_the_cpus \
+     every_group_of_a_port_scan_counts_exactly qdisc_drops_match_tc_dropped",
+)];
 
 /// A guest that has not powered off by then is a failure (the console log is shown).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(40 * 60);
@@ -152,6 +202,22 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
         Which::V6_12 => vec![Line::V6_12],
         Which::All => vec![Line::V6_1, Line::V6_12],
     };
+    if let Some(bin) = &args.droptrace_bin {
+        let real = std::fs::canonicalize(bin)
+            .with_context(|| format!("--droptrace-bin {}", bin.display()))?;
+        if ["/tmp", "/run", "/var/tmp"]
+            .iter()
+            .any(|d| real.starts_with(d))
+        {
+            bail!(
+                "--droptrace-bin {}: the guests have their own /tmp and /run: put it elsewhere",
+                real.display()
+            );
+        }
+    }
+    if args.big_node_only && (!lines.contains(&Line::V6_12) || args.big_node_cpus < 2) {
+        bail!("--big-node-only needs the 6.12 kernel and --big-node-cpus of 2 or more");
+    }
     for tool in ["qemu-system-x86_64", "busybox", "depmod", "cpio", "xz"] {
         if !Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -186,19 +252,34 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(" and ")
     );
-    let guests: Vec<Guest<'_>> = kernels
+    // The big node first: the longest boot, while the other worker runs a small guest.
+    let big = lines
         .iter()
-        .flat_map(|k| {
-            args.btf
-                .variants()
-                .iter()
-                .map(move |&btf| Guest { kernel: k, btf })
-        })
+        .zip(&kernels)
+        .filter(|(l, _)| **l == Line::V6_12 && args.big_node_cpus > 1 && args.btf != Btf::Without)
+        .map(|(_, k)| Guest {
+            kernel: k,
+            btf: true,
+            cpus: args.big_node_cpus,
+        });
+    let small = if args.big_node_only {
+        &[][..]
+    } else {
+        &kernels[..]
+    };
+    let guests: Vec<Guest<'_>> = big
+        .chain(small.iter().flat_map(|k| {
+            args.btf.variants().iter().map(move |&btf| Guest {
+                kernel: k,
+                btf,
+                cpus: 1,
+            })
+        }))
         .collect();
     let jobs = if args.serial { 1 } else { args.jobs.max(1) };
     let started = Instant::now();
     let outcomes = run_pool(&guests, jobs, |g| {
-        boot(g, &dir, &ws, &binaries, accel, args.filter.as_deref())
+        boot(g, &dir, &ws, &binaries, accel, args)
     });
     let mut failed = false;
     let mut lines_out = Vec::new();
@@ -272,7 +353,13 @@ fn test_binaries(ws: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// qemu under `timeout` (a guest that hangs, or KVM's pause after an emulation error,
 /// ends there).
-fn qemu(k: &Kernel, accel: &str, share: Option<(&Path, bool)>, limit: Duration) -> Command {
+fn qemu(
+    k: &Kernel,
+    accel: &str,
+    cpus: u32,
+    share: Option<(&Path, bool)>,
+    limit: Duration,
+) -> Command {
     let mut cmd = Command::new("timeout");
     cmd.args([
         "-k",
@@ -284,19 +371,12 @@ fn qemu(k: &Kernel, accel: &str, share: Option<(&Path, bool)>, limit: Duration) 
         "kvm" => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         _ => cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]),
     };
-    cmd.args([
-        "-smp",
-        "1",
-        "-m",
-        "2048",
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-    ])
-    .args(["-monitor", "none", "-serial", "stdio"])
-    .arg("-virtfs")
-    .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap");
+    cmd.arg("-smp")
+        .arg(cpus.to_string())
+        .args(["-m", "2048", "-nographic", "-no-reboot", "-nic", "none"])
+        .args(["-monitor", "none", "-serial", "stdio"])
+        .arg("-virtfs")
+        .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap");
     if let Some((share, _)) = share {
         cmd.arg("-virtfs").arg(format!(
             "local,path={},mount_tag=share,security_model=none,multidevs=remap",
@@ -335,7 +415,7 @@ fn kvm_works(k: &Kernel, dir: &Path) -> bool {
     let log = dir.join("kvm-probe.log");
     let ok = (|| -> Result<bool> {
         let file = std::fs::File::create(&log)?;
-        let mut child = qemu(k, "kvm", None, KVM_PROBE_TIMEOUT)
+        let mut child = qemu(k, "kvm", 1, None, KVM_PROBE_TIMEOUT)
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()?;
@@ -377,8 +457,9 @@ fn boot(
     ws: &Path,
     binaries: &[(String, PathBuf)],
     accel: &str,
-    filter: Option<&str>,
+    args: &VmtestArgs,
 ) -> Result<Outcome> {
+    let filter = args.filter.as_deref();
     let k = g.kernel;
     let share = g.share(dir);
     if share.exists() {
@@ -387,11 +468,13 @@ fn boot(
     std::fs::create_dir_all(&share)?;
     // Without BTF, packet filters refuse to start (by design): that guest runs the tests
     // made for it, every command narrowed by reason only.
+    // Each line: the binary's name, its path and the guest's own filters (if any).
     let list: String = binaries
         .iter()
-        .filter(|(name, _)| g.btf || WITHOUT_BTF_TESTS.contains(&name.as_str()))
-        .filter(|(name, _)| !HOST_ONLY_TESTS.contains(&name.as_str()))
-        .map(|(name, path)| format!("{name} {}\n", path.display()))
+        .filter_map(|(name, path)| {
+            let tests = g.tests_of(name)?;
+            Some(format!("{name} {} {tests}\n", path.display()))
+        })
         .collect();
     std::fs::write(share.join("binaries"), list)?;
     let modprobe = format!(
@@ -406,7 +489,12 @@ fn boot(
          BINARY_TIMEOUT={BINARY_TIMEOUT_SECS}\nFILTER={filter}\n",
         share = share.display(),
         tests = ws.join("tests").display(),
-        bin = ws.join("target/release/droptrace").display(),
+        bin = args
+            .droptrace_bin
+            .as_ref()
+            .and_then(|b| std::fs::canonicalize(b).ok())
+            .unwrap_or_else(|| ws.join("target/release/droptrace"))
+            .display(),
         filter = shell_quote(filter.unwrap_or("")),
     );
     // Windows the tests choose themselves (diagnose's --duration) are longer under TCG.
@@ -425,7 +513,7 @@ fn boot(
     let console = share.join("console.log");
     let file = std::fs::File::create(&console)?;
     let started = Instant::now();
-    let status = qemu(k, accel, Some((&share, g.btf)), GUEST_TIMEOUT)
+    let status = qemu(k, accel, g.cpus, Some((&share, g.btf)), GUEST_TIMEOUT)
         .stdout(file.try_clone()?)
         .stderr(file)
         .status()
