@@ -217,22 +217,8 @@ fn live_view_diagnoses_a_row_that_has_stopped_dropping() {
         );
         return;
     }
-    let pair = Pair::new();
-    nft_drop_tcp_port(&pair.b, "dtq", 1678);
-    let to = format!("{B4}:1678").parse().unwrap();
+    let (pair, tmux) = row_being_diagnosed("dtq", 120, 40);
     let rule_count = || nft_rule_packets(&pair.b, "dtq", "dtq1678");
-    let tmux = live_view_on(&pair.b, "", 120, 40);
-    assert_eq!(
-        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
-        5
-    );
-    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
-    tmux.send(&["/", "--port 1678", "Enter"]);
-    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
-    tmux.send(&["Enter", "d"]);
-    tmux.wait_for("the diagnosis to watch the row", |p| {
-        flat(p).contains("watching this row's drops")
-    });
     let handle = nft_rule_handle(&pair.b, "dtq", "dtq1678");
     let fix = format!(
         "fix: ip netns exec {} nft delete rule inet dtq input handle {handle}",
@@ -384,22 +370,9 @@ fn live_view_drill_down_scrolls_at_80x24() {
     if !can_run("live_view_drill_down_scrolls_at_80x24") {
         return;
     }
-    let pair = Pair::new();
-    nft_drop_tcp_port(&pair.b, "dts", 1678);
+    let (pair, tmux) = row_being_diagnosed("dts", 80, 24);
     let to = format!("{B4}:1678").parse().unwrap();
     let rule_count = || nft_rule_packets(&pair.b, "dts", "dts1678");
-    let tmux = live_view_on(&pair.b, "", 80, 24);
-    assert_eq!(
-        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
-        5
-    );
-    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
-    tmux.send(&["/", "--port 1678", "Enter"]);
-    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
-    tmux.send(&["Enter", "d"]);
-    tmux.wait_for("the diagnosis to watch the row", |p| {
-        flat(p).contains("watching this row's drops")
-    });
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
         5
@@ -437,6 +410,30 @@ fn live_view_drill_down_scrolls_at_80x24() {
     tmux.send(&["Escape"]);
     tmux.wait_for("the detail to close", |p| !p.contains("Latest packets"));
     quit_and_check_the_terminal(&tmux);
+}
+
+/// A pair whose b drops TCP to port 1678 by the nft rule of `table` (5 SYNs dropped), and
+/// its live view at `width` x `height` with that row filtered, opened and `d` pressed:
+/// the diagnosis watches the row.
+fn row_being_diagnosed(table: &str, width: u16, height: u16) -> (Pair, Tmux) {
+    let pair = Pair::new();
+    nft_drop_tcp_port(&pair.b, table, 1678);
+    let to = format!("{B4}:1678").parse().unwrap();
+    let comment = format!("{table}1678");
+    let rule_count = || nft_rule_packets(&pair.b, table, &comment);
+    let tmux = live_view_on(&pair.b, "", width, height);
+    assert_eq!(
+        dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
+        5
+    );
+    tmux.wait_for("the nft_do_chain row", |p| nft_row_count(p) == Some(5));
+    tmux.send(&["/", "--port 1678", "Enter"]);
+    tmux.wait_for("the filter in the header", |p| p.contains("/ --port 1678"));
+    tmux.send(&["Enter", "d"]);
+    tmux.wait_for("the diagnosis to watch the row", |p| {
+        flat(p).contains("watching this row's drops")
+    });
+    (pair, tmux)
 }
 
 /// The drill-down footer's count of lines above the visible part, when it shows one.

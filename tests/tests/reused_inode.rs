@@ -65,12 +65,17 @@ fn udp_drops(ns: &Netns, n: usize) -> u64 {
 }
 
 /// Deletes `old` and makes namespaces (deleting each other one) until one gets its inode:
-/// the kernel frees the inode once the namespace's cleanup has run, and the next
-/// namespace made gets it unless another one is made first. Bounded.
+/// the kernel frees the inode once the namespace's cleanup has run (a workqueue, later
+/// on a loaded machine), and the next namespace made gets it unless another one is made
+/// first. Bounded by time, not by tries: how long the cleanup takes is the kernel's.
 fn on_its_inode(old: Netns, tag: &str) -> Netns {
     let wanted = inode(&old);
     drop(old);
-    for _ in 0..400 {
+    let limit = Duration::from_secs(60 * u64::from(time_scale()));
+    let deadline = std::time::Instant::now() + limit;
+    let mut tries = 0;
+    while std::time::Instant::now() < deadline {
+        tries += 1;
         let ns = dropping_namespace(tag);
         if inode(&ns) == wanted {
             return ns;
@@ -78,7 +83,7 @@ fn on_its_inode(old: Netns, tag: &str) -> Netns {
         drop(ns);
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("no namespace got inode {wanted} back in 400 tries");
+    panic!("no namespace got inode {wanted} back in {limit:?} ({tries} tries)");
 }
 
 /// The namespace made on the old one's inode, with its drops made: (the old one's name,

@@ -66,10 +66,19 @@ fn rule(packets: u64) -> Rule {
 fn run(groups: &[DropGroup], before: NsState, after: NsState) -> Vec<Finding> {
     let before = BTreeMap::from([(1, before)]);
     let after = BTreeMap::from([(1, after)]);
+    run_in(groups, &before, &after)
+}
+
+/// The engine over several namespaces; drops without a place are in namespace 1.
+fn run_in(
+    groups: &[DropGroup],
+    before: &BTreeMap<u32, NsState>,
+    after: &BTreeMap<u32, NsState>,
+) -> Vec<Finding> {
     diagnose(&Window {
         groups,
-        before: &before,
-        after: &after,
+        before,
+        after,
         names: &Names,
         default_netns: 1,
         host_netns: 1,
@@ -558,19 +567,7 @@ fn a_listener_in_another_namespace_is_named() {
     other.sockets.push(listener("0.0.0.0", 1678, None));
     let before = BTreeMap::from([(1, NsState::default()), (3, other.clone())]);
     let after = BTreeMap::from([(1, NsState::default()), (3, other)]);
-    let f = diagnose(&Window {
-        groups: &[g],
-        before: &before,
-        after: &after,
-        names: &Names,
-        default_netns: 1,
-        host_netns: 1,
-        secs: 10.0,
-        samples_secs: 10.0,
-        conntrack_full_log_lines: 0,
-        details_unknown: None,
-        earlier: false,
-    });
+    let f = run_in(&[g], &before, &after);
     assert_eq!(
         f[0].summary,
         "nothing listens on tcp port 1678 in netns n1, where these packets arrive; a socket on \
