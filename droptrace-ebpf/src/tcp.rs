@@ -275,7 +275,12 @@ fn wanted(ev: &TcpEvent, inbound: bool) -> bool {
     }
     let mut seg = empty_drop();
     seg.l4_proto = 6;
-    seg.flags = EVENT_PORTS | if ev.family == AF_INET6 { EVENT_IPV6 } else { EVENT_IPV4 };
+    seg.flags = EVENT_PORTS
+        | if ev.family == AF_INET6 {
+            EVENT_IPV6
+        } else {
+            EVENT_IPV4
+        };
     if inbound {
         seg.saddr = ev.remote;
         seg.daddr = ev.local;
