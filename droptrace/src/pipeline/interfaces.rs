@@ -10,8 +10,8 @@
 //!   so never in kfree_skb; they add to the host's drops.
 //! - `driver`: `rx_dropped` and `tx_dropped`. The kernel adds the driver's own count and the
 //!   core's (`dev_core_stats`) into one figure, and most of these drops free an skb through
-//!   kfree_skb (a veth whose peer is down: `veth_xmit`'s tx_dropped is also a
-//!   NOT_SPECIFIED drop there). They are shown, and said to be possibly in the kfree_skb
+//!   kfree_skb (a veth whose peer cannot take a packet: `veth_xmit`'s tx_dropped is also
+//!   a drop there). They are shown, and said to be possibly in the kfree_skb
 //!   rows already (`in_kfree_skb`), and never added to the host's total.
 //! - `driver` too: the driver's own statistics (`ethtool -S`) that count drops, per queue
 //!   where it counts per queue; see [`driver_counters`] for which are kfree_skb's too.
@@ -150,12 +150,22 @@ pub struct InterfaceDrops {
     /// The latest names of (namespace, ifindex).
     names: BTreeMap<(Netns, u32), (String, String)>,
     watched: Watched,
+    /// The clock of the latest reading taken: an older one arriving late is not taken.
+    latest_ns: Option<u64>,
 }
 
 impl InterfaceDrops {
     /// Takes a reading: a counter seen for the first time is its own baseline; one that
-    /// went down (its device was made again) counts from 0.
+    /// went down (its device was made again) counts from 0. A reading older than one
+    /// already taken is left out: its lower values would look like devices made again.
     pub fn update(&mut self, reading: &HostReading) {
+        if self
+            .latest_ns
+            .is_some_and(|latest| reading.read_ns < latest)
+        {
+            return;
+        }
+        self.latest_ns = Some(reading.read_ns);
         self.watched = Watched {
             interfaces_read: true,
             namespaces: reading.namespaces,
@@ -335,6 +345,21 @@ mod tests {
                 xdp_programs: 1,
             }],
         }
+    }
+
+    #[test]
+    fn a_reading_older_than_one_taken_is_left_out() {
+        // The last reading made at the end came in before one queued earlier: 1, 26, then
+        // the stale 1 again, then 26. Taken, the stale one looked like a device made again
+        // and the 25 drops counted twice (51).
+        let mut d = InterfaceDrops::default();
+        d.update(&reading(1, 1, 0));
+        d.update(&reading(9, 26, 0));
+        d.update(&reading(5, 1, 0));
+        d.update(&reading(9, 26, 0));
+        let rows = d.rows();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].drops, 25);
     }
 
     #[test]

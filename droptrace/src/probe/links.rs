@@ -317,13 +317,16 @@ impl LinkWatch {
         self.latest.try_iter().collect()
     }
 
-    /// Stops the thread and reads once more, now.
-    pub fn finish(&mut self) -> HostReading {
+    /// Stops the thread and reads once more, now: the readings not yet taken, oldest
+    /// first, then that last one.
+    pub fn finish(&mut self) -> Vec<HostReading> {
         self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.reader.read()
+        let mut readings = self.take();
+        readings.push(self.reader.read());
+        readings
     }
 }
 

@@ -373,7 +373,7 @@ impl Source for LiveSource {
     fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
         self.probe.detach()?;
         if let Some(links) = self.links.as_mut() {
-            self.link_readings.push(links.finish());
+            self.link_readings.extend(links.finish());
         }
         // A run of the program that started before the detach may still be finishing on
         // another CPU: read until every matched drop is accounted for (bounded).
