@@ -1868,3 +1868,159 @@ fn frames_to_a_wrong_mac_name_the_senders_neighbour_entry() {
         ],
     );
 }
+
+/// A counter of /proc/net/xfrm_stat in `ns` (`InPolBlock` for XfrmInPolBlock).
+fn xfrm_stat(ns: &Netns, name: &str) -> u64 {
+    let text = ns.exec(&["cat", "/proc/net/xfrm_stat"]);
+    text.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == format!("Xfrm{name}")).then(|| w.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no Xfrm{name} in {text}"))
+}
+
+/// The finding of cause `cause` whose summary contains `needle`.
+fn finding_with<'a>(report: &'a Value, cause: &str, needle: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["cause"] == cause && f["summary"].as_str().unwrap_or("").contains(needle))
+        .unwrap_or_else(|| panic!("no {cause} finding with `{needle}`: {report:#}"))
+}
+
+/// IPsec policies in the receiver's namespace refuse datagrams to sockets that listen:
+/// one blocks udp/5000 (IPv4 and IPv6), one demands ESP for udp/5001, which comes in
+/// clear. Each finding names its policy by selector with the exact `ip xfrm policy
+/// delete`, and counts what the kernel's xfrm_stat counted (InPolBlock, InTmplMismatch).
+#[test]
+fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
+    if !can_run("ipsec_policies_refusing_packets_are_named_by_their_selector") {
+        return;
+    }
+    let pair = Pair::new();
+    let b = &pair.b;
+    for (src, dst) in [(A4, B4), (A6, B6)] {
+        let (sl, dl) = if src.contains(':') {
+            (128, 128)
+        } else {
+            (32, 32)
+        };
+        b.exec(&[
+            "ip",
+            "xfrm",
+            "policy",
+            "add",
+            "dir",
+            "in",
+            "src",
+            &format!("{src}/{sl}"),
+            "dst",
+            &format!("{dst}/{dl}"),
+            "proto",
+            "udp",
+            "dport",
+            "5000",
+            "action",
+            "block",
+        ]);
+    }
+    b.exec(&[
+        "ip",
+        "xfrm",
+        "policy",
+        "add",
+        "dir",
+        "in",
+        "src",
+        &format!("{A4}/32"),
+        "dst",
+        &format!("{B4}/32"),
+        "proto",
+        "udp",
+        "dport",
+        "5001",
+        "tmpl",
+        "proto",
+        "esp",
+        "mode",
+        "transport",
+    ]);
+    // Sockets that listen: without one, the kernel checks the policy on its way to
+    // "no socket" and says no reason.
+    let _sockets: Vec<UdpSocket> = b.run(|| {
+        ["0.0.0.0:5000", "[fd77::2]:5000", "0.0.0.0:5001"]
+            .iter()
+            .map(|a| UdpSocket::bind(a).unwrap())
+            .collect()
+    });
+    let (blocked0, mismatched0) = (xfrm_stat(b, "InPolBlock"), xfrm_stat(b, "InTmplMismatch"));
+    let report = diagnose(&["--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:5000").parse().unwrap(), 5, 20);
+        udp_burst(&pair.a, format!("[{B6}]:5000").parse().unwrap(), 4, 20);
+        udp_burst(&pair.a, format!("{B4}:5001").parse().unwrap(), 3, 20);
+        reaches("blocked by policy", blocked0 + 9, || {
+            xfrm_stat(b, "InPolBlock")
+        });
+        reaches("without ESP", mismatched0 + 3, || {
+            xfrm_stat(b, "InTmplMismatch")
+        });
+    });
+    assert_eq!(
+        xfrm_stat(b, "InPolBlock") - blocked0,
+        9,
+        "no other packet was refused"
+    );
+    assert_eq!(xfrm_stat(b, "InTmplMismatch") - mismatched0, 3);
+    let prefix = format!("ip netns exec {} ", b.name);
+    for (src, to, sel, n) in [
+        (
+            A4,
+            format!("{B4}:5000"),
+            format!("src {A4}/32 dst {B4}/32 proto udp dport 5000"),
+            5,
+        ),
+        (
+            A6,
+            format!("[{B6}]:5000"),
+            format!("src {A6}/128 dst {B6}/128 proto udp dport 5000"),
+            4,
+        ),
+    ] {
+        let f = finding_with(&report, "xfrm", &format!("{src} -> {to}"));
+        assert_eq!(f["drops"], n, "{f:#}");
+        assert_eq!(f["reason"], "XFRM_POLICY");
+        assert_mentions(
+            f,
+            &[
+                &format!("refused by the IPsec policy `{sel}`: its action is block"),
+                &format!("{sel} dir in action block"),
+                "matched in the window",
+                "XfrmInPolBlock +9",
+                &format!("{prefix}ip xfrm policy delete dir in {sel}"),
+                // The packet's own path: routing delivers it here.
+                &format!(
+                    "path: ip route get {} from {src} iif veth-b (in netns {}): local dev lo",
+                    to.rsplit_once(':').unwrap().0.trim_matches(['[', ']']),
+                    b.name
+                ),
+                "delivered to this host: routing is not what drops it",
+            ],
+        );
+    }
+    let sel = format!("src {A4}/32 dst {B4}/32 proto udp dport 5001");
+    let f = finding_with(&report, "xfrm", &format!("{A4} -> {B4}:5001"));
+    assert_eq!(f["drops"], 3, "{f:#}");
+    assert_mentions(
+        f,
+        &[
+            &format!("arrived without the esp the IPsec policy `{sel}` demands"),
+            "tmpl proto esp mode transport",
+            &format!("no state (SA) from {A4} to {B4}"),
+            "XfrmInTmplMismatch +3",
+            &format!("set up the SA on the sender ({A4})"),
+            &format!("{prefix}ip xfrm policy delete dir in {sel}"),
+        ],
+    );
+}

@@ -11,6 +11,7 @@ pub const PROC_NET_FILES: &[&str] = &[
     "dev",
     "softnet_stat",
     "stat/nf_conntrack",
+    "xfrm_stat",
 ];
 
 /// Sysctls the diagnosis cites (interface-specific rp_filter is added per link). Whether a
@@ -216,6 +217,10 @@ pub struct RawSnapshot {
     pub processes: BTreeMap<u32, (String, Vec<u8>)>,
     /// /proc/net files by name.
     pub proc_net: BTreeMap<String, String>,
+    /// The kernel's dumps of the IPsec (xfrm) policies and states (NETLINK_XFRM), as
+    /// received; `None` where the kernel has no xfrm.
+    pub xfrm_policies: Option<Vec<u8>>,
+    pub xfrm_states: Option<Vec<u8>>,
     /// Sysctl values by path under /proc/sys.
     pub sysctls: BTreeMap<String, String>,
     /// Paths of the sysctls this namespace has no copy of its own of: the file is absent

@@ -195,6 +195,9 @@ pub struct NsState {
     pub tc_filters: Vec<super::evidence::tc_actions::TcFilter>,
     /// Lookups made for the window's routing drops (only in the sample after it).
     pub route_lookups: Vec<RouteLookup>,
+    /// IPsec (xfrm) policies and states (security associations).
+    pub xfrm_policies: Vec<crate::kernel::xfrm::Policy>,
+    pub xfrm_states: Vec<crate::kernel::xfrm::State>,
     /// Evidence that could not be collected, and why.
     pub missing: Vec<String>,
 }
@@ -275,6 +278,7 @@ pub fn from_raw(raw: &RawSnapshot) -> NsState {
     }
     sockets(raw, &mut st);
     routing(raw, &mut st);
+    xfrm(raw, &mut st);
     st.sysctls = raw
         .sysctls
         .iter()
@@ -589,6 +593,17 @@ fn counters(raw: &RawSnapshot, st: &mut NsState) {
             }
         }
     }
+    if let Some(Ok(values)) = raw
+        .proc_net
+        .get("xfrm_stat")
+        .map(|t| proc::parse_xfrm_stat(t))
+    {
+        for (key, v) in values {
+            if let Some(name) = key.strip_prefix("Xfrm") {
+                put("Xfrm", name, u64::try_from(v).unwrap_or(0));
+            }
+        }
+    }
     if let Some(Ok(s)) = raw
         .proc_net
         .get("softnet_stat")
@@ -619,6 +634,23 @@ fn counters(raw: &RawSnapshot, st: &mut NsState) {
     {
         for (name, v) in &ct.totals {
             put("nf_conntrack", name, *v);
+        }
+    }
+}
+
+fn xfrm(raw: &RawSnapshot, st: &mut NsState) {
+    use crate::kernel::xfrm::parse_dump;
+    for (what, bytes) in [
+        ("policies", &raw.xfrm_policies),
+        ("states", &raw.xfrm_states),
+    ] {
+        match bytes.as_deref().map(parse_dump) {
+            Some(Ok(dump)) => {
+                st.xfrm_policies.extend(dump.policies);
+                st.xfrm_states.extend(dump.states);
+            }
+            Some(Err(e)) => st.missing.push(format!("xfrm {what}: {e}")),
+            None => {}
         }
     }
 }

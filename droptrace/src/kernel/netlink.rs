@@ -103,16 +103,16 @@ pub struct Part {
     pub done: bool,
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// The netlink attributes in `b`: (type without flags, payload).
-fn attributes(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut at = 0;
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(b, at)?);
@@ -126,9 +126,13 @@ fn attributes(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// Parses one datagram of an RTM_GETLINK dump (several messages, the last may be DONE).
-pub fn parse_part(b: &[u8]) -> Result<Part, NetlinkError> {
-    let mut part = Part::default();
+/// Messages of a reply, each as (type, the whole message with its header).
+pub type Messages<'a> = Vec<(u16, &'a [u8])>;
+
+/// The messages of one datagram of a dump (or of several, one after another) up to
+/// NLMSG_DONE, and whether it came.
+pub fn messages(b: &[u8]) -> Result<(Messages<'_>, bool), NetlinkError> {
+    let mut out = Vec::new();
     let mut at = 0;
     while at < b.len() {
         let len = u32_at(b, at).ok_or(NetlinkError::Short(at))? as usize;
@@ -138,20 +142,32 @@ pub fn parse_part(b: &[u8]) -> Result<Part, NetlinkError> {
         }
         let msg = &b[at..at + len];
         match kind {
-            NLMSG_DONE => {
-                part.done = true;
-                break;
-            }
+            NLMSG_DONE => return Ok((out, true)),
             NLMSG_ERROR => {
                 let errno = u32_at(msg, 16).ok_or(NetlinkError::Short(at))? as i32;
                 return Err(NetlinkError::Kernel(-errno));
             }
-            RTM_NEWLINK => part
-                .links
-                .push(parse_link(msg).ok_or(NetlinkError::Short(at))?),
-            _ => {}
+            _ => out.push((kind, msg)),
         }
         at += (len + 3) & !3;
+    }
+    Ok((out, false))
+}
+
+/// Parses one datagram of an RTM_GETLINK dump (several messages, the last may be DONE).
+pub fn parse_part(b: &[u8]) -> Result<Part, NetlinkError> {
+    let (messages, done) = messages(b)?;
+    let mut part = Part {
+        done,
+        ..Part::default()
+    };
+    for (kind, msg) in messages {
+        if kind == RTM_NEWLINK {
+            // Its offset in `b`, for the error.
+            let at = msg.as_ptr() as usize - b.as_ptr() as usize;
+            part.links
+                .push(parse_link(msg).ok_or(NetlinkError::Short(at))?);
+        }
     }
     Ok(part)
 }

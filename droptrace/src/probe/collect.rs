@@ -19,7 +19,10 @@ use crate::diagnose::{
     },
 };
 
-use super::netns::{in_netns, own_inode, Namespaces, NetnsError};
+use super::{
+    netns::{in_netns, own_inode, Namespaces, NetnsError},
+    nlsock::NetlinkSocket,
+};
 
 /// Namespaces sampled at once.
 const PARALLEL: usize = 4;
@@ -155,11 +158,21 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
             .iter()
             .map(|p| (p.clone(), read_sysctl(p)))
             .collect();
-        (files, values)
+        (files, values, xfrm_dumps())
     };
     match in_netns(netns, read) {
-        Ok((files, values)) => {
+        Ok((files, values, xfrm)) => {
             snap.proc_net = files;
+            match xfrm {
+                Ok(Some((policies, states))) => {
+                    snap.xfrm_policies = Some(policies);
+                    snap.xfrm_states = Some(states);
+                }
+                Ok(None) => {}
+                Err(why) => snap
+                    .missing
+                    .push(format!("xfrm policies and states: {why}")),
+            }
             for (path, value) in values {
                 match value {
                     Some(v) if v.writable => {
@@ -184,6 +197,20 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
     snap
+}
+
+/// The xfrm policies and states of the namespace the calling thread is in, as the kernel
+/// sends them; `None` when the kernel has no xfrm (no NETLINK_XFRM).
+fn xfrm_dumps() -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    use crate::kernel::xfrm::{dump_request, XFRM_MSG_GETPOLICY, XFRM_MSG_GETSA};
+    let mut socket = match NetlinkSocket::open(libc::NETLINK_XFRM) {
+        Ok(s) => s,
+        Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let policies = socket.dump(&dump_request(XFRM_MSG_GETPOLICY))?;
+    let states = socket.dump(&dump_request(XFRM_MSG_GETSA))?;
+    Ok(Some((policies, states)))
 }
 
 /// Keeps one tool's output, or why it could not run, under its key.

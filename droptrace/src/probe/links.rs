@@ -25,92 +25,11 @@ use crate::{
 use super::{
     clock::boottime_ns,
     netns::{self, Namespaces},
+    nlsock::NetlinkSocket,
 };
 
 /// Namespaces read at most (a container host can have thousands).
 pub const MAX_NAMESPACES: usize = 512;
-/// A dump that does not end after this many datagrams is cut (thousands of interfaces).
-const MAX_DATAGRAMS: usize = 4096;
-
-/// An rtnetlink socket made inside one namespace.
-struct LinkSocket {
-    fd: OwnedFd,
-    seq: u32,
-}
-
-impl LinkSocket {
-    /// A socket in the namespace the calling thread is in.
-    fn open() -> std::io::Result<LinkSocket> {
-        // SAFETY: plain socket(2); the descriptor is owned from here on.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor just made and owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // A reply that never comes (it always does) must not hold the reader forever.
-        let timeout = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt with a timeval of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        Ok(LinkSocket { fd, seq: 0 })
-    }
-
-    /// Every link of the namespace, with its counters.
-    fn dump(&mut self) -> std::io::Result<Vec<Link>> {
-        self.seq = self.seq.wrapping_add(1);
-        let req = netlink::getlink_request(self.seq);
-        // SAFETY: a zeroed sockaddr_nl addresses the kernel.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: a buffer of the length given, a socket we own.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent != req.len() as isize {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut links = Vec::new();
-        // The kernel fills datagrams of up to 32 kB for a dump.
-        let mut buf = vec![0u8; 64 << 10];
-        for _ in 0..MAX_DATAGRAMS {
-            // SAFETY: a buffer of the length given, a socket we own.
-            let got =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
-            let part = netlink::parse_part(&buf[..got]).map_err(std::io::Error::other)?;
-            links.extend(part.links);
-            if part.done {
-                return Ok(links);
-            }
-        }
-        Err(std::io::Error::other("the link dump did not end"))
-    }
-}
-
 /// `struct ifreq` with its data pointer (what SIOCETHTOOL takes).
 #[repr(C)]
 struct IfReq {
@@ -171,7 +90,10 @@ fn driver_stats(fd: &OwnedFd, name: &str) -> Option<DriverStats> {
 
 /// Every link of the namespace the calling thread is in, with its driver's statistics.
 fn read_here() -> std::io::Result<Vec<(Link, Option<DriverStats>)>> {
-    let links = LinkSocket::open()?.dump()?;
+    let reply = NetlinkSocket::open(libc::NETLINK_ROUTE)?.dump(&netlink::getlink_request(1))?;
+    let links = netlink::parse_part(&reply)
+        .map_err(std::io::Error::other)?
+        .links;
     // SAFETY: plain socket(2); owned from here on. Any socket carries SIOCETHTOOL.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     // SAFETY: a descriptor just made (or -1, checked first) and owned by nobody else.

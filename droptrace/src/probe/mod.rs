@@ -14,6 +14,7 @@ pub mod filters;
 pub mod host;
 pub mod links;
 pub mod netns;
+pub mod nlsock;
 pub mod nsid;
 pub mod places;
 pub mod source;

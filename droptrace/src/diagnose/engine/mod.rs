@@ -24,6 +24,7 @@ mod tc_action;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod xfrm;
 
 use std::collections::BTreeMap;
 
@@ -167,9 +168,11 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
     for f in &mut findings {
         let Some(inode) = f.netns_inode else { continue };
         let named_nothing = f.cause == Cause::Other.id()
-            || f.evidence
-                .iter()
-                .all(|e| e.starts_with("kernel: ") || e.starts_with("not collected: "));
+            || f.evidence.iter().all(|e| {
+                e.starts_with("kernel: ")
+                    || e.starts_with("not collected: ")
+                    || e.starts_with(routing::PATH_PREFIX)
+            });
         moved::name_counters(w, f, inode, named_nothing);
     }
     findings.extend(from_counters(w, &findings));
@@ -411,6 +414,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         Cause::NoRoute | Cause::ForwardingDisabled => {
             routing(&n, Some(g), iface.as_deref(), &mut f)
         }
+        Cause::Xfrm => xfrm::xfrm(&n, g, &mut f),
         Cause::Other
             if g.reason.as_deref() == Some("OTHERHOST")
                 && neighbour::otherhost(w, &n, g, ifindex, &mut f) =>
@@ -454,6 +458,10 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
                 .into_iter()
                 .map(|m| format!("not collected: {m}")),
         );
+    }
+    // What the kernel does with such a packet now, where the family did not ask already.
+    if !matches!(class.cause, Cause::NoRoute | Cause::ForwardingDisabled) {
+        routing::path(&n, g, iface.as_deref(), &mut f);
     }
     f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
     f

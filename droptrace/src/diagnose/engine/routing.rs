@@ -15,7 +15,8 @@ use crate::diagnose::{
 
 /// The lookups to ask the kernel after the window, by namespace: for each routing drop
 /// with known addresses, its destination as this host routes it (`DST`) and as it was
-/// routed on arrival (`DST from SRC iif DEV`).
+/// routed on arrival (`DST from SRC iif DEV`); and for the biggest groups of any cause,
+/// their own path (see `path_query`).
 pub fn route_queries(
     groups: &[DropGroup],
     after: &BTreeMap<u32, NsState>,
@@ -38,7 +39,107 @@ pub fn route_queries(
             }
         }
     }
+    // Every group's own path, the biggest groups first.
+    let mut by_count: Vec<&DropGroup> = groups.iter().filter(|g| g.addrs.is_some()).collect();
+    by_count.sort_by_key(|g| std::cmp::Reverse(g.count));
+    for g in by_count.into_iter().take(PATH_GROUPS) {
+        let (inode, ifindex) = place(default_netns, g);
+        let iif = ifindex
+            .and_then(|i| after.get(&inode)?.link(i))
+            .map(|l| l.name.clone());
+        if let Some(q) = path_query(g, iif.as_deref()) {
+            if !out.contains(&(inode, q.clone())) {
+                out.push((inode, q));
+            }
+        }
+    }
     out
+}
+
+/// How a line of evidence on a group's own path begins: it names no object at fault.
+pub(super) const PATH_PREFIX: &str = "path: ";
+
+/// Drop groups whose own path is asked of the kernel, at most (the biggest first).
+const PATH_GROUPS: usize = 8;
+
+/// Whether a drop at `function` happened on the way out: in a qdisc, a device's
+/// transmit, the neighbour layer or an output function. Its interface is where it was
+/// going, not where it came from.
+fn on_the_way_out(function: Option<&str>) -> bool {
+    function.is_some_and(|f| {
+        [
+            "xmit",
+            "output",
+            "qdisc",
+            "sch_",
+            "neigh",
+            "tcf_",
+            "dst_discard_out",
+        ]
+        .iter()
+        .any(|w| f.contains(w))
+    })
+}
+
+/// The one lookup that shows a group's own path: as it was sent (`DST`) for a drop on
+/// the way out or without an interface, as it was received (`DST from SRC iif DEV`)
+/// otherwise.
+fn path_query(g: &DropGroup, iif: Option<&str>) -> Option<String> {
+    let (src, dst) = g.addrs?;
+    Some(match iif {
+        Some(i) if !on_the_way_out(g.function.as_deref()) => format!("{dst} from {src} iif {i}"),
+        _ => dst.to_string(),
+    })
+}
+
+/// What the kernel does with the packet of a group, asked after the window (see
+/// `route_queries`), with what that means for the drop: one evidence line.
+pub(super) fn path(n: &Ns<'_>, g: &DropGroup, iface: Option<&str>, f: &mut Finding) {
+    let (Some(after), Some((src, _))) = (n.after, g.addrs) else {
+        return;
+    };
+    let Some(q) = path_query(g, iface) else {
+        return;
+    };
+    let Some(lookup) = after.route_lookup(&q) else {
+        return;
+    };
+    let out = on_the_way_out(g.function.as_deref());
+    let meaning = match (&lookup.answer, &lookup.error) {
+        (Some(a), _) if matches!(a.kind.as_str(), "local" | "broadcast" | "multicast") => {
+            if out {
+                "addressed to this host itself".to_owned()
+            } else {
+                "delivered to this host: routing is not what drops it".to_owned()
+            }
+        }
+        (Some(a), _) if REFUSING.contains(&a.kind.as_str()) => {
+            format!("a route of type {} refuses it", a.kind)
+        }
+        (Some(a), _) => {
+            let dev = a.dev.as_deref().unwrap_or("?");
+            match (out, iface) {
+                (true, Some(i)) if i != dev => {
+                    format!("it leaves by {dev}, yet it was dropped on {i}")
+                }
+                (true, _) => format!("it leaves by {dev}, where it was dropped"),
+                (false, Some(i)) if i == dev => {
+                    format!("not for this host: it would be forwarded back out {dev}, where it came in")
+                }
+                (false, _) => format!("not for this host: it is forwarded out {dev}"),
+            }
+        }
+        (None, Some(e)) if e.contains("cross-device") => format!(
+            "refused on arrival: the route back to {src} leaves by another interface (reverse-path filter)"
+        ),
+        (None, Some(e)) => format!("the kernel refuses it: {e}"),
+        (None, None) => return,
+    };
+    f.evidence.push(format!(
+        "{PATH_PREFIX}ip route get {q} (in {}): {} ({meaning})",
+        n.name,
+        lookup.text()
+    ));
 }
 
 fn queries(src: IpAddr, dst: IpAddr, iif: Option<&str>) -> Vec<String> {

@@ -579,3 +579,168 @@ fn a_listener_in_another_namespace_is_named() {
         f[0].fix
     );
 }
+
+/// The policies and the state captured in a namespace (fixtures/netlink/xfrm_*.bin).
+fn xfrm_state() -> NsState {
+    let read = |name: &str| {
+        let path = format!("{}/fixtures/netlink/{name}", env!("CARGO_MANIFEST_DIR"));
+        crate::kernel::xfrm::parse_dump(&std::fs::read(path).unwrap()).unwrap()
+    };
+    NsState {
+        xfrm_policies: read("xfrm_getpolicy.6.12.bin").policies,
+        xfrm_states: read("xfrm_getsa.6.12.bin").states,
+        ..state(vec![])
+    }
+}
+
+fn xfrm_group(dport: u16, count: u64) -> DropGroup {
+    DropGroup {
+        protocol: Some("udp".into()),
+        dport: Some(dport),
+        addrs: Some(("10.9.0.2".parse().unwrap(), "10.9.0.1".parse().unwrap())),
+        ..group("udp_queue_rcv_one_skb", "XFRM_POLICY", count)
+    }
+}
+
+/// `after` with the policy for `dport` used in the window and `counter` grown by `n`.
+fn xfrm_window(dport: u16, counter: &str, n: u64) -> (NsState, NsState) {
+    let mut before = xfrm_state();
+    before.counters.insert(("Xfrm".into(), counter.into()), 0);
+    let mut after = before.clone();
+    for p in after
+        .xfrm_policies
+        .iter_mut()
+        .filter(|p| p.selector.dport == dport)
+    {
+        p.use_time = p.add_time + 5;
+    }
+    after.counters.insert(("Xfrm".into(), counter.into()), n);
+    (before, after)
+}
+
+#[test]
+fn an_ipsec_policy_that_blocks_is_named_with_its_delete() {
+    let (before, after) = xfrm_window(5000, "InPolBlock", 7);
+    let f = run(&[xfrm_group(5000, 7)], before, after);
+    assert_eq!((f[0].cause, f[0].drops), ("xfrm", 7), "{f:#?}");
+    let sel = "src 10.9.0.2/32 dst 10.9.0.1/32 proto udp dport 5000";
+    assert_eq!(
+        f[0].summary,
+        format!("7 packets udp 10.9.0.2 -> 10.9.0.1:5000 in netns n1 refused by the IPsec policy `{sel}`: its action is block")
+    );
+    assert!(
+        f[0].evidence.iter().any(
+            |e| e.contains(&format!("{sel} dir in action block priority 10"))
+                && e.contains("matched in the window")
+        ),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("XfrmInPolBlock +7")),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].fix.starts_with(&format!(
+            "ip netns exec n1 ip xfrm policy delete dir in {sel} "
+        )),
+        "{}",
+        f[0].fix
+    );
+}
+
+#[test]
+fn an_ipsec_policy_whose_template_was_not_met_says_the_sender_does_not_protect() {
+    let (before, after) = xfrm_window(5001, "InTmplMismatch", 3);
+    let f = run(&[xfrm_group(5001, 3)], before, after);
+    assert_eq!(f[0].cause, "xfrm", "{f:#?}");
+    assert!(
+        f[0].summary.contains("arrived without the esp the IPsec policy `src 10.9.0.2/32 dst 10.9.0.1/32 proto udp dport 5001` demands"),
+        "{}",
+        f[0].summary
+    );
+    // The one state protects the other direction.
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.ends_with("no state (SA) from 10.9.0.2 to 10.9.0.1")),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].fix
+            .starts_with("set up the SA on the sender (10.9.0.2)"),
+        "{}",
+        f[0].fix
+    );
+}
+
+#[test]
+fn an_ipsec_check_no_policy_matches_points_at_the_default_policy() {
+    let (before, after) = xfrm_window(0, "InNoPols", 2);
+    let f = run(&[xfrm_group(6000, 2)], before, after);
+    assert_eq!(f[0].cause, "xfrm", "{f:#?}");
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e
+                .contains("none of its 4 policies matches udp 10.9.0.2 -> 10.9.0.1:6000 (dir in)")),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f[0].fix,
+        "add a policy for them, or accept by default: ip netns exec n1 ip xfrm policy setdefault in accept"
+    );
+}
+
+fn evidence_fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fixtures/evidence/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A drop group of any cause has its own path asked of the kernel and said: delivered
+/// here (so routing is not what drops it), or forwarded back out where it came in.
+#[test]
+fn every_big_group_has_its_own_path_said() {
+    let mut st = state(vec![rule(15)]);
+    st.links = vec![link(2, "v13b", 1500)];
+    let mut g = group("nft_do_chain", "NETFILTER_DROP", 12);
+    g.addrs = Some(("10.66.0.1".parse().unwrap(), "10.66.0.2".parse().unwrap()));
+    let after = BTreeMap::from([(1, st.clone())]);
+    let queries = route_queries(std::slice::from_ref(&g), &after, 1);
+    assert_eq!(
+        queries,
+        [(1, "10.66.0.2 from 10.66.0.1 iif v13b".to_owned())]
+    );
+    let mut answered = st.clone();
+    answered.add_route_lookup(
+        queries[0].1.clone(),
+        Ok(evidence_fixture("ip-route-get.local.v4.json")),
+    );
+    let mut before = state(vec![rule(3)]);
+    before.links = st.links.clone();
+    let f = run(std::slice::from_ref(&g), before.clone(), answered);
+    assert_eq!(f[0].cause, "netfilter_rule");
+    assert!(
+        f[0].evidence.iter().any(|e| e
+            == "path: ip route get 10.66.0.2 from 10.66.0.1 iif v13b (in netns n1): local dev lo (table local) (delivered to this host: routing is not what drops it)"),
+        "{f:#?}"
+    );
+    // A packet the kernel would send back out the interface it came in on.
+    g.addrs = Some(("10.66.0.1".parse().unwrap(), "10.88.0.5".parse().unwrap()));
+    let mut forwarded = st;
+    forwarded.add_route_lookup(
+        "10.88.0.5 from 10.66.0.1 iif v13b".into(),
+        Ok(evidence_fixture("ip-route-get.forward.v4.json")),
+    );
+    let f = run(std::slice::from_ref(&g), before, forwarded);
+    assert!(
+        f[0].evidence.iter().any(|e| e.ends_with(
+            "unicast dev v13b (not for this host: it would be forwarded back out v13b, where it came in)"
+        )),
+        "{f:#?}"
+    );
+}

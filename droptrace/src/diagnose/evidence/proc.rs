@@ -92,7 +92,15 @@ pub fn parse_snmp(text: &str) -> Result<Counters, ProcError> {
 
 /// Parses /proc/net/snmp6: one `Name value` per line (`Udp6RcvbufErrors 299`).
 pub fn parse_snmp6(text: &str) -> Result<BTreeMap<String, i64>, ProcError> {
-    const FILE: &str = "/proc/net/snmp6";
+    name_values("/proc/net/snmp6", text)
+}
+
+/// Parses /proc/net/xfrm_stat: one `Name value` per line (`XfrmInPolBlock 5`).
+pub fn parse_xfrm_stat(text: &str) -> Result<BTreeMap<String, i64>, ProcError> {
+    name_values("/proc/net/xfrm_stat", text)
+}
+
+fn name_values(file: &'static str, text: &str) -> Result<BTreeMap<String, i64>, ProcError> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let mut words = line.split_whitespace();
@@ -100,10 +108,10 @@ pub fn parse_snmp6(text: &str) -> Result<BTreeMap<String, i64>, ProcError> {
             (None, ..) => {}
             (Some(name), Some(value), None) => {
                 let value =
-                    parse_signed(value).ok_or_else(|| line_error(FILE, i, "not a number", line))?;
+                    parse_signed(value).ok_or_else(|| line_error(file, i, "not a number", line))?;
                 out.insert(name.to_string(), value);
             }
-            _ => return Err(line_error(FILE, i, "expected `Name value`", line)),
+            _ => return Err(line_error(file, i, "expected `Name value`", line)),
         }
     }
     Ok(out)

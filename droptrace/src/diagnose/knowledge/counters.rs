@@ -13,7 +13,25 @@ pub const COUNTER_FILES: &[(&str, &str)] = &[
     ("softnet_stat", "/proc/net/softnet_stat"),
     ("dev", "/proc/net/dev"),
     ("nf_conntrack_stat", "/proc/net/stat/nf_conntrack"),
+    ("xfrm_stat", "/proc/net/xfrm_stat"),
 ];
+
+const FIX_XFRM_POLICY: &str =
+    "Find the policy that matches these packets (`ip -s xfrm policy`, its `use` time is the last match) and delete or correct it";
+const FIX_XFRM_STATE: &str =
+    "Compare the states on both ends (`ip -s xfrm state`): SPIs, keys and reqids must agree; renegotiate the SA (your IKE daemon) if one side changed";
+
+/// `/proc/net/xfrm_stat` counters (group `Xfrm`).
+const fn xfrm(name: &'static str, explanation: &'static str, fix: &'static str) -> CounterInfo {
+    CounterInfo {
+        file: "xfrm_stat",
+        group: "Xfrm",
+        name,
+        cause: Cause::Xfrm,
+        explanation,
+        fix,
+    }
+}
 
 const FIX_LISTEN: &str =
     "Run `ss -ltn`: a listener whose Recv-Q reaches Send-Q has a full accept queue; accept faster or raise the listen() backlog and net.core.somaxconn";
@@ -28,6 +46,52 @@ const FIX_NIC_RX: &str =
 
 /// Kernel counters of drops, most of which never show up as `kfree_skb` events.
 pub static COUNTERS: &[CounterInfo] = &[
+    // IPsec (xfrm).
+    xfrm(
+        "InPolBlock",
+        "Incoming packets refused by an IPsec policy whose action is block",
+        FIX_XFRM_POLICY,
+    ),
+    xfrm(
+        "InTmplMismatch",
+        "Incoming packets an IPsec policy wanted protected (its templates: ESP, AH) that came without that protection",
+        "The policy demands ESP/AH but the sender sends in clear: set up the SA on the sender, or make the template optional (`level use`) or delete the policy",
+    ),
+    xfrm(
+        "InNoPols",
+        "Incoming packets with no IPsec policy where the default policy blocks (`ip xfrm policy getdefault`)",
+        "Add a policy for them or set the default back (`ip xfrm policy setdefault in accept`)",
+    ),
+    xfrm(
+        "InNoStates",
+        "Incoming ESP/AH packets with no state (SA) for their SPI",
+        FIX_XFRM_STATE,
+    ),
+    xfrm(
+        "InStateProtoError",
+        "Incoming ESP/AH packets that failed to decrypt or authenticate (wrong keys)",
+        FIX_XFRM_STATE,
+    ),
+    xfrm(
+        "InStateSeqError",
+        "Incoming ESP/AH packets refused by the replay window",
+        FIX_XFRM_STATE,
+    ),
+    xfrm(
+        "InStateExpired",
+        "Incoming packets for an SA whose lifetime ran out",
+        FIX_XFRM_STATE,
+    ),
+    xfrm(
+        "OutPolBlock",
+        "Outgoing packets refused by an IPsec policy whose action is block",
+        FIX_XFRM_POLICY,
+    ),
+    xfrm(
+        "OutNoStates",
+        "Outgoing packets an IPsec policy wanted protected with no state (SA) to protect them",
+        FIX_XFRM_STATE,
+    ),
     // TCP listeners.
     CounterInfo {
         file: "netstat",

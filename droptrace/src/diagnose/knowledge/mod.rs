@@ -71,13 +71,16 @@ pub enum Cause {
     /// Frames addressed to another link-layer address arrived on an interface that is not
     /// promiscuous: a sender's neighbour (ARP/NDP) entry points elsewhere.
     Neighbour,
+    /// An IPsec (xfrm) policy refused the packet: it blocks such packets, or demands a
+    /// transform (ESP, AH) the packet did not have.
+    Xfrm,
     /// Anything else; the explanation says what.
     Other,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 17] = [
+    pub const ALL: [Cause; 18] = [
         Cause::NetfilterRule,
         Cause::ConntrackFull,
         Cause::Qdisc,
@@ -94,6 +97,7 @@ impl Cause {
         Cause::NoRoute,
         Cause::ForwardingDisabled,
         Cause::Neighbour,
+        Cause::Xfrm,
         Cause::Other,
     ];
 
@@ -116,6 +120,7 @@ impl Cause {
             Cause::NoRoute => "no_route",
             Cause::ForwardingDisabled => "forwarding_disabled",
             Cause::Neighbour => "neighbour",
+            Cause::Xfrm => "xfrm",
             Cause::Other => "other",
         }
     }
@@ -144,6 +149,7 @@ impl Cause {
             Cause::NoRoute => "no route",
             Cause::ForwardingDisabled => "forwarding disabled",
             Cause::Neighbour => "neighbour (ARP/NDP) entry",
+            Cause::Xfrm => "IPsec (xfrm) policy",
             Cause::Other => "other",
         }
     }

@@ -150,7 +150,7 @@ pub static REASONS: &[ReasonInfo] = &[
     },
     ReasonInfo {
         name: "XFRM_POLICY",
-        cause: Cause::Other,
+        cause: Cause::Xfrm,
         explanation: "An IPsec (xfrm) policy check failed: the packet was not protected the way a policy demands",
         fix: "Compare `ip xfrm policy` with `ip xfrm state`: a missing or expired security association is the usual cause",
         benign: false,

@@ -386,6 +386,9 @@ fn counters_exist_in_this_machines_proc_files() {
     let conntrack = fixture("knowledge/nf_conntrack.stat.header.6.18");
     let conntrack: BTreeSet<&str> = conntrack.split_whitespace().collect();
 
+    let xfrm = fixture("knowledge/xfrm_stat.6.18");
+    let xfrm: BTreeSet<&str> = xfrm.split_whitespace().step_by(2).collect();
+
     let mut seen = BTreeSet::new();
     for c in COUNTERS {
         assert!(counter_path(c.file).is_some(), "{}: unknown file", c.name);
@@ -410,6 +413,7 @@ fn counters_exist_in_this_machines_proc_files() {
                     && dev_halves.get(half).is_some_and(|h| h.contains(&column))
             }
             "nf_conntrack_stat" => c.group == "nf_conntrack" && conntrack.contains(c.name),
+            "xfrm_stat" => c.group == "Xfrm" && xfrm.contains(format!("Xfrm{}", c.name).as_str()),
             // No header to check against; the columns are documented on CounterInfo.
             "softnet_stat" => c.group == "softnet",
             _ => false,
