@@ -2009,6 +2009,16 @@ fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
             ],
         );
     }
+    // The socket that counted them (its own drop counter, with its owner).
+    let f = finding_with(&report, "xfrm", &format!("{A4} -> {B4}:5000"));
+    assert_mentions(
+        f,
+        &[
+            "ss: the socket's own drop counter grew",
+            "udp 0.0.0.0:5000",
+            "drops +5 (now 5)",
+        ],
+    );
     let sel = format!("src {A4}/32 dst {B4}/32 proto udp dport 5001");
     let f = finding_with(&report, "xfrm", &format!("{A4} -> {B4}:5001"));
     assert_eq!(f["drops"], 3, "{f:#}");

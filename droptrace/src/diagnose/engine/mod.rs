@@ -463,6 +463,10 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     if !matches!(class.cause, Cause::NoRoute | Cause::ForwardingDisabled) {
         routing::path(&n, g, iface.as_deref(), &mut f);
     }
+    // The socket that counted them, where the family did not name it already.
+    if class.cause != Cause::SocketRcvbuf {
+        sockets::counted_on_socket(&n, g, &mut f);
+    }
     f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
     f
 }

@@ -244,6 +244,57 @@ fn no_listener_unknown(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Findin
     "unknown".into()
 }
 
+/// The growth of a socket's own drop counter in the window (`None` without a sample of
+/// it after the window; a socket not seen before counts from 0).
+fn drops_grown(n: &Ns<'_>, s: &Socket) -> Option<u64> {
+    let now = s.drops?;
+    let before = n
+        .before
+        .and_then(|b| {
+            b.sockets
+                .iter()
+                .find(|p| p.proto == s.proto && p.port == s.port && p.local_ip == s.local_ip)
+        })
+        .and_then(|p| p.drops)
+        .unwrap_or(0);
+    Some(now.saturating_sub(before))
+}
+
+/// For a drop at a socket of any cause: the sockets of its protocol and port whose own
+/// drop counter grew with the drops in the window (ss's skmem `d`), with their owner: the
+/// socket that counted them. One evidence line; nothing when none grew.
+pub(super) fn counted_on_socket(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) {
+    let (Some(after), Some(port), Some(proto)) = (n.after, g.dport, g.protocol.as_deref()) else {
+        return;
+    };
+    let grew: Vec<String> = after
+        .sockets
+        .iter()
+        .filter(|s| s.port == port && s.proto == proto)
+        .filter_map(|s| {
+            let d = drops_grown(n, s).filter(|d| *d > 0)?;
+            Some(format!(
+                "{} {}:{}{} drops +{d} (now {})",
+                s.proto,
+                s.local_ip,
+                s.port,
+                s.process
+                    .as_ref()
+                    .map(|p| format!(" of {p}"))
+                    .unwrap_or_default(),
+                s.drops.unwrap_or(0)
+            ))
+        })
+        .collect();
+    if !grew.is_empty() {
+        f.evidence.push(format!(
+            "ss: the socket's own drop counter grew{}: {}",
+            n.between,
+            grew.join("; ")
+        ));
+    }
+}
+
 pub(super) fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> String {
     let Some(after) = n.after else {
         return "unknown".into();
@@ -257,17 +308,10 @@ pub(super) fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> Stri
         None => s.proto == "udp",
     };
     for s in after.sockets.iter().filter(relevant) {
-        let Some(drops) = s.drops else { continue };
-        let before = n
-            .before
-            .and_then(|b| {
-                b.sockets
-                    .iter()
-                    .find(|p| p.proto == s.proto && p.port == s.port && p.local_ip == s.local_ip)
-            })
-            .and_then(|p| p.drops)
-            .unwrap_or(0);
-        if drops > before {
+        let (Some(drops), Some(grown)) = (s.drops, drops_grown(n, s)) else {
+            continue;
+        };
+        if grown > 0 {
             f.evidence.push(format!(
                 "ss: {} {}:{}{} rcvbuf {} bytes, {} bytes waiting, drops +{} (now {drops})",
                 s.proto,
@@ -279,7 +323,7 @@ pub(super) fn rcvbuf(n: &Ns<'_>, g: Option<&DropGroup>, f: &mut Finding) -> Stri
                     .unwrap_or_default(),
                 s.rcvbuf.unwrap_or(0),
                 s.recv_q,
-                drops - before
+                grown
             ));
             if key == "unknown" {
                 f.summary = format!(
