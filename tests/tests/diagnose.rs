@@ -2034,3 +2034,55 @@ fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
         ],
     );
 }
+
+/// Replies from a server's port (53) to a client port of the receiver's ephemeral range
+/// where no socket is left are housekeeping, said from the packet and the state (the
+/// range read in that namespace, no socket on the port), over IPv4 and IPv6.
+#[test]
+fn replies_to_a_client_port_whose_socket_is_gone_are_housekeeping() {
+    if !can_run("replies_to_a_client_port_whose_socket_is_gone_are_housekeeping") {
+        return;
+    }
+    let pair = Pair::new();
+    let range = pair
+        .b
+        .exec(&["cat", "/proc/sys/net/ipv4/ip_local_port_range"]);
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let port = low + 1234;
+    let before = pair.b.snmp("Udp", "NoPorts");
+    let report = diagnose(&["--port", &port.to_string()], || {
+        pair.a.run(|| {
+            for (from, to) in [
+                (format!("{A4}:53"), format!("{B4}:{port}")),
+                (format!("[{A6}]:53"), format!("[{B6}]:{port}")),
+            ] {
+                let s = UdpSocket::bind(&from).unwrap();
+                for _ in 0..3 {
+                    s.send_to(b"late answer", &to).unwrap();
+                }
+            }
+        });
+        reaches("Udp NoPorts", before + 3, || pair.b.snmp("Udp", "NoPorts"));
+    });
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 2, "{report:#}");
+    for f in findings {
+        assert_eq!(f["cause"], "no_listener", "{report:#}");
+        assert_eq!(f["benign"], true, "{f:#}");
+        assert_eq!(f["drops"], 3, "{f:#}");
+        assert_mentions(
+            f,
+            &[
+                &format!(
+                    "to the client port {port} in netns {}, whose socket is gone",
+                    pair.b.name
+                ),
+                &format!(
+                    "port {port} is in netns {}'s ephemeral range {}",
+                    pair.b.name,
+                    range.split_whitespace().collect::<Vec<_>>().join("-")
+                ),
+            ],
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub const SYSCTLS: &[&str] = &[
     "net/ipv4/tcp_syncookies",
     "net/ipv4/tcp_timestamps",
     "net/ipv4/udp_mem",
+    "net/ipv4/ip_local_port_range",
     "net/ipv4/ip_forward",
     "net/ipv4/conf/all/forwarding",
     "net/ipv6/conf/all/forwarding",

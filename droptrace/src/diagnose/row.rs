@@ -103,6 +103,7 @@ pub fn drop_groups(
                 family: site.family().map(str::to_owned),
                 dport: site.dport,
                 addrs: latest.and_then(|d| d.packet.addrs),
+                sport: latest.and_then(|d| d.packet.ports).map(|(s, _)| s),
                 count: members.iter().map(|(_, s)| s.count()).sum(),
                 // The sampled state is keyed by inode (the host's namespaces now).
                 places: members

@@ -61,6 +61,8 @@ pub struct DropGroup {
     pub dport: Option<u16>,
     /// Source and destination of one recent packet (none without packet details).
     pub addrs: Option<(std::net::IpAddr, std::net::IpAddr)>,
+    /// The source port of that packet.
+    pub sport: Option<u16>,
     pub count: u64,
     /// (netns inode, ifindex) of recent samples, most frequent first.
     pub places: Vec<(u32, u32)>,

@@ -1,8 +1,10 @@
 //! Drops at sockets: no listener on the port, a full receive buffer, a full accept
-//! queue, and TCP segments with old timestamps (PAWS).
+//! queue, and TCP segments with old timestamps (PAWS); and the housekeeping among packets
+//! nothing listens for (multicast nobody joined, replies to client ports whose socket is
+//! gone), decided from the packet and the state now.
 
 use super::{DropGroup, Finding, Ns, Window};
-use crate::diagnose::state::Socket;
+use crate::diagnose::state::{NsState, Socket};
 
 pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
     let proto = g
@@ -105,6 +107,13 @@ pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Fin
         );
         return format!("{proto}|{port}");
     }
+    if let Some(after) = n.after {
+        // Apart from other findings on the port, one per sender: each says its own.
+        if housekeeping(n, after, g, &proto, port, f) {
+            let from = g.addrs.map(|(s, _)| s.to_string()).unwrap_or_default();
+            return format!("{proto}|{port}|housekeeping|{from}");
+        }
+    }
     f.summary = if n.after.is_none() {
         format!(
             "no socket took these {proto} packets to port {port} in {}: {} packets were refused",
@@ -121,6 +130,74 @@ pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Fin
         n.prefix
     );
     format!("{proto}|{port}")
+}
+
+/// The namespace's ephemeral port range (`net.ipv4.ip_local_port_range`, also IPv6's).
+fn ephemeral_range(after: &NsState) -> Option<(u16, u16)> {
+    let text = after.sysctl("net.ipv4.ip_local_port_range")?;
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    Some((words.next()?.ok()?, words.next()?.ok()?))
+}
+
+/// Packets nothing listens for that are housekeeping, decided from the packet and the
+/// state now, never from the reason alone (no socket holds the port here, which the
+/// caller has seen): multicast or broadcast nobody here joined, and replies from a
+/// server's port to a client port of the ephemeral range whose socket is gone (a
+/// query that timed out, a late segment of a connection already closed). Takes the
+/// finding and returns true when it is one of them.
+fn housekeeping(
+    n: &Ns<'_>,
+    after: &NsState,
+    g: &DropGroup,
+    proto: &str,
+    port: u16,
+    f: &mut Finding,
+) -> bool {
+    let Some((src, dst)) = g.addrs else {
+        return false;
+    };
+    let count = g.count;
+    let group_address = match dst {
+        std::net::IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        std::net::IpAddr::V6(a) => a.is_multicast(),
+    };
+    if group_address {
+        f.benign = true;
+        f.evidence.push(format!(
+            "{dst} is a multicast or broadcast address, and no {proto} socket in {} is bound to port {port}",
+            n.name
+        ));
+        f.summary = format!(
+            "{count} {proto} packets to {} in {} that no socket here listens for (multicast or broadcast nobody joined): housekeeping",
+            crate::pipeline::event::endpoint(dst, port),
+            n.name
+        );
+        f.fix = format!(
+            "none needed; a service that wants them binds {proto} port {port} and joins {dst}"
+        );
+        return true;
+    }
+    let (Some((low, high)), Some(sport)) = (ephemeral_range(after), g.sport) else {
+        return false;
+    };
+    let ephemeral = |p: u16| (low..=high).contains(&p);
+    if !ephemeral(port) || ephemeral(sport) {
+        return false;
+    }
+    f.benign = true;
+    f.evidence.push(format!(
+        "port {port} is in {}'s ephemeral range {low}-{high} (net.ipv4.ip_local_port_range): a client's port; the sender's {sport} is not",
+        n.name
+    ));
+    f.summary = format!(
+        "{count} {proto} packets from {} to the client port {port} in {}, whose socket is gone: replies or late segments for a query or connection this host already closed (housekeeping)",
+        crate::pipeline::event::endpoint(src, sport),
+        n.name
+    );
+    f.fix = format!(
+        "none needed unless they are many: then the client gives up before {src} answers (raise its timeout), or they are not replies at all (a flood aimed at high ports)"
+    );
+    true
 }
 
 /// ` by nginx (pid 10)`, or nothing when ss did not say.

@@ -744,3 +744,78 @@ fn every_big_group_has_its_own_path_said() {
         "{f:#?}"
     );
 }
+
+fn unheard(dst: &str, sport: u16, dport: u16) -> DropGroup {
+    DropGroup {
+        protocol: Some("udp".into()),
+        dport: Some(dport),
+        sport: Some(sport),
+        addrs: Some(("10.0.0.5".parse().unwrap(), dst.parse().unwrap())),
+        ..group("__udp4_lib_rcv", "NO_SOCKET", 3)
+    }
+}
+
+fn with_port_range() -> NsState {
+    let mut st = state(vec![]);
+    st.sysctls
+        .insert("net.ipv4.ip_local_port_range".into(), "32768\t60999".into());
+    st
+}
+
+/// Packets nothing listens for are housekeeping only where the packet and the state say
+/// so: multicast with no socket on its port; a reply from a server's port to a client
+/// port of the ephemeral range with no socket on it. A stray packet from one high port
+/// to another, or one for a port a socket holds, stays a finding.
+#[test]
+fn housekeeping_among_unheard_packets_is_decided_from_the_packet_and_the_state() {
+    let st = with_port_range();
+    let f = run(
+        &[unheard("224.0.0.251", 5353, 5353)],
+        st.clone(),
+        st.clone(),
+    );
+    assert_eq!((f[0].cause, f[0].benign), ("no_listener", true), "{f:#?}");
+    assert!(
+        f[0].summary
+            .contains("multicast or broadcast nobody joined"),
+        "{}",
+        f[0].summary
+    );
+    let f = run(&[unheard("10.0.0.9", 53, 41234)], st.clone(), st.clone());
+    assert!(f[0].benign, "{f:#?}");
+    assert!(
+        f[0].summary
+            .starts_with("3 udp packets from 10.0.0.5:53 to the client port 41234 in netns n1, whose socket is gone"),
+        "{}",
+        f[0].summary
+    );
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("ephemeral range 32768-60999")));
+    // From a high port to a high port: nothing says it is a reply.
+    let f = run(&[unheard("10.0.0.9", 40001, 41234)], st.clone(), st.clone());
+    assert!(!f[0].benign, "{f:#?}");
+    assert!(f[0]
+        .summary
+        .starts_with("nothing listens on udp port 41234"));
+    // Without the range read, nothing is assumed.
+    let bare = state(vec![]);
+    let f = run(&[unheard("10.0.0.9", 53, 41234)], bare.clone(), bare);
+    assert!(!f[0].benign, "{f:#?}");
+    // A socket holds the multicast port: not housekeeping, it is named.
+    let mut held = st;
+    held.sockets.push(Socket {
+        proto: "udp".into(),
+        local_ip: "10.0.0.9".into(),
+        port: 5353,
+        device: None,
+        recv_q: 0,
+        send_q: 0,
+        process: Some("avahi (pid 7)".into()),
+        rcvbuf: None,
+        drops: None,
+    });
+    let f = run(&[unheard("224.0.0.251", 5353, 5353)], held.clone(), held);
+    assert!(!f[0].benign, "{f:#?}");
+}
