@@ -245,6 +245,11 @@ impl LiveSource {
         self.reasons.as_ref()
     }
 
+    /// The kernel's TCP reset reasons (empty before 6.10, or without the TCP programs).
+    pub fn reset_reasons(&self) -> &std::collections::BTreeMap<u32, String> {
+        &self.reset_reasons
+    }
+
     /// How the program is attached: `tp_btf` or `tracepoint`.
     pub fn attach_mode(&self) -> &'static str {
         self.probe.attach_mode()
