@@ -246,3 +246,95 @@ fn tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
     assert_eq!(flows[0]["remote"], "10.78.2.1");
     assert_eq!(flows[0]["explained_by"], serde_json::json!([]), "{tcp:#}");
 }
+
+/// A tbf transfer recorded, watched live as JSON and as JSON Lines at the same time: the
+/// recording's report has the live `tcp` section, and the lines one retransmit each,
+/// explained by the qdisc's drops.
+#[test]
+fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit() {
+    if !can_run("tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit") {
+        return;
+    }
+    let dir = TempDir::new("tcp-record");
+    let file = dir.file("tcp.dtr");
+    let file_arg = file.to_str().unwrap();
+    let (pair, _udp) = Pair::with_tbf();
+    let before = Retransmits::read(&pair.a);
+    let netns = pair.a.path();
+    let recorder = Droptrace::start(&["record", "-o", file_arg, "--netns", &netns]);
+    let live = Droptrace::start(&["--netns", &netns, "--format", "json"]);
+    let lines = Droptrace::start(&["--netns", &netns, "--format", "jsonl"]);
+    transfer(&pair.a, &pair.b, B4, 5215);
+    let retrans = Retransmits::since(&pair.a, &before);
+    let recorded = recorder.stop(libc::SIGINT);
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let live = live.stop_json();
+    let lines = lines.stop(libc::SIGINT);
+    assert!(
+        lines.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lines.stderr)
+    );
+    assert!(
+        retrans > 0,
+        "the tbf made no retransmits: {:#}",
+        live["tcp"]
+    );
+
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["report", file_arg, "--format", "json"])
+        .output()
+        .expect("run droptrace report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    eprintln!(
+        "RetransSegs +{retrans}; live {:#}; report {:#}",
+        live["tcp"], report["tcp"]
+    );
+    assert_eq!(live["tcp"]["retransmits"], retrans, "{:#}", live["tcp"]);
+    assert_eq!(live["tcp"]["lost_events"], 0, "{:#}", live["tcp"]);
+    assert_eq!(
+        report["tcp"], live["tcp"],
+        "the report's tcp section is the live one"
+    );
+
+    // The text report says the same in words.
+    let text = std::process::Command::new(droptrace_bin())
+        .args(["report", file_arg])
+        .output()
+        .expect("run droptrace report");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("tcp: {retrans} segments retransmitted ({retrans} after a drop seen here, 0 after none)")),
+        "{text}"
+    );
+
+    // JSON Lines: one line per retransmit, each after a QDISC_DROP on veth-a.
+    let stdout = String::from_utf8_lossy(&lines.stdout);
+    let retransmits: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .filter(|l| l["type"] == "tcp_retransmit")
+        .collect();
+    let segments: u64 = retransmits
+        .iter()
+        .map(|l| l["segments"].as_u64().expect("segments"))
+        .sum();
+    assert_eq!(segments, retrans, "{retransmits:#?}");
+    for line in &retransmits {
+        assert_eq!(line["local"], A4, "{line:#}");
+        assert_eq!(line["remote"], B4, "{line:#}");
+        assert_eq!(line["remote_port"], 5215, "{line:#}");
+        assert_eq!(line["explained"], "drop_on_host", "{line:#}");
+        assert_eq!(line["drop"]["reason"], "QDISC_DROP", "{line:#}");
+        assert_eq!(line["drop"]["interface"], "veth-a", "{line:#}");
+    }
+}

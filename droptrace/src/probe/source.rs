@@ -291,9 +291,8 @@ impl LiveSource {
             tcp.drain(DRAIN_BATCH, |bytes| {
                 match crate::pipeline::tcp::decode(bytes) {
                     Ok(ev) => {
-                        if let Some(places) = places.as_mut() {
-                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
-                        }
+                        // The drop's place first: it names the namespace's interfaces
+                        // too, which naming the namespace alone first would put off.
                         if let Some(mark) = ev.drop {
                             symbols.name(&mut flow.names, mark.cause.location);
                             if let Some(places) = places.as_mut() {
@@ -303,6 +302,9 @@ impl LiveSource {
                                     mark.cause.ifindex,
                                 );
                             }
+                        }
+                        if let Some(places) = places.as_mut() {
+                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
                         }
                         flow.tcp(&ev);
                     }
