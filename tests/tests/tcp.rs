@@ -338,3 +338,41 @@ fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmi
         assert_eq!(line["drop"]["interface"], "veth-a", "{line:#}");
     }
 }
+
+/// `--no-tcp`: no TCP program is loaded, the drops are counted as ever, and the `tcp`
+/// section says TCP was not traced instead of zeros.
+#[test]
+fn tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced() {
+    if !can_run("tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced") {
+        return;
+    }
+    let pair = Pair::new();
+    let dt = Droptrace::start(&["--no-tcp", "--port", "5216", "--format", "json"]);
+    let tcp_programs: Vec<Value> = {
+        let json = sh(&["bpftool", "-j", "prog", "show"]);
+        let all: Value = serde_json::from_str(&json).expect("bpftool json");
+        all.as_array()
+            .expect("program list")
+            .iter()
+            .filter(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("droptrace_tcp"))
+            })
+            .cloned()
+            .collect()
+    };
+    let refused = connect_attempts(&pair.a, format!("{B4}:5216").parse().unwrap(), 2);
+    assert_eq!(refused.refused, 2, "{refused:?}");
+    let summary = dt.stop_json();
+    assert_eq!(tcp_programs, Vec::<Value>::new(), "TCP programs loaded");
+    assert_eq!(
+        summary["tcp"],
+        serde_json::json!({"off": true}),
+        "{summary:#}"
+    );
+    let no_socket = groups(&summary, |g| {
+        g["reason"] == "NO_SOCKET" && g["dport"] == 5216
+    });
+    assert_eq!(count_of(&no_socket), 2, "{summary:#}");
+}

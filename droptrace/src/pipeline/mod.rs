@@ -87,6 +87,11 @@ impl<'a, 'b> Flow<'a, 'b> {
         self.agg.set_tcp_counters(counters);
     }
 
+    /// TCP tracing was turned off (`--no-tcp`).
+    pub fn tcp_off(&mut self) {
+        self.agg.set_tcp_off();
+    }
+
     pub fn agg(&self) -> &Aggregator {
         &self.agg
     }

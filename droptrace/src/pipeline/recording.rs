@@ -192,6 +192,9 @@ impl<R: Read> RecordingSource<R> {
                 if let Some(tcp) = c.tcp {
                     flow.tcp_counters(tcp);
                 }
+                if c.tcp_off {
+                    flow.tcp_off();
+                }
                 self.last_counters = Some(c);
             }
             Pending::Tcp(ev) => {

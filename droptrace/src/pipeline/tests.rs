@@ -65,6 +65,7 @@ fn counters(at_ns: u64, matched: u64, lost: Vec<(event::Group, u64)>) -> Counter
         malformed: 0,
         overflow: 0,
         tcp: None,
+        tcp_off: false,
     }
 }
 

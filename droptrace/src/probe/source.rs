@@ -86,6 +86,8 @@ pub struct LiveSource {
     reasons: Option<DropReasonTable>,
     /// The kernel's TCP reset reasons.
     reset_reasons: std::collections::BTreeMap<u32, String>,
+    /// TCP tracing was turned off (`--no-tcp`).
+    tcp_off: bool,
     symbols: SymbolNames,
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
@@ -174,7 +176,11 @@ impl LiveSource {
                 ..Sampling::default()
             }),
             verbose: args.verbose,
-            tcp: kernel.tcp.clone(),
+            tcp: if args.no_tcp {
+                None
+            } else {
+                kernel.tcp.clone()
+            },
         })?;
         give_back_freed_memory();
         // The interfaces' first reading is their baseline, taken before the "watching" line.
@@ -210,8 +216,10 @@ impl LiveSource {
             reasons: kernel.reasons,
             reset_reasons: kernel
                 .tcp
+                .filter(|_| !args.no_tcp)
                 .map(|t| t.reset_reasons.into_iter().collect())
                 .unwrap_or_default(),
+            tcp_off: args.no_tcp,
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
@@ -276,6 +284,9 @@ impl LiveSource {
 
         if let Some(tcp) = self.probe.tcp() {
             flow.tcp_counters(tcp.read_counters()?);
+        }
+        if self.tcp_off {
+            flow.tcp_off();
         }
         Ok(())
     }

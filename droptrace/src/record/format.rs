@@ -90,6 +90,8 @@ const TCP_DROP: u8 = 4;
 
 /// The TCP programs' counters follow in a `COUNTERS` block (they were attached).
 const COUNTERS_TCP: u8 = 1;
+/// TCP tracing was turned off (`--no-tcp`): no counters follow.
+const COUNTERS_TCP_OFF: u8 = 2;
 
 /// What a run of drops shares, stored once per block and then referred to by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -226,6 +228,7 @@ pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
                 put_varint(out, v);
             }
         }
+        None if c.tcp_off => out.push(COUNTERS_TCP_OFF),
         None => out.push(0),
     }
 }
@@ -579,22 +582,26 @@ impl<'a> Cursor<'a> {
         for _ in 0..n {
             lost_groups.push((self.group()?, self.varint()?));
         }
-        let tcp = if self.tcp {
+        let (tcp, tcp_off) = if self.tcp {
             match self.u8()? {
-                0 => None,
-                COUNTERS_TCP => Some(TcpCounters {
-                    retransmits: self.varint()?,
-                    resets_sent: self.varint()?,
-                    resets_received: self.varint()?,
-                    lost: self.varint()?,
-                }),
+                0 => (None, false),
+                COUNTERS_TCP_OFF => (None, true),
+                COUNTERS_TCP => (
+                    Some(TcpCounters {
+                        retransmits: self.varint()?,
+                        resets_sent: self.varint()?,
+                        resets_received: self.varint()?,
+                        lost: self.varint()?,
+                    }),
+                    false,
+                ),
                 _ => {
                     self.pos -= 1;
                     return Err(self.fault("unknown counters fields"));
                 }
             }
         } else {
-            None
+            (None, false)
         };
         Ok(Counters {
             at_ns: v[0],
@@ -610,6 +617,7 @@ impl<'a> Cursor<'a> {
             overflow: v[7],
             lost_groups,
             tcp,
+            tcp_off,
         })
     }
 

@@ -79,6 +79,8 @@ pub struct Counters {
     /// The TCP programs' counters; `None` when they were not attached (and in files
     /// before format version 4).
     pub tcp: Option<TcpCounters>,
+    /// TCP tracing was turned off (`--no-tcp`; format version 4).
+    pub tcp_off: bool,
 }
 
 /// One thing read from a recording, in the order it was written.

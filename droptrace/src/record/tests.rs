@@ -119,6 +119,7 @@ fn counters(at_ns: u64) -> Counters {
         malformed: 1,
         overflow: 2,
         tcp: None,
+        tcp_off: false,
     }
 }
 
@@ -547,6 +548,10 @@ fn tcp_events_counters_and_reset_reasons_round_trip() {
     }
     w.write_counters(&counters(4_000)).unwrap();
     expected.push(Owned::Counters(counters(4_000)));
+    let mut off = counters(5_000);
+    off.tcp_off = true;
+    w.write_counters(&off).unwrap();
+    expected.push(Owned::Counters(off));
     let (got_header, names, items, status) = read_all(&w.finish().unwrap()).unwrap();
     assert_eq!(status, Status::Complete);
     assert_eq!(got_header, h);

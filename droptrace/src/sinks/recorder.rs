@@ -228,11 +228,13 @@ impl Recorder {
             malformed: 0,
             overflow: agg.overflow(),
             tcp: agg.tcp().attached.then_some(agg.tcp().counters),
+            tcp_off: agg.tcp().off,
         };
         let moved = self.last.as_ref().is_none_or(|l| {
             l.kernel != counters.kernel
                 || l.lost_groups.len() != counters.lost_groups.len()
                 || l.tcp != counters.tcp
+                || l.tcp_off != counters.tcp_off
         });
         if moved {
             writer.write_counters(&counters)?;
