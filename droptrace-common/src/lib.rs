@@ -370,6 +370,8 @@ pub const TCP_CONFIG_HAS_V6: u32 = 1 << 1;
 pub const TCP_CONFIG_RETRANSMIT_HAS_ERR: u32 = 1 << 2;
 /// `skb_gso_segs` is valid.
 pub const TCP_CONFIG_HAS_GSO_SEGS: u32 = 1 << 3;
+/// The drop program remembers each TCP socket's last drop (the TCP programs are on).
+pub const TCP_CONFIG_MARK_DROPS: u32 = 1 << 4;
 
 /// `TcpEvent::kind`.
 pub const TCP_RETRANSMIT: u8 = 1;

@@ -100,6 +100,7 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     } else {
         0
     };
+    tcp::mark_drop(cfg, skb as u64, location, reason as u32);
     on_drop::<Direct, _>(&ctx, cfg, skb as u64, location, reason as u32, None);
     0
 }

@@ -1,6 +1,6 @@
 //! What drops do to TCP: the kernel's retransmits and resets (tcp:* tracepoints, tp_btf),
 //! each sent to user space with its connection, and, for a retransmit, the last drop of a
-//! packet of the same socket (remembered by a second, small program on skb:kfree_skb).
+//! packet of the same socket (remembered by the drop program, `mark_drop`).
 //!
 //! Rare events next to drops: every one is sent; what cannot be is counted.
 use aya_ebpf::{
@@ -54,43 +54,36 @@ fn count_by(index: u32, n: u64) {
 /// counted by the kernel (`TcpRetransSegs`); it comes again later.
 const EBUSY: i32 = -16;
 
-/// On every drop: a packet that belongs to a TCP socket (skb->sk, as on the way out) is
-/// remembered for that socket's next retransmit. Everything else returns at once.
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn droptrace_tcp_drop(ctx: BtfTracePointContext) -> i32 {
-    let cfg = config();
+/// On every drop, called by the drop program (a program of its own cost a trampoline's
+/// entry and exit more a drop): a packet that belongs to a TCP socket (skb->sk, as on the
+/// way out) is remembered for that socket's next retransmit. Everything else returns at
+/// once.
+#[inline(always)]
+pub fn mark_drop(cfg: &Config, skb: u64, location: u64, reason: u32) {
     let tcfg = tcp_config();
-    if cfg.flags & CONFIG_HAS_SKB_LAYOUT == 0 {
-        return 0;
+    if tcfg.flags & TCP_CONFIG_MARK_DROPS == 0 || cfg.flags & CONFIG_HAS_SKB_LAYOUT == 0 {
+        return;
     }
-    let skb: *const u8 = ctx.arg(0);
-    let skb = skb as u64;
     let sk: u64 = Direct::load(skb + cfg.skb_sk as u64).unwrap_or(0);
     if sk == 0 {
-        return 0;
+        return;
     }
     let protocol: u16 = Direct::load(sk + tcfg.sk_protocol as u64).unwrap_or(0);
     if protocol != 6 {
-        return 0;
+        return;
     }
-    let location: u64 = ctx.arg(1);
-    let reason: u64 = if cfg.flags & CONFIG_HAS_REASON != 0 {
-        ctx.arg(2)
-    } else {
-        0
-    };
     let mut place = empty_drop();
     read_place::<Direct>(cfg, skb, &mut place);
     // Only a drop droptrace watches explains a retransmit: one in a namespace or on an
     // interface the filters leave out is as far away as the network.
     if !in_place(cfg, &place) {
-        return 0;
+        return;
     }
     let mark = TcpDropMark {
         // SAFETY: a helper without arguments or preconditions.
         timestamp_ns: unsafe { bpf_ktime_get_boot_ns() },
         location,
-        reason: reason as u32,
+        reason,
         netns: place.netns,
         ifindex: place.ifindex,
         _pad: 0,
@@ -99,7 +92,6 @@ pub fn droptrace_tcp_drop(ctx: BtfTracePointContext) -> i32 {
     if TCP_DROPS.insert(&sk, &mark, 0).is_ok() {
         count(TCP_COUNTER_DROPS_MARKED);
     }
-    0
 }
 
 /// A segment sent again: (sk, skb[, err]).

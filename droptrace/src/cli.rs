@@ -249,6 +249,11 @@ pub struct LiveArgs {
           value_parser = clap::value_parser!(u32).range(1..=droptrace_common::GROUPS_MAX as i64))]
     pub max_groups: u32,
 
+    /// Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`,
+    /// `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced.
+    #[arg(long)]
+    pub no_tcp: bool,
+
     /// Print the kernel program's warnings about packets it could not read as the kernel's
     /// layout said it could (a sign of an unfamiliar kernel), as they come.
     #[arg(long, short = 'v')]

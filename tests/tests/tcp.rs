@@ -85,6 +85,22 @@ fn transfer(from: &Netns, to: &Netns, to_addr: &str, port: u16) {
     assert_eq!(receiver.join().expect("receiver"), TRANSFER);
 }
 
+/// Transfers from `a` to `b` through `a`'s tbf (ports from `port` on) until one made
+/// retransmits (at most 5): under emulation, with several watchers starting, a sender can
+/// be too slow to fill the queue. Returns the retransmits droptrace should count.
+fn transfer_with_retransmits(pair: &Pair, port: u16) -> u64 {
+    for i in 0..5 {
+        let before = Retransmits::read(&pair.a);
+        transfer(&pair.a, &pair.b, B4, port + i);
+        let retrans = Retransmits::since(&pair.a, &before);
+        if retrans > 0 {
+            return retrans;
+        }
+        eprintln!("transfer {i} made no retransmits: again");
+    }
+    panic!("5 transfers through the tbf made no retransmits");
+}
+
 #[test]
 fn tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
     if !can_run("tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops") {
@@ -245,4 +261,210 @@ fn tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
     assert_eq!(flows.len(), 1, "{tcp:#}");
     assert_eq!(flows[0]["remote"], "10.78.2.1");
     assert_eq!(flows[0]["explained_by"], serde_json::json!([]), "{tcp:#}");
+}
+
+/// A tbf transfer recorded, watched live as JSON and as JSON Lines at the same time: the
+/// recording's report has the live `tcp` section, and the lines one retransmit each,
+/// explained by the qdisc's drops.
+#[test]
+fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit() {
+    if !can_run("tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit") {
+        return;
+    }
+    let dir = TempDir::new("tcp-record");
+    let file = dir.file("tcp.dtr");
+    let file_arg = file.to_str().unwrap();
+    let (pair, _udp) = Pair::with_tbf();
+    let netns = pair.a.path();
+    let recorder = Droptrace::start(&["record", "-o", file_arg, "--netns", &netns]);
+    let live = Droptrace::start(&["--netns", &netns, "--format", "json"]);
+    let lines = Droptrace::start(&["--netns", &netns, "--format", "jsonl"]);
+    let retrans = transfer_with_retransmits(&pair, 5215);
+    let recorded = recorder.stop(libc::SIGINT);
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let live = live.stop_json();
+    let lines = lines.stop(libc::SIGINT);
+    assert!(
+        lines.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lines.stderr)
+    );
+
+    let out = std::process::Command::new(droptrace_bin())
+        .args(["report", file_arg, "--format", "json"])
+        .output()
+        .expect("run droptrace report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    eprintln!(
+        "RetransSegs +{retrans}; live {:#}; report {:#}",
+        live["tcp"], report["tcp"]
+    );
+    assert_eq!(live["tcp"]["retransmits"], retrans, "{:#}", live["tcp"]);
+    assert_eq!(live["tcp"]["lost_events"], 0, "{:#}", live["tcp"]);
+    assert_eq!(
+        report["tcp"], live["tcp"],
+        "the report's tcp section is the live one"
+    );
+
+    // The text report says the same in words.
+    let text = std::process::Command::new(droptrace_bin())
+        .args(["report", file_arg])
+        .output()
+        .expect("run droptrace report");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("tcp: {retrans} segments retransmitted ({retrans} after a drop seen here, 0 after none)")),
+        "{text}"
+    );
+
+    // JSON Lines: one line per retransmit, each after a QDISC_DROP on veth-a.
+    let stdout = String::from_utf8_lossy(&lines.stdout);
+    let retransmits: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .filter(|l| l["type"] == "tcp_retransmit")
+        .collect();
+    let segments: u64 = retransmits
+        .iter()
+        .map(|l| l["segments"].as_u64().expect("segments"))
+        .sum();
+    assert_eq!(segments, retrans, "{retransmits:#?}");
+    for line in &retransmits {
+        assert_eq!(line["local"], A4, "{line:#}");
+        assert_eq!(line["remote"], B4, "{line:#}");
+        assert_eq!(line["explained"], "drop_on_host", "{line:#}");
+        assert_eq!(line["drop"]["reason"], "QDISC_DROP", "{line:#}");
+        assert_eq!(line["drop"]["interface"], "veth-a", "{line:#}");
+    }
+}
+
+/// `--no-tcp`: no TCP program is loaded, the drops are counted as ever, and the `tcp`
+/// section says TCP was not traced instead of zeros.
+#[test]
+fn tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced() {
+    if !can_run("tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced") {
+        return;
+    }
+    let pair = Pair::new();
+    let dt = Droptrace::start(&["--no-tcp", "--port", "5216", "--format", "json"]);
+    let tcp_programs: Vec<Value> = {
+        let json = sh(&["bpftool", "-j", "prog", "show"]);
+        let all: Value = serde_json::from_str(&json).expect("bpftool json");
+        all.as_array()
+            .expect("program list")
+            .iter()
+            .filter(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("droptrace_tcp"))
+            })
+            .cloned()
+            .collect()
+    };
+    let refused = connect_attempts(&pair.a, format!("{B4}:5216").parse().unwrap(), 2);
+    assert_eq!(refused.refused, 2, "{refused:?}");
+    let summary = dt.stop_json();
+    assert_eq!(tcp_programs, Vec::<Value>::new(), "TCP programs loaded");
+    assert_eq!(
+        summary["tcp"],
+        serde_json::json!({"off": true}),
+        "{summary:#}"
+    );
+    let no_socket = groups(&summary, |g| {
+        g["reason"] == "NO_SOCKET" && g["dport"] == 5216
+    });
+    assert_eq!(count_of(&no_socket), 2, "{summary:#}");
+}
+
+/// The number right before `after` in `text` (`1,234 retransmits`).
+fn number_before(text: &str, after: &str) -> Option<u64> {
+    let head = &text[..text.find(after)?];
+    let digits: String = head
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().ok()
+}
+
+/// The live view in a tmux pane: a tbf transfer's retransmits in the header with the
+/// kernel's count, `t` shows the connection with them all after drops here, `Enter` the
+/// qdisc's drop group that explains them, and `Enter` again that group's drill-down.
+#[test]
+fn tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it() {
+    if !can_run("tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it") {
+        return;
+    }
+    let (pair, _udp) = Pair::with_tbf();
+    let tmux = droptrace_tests::tmux::Tmux::new(120, 40);
+    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+    let command = format!(
+        "{} --netns {} --interval 0.2",
+        droptrace_bin().display(),
+        pair.a.path()
+    );
+    tmux.send(&[&command, "Enter"]);
+    tmux.wait_for("the live view's header", |p| {
+        p.contains("droptrace  live") && p.contains("q quit")
+    });
+    let retrans = transfer_with_retransmits(&pair, 5217);
+    let header = format!("tcp: {retrans} retransmits ({retrans} after drops here, 0 beyond)");
+    tmux.wait_for("the header's TCP figures with the kernel's count", |p| {
+        p.contains(&header)
+    });
+    tmux.send(&["t"]);
+    let view = tmux.wait_for("the connection's row", |p| {
+        p.contains("Retrans") && p.contains(&format!("{A4}:"))
+    });
+    eprintln!("{view}");
+    let row = view
+        .lines()
+        .find(|l| l.contains(&format!("{A4}:")) && l.contains(B4))
+        .unwrap_or_else(|| panic!("no row of the connection in:\n{view}"));
+    let figures: Vec<&str> = row.split_whitespace().rev().take(5).collect();
+    let r = retrans.to_string();
+    // RST in, RST out, Beyond, By drop, Retrans (read from the right).
+    assert_eq!(figures, ["0", "0", "0", r.as_str(), r.as_str()], "{row}");
+    tmux.send(&["Enter"]);
+    let detail = tmux.wait_for("the drops that explain the retransmits", |p| {
+        p.contains("Drops seen here that explain its retransmits")
+    });
+    eprintln!("{detail}");
+    assert_eq!(
+        // The site is the kernel's own (__dev_queue_xmit on 6.18, kfree_skb_list_reason
+        // on 6.1).
+        number_before(&detail, "retransmits after QDISC_DROP at "),
+        Some(retrans),
+        "{detail}"
+    );
+    assert!(detail.contains("on veth-a"), "{detail}");
+    tmux.send(&["Enter"]);
+    // Its latest packets: segments of the transfer, to the receiver's port.
+    tmux.wait_for("the qdisc drop group's drill-down with its packets", |p| {
+        p.contains("Latest packets")
+            && p.contains("QDISC_DROP")
+            && p.contains(&format!("> {B4}:52"))
+    });
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the drill-down to close", |p| !p.contains("Latest packets"));
+    tmux.send(&["q"]);
+    let after = tmux.wait_for("the closing table and the prompt", |p| {
+        p.contains("drops matched") && p.trim_end().ends_with("dt-prompt$")
+    });
+    assert!(after.contains("QDISC_DROP"), "{after}");
+    wait_unloaded("`q`", &droptrace_programs());
 }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= v/verbose attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= no-tcp v/verbose attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -48,6 +48,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l max-events-per-seco
 complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Seconds between two refreshes of the live view (default 0.25) or two text blocks (default 1)' -r
 complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details and the `source` field of `--format json` (default: the usual /usr/lib/debug places; modules\' lines from their .ko beside it)' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_needs_command" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s V -l version -d 'Print version'
@@ -82,6 +83,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l max-nam
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-baseline -d 'Also write the sampled state of every namespace (firewall rules and chain policies, qdiscs, BPF programs and where they are attached, sysctls, MTUs, routes) to FILE, a versioned JSON file (mode 0600), to compare with later (--baseline)' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baseline -d 'Compare with a file --save-baseline wrote (this host when it worked, or a healthy host of the same role): each difference is listed, and findings whose evidence is new since the baseline rank first. Namespaces are matched by name' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l force -d 'Replace the --save-baseline FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -107,6 +109,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l count -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l snaplen -d 'Also keep the first BYTES of each dropped packet, from its IP header (0 to 4095), for `droptrace export --pcapng`' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l force -d 'Replace FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
@@ -139,6 +142,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l listen -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 'Labels of droptrace_drops_total: the exact list (`reason,function,dport`) or changes to the default `reason,function,protocol,interface,netns,pod,pod_namespace, container` (`+dport`, `-interface`). `dport` is off by default: a port scan makes one series per port' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series -d 'Series of droptrace_drops_total at most; drops of further label sets are counted in one `other` series (and in droptrace_series_dropped_total). Series of droptrace_stack_drops_total at most too, beyond which they add up in an `other` series of their own' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'

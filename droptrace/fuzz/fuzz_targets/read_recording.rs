@@ -29,6 +29,7 @@ fn read(bytes: &[u8]) {
         seen += match item {
             Item::Drop(_, packet) => 1 + packet.len(),
             Item::Counters(c) => c.lost_groups.len(),
+            Item::Tcp(_) => 1,
         };
     });
     let names = reader.names();

@@ -41,6 +41,11 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             .reasons()
             .map(|t| t.entries().map(|(v, n)| (v, n.to_owned())).collect())
             .unwrap_or_default(),
+        reset_reasons: source
+            .reset_reasons()
+            .iter()
+            .map(|(v, n)| (*v, n.clone()))
+            .collect(),
         ..Header::default()
     };
     let writer = Writer::new(file, &header).map_err(|e| write_error(&args.output, e))?;

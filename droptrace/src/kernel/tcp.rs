@@ -39,9 +39,6 @@ pub const TRACEPOINTS: [(&str, &str); 3] = [
     ("tcp_receive_reset", "droptrace_tcp_receive_reset"),
 ];
 
-/// The program on skb:kfree_skb that remembers each TCP socket's last drop.
-pub const DROP_MARK_PROGRAM: &str = "droptrace_tcp_drop";
-
 impl TcpLayout {
     pub fn from_btf(btf: &Btf) -> Result<TcpLayout, TcpLayoutError> {
         let off = |what: &'static str, s: &str, path: &[&str]| {

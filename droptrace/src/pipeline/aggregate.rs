@@ -250,6 +250,11 @@ impl Aggregator {
         self.tcp.counters = counters;
     }
 
+    /// TCP tracing was turned off (`--no-tcp`).
+    pub fn set_tcp_off(&mut self) {
+        self.tcp.off = true;
+    }
+
     pub fn tcp(&self) -> &super::tcp::TcpTable {
         &self.tcp
     }

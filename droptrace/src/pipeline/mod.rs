@@ -72,14 +72,24 @@ impl<'a, 'b> Flow<'a, 'b> {
         self.agg.set_interfaces(reading);
     }
 
-    /// A TCP retransmit or reset, named already.
+    /// A TCP retransmit or reset, named already: counted, then handed to every sink.
     pub fn tcp(&mut self, event: &tcp::TcpEvent) {
         self.agg.add_tcp(event);
+        for sink in self.sinks.iter_mut() {
+            if sink.tcp(event, &self.names).is_break() {
+                self.sink_stop = true;
+            }
+        }
     }
 
     /// The TCP programs' counters (absolute values).
     pub fn tcp_counters(&mut self, counters: tcp::TcpCounters) {
         self.agg.set_tcp_counters(counters);
+    }
+
+    /// TCP tracing was turned off (`--no-tcp`).
+    pub fn tcp_off(&mut self) {
+        self.agg.set_tcp_off();
     }
 
     pub fn agg(&self) -> &Aggregator {

@@ -17,6 +17,7 @@ use super::{
     event::Drop,
     names::Names,
     source::{Control, Source, Step, Stop},
+    tcp::{TcpCounters, TcpEvent},
     Flow,
 };
 
@@ -44,6 +45,7 @@ const ITEMS_PER_TICK: usize = 2_000_000;
 enum Pending {
     Drop(Drop, Vec<u8>),
     Counters(Counters),
+    Tcp(TcpEvent),
 }
 
 impl Pending {
@@ -51,6 +53,7 @@ impl Pending {
         match self {
             Pending::Drop(d, _) => d.timestamp_ns,
             Pending::Counters(c) => c.at_ns,
+            Pending::Tcp(ev) => ev.timestamp_ns,
         }
     }
 }
@@ -159,6 +162,7 @@ impl<R: Read> RecordingSource<R> {
                 Some(Pending::Drop(drop, owned))
             }
             Ok(Some(Item::Counters(c))) => Some(Pending::Counters(c)),
+            Ok(Some(Item::Tcp(ev))) => Some(Pending::Tcp(ev)),
             Ok(None) => {
                 self.ended = true;
                 None
@@ -185,7 +189,19 @@ impl<R: Read> RecordingSource<R> {
             }
             Pending::Counters(c) => {
                 flow.counters(c.kernel, c.lost_groups.iter().copied());
+                if let Some(tcp) = c.tcp {
+                    flow.tcp_counters(tcp);
+                }
+                if c.tcp_off {
+                    flow.tcp_off();
+                }
                 self.last_counters = Some(c);
+            }
+            Pending::Tcp(ev) => {
+                if self.reader.names().len() != flow.names.len() {
+                    flow.names.clone_from(self.reader.names());
+                }
+                flow.tcp(&ev);
             }
         }
     }
@@ -252,6 +268,20 @@ impl<R: Read> Source for RecordingSource<R> {
         }
         if !self.ended {
             return Ok(());
+        }
+        let agg = flow.agg();
+        // A cut recording's TCP events can be ahead of its last counters.
+        let tcp = self.last_counters.as_ref().and_then(|c| c.tcp).map(|c| {
+            let delivered = agg.tcp().total();
+            TcpCounters {
+                retransmits: c.retransmits.max(delivered.retransmits),
+                resets_sent: c.resets_sent.max(delivered.resets_sent_total()),
+                resets_received: c.resets_received.max(delivered.resets_received),
+                lost: c.lost,
+            }
+        });
+        if let Some(tcp) = tcp {
+            flow.tcp_counters(tcp);
         }
         let agg = flow.agg();
         match self.last_counters.take() {

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use crate::error::Error;
 
-use super::{aggregate::Aggregator, event::Drop, names::Names};
+use super::{aggregate::Aggregator, event::Drop, names::Names, tcp::TcpEvent};
 
 /// The figures at one moment, as a sink sees them.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,12 @@ pub trait Sink {
     /// the names known so far, its own included. `Break` ends the run; the drops still in
     /// flight are handed over all the same (they count).
     fn drop(&mut self, _drop: &Drop, _packet: &[u8], _names: &Names) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// Every TCP retransmit or reset, with the names known so far (the drop that explains
+    /// it named too). `Break` ends the run.
+    fn tcp(&mut self, _event: &TcpEvent, _names: &Names) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 

@@ -270,6 +270,8 @@ pub struct TcpTable {
     /// Whether the TCP tracepoints are attached (a recording, or a kernel without them,
     /// has none).
     pub attached: bool,
+    /// TCP tracing was turned off (`--no-tcp`): the outputs say so rather than nothing.
+    pub off: bool,
     pub counters: TcpCounters,
 }
 

@@ -64,6 +64,8 @@ fn counters(at_ns: u64, matched: u64, lost: Vec<(event::Group, u64)>) -> Counter
         lost_groups: lost,
         malformed: 0,
         overflow: 0,
+        tcp: None,
+        tcp_off: false,
     }
 }
 
@@ -424,4 +426,85 @@ fn ingest_rate() {
         recorded / 1e6,
         size as f64 / N as f64
     );
+}
+
+#[test]
+fn a_captured_version_3_recording_reports_what_the_build_that_made_it_reported() {
+    let mut source = recording(crate::record::tests::V3_RECORDING.to_vec());
+    let outcome = drive_blocking(&mut source, &mut []).unwrap();
+    let summary = crate::sinks::summary::Summary::new(&outcome.agg, &outcome.names, None).to_line();
+    let got: serde_json::Value = serde_json::from_str(&summary.unwrap()).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/recording.v3.report.json")).unwrap();
+    assert_eq!(got, want);
+    assert!(
+        got.get("tcp").is_none(),
+        "a version 3 file has no TCP figures"
+    );
+}
+
+/// Keeps the TCP events it was handed, with the name of the drop that explains each.
+#[derive(Default)]
+struct TcpTape {
+    events: Vec<(tcp::TcpKind, Option<String>)>,
+}
+
+impl Sink for TcpTape {
+    fn tcp(&mut self, ev: &tcp::TcpEvent, names: &Names) -> ControlFlow<()> {
+        let cause = ev.drop.map(|m| names.location_display(m.cause.location));
+        self.events.push((ev.kind, cause));
+        ControlFlow::Continue(())
+    }
+}
+
+#[test]
+fn a_recordings_tcp_events_reach_the_sinks_and_its_counters_the_tcp_section() {
+    use crate::pipeline::tcp::tests::{bytes_of, retransmit};
+    let s = 1_000_000_000;
+    let mut h = header();
+    h.reset_reasons = vec![(2, "NO_SOCKET".into())];
+    let mut w = Writer::new(Vec::new(), &h).unwrap();
+    let mut ev = retransmit(STARTED + s, 40000, STARTED + s - 1_000);
+    ev.drop.location = NFT;
+    w.add_location(NFT, &location("nft_do_chain", 0x1c1))
+        .unwrap();
+    w.write_tcp(&tcp::decode(&bytes_of(&ev)).unwrap()).unwrap();
+    let mut rst = retransmit(STARTED + 2 * s, 40000, 0);
+    rst.kind = droptrace_common::TCP_RESET_SENT;
+    rst.flags = droptrace_common::TCP_EVENT_HAS_REASON;
+    rst.reason = 2;
+    w.write_tcp(&tcp::decode(&bytes_of(&rst)).unwrap()).unwrap();
+    let mut c = counters(STARTED + 3 * s, 0, vec![]);
+    c.tcp = Some(tcp::TcpCounters {
+        retransmits: 2,
+        resets_sent: 1,
+        resets_received: 0,
+        lost: 1,
+    });
+    w.write_counters(&c).unwrap();
+    let mut source = recording(w.finish().unwrap());
+    let mut tape = TcpTape::default();
+    let outcome = drive_blocking(&mut source, &mut [&mut tape]).unwrap();
+    assert_eq!(
+        tape.events,
+        [
+            (
+                tcp::TcpKind::Retransmit,
+                Some("nft_do_chain+0x1c1".to_owned())
+            ),
+            (tcp::TcpKind::ResetSent, None)
+        ]
+    );
+    let summary = crate::sinks::tcp::TcpSummary::new(outcome.agg.tcp(), &outcome.names).unwrap();
+    assert_eq!(
+        (
+            summary.retransmits,
+            summary.after_drops,
+            summary.beyond_host
+        ),
+        (2, 1, 0)
+    );
+    assert_eq!((summary.resets_sent, summary.lost_events), (1, 1));
+    assert_eq!(summary.flows[0].resets_sent[0].reason, "NO_SOCKET");
+    assert!(summary.reset_reasons);
 }

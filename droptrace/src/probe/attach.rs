@@ -165,10 +165,18 @@ impl Probe {
         raise_memlock_limit();
         // aya-log's level: warnings, or 0 (off, so the verifier drops them as dead code).
         let log_level: u8 = if opts.verbose { 2 } else { 0 };
-        let tcp_config = opts
+        let mut tcp_config = opts
             .tcp
             .as_ref()
             .map_or(wire::TcpConfig::ZERO, |t| t.config);
+        // The tp_btf drop program remembers each TCP socket's last drop when the TCP
+        // programs go beside it (below).
+        if opts.tcp.is_some()
+            && opts.layout.attach == Attach::BtfTracepoint
+            && opts.layout.skb.is_some()
+        {
+            tcp_config.flags |= wire::TCP_CONFIG_MARK_DROPS;
+        }
         let release = super::clock::kernel_release();
         let object = if !allocates_in_tracing(&release) {
             std::borrow::Cow::Owned(preallocated(OBJECT, &["GROUPS", "LOST_GROUPS"])?)
@@ -230,8 +238,8 @@ impl Probe {
         // Only beside the tp_btf drop program: the TCP programs are tp_btf too, and read
         // the same BTF offsets.
         let tcp = match (&opts.tcp, opts.layout.attach, opts.tracepoint_btf_id) {
-            (Some(layout), Attach::BtfTracepoint, Some(id)) if opts.layout.skb.is_some() => {
-                super::tcp::TcpProbe::attach(&mut ebpf, layout, id)
+            (Some(layout), Attach::BtfTracepoint, Some(_)) if opts.layout.skb.is_some() => {
+                super::tcp::TcpProbe::attach(&mut ebpf, layout)
             }
             _ => None,
         };

@@ -86,6 +86,8 @@ pub struct LiveSource {
     reasons: Option<DropReasonTable>,
     /// The kernel's TCP reset reasons.
     reset_reasons: std::collections::BTreeMap<u32, String>,
+    /// TCP tracing was turned off (`--no-tcp`).
+    tcp_off: bool,
     symbols: SymbolNames,
     places: Option<Places>,
     workloads: Option<WorkloadResolver>,
@@ -174,7 +176,11 @@ impl LiveSource {
                 ..Sampling::default()
             }),
             verbose: args.verbose,
-            tcp: kernel.tcp.clone(),
+            tcp: if args.no_tcp {
+                None
+            } else {
+                kernel.tcp.clone()
+            },
         })?;
         give_back_freed_memory();
         // The interfaces' first reading is their baseline, taken before the "watching" line.
@@ -210,8 +216,10 @@ impl LiveSource {
             reasons: kernel.reasons,
             reset_reasons: kernel
                 .tcp
+                .filter(|_| !args.no_tcp)
                 .map(|t| t.reset_reasons.into_iter().collect())
                 .unwrap_or_default(),
+            tcp_off: args.no_tcp,
             symbols: SymbolNames::new(kernel.symbols),
             places: opts.name_places.then(Places::default),
             workloads: opts.name_workloads.then(|| {
@@ -245,6 +253,11 @@ impl LiveSource {
         self.reasons.as_ref()
     }
 
+    /// The kernel's TCP reset reasons (empty before 6.10, or without the TCP programs).
+    pub fn reset_reasons(&self) -> &std::collections::BTreeMap<u32, String> {
+        &self.reset_reasons
+    }
+
     /// How the program is attached: `tp_btf` or `tracepoint`.
     pub fn attach_mode(&self) -> &'static str {
         self.probe.attach_mode()
@@ -272,6 +285,9 @@ impl LiveSource {
         if let Some(tcp) = self.probe.tcp() {
             flow.tcp_counters(tcp.read_counters()?);
         }
+        if self.tcp_off {
+            flow.tcp_off();
+        }
         Ok(())
     }
 
@@ -286,9 +302,8 @@ impl LiveSource {
             tcp.drain(DRAIN_BATCH, |bytes| {
                 match crate::pipeline::tcp::decode(bytes) {
                     Ok(ev) => {
-                        if let Some(places) = places.as_mut() {
-                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
-                        }
+                        // The drop's place first: it names the namespace's interfaces
+                        // too, which naming the namespace alone first would put off.
                         if let Some(mark) = ev.drop {
                             symbols.name(&mut flow.names, mark.cause.location);
                             if let Some(places) = places.as_mut() {
@@ -298,6 +313,9 @@ impl LiveSource {
                                     mark.cause.ifindex,
                                 );
                             }
+                        }
+                        if let Some(places) = places.as_mut() {
+                            places.name_drop(&mut flow.names, ev.flow.netns, 0);
                         }
                         flow.tcp(&ev);
                     }

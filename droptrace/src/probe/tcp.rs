@@ -10,11 +10,11 @@ use droptrace_common as wire;
 
 use crate::{
     error::{warn, Error},
-    kernel::tcp::{TcpLayout, DROP_MARK_PROGRAM},
+    kernel::tcp::TcpLayout,
     pipeline::tcp::TcpCounters,
 };
 
-use super::attach::{stand_in_btf, ProbeError, TRACEPOINT_TYPEDEF};
+use super::attach::{stand_in_btf, ProbeError};
 
 pub struct TcpProbe {
     ring: RingBuf<MapData>,
@@ -24,10 +24,9 @@ pub struct TcpProbe {
 }
 
 impl TcpProbe {
-    /// Attaches what this kernel allows; `None` (said why) when nothing could be.
-    /// `kfree_skb_id`: the BTF id of `btf_trace_kfree_skb`, for the program that marks
-    /// each TCP socket's drops.
-    pub fn attach(ebpf: &mut Ebpf, layout: &TcpLayout, kfree_skb_id: u32) -> Option<TcpProbe> {
+    /// Attaches what this kernel allows; `None` (said why) when nothing could be. Each TCP
+    /// socket's drops are marked by the drop program itself (`TCP_CONFIG_MARK_DROPS`).
+    pub fn attach(ebpf: &mut Ebpf, layout: &TcpLayout) -> Option<TcpProbe> {
         let mut attached = Vec::new();
         for tp in &layout.tracepoints {
             let Some(id) = tp.btf_id else {
@@ -50,19 +49,6 @@ impl TcpProbe {
         }
         if attached.is_empty() {
             return None;
-        }
-        if attached.contains(&"tcp_retransmit_skb") {
-            if let Err(e) = load_and_attach(
-                ebpf,
-                DROP_MARK_PROGRAM,
-                TRACEPOINT_TYPEDEF,
-                "kfree_skb",
-                kfree_skb_id,
-            ) {
-                warn(&format!(
-                    "retransmits cannot be matched with drops ({e}): all are shown as beyond this host"
-                ));
-            }
         }
         if layout.config.flags & wire::TCP_CONFIG_RETRANSMIT_HAS_ERR == 0
             && attached.contains(&"tcp_retransmit_skb")

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::pipeline::aggregate::KernelCounters;
 use crate::pipeline::event::{Group, Netns};
 use crate::pipeline::names::{Container, Location, Pod, Workload};
+use crate::pipeline::tcp::{DropCause, DropMark, TcpCounters, TcpEvent, TcpFlow, TcpKind};
 
 use super::{Counters, Header};
 
@@ -22,10 +23,15 @@ pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
 /// network packet's, with the layer-2 bytes the skb held beside it ([`pack_len`]) (before,
 /// it was the skb's length, whatever the drop site); and every namespace's inode is
 /// followed by its cookie (a varint, 0 when unknown): the kernel reuses inodes, so a
-/// namespace is both. Files of 1 and 2 are read as cookie 0. This reader takes all three.
-pub const FORMAT_VERSION: u32 = 3;
+/// namespace is both. Files of 1 and 2 are read as cookie 0. 4: TCP retransmits and resets
+/// (`TCP` blocks), the TCP programs' counters at the end of a `COUNTERS` block, and the
+/// kernel's reset reasons at the end of the header; files before it have no TCP figures.
+/// This reader takes all four.
+pub const FORMAT_VERSION: u32 = 4;
 /// The first version whose namespaces carry a cookie.
 pub const VERSION_COOKIES: u32 = 3;
+/// The first version with TCP events and counters.
+pub const VERSION_TCP: u32 = 4;
 
 /// An event's length as version 3 stores it: the packet's length and its layer-2 bytes.
 pub fn pack_len(len: u32, l2_len: u8) -> u64 {
@@ -51,6 +57,8 @@ pub const NAMES: u8 = 2;
 pub const EVENTS: u8 = 3;
 pub const COUNTERS: u8 = 4;
 pub const END: u8 = 5;
+/// TCP retransmits and resets (format version 4).
+pub const TCP: u8 = 6;
 
 /// Entries of a `NAMES` block.
 pub const NAME_LOCATION: u8 = 1;
@@ -74,6 +82,16 @@ pub const EV_SAME_LEN: u8 = 32;
 pub const EV_SAME_ADDRS: u8 = 64;
 /// Same destination port as the previous event (with `EV_PORTS`).
 pub const EV_SAME_DPORT: u8 = 128;
+
+/// Flags of one TCP event in a `TCP` block.
+const TCP_FAILED: u8 = 1;
+const TCP_RESET_REASON: u8 = 2;
+const TCP_DROP: u8 = 4;
+
+/// The TCP programs' counters follow in a `COUNTERS` block (they were attached).
+const COUNTERS_TCP: u8 = 1;
+/// TCP tracing was turned off (`--no-tcp`): no counters follow.
+const COUNTERS_TCP_OFF: u8 = 2;
 
 /// What a run of drops shares, stored once per block and then referred to by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,6 +194,11 @@ pub fn encode_header(out: &mut Vec<u8>, h: &Header) -> Result<(), usize> {
         put_varint(out, u64::from(*code));
         put_str(out, name)?;
     }
+    put_varint(out, h.reset_reasons.len() as u64);
+    for (code, name) in &h.reset_reasons {
+        put_varint(out, u64::from(*code));
+        put_str(out, name)?;
+    }
     Ok(())
 }
 
@@ -197,6 +220,56 @@ pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
     for (group, n) in &c.lost_groups {
         encode_group(out, group);
         put_varint(out, *n);
+    }
+    match &c.tcp {
+        Some(t) => {
+            out.push(COUNTERS_TCP);
+            for v in [t.retransmits, t.resets_sent, t.resets_received, t.lost] {
+                put_varint(out, v);
+            }
+        }
+        None if c.tcp_off => out.push(COUNTERS_TCP_OFF),
+        None => out.push(0),
+    }
+}
+
+/// One TCP event: `kind (u8) | flags (u8) | timestamp | netns | local address | local
+/// port (u16 LE) | remote address | remote port (u16 LE) | segments | [error (zigzag)] |
+/// [reset reason] | [drop: timestamp | location (u64 LE) | reason | netns | ifindex]`.
+/// Few next to drops: stored whole, without the events' deltas.
+pub fn encode_tcp(out: &mut Vec<u8>, ev: &TcpEvent) {
+    out.push(match ev.kind {
+        TcpKind::Retransmit => 0,
+        TcpKind::ResetSent => 1,
+        TcpKind::ResetReceived => 2,
+    });
+    let flags = if ev.failed.is_some() { TCP_FAILED } else { 0 }
+        | if ev.reset_reason.is_some() {
+            TCP_RESET_REASON
+        } else {
+            0
+        }
+        | if ev.drop.is_some() { TCP_DROP } else { 0 };
+    out.push(flags);
+    put_varint(out, ev.timestamp_ns);
+    put_netns(out, ev.flow.netns);
+    put_addr(out, ev.flow.local);
+    out.extend_from_slice(&ev.flow.lport.to_le_bytes());
+    put_addr(out, ev.flow.remote);
+    out.extend_from_slice(&ev.rport.to_le_bytes());
+    put_varint(out, u64::from(ev.segs));
+    if let Some(err) = ev.failed {
+        put_varint(out, zigzag(i64::from(err)));
+    }
+    if let Some(reason) = ev.reset_reason {
+        put_varint(out, u64::from(reason));
+    }
+    if let Some(mark) = &ev.drop {
+        put_varint(out, mark.timestamp_ns);
+        out.extend_from_slice(&mark.cause.location.to_le_bytes());
+        put_varint(out, u64::from(mark.cause.reason));
+        put_netns(out, mark.cause.netns);
+        put_varint(out, u64::from(mark.cause.ifindex));
     }
 }
 
@@ -265,6 +338,8 @@ pub struct Cursor<'a> {
     pub pos: usize,
     /// The file's namespaces carry cookies (format version 3 on).
     cookies: bool,
+    /// The file has TCP figures (format version 4 on).
+    tcp: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -279,6 +354,7 @@ impl<'a> Cursor<'a> {
             buf,
             pos: 0,
             cookies: version >= VERSION_COOKIES,
+            tcp: version >= VERSION_TCP,
         }
     }
 
@@ -473,6 +549,14 @@ impl<'a> Cursor<'a> {
         for _ in 0..n {
             reasons.push((self.varint_u32()?, self.str()?.to_owned()));
         }
+        let mut reset_reasons = Vec::new();
+        if self.tcp {
+            let n = self.count(2, 1 << 16)?;
+            reset_reasons.reserve(n);
+            for _ in 0..n {
+                reset_reasons.push((self.varint_u32()?, self.str()?.to_owned()));
+            }
+        }
         Ok(Header {
             droptrace_version,
             kernel_release,
@@ -482,6 +566,7 @@ impl<'a> Cursor<'a> {
             filters,
             snaplen,
             reasons,
+            reset_reasons,
         })
     }
 
@@ -497,6 +582,27 @@ impl<'a> Cursor<'a> {
         for _ in 0..n {
             lost_groups.push((self.group()?, self.varint()?));
         }
+        let (tcp, tcp_off) = if self.tcp {
+            match self.u8()? {
+                0 => (None, false),
+                COUNTERS_TCP_OFF => (None, true),
+                COUNTERS_TCP => (
+                    Some(TcpCounters {
+                        retransmits: self.varint()?,
+                        resets_sent: self.varint()?,
+                        resets_received: self.varint()?,
+                        lost: self.varint()?,
+                    }),
+                    false,
+                ),
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.fault("unknown counters fields"));
+                }
+            }
+        } else {
+            (None, false)
+        };
         Ok(Counters {
             at_ns: v[0],
             kernel: KernelCounters {
@@ -510,6 +616,74 @@ impl<'a> Cursor<'a> {
             malformed: v[6],
             overflow: v[7],
             lost_groups,
+            tcp,
+            tcp_off,
+        })
+    }
+
+    /// Inverse of [`encode_tcp`].
+    pub fn tcp_event(&mut self) -> Result<TcpEvent, Fault> {
+        let kind = match self.u8()? {
+            0 => TcpKind::Retransmit,
+            1 => TcpKind::ResetSent,
+            2 => TcpKind::ResetReceived,
+            _ => {
+                self.pos -= 1;
+                return Err(self.fault("unknown TCP event kind"));
+            }
+        };
+        let flags = self.u8()?;
+        if flags & !(TCP_FAILED | TCP_RESET_REASON | TCP_DROP) != 0 {
+            self.pos -= 1;
+            return Err(self.fault("unknown TCP event fields"));
+        }
+        let timestamp_ns = self.varint()?;
+        let netns = self.netns()?;
+        let local = self.addr()?;
+        let lport = self.u16_le()?;
+        let remote = self.addr()?;
+        let rport = self.u16_le()?;
+        let segs = self.varint_u32()?;
+        let failed = if flags & TCP_FAILED != 0 {
+            let start = self.pos;
+            let v = unzigzag(self.varint()?);
+            Some(i32::try_from(v).map_err(|_| Fault {
+                at: start,
+                what: "value out of range",
+            })?)
+        } else {
+            None
+        };
+        let reset_reason = (flags & TCP_RESET_REASON != 0)
+            .then(|| self.varint_u32())
+            .transpose()?;
+        let drop = if flags & TCP_DROP != 0 {
+            Some(DropMark {
+                timestamp_ns: self.varint()?,
+                cause: DropCause {
+                    location: self.u64_le()?,
+                    reason: self.varint_u32()?,
+                    netns: self.netns()?,
+                    ifindex: self.varint_u32()?,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(TcpEvent {
+            timestamp_ns,
+            kind,
+            flow: TcpFlow {
+                netns,
+                local,
+                lport,
+                remote,
+            },
+            rport,
+            segs,
+            failed,
+            reset_reason,
+            drop,
         })
     }
 

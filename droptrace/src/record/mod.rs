@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::pipeline::{
     aggregate::KernelCounters,
     event::{Drop, Group},
+    tcp::{TcpCounters, TcpEvent},
 };
 
 pub mod format;
@@ -42,6 +43,9 @@ pub struct Header {
     pub snaplen: u32,
     /// Drop reasons of the recording kernel: raw value -> name.
     pub reasons: Vec<(u32, String)>,
+    /// TCP reset reasons of the recording kernel (`enum sk_rst_reason`, 6.10+): raw value
+    /// -> name (format version 4; empty before).
+    pub reset_reasons: Vec<(u32, String)>,
 }
 
 impl Default for Header {
@@ -55,6 +59,7 @@ impl Default for Header {
             filters: String::new(),
             snaplen: 0,
             reasons: Vec::new(),
+            reset_reasons: Vec::new(),
         }
     }
 }
@@ -71,6 +76,11 @@ pub struct Counters {
     pub malformed: u64,
     /// Drops of groups beyond the aggregator's limit.
     pub overflow: u64,
+    /// The TCP programs' counters; `None` when they were not attached (and in files
+    /// before format version 4).
+    pub tcp: Option<TcpCounters>,
+    /// TCP tracing was turned off (`--no-tcp`; format version 4).
+    pub tcp_off: bool,
 }
 
 /// One thing read from a recording, in the order it was written.
@@ -79,6 +89,8 @@ pub enum Item<'a> {
     /// A drop and the first bytes of its packet (empty when none were kept).
     Drop(Drop, &'a [u8]),
     Counters(Counters),
+    /// A TCP retransmit or reset (format version 4).
+    Tcp(TcpEvent),
 }
 
 /// How a recording ended.
@@ -131,4 +143,4 @@ pub enum WriteError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -39,6 +39,8 @@ pub struct Reader<R: Read> {
     payload_offset: u64,
     /// Within an events block: where the next event starts.
     events_at: Option<usize>,
+    /// Within a TCP block: where the next TCP event starts.
+    tcp_at: Option<usize>,
     block: EventDecoder,
     total_events: u64,
     damage: Damage,
@@ -169,6 +171,7 @@ impl<R: Read> Reader<R> {
             buf: Vec::new(),
             payload_offset: 0,
             events_at: None,
+            tcp_at: None,
             block: EventDecoder::default(),
             total_events: 0,
             damage: Damage::default(),
@@ -189,13 +192,14 @@ impl<R: Read> Reader<R> {
                 })
             }
         }
-        let mut c = Cursor::new(&reader.buf);
+        let mut c = Cursor::of_version(&reader.buf, version);
         let header = c.header().and_then(|h| whole(&c).map(|()| h));
         reader.header = header.map_err(|e| reader.fault(e))?;
         // The recording kernel's reasons name its drops, wherever it is read.
         let reasons = &reader.header.reasons;
         reader.names.reasons = (!reasons.is_empty())
             .then(|| DropReasonTable::from_entries(reasons.iter().map(|(v, n)| (*v, n.as_str()))));
+        reader.names.reset_reasons = reader.header.reset_reasons.iter().cloned().collect();
         reader.block.snaplen = reader.header.snaplen as usize;
         reader.block.skb_lengths = version < 3;
         Ok(reader)
@@ -232,6 +236,7 @@ impl<R: Read> Reader<R> {
         Ok(match item {
             Next::Drop(drop, range) => Some(Item::Drop(drop, &self.buf[range])),
             Next::Counters(c) => Some(Item::Counters(c)),
+            Next::Tcp(ev) => Some(Item::Tcp(ev)),
             Next::End => None,
         })
     }
@@ -262,6 +267,20 @@ impl<R: Read> Reader<R> {
                 }
                 self.events_at = None;
             }
+            if let Some(at) = self.tcp_at {
+                if at < self.buf.len() {
+                    let mut c = Cursor::of_version(&self.buf, self.version);
+                    c.pos = at;
+                    match c.tcp_event() {
+                        Ok(ev) => {
+                            self.tcp_at = Some(c.pos);
+                            return Ok(Next::Tcp(ev));
+                        }
+                        Err(_) => self.skip_rest_of_block(at),
+                    }
+                }
+                self.tcp_at = None;
+            }
             if self.status != Status::Reading {
                 return Ok(Next::End);
             }
@@ -275,6 +294,7 @@ impl<R: Read> Reader<R> {
                     self.block.reset();
                     self.events_at = Some(0);
                 }
+                f::TCP if self.version >= f::VERSION_TCP => self.tcp_at = Some(0),
                 f::NAMES => {
                     if self.read_names().is_err() {
                         self.skip_rest_of_block(0);
@@ -355,7 +375,7 @@ impl<R: Read> Reader<R> {
             self.damage.skip(start, self.offset - start);
             return Ok(Block::Damaged);
         }
-        if !(f::HEADER..=f::END).contains(&kind) && !resync {
+        if !(f::HEADER..=f::TCP).contains(&kind) && !resync {
             return Err(ReadError::UnknownBlock {
                 offset: start,
                 kind,
@@ -493,6 +513,7 @@ impl<R: Read> Reader<R> {
 enum Next {
     Drop(Drop, Range<usize>),
     Counters(super::Counters),
+    Tcp(crate::pipeline::tcp::TcpEvent),
     End,
 }
 
@@ -504,7 +525,7 @@ fn sound_frame(frame: &[u8]) -> Option<(u8, usize)> {
     let kind = frame[0];
     (f::frame_check(&frame[..9]) == check
         && len <= f::MAX_BLOCK
-        && (f::NAMES..=f::END).contains(&kind))
+        && (f::NAMES..=f::TCP).contains(&kind))
     .then_some((kind, len))
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::pipeline::event::{Drop, Netns};
 use crate::pipeline::names::{Location, Workload};
+use crate::pipeline::tcp::TcpEvent;
 
 use super::format::{self as f, Context};
 use super::{Counters, Header, WriteError};
@@ -30,6 +31,8 @@ pub struct Writer<W: Write> {
     /// Each block buffer starts with `FRAME_LEN` bytes reserved for its frame.
     events: Vec<u8>,
     names: Vec<u8>,
+    /// TCP events waiting for their block.
+    tcp: Vec<u8>,
     block: EventEncoder,
     total_events: u64,
     locations: HashSet<u64>,
@@ -76,6 +79,7 @@ impl<W: Write> Writer<W> {
             snaplen: header.snaplen as usize,
             events: empty_block(),
             names: empty_block(),
+            tcp: empty_block(),
             block: EventEncoder::default(),
             total_events: 0,
             locations: HashSet::new(),
@@ -156,6 +160,16 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Adds a TCP retransmit or reset; the names of its drop's location and place go in
+    /// before it, like a drop's.
+    pub fn write_tcp(&mut self, event: &TcpEvent) -> Result<(), WriteError> {
+        f::encode_tcp(&mut self.tcp, event);
+        if self.tcp.len() >= BLOCK_BYTES {
+            self.write_events()?;
+        }
+        Ok(())
+    }
+
     /// Writes the drops added so far, then the counters.
     pub fn write_counters(&mut self, counters: &Counters) -> Result<(), WriteError> {
         self.write_events()?;
@@ -219,9 +233,14 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// Writes pending names, then pending events: names come before their first use.
+    /// Writes pending names, then pending TCP events and drops: names come before their
+    /// first use.
     fn write_events(&mut self) -> Result<(), WriteError> {
         self.write_names()?;
+        if self.tcp.len() > f::FRAME_LEN {
+            let mut block = std::mem::replace(&mut self.tcp, empty_block());
+            self.write_block(&mut block, f::TCP)?;
+        }
         if self.block.count > 0 {
             let mut block = std::mem::take(&mut self.events);
             let result = self.write_block(&mut block, f::EVENTS);

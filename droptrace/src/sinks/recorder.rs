@@ -16,6 +16,7 @@ use crate::{
         event::{Drop, Netns},
         names::Names,
         sink::{Moment, Sink},
+        tcp::TcpEvent,
     },
     record::{Counters, WriteError, Writer},
 };
@@ -71,6 +72,35 @@ impl Sink for Recorder {
             Some(n) if writer.events() >= n => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         }
+    }
+
+    fn tcp(&mut self, event: &TcpEvent, names: &Names) -> ControlFlow<()> {
+        if self.failed.is_some() {
+            return ControlFlow::Break(());
+        }
+        let Some(writer) = self.writer.as_mut() else {
+            return ControlFlow::Break(());
+        };
+        let result = (|| {
+            if let Some(mark) = &event.drop {
+                let cause = &mark.cause;
+                if !writer.has_location(cause.location) {
+                    writer.add_location(cause.location, &names.location(cause.location))?;
+                }
+                if self.seen_places.insert((cause.netns, cause.ifindex)) {
+                    write_names(writer, &mut self.written_places, names)?;
+                }
+            }
+            if self.seen_places.insert((event.flow.netns, 0)) {
+                write_names(writer, &mut self.written_places, names)?;
+            }
+            writer.write_tcp(event)
+        })();
+        if let Err(e) = result {
+            self.failed = Some(e);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
     }
 
     fn tick(&mut self, at: &Moment<'_>) -> ControlFlow<()> {
@@ -197,9 +227,14 @@ impl Recorder {
                 .collect(),
             malformed: 0,
             overflow: agg.overflow(),
+            tcp: agg.tcp().attached.then_some(agg.tcp().counters),
+            tcp_off: agg.tcp().off,
         };
         let moved = self.last.as_ref().is_none_or(|l| {
-            l.kernel != counters.kernel || l.lost_groups.len() != counters.lost_groups.len()
+            l.kernel != counters.kernel
+                || l.lost_groups.len() != counters.lost_groups.len()
+                || l.tcp != counters.tcp
+                || l.tcp_off != counters.tcp_off
         });
         if moved {
             writer.write_counters(&counters)?;

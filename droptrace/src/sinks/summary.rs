@@ -77,7 +77,7 @@ pub struct Summary {
     /// TCP retransmits and resets by connection group; absent when they were not
     /// watched (a recording, a kernel without BTF).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<super::tcp::TcpSummary>,
+    pub tcp: Option<super::tcp::TcpSection>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -174,7 +174,7 @@ impl Summary {
             groups,
             interfaces: agg.interfaces().rows(),
             watched: agg.interfaces().watched(),
-            tcp: super::tcp::TcpSummary::new(agg.tcp(), names),
+            tcp: super::tcp::TcpSection::new(agg.tcp(), names),
         }
     }
 }

@@ -71,6 +71,9 @@ pub fn flow_words(flow: &TcpFlow, stats: &FlowStats, names: &Names) -> String {
 
 /// The text section: nothing when TCP was not watched or nothing happened.
 pub fn text_section(tcp: &TcpTable, names: &Names) -> String {
+    if tcp.off {
+        return "tcp: not traced (--no-tcp)\n".to_owned();
+    }
     let c = tcp.counters;
     if !tcp.attached || (c.retransmits + c.resets_sent + c.resets_received == 0 && tcp.is_empty()) {
         return String::new();
@@ -97,6 +100,25 @@ pub fn text_section(tcp: &TcpTable, names: &Names) -> String {
         );
     }
     out
+}
+
+/// The JSON's `tcp`: the figures, or `{"off": true}` when TCP tracing was turned off.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TcpSection {
+    Traced(TcpSummary),
+    Off { off: bool },
+}
+
+impl TcpSection {
+    /// `None` when the TCP programs were not attached and not turned off either (a kernel
+    /// without them, a recording without TCP figures).
+    pub fn new(tcp: &TcpTable, names: &Names) -> Option<TcpSection> {
+        if tcp.off {
+            return Some(TcpSection::Off { off: true });
+        }
+        TcpSummary::new(tcp, names).map(TcpSection::Traced)
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -283,6 +305,19 @@ mod tests {
         let mut empty = TcpTable::default();
         empty.attached = true;
         assert_eq!(text_section(&empty, &names()), "");
+    }
+
+    #[test]
+    fn turned_off_tcp_says_so_rather_than_zeros() {
+        let mut off = TcpTable::default();
+        off.off = true;
+        assert_eq!(text_section(&off, &names()), "tcp: not traced (--no-tcp)\n");
+        let json = serde_json::to_value(TcpSection::new(&off, &names())).unwrap();
+        assert_eq!(json, serde_json::json!({"off": true}));
+        // Traced, the section is the summary itself.
+        let json = serde_json::to_value(TcpSection::new(&table(), &names())).unwrap();
+        assert_eq!(json["retransmits"], 4);
+        assert!(json.get("off").is_none());
     }
 
     #[test]

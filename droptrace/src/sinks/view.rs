@@ -185,6 +185,13 @@ fn snapshot_in(
         interfaces: agg.interfaces().rows(),
         watched: agg.interfaces().watched(),
         tcp: crate::tui::snapshot::TcpTotals::of(agg.tcp()),
+        tcp_flows: agg
+            .tcp()
+            .ranked()
+            .into_iter()
+            .take(crate::tui::snapshot::VIEW_TCP_FLOWS)
+            .map(|(f, s)| (*f, s.clone()))
+            .collect(),
     }
 }
 

@@ -7,6 +7,7 @@ use crate::pipeline::{
     event::{Drop, Group},
     interfaces::{InterfaceRow, Watched},
     names::Names,
+    tcp::{FlowStats, TcpFlow},
 };
 
 use super::grouping::Grouping;
@@ -138,7 +139,13 @@ pub struct Snapshot {
     pub watched: Watched,
     /// TCP retransmits and resets, all connections together; `None` when not watched.
     pub tcp: Option<TcpTotals>,
+    /// TCP retransmits and resets by connection group, most first (at most
+    /// `VIEW_TCP_FLOWS`).
+    pub tcp_flows: Vec<(TcpFlow, FlowStats)>,
 }
+
+/// Connection groups a snapshot carries to the view.
+pub const VIEW_TCP_FLOWS: usize = 1000;
 
 /// What the header says of TCP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,11 +156,20 @@ pub struct TcpTotals {
     pub beyond_host: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
+    /// TCP tracing was turned off (`--no-tcp`).
+    pub off: bool,
 }
 
 impl TcpTotals {
-    /// From the pipeline's table; `None` when the TCP programs are not attached.
+    /// From the pipeline's table; `None` when the TCP programs are not attached (and
+    /// were not turned off either).
     pub fn of(tcp: &crate::pipeline::tcp::TcpTable) -> Option<TcpTotals> {
+        if tcp.off {
+            return Some(TcpTotals {
+                off: true,
+                ..TcpTotals::default()
+            });
+        }
         if !tcp.attached {
             return None;
         }
@@ -164,6 +180,7 @@ impl TcpTotals {
             beyond_host: total.beyond(),
             resets_sent: tcp.counters.resets_sent,
             resets_received: tcp.counters.resets_received,
+            off: false,
         })
     }
 }

@@ -2,7 +2,11 @@
 //! Nothing here draws, reads the clock or touches the terminal.
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::pipeline::{aggregate::GroupStats, event::Group};
+use crate::pipeline::{
+    aggregate::GroupStats,
+    event::Group,
+    tcp::{DropCause, FlowStats, TcpFlow},
+};
 
 use super::{
     filter::ViewFilter,
@@ -55,6 +59,10 @@ pub enum Mode {
     Help,
     /// Typing a filter; the text so far.
     Filter(String),
+    /// TCP connection groups: retransmits (after drops here, beyond) and resets.
+    Tcp,
+    /// One connection group, with the drop groups that explain its retransmits.
+    TcpDetail(TcpFlow),
 }
 
 /// Seconds a new row stays marked.
@@ -111,6 +119,21 @@ pub struct State {
     rows: Vec<Row>,
     /// With a view filter: the figures of the rows it lets through, derived with them.
     filtered: Option<Filtered>,
+    /// The selected connection group in the TCP view, by place in `tcp_rows()`.
+    pub tcp_selected: usize,
+    /// The selected drop group in a connection group's drill-down, by place in
+    /// `tcp_explaining()`'s groups.
+    pub tcp_cause_selected: usize,
+}
+
+/// A drop group that explains retransmits of a connection group: the cause the kernel
+/// marked on the socket, how many retransmits followed it, and the drop table's groups of
+/// that site, reason, interface and namespace (one per protocol and port).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explaining {
+    pub cause: DropCause,
+    pub retransmits: u64,
+    pub groups: Vec<(Group, GroupStats)>,
 }
 
 /// The figures of what a view filter lets through, for the header.
@@ -156,7 +179,63 @@ impl State {
             runs: 0,
             rows: Vec::new(),
             filtered: None,
+            tcp_selected: 0,
+            tcp_cause_selected: 0,
         }
+    }
+
+    /// The TCP view's rows: connection groups, most retransmits and resets first.
+    pub fn tcp_rows(&self) -> &[(TcpFlow, FlowStats)] {
+        &self.shown().0.tcp_flows
+    }
+
+    /// A connection group's figures in the shown snapshot.
+    pub fn tcp_flow(&self, flow: &TcpFlow) -> Option<&FlowStats> {
+        self.tcp_rows()
+            .iter()
+            .find(|(f, _)| f == flow)
+            .map(|(_, s)| s)
+    }
+
+    /// What explains a connection group's retransmits: each drop cause, most first, with
+    /// the drop table's groups it stands for (most drops first).
+    pub fn tcp_explaining(&self, flow: &TcpFlow) -> Vec<Explaining> {
+        let Some(stats) = self.tcp_flow(flow) else {
+            return Vec::new();
+        };
+        let snap = self.shown().0;
+        stats
+            .causes()
+            .into_iter()
+            .map(|(cause, retransmits)| {
+                let mut groups: Vec<(Group, GroupStats)> = snap
+                    .groups
+                    .iter()
+                    .filter(|(g, _)| {
+                        g.location == cause.location
+                            && g.reason == cause.reason
+                            && g.netns == cause.netns
+                            && g.ifindex == cause.ifindex
+                    })
+                    .copied()
+                    .collect();
+                groups.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then(a.0.cmp(&b.0)));
+                Explaining {
+                    cause,
+                    retransmits,
+                    groups,
+                }
+            })
+            .collect()
+    }
+
+    /// The drop groups of a connection group's drill-down, in the order shown (the
+    /// selection moves over them).
+    pub fn tcp_explaining_groups(&self, flow: &TcpFlow) -> Vec<Group> {
+        self.tcp_explaining(flow)
+            .into_iter()
+            .flat_map(|e| e.groups.into_iter().map(|(g, _)| g))
+            .collect()
     }
 
     /// The snapshot and history on screen (frozen while paused).
@@ -440,7 +519,75 @@ fn on_key(state: &mut State, key: Key) {
             _ => common_key(state, key),
         },
         Mode::Table => table_key(state, key),
+        Mode::Tcp => tcp_key(state, key),
+        Mode::TcpDetail(flow) => tcp_detail_key(state, flow, key),
     }
+}
+
+/// A key in the TCP view: move, open a connection group's drill-down, back to the table.
+fn tcp_key(state: &mut State, key: Key) {
+    let last = state.tcp_rows().len().saturating_sub(1);
+    state.tcp_selected = match key {
+        Key::Up | Key::Char('k') => state.tcp_selected.saturating_sub(1),
+        Key::Down | Key::Char('j') => state.tcp_selected + 1,
+        Key::PageUp => state.tcp_selected.saturating_sub(state.page),
+        Key::PageDown => state.tcp_selected + state.page,
+        Key::Home => 0,
+        Key::End => last,
+        Key::Enter => {
+            if let Some((flow, _)) = state.tcp_rows().get(state.tcp_selected) {
+                state.mode = Mode::TcpDetail(*flow);
+                state.tcp_cause_selected = 0;
+            }
+            state.tcp_selected
+        }
+        Key::Esc | Key::Backspace | Key::Char('t') => {
+            state.mode = Mode::Table;
+            state.tcp_selected
+        }
+        _ => {
+            common_key(state, key);
+            state.tcp_selected
+        }
+    }
+    .min(last);
+}
+
+/// A key in a connection group's drill-down: move over the drop groups that explain it,
+/// open one's drill-down (its packets, and `d` to diagnose it), back to the TCP view.
+fn tcp_detail_key(state: &mut State, flow: TcpFlow, key: Key) {
+    let groups = state.tcp_explaining_groups(&flow);
+    let last = groups.len().saturating_sub(1);
+    state.tcp_cause_selected = match key {
+        Key::Up | Key::Char('k') => state.tcp_cause_selected.saturating_sub(1),
+        Key::Down | Key::Char('j') => state.tcp_cause_selected + 1,
+        Key::Home => 0,
+        Key::End => last,
+        Key::Enter => {
+            if let Some(g) = groups.get(state.tcp_cause_selected) {
+                // The drop table's row of that group, as the default grouping shows it.
+                state.mode = Mode::Detail(DetailRequest {
+                    grouping: Grouping::Site,
+                    key: Grouping::Site.key(g),
+                });
+                state.scroll = 0;
+            }
+            state.tcp_cause_selected
+        }
+        Key::Esc | Key::Backspace | Key::Char('h') => {
+            state.mode = Mode::Tcp;
+            state.tcp_cause_selected
+        }
+        Key::Char('t') => {
+            state.mode = Mode::Table;
+            state.tcp_cause_selected
+        }
+        _ => {
+            common_key(state, key);
+            state.tcp_cause_selected
+        }
+    }
+    .min(last);
 }
 
 fn table_key(state: &mut State, key: Key) {
@@ -463,6 +610,10 @@ fn table_key(state: &mut State, key: Key) {
             }
         }
         Key::Esc => state.message = None,
+        Key::Char('t') => {
+            state.mode = Mode::Tcp;
+            state.tcp_selected = 0;
+        }
         _ => common_key(state, key),
     }
     state.selected = state.selected.min(last);

@@ -192,6 +192,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
         interfaces: Vec::new(),
         watched: Watched::default(),
         tcp: None,
+        tcp_flows: Vec::new(),
     }
 }
 
@@ -287,6 +288,7 @@ fn the_header_says_what_happened_to_tcp_once_something_did() {
         beyond_host: 2,
         resets_sent: 3,
         resets_received: 1,
+        off: false,
     });
     update(&mut state, Action::Snapshot(Box::new(snap)));
     let screen = draw(&state, 160, 12);
@@ -662,6 +664,7 @@ fn no_color_means_no_colors() {
 }
 
 mod diagnosis;
+mod tcp;
 
 /// `r` starts the view over: counts, the First column, the sparklines, the rate window and
 /// the percentiles of the header and of the drill-down all count from the reset.

@@ -18,6 +18,7 @@ use crate::pipeline::{event::Group, interfaces::Layer, names::Names};
 
 pub mod detail;
 mod diagnosis;
+mod tcp;
 
 use crate::format::{self, ago, count, rate};
 
@@ -31,6 +32,8 @@ pub fn render(state: &State, frame: &mut Frame) {
         Mode::Detail(request) => detail::render(state, request, frame, body),
         Mode::Help => render_help(state, frame, body),
         Mode::Table | Mode::Filter(_) => render_table(state, frame, body),
+        Mode::Tcp => tcp::render_flows(state, frame, body),
+        Mode::TcpDetail(flow) => tcp::render_flow(state, flow, frame, body),
     }
     render_footer(state, frame, footer);
 }
@@ -146,7 +149,9 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             theme.alarm(),
         ));
     }
-    if let Some(t) = snap
+    if snap.tcp.is_some_and(|t| t.off) {
+        second.push(Span::raw("  tcp: off"));
+    } else if let Some(t) = snap
         .tcp
         .filter(|t| t.retransmits + t.resets_sent + t.resets_received > 0)
     {
@@ -591,6 +596,20 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
                         ("p", "pause"),
                         ("?", "help"),
                     ],
+                    Mode::Tcp => &[
+                        ("Esc", "drops"),
+                        ("Enter", "what explains it"),
+                        ("q", "quit"),
+                        ("p", "pause"),
+                        ("?", "help"),
+                    ],
+                    Mode::TcpDetail(_) => &[
+                        ("Esc", "back"),
+                        ("Enter", "the drop group"),
+                        ("t", "drops"),
+                        ("q", "quit"),
+                        ("?", "help"),
+                    ],
                     _ => &[
                         ("q", "quit"),
                         ("?", "help"),
@@ -603,7 +622,11 @@ fn render_footer(state: &State, frame: &mut Frame, area: Rect) {
                     ],
                 };
                 let mut spans = Vec::new();
-                for (k, what) in keys {
+                // The TCP view, once there is something in it.
+                let tcp =
+                    matches!(state.mode, Mode::Table) && !state.shown().0.tcp_flows.is_empty();
+                let tcp_key: &[(&str, &str)] = if tcp { &[("t", "tcp")] } else { &[] };
+                for (k, what) in keys.iter().chain(tcp_key) {
                     spans.push(Span::styled(*k, theme.key()));
                     spans.push(Span::raw(format!(" {what}  ")));
                 }
@@ -630,6 +653,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "in the details: diagnose the row (d again runs it again)",
     ),
     ("Esc", "back to the table"),
+    (
+        "t",
+        "TCP: retransmits and resets by connection, and their drops",
+    ),
     ("g / G, Tab", "next / previous grouping"),
     (
         "1-8",

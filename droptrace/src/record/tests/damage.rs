@@ -49,6 +49,7 @@ fn read_around(bytes: &[u8]) -> (Vec<Owned>, Status, Damage) {
             items.push(match item {
                 Item::Drop(d, b) => Owned::Drop(d, b.to_vec()),
                 Item::Counters(c) => Owned::Counters(c),
+                Item::Tcp(ev) => Owned::Tcp(ev),
             })
         })
         .expect("damage is read around, not an error");
@@ -228,13 +229,13 @@ fn wrong_magic_and_versions_are_named() {
     ));
     assert!(matches!(read_all(b"DROP"), Err(ReadError::NoHeader { .. })));
     let mut newer = bytes.clone();
-    newer[8] = 4;
+    newer[8] = 5;
     let err = read_all(&newer).unwrap_err();
     assert!(matches!(
         err,
         ReadError::NewerVersion {
-            found: 4,
-            supported: 3
+            found: 5,
+            supported: 4
         }
     ));
     assert!(err.to_string().contains("newer droptrace"), "{err}");
@@ -511,15 +512,14 @@ fn older_versions_lengths_become_the_packets_own() {
     event(&mut ev, 1042, true, &ip);
     event(&mut ev, 1008, false, &ip);
     event(&mut ev, 1008, false, &[]);
-    let (mut bytes, _) = with_blocks(&[block(f::EVENTS, &ev), block(f::END, &[3])]);
-    bytes[8] = 2;
+    let bytes = older_file(2, &[(f::EVENTS, ev), (f::END, vec![3])]);
     let (_, _, items, status) = read_all(&bytes).unwrap();
     assert_eq!(status, Status::Complete);
     let lengths: Vec<(u32, u8)> = items
         .iter()
         .map(|i| match i {
             Owned::Drop(d, _) => (d.len, d.l2_len),
-            Owned::Counters(_) => panic!("no counters here"),
+            other => panic!("only drops here: {other:?}"),
         })
         .collect();
     assert_eq!(lengths, [(1028, 14), (1028, 0), (1008, 0)]);

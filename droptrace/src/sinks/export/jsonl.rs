@@ -10,6 +10,7 @@ use crate::pipeline::{
     event::Drop,
     names::{Container, Names, Pod},
     sink::{Moment, Sink},
+    tcp::{self, TcpEvent, TcpKind},
 };
 use crate::record::Header;
 
@@ -60,6 +61,61 @@ struct Line<'a> {
     cpu: u32,
     /// Packet bytes the recording kept.
     packet_bytes: usize,
+}
+
+/// One TCP retransmit or reset as a line: `tcp_retransmit`, `tcp_reset_sent`,
+/// `tcp_reset_received`. A retransmit says what explains it: the drop of the same socket
+/// seen here shortly before (`drop_on_host`, with that drop's group), or none
+/// (`beyond_host`: the network or the peer).
+#[derive(Debug, Serialize)]
+struct TcpLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    time_ns: u64,
+    boottime_ns: u64,
+    family: &'static str,
+    /// This host's end of the connection, and the peer's.
+    local: IpAddr,
+    local_port: u16,
+    remote: IpAddr,
+    remote_port: u16,
+    netns: u32,
+    namespace: Option<&'a str>,
+    container: Option<&'a Container>,
+    pod: Option<&'a Pod>,
+    /// Retransmit: segments it carried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<u32>,
+    /// Retransmit: the error of a transmit that did not go out (`null`: it went out, or
+    /// the kernel does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<Option<i32>>,
+    /// Retransmit: `drop_on_host` or `beyond_host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explained: Option<&'static str>,
+    /// Retransmit after a drop here: that drop's group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drop: Option<Option<TcpDropLine<'a>>>,
+    /// Reset sent: the kernel's reason (`unknown` before 6.10) and its number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_reason_code: Option<Option<u32>>,
+}
+
+/// The drop that explains a retransmit: the fields of its group, and when it was.
+#[derive(Debug, Serialize)]
+struct TcpDropLine<'a> {
+    boottime_ns: u64,
+    location: String,
+    address: String,
+    reason: Option<String>,
+    reason_code: u32,
+    ifindex: u32,
+    interface: Option<&'a str>,
+    netns: u32,
+    namespace: Option<&'a str>,
 }
 
 /// Writes one JSON object per drop, a line each; counters are left out.
@@ -174,6 +230,58 @@ impl<W: Write> JsonlSink<W> {
         serde_json::to_writer(&mut self.out, &line).map_err(std::io::Error::from)?;
         self.out.write_all(b"\n")
     }
+
+    fn write_tcp(&mut self, ev: &TcpEvent, names: &Names) -> std::io::Result<()> {
+        let time_ns = wall_ns(&self.header, ev.timestamp_ns);
+        let f = &ev.flow;
+        let retransmit = ev.kind == TcpKind::Retransmit;
+        let cause = tcp::explain(ev.timestamp_ns, ev.drop.as_ref());
+        let drop = cause.map(|c| TcpDropLine {
+            boottime_ns: ev.drop.map_or(0, |m| m.timestamp_ns),
+            location: names.location_display(c.location),
+            address: format!("{:#x}", c.location),
+            reason: names.reason(c.reason),
+            reason_code: c.reason,
+            ifindex: c.ifindex,
+            interface: names.interface_name(c.netns, c.ifindex),
+            netns: c.netns.inode,
+            namespace: names.namespace_name(c.netns),
+        });
+        let sent = ev.kind == TcpKind::ResetSent;
+        let line = TcpLine {
+            kind: match ev.kind {
+                TcpKind::Retransmit => "tcp_retransmit",
+                TcpKind::ResetSent => "tcp_reset_sent",
+                TcpKind::ResetReceived => "tcp_reset_received",
+            },
+            time: crate::format::rfc3339_ns(time_ns),
+            time_ns,
+            boottime_ns: ev.timestamp_ns,
+            family: if f.local.is_ipv4() { "ipv4" } else { "ipv6" },
+            local: f.local,
+            local_port: f.lport,
+            remote: f.remote,
+            remote_port: ev.rport,
+            netns: f.netns.inode,
+            namespace: names.namespace_name(f.netns),
+            container: names.workload(f.netns).map(|w| &w.container),
+            pod: names.workload(f.netns).and_then(|w| w.pod.as_ref()),
+            segments: retransmit.then_some(ev.segs),
+            failed: retransmit.then_some(ev.failed),
+            explained: retransmit.then(|| {
+                if cause.is_some() {
+                    "drop_on_host"
+                } else {
+                    "beyond_host"
+                }
+            }),
+            drop: retransmit.then_some(drop),
+            reset_reason: sent.then(|| names.reset_reason(ev.reset_reason)),
+            reset_reason_code: sent.then_some(ev.reset_reason),
+        };
+        serde_json::to_writer(&mut self.out, &line).map_err(std::io::Error::from)?;
+        self.out.write_all(b"\n")
+    }
 }
 
 impl<W: Write> Sink for JsonlSink<W> {
@@ -194,6 +302,21 @@ impl<W: Write> Sink for JsonlSink<W> {
         self.stats.packets += 1;
         if bytes.is_empty() {
             self.stats.without_bytes += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// TCP events are few next to drops: every one is a line, outside the budget.
+    fn tcp(&mut self, event: &TcpEvent, names: &Names) -> ControlFlow<()> {
+        let written = self.write_tcp(event, names).and_then(|()| {
+            if self.flush_lines {
+                self.out.flush()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            self.failed = Some(e.into());
+            return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
     }

@@ -608,3 +608,73 @@ fn a_damaged_block_is_exported_around_and_said() {
     let (_, stats) = pcapng_of(&rec);
     assert_eq!((stats.packets, stats.damage.blocks), (4, 1));
 }
+
+#[test]
+fn jsonl_has_a_line_per_tcp_retransmit_and_reset_with_its_match() {
+    use crate::pipeline::tcp::{
+        self,
+        tests::{bytes_of, retransmit},
+    };
+    let mut h = header(0);
+    h.reset_reasons = vec![(2, "NO_SOCKET".into())];
+    let mut w = writer(&h);
+    let s = 1_000_000_000;
+    // After a drop by nft in blue 2 ms before; then one after no drop; then resets.
+    let mut after = retransmit(10 * s, 40000, 10 * s - 2_000_000);
+    after.drop.location = NFT;
+    after.drop.netns = BLUE.inode;
+    after.drop.netns_cookie = BLUE.cookie;
+    after.drop.ifindex = 5;
+    after.netns = BLUE.inode;
+    after.netns_cookie = BLUE.cookie;
+    let mut beyond = retransmit(11 * s, 40000, 0);
+    beyond.segs = 2;
+    let mut sent = retransmit(12 * s, 40001, 0);
+    sent.kind = droptrace_common::TCP_RESET_SENT;
+    sent.flags = droptrace_common::TCP_EVENT_HAS_REASON;
+    sent.reason = 2;
+    let mut received = retransmit(13 * s, 40002, 0);
+    received.kind = droptrace_common::TCP_RESET_RECEIVED;
+    for ev in [after, beyond, sent, received] {
+        w.write_tcp(&tcp::decode(&bytes_of(&ev)).unwrap()).unwrap();
+    }
+    let rec = w.finish().unwrap();
+    let mut out = Vec::new();
+    write_jsonl(Reader::new(&rec[..]).unwrap(), &mut out).unwrap();
+    let lines: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "tcp_retransmit",
+            "tcp_retransmit",
+            "tcp_reset_sent",
+            "tcp_reset_received"
+        ]
+    );
+    let first = &lines[0];
+    assert_eq!(first["time_ns"], BOOT + 10 * s);
+    assert_eq!(first["local"], "10.1.0.1");
+    assert_eq!(first["local_port"], 40000);
+    assert_eq!(first["remote"], "10.1.0.2");
+    assert_eq!(first["namespace"], "blue");
+    assert_eq!(first["explained"], "drop_on_host");
+    assert_eq!(first["segments"], 1);
+    let drop = &first["drop"];
+    assert_eq!(drop["location"], "nft_do_chain+0x3e8");
+    assert_eq!(drop["interface"], "veth-b");
+    assert_eq!(drop["namespace"], "blue");
+    assert_eq!(drop["boottime_ns"], 10 * s - 2_000_000);
+    assert_eq!(lines[1]["explained"], "beyond_host");
+    assert_eq!(lines[1]["drop"], Value::Null);
+    assert_eq!(lines[1]["segments"], 2);
+    assert_eq!(lines[2]["reset_reason"], "NO_SOCKET");
+    assert_eq!(lines[2]["reset_reason_code"], 2);
+    assert!(lines[2].get("explained").is_none());
+    assert!(lines[3].get("reset_reason").is_none());
+    assert_eq!(lines[3]["local_port"], 40002);
+}
