@@ -278,6 +278,7 @@ impl<R: Read> Source for RecordingSource<R> {
                 resets_sent: c.resets_sent.max(delivered.resets_sent_total()),
                 resets_received: c.resets_received.max(delivered.resets_received),
                 lost: c.lost,
+                missed: c.missed,
             }
         });
         if let Some(tcp) = tcp {

@@ -259,6 +259,10 @@ pub struct TcpCounters {
     pub resets_received: u64,
     /// Events that found no room in the ring buffer (in the counters, not in a group).
     pub lost: u64,
+    /// Runs of the TCP programs the kernel skipped (`recursion_misses`): a TCP event on a
+    /// CPU where one was being counted (a softirq over process context); each is at
+    /// least one retransmit or reset that no counter has.
+    pub missed: u64,
 }
 
 /// Retransmits and resets by connection group, bounded.

@@ -480,6 +480,7 @@ fn a_recordings_tcp_events_reach_the_sinks_and_its_counters_the_tcp_section() {
         resets_sent: 1,
         resets_received: 0,
         lost: 1,
+        missed: 0,
     });
     w.write_counters(&c).unwrap();
     let mut source = recording(w.finish().unwrap());

@@ -606,7 +606,7 @@ const RECURSION_MISSES_OFFSET: usize = 208;
 
 /// `bpf_prog_info.recursion_misses` (Linux 5.12+; stays 0 on older kernels): times the kernel
 /// skipped the program because it was already running on that CPU.
-fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+pub(super) fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     #[repr(C)]
     struct InfoAttr {

@@ -14,13 +14,18 @@ use crate::{
     pipeline::tcp::TcpCounters,
 };
 
-use super::attach::{stand_in_btf, ProbeError};
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::attach::{recursion_misses, stand_in_btf, ProbeError};
 
 pub struct TcpProbe {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, [u64; wire::TCP_COUNTER_COUNT as usize]>,
     /// Names of the tracepoints attached.
     pub attached: Vec<&'static str>,
+    /// The attached programs' own descriptors, for their `recursion_misses` (readable
+    /// after the detach too).
+    programs: Vec<OwnedFd>,
 }
 
 impl TcpProbe {
@@ -28,6 +33,7 @@ impl TcpProbe {
     /// socket's drops are marked by the drop program itself (`TCP_CONFIG_MARK_DROPS`).
     pub fn attach(ebpf: &mut Ebpf, layout: &TcpLayout) -> Option<TcpProbe> {
         let mut attached = Vec::new();
+        let mut programs = Vec::new();
         for tp in &layout.tracepoints {
             let Some(id) = tp.btf_id else {
                 warn(&format!(
@@ -43,7 +49,10 @@ impl TcpProbe {
                 tp.name,
                 id,
             ) {
-                Ok(()) => attached.push(tp.name),
+                Ok(fd) => {
+                    attached.push(tp.name);
+                    programs.extend(fd);
+                }
                 Err(e) => warn(&format!("tcp:{} not counted: {e}", tp.name)),
             }
         }
@@ -73,6 +82,7 @@ impl TcpProbe {
                 ring,
                 counters,
                 attached: attached.clone(),
+                programs: std::mem::take(&mut programs),
             })
         })();
         match taken {
@@ -106,6 +116,11 @@ impl TcpProbe {
             resets_sent: sum(wire::TCP_COUNTER_RESETS_SENT),
             resets_received: sum(wire::TCP_COUNTER_RESETS_RECEIVED),
             lost: sum(wire::TCP_COUNTER_LOST),
+            missed: self
+                .programs
+                .iter()
+                .map(|fd| recursion_misses(fd.as_fd()).unwrap_or(0))
+                .sum(),
         })
     }
 }
@@ -116,7 +131,7 @@ fn load_and_attach(
     typedef: &str,
     tracepoint: &str,
     id: u32,
-) -> Result<(), Error> {
+) -> Result<Option<OwnedFd>, Error> {
     let btf = stand_in_btf(typedef, id)?;
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(program)
@@ -127,5 +142,9 @@ fn load_and_attach(
         .map_err(|e| ProbeError::Program(program, Box::new(e)))?;
     prog.attach()
         .map_err(|e| ProbeError::Program(program, Box::new(e)))?;
-    Ok(())
+    // Its own descriptor, for its statistics (none: they are not read).
+    Ok(prog
+        .fd()
+        .ok()
+        .and_then(|fd| fd.as_fd().try_clone_to_owned().ok()))
 }

@@ -88,7 +88,8 @@ const TCP_FAILED: u8 = 1;
 const TCP_RESET_REASON: u8 = 2;
 const TCP_DROP: u8 = 4;
 
-/// The TCP programs' counters follow in a `COUNTERS` block (they were attached).
+/// The TCP programs' counters follow in a `COUNTERS` block (they were attached): retransmits,
+/// resets sent, resets received, lost events, missed runs (varints).
 const COUNTERS_TCP: u8 = 1;
 /// TCP tracing was turned off (`--no-tcp`): no counters follow.
 const COUNTERS_TCP_OFF: u8 = 2;
@@ -224,7 +225,13 @@ pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
     match &c.tcp {
         Some(t) => {
             out.push(COUNTERS_TCP);
-            for v in [t.retransmits, t.resets_sent, t.resets_received, t.lost] {
+            for v in [
+                t.retransmits,
+                t.resets_sent,
+                t.resets_received,
+                t.lost,
+                t.missed,
+            ] {
                 put_varint(out, v);
             }
         }
@@ -592,6 +599,7 @@ impl<'a> Cursor<'a> {
                         resets_sent: self.varint()?,
                         resets_received: self.varint()?,
                         lost: self.varint()?,
+                        missed: self.varint()?,
                     }),
                     false,
                 ),

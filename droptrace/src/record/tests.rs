@@ -539,6 +539,7 @@ fn tcp_events_counters_and_reset_reasons_round_trip() {
         resets_sent: 2,
         resets_received: 1,
         lost: 9,
+        missed: 0,
     });
     w.write_counters(&with_tcp).unwrap();
     expected.push(Owned::Counters(with_tcp));

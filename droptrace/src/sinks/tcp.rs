@@ -88,6 +88,13 @@ pub fn text_section(tcp: &TcpTable, names: &Names) -> String {
         c.resets_received,
         c.lost
     );
+    if c.missed > 0 {
+        let _ = writeln!(
+            out,
+            "  {} TCP events not counted: the kernel skipped its program on a CPU where it was already running",
+            c.missed
+        );
+    }
     let ranked = tcp.ranked();
     for (flow, stats) in ranked.iter().take(TEXT_FLOWS) {
         let _ = writeln!(out, "  {}", flow_words(flow, stats, names));
@@ -133,6 +140,9 @@ pub struct TcpSummary {
     pub resets_received: u64,
     /// Events that did not fit in the ring buffer (counted in the totals above only).
     pub lost_events: u64,
+    /// Runs of the TCP programs the kernel skipped (one on a CPU where one was running):
+    /// each is at least one retransmit or reset in none of the figures above.
+    pub missed: u64,
     /// Whether the kernel gives the reason of the resets it sends (6.10+).
     pub reset_reasons: bool,
     pub flows: Vec<TcpFlowSummary>,
@@ -230,6 +240,7 @@ impl TcpSummary {
             resets_sent: tcp.counters.resets_sent,
             resets_received: tcp.counters.resets_received,
             lost_events: tcp.counters.lost,
+            missed: tcp.counters.missed,
             reset_reasons: !names.reset_reasons.is_empty(),
             flows,
         })
@@ -264,6 +275,7 @@ mod tests {
             resets_sent: 1,
             resets_received: 0,
             lost: 0,
+            missed: 0,
         };
         table
     }

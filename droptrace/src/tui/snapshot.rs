@@ -156,6 +156,8 @@ pub struct TcpTotals {
     pub beyond_host: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
+    /// Runs of the TCP programs the kernel skipped (in no figure here).
+    pub missed: u64,
     /// TCP tracing was turned off (`--no-tcp`).
     pub off: bool,
 }
@@ -180,6 +182,7 @@ impl TcpTotals {
             beyond_host: total.beyond(),
             resets_sent: tcp.counters.resets_sent,
             resets_received: tcp.counters.resets_received,
+            missed: tcp.counters.missed,
             off: false,
         })
     }

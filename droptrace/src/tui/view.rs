@@ -163,6 +163,12 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
             count(t.resets_sent),
             count(t.resets_received)
         )));
+        if t.missed > 0 {
+            second.push(Span::raw(format!(
+                "  {} TCP events missed by the kernel",
+                count(t.missed)
+            )));
+        }
     }
     let percentiles = match filtered {
         Some(f) => f

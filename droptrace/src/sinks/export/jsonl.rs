@@ -336,17 +336,21 @@ impl<W: Write> Sink for JsonlSink<W> {
         ControlFlow::Continue(())
     }
 
-    /// The last line of a live run, when lines are missing (left out by the budget, or
-    /// lost in the ring buffer): how many, beside the exact total.
+    /// The last line of a live run, when lines are missing (left out by the budget, lost
+    /// in the ring buffer, TCP events lost or skipped by the kernel): how many, beside the
+    /// exact total.
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
         let c = at.agg.counters();
+        let tcp = at.agg.tcp().counters;
         let left_out = self.budget.map_or(0, |b| b.left_out);
-        if self.flush_lines && left_out + c.lost > 0 {
+        if self.flush_lines && left_out + c.lost + tcp.lost + tcp.missed > 0 {
             let last = serde_json::json!({
                 "type": "summary",
                 "left_out": left_out,
                 "total": c.matched,
                 "lost_events": c.lost,
+                "tcp_lost_events": tcp.lost,
+                "tcp_missed": tcp.missed,
             });
             if let Some(b) = self.budget.filter(|b| b.left_out > b.said) {
                 eprintln!(

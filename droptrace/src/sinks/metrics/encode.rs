@@ -431,6 +431,7 @@ droptrace_build_info{version="0.1.0",kernel="6.18.0",attach="tp_btf"} 1
             resets_sent: 1,
             resets_received: 0,
             lost: 1,
+            missed: 0,
         });
         e.fold(&agg, &names);
         let t = text(&e);

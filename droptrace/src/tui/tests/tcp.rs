@@ -39,6 +39,7 @@ fn tcp_table() -> TcpTable {
         resets_sent: 0,
         resets_received: 1,
         lost: 0,
+        missed: 0,
     };
     table
 }
