@@ -288,14 +288,24 @@ fn the_header_says_what_happened_to_tcp_once_something_did() {
         beyond_host: 2,
         resets_sent: 3,
         resets_received: 1,
+        missed: 0,
         off: false,
     });
-    update(&mut state, Action::Snapshot(Box::new(snap)));
+    update(&mut state, Action::Snapshot(Box::new(snap.clone())));
     let screen = draw(&state, 160, 12);
     assert!(
         screen.contains(
             "tcp: 120 retransmits (118 after drops here, 2 beyond)  3 resets sent  1 received"
         ),
+        "{screen}"
+    );
+    assert!(!screen.contains("missed"), "{screen}");
+    // Runs the kernel skipped are said beside the figures they are missing from.
+    snap.tcp = snap.tcp.map(|t| TcpTotals { missed: 2, ..t });
+    update(&mut state, Action::Snapshot(Box::new(snap)));
+    let screen = draw(&state, 200, 12);
+    assert!(
+        screen.contains("1 received  2 TCP events missed by the kernel"),
         "{screen}"
     );
 }
