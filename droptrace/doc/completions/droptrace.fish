@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= v/verbose attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= v/verbose no-xdp attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -49,6 +49,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l interval -d 'Second
 complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel image with debug info, for the source file and line of drop sites in the live view\'s details and the `source` field of `--format json` (default: the usual /usr/lib/debug places; modules\' lines from their .ko beside it)' -r -F
 complete -c droptrace -n "__fish_droptrace_needs_command" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_needs_command" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s V -l version -d 'Print version'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
@@ -83,6 +84,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l save-ba
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baseline -d 'Compare with a file --save-baseline wrote (this host when it worked, or a healthy host of the same role): each difference is listed, and findings whose evidence is new since the baseline rank first. Namespaces are matched by name' -r -F
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l force -d 'Replace the --save-baseline FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
@@ -108,6 +110,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l snaplen -
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l force -d 'Replace FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l interval -d 'Seconds between two refreshes of the view' -r
@@ -140,6 +143,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l labels -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series -d 'Series of droptrace_drops_total at most; drops of further label sets are counted in one `other` series (and in droptrace_series_dropped_total). Series of droptrace_stack_drops_total at most too, beyond which they add up in an `other` series of their own' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'

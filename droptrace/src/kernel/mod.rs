@@ -11,3 +11,4 @@ pub mod reasons;
 pub mod slots;
 pub mod tcp;
 pub mod tracefs;
+pub mod xdp;
