@@ -241,6 +241,16 @@ impl Aggregator {
         self.xdp_programs.as_deref()
     }
 
+    /// What is watched: the interfaces, and the XDP programs traced and not.
+    pub fn watched(&self) -> super::interfaces::Watched {
+        let mut watched = self.interfaces.watched();
+        watched.xdp_traced = self.xdp_programs.as_ref().map(|programs| {
+            let traced = programs.iter().filter(|p| p.untraced.is_none()).count();
+            (traced, programs.len() - traced)
+        });
+        watched
+    }
+
     /// Takes the XDP programs' verdicts as counted in the kernel (absolute values, read
     /// at `read_ns`): groups of their own, whatever way kfree_skb's drops are counted.
     pub fn set_xdp(&mut self, by_group: impl IntoIterator<Item = (Group, u64)>, read_ns: u64) {

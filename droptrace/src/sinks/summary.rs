@@ -188,7 +188,7 @@ impl Summary {
             other_groups: agg.overflow(),
             groups,
             interfaces: agg.interfaces().rows(),
-            watched: agg.interfaces().watched(),
+            watched: agg.watched(),
             tcp: super::tcp::TcpSummary::new(agg.tcp(), names),
             xdp_programs: agg.xdp_programs().map(|programs| {
                 programs
