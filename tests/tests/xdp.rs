@@ -9,6 +9,7 @@
 use std::net::UdpSocket;
 
 use droptrace_tests::{
+    http,
     xdp::{attach_drop_all_without_btf, attach_drop_udp, Mode},
     *,
 };
@@ -29,6 +30,8 @@ fn counted_once_and_named(test: &str, mode: Mode) {
         .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
     let path = pair.b.path();
     let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
+    let serve = Droptrace::start(&["serve", "--listen", "127.0.0.1:0", "--netns", &path]);
+    let addr = serve.serving();
     // Both attached after droptrace started.
     let program = pair.b.run(|| attach_drop_udp("veth-b", mode, DROP_PORT));
     let untraced = pair
@@ -51,7 +54,10 @@ fn counted_once_and_named(test: &str, mode: Mode) {
     let deadline = std::time::Instant::now() + WAIT_LIMIT;
     loop {
         let said = dt.stderr_so_far();
-        if said.contains(&traced_line) && said.contains(&untraced_line) {
+        if said.contains(&traced_line)
+            && said.contains(&untraced_line)
+            && serve.stderr_so_far().contains(&traced_line)
+        {
             break;
         }
         assert!(
@@ -74,6 +80,20 @@ fn counted_once_and_named(test: &str, mode: Mode) {
     reaches("Udp NoPorts", no_ports + PASSED, || {
         pair.b.snmp("Udp", "NoPorts")
     });
+    let xdp_series = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("droptrace_drops_total{reason=\"XDP_DROP\""))
+            .filter(|l| l.contains("function=\"xdp dt_xdp_udp\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let scrape = || http::get(addr, "/metrics", &[]).map_or(String::new(), |a| a.body);
+    let served = if refused.is_none() {
+        reaches("the XDP_DROP series", DROPPED, || xdp_series(&scrape()))
+    } else {
+        xdp_series(&scrape())
+    };
+    drop(serve.stop(libc::SIGINT));
     let summary = dt.stop_json();
     eprintln!("{summary:#}");
     assert_eq!(program.dropped(), DROPPED, "the program's own count");
@@ -94,8 +114,10 @@ fn counted_once_and_named(test: &str, mode: Mode) {
             .find(|p| p["id"] == program.id)
             .expect("named");
         assert_eq!(mine["traced"], false, "{mine}");
+        assert_eq!(served, 0, "no XDP_DROP series");
         return;
     }
+    assert_eq!(served, DROPPED, "the XDP_DROP series");
     let verdicts = groups(&summary, |g| g["reason"] == "XDP_DROP");
     assert_eq!(verdicts.len(), 1, "{summary:#}");
     let g = verdicts[0];
