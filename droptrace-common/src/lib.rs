@@ -71,7 +71,10 @@ pub struct Config {
     pub samples_per_group: u32,
     /// With `CONFIG_COUNT_GROUPS`: events sent per CPU and per epoch, all groups together.
     pub samples_per_cpu: u32,
-    pub _pad: u32,
+    /// With `CONFIG_XDP_OWNED`: the reason a drop that ends an XDP program's XDP_DROP
+    /// carries (`NOT_SPECIFIED` of the running kernel); only drops of this reason are
+    /// looked up in `XDP_OWNED`.
+    pub xdp_reason: u32,
     /// With `FILTER_NETNS` and `CONFIG_HAS_NET_COOKIE`: the namespace's cookie too (0:
     /// the inode alone), so a namespace that later gets its inode is not let in.
     pub netns_cookie: u64,
@@ -112,7 +115,7 @@ impl Config {
         snaplen: 0,
         samples_per_group: 0,
         samples_per_cpu: 0,
-        _pad: 0,
+        xdp_reason: 0,
         netns_cookie: 0,
     };
 }
@@ -131,6 +134,10 @@ pub const CONFIG_GROUP_SLOTS: u32 = 1 << 3;
 /// `net_cookie` is valid: namespaces are told apart by their cookie, not only by their
 /// inode (which the kernel hands to a new namespace once the old one is gone).
 pub const CONFIG_HAS_NET_COOKIE: u32 = 1 << 4;
+/// XDP programs are traced: a drop whose skb is the frame an XDP program just dropped on
+/// this CPU (`XDP_OWNED` holds its `data_hard_start`, the skb's `head`) is that program's
+/// drop, counted by the XDP tracing, and skipped here so it is counted once.
+pub const CONFIG_XDP_OWNED: u32 = 1 << 5;
 
 pub const FILTER_PORT: u32 = 1 << 0;
 pub const FILTER_SPORT: u32 = 1 << 1;
@@ -174,7 +181,10 @@ pub const COUNTER_SENT: u32 = 7;
 /// Packets the program could not make sense of although the kernel's layout said it
 /// should (warned about with `--verbose`).
 pub const COUNTER_ANOMALIES: u32 = 8;
-pub const COUNTER_COUNT: u32 = 9;
+/// Drops skipped as an XDP program's own (`CONFIG_XDP_OWNED`): counted by the XDP
+/// tracing, not here.
+pub const COUNTER_XDP_OWNED: u32 = 9;
+pub const COUNTER_COUNT: u32 = 10;
 
 /// Most packet bytes an event carries (`--snaplen`); the kernel program's scratch buffer
 /// holds an event and `SNAPLEN_MAX + 1` bytes.

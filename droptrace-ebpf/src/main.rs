@@ -75,6 +75,13 @@ const EVENT_SIZE: usize = size_of::<DropEvent>();
 static SCRATCH: PerCpuArray<[u8; EVENT_SIZE + SNAPLEN_MAX as usize + 1]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// Each CPU's last XDP verdict, written by droptrace's fexit programs on the XDP programs
+/// (built by user space, `probe/xdp.rs`): the dropped frame's `data_hard_start`, 0 after
+/// any other verdict. On a veth and in generic mode the frame is an skb whose `head` that
+/// is, freed through kfree_skb right after the program returns, on the same CPU.
+#[map]
+static XDP_OWNED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Reason -> `REASON_INCLUDE` / `REASON_EXCLUDE`.
 #[map]
 static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASON_FILTERS, 0);
@@ -173,6 +180,11 @@ fn on_drop<F: Fields, C: EbpfContext>(
     // SAFETY: a non-NULL pointer to this CPU's slot of the per-CPU array; the kernel skips
     // a nested run of the program on one CPU, so this is the only reference to it.
     let counters = unsafe { &mut *counters };
+    // Only drops of the one reason an XDP verdict's kfree_skb carries pay for the lookup.
+    if cfg.flags & CONFIG_XDP_OWNED != 0 && reason == cfg.xdp_reason && xdp_owned::<F>(cfg, skb) {
+        counters[COUNTER_XDP_OWNED as usize] += 1;
+        return;
+    }
     counters[COUNTER_SEEN as usize] += 1;
 
     if cfg.filters & (FILTER_REASON_INCLUDE | FILTER_REASON_EXCLUDE) != 0 {
@@ -267,6 +279,28 @@ fn on_drop<F: Fields, C: EbpfContext>(
             None => counters[COUNTER_LOST_UNGROUPED as usize] += 1,
         }
     }
+}
+
+/// Whether `skb` is the frame an XDP program just dropped on this CPU; if so, the mark is
+/// taken so no later skb can match it.
+#[inline(always)]
+fn xdp_owned<F: Fields>(cfg: &Config, skb: u64) -> bool {
+    let Some(mark) = XDP_OWNED.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a non-NULL pointer to this CPU's slot of the per-CPU array; a plain u64 that
+    // only programs running on this CPU read and write.
+    let frame = unsafe { *mark };
+    if frame == 0 {
+        return false;
+    }
+    let head: u64 = F::load(skb + cfg.skb_head as u64).unwrap_or(0);
+    if head != frame {
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { *mark = 0 };
+    true
 }
 
 /// Adds one to a count in a map that every CPU writes.

@@ -259,6 +259,13 @@ pub struct LiveArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
+    /// Do not trace XDP programs' verdicts. By default every XDP program on the host
+    /// (loaded before droptrace or after) gets a small fexit program that counts its
+    /// XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet
+    /// the XDP program sees (see docs/xdp.md for its cost).
+    #[arg(long)]
+    pub no_xdp: bool,
+
     /// Attach mode, normally chosen from what the kernel offers: tp-btf (BTF tracepoint) or
     /// tracepoint (classic, through tracefs).
     #[arg(long, value_enum, hide = true)]

@@ -20,6 +20,7 @@ pub mod containerd;
 pub mod http;
 pub mod prometheus;
 pub mod tmux;
+pub mod xdp;
 
 /// Runs `f` on a thread that has entered the network namespace at `path`; sockets made
 /// there stay in it.

@@ -65,7 +65,7 @@ _droptrace() {
 
     case "${cmd}" in
         droptrace)
-            opts="-v -h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --attach --host-root --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
+            opts="-v -h -V --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --no-xdp --attach --host-root --duration --format --max-events-per-second --interval --vmlinux --help --version diagnose record replay report export serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,7 +159,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__diagnose)
-            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --attach --host-root --duration --format --max-namespaces --save-baseline --force --baseline --help"
+            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --no-xdp --attach --host-root --duration --format --max-namespaces --save-baseline --force --baseline --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -387,7 +387,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__record)
-            opts="-o -v -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --attach --host-root --duration --count --snaplen --help"
+            opts="-o -v -h --output --force --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --no-xdp --attach --host-root --duration --count --snaplen --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -521,7 +521,7 @@ _droptrace() {
             return 0
             ;;
         droptrace__subcmd__serve)
-            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --attach --host-root --listen --labels --max-series --help"
+            opts="-v -h --port --sport --dport --proto --addr --reason --exclude-reason --iface --netns --pod --container --ring-buffer-size --stream --max-groups --no-tcp --verbose --no-xdp --attach --host-root --listen --labels --max-series --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

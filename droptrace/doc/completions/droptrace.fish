@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_droptrace_global_optspecs
-    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= no-tcp v/verbose attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
+    string join \n port= sport= dport= proto= addr= reason= exclude-reason= iface= netns= pod= container= ring-buffer-size= stream max-groups= no-tcp v/verbose no-xdp attach= host-root= duration= format= max-events-per-second= interval= vmlinux= h/help V/version
 end
 
 function __fish_droptrace_needs_command
@@ -50,6 +50,7 @@ complete -c droptrace -n "__fish_droptrace_needs_command" -l vmlinux -d 'Kernel 
 complete -c droptrace -n "__fish_droptrace_needs_command" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_needs_command" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_needs_command" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_needs_command" -s V -l version -d 'Print version'
 complete -c droptrace -n "__fish_droptrace_needs_command" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
@@ -85,6 +86,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l baselin
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -l force -d 'Replace the --save-baseline FILE if it exists'
 complete -c droptrace -n "__fish_droptrace_using_subcommand diagnose" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s o -l output -d 'The recording to write (created with mode 0600)' -r -F
@@ -111,6 +113,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l force -d 
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand record" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand record" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l speed -d 'Playback speed: a factor (2 plays twice as fast) or `max` (as fast as it reads)' -r
 complete -c droptrace -n "__fish_droptrace_using_subcommand replay" -l interval -d 'Seconds between two refreshes of the view' -r
@@ -144,6 +147,7 @@ complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l max-series
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l stream -d 'Send every drop to user space as an event, instead of counting drops by group in the kernel and sending samples of each group. Counts are exact either way; streaming costs more under a flood. `record` and `--format jsonl` always stream'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l no-tcp -d 'Do not trace TCP retransmits and resets (`tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`); the outputs say TCP was not traced'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s v -l verbose -d 'Print the kernel program\'s warnings about packets it could not read as the kernel\'s layout said it could (a sign of an unfamiliar kernel), as they come'
+complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -l no-xdp -d 'Do not trace XDP programs\' verdicts. By default every XDP program on the host (loaded before droptrace or after) gets a small fexit program that counts its XDP_DROP and XDP_ABORTED verdicts, as drops of their own; it runs on every packet the XDP program sees (see docs/xdp.md for its cost)'
 complete -c droptrace -n "__fish_droptrace_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "diagnose" -d 'Watch drops for a while, sample the system before and after, and name the causes with their evidence and fixes'
 complete -c droptrace -n "__fish_droptrace_using_subcommand help; and not __fish_seen_subcommand_from diagnose record replay report export serve help" -f -a "record" -d 'Record drops to a file (every event, the exact counters and the names needed to read it anywhere), to replay, report or export later without root'

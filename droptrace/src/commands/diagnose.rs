@@ -159,6 +159,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         LiveOptions {
             duration: Some(Duration::from_secs_f64(args.duration)),
             name_workloads: true,
+            // The engine's `xdp` finding reads the XDP drops at their kfree_skb sites
+            // (`veth_xdp_rcv_skb`, `do_xdp_generic`); verdict groups are not in it yet.
+            no_xdp: true,
             ..LiveOptions::default()
         },
     )?;

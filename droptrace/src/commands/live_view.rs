@@ -26,6 +26,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     name_workloads: true,
                     control: Some(Arc::clone(&link.control)),
                     interfaces: true,
+                    // The terminal is the view's: programs found later are not printed.
+                    on_terminal: true,
                     ..LiveOptions::default()
                 },
             )?;

@@ -11,4 +11,5 @@ pub mod reasons;
 pub mod slots;
 pub mod tcp;
 pub mod tracefs;
+pub mod xdp;
 pub mod xfrm;

@@ -123,6 +123,8 @@ pub struct Aggregator {
     interfaces: InterfaceDrops,
     /// TCP retransmits and resets by connection group.
     tcp: super::tcp::TcpTable,
+    /// The XDP programs found, traced or not; `None` when XDP verdicts are not counted.
+    xdp_programs: Option<Vec<super::xdp::XdpProgram>>,
 }
 
 impl Aggregator {
@@ -227,6 +229,44 @@ impl Aggregator {
 
     pub fn counters(&self) -> KernelCounters {
         self.counters
+    }
+
+    /// The XDP programs found so far (their verdicts are counted).
+    pub fn set_xdp_programs(&mut self, programs: &[super::xdp::XdpProgram]) {
+        self.xdp_programs = Some(programs.to_vec());
+    }
+
+    /// The XDP programs found, traced or not; `None` when XDP verdicts are not counted.
+    pub fn xdp_programs(&self) -> Option<&[super::xdp::XdpProgram]> {
+        self.xdp_programs.as_deref()
+    }
+
+    /// What is watched: the interfaces, and the XDP programs traced and not.
+    pub fn watched(&self) -> super::interfaces::Watched {
+        let mut watched = self.interfaces.watched();
+        watched.xdp_traced = self.xdp_programs.as_ref().map(|programs| {
+            let traced = programs.iter().filter(|p| p.untraced.is_none()).count();
+            (traced, programs.len() - traced)
+        });
+        watched
+    }
+
+    /// Takes the XDP programs' verdicts as counted in the kernel (absolute values, read
+    /// at `read_ns`): groups of their own, whatever way kfree_skb's drops are counted.
+    pub fn set_xdp(&mut self, by_group: impl IntoIterator<Item = (Group, u64)>, read_ns: u64) {
+        for (group, n) in by_group {
+            let Some(entry) = self.entry(group, false) else {
+                continue;
+            };
+            let stats = &mut entry.stats;
+            if n > stats.counted {
+                if stats.count() == 0 {
+                    stats.first_ns = read_ns;
+                }
+                stats.last_ns = stats.last_ns.max(read_ns);
+                stats.counted = n;
+            }
+        }
     }
 
     /// Takes a reading of the interfaces' counters (absolute values).

@@ -109,8 +109,13 @@ pub struct Watched {
     pub interfaces_read: bool,
     pub namespaces: usize,
     pub interfaces: usize,
-    /// XDP programs attached to the interfaces watched (their verdicts are not traced).
+    /// XDP programs attached to the interfaces watched.
     pub xdp_programs: usize,
+    /// XDP programs on the host whose verdicts are traced, and those that cannot be;
+    /// `None` when verdicts are not counted (`--no-xdp`, a header filter, a recording).
+    /// Not in JSON: its `xdp_programs` lists them.
+    #[serde(skip)]
+    pub xdp_traced: Option<(usize, usize)>,
 }
 
 /// One counter of one interface that grew while droptrace watched.
@@ -171,6 +176,7 @@ impl InterfaceDrops {
             namespaces: reading.namespaces,
             interfaces: reading.interfaces.len(),
             xdp_programs: reading.interfaces.iter().map(|i| i.xdp_programs).sum(),
+            xdp_traced: None,
         };
         for i in &reading.interfaces {
             self.names.insert(
@@ -397,7 +403,8 @@ mod tests {
                 interfaces_read: true,
                 namespaces: 1,
                 interfaces: 1,
-                xdp_programs: 1
+                xdp_programs: 1,
+                xdp_traced: None,
             }
         );
     }

@@ -18,6 +18,7 @@ pub mod samples;
 pub mod sink;
 pub mod source;
 pub mod tcp;
+pub mod xdp;
 
 use std::ops::ControlFlow;
 
@@ -70,6 +71,31 @@ impl<'a, 'b> Flow<'a, 'b> {
     /// The interfaces' counters as read now (absolute values; their growth is kept).
     pub fn interfaces(&mut self, reading: &interfaces::HostReading) {
         self.agg.set_interfaces(reading);
+    }
+
+    /// The XDP programs' verdicts as read (absolute values): the programs are named, the
+    /// counts that `keep` keeps become groups.
+    pub fn xdp(
+        &mut self,
+        reading: &xdp::XdpReading,
+        read_ns: u64,
+        keep: impl Fn(&crate::kernel::xdp::VerdictKey) -> bool,
+    ) {
+        for p in &reading.programs {
+            xdp::name_program(&mut self.names, p.id, &p.name);
+        }
+        self.agg.set_xdp(
+            reading
+                .counts
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, n)| {
+                    let netns = event::Netns::new(k.netns, k.netns_cookie);
+                    (xdp::group(k.prog_id, k.verdict, netns, k.ifindex), *n)
+                }),
+            read_ns,
+        );
+        self.agg.set_xdp_programs(&reading.programs);
     }
 
     /// A TCP retransmit or reset, named already: counted, then handed to every sink.

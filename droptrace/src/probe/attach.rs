@@ -294,6 +294,15 @@ impl Probe {
         })
     }
 
+    /// A descriptor of the `XDP_OWNED` map, for the XDP verdict counters to mark the
+    /// frames they see dropped.
+    pub fn xdp_owned(&self) -> Option<std::os::fd::OwnedFd> {
+        match self.ebpf.as_ref()?.map("XDP_OWNED")? {
+            aya::maps::Map::PerCpuArray(data) => data.fd().as_fd().try_clone_to_owned().ok(),
+            _ => None,
+        }
+    }
+
     /// Prints the kernel program's waiting warnings (`--verbose`).
     pub fn flush_log(&mut self) {
         if let Some(log) = self.log.as_mut() {

@@ -29,6 +29,8 @@ pub struct KernelFacts {
     pub tracepoint_btf_id: Option<u32>,
     /// The TCP tracepoints and what they read; `None` without BTF.
     pub tcp: Option<crate::kernel::tcp::TcpLayout>,
+    /// What the XDP verdict counter reads; `None` without BTF.
+    pub xdp: Option<crate::kernel::xdp::XdpLayout>,
 }
 
 /// Reads the kernel's BTF (once), the tracepoint's tracefs format and kallsyms.
@@ -87,8 +89,15 @@ pub fn learn_kernel(force: Option<Attach>) -> Result<KernelFacts, Error> {
             .map_err(|e| warn(&format!("TCP retransmits and resets not counted: {e}")))
             .ok()
     });
+    let xdp = match (btf.as_ref(), layout.skb.as_ref()) {
+        (Some(btf), Some(skb)) => crate::kernel::xdp::XdpLayout::from_btf(btf, skb)
+            .map_err(|e| warn(&format!("XDP programs' verdicts not counted: {e}")))
+            .ok(),
+        _ => None,
+    };
     Ok(KernelFacts {
         tcp,
+        xdp,
         tracepoint_btf_id: btf.as_ref().and_then(|b| b.typedef_id(TRACEPOINT_TYPEDEF)),
         layout,
         reasons,

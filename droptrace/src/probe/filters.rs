@@ -187,6 +187,15 @@ impl Filters {
     }
 
     /// Whether a filter looks into the packet or its device (all but the reasons).
+    /// Whether a filter looks at the packet's headers (what XDP verdicts do not carry).
+    pub fn needs_headers(&self) -> bool {
+        self.port.is_some()
+            || self.sport.is_some()
+            || self.dport.is_some()
+            || self.ip_proto.is_some()
+            || self.addr.is_some()
+    }
+
     pub fn needs_packet(&self) -> bool {
         self.port.is_some()
             || self.sport.is_some()

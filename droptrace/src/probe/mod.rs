@@ -20,5 +20,6 @@ pub mod places;
 pub mod source;
 pub mod tcp;
 pub mod workloads;
+pub mod xdp;
 
 pub use source::{LiveOptions, LiveSource};

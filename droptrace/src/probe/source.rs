@@ -75,6 +75,11 @@ pub struct LiveOptions {
     /// Read the interfaces' own drop counters (rtnetlink) in every namespace watched,
     /// each tick and at the end.
     pub interfaces: bool,
+    /// The live view has the terminal: nothing is printed once it started.
+    pub on_terminal: bool,
+    /// Leave XDP programs' verdicts out whatever the arguments say (a recording keeps
+    /// events only).
+    pub no_xdp: bool,
 }
 
 pub struct LiveSource {
@@ -97,6 +102,8 @@ pub struct LiveSource {
     control: Arc<Control>,
     /// The interfaces' counters, read beside the events.
     links: Option<LinkWatch>,
+    /// The XDP programs' verdict counters.
+    xdp: Option<super::xdp::XdpWatch>,
     /// Readings not yet handed to the flow (the first, taken before attaching).
     link_readings: Vec<crate::pipeline::interfaces::HostReading>,
     malformed: u64,
@@ -159,6 +166,21 @@ impl LiveSource {
             crate::kernel::layout::Attach::BtfTracepoint => snaplen.max(event::NETWORK_LEN_BYTES),
             crate::kernel::layout::Attach::Tracepoint => snaplen,
         };
+        // XDP verdicts carry no packet headers: counted only when no filter needs them.
+        let xdp_reason = match (&kernel.xdp, kernel.reasons.as_ref()) {
+            (None, _) => None,
+            (Some(_), Some(table)) => table.lookup("NOT_SPECIFIED"),
+            (Some(_), None) => (!kernel.layout.has_reason).then_some(0),
+        };
+        let count_xdp = !args.no_xdp
+            && !opts.no_xdp
+            && xdp_reason.is_some()
+            && filters.include.is_empty()
+            && !filters.needs_headers();
+        if count_xdp {
+            config.flags |= droptrace_common::CONFIG_XDP_OWNED;
+            config.xdp_reason = xdp_reason.unwrap_or(0);
+        }
         let sampled = !opts.stream && !args.stream;
         let ring_buffer_size = args.ring_buffer_size.unwrap_or(if sampled && snaplen == 0 {
             SAMPLES_RING
@@ -182,6 +204,14 @@ impl LiveSource {
                 kernel.tcp.clone()
             },
         })?;
+        let xdp = match (count_xdp, kernel.xdp, probe.xdp_owned()) {
+            (true, Some(layout), Some(owned)) => {
+                super::xdp::XdpWatch::start(layout, owned, !opts.on_terminal)
+                    .map_err(|e| warn(&format!("XDP programs' verdicts not counted: {e}")))
+                    .ok()
+            }
+            _ => None,
+        };
         give_back_freed_memory();
         // The interfaces' first reading is their baseline, taken before the "watching" line.
         let (links, link_readings) = if opts.interfaces {
@@ -228,6 +258,7 @@ impl LiveSource {
             initial_workloads,
             control: opts.control.unwrap_or_default(),
             links,
+            xdp,
             link_readings,
             malformed: 0,
             verbose: args.verbose,
@@ -273,8 +304,39 @@ impl LiveSource {
     }
 
     fn refresh(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
-        let (counters, lost) = self.probe.read_counters()?;
+        let (mut counters, lost) = self.probe.read_counters()?;
+        let xdp = self.xdp.as_ref().map(super::xdp::XdpWatch::read);
+        let filters = &self.filters;
+        let keep = |k: &crate::kernel::xdp::VerdictKey| {
+            filters.netns.is_none_or(|ns| ns == k.netns)
+                && filters.ifindex.is_none_or(|i| i == k.ifindex)
+                && !filters
+                    .exclude
+                    .contains(&crate::pipeline::xdp::verdict_reason(k.verdict))
+        };
+        if let Some(reading) = &xdp {
+            // The verdicts are drops too: in the total (kfree_skb's program skipped the
+            // ones that reached it, so each is counted once).
+            let n: u64 = reading
+                .counts
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(_, n)| n)
+                .sum();
+            counters.seen += n;
+            counters.matched += n;
+        }
+        let read_ns = counters.read_ns;
         flow.counters(counters, lost);
+        if let Some(reading) = &xdp {
+            flow.xdp(reading, read_ns, keep);
+            if let Some(places) = self.places.as_mut() {
+                for (k, _) in reading.counts.iter().filter(|(k, _)| keep(k)) {
+                    let netns = crate::pipeline::event::Netns::new(k.netns, k.netns_cookie);
+                    places.name_drop(&mut flow.names, netns, k.ifindex);
+                }
+            }
+        }
         if let Some(links) = &self.links {
             self.link_readings.extend(links.take());
         }
@@ -390,6 +452,9 @@ impl Source for LiveSource {
     /// and the final counters, which now agree exactly.
     fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
         self.probe.detach()?;
+        if let Some(xdp) = self.xdp.as_mut() {
+            xdp.detach();
+        }
         if let Some(links) = self.links.as_mut() {
             self.link_readings.extend(links.finish());
         }

@@ -78,6 +78,21 @@ pub struct Summary {
     /// watched (a recording, a kernel without BTF).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<super::tcp::TcpSection>,
+    /// The XDP programs found on the host, each traced (its XDP_DROP and XDP_ABORTED
+    /// verdicts are groups in `groups`) or said why not; absent when XDP verdicts were
+    /// not counted (`--no-xdp`, a header filter, a recording, a kernel without BTF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_programs: Option<Vec<XdpProgramSummary>>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct XdpProgramSummary {
+    pub id: u32,
+    pub name: String,
+    pub traced: bool,
+    /// Why it is not traced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untraced: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -173,8 +188,19 @@ impl Summary {
             other_groups: agg.overflow(),
             groups,
             interfaces: agg.interfaces().rows(),
-            watched: agg.interfaces().watched(),
+            watched: agg.watched(),
             tcp: super::tcp::TcpSection::new(agg.tcp(), names),
+            xdp_programs: agg.xdp_programs().map(|programs| {
+                programs
+                    .iter()
+                    .map(|p| XdpProgramSummary {
+                        id: p.id,
+                        name: p.name.clone(),
+                        traced: p.untraced.is_none(),
+                        untraced: p.untraced.clone(),
+                    })
+                    .collect()
+            }),
         }
     }
 }

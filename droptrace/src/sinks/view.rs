@@ -183,7 +183,7 @@ fn snapshot_in(
         diagnosis: None,
         finished: false,
         interfaces: agg.interfaces().rows(),
-        watched: agg.interfaces().watched(),
+        watched: agg.watched(),
         tcp: crate::tui::snapshot::TcpTotals::of(agg.tcp()),
         tcp_flows: agg
             .tcp()

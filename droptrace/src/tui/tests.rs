@@ -478,13 +478,14 @@ fn an_empty_source_says_so() {
 }
 
 /// What a live run with nothing dropped has watched: one XDP program on one of 7
-/// interfaces in 3 namespaces.
+/// interfaces in 3 namespaces, traced, and one elsewhere that cannot be.
 fn watched() -> Watched {
     Watched {
         interfaces_read: true,
         namespaces: 3,
         interfaces: 7,
         xdp_programs: 1,
+        xdp_traced: Some((1, 1)),
     }
 }
 

@@ -222,16 +222,22 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
     );
 }
 
-/// `watching kfree_skb, XDP programs: 1 attached (untraced for now), interfaces: 7`, and
-/// ` in 3 namespaces` when `long`.
+/// `watching kfree_skb, XDP programs: 1 traced, interfaces: 7` (`, 1 untraced` when some
+/// cannot be; `1 attached (not traced)` with `--no-xdp`), and ` in 3 namespaces` when
+/// `long`. Programs traced are the host's; attached, those of the interfaces watched.
 fn watched_line(snap: &crate::tui::snapshot::Snapshot, long: bool) -> String {
     let w = &snap.watched;
     if !w.interfaces_read {
         return "watching kfree_skb".into();
     }
+    let xdp = match w.xdp_traced {
+        None => format!("{} attached (not traced)", w.xdp_programs),
+        Some((traced, 0)) => format!("{traced} traced"),
+        Some((traced, untraced)) => format!("{traced} traced, {untraced} untraced"),
+    };
     let mut s = format!(
-        "watching kfree_skb, XDP programs: {} attached (untraced for now), interfaces: {}",
-        w.xdp_programs, w.interfaces,
+        "watching kfree_skb, XDP programs: {xdp}, interfaces: {}",
+        w.interfaces,
     );
     if long {
         let plural = if w.namespaces == 1 { "" } else { "s" };

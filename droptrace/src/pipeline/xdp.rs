@@ -1,0 +1,110 @@
+//! XDP programs' verdicts as drop groups: a drop that an XDP program's XDP_DROP or
+//! XDP_ABORTED made is counted in a group whose location stands for the program (its
+//! name and id) and whose reason is the verdict. Kernel text addresses all lie in the
+//! top half of the address space and kernel reasons below `VERDICT_REASONS`' subsystem,
+//! so neither is mistaken for the kernel's.
+use crate::kernel::xdp::{XDP_ABORTED, XDP_DROP};
+
+use super::{
+    event::{Group, Netns},
+    names::{Location, Names},
+};
+
+/// Locations of XDP programs: this plus the program's id.
+pub const PROGRAM_LOCATIONS: u64 = 1 << 40;
+/// Reasons of XDP verdicts: this plus the verdict (a subsystem number no kernel uses).
+pub const VERDICT_REASONS: u32 = 0xfffe << crate::kernel::reasons::SUBSYS_SHIFT;
+
+/// The location that stands for XDP program `prog_id`.
+pub fn program_location(prog_id: u32) -> u64 {
+    PROGRAM_LOCATIONS | u64::from(prog_id)
+}
+
+/// The XDP program a location stands for, if it stands for one.
+pub fn program_of(location: u64) -> Option<u32> {
+    (location >> 32 == PROGRAM_LOCATIONS >> 32).then_some(location as u32)
+}
+
+pub fn verdict_reason(verdict: u32) -> u32 {
+    VERDICT_REASONS | verdict
+}
+
+/// The verdict a reason stands for, if it stands for one.
+pub fn verdict_of(reason: u32) -> Option<u32> {
+    (reason & !0xffff == VERDICT_REASONS).then_some(reason & 0xffff)
+}
+
+/// The verdict's name (`XDP_DROP`).
+pub fn verdict_name(verdict: u32) -> String {
+    match verdict {
+        XDP_ABORTED => "XDP_ABORTED".into(),
+        XDP_DROP => "XDP_DROP".into(),
+        v => format!("XDP verdict {v}"),
+    }
+}
+
+/// The group of an XDP program's drops of one verdict on one interface.
+pub fn group(prog_id: u32, verdict: u32, netns: Netns, ifindex: u32) -> Group {
+    Group {
+        location: program_location(prog_id),
+        reason: verdict_reason(verdict),
+        ethertype: 0,
+        ip_proto: None,
+        dport: None,
+        netns,
+        ifindex,
+    }
+}
+
+/// Names an XDP program's location: `xdp drop_udp_6001 (id 42)`.
+pub fn name_program(names: &mut Names, prog_id: u32, name: &str) {
+    let display = format!("xdp {name} (id {prog_id})");
+    names.locations.insert(
+        program_location(prog_id),
+        Location {
+            function: Some(format!("xdp {name}")),
+            offset: None,
+            module: None,
+            display,
+        },
+    );
+}
+
+/// An XDP program droptrace found on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpProgram {
+    pub id: u32,
+    pub name: String,
+    /// Why it is not traced (`None`: traced).
+    pub untraced: Option<String>,
+}
+
+/// The XDP programs' verdicts as read: absolute counts since droptrace started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XdpReading {
+    pub programs: Vec<XdpProgram>,
+    /// Drops by (program, interface, namespace, verdict).
+    pub counts: Vec<(crate::kernel::xdp::VerdictKey, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_locations_and_verdicts_read_back_and_name_themselves() {
+        let g = group(42, XDP_DROP, Netns::inode(7), 3);
+        assert_eq!(program_of(g.location), Some(42));
+        assert_eq!(verdict_of(g.reason), Some(XDP_DROP));
+        assert_eq!(program_of(0xffff_ffff_8100_0000), None);
+        assert_eq!(verdict_of(2), None);
+        assert_eq!(verdict_of(0x0003_0002), None, "a subsystem's reason");
+        let mut names = Names::default();
+        name_program(&mut names, 42, "drop_udp_6001");
+        assert_eq!(
+            names.location_display(g.location),
+            "xdp drop_udp_6001 (id 42)"
+        );
+        assert_eq!(verdict_name(XDP_ABORTED), "XDP_ABORTED");
+    }
+}

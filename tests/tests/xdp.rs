@@ -1,0 +1,196 @@
+//! XDP programs' verdicts: a program on a veth (native and generic) that drops UDP to one
+//! port, attached after droptrace started, is followed: its XDP_DROPs are one group named
+//! by the program, equal to the datagrams sent and to the program's own count, counted
+//! once (the same frames' kfree_skb at `veth_xdp_rcv_skb` / `do_xdp_generic` is not
+//! counted again); what it passes is not counted as its drops; a program without BTF is
+//! named and said untraced. Where the kernel refuses fexit programs (this project's 6.18
+//! VM), the program is said untraced and its drops stay kfree_skb's, counted once; the
+//! 6.1 and 6.12 guests of `cargo xtask vmtest` trace it.
+use std::net::UdpSocket;
+
+use droptrace_tests::{
+    http,
+    xdp::{attach_drop_all_without_btf, attach_drop_udp, Mode},
+    *,
+};
+use serde_json::Value;
+
+/// Datagrams the program drops, and datagrams it passes (to a port nothing listens on:
+/// the stack drops them, NO_SOCKET).
+const DROPPED: u64 = 40;
+const PASSED: u64 = 15;
+const DROP_PORT: u16 = 6001;
+const CLOSED_PORT: u16 = 7000;
+
+fn counted_once_and_named(test: &str, mode: Mode) {
+    let pair = Pair::new();
+    // No IPv6 from veth-a (router solicitations, MLD reports): only the datagrams sent
+    // reach veth-b.
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
+    let serve = Droptrace::start(&["serve", "--listen", "127.0.0.1:0", "--netns", &path]);
+    let addr = serve.serving();
+    // Both attached after droptrace started.
+    let program = pair.b.run(|| attach_drop_udp("veth-b", mode, DROP_PORT));
+    let untraced = pair
+        .b
+        .run(|| attach_drop_all_without_btf("lo", Mode::Generic));
+    // Some kernels (this project's 6.18 VM) refuse every fentry and fexit program: the
+    // program is then said untraced and its drops stay kfree_skb's, counted once.
+    let refused = droptrace_tests::xdp::fexit_allowed(&program).err();
+    let traced_line = match &refused {
+        None => format!("tracing XDP program dt_xdp_udp (id {})", program.id),
+        Some(_) => format!(
+            "XDP program dt_xdp_udp (id {}) is not traced: loading its fexit program",
+            program.id
+        ),
+    };
+    let untraced_line = format!(
+        "XDP program dt_drop (id {}) is not traced: it has no BTF",
+        untraced.id
+    );
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        let said = dt.stderr_so_far();
+        if said.contains(&traced_line)
+            && said.contains(&untraced_line)
+            && serve.stderr_so_far().contains(&traced_line)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "droptrace did not say `{traced_line}` and `{untraced_line}`:\n{said}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let no_ports = pair.b.snmp("Udp", "NoPorts");
+    pair.a.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..DROPPED {
+            s.send_to(b"x", format!("{B4}:{DROP_PORT}")).unwrap();
+        }
+        for _ in 0..PASSED {
+            s.send_to(b"x", format!("{B4}:{CLOSED_PORT}")).unwrap();
+        }
+    });
+    reaches("the program's own count", DROPPED, || program.dropped());
+    reaches("Udp NoPorts", no_ports + PASSED, || {
+        pair.b.snmp("Udp", "NoPorts")
+    });
+    let xdp_series = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("droptrace_drops_total{reason=\"XDP_DROP\""))
+            .filter(|l| l.contains("function=\"xdp dt_xdp_udp\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let scrape = || http::get(addr, "/metrics", &[]).map_or(String::new(), |a| a.body);
+    let served = if refused.is_none() {
+        reaches("the XDP_DROP series", DROPPED, || xdp_series(&scrape()))
+    } else {
+        xdp_series(&scrape())
+    };
+    drop(serve.stop(libc::SIGINT));
+    let summary = dt.stop_json();
+    eprintln!("{summary:#}");
+    assert_eq!(program.dropped(), DROPPED, "the program's own count");
+
+    if let Some(e) = refused {
+        eprintln!(
+            "{test}: this kernel refuses fexit programs on BPF programs ({e}): checking that \
+             the program is said untraced and its drops are counted once, as kfree_skb's"
+        );
+        assert!(groups(&summary, |g| g["reason"] == "XDP_DROP").is_empty());
+        let at_site = groups(&summary, |g| {
+            g["function"] == "veth_xdp_rcv_skb" || g["function"] == "do_xdp_generic"
+        });
+        assert_eq!(count_of(&at_site), DROPPED, "{summary:#}");
+        let programs = summary["xdp_programs"].as_array().expect("xdp_programs");
+        let mine = programs
+            .iter()
+            .find(|p| p["id"] == program.id)
+            .expect("named");
+        assert_eq!(mine["traced"], false, "{mine}");
+        assert_eq!(served, 0, "no XDP_DROP series");
+        return;
+    }
+    assert_eq!(served, DROPPED, "the XDP_DROP series");
+    let verdicts = groups(&summary, |g| g["reason"] == "XDP_DROP");
+    assert_eq!(verdicts.len(), 1, "{summary:#}");
+    let g = verdicts[0];
+    assert_eq!(g["count"], DROPPED, "{g}");
+    assert_eq!(
+        g["location"],
+        format!("xdp dt_xdp_udp (id {})", program.id).as_str()
+    );
+    assert_eq!(g["interface"], "veth-b", "{g}");
+    assert_eq!(g["namespace"], pair.b.name.as_str(), "{g}");
+    // Once: the dropped frames' kfree_skb is not a second group.
+    let again = groups(&summary, |g| {
+        g["dport"] == DROP_PORT
+            || g["function"] == "veth_xdp_rcv_skb"
+            || g["function"] == "do_xdp_generic"
+    });
+    assert!(again.is_empty(), "counted twice: {again:?}");
+    // What the program passed is not its drop: the stack's, where it dropped them.
+    let passed = groups(&summary, |g| g["dport"] == CLOSED_PORT);
+    assert_eq!(count_of(&passed), PASSED, "{summary:#}");
+    assert!(
+        passed.iter().all(|g| g["reason"] == "NO_SOCKET"),
+        "{passed:?}"
+    );
+    // Attaching in native mode turns on the veth's NAPI, whose check frees one skb of its
+    // own (6.1, 6.12): nothing else is dropped in the namespace.
+    let attaching = groups(&summary, |g| g["function"] == "napi_get_frags_check");
+    let all: Vec<&Value> = groups(&summary, |_| true);
+    assert_eq!(
+        count_of(&all) - count_of(&attaching),
+        DROPPED + PASSED,
+        "{summary:#}"
+    );
+    assert_eq!(summary["total"], count_of(&all), "{summary:#}");
+    // Both programs named, the one without BTF said untraced.
+    let programs = summary["xdp_programs"].as_array().expect("xdp_programs");
+    let of = |id: u32| {
+        programs
+            .iter()
+            .find(|p| p["id"] == id)
+            .expect("the program")
+    };
+    assert_eq!(of(program.id)["name"], "dt_xdp_udp");
+    assert_eq!(of(program.id)["traced"], true);
+    assert_eq!(of(untraced.id)["name"], "dt_drop");
+    assert_eq!(of(untraced.id)["traced"], false);
+    assert!(
+        of(untraced.id)["untraced"]
+            .as_str()
+            .is_some_and(|why| why.contains("no BTF")),
+        "{programs:?}"
+    );
+    drop(untraced);
+}
+
+#[test]
+fn a_native_xdp_programs_drops_are_counted_once_and_named_by_it() {
+    if !can_run("a_native_xdp_programs_drops_are_counted_once_and_named_by_it") {
+        return;
+    }
+    counted_once_and_named(
+        "a_native_xdp_programs_drops_are_counted_once_and_named_by_it",
+        Mode::Native,
+    );
+}
+
+#[test]
+fn a_generic_xdp_programs_drops_are_counted_once_and_named_by_it() {
+    if !can_run("a_generic_xdp_programs_drops_are_counted_once_and_named_by_it") {
+        return;
+    }
+    counted_once_and_named(
+        "a_generic_xdp_programs_drops_are_counted_once_and_named_by_it",
+        Mode::Generic,
+    );
+}
