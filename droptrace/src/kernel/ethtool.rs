@@ -101,13 +101,7 @@ pub fn parse_stats(b: &[u8]) -> Option<Vec<u64>> {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/fixtures/netlink/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::kernel::netlink_fixture as fixture;
 
     #[test]
     fn the_names_of_a_veth_and_of_virtio_net_read_as_ethtool_prints_them() {

@@ -13,3 +13,13 @@ pub mod tcp;
 pub mod tracefs;
 pub mod xdp;
 pub mod xfrm;
+
+/// A reply captured from the kernel, in `droptrace/fixtures/netlink`.
+#[cfg(test)]
+pub(crate) fn netlink_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/fixtures/netlink/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}

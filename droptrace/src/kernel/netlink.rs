@@ -225,13 +225,7 @@ fn xdp_programs(nest: &[u8]) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/fixtures/netlink/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::kernel::netlink_fixture as fixture;
 
     /// Every datagram of a captured dump, read as the kernel sent them one after another.
     fn links(bytes: &[u8]) -> Vec<Link> {

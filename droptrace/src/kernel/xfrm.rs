@@ -384,13 +384,7 @@ impl State {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/fixtures/netlink/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::kernel::netlink_fixture as fixture;
 
     fn text(name: &str) -> String {
         String::from_utf8(fixture(name)).unwrap()
