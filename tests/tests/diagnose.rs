@@ -1901,52 +1901,18 @@ fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
     }
     let pair = Pair::new();
     let b = &pair.b;
-    for (src, dst) in [(A4, B4), (A6, B6)] {
-        let (sl, dl) = if src.contains(':') {
-            (128, 128)
-        } else {
-            (32, 32)
-        };
-        b.exec(&[
-            "ip",
-            "xfrm",
-            "policy",
-            "add",
-            "dir",
-            "in",
-            "src",
-            &format!("{src}/{sl}"),
-            "dst",
-            &format!("{dst}/{dl}"),
-            "proto",
-            "udp",
-            "dport",
-            "5000",
-            "action",
-            "block",
-        ]);
+    let policy = |words: String| {
+        let args: Vec<&str> = words.split_whitespace().collect();
+        b.exec(&args);
+    };
+    for (src, dst, len) in [(A4, B4, 32), (A6, B6, 128)] {
+        policy(format!(
+            "ip xfrm policy add dir in src {src}/{len} dst {dst}/{len} proto udp dport 5000 action block"
+        ));
     }
-    b.exec(&[
-        "ip",
-        "xfrm",
-        "policy",
-        "add",
-        "dir",
-        "in",
-        "src",
-        &format!("{A4}/32"),
-        "dst",
-        &format!("{B4}/32"),
-        "proto",
-        "udp",
-        "dport",
-        "5001",
-        "tmpl",
-        "proto",
-        "esp",
-        "mode",
-        "transport",
-    ]);
+    policy(format!(
+        "ip xfrm policy add dir in src {A4}/32 dst {B4}/32 proto udp dport 5001 tmpl proto esp mode transport"
+    ));
     // Sockets that listen: without one, the kernel checks the policy on its way to
     // "no socket" and says no reason.
     let _sockets: Vec<UdpSocket> = b.run(|| {

@@ -231,6 +231,24 @@ impl<W: Write> JsonlSink<W> {
         self.out.write_all(b"\n")
     }
 
+    /// After a line was written: flushed where lines are (live), or the first error kept
+    /// and the run stopped.
+    fn line_done(&mut self, written: std::io::Result<()>) -> ControlFlow<()> {
+        let done = written.and_then(|()| {
+            if self.flush_lines {
+                self.out.flush()?;
+            }
+            Ok(())
+        });
+        match done {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.failed = Some(e.into());
+                ControlFlow::Break(())
+            }
+        }
+    }
+
     fn write_tcp(&mut self, ev: &TcpEvent, names: &Names) -> std::io::Result<()> {
         let time_ns = wall_ns(&self.header, ev.timestamp_ns);
         let f = &ev.flow;
@@ -289,14 +307,8 @@ impl<W: Write> Sink for JsonlSink<W> {
         if !self.within_budget(drop.timestamp_ns) {
             return ControlFlow::Continue(());
         }
-        let written = self.write(drop, bytes.len(), names).and_then(|()| {
-            if self.flush_lines {
-                self.out.flush()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            self.failed = Some(e.into());
+        let written = self.write(drop, bytes.len(), names);
+        if self.line_done(written).is_break() {
             return ControlFlow::Break(());
         }
         self.stats.packets += 1;
@@ -308,17 +320,8 @@ impl<W: Write> Sink for JsonlSink<W> {
 
     /// TCP events are few next to drops: every one is a line, outside the budget.
     fn tcp(&mut self, event: &TcpEvent, names: &Names) -> ControlFlow<()> {
-        let written = self.write_tcp(event, names).and_then(|()| {
-            if self.flush_lines {
-                self.out.flush()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            self.failed = Some(e.into());
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
+        let written = self.write_tcp(event, names);
+        self.line_done(written)
     }
 
     fn tick(&mut self, _at: &Moment<'_>) -> ControlFlow<()> {
