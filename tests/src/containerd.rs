@@ -303,6 +303,26 @@ impl<'a> Started<'a> {
     }
 }
 
+/// Waits (bounded) until no process holds `log` open: the shim copies a task's output to
+/// its `file://` log after the task has stopped, so what the task wrote is all there only
+/// once the shim has closed the file.
+pub fn wait_log_closed(log: &Path) {
+    let held = || -> bool {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().any(|p| {
+            std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == log))
+            })
+        })
+    };
+    wait_for(&format!("{} to be closed", log.display()), || {
+        (!held()).then_some(())
+    });
+}
+
 impl Drop for Started<'_> {
     fn drop(&mut self) {
         for args in [

@@ -316,6 +316,7 @@ fn the_image_without_bpf_privileges_says_which_capability() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let container = Started::run(&ctd, "dt-nocap", &args);
     container.wait_stopped();
+    containerd::wait_log_closed(&log);
     let status = ctd.ctr(&["task", "ls"]);
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(said.contains("CAP_BPF"), "names the capability: {said}");
