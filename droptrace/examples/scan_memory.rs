@@ -17,14 +17,12 @@ use std::{
     },
 };
 
+use droptrace::live::snapshot::SourceInfo;
 use droptrace::pipeline::aggregate::{Aggregator, KernelCounters};
 use droptrace::pipeline::event::{Drop, Group, Packet, ETH_P_IP};
 use droptrace::pipeline::names::Names;
 use droptrace::sinks::view::snapshot;
-use droptrace::tui::{
-    snapshot::SourceInfo,
-    state::{update, Action, State},
-};
+use droptrace::tui::state::{update, Action, State};
 
 struct Counting;
 

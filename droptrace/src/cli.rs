@@ -278,6 +278,42 @@ pub struct LiveArgs {
     pub host_root: PathBuf,
 }
 
+impl LiveArgs {
+    /// What the probe is asked, as the probe takes it.
+    pub fn spec(&self) -> crate::probe::ProbeSpec {
+        crate::probe::ProbeSpec {
+            filters: self.filters.spec(),
+            ring_buffer_size: self.ring_buffer_size,
+            stream: self.stream,
+            max_groups: self.max_groups,
+            no_tcp: self.no_tcp,
+            no_xdp: self.no_xdp,
+            verbose: self.verbose,
+            attach: self.attach,
+            host_root: self.host_root.clone(),
+        }
+    }
+}
+
+impl FilterArgs {
+    /// The filters as given, as the probe takes them.
+    pub fn spec(&self) -> crate::probe::filters::FilterSpec {
+        crate::probe::filters::FilterSpec {
+            port: self.port,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto.clone(),
+            addr: self.addr,
+            reasons: self.reasons.clone(),
+            exclude_reasons: self.exclude_reasons.clone(),
+            iface: self.iface.clone(),
+            netns: self.netns.clone(),
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -409,7 +445,7 @@ fn parse_duration(text: &str) -> Result<f64, String> {
 fn parse_proto(text: &str) -> Result<String, String> {
     match crate::pipeline::event::ip_proto_by_name(text) {
         Some(_) => Ok(text.to_owned()),
-        None => Err(crate::error::unknown_protocol(text)),
+        None => Err(crate::probe::error::unknown_protocol(text)),
     }
 }
 

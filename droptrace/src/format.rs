@@ -246,3 +246,9 @@ mod tests {
         assert_eq!(sparkline(&[0; 60], 4), "    ");
     }
 }
+
+/// A problem droptrace works around, said once on stderr.
+pub fn warn(message: &str) {
+    // One line each; names in it may come from the host or a file.
+    eprintln!("droptrace: warning: {}", printable(message));
+}

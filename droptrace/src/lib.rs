@@ -19,6 +19,8 @@
 //! - [`sinks`]: text, JSON summary, recorder, live-view publisher, exports.
 //! - [`record`]: the recording file format.
 //! - [`html`]: self-contained HTML pages of a report or a diagnosis (pure).
+//! - [`live`]: the live view's contract (snapshot, requests, the link), shared by the
+//!   view sink and the view.
 //! - [`tui`]: the live view (pure state and drawing; it never knows its source).
 //! - [`diagnose`]: from drops and sampled state to causes (pure).
 //! - [`commands`]: one thin file per subcommand, wiring a source to sinks.
@@ -26,10 +28,10 @@ pub mod cli;
 pub mod commands;
 pub mod containers;
 pub mod diagnose;
-pub mod error;
 pub mod format;
 pub mod html;
 pub mod kernel;
+pub mod live;
 pub mod pipeline;
 pub mod probe;
 pub mod record;

@@ -10,6 +10,7 @@ use std::{
 
 use crate::{
     cli::{DiagnoseArgs, Format},
+    commands::error::Error,
     diagnose::{
         baseline::{self, Baseline},
         engine::{self, DropGroup, NamespaceNames},
@@ -18,7 +19,7 @@ use crate::{
         report::Report,
         state::NsState,
     },
-    error::{warn, Error},
+    format::warn,
     pipeline::names::Workload,
     pipeline::{drive, Outcome, Source},
     probe::{
@@ -127,10 +128,14 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         None
     };
     let chosen = match filters.netns.as_ref().or(workload_path.as_ref()) {
-        Some(path) => Some(names.add(path).map_err(|source| Error::Netns {
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => Some(
+            names
+                .add(path)
+                .map_err(|source| crate::probe::Error::Netns {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
         None => None,
     };
     // Each namespace is opened once and entered through that descriptor afterwards, so a
@@ -155,7 +160,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let sampling = std::time::Instant::now();
     let before = held.snapshot();
     let mut source = LiveSource::start(
-        &args.live,
+        &args.live.spec(),
         LiveOptions {
             duration: Some(Duration::from_secs_f64(args.duration)),
             name_workloads: true,

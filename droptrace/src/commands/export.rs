@@ -3,7 +3,8 @@ use std::{io::Write, path::Path};
 
 use crate::{
     cli::ExportArgs,
-    error::{warn, Error},
+    commands::error::Error,
+    format::warn,
     record::{Recording, Status},
     sinks::export::{self, JsonlSink, PcapngSink},
 };

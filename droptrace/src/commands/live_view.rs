@@ -3,11 +3,11 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     cli::Cli,
-    error::Error,
+    commands::error::Error,
+    live::snapshot::SourceInfo,
     pipeline::drive,
     probe::{clock, LiveOptions, LiveSource},
     sinks::view::{Lines, ViewPublisher},
-    tui::snapshot::SourceInfo,
 };
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             .map_err(|e| Error::Io("starting the runtime".into(), e))?;
         runtime.block_on(async {
             let mut source = LiveSource::start(
-                &cli.live,
+                &cli.live.spec(),
                 LiveOptions {
                     duration: cli.duration.map(Duration::from_secs_f64),
                     tick: Some(Duration::from_secs_f64(cli.interval.unwrap_or(0.25))),

@@ -2,6 +2,7 @@
 //! On a terminal a live run opens the live view; otherwise it prints drops as they come
 //! (text) or a summary at the end (JSON).
 mod diagnose;
+pub mod error;
 mod export;
 mod live_view;
 mod record;
@@ -21,7 +22,7 @@ use std::{
 
 use crate::{
     cli::{Cli, Command},
-    error::Error,
+    commands::error::Error,
     kernel::debuginfo::{self, KernelLines, SourceLines},
 };
 

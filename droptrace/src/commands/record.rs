@@ -3,7 +3,7 @@ use std::{io::IsTerminal, time::Duration};
 
 use crate::{
     cli::RecordArgs,
-    error::Error,
+    commands::error::Error,
     pipeline::drive,
     probe::{clock, LiveOptions, LiveSource},
     record::{Header, Writer},
@@ -15,7 +15,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 pub async fn run(args: RecordArgs) -> Result<(), Error> {
     let mut source = LiveSource::start(
-        &args.live,
+        &args.live.spec(),
         LiveOptions {
             snaplen: args.snaplen,
             duration: args.duration.map(Duration::from_secs_f64),

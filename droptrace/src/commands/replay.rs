@@ -4,14 +4,14 @@ use std::{path::Path, time::Duration};
 
 use crate::{
     cli::ReplayArgs,
-    error::Error,
+    commands::error::Error,
+    live::snapshot::SourceInfo,
     pipeline::{
         drive_blocking,
         recording::{Pace, RecordingSource},
     },
     record::Recording,
     sinks::view::{Lines, ViewPublisher},
-    tui::snapshot::SourceInfo,
 };
 
 /// Plays `args.file` in the live view; `terminal` says whether there is one to show it.

@@ -4,7 +4,8 @@ use std::{fmt::Write as _, io::Write, path::Path};
 
 use crate::{
     cli::{Format, ReportArgs},
-    error::{warn, Error},
+    commands::error::Error,
+    format::warn,
     format::{self, printable},
     html,
     pipeline::{drive_blocking, recording::RecordingSource, Outcome, Sink},

@@ -14,6 +14,7 @@ use crate::{
         raw::RawSnapshot,
         row::{diagnose_row, drop_groups, RowWindow},
     },
+    live::snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding},
     pipeline::{
         aggregate::GroupStats,
         event::{Group, Netns},
@@ -25,7 +26,6 @@ use crate::{
         netns::{own_inode, Namespaces},
     },
     sinks::view::RowDiagnoser,
-    tui::snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding},
 };
 
 const S: u64 = 1_000_000_000;

@@ -8,7 +8,7 @@ use std::{
 
 use crate::{
     cli::ServeArgs,
-    error::Error,
+    commands::error::Error,
     pipeline::{drive, source::Control},
     probe::{clock, host, workloads::HostPaths, LiveOptions, LiveSource},
     sinks::metrics::{
@@ -38,7 +38,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let host_paths = HostPaths::new(&args.live.host_root);
     let first_sample = host::sample(&host_paths);
     let mut source = LiveSource::start(
-        &args.live,
+        &args.live.spec(),
         LiveOptions {
             tick: Some(TICK),
             interfaces: true,

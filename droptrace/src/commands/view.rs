@@ -3,9 +3,10 @@
 use std::sync::{mpsc, Arc};
 
 use crate::{
-    error::Error,
+    commands::error::Error,
+    live::{snapshot::SourceInfo, Link},
     sinks::text::{final_table, write_out},
-    tui::{self, snapshot::SourceInfo, Link},
+    tui,
 };
 
 /// What the pipeline's thread returns: the closing table, printed once the terminal is

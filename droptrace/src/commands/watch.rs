@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{
     cli::{Cli, LiveFormat},
-    error::Error,
+    commands::error::Error,
     pipeline::{drive, Sink},
     probe::{clock, LiveOptions, LiveSource},
     record::Header,
@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         LiveFormat::Json => None,
     };
     let mut source = LiveSource::start(
-        &cli.live,
+        &cli.live.spec(),
         LiveOptions {
             duration: cli.duration.map(Duration::from_secs_f64),
             tick: tick.map(Duration::from_secs_f64),
@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 Ok(path) => Some(super::open_debuginfo_in_background(path, release)),
                 Err(why) => {
                     if cli.vmlinux.is_some() {
-                        crate::error::warn(&format!("no source lines: {why}"));
+                        crate::format::warn(&format!("no source lines: {why}"));
                     }
                     None
                 }

@@ -12,7 +12,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{engine::Finding, state::NsState};
+use super::{
+    engine::Finding,
+    state::NsState,
+    subject::{self, without_counts},
+};
 
 /// The file format's version; a file of a newer version is refused, not half read.
 pub const VERSION: u32 = 1;
@@ -208,24 +212,6 @@ fn routes_of(st: &NsState) -> Vec<String> {
     out
 }
 
-/// nft's `counter packets 12 bytes 720` as `counter`.
-fn without_counts(text: &str) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut out = Vec::with_capacity(words.len());
-    let mut i = 0;
-    while i < words.len() {
-        if matches!(words[i], "packets" | "bytes")
-            && words.get(i + 1).is_some_and(|n| n.parse::<u64>().is_ok())
-        {
-            i += 2;
-            continue;
-        }
-        out.push(words[i]);
-        i += 1;
-    }
-    out.join(" ")
-}
-
 /// Reads a baseline file's text: the version is checked before the rest is trusted.
 pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
     /// The fields that say what the file is; the rest is skipped without being kept, so
@@ -272,38 +258,6 @@ pub struct Difference {
     /// empty for differences matched to findings by kind and place only.
     #[serde(skip)]
     pub subjects: Vec<String>,
-}
-
-/// Keys naming one piece of sampled state, the same from a finding's evidence and from a
-/// baseline's difference.
-pub mod subject {
-    use crate::diagnose::state::Rule;
-
-    /// A rule, without its counts.
-    pub fn rule(r: &Rule) -> String {
-        rule_text(&r.source, &r.table, &r.chain, &r.text)
-    }
-
-    pub(super) fn rule_text(source: &str, table: &str, chain: &str, text: &str) -> String {
-        format!(
-            "rule|{source}|{table}|{chain}|{}",
-            super::without_counts(text)
-        )
-    }
-
-    /// A chain (its policy, and the rules packets fall through).
-    pub fn chain(source: &str, table: &str, chain: &str) -> String {
-        format!("chain|{source}|{table}|{chain}")
-    }
-
-    pub fn qdisc(dev: &str, handle: &str) -> String {
-        format!("qdisc|{dev}|{handle}")
-    }
-
-    /// A program where it is attached.
-    pub fn bpf(dev: &str, hook: &str, name: &str) -> String {
-        format!("bpf|{dev}|{hook}|{name}")
-    }
 }
 
 /// Every difference, namespace by namespace. `scoped`: this run sampled only some

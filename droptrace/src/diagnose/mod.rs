@@ -10,3 +10,4 @@ pub mod raw;
 pub mod report;
 pub mod row;
 pub mod state;
+pub mod subject;

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::{
     evidence::{bpftool, holders},
     raw::RawSnapshot,
-    state::BpfAttachment,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -100,6 +99,22 @@ impl BpfProgram {
         }
         out
     }
+}
+
+/// A BPF program attached to an interface (tc or XDP).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BpfAttachment {
+    pub dev: String,
+    /// "xdp", "tc ingress", "tc egress", "tcx ingress", "tcx egress".
+    pub hook: String,
+    pub prog_id: u32,
+    /// The program's name as the kernel knows it (bpf_prog_info), else tc's label.
+    pub name: String,
+    /// What tc calls the filter (`file.o:[section]`), when it differs from the name.
+    pub label: Option<String>,
+    pub tag: Option<String>,
+    /// How to detach it.
+    pub detach: String,
 }
 
 /// Every program the snapshot described, by id.

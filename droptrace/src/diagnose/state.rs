@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::programs::BpfAttachment;
 use super::{
     evidence::route::{Route, RouteAnswer, RouteRule},
     raw::RawSnapshot,
@@ -57,22 +58,6 @@ pub struct Qdisc {
     pub drops: u64,
     pub overlimits: u64,
     pub backlog_packets: u64,
-}
-
-/// A BPF program attached to an interface (tc or XDP).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BpfAttachment {
-    pub dev: String,
-    /// "xdp", "tc ingress", "tc egress", "tcx ingress", "tcx egress".
-    pub hook: String,
-    pub prog_id: u32,
-    /// The program's name as the kernel knows it (bpf_prog_info), else tc's label.
-    pub name: String,
-    /// What tc calls the filter (`file.o:[section]`), when it differs from the name.
-    pub label: Option<String>,
-    pub tag: Option<String>,
-    /// How to detach it.
-    pub detach: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,8 +7,6 @@ pub mod recording;
 
 use std::fmt::Write;
 
-pub use chart::{Series, Timeline};
-
 /// Text made safe inside HTML elements and attribute values; control characters (a
 /// hostile interface or namespace name) are shown as `\u{..}` escapes, never passed on.
 pub fn escape(text: &str) -> String {

@@ -1,6 +1,7 @@
 //! The page of `droptrace report FILE --format html`.
-use super::{chart::chart, Page, Timeline};
+use super::{chart::chart, Page};
 use crate::sinks::summary::Summary;
+use crate::sinks::timeline::Timeline;
 
 /// What the page says of the recording itself.
 pub struct About {

@@ -35,6 +35,43 @@ impl Netns {
     }
 }
 
+// XDP verdicts as drops: the program as the location, the verdict as the reason. Kernel
+// text addresses all lie in the top half of the address space and kernel reasons below
+// `VERDICT_REASONS`' subsystem, so neither is mistaken for the kernel's.
+
+/// Locations of XDP programs: this plus the program's id.
+pub const PROGRAM_LOCATIONS: u64 = 1 << 40;
+/// Reasons of XDP verdicts: this plus the verdict (a subsystem number no kernel uses).
+pub const VERDICT_REASONS: u32 = 0xfffe << crate::kernel::reasons::SUBSYS_SHIFT;
+
+/// The location that stands for XDP program `prog_id`.
+pub fn program_location(prog_id: u32) -> u64 {
+    PROGRAM_LOCATIONS | u64::from(prog_id)
+}
+
+/// The XDP program a location stands for, if it stands for one.
+pub fn program_of(location: u64) -> Option<u32> {
+    (location >> 32 == PROGRAM_LOCATIONS >> 32).then_some(location as u32)
+}
+
+pub fn verdict_reason(verdict: u32) -> u32 {
+    VERDICT_REASONS | verdict
+}
+
+/// The verdict a reason stands for, if it stands for one.
+pub fn verdict_of(reason: u32) -> Option<u32> {
+    (reason & !0xffff == VERDICT_REASONS).then_some(reason & 0xffff)
+}
+
+/// The verdict's name (`XDP_DROP`).
+pub fn verdict_name(verdict: u32) -> String {
+    match verdict {
+        crate::kernel::xdp::XDP_ABORTED => "XDP_ABORTED".into(),
+        crate::kernel::xdp::XDP_DROP => "XDP_DROP".into(),
+        v => format!("XDP verdict {v}"),
+    }
+}
+
 #[cfg(test)]
 impl From<u32> for Netns {
     /// A namespace known by its inode only (tests).

@@ -9,7 +9,9 @@
 //! its drops, already decoded and named, to the [`Flow`], which counts them in the
 //! [`Aggregator`] and hands them to every [`Sink`]. Nothing here needs root.
 pub mod aggregate;
+pub mod error;
 pub mod event;
+pub mod host;
 pub mod interfaces;
 pub mod names;
 pub mod recording;
@@ -23,11 +25,11 @@ pub mod xdp;
 use std::ops::ControlFlow;
 
 pub use aggregate::{Aggregator, KernelCounters};
+pub use error::Error;
 pub use names::Names;
 pub use sink::{Moment, Sink};
 pub use source::{Control, Source, Step, Stop};
 
-use crate::error::Error;
 use event::{Drop, Group};
 
 /// The part of the pipeline after the source: names, counts and sinks.
@@ -218,4 +220,4 @@ pub fn drive_blocking<S: Source>(
 #[cfg(test)]
 pub(crate) mod fixtures;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

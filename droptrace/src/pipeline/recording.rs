@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    error::Error,
+    pipeline::Error,
     record::{Counters, Item, Reader, Status},
 };
 

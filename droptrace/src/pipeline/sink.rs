@@ -3,7 +3,7 @@
 //! clock and at the end, the figures so far.
 use std::ops::ControlFlow;
 
-use crate::error::Error;
+use super::Error;
 
 use super::{aggregate::Aggregator, event::Drop, names::Names, tcp::TcpEvent};
 

@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::error::Error;
+use super::Error;
 
 use super::{names::Names, Flow};
 

@@ -3,45 +3,18 @@
 //! name and id) and whose reason is the verdict. Kernel text addresses all lie in the
 //! top half of the address space and kernel reasons below `VERDICT_REASONS`' subsystem,
 //! so neither is mistaken for the kernel's.
-use crate::kernel::xdp::{XDP_ABORTED, XDP_DROP};
 
 use super::{
     event::{Group, Netns},
     names::{Location, Names},
 };
 
-/// Locations of XDP programs: this plus the program's id.
-pub const PROGRAM_LOCATIONS: u64 = 1 << 40;
-/// Reasons of XDP verdicts: this plus the verdict (a subsystem number no kernel uses).
-pub const VERDICT_REASONS: u32 = 0xfffe << crate::kernel::reasons::SUBSYS_SHIFT;
-
-/// The location that stands for XDP program `prog_id`.
-pub fn program_location(prog_id: u32) -> u64 {
-    PROGRAM_LOCATIONS | u64::from(prog_id)
-}
-
-/// The XDP program a location stands for, if it stands for one.
-pub fn program_of(location: u64) -> Option<u32> {
-    (location >> 32 == PROGRAM_LOCATIONS >> 32).then_some(location as u32)
-}
-
-pub fn verdict_reason(verdict: u32) -> u32 {
-    VERDICT_REASONS | verdict
-}
-
-/// The verdict a reason stands for, if it stands for one.
-pub fn verdict_of(reason: u32) -> Option<u32> {
-    (reason & !0xffff == VERDICT_REASONS).then_some(reason & 0xffff)
-}
-
-/// The verdict's name (`XDP_DROP`).
-pub fn verdict_name(verdict: u32) -> String {
-    match verdict {
-        XDP_ABORTED => "XDP_ABORTED".into(),
-        XDP_DROP => "XDP_DROP".into(),
-        v => format!("XDP verdict {v}"),
-    }
-}
+// How a verdict is written as a drop's location and reason (in `event`, which
+// `names` reads too).
+pub use super::event::{
+    program_location, program_of, verdict_name, verdict_of, verdict_reason, PROGRAM_LOCATIONS,
+    VERDICT_REASONS,
+};
 
 /// The group of an XDP program's drops of one verdict on one interface.
 pub fn group(prog_id: u32, verdict: u32, netns: Netns, ifindex: u32) -> Group {
@@ -90,6 +63,7 @@ pub struct XdpReading {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::xdp::{XDP_ABORTED, XDP_DROP};
 
     #[test]
     fn program_locations_and_verdicts_read_back_and_name_themselves() {

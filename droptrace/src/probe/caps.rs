@@ -1,7 +1,7 @@
 //! Which capabilities droptrace has, from `CapEff` in /proc/self/status.
 use std::io::BufRead;
 
-use crate::error::Error;
+use crate::probe::Error;
 
 pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_PERFMON: u32 = 38;

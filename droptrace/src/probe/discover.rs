@@ -4,7 +4,7 @@
 use std::{io::BufReader, path::Path, sync::Arc};
 
 use crate::{
-    error::{warn, Error},
+    format::warn,
     kernel::{
         btf::Btf,
         kallsyms::KernelSymbols,
@@ -12,6 +12,7 @@ use crate::{
         reasons::DropReasonTable,
         tracefs,
     },
+    probe::Error,
 };
 
 use super::attach::TRACEPOINT_TYPEDEF;

@@ -3,12 +3,37 @@ use std::path::Path;
 
 use droptrace_common::{self as wire, Config};
 
-use crate::{cli::FilterArgs, error::Error, kernel::reasons::DropReasonTable, pipeline::event};
+use crate::{kernel::reasons::DropReasonTable, pipeline::event, probe::Error};
 
 use super::{
     netns::{self, NetnsError},
     workloads::Scan,
 };
+
+/// What the user asked to keep, as given (the command line's filter flags, without the
+/// parser that read them): names still to be found on the host, reasons still to be
+/// looked up.
+#[derive(Debug, Clone, Default)]
+pub struct FilterSpec {
+    /// Source or destination port.
+    pub port: Option<u16>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    /// A protocol's name or number.
+    pub proto: Option<String>,
+    /// Source or destination address.
+    pub addr: Option<std::net::IpAddr>,
+    /// Drop reasons to keep, and to leave out, as the kernel spells them.
+    pub reasons: Vec<String>,
+    pub exclude_reasons: Vec<String>,
+    /// An interface's name, in droptrace's namespace or `netns`.
+    pub iface: Option<String>,
+    /// A network namespace's path.
+    pub netns: Option<std::path::PathBuf>,
+    /// A pod as NAMESPACE/NAME, a container by name or ID.
+    pub pod: Option<String>,
+    pub container: Option<String>,
+}
 
 /// Filters resolved against the running system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +63,7 @@ impl Filters {
     /// Resolves names (reasons, protocol, interface, namespace, pod, container) on this
     /// system; `--pod` and `--container` are looked up in `scan`, taken at the start.
     pub fn resolve(
-        args: &FilterArgs,
+        args: &FilterSpec,
         reasons: Option<&DropReasonTable>,
         scan: Option<&Scan>,
         host_root: &Path,
@@ -109,7 +134,7 @@ impl Filters {
 
     /// The filters that need nothing from the system but the reason table: ports,
     /// protocol, address, reasons.
-    fn parse(args: &FilterArgs, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
+    fn parse(args: &FilterSpec, reasons: Option<&DropReasonTable>) -> Result<Filters, Error> {
         let ip_proto = match &args.proto {
             Some(p) => {
                 Some(event::ip_proto_by_name(p).ok_or_else(|| Error::UnknownProtocol(p.clone()))?)
@@ -384,24 +409,24 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        let args = FilterArgs {
+        let args = FilterSpec {
             proto: Some("tcpp".into()),
-            ..FilterArgs::default()
+            ..FilterSpec::default()
         };
         assert!(matches!(
             Filters::parse(&args, None),
             Err(Error::UnknownProtocol(_))
         ));
-        let args = FilterArgs {
+        let args = FilterSpec {
             reasons: vec!["NETFILTER_DROP".into()],
-            ..FilterArgs::default()
+            ..FilterSpec::default()
         };
         assert!(matches!(Filters::parse(&args, None), Err(Error::NoReasons)));
         let table = DropReasonTable::from_entries([(12, "NETFILTER_DROP"), (3, "NO_SOCKET")]);
-        let args = FilterArgs {
+        let args = FilterSpec {
             reasons: vec!["netfilter_drop".into()],
             exclude_reasons: vec!["NETFILTER_DRO".into()],
-            ..FilterArgs::default()
+            ..FilterSpec::default()
         };
         match Filters::parse(&args, Some(&table)) {
             Err(Error::UnknownReason {
@@ -414,11 +439,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let args = FilterArgs {
+        let args = FilterSpec {
             reasons: vec!["SKB_DROP_REASON_NO_SOCKET".into()],
             proto: Some("udp".into()),
             port: Some(53),
-            ..FilterArgs::default()
+            ..FilterSpec::default()
         };
         let f = Filters::parse(&args, Some(&table)).unwrap();
         assert_eq!(
@@ -460,9 +485,9 @@ mod tests {
 
     #[test]
     fn a_missing_namespace_says_how_to_find_names() {
-        let args = FilterArgs {
+        let args = FilterSpec {
             netns: Some("/run/netns/dt-h2-no-such-namespace".into()),
-            ..FilterArgs::default()
+            ..FilterSpec::default()
         };
         let err = Filters::resolve(&args, None, None, Path::new("/")).unwrap_err();
         let said = err.to_string();

@@ -4,7 +4,7 @@
 use crate::{
     diagnose::evidence::proc,
     pipeline::event::Netns,
-    sinks::metrics::series::{HostSample, StackCounter},
+    pipeline::host::{HostSample, StackCounter},
 };
 
 use super::{

@@ -10,9 +10,11 @@ pub mod caps;
 pub mod clock;
 pub mod collect;
 pub mod discover;
+pub mod error;
 pub mod filters;
 pub mod host;
 pub mod links;
+pub mod loader;
 pub mod netns;
 pub mod nlsock;
 pub mod nsid;
@@ -22,4 +24,5 @@ pub mod tcp;
 pub mod workloads;
 pub mod xdp;
 
-pub use source::{LiveOptions, LiveSource};
+pub use error::{Error, ProbeError};
+pub use source::{LiveOptions, LiveSource, ProbeSpec};

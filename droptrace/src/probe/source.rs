@@ -10,8 +10,8 @@ use tokio::{
 };
 
 use crate::{
-    cli::LiveArgs,
-    error::{warn, Error},
+    format::warn,
+    kernel::layout::Attach,
     kernel::reasons::DropReasonTable,
     pipeline::{
         event,
@@ -20,6 +20,7 @@ use crate::{
         source::{Control, Source, Step, Stop},
         Flow,
     },
+    probe::Error,
 };
 
 use super::{
@@ -27,7 +28,7 @@ use super::{
     caps,
     clock::boottime_ns,
     discover,
-    filters::Filters,
+    filters::{FilterSpec, Filters},
     links::{LinkWatch, Scope},
     places::Places,
     workloads::{HostPaths, Scan, WorkloadResolver},
@@ -51,6 +52,27 @@ const DRAIN_BATCH: usize = 65_536;
 /// Batches drained before a tick goes ahead: under a flood faster than the reader the
 /// ring never empties, and the figures (counted in the kernel) must still go out.
 const TICK_BATCHES: usize = 16;
+
+/// What the user asked of the probe (the command line's flags, without the parser that
+/// read them).
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    pub filters: FilterSpec,
+    /// Bytes of the ring buffer; the default depends on sampling and the snap length.
+    pub ring_buffer_size: Option<u32>,
+    /// Every drop as an event, not sampled.
+    pub stream: bool,
+    /// Drop groups the kernel program keeps counts of.
+    pub max_groups: u32,
+    /// Leave out the TCP programs; the XDP verdict counters.
+    pub no_tcp: bool,
+    pub no_xdp: bool,
+    pub verbose: bool,
+    /// How to attach (the default: the best this kernel offers).
+    pub attach: Option<Attach>,
+    /// Where the host's /proc and runtime state are (`/` unless in a container).
+    pub host_root: std::path::PathBuf,
+}
 
 /// How a live source runs.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +143,7 @@ pub struct LiveSource {
 impl LiveSource {
     /// Checks privileges, learns the kernel, resolves the filters and attaches. Needs a
     /// tokio runtime.
-    pub fn start(args: &LiveArgs, opts: LiveOptions) -> Result<LiveSource, Error> {
+    pub fn start(args: &ProbeSpec, opts: LiveOptions) -> Result<LiveSource, Error> {
         let sigint =
             signal(SignalKind::interrupt()).map_err(|e| Error::Io("SIGINT handler".into(), e))?;
         let sigterm =
@@ -149,7 +171,7 @@ impl LiveSource {
         kernel.layout.apply(&mut config);
         filters.apply(&mut config);
         if kernel.layout.skb.is_some() && !cookies {
-            crate::error::warn(
+            crate::format::warn(
                 "this kernel's BTF has no namespace cookie (net.net_cookie, Linux 5.14): \
                  namespaces are told apart by inode only, so a namespace that gets a deleted \
                  one's inode is counted and named as that one",
@@ -416,7 +438,7 @@ impl Source for LiveSource {
         }
     }
 
-    async fn next(&mut self, flow: &mut Flow<'_, '_>) -> Result<Step, Error> {
+    async fn next(&mut self, flow: &mut Flow<'_, '_>) -> Result<Step, crate::pipeline::Error> {
         let control = Arc::clone(&self.control);
         let deadline = self.deadline;
         tokio::select! {
@@ -450,7 +472,7 @@ impl Source for LiveSource {
 
     /// Detaches first, so nothing new arrives; then takes every event still in the ring
     /// and the final counters, which now agree exactly.
-    fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
+    fn finish(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), crate::pipeline::Error> {
         self.probe.detach()?;
         if let Some(xdp) = self.xdp.as_mut() {
             xdp.detach();

@@ -8,15 +8,14 @@ use aya::{
 };
 use droptrace_common as wire;
 
-use crate::{
-    error::{warn, Error},
-    kernel::tcp::TcpLayout,
-    pipeline::tcp::TcpCounters,
-};
+use crate::{format::warn, kernel::tcp::TcpLayout, pipeline::tcp::TcpCounters, probe::Error};
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::attach::{recursion_misses, stand_in_btf, ProbeError};
+use super::{
+    loader::{recursion_misses, stand_in_btf},
+    ProbeError,
+};
 
 pub struct TcpProbe {
     ring: RingBuf<MapData>,

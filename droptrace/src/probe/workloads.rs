@@ -334,7 +334,7 @@ impl WorkloadResolver {
             .name("droptrace-workloads".into())
             .spawn(move || resolve_loop(&host, &inbox, &outbox));
         if spawned.is_err() {
-            crate::error::warn("could not start the thread that names containers");
+            crate::format::warn("could not start the thread that names containers");
         }
         WorkloadResolver {
             requests,

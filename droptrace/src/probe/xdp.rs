@@ -160,7 +160,7 @@ impl Tracer {
             match &untraced {
                 _ if !self.say => {}
                 None => eprintln!("droptrace: tracing XDP program {} (id {id})", info.name),
-                Some(why) => crate::error::warn(&format!(
+                Some(why) => crate::format::warn(&format!(
                     "XDP program {} (id {id}) is not traced: {why}; its drops are not counted",
                     info.name
                 )),

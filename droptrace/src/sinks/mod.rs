@@ -10,3 +10,6 @@ pub mod tcp;
 pub mod text;
 pub mod timeline;
 pub mod view;
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,8 @@ use std::{
 };
 
 use crate::{
-    error::Error,
     format,
+    pipeline::Error,
     pipeline::{
         event::{Drop, Netns},
         names::Names,

@@ -4,8 +4,8 @@ use std::{io::Write, sync::mpsc::Receiver};
 use serde::Serialize;
 
 use crate::{
-    error::Error,
     kernel::debuginfo::KernelLines,
+    pipeline::Error,
     pipeline::{
         aggregate::Aggregator,
         interfaces::{InterfaceRow, Watched},

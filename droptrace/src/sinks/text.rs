@@ -3,7 +3,7 @@
 use std::{collections::HashMap, fmt::Write as _, io::Write, ops::ControlFlow};
 
 use crate::{
-    error::Error,
+    pipeline::Error,
     pipeline::{
         aggregate::Aggregator,
         event::{Group, Netns},

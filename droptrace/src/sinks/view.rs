@@ -13,15 +13,15 @@ use std::{
 
 use crate::{
     kernel::debuginfo::KernelLines,
+    live::{
+        snapshot::{Detail, DetailRequest, DiagnoseRequest, Diagnosis, Snapshot},
+        Link,
+    },
     pipeline::{
         aggregate::{Aggregator, GroupStats},
         event::Group,
         names::Names,
         sink::{Moment, Sink},
-    },
-    tui::{
-        snapshot::{Detail, DetailRequest, DiagnoseRequest, Diagnosis, Snapshot},
-        Link,
     },
 };
 
@@ -184,12 +184,12 @@ fn snapshot_in(
         finished: false,
         interfaces: agg.interfaces().rows(),
         watched: agg.watched(),
-        tcp: crate::tui::snapshot::TcpTotals::of(agg.tcp()),
+        tcp: crate::live::snapshot::TcpTotals::of(agg.tcp()),
         tcp_flows: agg
             .tcp()
             .ranked()
             .into_iter()
-            .take(crate::tui::snapshot::VIEW_TCP_FLOWS)
+            .take(crate::live::snapshot::VIEW_TCP_FLOWS)
             .map(|(f, s)| (*f, s.clone()))
             .collect(),
     }
@@ -198,7 +198,7 @@ fn snapshot_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::grouping::Grouping;
+    use crate::live::grouping::Grouping;
 
     /// Answers with how often it was asked.
     struct Counting(u32);

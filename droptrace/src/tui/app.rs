@@ -15,11 +15,17 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 
 use super::{
-    snapshot::SourceInfo,
     state::{update, Action, Key, State},
-    view, Link,
+    view,
 };
-use crate::error::Error;
+use crate::live::{snapshot::SourceInfo, Link};
+
+/// What stops the view: the terminal could not be set up, read or drawn on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
 
 /// How long the loop waits for a key before looking for a new snapshot.
 const KEY_POLL: Duration = Duration::from_millis(20);

@@ -10,8 +10,10 @@ use crate::pipeline::{
 
 use super::{
     filter::ViewFilter,
-    grouping::{Grouping, Sort},
     history::{percentiles, History, WINDOW},
+};
+use crate::live::{
+    grouping::{Grouping, Sort},
     snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, Snapshot, SourceInfo},
 };
 

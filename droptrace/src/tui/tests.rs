@@ -5,13 +5,15 @@ use std::{collections::HashMap, sync::Arc};
 use ratatui::{backend::TestBackend, Terminal};
 
 use super::{
-    grouping::{Grouping, Sort},
-    snapshot::{Detail, DetailRequest, Snapshot, SourceInfo},
     state::{update, Action, Key, Mode, State},
     view,
 };
 use crate::{
     kernel::reasons::DropReasonTable,
+    live::{
+        grouping::{Grouping, Sort},
+        snapshot::{Detail, DetailRequest, Snapshot, SourceInfo},
+    },
     pipeline::{
         aggregate::{GroupStats, KernelCounters},
         event::{Drop, Group, Netns, Packet},
@@ -276,7 +278,7 @@ fn rows_fold_by_grouping_and_counts_add_up() {
 
 #[test]
 fn the_header_says_what_happened_to_tcp_once_something_did() {
-    use crate::tui::snapshot::TcpTotals;
+    use crate::live::snapshot::TcpTotals;
     let mut state = State::new(info(), false);
     let mut snap = snapshot_at(8, None);
     snap.tcp = Some(TcpTotals::default());

@@ -10,10 +10,10 @@ use ratatui::{
 };
 
 use super::{
-    grouping::Grouping,
     history::{self, History, WINDOW},
     state::{Action, Mode, Row, State},
 };
+use crate::live::grouping::Grouping;
 use crate::pipeline::{event::Group, interfaces::Layer, names::Names};
 
 pub mod detail;
@@ -225,7 +225,7 @@ fn render_header(state: &State, frame: &mut Frame, area: Rect) {
 /// `watching kfree_skb, XDP programs: 1 traced, interfaces: 7` (`, 1 untraced` when some
 /// cannot be; `1 attached (not traced)` with `--no-xdp`), and ` in 3 namespaces` when
 /// `long`. Programs traced are the host's; attached, those of the interfaces watched.
-fn watched_line(snap: &crate::tui::snapshot::Snapshot, long: bool) -> String {
+fn watched_line(snap: &crate::live::snapshot::Snapshot, long: bool) -> String {
     let w = &snap.watched;
     if !w.interfaces_read {
         return "watching kfree_skb".into();

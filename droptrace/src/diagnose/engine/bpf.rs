@@ -61,9 +61,8 @@ pub(super) fn bpf(
             .unwrap_or_default()
     );
     for a in &attached {
-        f.subjects.push(crate::diagnose::baseline::subject::bpf(
-            &a.dev, &a.hook, &a.name,
-        ));
+        f.subjects
+            .push(crate::diagnose::subject::bpf(&a.dev, &a.hook, &a.name));
         let what = match after.programs.get(&a.prog_id) {
             Some(p) => p.describe(),
             None => format!(

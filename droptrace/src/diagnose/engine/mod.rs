@@ -143,7 +143,7 @@ pub struct Finding {
     #[serde(skip)]
     netns_inode: Option<u32>,
     /// The state its evidence names (rules, chains, qdiscs, programs), as
-    /// `baseline::subject` keys: a difference since a baseline concerns this finding only
+    /// `subject` keys: a difference since a baseline concerns this finding only
     /// if it is about one of them (differences of other kinds go by kind and place).
     #[serde(skip)]
     pub(crate) subjects: Vec<String>,

@@ -5,7 +5,7 @@ use super::{
     policy::{fell_through, uncounted_policies},
     DropGroup, Finding, Ns, Window,
 };
-use crate::diagnose::{baseline::subject, knowledge::Cause, state::Rule};
+use crate::diagnose::{knowledge::Cause, state::Rule, subject};
 
 /// Growth of a rule's counter in the window. A rule absent before was added during the
 /// window, so all its count is new; without a first sample nothing can be said.

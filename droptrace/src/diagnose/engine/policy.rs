@@ -93,7 +93,7 @@ pub(super) fn fell_through(
     f: &mut Finding,
 ) -> String {
     f.cause = Cause::NetfilterRule.id();
-    f.subjects.push(crate::diagnose::baseline::subject::chain(
+    f.subjects.push(crate::diagnose::subject::chain(
         &policy.source,
         &policy.table,
         &policy.chain,

@@ -53,7 +53,7 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
     };
     for (q, d) in &grown {
         f.subjects
-            .push(crate::diagnose::baseline::subject::qdisc(&q.dev, &q.handle));
+            .push(crate::diagnose::subject::qdisc(&q.dev, &q.handle));
         f.evidence.push(format!(
             "tc -s qdisc: {} {} on {}{}: {}; dropped {} (now {}), overlimits {}, backlog {} packets",
             q.kind,

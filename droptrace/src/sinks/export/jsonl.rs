@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::pipeline::Error;
 use crate::pipeline::{
     event::Drop,
     names::{Container, Names, Pod},

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::{
-    error::Error,
+    pipeline::Error,
     pipeline::{drive_blocking, names::Names, recording::RecordingSource, sink::Sink},
     record::{self, Header, Reader},
 };
@@ -50,6 +50,20 @@ pub enum ExportError {
     NoPacketBytes,
 }
 
+impl ExportError {
+    /// Whether the reader of the output went away (`droptrace export ... | head`).
+    pub fn is_closed_pipe(&self) -> bool {
+        matches!(self, ExportError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// The loop carries an export's error whole.
+impl From<ExportError> for Error {
+    fn from(e: ExportError) -> Error {
+        Error::Other(Box::new(e))
+    }
+}
+
 /// An export sink: what it has written so far.
 pub trait Export: Sink {
     fn stats(&self) -> ExportStats;
@@ -64,8 +78,11 @@ pub fn export<R: Read>(
     let mut source = RecordingSource::new(reader, PathBuf::new());
     drive_blocking(&mut source, &mut [&mut *sink]).map_err(|e| match e {
         Error::Recording { source, .. } => ExportError::Read(source),
-        Error::Export { source, .. } => source,
-        other => ExportError::Io(std::io::Error::other(other.to_string())),
+        Error::Io(_, e) => ExportError::Io(e),
+        Error::Other(other) => match other.downcast::<ExportError>() {
+            Ok(export) => *export,
+            Err(other) => ExportError::Io(std::io::Error::other(other.to_string())),
+        },
     })?;
     Ok(ExportStats {
         status: source.status(),
@@ -106,13 +123,9 @@ impl ExportStats {
 
 /// How an export sink ends: the first write error, or its output flushed.
 fn finish(failed: Option<ExportError>, out: &mut impl Write) -> Result<(), Error> {
-    let as_error = |source| Error::Export {
-        path: PathBuf::new(),
-        source,
-    };
     match failed {
-        Some(e) => Err(as_error(e)),
-        None => out.flush().map_err(|e| as_error(e.into())),
+        Some(e) => Err(e.into()),
+        None => out.flush().map_err(|e| ExportError::Io(e).into()),
     }
 }
 

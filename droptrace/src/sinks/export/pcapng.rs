@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::ops::ControlFlow;
 
-use crate::error::Error;
+use crate::pipeline::Error;
 use crate::pipeline::{
     event::{Drop, Netns},
     names::Names,

@@ -280,13 +280,14 @@ mod tests {
     use super::*;
     use crate::{
         kernel::reasons::DropReasonTable,
+        pipeline::host::{HostSample, StackCounter, Topology},
         pipeline::{
             aggregate::Aggregator,
             fixtures,
             interfaces::{stats64_counter, HostReading, InterfaceReading},
             names::Names,
         },
-        sinks::metrics::series::{BuildInfo, DropLabel, HostSample, StackCounter, Topology},
+        sinks::metrics::series::{BuildInfo, DropLabel},
     };
 
     fn exposition() -> Exposition {

@@ -15,11 +15,12 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    error::Error,
     pipeline::sink::{Moment, Sink},
+    pipeline::Error,
 };
 
-use series::{Exposition, HostSample};
+use crate::pipeline::host::HostSample;
+use series::Exposition;
 
 /// What the sink, the sampler and the server share.
 #[derive(Debug)]

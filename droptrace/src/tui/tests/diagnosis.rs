@@ -1,7 +1,7 @@
 //! `d` in the drill-down: the request to the source, its answers folded into the state by
 //! row, and what the drill-down draws while it runs, when it is done, and in a replay.
 use super::*;
-use crate::tui::snapshot::{DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding};
+use crate::live::snapshot::{DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding};
 
 /// The drill-down of the nft row (the fixture's second by count).
 fn nft_detail() -> State {

@@ -2,12 +2,12 @@
 //! drill-down listing the drop groups that explain it, and from there the drop group's
 //! own drill-down.
 use super::*;
+use crate::live::snapshot::TcpTotals;
 use crate::pipeline::tcp::{
     self,
     tests::{bytes_of, retransmit},
     TcpTable,
 };
-use crate::tui::snapshot::TcpTotals;
 
 /// Connection groups: 10.1.0.1:40000 in the host namespace, 3 retransmits after the
 /// fixture's qdisc drops on eth0 and one beyond this host; 10.1.0.1:40001 with a reset

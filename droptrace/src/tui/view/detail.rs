@@ -10,13 +10,13 @@ use ratatui::{
 use crate::format::{ago, count, rate};
 use crate::{
     diagnose::knowledge,
+    live::snapshot::{DetailRequest, Diagnosis},
     pipeline::{
         event::{endpoint, Drop},
         names::Names,
     },
     tui::{
         history::{self, WINDOW},
-        snapshot::{DetailRequest, Diagnosis},
         state::State,
     },
 };

@@ -7,7 +7,7 @@ use ratatui::{
 
 use crate::{
     format::{count, printable},
-    tui::snapshot::{Diagnosis, RowDiagnosis},
+    live::snapshot::{Diagnosis, RowDiagnosis},
 };
 
 /// Findings shown in full (`droptrace diagnose` lists them all).

@@ -10,11 +10,12 @@ use ratatui::{
 };
 
 use crate::format::{count, printable};
+use crate::live::grouping::Grouping;
 use crate::pipeline::{
     names::Names,
     tcp::{cause_words, endpoint, FlowStats, TcpFlow},
 };
-use crate::tui::{grouping::Grouping, state::State};
+use crate::tui::state::State;
 
 /// The connection groups, one a row, the selected one highlighted.
 pub fn render_flows(state: &State, frame: &mut Frame, area: Rect) {

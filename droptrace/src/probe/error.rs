@@ -1,9 +1,10 @@
-//! Errors a user meets, each saying what is wrong and, where possible, the fix.
+//! What can stop the probe: missing privileges, a kernel without what droptrace needs,
+//! a filter that names nothing on this host, a program the kernel refuses.
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::kernel::layout::LayoutError;
+use crate::{kernel::layout::LayoutError, pipeline};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -73,43 +74,43 @@ pub enum Error {
     AmbiguousWorkload { what: String, matches: Vec<String> },
 
     #[error(transparent)]
-    Probe(#[from] crate::probe::attach::ProbeError),
+    Attach(#[from] ProbeError),
 
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+}
 
-    #[error(
-        "{} is a symbolic link; droptrace does not write through one: give the path of the \
-         file itself", .0.display()
-    )]
-    Symlink(PathBuf),
+/// What can go wrong between the kernel object and an attached program.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading the kernel program: {0}")]
+    Load(Box<aya::EbpfError>),
 
-    #[error("{} exists; give --force to replace it", .0.display())]
-    Exists(PathBuf),
+    #[error("loading {0}: {1}")]
+    Program(&'static str, Box<aya::programs::ProgramError>),
 
-    #[error("baseline {}: {source}", path.display())]
-    Baseline {
-        path: PathBuf,
-        source: crate::diagnose::baseline::BaselineError,
-    },
+    #[error("attaching to skb:kfree_skb: {0}")]
+    Attach(Box<aya::programs::ProgramError>),
 
-    #[error("{}: {source}", path.display())]
-    Recording {
-        path: PathBuf,
-        source: crate::record::ReadError,
-    },
+    #[error("the kernel object has no program {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingProgram(&'static str),
 
-    #[error("{}: {source}", path.display())]
-    Export {
-        path: PathBuf,
-        source: crate::sinks::export::ExportError,
-    },
+    #[error("the kernel object has no map {0} (rebuild it with cargo xtask build-ebpf)")]
+    MissingMap(&'static str),
 
-    #[error(
-        "replay shows the live view, which needs a terminal; for text or JSON use \
-         `droptrace report FILE [--format json]`"
-    )]
-    NotATerminal,
+    #[error("BPF map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+
+    #[error("the kernel object (rebuild it with cargo xtask build-ebpf): {0}")]
+    Object(String),
+}
+
+/// The loop carries a probe's error whole, for the command to say it and choose the
+/// exit status.
+impl From<Error> for pipeline::Error {
+    fn from(e: Error) -> pipeline::Error {
+        pipeline::Error::Other(Box::new(e))
+    }
 }
 
 /// What `--proto` says of a name it does not know, with the nearest it knows.
@@ -123,33 +124,6 @@ pub fn unknown_protocol(name: &str) -> String {
     )
 }
 
-impl Error {
-    /// Whether this is only the reader of the output gone (`droptrace ... | head`): a
-    /// normal end, said with no message and exit status 0.
-    pub fn is_closed_pipe(&self) -> bool {
-        let io = match self {
-            Error::Io(_, e)
-            | Error::Export {
-                source: crate::sinks::export::ExportError::Io(e),
-                ..
-            } => e,
-            _ => return false,
-        };
-        io.kind() == std::io::ErrorKind::BrokenPipe
-    }
-
-    /// Exit status: 0 for a closed pipe, 2 for a bad value given on the command line (as for any usage
-    /// error), 77 (EX_NOPERM) for missing privileges, 1 for everything else.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            _ if self.is_closed_pipe() => 0,
-            Error::UnknownReason { .. } | Error::UnknownProtocol(_) => 2,
-            Error::MissingCapabilities(_) => 77,
-            _ => 1,
-        }
-    }
-}
-
 /// What to do about a namespace that is not there.
 fn netns_hint(source: &std::io::Error) -> &'static str {
     if source.kind() == std::io::ErrorKind::NotFound {
@@ -157,34 +131,5 @@ fn netns_hint(source: &std::io::Error) -> &'static str {
          /proc/PID/ns/net (e.g. /proc/$(pidof nginx)/ns/net); a container's: --container or --pod"
     } else {
         ""
-    }
-}
-
-/// A problem droptrace works around, said once on stderr.
-pub fn warn(message: &str) {
-    // One line each; names in it may come from the host or a file.
-    eprintln!("droptrace: warning: {}", crate::format::printable(message));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_flag_values_are_usage_errors() {
-        let reason = Error::UnknownReason {
-            name: "NETFILTER_DRP".into(),
-            suggestion: Some("NETFILTER_DROP".into()),
-            known: "NETFILTER_DROP, NO_SOCKET".into(),
-        };
-        assert_eq!(reason.exit_code(), 2);
-        assert!(reason
-            .to_string()
-            .starts_with("unknown drop reason `NETFILTER_DRP` (did you mean NETFILTER_DROP?)"));
-        let proto = Error::UnknownProtocol("tcpp".into());
-        assert_eq!(proto.exit_code(), 2);
-        assert!(proto.to_string().contains("(did you mean tcp?)"));
-        assert_eq!(Error::MissingCapabilities(vec!["CAP_BPF"]).exit_code(), 77);
-        assert_eq!(Error::NotATerminal.exit_code(), 1);
     }
 }
