@@ -164,6 +164,12 @@ pub fn rfc3339_ns(ns: u64) -> String {
     format!("{date_time}.{:09}Z", ns % 1_000_000_000)
 }
 
+/// A problem droptrace works around, said once on stderr.
+pub fn warn(message: &str) {
+    // One line each; names in it may come from the host or a file.
+    eprintln!("droptrace: warning: {}", printable(message));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,10 +251,4 @@ mod tests {
         assert_eq!(sparkline(&per, 6), "▁    █");
         assert_eq!(sparkline(&[0; 60], 4), "    ");
     }
-}
-
-/// A problem droptrace works around, said once on stderr.
-pub fn warn(message: &str) {
-    // One line each; names in it may come from the host or a file.
-    eprintln!("droptrace: warning: {}", printable(message));
 }

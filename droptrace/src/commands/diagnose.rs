@@ -20,83 +20,17 @@ use crate::{
         state::NsState,
     },
     format::warn,
-    pipeline::names::Workload,
     pipeline::{drive, Outcome, Source},
     probe::{
         caps,
         collect::{self, HeldNamespaces},
+        discover,
         netns::Namespaces,
+        node_names::{by_inode, NodeNames},
         workloads::{HostPaths, Scan},
         LiveOptions, LiveSource,
     },
 };
-
-/// Namespaces as the diagnosis names them: by their pod or container when they belong to
-/// one ("in pod shop/web-7d9f"), else as they were found.
-pub(super) struct NodeNames {
-    pub namespaces: Namespaces,
-    pub workloads: std::collections::HashMap<u32, Workload>,
-    /// Namespaces whose name no longer leads to them (deleted during the window).
-    pub vanished: BTreeSet<u32>,
-}
-
-impl NamespaceNames for NodeNames {
-    fn describe(&self, inode: u32) -> String {
-        let name = match self.workloads.get(&inode) {
-            Some(w) => w.label(),
-            None => self.namespaces.describe(inode),
-        };
-        match (
-            self.vanished.contains(&inode),
-            self.namespaces.has_own_name(inode),
-        ) {
-            (false, _) => name,
-            (true, true) => format!("{name} (gone: deleted during the window)"),
-            (true, false) => format!("{name} (gone: its process exited during the window)"),
-        }
-    }
-
-    fn command_prefix(&self, inode: u32) -> String {
-        self.namespaces.command_prefix(inode)
-    }
-
-    fn label(&self, inode: u32) -> String {
-        self.namespaces.label(inode)
-    }
-
-    fn workload(&self, inode: u32) -> Option<Workload> {
-        self.workloads.get(&inode).cloned()
-    }
-}
-
-impl NodeNames {
-    /// The name a baseline knows the namespace by: its own name (`ip netns`) when it has
-    /// one, else its pod or container, else the command of a process in it. Whether a
-    /// workload is seen in it can change between runs; its own name does not.
-    fn baseline_name(&self, inode: u32) -> String {
-        if self.namespaces.has_own_name(inode) {
-            return self.namespaces.describe(inode);
-        }
-        match self.workloads.get(&inode) {
-            Some(w) => w.label(),
-            None => self
-                .namespaces
-                .stable_name(inode)
-                .unwrap_or_else(|| self.describe(inode)),
-        }
-    }
-}
-
-/// The workloads of the window's namespaces by inode: the sampled state is the host's now,
-/// keyed by inode (a namespace gone and replaced on its inode has no state of its own).
-pub fn by_inode(
-    workloads: &std::collections::HashMap<crate::pipeline::event::Netns, Workload>,
-) -> std::collections::HashMap<u32, Workload> {
-    workloads
-        .iter()
-        .map(|(ns, w)| (ns.inode, w.clone()))
-        .collect()
-}
 
 pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
     // A baseline that cannot be read fails before anything is sampled or attached.
@@ -253,7 +187,7 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         secs,
         samples_secs,
         conntrack_full_log_lines: log_lines,
-        details_unknown: details_unknown(&groups),
+        details_unknown: crate::diagnose::row::details_unknown(&groups, discover::has_btf()),
         earlier: false,
     };
     let mut findings = engine::diagnose(&window);
@@ -401,42 +335,9 @@ fn write_private(path: &Path, b: &Baseline, replace: bool) -> Result<(), Error> 
         .map_err(io)
 }
 
-/// Why no drop of the window has packet details, when none has: without the kernel's BTF
-/// the probe reads only the tracepoint's fields.
-pub(super) fn details_unknown(groups: &[DropGroup]) -> Option<String> {
-    let none_read = !groups.is_empty()
-        && groups
-            .iter()
-            .all(|g| g.addrs.is_none() && g.dport.is_none() && g.family.is_none());
-    let btf = std::fs::metadata("/sys/kernel/btf/vmlinux").is_ok_and(|m| m.len() > 0);
-    (none_read && !btf).then(|| {
-        "this kernel offers no BTF (/sys/kernel/btf/vmlinux), so droptrace sees only each drop's location, reason and protocol, not the packet's addresses, ports or namespace".to_owned()
-    })
-}
-
 /// The window's groups: places from the exact figures of every interface and namespace,
 /// addresses and an example packet from each site's latest sample.
 fn drop_groups(watched: &Outcome) -> Vec<DropGroup> {
     let groups: Vec<_> = watched.agg.groups().map(|(g, s)| (*g, *s)).collect();
     crate::diagnose::row::drop_groups(&groups, &watched.agg.latest_samples(), &watched.names)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pods_namespace_is_named_by_its_pod() {
-        let pod = crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None);
-        let names = NodeNames {
-            namespaces: Namespaces::default(),
-            workloads: [(7, pod)].into_iter().collect(),
-            vanished: BTreeSet::from([8]),
-        };
-        assert_eq!(names.describe(7), "pod shop/web-7d9f");
-        assert_eq!(
-            names.describe(8),
-            "netns inode 8 (gone: its process exited during the window)"
-        );
-    }
 }

@@ -50,8 +50,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 Ok(p) => Lines::Pending(super::open_debuginfo_in_background(p, kernel)),
                 Err(_) => Lines::None,
             };
-            let mut view = ViewPublisher::new(link, lines)
-                .with_diagnoser(Box::new(super::row_diagnosis::LiveDiagnoser::default()));
+            let mut view = ViewPublisher::new(link, lines).with_diagnoser(Box::new(
+                crate::diagnose::session::LiveDiagnoser::new(
+                    crate::probe::row_sampler::HostSampler,
+                ),
+            ));
             let outcome = drive(&mut source, &mut [&mut view]).await?;
             Ok(super::view::closing(&outcome))
         })

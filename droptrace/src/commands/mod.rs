@@ -8,7 +8,6 @@ mod live_view;
 mod record;
 mod replay;
 mod report;
-mod row_diagnosis;
 mod serve;
 mod view;
 mod watch;

@@ -9,5 +9,6 @@ pub mod programs;
 pub mod raw;
 pub mod report;
 pub mod row;
+pub mod session;
 pub mod state;
 pub mod subject;

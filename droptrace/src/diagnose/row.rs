@@ -119,6 +119,18 @@ pub fn drop_groups(
     out
 }
 
+/// Why no drop of the window has packet details, when none has: without the kernel's BTF
+/// the probe reads only the tracepoint's fields.
+pub fn details_unknown(groups: &[DropGroup], has_btf: bool) -> Option<String> {
+    let none_read = !groups.is_empty()
+        && groups
+            .iter()
+            .all(|g| g.addrs.is_none() && g.dport.is_none() && g.family.is_none());
+    (none_read && !has_btf).then(|| {
+        "this kernel offers no BTF (/sys/kernel/btf/vmlinux), so droptrace sees only each drop's location, reason and protocol, not the packet's addresses, ports or namespace".to_owned()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ pub mod snapshot;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use snapshot::{DetailRequest, DiagnoseRequest, Snapshot};
+use snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, Snapshot};
+
+use crate::pipeline::sink::Moment;
 
 use crate::pipeline::source::Control;
 
@@ -67,4 +69,13 @@ impl Link {
     pub fn stop(&self) {
         self.control.stop();
     }
+}
+
+/// Diagnoses the view's rows (`d`) beside the pipeline; a live run has one, a replay none.
+/// Called on every tick while the view waits for a diagnosis, it must not block: the
+/// sampling runs on threads of its own.
+pub trait RowDiagnoser {
+    /// Goes on with `request` (or starts it), seeing the drops as they are at `at`; says
+    /// how far it has got.
+    fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis;
 }

@@ -150,3 +150,9 @@ fn add_module_reasons(table: &mut DropReasonTable, vmlinux: &Arc<Btf>) {
         }
     }
 }
+
+/// Whether the running kernel offers its BTF (without it the probe reads only the
+/// tracepoint's fields: no addresses, ports or namespaces).
+pub fn has_btf() -> bool {
+    std::fs::metadata("/sys/kernel/btf/vmlinux").is_ok_and(|m| m.len() > 0)
+}

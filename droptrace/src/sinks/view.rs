@@ -14,8 +14,8 @@ use std::{
 use crate::{
     kernel::debuginfo::KernelLines,
     live::{
-        snapshot::{Detail, DetailRequest, DiagnoseRequest, Diagnosis, Snapshot},
-        Link,
+        snapshot::{Detail, DetailRequest, Diagnosis, Snapshot},
+        Link, RowDiagnoser,
     },
     pipeline::{
         aggregate::{Aggregator, GroupStats},
@@ -24,15 +24,6 @@ use crate::{
         sink::{Moment, Sink},
     },
 };
-
-/// Diagnoses the view's rows (`d`) beside the pipeline; a live run has one, a replay none.
-/// Called on every tick while the view waits for a diagnosis, it must not block: the
-/// sampling runs on threads of its own.
-pub trait RowDiagnoser {
-    /// Goes on with `request` (or starts it), seeing the drops as they are at `at`; says
-    /// how far it has got.
-    fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis;
-}
 
 /// Drop sites whose source lines a detail carries at most.
 const MAX_SOURCE_LINES: usize = 32;
@@ -198,7 +189,7 @@ fn snapshot_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::grouping::Grouping;
+    use crate::live::{grouping::Grouping, snapshot::DiagnoseRequest};
 
     /// Answers with how often it was asked.
     struct Counting(u32);

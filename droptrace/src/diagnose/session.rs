@@ -2,31 +2,68 @@
 //! their own, the row's namespaces are sampled; the row's drops are watched for a short
 //! window on the source's clock; the namespaces are sampled again and the engine run.
 //! The pipeline's tick only looks at how far that has got, so the view keeps updating.
+//! The sampling is the probe's, through [`RowSampler`]; the session is ordinary code.
 use std::{
     collections::{BTreeMap, HashMap},
     sync::mpsc::{self, Receiver, TryRecvError},
 };
 
-use super::diagnose::NodeNames;
+use std::sync::Arc;
+
+use super::{
+    engine::{DropGroup, Finding, NamespaceNames},
+    raw::RawSnapshot,
+    row::{details_unknown, diagnose_row, drop_groups, RowWindow},
+};
 use crate::{
-    diagnose::{
-        engine::{DropGroup, Finding, NamespaceNames},
-        raw::RawSnapshot,
-        row::{diagnose_row, drop_groups, RowWindow},
+    live::{
+        snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding},
+        RowDiagnoser,
     },
-    live::snapshot::{DetailRequest, DiagnoseRequest, Diagnosis, RowDiagnosis, RowFinding},
     pipeline::{
         aggregate::GroupStats,
         event::{Group, Netns},
         names::Workload,
         sink::Moment,
     },
-    probe::{
-        collect::{self, HeldNamespaces},
-        netns::{own_inode, Namespaces},
-    },
-    sinks::view::RowDiagnoser,
 };
+
+/// What the session asks of the host, on threads of its own: the probe opens and samples
+/// namespaces (`probe::row_sampler`).
+pub trait RowSampler: Send + Sync + 'static {
+    /// What is held between the two samples (the namespaces, open).
+    type Held: Send + 'static;
+    /// droptrace's own namespace.
+    fn own_inode(&self) -> u32;
+    /// Whether the kernel gives packet details (its BTF).
+    fn has_btf(&self) -> bool;
+    /// Opens the namespaces `inodes` and samples them; `places` names them for a message.
+    fn before(&self, inodes: &[u32], places: &str) -> Result<Before<Self::Held>, String>;
+    /// Samples what `before` holds again, and names its namespaces with `workloads`.
+    fn after(&self, before: Before<Self::Held>, workloads: HashMap<u32, Workload>) -> After;
+}
+
+/// The namespaces as they were before the window.
+pub struct Before<H> {
+    pub held: H,
+    pub snapshots: BTreeMap<u32, RawSnapshot>,
+    /// Lines of the kernel log saying the conntrack table was full, so far.
+    pub conntrack_log_lines: usize,
+    /// When the sample began: counters grow from then to the end of the next.
+    pub sampling: std::time::Instant,
+}
+
+/// The namespaces again, after the window.
+pub struct After {
+    pub before: BTreeMap<u32, RawSnapshot>,
+    pub after: BTreeMap<u32, RawSnapshot>,
+    pub samples_secs: f64,
+    /// "conntrack table full" lines logged between the two samples.
+    pub conntrack_log_lines: usize,
+    pub names: Box<dyn NamespaceNames + Send>,
+    /// The namespaces held, in order.
+    pub inodes: Vec<u32>,
+}
 
 const S: u64 = 1_000_000_000;
 /// The window lasts at least this long, and until the row drops again...
@@ -42,24 +79,33 @@ const MAX_NAMESPACES: usize = 4;
 const MAX_SITES_SAMPLED: usize = 16;
 
 /// Diagnoses one row at a time: a new request replaces the one before.
-#[derive(Default)]
-pub struct LiveDiagnoser {
-    job: Option<Job>,
+pub struct LiveDiagnoser<S: RowSampler> {
+    sampler: Arc<S>,
+    job: Option<Job<S::Held>>,
 }
 
-struct Job {
+impl<S: RowSampler> LiveDiagnoser<S> {
+    pub fn new(sampler: S) -> LiveDiagnoser<S> {
+        LiveDiagnoser {
+            sampler: Arc::new(sampler),
+            job: None,
+        }
+    }
+}
+
+struct Job<H> {
     request: DiagnoseRequest,
     /// The namespaces sampled, as the view labels them.
     places: String,
-    phase: Phase,
+    phase: Phase<H>,
 }
 
-enum Phase {
+enum Phase<H> {
     /// The namespaces are being sampled before the window.
-    Sampling(Receiver<Result<Sampled, String>>),
+    Sampling(Receiver<Result<Before<H>, String>>),
     /// The window: the row's figures at its start.
     Watching {
-        sampled: Sampled,
+        sampled: Before<H>,
         start: HashMap<Group, GroupStats>,
         since_ns: u64,
         /// The row had not dropped for `QUIET_NS` when the window began: a shortest
@@ -71,17 +117,7 @@ enum Phase {
     Ended(Diagnosis),
 }
 
-/// The namespaces as they were before the window.
-struct Sampled {
-    names: Namespaces,
-    held: HeldNamespaces,
-    before: BTreeMap<u32, RawSnapshot>,
-    log_before: usize,
-    /// When the sample before began: counters grow from then to the end of the next.
-    sampling: std::time::Instant,
-}
-
-impl RowDiagnoser for LiveDiagnoser {
+impl<S: RowSampler> RowDiagnoser for LiveDiagnoser<S> {
     fn tick(&mut self, request: &DiagnoseRequest, at: &Moment<'_>) -> Diagnosis {
         let (phase, places) = match self.job.take() {
             Some(job) if job.request == *request => (job.phase, job.places),
@@ -92,9 +128,9 @@ impl RowDiagnoser for LiveDiagnoser {
                     "waiting for the previous diagnosis's sampling to end".into(),
                 );
             }
-            _ => start(&request.row, at),
+            _ => start(&self.sampler, &request.row, at),
         };
-        let (phase, status) = step(phase, &request.row, &places, at);
+        let (phase, status) = step(&self.sampler, phase, &request.row, &places, at);
         self.job = Some(Job {
             request: *request,
             places,
@@ -104,7 +140,7 @@ impl RowDiagnoser for LiveDiagnoser {
     }
 }
 
-impl Phase {
+impl<H> Phase<H> {
     /// Whether a thread of it is still sampling (its answer, if one came, is dropped).
     fn busy(&self) -> bool {
         match self {
@@ -140,8 +176,12 @@ fn namespace_of(at: &Moment<'_>, inode: u32) -> Netns {
 }
 
 /// Starts sampling the namespaces the row's drops were in; says which.
-fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
-    let own = own_inode();
+fn start<S: RowSampler>(
+    sampler: &Arc<S>,
+    row: &DetailRequest,
+    at: &Moment<'_>,
+) -> (Phase<S::Held>, String) {
+    let own = sampler.own_inode();
     let mut by_netns: HashMap<u32, u64> = HashMap::new();
     for (g, s) in members(row, at) {
         let netns = if g.netns.is_none() {
@@ -167,34 +207,17 @@ fn start(row: &DetailRequest, at: &Moment<'_>) -> (Phase, String) {
         .map(|i| at.names.namespace(namespace_of(at, *i)))
         .collect::<Vec<_>>()
         .join(", ");
-    let gone_from = places.clone();
-    let phase = spawn(Phase::Sampling, move || {
-        let names = Namespaces::scan();
-        let (held, _gone) = HeldNamespaces::open(&names, &inodes);
-        if held.is_empty() {
-            return Err(format!(
-                "the namespace of these drops is gone ({gone_from}: no process or /run/netns entry holds it any more)"
-            ));
-        }
-        let log_before = collect::conntrack_full_lines();
-        let sampling = std::time::Instant::now();
-        let before = held.snapshot();
-        Ok(Sampled {
-            names,
-            held,
-            before,
-            log_before,
-            sampling,
-        })
-    });
+    let named = places.clone();
+    let sampler = Arc::clone(sampler);
+    let phase = spawn(Phase::Sampling, move || sampler.before(&inodes, &named));
     (phase, places)
 }
 
 /// Runs `work` on a thread of its own; the phase waits for its answer.
-fn spawn<T: Send + 'static>(
-    phase: fn(Receiver<Result<T, String>>) -> Phase,
+fn spawn<T: Send + 'static, H>(
+    phase: fn(Receiver<Result<T, String>>) -> Phase<H>,
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Phase {
+) -> Phase<H> {
     let (tx, rx) = mpsc::sync_channel(1);
     let started = std::thread::Builder::new()
         .name("droptrace-diagnose".into())
@@ -211,7 +234,13 @@ fn spawn<T: Send + 'static>(
 }
 
 /// One tick of a job: its next phase and what to tell the view.
-fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Phase, Diagnosis) {
+fn step<S: RowSampler>(
+    sampler: &Arc<S>,
+    phase: Phase<S::Held>,
+    row: &DetailRequest,
+    places: &str,
+    at: &Moment<'_>,
+) -> (Phase<S::Held>, Diagnosis) {
     let running = |what: String| Diagnosis::Running(what);
     let before = || running(format!("sampling {places} (before the window)"));
     let again = || running(format!("sampling {places} again (after the window)"));
@@ -254,10 +283,19 @@ fn step(phase: Phase, row: &DetailRequest, places: &str, at: &Moment<'_>) -> (Ph
                 };
                 let samples = window_samples(&window, row, at, since_ns);
                 let groups = drop_groups(&window, &samples, at.names);
-                let workloads = super::diagnose::by_inode(&at.names.workloads);
+                let workloads = at
+                    .names
+                    .workloads
+                    .iter()
+                    .map(|(ns, w)| (ns.inode, w.clone()))
+                    .collect();
                 let secs = elapsed as f64 / 1e9;
+                let sampler = Arc::clone(sampler);
                 let next = spawn(Phase::Concluding, move || {
-                    Ok(conclude(sampled, &groups, workloads, secs, earlier))
+                    let own = sampler.own_inode();
+                    let btf = sampler.has_btf();
+                    let after = sampler.after(sampled, workloads);
+                    Ok(conclude(after, own, btf, &groups, secs, earlier))
                 });
                 (next, again())
             } else {
@@ -311,7 +349,7 @@ fn window_closes(elapsed_ns: u64, drops: u64, quiet: bool) -> bool {
     (elapsed_ns >= MIN_WINDOW_NS && (drops > 0 || quiet)) || elapsed_ns >= MAX_WINDOW_NS
 }
 
-fn ended(d: Diagnosis) -> (Phase, Diagnosis) {
+fn ended<H>(d: Diagnosis) -> (Phase<H>, Diagnosis) {
     (Phase::Ended(d.clone()), d)
 }
 
@@ -354,49 +392,41 @@ fn earlier_note(groups: &[(Group, GroupStats)], now_ns: u64) -> String {
     )
 }
 
-/// Samples again and runs the engine (on the job's thread). `earlier`: the row did not
+/// Runs the engine on the two samples (on the job's thread). `earlier`: the row did not
 /// drop in the window, `groups` are its figures so far, and no sample precedes them.
 fn conclude(
-    sampled: Sampled,
+    sampled: After,
+    host_netns: u32,
+    has_btf: bool,
     groups: &[DropGroup],
-    workloads: std::collections::HashMap<u32, Workload>,
     secs: f64,
     earlier: Option<String>,
 ) -> RowDiagnosis {
-    let after = sampled.held.snapshot();
     let none = BTreeMap::new();
     let before = match earlier {
         Some(_) => &none,
         None => &sampled.before,
     };
-    let samples_secs = sampled.sampling.elapsed().as_secs_f64();
-    let log_lines = collect::conntrack_full_lines().saturating_sub(sampled.log_before);
-    let vanished = after
-        .keys()
-        .copied()
-        .filter(|i| sampled.names.vanished(*i))
-        .collect();
-    let names = NodeNames {
-        namespaces: sampled.names,
-        workloads,
-        vanished,
-    };
     let findings = diagnose_row(&RowWindow {
         groups,
         before,
-        after: &after,
-        namespaces: &names,
-        host_netns: own_inode(),
+        after: &sampled.after,
+        namespaces: sampled.names.as_ref(),
+        host_netns,
         secs,
-        samples_secs,
-        conntrack_full_log_lines: log_lines,
-        details_unknown: super::diagnose::details_unknown(groups),
+        samples_secs: sampled.samples_secs,
+        conntrack_full_log_lines: sampled.conntrack_log_lines,
+        details_unknown: details_unknown(groups, has_btf),
         earlier: earlier.is_some(),
     });
     RowDiagnosis {
         window_secs: secs,
         drops: groups.iter().map(|g| g.count).sum(),
-        namespaces: sampled.held.inodes().map(|i| names.describe(i)).collect(),
+        namespaces: sampled
+            .inodes
+            .iter()
+            .map(|i| sampled.names.describe(*i))
+            .collect(),
         findings: findings.into_iter().map(row_finding).collect(),
         earlier,
     }
