@@ -460,11 +460,22 @@ const _: () = assert!(size_of::<TcpEvent>() == 112);
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain integer structs with explicit padding; every bit pattern is valid.
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::GroupKey {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::GroupCount {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::Slot {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::TcpConfig {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
     unsafe impl aya::Pod for super::TcpDropMark {}
 }

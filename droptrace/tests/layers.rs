@@ -384,8 +384,9 @@ fn the_circle_check_finds_a_circle_of_three() {
     .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
     .collect();
     assert_eq!(circle(&edges).unwrap(), ["a", "b", "c", "a"]);
-    let straight: BTreeMap<String, Vec<String>> =
-        [("a".to_owned(), vec!["b".to_owned()])].into_iter().collect();
+    let straight: BTreeMap<String, Vec<String>> = [("a".to_owned(), vec!["b".to_owned()])]
+        .into_iter()
+        .collect();
     assert!(circle(&straight).is_none());
 }
 

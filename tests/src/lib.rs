@@ -271,6 +271,7 @@ pub fn pin_to_this_cpu() {
     );
     // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is a CPU number the kernel gave, within the set's CPU_SETSIZE bits.
     unsafe { libc::CPU_SET(usize::try_from(cpu).expect("cpu"), &mut set) };
     // SAFETY: a valid set for the calling thread (pid 0).
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &raw const set) };

@@ -1657,6 +1657,7 @@ fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
         // SAFETY: socket(2) with constant arguments; the descriptor is closed below.
         let fd = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_UDP) };
         assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        // SAFETY: all-zero bytes are a valid sockaddr_storage (an unspecified address).
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let len = match to {
             SocketAddr::V4(v4) => {
