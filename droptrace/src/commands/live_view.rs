@@ -6,8 +6,12 @@ use crate::{
     commands::error::Error,
     live::snapshot::SourceInfo,
     pipeline::drive,
-    probe::{clock, LiveOptions, LiveSource},
-    sinks::view::{Lines, ViewPublisher},
+    probe::{
+        clock,
+        lines::{self, LineResolver},
+        LiveOptions, LiveSource,
+    },
+    sinks::view::ViewPublisher,
 };
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -32,7 +36,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 },
             )?;
             let kernel = clock::kernel_release();
-            let path = super::debuginfo_path(cli.vmlinux.as_deref(), &kernel);
+            let path = lines::debuginfo_path(cli.vmlinux.as_deref(), &kernel);
             let info = SourceInfo {
                 source: "live".into(),
                 kernel: kernel.clone(),
@@ -46,11 +50,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if ready.send(info).is_err() {
                 return Ok(String::new());
             }
-            let lines = match path {
-                Ok(p) => Lines::Pending(super::open_debuginfo_in_background(p, kernel)),
-                Err(_) => Lines::None,
-            };
-            let mut view = ViewPublisher::new(link, lines).with_diagnoser(Box::new(
+            if let Ok(p) = path {
+                source.with_source_lines(LineResolver::open(p, kernel, false));
+            }
+            let mut view = ViewPublisher::new(link).with_diagnoser(Box::new(
                 crate::diagnose::session::LiveDiagnoser::new(
                     crate::probe::row_sampler::HostSampler,
                 ),

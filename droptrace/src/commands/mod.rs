@@ -16,13 +16,12 @@ use std::{
     fs::{File, OpenOptions},
     io::IsTerminal,
     os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use crate::{
     cli::{Cli, Command},
     commands::error::Error,
-    kernel::debuginfo::{self, KernelLines, SourceLines},
 };
 
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -90,47 +89,4 @@ pub fn create_private(path: &Path, replace: bool) -> Result<File, Error> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::Io(format!("setting the mode of {}", path.display()), e))?;
     Ok(file)
-}
-
-/// The vmlinux to take source lines from: `--vmlinux`, or the first of the usual
-/// debug-info places that exists.
-fn debuginfo_path(given: Option<&Path>, release: &str) -> Result<PathBuf, String> {
-    if let Some(path) = given {
-        if !path.exists() {
-            return Err(format!("{}: no such file", path.display()));
-        }
-        return Ok(path.to_path_buf());
-    }
-    let candidates = debuginfo::candidates(release);
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .ok_or_else(|| {
-            format!(
-                "no kernel debug info (give --vmlinux PATH, or install it at {})",
-                candidates[0].display()
-            )
-        })
-}
-
-/// Opens the vmlinux (and later its modules) on a thread of its own: indexing a vmlinux with DWARF takes seconds (far
-/// longer under emulation), which the live view does not wait for. The thread sends the
-/// lines, or None when the file cannot be used.
-fn open_debuginfo_in_background(
-    path: PathBuf,
-    release: String,
-) -> std::sync::mpsc::Receiver<Option<KernelLines>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("debuginfo".into())
-        .spawn(move || {
-            let lines = SourceLines::open(&path)
-                .ok()
-                .map(|l| KernelLines::new(l, &release));
-            let _ = tx.send(lines);
-        });
-    // Without a thread there are no source lines: the receiver then reports a hang-up.
-    drop(spawned);
-    rx
 }

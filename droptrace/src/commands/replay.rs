@@ -11,7 +11,7 @@ use crate::{
         recording::{Pace, RecordingSource},
     },
     record::Recording,
-    sinks::view::{Lines, ViewPublisher},
+    sinks::view::ViewPublisher,
 };
 
 /// Plays `args.file` in the live view; `terminal` says whether there is one to show it.
@@ -53,7 +53,7 @@ pub fn run(args: &ReplayArgs, terminal: bool) -> Result<(), Error> {
         if ready.send(info).is_err() {
             return Ok(String::new());
         }
-        let mut view = ViewPublisher::new(link, Lines::None);
+        let mut view = ViewPublisher::new(link);
         let outcome = drive_blocking(&mut source, &mut [&mut view])?;
         let mut closing = super::view::closing(&outcome);
         if let Some(skipped) = source.damage_warning() {

@@ -54,10 +54,10 @@ pub fn run(args: &ReportArgs) -> Result<(), Error> {
     }
     let (agg, names) = (&r.outcome.agg, &r.outcome.names);
     let out = match args.format {
-        Format::Json => Summary::new(agg, names, None).to_line()?,
+        Format::Json => Summary::new(agg, names).to_line()?,
         Format::Text => about(&args.file, &r) + &text::final_table(agg, names),
         Format::Html => {
-            let summary = Summary::new(agg, names, None);
+            let summary = Summary::new(agg, names);
             let json = summary.to_line()?;
             let timeline = timeline.unwrap_or_else(|| TimelineSink::new(0));
             html::recording::page(

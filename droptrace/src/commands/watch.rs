@@ -6,7 +6,11 @@ use crate::{
     cli::{Cli, LiveFormat},
     commands::error::Error,
     pipeline::{drive, Sink},
-    probe::{clock, LiveOptions, LiveSource},
+    probe::{
+        clock,
+        lines::{self, LineResolver},
+        LiveOptions, LiveSource,
+    },
     record::Header,
     sinks::{export::JsonlSink, summary::SummarySink, text::TextSink},
 };
@@ -43,16 +47,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         LiveFormat::Json => {
             // Source lines when debug info is there; `source` stays null otherwise.
             let release = clock::kernel_release();
-            let lines = match super::debuginfo_path(cli.vmlinux.as_deref(), &release) {
-                Ok(path) => Some(super::open_debuginfo_in_background(path, release)),
+            match lines::debuginfo_path(cli.vmlinux.as_deref(), &release) {
+                Ok(path) => source.with_source_lines(LineResolver::open(path, release, true)),
                 Err(why) => {
                     if cli.vmlinux.is_some() {
                         crate::format::warn(&format!("no source lines: {why}"));
                     }
-                    None
                 }
-            };
-            Box::new(SummarySink::new(stdout, lines))
+            }
+            Box::new(SummarySink::new(stdout))
         }
         LiveFormat::Jsonl => {
             // The times of the lines are wall-clock: boot time plus the drop's.

@@ -104,6 +104,10 @@ impl SourceLines {
     /// `line`, for a module (a relocatable .ko, whose sections all start at 0): only
     /// when the outermost frame found is `function` itself, so that code of another
     /// section at the same offset is never named.
+    pub fn module_line(&self, function: &str, offset: u64) -> Option<String> {
+        self.line_checked(function, offset, true)
+    }
+
     fn line_checked(&self, function: &str, offset: u64, same_function: bool) -> Option<String> {
         // A return address is never a function's first byte.
         if offset == 0 {
@@ -143,78 +147,6 @@ impl SourceLines {
         }
         Some(out)
     }
-}
-
-/// Source lines of a kernel and of its modules: the vmlinux, and each module's .ko with
-/// debug info from the same package (`.../usr/lib/debug/lib/modules/RELEASE/**/NAME.ko`
-/// beside `.../usr/lib/debug/boot/vmlinux-RELEASE`), opened when a drop site is in it.
-#[derive(Debug)]
-pub struct KernelLines {
-    vmlinux: SourceLines,
-    modules_dir: Option<PathBuf>,
-    modules: HashMap<String, Option<SourceLines>>,
-}
-
-impl KernelLines {
-    pub fn new(vmlinux: SourceLines, release: &str) -> KernelLines {
-        let dir = vmlinux.path().parent().map(Path::to_path_buf);
-        let modules_dir = dir.and_then(|d| {
-            if d.file_name().is_some_and(|n| n == "boot") {
-                Some(d.parent()?.join("lib/modules").join(release))
-            } else if d.ends_with(Path::new("lib/modules").join(release)) {
-                Some(d)
-            } else {
-                None
-            }
-        });
-        KernelLines {
-            vmlinux,
-            modules_dir: modules_dir.filter(|d| d.is_dir()),
-            modules: HashMap::new(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.vmlinux.path()
-    }
-
-    /// `file:line` of the drop site at `function+offset` in `module` (None: the kernel).
-    /// An address without a symbol (kallsyms hidden) has none.
-    pub fn line(&mut self, module: Option<&str>, function: &str, offset: u64) -> Option<String> {
-        let Some(module) = module else {
-            return self.vmlinux.line(function, offset);
-        };
-        let dir = self.modules_dir.as_deref()?;
-        let lines = self
-            .modules
-            .entry(module.to_owned())
-            .or_insert_with(|| find_module(dir, module).and_then(|p| SourceLines::open(&p).ok()));
-        lines.as_ref()?.line_checked(function, offset, true)
-    }
-}
-
-/// `NAME.ko` (dashes and underscores alike, as the kernel names modules) under `dir`.
-fn find_module(dir: &Path, name: &str) -> Option<PathBuf> {
-    let want = format!("{}.ko", name.replace('-', "_"));
-    let mut pending = vec![dir.to_path_buf()];
-    // Bounded: a kernel's module tree has a few hundred directories.
-    let mut visited = 0;
-    while let Some(d) = pending.pop() {
-        visited += 1;
-        if visited > 10_000 {
-            return None;
-        }
-        for entry in std::fs::read_dir(&d).ok()?.flatten() {
-            let path = entry.path();
-            let file_type = entry.file_type().ok()?;
-            if file_type.is_dir() {
-                pending.push(path);
-            } else if entry.file_name().to_string_lossy().replace('-', "_") == want {
-                return Some(path);
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -89,6 +89,11 @@ pub struct Names {
     pub workloads: HashMap<Netns, Workload>,
     /// The kernel's TCP reset reasons (`enum sk_rst_reason`, 6.10+): raw -> name.
     pub reset_reasons: std::collections::BTreeMap<u32, String>,
+    /// Drop site -> its `file:line` from the kernel's debug info (None: tried, none found).
+    /// Live runs only, when debug info is there (`probe::lines`).
+    pub source_lines: HashMap<u64, Option<String>>,
+    /// The debug info is still being opened: lines may come.
+    pub source_lines_pending: bool,
 }
 
 impl Names {
@@ -116,7 +121,16 @@ impl Names {
     /// Entries of the location, interface, namespace and workload maps (reasons are
     /// fixed).
     pub fn len(&self) -> usize {
-        self.locations.len() + self.interfaces.len() + self.namespaces.len() + self.workloads.len()
+        self.locations.len()
+            + self.interfaces.len()
+            + self.namespaces.len()
+            + self.workloads.len()
+            + self.source_lines.len()
+    }
+
+    /// The drop site's `file:line`, when the debug info gave one.
+    pub fn source_line(&self, location: u64) -> Option<&str> {
+        self.source_lines.get(&location)?.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -126,6 +126,8 @@ pub struct LiveSource {
     links: Option<LinkWatch>,
     /// The XDP programs' verdict counters.
     xdp: Option<super::xdp::XdpWatch>,
+    /// Drop sites' source lines, where the command asked for them.
+    lines: Option<super::lines::LineResolver>,
     /// Readings not yet handed to the flow (the first, taken before attaching).
     link_readings: Vec<crate::pipeline::interfaces::HostReading>,
     malformed: u64,
@@ -281,6 +283,7 @@ impl LiveSource {
             control: opts.control.unwrap_or_default(),
             links,
             xdp,
+            lines: None,
             link_readings,
             malformed: 0,
             verbose: args.verbose,
@@ -298,6 +301,11 @@ impl LiveSource {
     }
 
     /// The kernel-side filters in words.
+    /// Names drop sites by their source lines (the resolver opens the debug info).
+    pub fn with_source_lines(&mut self, lines: super::lines::LineResolver) {
+        self.lines = Some(lines);
+    }
+
     pub fn describe_filters(&self) -> String {
         self.filters.describe(self.reasons.as_ref())
     }
@@ -459,6 +467,9 @@ impl Source for LiveSource {
                     let (names, agg) = flow.names_and_agg();
                     places.retry(names, agg);
                 }
+                if let Some(lines) = self.lines.as_mut() {
+                    lines.tick(&mut flow.names);
+                }
                 return Ok(Step::Tick);
             }
             _ = self.sigint.recv() => return Ok(Step::Stop(Stop::Signal)),
@@ -497,6 +508,9 @@ impl Source for LiveSource {
         }
         if let Some(w) = self.workloads.as_mut() {
             w.settle(&mut flow.names, SETTLE);
+        }
+        if let Some(lines) = self.lines.as_mut() {
+            lines.finish(&mut flow.names);
         }
         self.probe.flush_log();
         let anomalies = flow.agg().counters().anomalies;

@@ -1,10 +1,9 @@
 //! The JSON summary printed when a run stops: a stable schema that scripts rely on.
-use std::{io::Write, sync::mpsc::Receiver};
+use std::io::Write;
 
 use serde::Serialize;
 
 use crate::{
-    kernel::debuginfo::KernelLines,
     pipeline::Error,
     pipeline::{
         aggregate::Aggregator,
@@ -15,35 +14,24 @@ use crate::{
 };
 
 /// Writes the summary, one line of JSON, when the run ends; with the source lines of the
-/// drop sites when there is a kernel image with debug info.
+/// drop sites the names carry (a live run with debug info).
 pub struct SummarySink<W: Write> {
     out: W,
-    /// The debug info, being opened on a thread of its own while the run goes on.
-    lines: Option<Receiver<Option<KernelLines>>>,
 }
 
 impl<W: Write> SummarySink<W> {
-    pub fn new(out: W, lines: Option<Receiver<Option<KernelLines>>>) -> SummarySink<W> {
-        SummarySink { out, lines }
+    pub fn new(out: W) -> SummarySink<W> {
+        SummarySink { out }
     }
 }
 
 impl<W: Write> Sink for SummarySink<W> {
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
-        // Waits for the debug info if it is not ready yet (it is being indexed).
-        let mut lines = self.lines.take().and_then(|rx| rx.recv().ok().flatten());
-        let summary = Summary::new(at.agg, at.names, lines.as_mut());
+        let summary = Summary::new(at.agg, at.names);
         // A closed stdout at the end is not worth an error.
         let _ = super::text::write_out(&mut self.out, &summary.to_line()?);
         Ok(())
     }
-}
-
-/// `file:line` of the drop site at `location` (an address), from the kernel's or its
-/// module's debug info; None without a symbol or a line for it.
-pub fn source_of(lines: &mut KernelLines, names: &Names, location: u64) -> Option<String> {
-    let loc = names.locations.get(&location)?;
-    lines.line(loc.module.as_deref(), loc.function.as_deref()?, loc.offset?)
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -141,7 +129,7 @@ impl Summary {
         Ok(s)
     }
 
-    pub fn new(agg: &Aggregator, names: &Names, mut lines: Option<&mut KernelLines>) -> Summary {
+    pub fn new(agg: &Aggregator, names: &Names) -> Summary {
         let counters = agg.counters();
         let groups = agg
             .ranked_by(|g| *g)
@@ -168,9 +156,7 @@ impl Summary {
                     interface: names.interface_name(g.netns, g.ifindex).map(str::to_owned),
                     container: workload.map(|w| w.container.clone()),
                     pod: workload.and_then(|w| w.pod.clone()),
-                    source: lines
-                        .as_deref_mut()
-                        .and_then(|l| source_of(l, names, g.location)),
+                    source: names.source_line(g.location).map(str::to_owned),
                 }
             })
             .collect();
@@ -270,7 +256,7 @@ mod tests {
 
     #[test]
     fn json_summary_has_the_documented_schema() {
-        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver(), None)).unwrap();
+        let json = serde_json::to_value(Summary::new(&aggregate(), &resolver())).unwrap();
         assert_eq!(json["total"], 7);
         assert_eq!(json["lost_events"], 2);
         assert_eq!(json["missed"], 1);
@@ -319,7 +305,7 @@ mod tests {
             pod_ns,
             crate::pipeline::fixtures::workload("9b2e7d4a1c6f", None),
         );
-        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
         let nft: Vec<&serde_json::Value> = json["groups"]
             .as_array()
             .unwrap()
@@ -372,7 +358,7 @@ mod tests {
         names.namespaces.insert(a, "ux-a".into());
         names.namespaces.insert(b, "ux-b".into());
         names.interfaces.insert((a, 2), "veth-a".into());
-        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
         let groups = json["groups"].as_array().unwrap();
         let places: Vec<_> = groups
             .iter()
@@ -508,7 +494,7 @@ mod tests {
             ),
             "{table}"
         );
-        let json = serde_json::to_value(Summary::new(&agg, &names, None)).unwrap();
+        let json = serde_json::to_value(Summary::new(&agg, &names)).unwrap();
         assert_eq!(json["interfaces"][0]["counter"], "tx_dropped");
         assert_eq!(json["interfaces"][0]["layer"], "driver");
         assert_eq!(json["interfaces"][1]["layer"], "nic");
@@ -557,52 +543,32 @@ mod tests {
         );
     }
 
-    /// `source` from the debug-info fixture (tiny-vmlinux, built from tiny-kernel.c): the
-    /// kernel's own sites get their line, a module's site without its .ko stays null.
+    /// `source`: the drop site's line as the names carry it (`probe::lines` puts it
+    /// there), null for a site without one.
     #[test]
     fn groups_carry_the_source_line_of_their_drop_site() {
-        use crate::{
-            kernel::debuginfo::{KernelLines, SourceLines},
-            pipeline::names::Location,
-        };
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/debuginfo/tiny-vmlinux"
-        );
-        let mut lines = KernelLines::new(
-            SourceLines::open(std::path::Path::new(path)).unwrap(),
-            "6.18.0",
-        );
         let mut names = resolver();
-        let site = |function: &str, offset: u64, module: Option<&str>| Location {
-            function: Some(function.into()),
-            offset: Some(offset),
-            module: module.map(Into::into),
-            display: format!("{function}+{offset:#x}"),
-        };
-        names
-            .locations
-            .insert(NFT, site("nft_do_chain", 0x1c, None));
-        names
-            .locations
-            .insert(TCP, site("tcp_v4_rcv", 0x16, Some("not_there")));
-        let json =
-            serde_json::to_value(Summary::new(&aggregate(), &names, Some(&mut lines))).unwrap();
-        let source = |location: &str| {
+        names.source_lines.insert(
+            NFT,
+            Some("/src/tiny-kernel.c:13 (drop_it, inlined into nft_do_chain at /src/tiny-kernel.c:20)".into()),
+        );
+        names.source_lines.insert(TCP, None);
+        let json = serde_json::to_value(Summary::new(&aggregate(), &names)).unwrap();
+        let source = |address: u64| {
             json["groups"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|g| g["location"] == location)
+                .find(|g| g["address"] == format!("{address:#x}"))
                 .map(|g| g["source"].clone())
         };
         assert_eq!(
-            source("nft_do_chain+0x1c"),
+            source(NFT),
             Some(serde_json::json!(
                 "/src/tiny-kernel.c:13 (drop_it, inlined into nft_do_chain at /src/tiny-kernel.c:20)"
             )),
             "{json:#}"
         );
-        assert_eq!(source("tcp_v4_rcv+0x16"), Some(serde_json::Value::Null));
+        assert_eq!(source(TCP), Some(serde_json::Value::Null));
     }
 }

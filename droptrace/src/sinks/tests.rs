@@ -90,7 +90,7 @@ fn ingest_rate() {
 fn a_captured_version_3_recording_reports_what_the_build_that_made_it_reported() {
     let mut source = recording(crate::record::tests::V3_RECORDING.to_vec());
     let outcome = drive_blocking(&mut source, &mut []).unwrap();
-    let summary = super::summary::Summary::new(&outcome.agg, &outcome.names, None).to_line();
+    let summary = super::summary::Summary::new(&outcome.agg, &outcome.names).to_line();
     let got: serde_json::Value = serde_json::from_str(&summary.unwrap()).unwrap();
     let want: serde_json::Value =
         serde_json::from_str(include_str!("../../fixtures/recording.v3.report.json")).unwrap();

@@ -2,17 +2,9 @@
 //! source lines of the row the view asks about, and how far the diagnosis it asked for
 //! has got) goes to the view through its [`Link`]. Live and replayed runs publish alike;
 //! the view cannot tell them apart.
-use std::{
-    collections::{HashMap, HashSet},
-    ops::ControlFlow,
-    sync::{
-        mpsc::{Receiver, TryRecvError},
-        Arc,
-    },
-};
+use std::{collections::HashSet, ops::ControlFlow, sync::Arc};
 
 use crate::{
-    kernel::debuginfo::KernelLines,
     live::{
         snapshot::{Detail, DetailRequest, Diagnosis, Snapshot},
         Link, RowDiagnoser,
@@ -32,41 +24,14 @@ pub struct ViewPublisher {
     link: Arc<Link>,
     /// The names shared by snapshots until they change.
     names: Arc<Names>,
-    /// Source lines of drop sites, from a vmlinux with debug info (live runs only).
-    lines: Lines,
-    line_cache: HashMap<u64, Option<String>>,
     diagnoser: Option<Box<dyn RowDiagnoser>>,
 }
 
-/// The debug info of a live run: opened on a thread of its own (indexing a vmlinux with
-/// DWARF takes seconds, longer than the view may wait), then used here.
-pub enum Lines {
-    None,
-    Pending(Receiver<Option<KernelLines>>),
-    Ready(Box<KernelLines>),
-}
-
-impl Lines {
-    /// Takes the debug info once the thread has it; whether it is still coming.
-    fn poll(&mut self) -> bool {
-        if let Lines::Pending(rx) = self {
-            *self = match rx.try_recv() {
-                Ok(Some(lines)) => Lines::Ready(Box::new(lines)),
-                Ok(None) | Err(TryRecvError::Disconnected) => Lines::None,
-                Err(TryRecvError::Empty) => return true,
-            };
-        }
-        false
-    }
-}
-
 impl ViewPublisher {
-    pub fn new(link: Arc<Link>, lines: Lines) -> ViewPublisher {
+    pub fn new(link: Arc<Link>) -> ViewPublisher {
         ViewPublisher {
             link,
             names: Arc::default(),
-            lines,
-            line_cache: HashMap::new(),
             diagnoser: None,
         }
     }
@@ -76,16 +41,6 @@ impl ViewPublisher {
         self.diagnoser = Some(diagnoser);
         self
     }
-
-    fn source_line(&mut self, names: &Names, location: u64) -> Option<String> {
-        let Lines::Ready(lines) = &mut self.lines else {
-            return None;
-        };
-        self.line_cache
-            .entry(location)
-            .or_insert_with(|| super::summary::source_of(lines, names, location))
-            .clone()
-    }
 }
 
 impl Sink for ViewPublisher {
@@ -93,16 +48,17 @@ impl Sink for ViewPublisher {
         // Names are only ever added: a count that moved means new ones.
         if self.names.len() != at.names.len()
             || self.names.reasons.is_none() != at.names.reasons.is_none()
+            || self.names.source_lines_pending != at.names.source_lines_pending
         {
             self.names = Arc::new(at.names.clone());
         }
         let request = self.link.request();
-        let source_pending = self.lines.poll();
+        let source_pending = at.names.source_lines_pending;
         let detail = request.map(|r| {
             let sites = detail_sites(at.agg, &r);
             let source_lines = sites
                 .into_iter()
-                .filter_map(|loc| self.source_line(at.names, loc).map(|l| (loc, l)))
+                .filter_map(|loc| at.names.source_line(loc).map(|l| (loc, l.to_owned())))
                 .collect();
             (
                 r,
@@ -216,8 +172,7 @@ mod tests {
     #[test]
     fn the_diagnoser_is_asked_only_while_the_view_waits_for_it() {
         let link = Arc::new(Link::default());
-        let mut view = ViewPublisher::new(Arc::clone(&link), Lines::None)
-            .with_diagnoser(Box::new(Counting(0)));
+        let mut view = ViewPublisher::new(Arc::clone(&link)).with_diagnoser(Box::new(Counting(0)));
         assert_eq!(tick(&mut view).diagnosis, None);
         let request = DiagnoseRequest {
             row: DetailRequest {
@@ -247,7 +202,7 @@ mod tests {
         assert_eq!(tick(&mut view).diagnosis, None);
 
         // A source without one says it cannot.
-        let mut plain = ViewPublisher::new(Arc::clone(&link), Lines::None);
+        let mut plain = ViewPublisher::new(Arc::clone(&link));
         link.set_diagnose(Some(request));
         assert!(matches!(
             tick(&mut plain).diagnosis,
