@@ -22,7 +22,10 @@ use droptrace::pipeline::aggregate::{Aggregator, KernelCounters};
 use droptrace::pipeline::event::{Drop, Group, Packet, ETH_P_IP};
 use droptrace::pipeline::names::Names;
 use droptrace::sinks::view::snapshot;
-use droptrace::tui::state::{update, Action, State};
+use droptrace::tui::{
+    state::{Action, State},
+    update::update,
+};
 
 struct Counting;
 

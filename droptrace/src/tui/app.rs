@@ -15,7 +15,8 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 
 use super::{
-    state::{update, Action, Key, State},
+    state::{Action, Key, State},
+    update::update,
     view,
 };
 use crate::live::{snapshot::SourceInfo, Link};

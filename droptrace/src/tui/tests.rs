@@ -5,7 +5,8 @@ use std::{collections::HashMap, sync::Arc};
 use ratatui::{backend::TestBackend, Terminal};
 
 use super::{
-    state::{update, Action, Key, Mode, State},
+    state::{Action, Key, Mode, State},
+    update::update,
     view,
 };
 use crate::{
