@@ -3,6 +3,7 @@
 //! text format or OpenMetrics ([`encode`]). The host's namespaces, interfaces and the
 //! counters of drops that never reach kfree_skb come from a sampler in `probe::host`.
 pub mod encode;
+pub mod labels;
 pub mod series;
 pub mod server;
 
