@@ -16,7 +16,10 @@ use std::{
 
 use serde_json::Value;
 
+pub use harness::{missing, skip};
+
 pub mod containerd;
+pub mod harness;
 pub mod http;
 pub mod prometheus;
 pub mod tmux;
@@ -36,21 +39,6 @@ pub fn in_namespace<T: Send>(path: &std::path::Path, f: impl FnOnce() -> T + Sen
         .join()
         .expect("netns thread")
     })
-}
-
-/// Whether the tests can run here; prints why not otherwise.
-pub fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        // Under `cargo xtask test` (which sets DROPTRACE_BIN) a skip would hide everything.
-        assert!(
-            std::env::var_os("DROPTRACE_BIN").is_none(),
-            "{test} needs root: run `cargo xtask test` as root"
-        );
-        eprintln!("skipping {test}: needs root (run `cargo xtask test` as root)");
-        return false;
-    }
-    true
 }
 
 pub fn droptrace_bin() -> PathBuf {
