@@ -69,6 +69,27 @@ macro_rules! root_tests {
     };
 }
 
+/// Tests that are one body run with different arguments, each a test of its own name
+/// (rstest's cases, as plain functions the runner lists):
+///
+/// ```ignore
+/// droptrace_tests::cases! { leaves_no_program:
+///     sigint_detaches_everything => (libc::SIGINT),
+///     sigterm_detaches_everything => (libc::SIGTERM),
+/// }
+/// ```
+#[macro_export]
+macro_rules! cases {
+    ($body:ident: $($(#[$meta:meta])* $name:ident => ($($arg:expr),* $(,)?)),+ $(,)?) => {
+        $(
+            $(#[$meta])*
+            fn $name() {
+                $body($($arg),*);
+            }
+        )+
+    };
+}
+
 #[derive(Default)]
 struct Args {
     filters: Vec<String>,

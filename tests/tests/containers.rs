@@ -175,7 +175,7 @@ fn recordings_keep_the_pod_for_report_and_export() {
     let file = dir.join("pod.dtr");
     let file_arg = file.to_str().expect("path");
     let port = PORT.to_string();
-    let dt = Droptrace::start(&["record", "-o", file_arg, "--dport", &port]);
+    let dt = Droptrace::record(file_arg, &["--dport", &port]);
     pod_drops(&pod, 6);
     let out = dt.stop(libc::SIGINT);
     assert!(

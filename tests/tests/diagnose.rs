@@ -207,24 +207,7 @@ fn a_too_small_mtu_on_the_receiving_side_is_named() {
 }
 
 fn a_tc_bpf_program_dropping_syns_is_named_with_its_id() {
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
-    let pair = Pair::new();
-    pair.b
-        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
-    pair.b.exec(&[
-        "tc",
-        "filter",
-        "add",
-        "dev",
-        "veth-b",
-        "ingress",
-        "bpf",
-        "da",
-        "obj",
-        object,
-        "sec",
-        "classifier",
-    ]);
+    let pair = Pair::with_tc_drop_syn();
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
     let filters = pair
         .b
@@ -356,7 +339,7 @@ fn a_tcx_program_is_named_with_the_process_holding_it() {
             release.trim()
         ));
     }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let pair = Pair::new();
     let holder = BpfHolder::start(&pair.b, "veth-b", "tcx-ingress", object, "drop_syn");
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
@@ -394,7 +377,7 @@ fn a_tcx_program_is_named_with_the_process_holding_it() {
 }
 
 fn a_classic_tc_program_held_by_a_process_or_pinned_is_named_so() {
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let to = format!("{B4}:8080").parse().unwrap();
     {
         let pair = Pair::new();
@@ -661,7 +644,7 @@ fn an_accept_queue_overflow_is_found_from_the_counters() {
 }
 
 fn an_xdp_program_dropping_is_named_with_its_mode() {
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let object = DROP_UDP_XDP;
     let pair = Pair::new();
     pair.b.exec(&[
         "ip",
@@ -704,7 +687,7 @@ fn an_xdp_program_dropping_is_named_with_its_mode() {
 }
 
 fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let object = DROP_UDP_XDP;
     let pair = Pair::new();
     let holder = BpfHolder::start(&pair.b, "veth-b", "xdp-skb", object, "drop_udp_6001");
     let marker = pair.b.run(|| UdpSocket::bind("0.0.0.0:6002").unwrap());
@@ -733,7 +716,7 @@ fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
 
 fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
     use std::os::unix::fs::PermissionsExt;
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let pair = Pair::new();
     let netns = pair.b.path();
     let file = format!("/tmp/{}-baseline.json", pair.b.name);

@@ -59,12 +59,9 @@ fn nft_port_drop(attach: Option<&str>) {
     assert_eq!(summary["lost_events"], 0);
 }
 
-fn nftables_drop_on_port_1678_matches_the_rule_counter() {
-    nft_port_drop(None);
-}
-
-fn classic_tracepoint_attach_gives_the_same_figures() {
-    nft_port_drop(Some("tracepoint"));
+droptrace_tests::cases! { nft_port_drop:
+    nftables_drop_on_port_1678_matches_the_rule_counter => (None),
+    classic_tracepoint_attach_gives_the_same_figures => (Some("tracepoint")),
 }
 
 fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
@@ -91,13 +88,10 @@ fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
     assert_eq!(summary["total"], resets, "{summary:#}");
 }
 
-fn syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv() {
-    syn_to_closed_port(B4, "tcp_v4_rcv", "Tcp");
-}
-
-fn ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv() {
-    // /proc/net/snmp's Tcp line counts both families.
-    syn_to_closed_port(&format!("[{B6}]"), "tcp_v6_rcv", "Tcp");
+// /proc/net/snmp's Tcp line counts both families.
+droptrace_tests::cases! { syn_to_closed_port:
+    syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv => (B4, "tcp_v4_rcv", "Tcp"),
+    ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv => (&format!("[{B6}]"), "tcp_v6_rcv", "Tcp"),
 }
 
 /// A UDP flood through a tbf qdisc with a tiny rate: droptrace's QDISC_DROP count must equal
@@ -222,12 +216,9 @@ fn leaves_no_program(signal: i32) {
     assert!(summary["total"].is_u64());
 }
 
-fn sigint_detaches_everything() {
-    leaves_no_program(libc::SIGINT);
-}
-
-fn sigterm_detaches_everything() {
-    leaves_no_program(libc::SIGTERM);
+droptrace_tests::cases! { leaves_no_program:
+    sigint_detaches_everything => (libc::SIGINT),
+    sigterm_detaches_everything => (libc::SIGTERM),
 }
 
 fn duration_stops_by_itself_with_one_json_object() {

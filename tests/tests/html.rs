@@ -120,7 +120,7 @@ fn report_page_shows_the_recordings_figures() {
     let dir = TempDir::new("html-report");
     let file = dir.file("drops.dtr");
     let (pair, _listener) = Pair::with_nft_drop_on_1678();
-    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678"]);
     let nft = pair.nft_dropped_syns(5);
     let out = recorder.stop(libc::SIGINT);
     assert!(

@@ -23,17 +23,12 @@ fn live_view_shows_the_drop_and_gives_the_terminal_back() {
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtv", 1678);
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.b.path()
+    let tmux = Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.b.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
 
     let failed = dropped_syns(
         &pair.a,
@@ -121,17 +116,12 @@ fn live_view_diagnoses_the_row_in_its_drill_down() {
     let to = format!("{B4}:1678").parse().unwrap();
     let rule_count = || nft_rule_packets(&pair.b, "dtd", "dtd1678");
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.b.path()
+    let tmux = Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.b.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
         5
@@ -242,7 +232,7 @@ fn replay_plays_a_recording_in_the_live_view() {
     nft_drop_tcp_port(&pair.b, "dtp", 1678);
     let file = std::env::temp_dir().join(format!("droptrace-replay-{}.dtr", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678"]);
     assert_eq!(
         dropped_syns(
             &pair.a,
@@ -256,14 +246,7 @@ fn replay_plays_a_recording_in_the_live_view() {
     let packets = nft_rule_packets(&pair.b, "dtp", "dtp1678");
     assert!(recorder.stop(libc::SIGINT).status.success());
 
-    let tmux = Tmux::new(100, 30);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} replay {} --speed 4",
-        droptrace_bin().display(),
-        file.display()
-    );
-    tmux.send(&[&command, "Enter"]);
+    let tmux = Tmux::droptrace(100, 30, &format!("replay {} --speed 4", file.display()));
     let pane = tmux.wait_for("the recorded row and the end of the recording", |p| {
         p.contains("droptrace  recording")
             && nft_row_count(p) == Some(packets)
@@ -293,14 +276,9 @@ fn live_view_says_when_the_rows_namespace_is_gone() {
     nft_drop_tcp_port(&pair.b, "dtg", 1678);
     let to = format!("{B4}:1678").parse().unwrap();
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
     // Not --netns: droptrace would hold the namespace open.
-    let command = format!("{} --port 1678 --interval 0.2", droptrace_bin().display());
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    let tmux = Tmux::droptrace(120, 40, "--port 1678 --interval 0.2");
+    tmux.wait_for_live_view();
     let rule_count = || nft_rule_packets(&pair.b, "dtg", "dtg1678");
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
@@ -325,17 +303,12 @@ fn live_view_says_when_the_rows_namespace_is_gone() {
 /// Starts the live view on `ns` (and kernel-side filters `more`) in a `width` x `height`
 /// pane and waits for its header.
 fn live_view_on(ns: &Netns, more: &str, width: u16, height: u16) -> Tmux {
-    let tmux = Tmux::new(width, height);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} {more} --interval 0.2",
-        droptrace_bin().display(),
-        ns.path()
+    let tmux = Tmux::droptrace(
+        width,
+        height,
+        &format!("--netns {} {more} --interval 0.2", ns.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     tmux
 }
 
@@ -550,14 +523,7 @@ fn live_view_reset_starts_first_and_percentiles_over() {
 fn an_empty_live_view_says_what_it_watches() {
     // A namespace with nothing in it but lo: nothing to drop, one interface to read.
     let ns = Netns::new("w");
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        ns.path()
-    );
-    tmux.send(&[&command, "Enter"]);
+    let tmux = Tmux::droptrace(120, 40, &format!("--netns {} --interval 0.2", ns.path()));
     let pane = tmux.wait_for("the layers watched in the header", |p| {
         // Programs traced are the host's (every namespace): how many depends on the host.
         p.contains("s sort count  watching kfree_skb, XDP programs: ")

@@ -94,7 +94,7 @@ fn the_json_summary_and_report_keep_each_namespace_with_its_rules_count() {
     }
     let _remove = Remove(&file);
     let file_arg = file.to_str().unwrap();
-    let recorder = Droptrace::start(&["record", "-o", file_arg, "--port", "1678"]);
+    let recorder = Droptrace::record(file_arg, &["--port", "1678"]);
     let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
     let counts = [syn_burst(&pairs[0], 4), syn_burst(&pairs[1], 9)];
     let recorded = recorder.stop(libc::SIGINT);

@@ -54,15 +54,7 @@ fn report_equals_the_live_summary_and_pcapng_shows_why() {
     let file = dir.file("drops.dtr");
     let pair = nft_pair();
     let file_arg = file.to_str().unwrap();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
-        file_arg,
-        "--port",
-        "1678",
-        "--snaplen",
-        "128",
-    ]);
+    let recorder = Droptrace::record(file_arg, &["--port", "1678", "--snaplen", "128"]);
     let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
     let packets = dropped_at_1678(&pair, 6);
     let recorded = recorder.stop(libc::SIGINT);
@@ -207,7 +199,7 @@ fn a_killed_recorder_leaves_a_readable_file() {
     let dir = TempDir::new("killed");
     let file = dir.file("killed.dtr");
     let pair = nft_pair();
-    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678"]);
     let packets = dropped_at_1678(&pair, 4);
     // Blocks go out every 250 ms: wait until the file, read as it is, holds every drop.
     wait_for("the recording to hold every drop before the kill", || {
@@ -239,15 +231,10 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
     let file = dir.file("lost.dtr");
     let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
+    let recorder = Droptrace::record(
         file.to_str().unwrap(),
-        "--netns",
-        &netns,
-        "--ring-buffer-size",
-        "4096",
-    ]);
+        &["--netns", &netns, "--ring-buffer-size", "4096"],
+    );
     // A stalled recorder: the ring overflows and the kernel counts by group.
     recorder.pause();
     pair.a.run(|| {
@@ -283,15 +270,7 @@ fn count_stops_the_recording_and_keeps_every_drop_counted() {
     let dir = TempDir::new("count");
     let file = dir.file("count.dtr");
     let pair = nft_pair();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
-        file.to_str().unwrap(),
-        "--port",
-        "1678",
-        "--count",
-        "3",
-    ]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678", "--count", "3"]);
     dropped_at_1678(&pair, 6);
     let out = recorder.wait();
     assert!(

@@ -255,7 +255,7 @@ fn a_recording_keeps_a_namespace_on_a_reused_inode_apart() {
         std::process::id()
     )));
     let path = file.0.to_str().unwrap().to_owned();
-    let recorder = Droptrace::start(&["record", "-o", &path, "--port", &port()]);
+    let recorder = Droptrace::record(&path, &["--port", &port()]);
     // The old namespace is deleted once the recording names it (names go in before the
     // drops that use them).
     let (old_name, new, counted) = old_then_new(|old_name| written(&file.0, old_name));

@@ -214,17 +214,15 @@ fn the_drill_down_names_the_source_line_of_each_drop_site() {
 
     // One live view per site, filtered to its port: its only row, Enter, its source line.
     for (port, want) in &sites {
-        let tmux = Tmux::new(250, 50);
-        tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-        let command = format!(
-            "{} --netns {} --port {port} --interval 0.2 --vmlinux {vmlinux_s}",
-            droptrace_bin().display(),
-            pair.b.path()
+        let tmux = Tmux::droptrace(
+            250,
+            50,
+            &format!(
+                "--netns {} --port {port} --interval 0.2 --vmlinux {vmlinux_s}",
+                pair.b.path()
+            ),
         );
-        tmux.send(&[&command, "Enter"]);
-        tmux.wait_for("the live view's header", |p| {
-            p.contains("droptrace  live") && p.contains("q quit")
-        });
+        tmux.wait_for_live_view();
         if port == "1678" {
             nft_drops(&pair, "dtd");
         } else {

@@ -203,12 +203,9 @@ fn resets_for_syns_to_a_closed_port(a_addr: &str, b_addr: &str, port: u16) {
     assert_eq!(tcp["resets_sent"], 3, "{tcp:#}");
 }
 
-fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    resets_for_syns_to_a_closed_port(A4, B4, 5211);
-}
-
-fn tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    resets_for_syns_to_a_closed_port(A6, B6, 5214);
+droptrace_tests::cases! { resets_for_syns_to_a_closed_port:
+    tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received => (A4, B4, 5211),
+    tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received => (A6, B6, 5214),
 }
 
 /// a -- r -- b, r routing between its two veths and dropping on the way to b (a tbf);
@@ -277,7 +274,7 @@ fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmi
     let file_arg = file.to_str().unwrap();
     let (pair, _udp) = Pair::with_tbf();
     let netns = pair.a.path();
-    let recorder = Droptrace::start(&["record", "-o", file_arg, "--netns", &netns]);
+    let recorder = Droptrace::record(file_arg, &["--netns", &netns]);
     let live = Droptrace::start(&["--netns", &netns, "--format", "json"]);
     let lines = Droptrace::start(&["--netns", &netns, "--format", "jsonl"]);
     let retrans = transfer_with_retransmits(&pair, 5215);
@@ -418,17 +415,12 @@ fn number_before(text: &str, after: &str) -> Option<u64> {
 /// qdisc's drop group that explains them, and `Enter` again that group's drill-down.
 fn tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it() {
     let (pair, _udp) = Pair::with_tbf();
-    let tmux = droptrace_tests::tmux::Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.a.path()
+    let tmux = droptrace_tests::tmux::Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.a.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     let retrans = transfer_with_retransmits(&pair, 5217);
     // The header's count: the kernel's, or short of it by no more than the runs the
     // kernel skipped, which the header then says.
