@@ -28,20 +28,23 @@ pub struct BenchDiagnoseArgs {
     window: f64,
 }
 
+/// Runs a command without echoing it (there are hundreds); fails with its stderr.
+fn quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 pub fn bench_diagnose(args: &BenchDiagnoseArgs) -> Result<()> {
     let (bin, first) = prepare("dtdiag")?;
     let mut held = vec![first];
     for i in 1..args.namespaces {
         let ns = Namespace(format!("dtdiag{}-{i}", std::process::id()));
-        crate::run(
-            Command::new("ip")
-                .args(["netns", "add", &ns.0])
-                .stderr(Stdio::null()),
-        )?;
+        quiet(Command::new("ip").args(["netns", "add", &ns.0]))?;
+        quiet(Command::new("ip").args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]))?;
         held.push(ns);
-        crate::run(
-            Command::new("ip").args(["netns", "exec", &held[i].0, "ip", "link", "set", "lo", "up"]),
-        )?;
     }
     let all = (args.namespaces + 1).to_string();
     let window = args.window.to_string();

@@ -242,6 +242,10 @@ fn test() -> Result<()> {
             "droptrace-tests",
         ])
         .current_dir(&ws))?;
+    // The root tests' runner and helpers have unit tests that need no root.
+    run(cargo()
+        .args(["test", "--locked", "-p", "droptrace-tests", "--lib"])
+        .current_dir(&ws))?;
     run(cargo()
         .args(["build", "--locked", "--release", "-p", "droptrace"])
         .current_dir(&ws))?;
