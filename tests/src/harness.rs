@@ -72,7 +72,7 @@ macro_rules! root_tests {
 /// Tests that are one body run with different arguments, each a test of its own name
 /// (rstest's cases, as plain functions the runner lists):
 ///
-/// ```ignore
+/// ```text
 /// droptrace_tests::cases! { leaves_no_program:
 ///     sigint_detaches_everything => (libc::SIGINT),
 ///     sigterm_detaches_everything => (libc::SIGTERM),
@@ -270,18 +270,19 @@ fn run_one(name: &'static str, body: fn(), capture: bool) -> (Verdict, String) {
     let output = capture.map(Capture::finish).unwrap_or_default();
     let verdict = match result {
         Ok(()) => Verdict::Passed,
-        Err(payload) => judge(payload),
+        Err(payload) => judge(payload, strict()),
     };
     (verdict, output)
 }
 
-fn judge(payload: Box<dyn Any + Send>) -> Verdict {
+fn judge(payload: Box<dyn Any + Send>, strict: bool) -> Verdict {
     match payload.downcast::<Skip>() {
-        Ok(skip) if skip.installable && strict() => Verdict::Failed(format!(
+        Ok(skip) if skip.installable && strict => Verdict::Failed(format!(
             "{} (under `cargo xtask test` a missing prerequisite is a failure, not a skip)\n",
             skip.reason
         )),
-        Ok(skip) => Verdict::Skipped(skip.reason),
+        // One line: `test NAME ... ignored, REASON` is what runners read.
+        Ok(skip) => Verdict::Skipped(skip.reason.split_whitespace().collect::<Vec<_>>().join(" ")),
         // The panic hook has written the message and location into the output.
         Err(_) => Verdict::Failed(String::new()),
     }
@@ -381,11 +382,35 @@ mod tests {
     fn a_skip_is_a_skip_and_a_panic_a_failure() {
         // Payloads as the runner receives them from a test's thread.
         let reason = "tcx needs Linux 6.6".to_owned();
-        let skipped = judge(Box::new(Skip {
-            reason: reason.clone(),
-            installable: false,
-        }));
+        let skipped = judge(
+            Box::new(Skip {
+                reason: reason.clone(),
+                installable: false,
+            }),
+            true,
+        );
         assert!(matches!(skipped, Verdict::Skipped(r) if r == reason));
-        assert!(matches!(judge(Box::new("boom")), Verdict::Failed(_)));
+        // A reason of several lines (a tool's error) is one line in the verdict.
+        let multiline = judge(Box::new(Skip {
+            reason: "no gact (Error: TC classifier not found.\nWe have an error talking to the kernel\n)".to_owned(),
+            installable: false,
+        }), false);
+        assert!(matches!(
+            multiline,
+            Verdict::Skipped(r) if r == "no gact (Error: TC classifier not found. We have an error talking to the kernel )"
+        ));
+        assert!(matches!(judge(Box::new("boom"), false), Verdict::Failed(_)));
+        // Something `cargo xtask setup` installs is missing: a skip by hand, a failure
+        // under `cargo xtask test`.
+        let containerd = || {
+            Box::new(Skip {
+                reason: "[\"containerd\"] not installed".to_owned(),
+                installable: true,
+            })
+        };
+        assert!(matches!(judge(containerd(), false), Verdict::Skipped(_)));
+        assert!(
+            matches!(judge(containerd(), true), Verdict::Failed(why) if why.contains("not installed"))
+        );
     }
 }
