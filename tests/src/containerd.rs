@@ -17,9 +17,9 @@ use crate::{wait_exit, wait_for};
 const TOOLS: &[&str] = &["containerd", "ctr", "runc", "containerd-shim-runc-v2"];
 const BUSYBOX: &str = "/bin/busybox";
 
-/// Whether containerd, runc and busybox are here; prints why not otherwise (and fails
-/// under `cargo xtask test`, which installs them).
-pub fn available(test: &str) -> bool {
+/// Ends the test as skipped unless containerd, runc and busybox are here (a failure under
+/// `cargo xtask test`, whose setup installs them).
+pub fn require() {
     let missing: Vec<&str> = TOOLS
         .iter()
         .copied()
@@ -32,15 +32,11 @@ pub fn available(test: &str) -> bool {
         })
         .chain((!Path::new(BUSYBOX).exists()).then_some(BUSYBOX))
         .collect();
-    if missing.is_empty() {
-        return true;
+    if !missing.is_empty() {
+        crate::missing(format!(
+            "{missing:?} not installed (`cargo xtask setup`, or apt-get install containerd runc busybox-static)"
+        ));
     }
-    assert!(
-        std::env::var_os("DROPTRACE_BIN").is_none(),
-        "{test} needs {missing:?}: `cargo xtask setup` installs containerd, runc and busybox-static"
-    );
-    eprintln!("skipping {test}: {missing:?} not installed (apt-get install containerd runc busybox-static)");
-    false
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -16,7 +16,10 @@ use std::{
 
 use serde_json::Value;
 
+pub use harness::{missing, skip};
+
 pub mod containerd;
+pub mod harness;
 pub mod http;
 pub mod prometheus;
 pub mod tmux;
@@ -36,21 +39,6 @@ pub fn in_namespace<T: Send>(path: &std::path::Path, f: impl FnOnce() -> T + Sen
         .join()
         .expect("netns thread")
     })
-}
-
-/// Whether the tests can run here; prints why not otherwise.
-pub fn can_run(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        // Under `cargo xtask test` (which sets DROPTRACE_BIN) a skip would hide everything.
-        assert!(
-            std::env::var_os("DROPTRACE_BIN").is_none(),
-            "{test} needs root: run `cargo xtask test` as root"
-        );
-        eprintln!("skipping {test}: needs root (run `cargo xtask test` as root)");
-        return false;
-    }
-    true
 }
 
 pub fn droptrace_bin() -> PathBuf {
@@ -481,6 +469,37 @@ impl Pair {
     }
 }
 
+/// The tc program that drops every TCP SYN (section `classifier`, program `drop_syn`),
+/// built from droptrace-ebpf by `cargo xtask build-ebpf`.
+pub const DROP_SYN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+/// The XDP program that drops UDP to port 6001 (section `xdp`, program `drop_udp_6001`).
+pub const DROP_UDP_XDP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+
+impl Pair {
+    /// A pair whose `veth-b` drops every TCP SYN it receives with the tc program
+    /// [`DROP_SYN`] (clsact ingress, direct action): TC_ACT_SHOT, no action module needed.
+    pub fn with_tc_drop_syn() -> Pair {
+        let pair = Pair::new();
+        pair.b
+            .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
+        pair.b.exec(&[
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            "veth-b",
+            "ingress",
+            "bpf",
+            "da",
+            "obj",
+            DROP_SYN,
+            "sec",
+            "classifier",
+        ]);
+        pair
+    }
+}
+
 impl Pair {
     /// A pair where an nftables rule in `b` (table `dt`, counter `dt1678`) drops TCP to
     /// 1678, on which `b` listens (the returned listener).
@@ -639,6 +658,14 @@ impl Droptrace {
     pub fn start(args: &[&str]) -> Droptrace {
         let mut cmd = Command::new(droptrace_bin());
         cmd.args(args);
+        Droptrace::spawn(cmd)
+    }
+
+    /// Starts `droptrace record -o FILE ARGS...` and waits until it is attached; stop it
+    /// with [`Droptrace::stop`] (SIGINT ends a recording cleanly).
+    pub fn record(file: &str, args: &[&str]) -> Droptrace {
+        let mut cmd = Command::new(droptrace_bin());
+        cmd.args(["record", "-o", file]).args(args);
         Droptrace::spawn(cmd)
     }
 

@@ -39,6 +39,23 @@ impl Tmux {
         Tmux { name }
     }
 
+    /// A pane of this size with droptrace started in its shell with `args` (the live view,
+    /// replay...): the prompt waited for, the command typed.
+    pub fn droptrace(width: u16, height: u16, args: &str) -> Tmux {
+        let tmux = Tmux::new(width, height);
+        tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
+        let command = format!("{} {args}", crate::droptrace_bin().display());
+        tmux.send(&[&command, "Enter"]);
+        tmux
+    }
+
+    /// Waits (bounded) for the live view's header and its keys line; returns the pane.
+    pub fn wait_for_live_view(&self) -> String {
+        self.wait_for("the live view's header", |p| {
+            p.contains("droptrace  live") && p.contains("q quit")
+        })
+    }
+
     pub fn send(&self, keys: &[&str]) {
         let mut args = vec!["tmux", "-L", &self.name, "send-keys", "-t", &self.name];
         args.extend_from_slice(keys);

@@ -67,18 +67,13 @@ fn our_groups(summary: &Value) -> Vec<&Value> {
     })
 }
 
-fn setup(test: &str) -> Option<(Containerd, Netns)> {
-    if !can_run(test) || !containerd::available(test) {
-        return None;
-    }
-    Some((Containerd::start(), Netns::new("plain")))
+fn setup() -> (Containerd, Netns) {
+    containerd::require();
+    (Containerd::start(), Netns::new("plain"))
 }
 
-#[test]
 fn json_and_text_name_the_pod_and_count_exactly() {
-    let Some((ctd, plain)) = setup("json_and_text_name_the_pod_and_count_exactly") else {
-        return;
-    };
+    let (ctd, plain) = setup();
     let pod = Pod::run(&ctd, "shop", &format!("web-{}", std::process::id()), "web");
     let port = PORT.to_string();
 
@@ -128,11 +123,8 @@ fn json_and_text_name_the_pod_and_count_exactly() {
     );
 }
 
-#[test]
 fn pod_and_container_filters_keep_only_the_pods_drops() {
-    let Some((ctd, plain)) = setup("pod_and_container_filters_keep_only_the_pods_drops") else {
-        return;
-    };
+    let (ctd, plain) = setup();
     let pod = Pod::run(&ctd, "shop", &format!("api-{}", std::process::id()), "api");
     let (container, pod_json) = expected_pod(&pod);
     for filter in [
@@ -174,11 +166,8 @@ fn pod_and_container_filters_keep_only_the_pods_drops() {
     );
 }
 
-#[test]
 fn recordings_keep_the_pod_for_report_and_export() {
-    let Some((ctd, _plain)) = setup("recordings_keep_the_pod_for_report_and_export") else {
-        return;
-    };
+    let (ctd, _plain) = setup();
     let pod = Pod::run(&ctd, "shop", &format!("rec-{}", std::process::id()), "web");
     let dir = std::env::temp_dir().join(format!("droptrace-pods-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -186,7 +175,7 @@ fn recordings_keep_the_pod_for_report_and_export() {
     let file = dir.join("pod.dtr");
     let file_arg = file.to_str().expect("path");
     let port = PORT.to_string();
-    let dt = Droptrace::start(&["record", "-o", file_arg, "--dport", &port]);
+    let dt = Droptrace::record(file_arg, &["--dport", &port]);
     pod_drops(&pod, 6);
     let out = dt.stop(libc::SIGINT);
     assert!(
@@ -231,11 +220,8 @@ fn recordings_keep_the_pod_for_report_and_export() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn diagnose_names_the_pod_in_its_findings() {
-    let Some((ctd, _plain)) = setup("diagnose_names_the_pod_in_its_findings") else {
-        return;
-    };
+    let (ctd, _plain) = setup();
     let pod = Pod::run(&ctd, "shop", &format!("diag-{}", std::process::id()), "web");
     let dt = Droptrace::start(&[
         "diagnose",
@@ -262,12 +248,8 @@ fn diagnose_names_the_pod_in_its_findings() {
     );
 }
 
-#[test]
 fn metrics_label_the_pods_drops_with_the_pod_and_container() {
-    let Some((ctd, plain)) = setup("metrics_label_the_pods_drops_with_the_pod_and_container")
-    else {
-        return;
-    };
+    let (ctd, plain) = setup();
     let pod = Pod::run(&ctd, "shop", &format!("api-{}", std::process::id()), "api");
     let port = PORT.to_string();
     let dt = Droptrace::start(&["serve", "--listen", "127.0.0.1:0", "--dport", &port]);
@@ -315,3 +297,11 @@ fn metrics_label_the_pods_drops_with_the_pod_and_container() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+droptrace_tests::root_tests!(
+    json_and_text_name_the_pod_and_count_exactly,
+    pod_and_container_filters_keep_only_the_pods_drops,
+    recordings_keep_the_pod_for_report_and_export,
+    diagnose_names_the_pod_in_its_findings,
+    metrics_label_the_pods_drops_with_the_pod_and_container,
+);

@@ -22,11 +22,7 @@ fn udp_burst(ns: &Netns, to: SocketAddr, n: usize, size: usize) {
     });
 }
 
-#[test]
 fn nftables_rule_dropping_a_port_is_named_with_its_handle() {
-    if !can_run("nftables_rule_dropping_a_port_is_named_with_its_handle") {
-        return;
-    }
     for (addr, family) in [(B4, "ipv4"), (B6, "ipv6")] {
         let pair = Pair::new();
         pair.b.exec(&["nft", "add table inet filter"]);
@@ -98,11 +94,7 @@ fn iptables_rule_packets(ns: &Netns, tool: &str) -> u64 {
         .unwrap_or_else(|| panic!("no DROP rule in {tool}'s INPUT chain:\n{table}"))
 }
 
-#[test]
 fn iptables_statistic_random_drops_are_found() {
-    if !can_run("iptables_statistic_random_drops_are_found") {
-        return;
-    }
     for tool in ["iptables-nft", "iptables-legacy"] {
         let pair = Pair::new();
         pair.b.exec(&[
@@ -158,11 +150,7 @@ fn iptables_statistic_random_drops_are_found() {
     }
 }
 
-#[test]
 fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
-    if !can_run("a_tbf_qdisc_dropping_is_found_with_its_statistics") {
-        return;
-    }
     let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
     let report = diagnose(&["--netns", &netns], || {
@@ -201,11 +189,7 @@ fn a_tbf_qdisc_dropping_is_found_with_its_statistics() {
     );
 }
 
-#[test]
 fn a_too_small_mtu_on_the_receiving_side_is_named() {
-    if !can_run("a_too_small_mtu_on_the_receiving_side_is_named") {
-        return;
-    }
     let pair = Pair::new();
     pair.b
         .exec(&["ip", "link", "set", "dev", "veth-b", "mtu", "100"]);
@@ -222,29 +206,8 @@ fn a_too_small_mtu_on_the_receiving_side_is_named() {
     assert_mentions(f, &["veth-b", "has MTU 100", "mtu 1500", &pair.b.name]);
 }
 
-#[test]
 fn a_tc_bpf_program_dropping_syns_is_named_with_its_id() {
-    if !can_run("a_tc_bpf_program_dropping_syns_is_named_with_its_id") {
-        return;
-    }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
-    let pair = Pair::new();
-    pair.b
-        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
-    pair.b.exec(&[
-        "tc",
-        "filter",
-        "add",
-        "dev",
-        "veth-b",
-        "ingress",
-        "bpf",
-        "da",
-        "obj",
-        object,
-        "sec",
-        "classifier",
-    ]);
+    let pair = Pair::with_tc_drop_syn();
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
     let filters = pair
         .b
@@ -363,11 +326,7 @@ fn assert_names_holder(f: &Value, holder: &BpfHolder, hook: &str) {
     );
 }
 
-#[test]
 fn a_tcx_program_is_named_with_the_process_holding_it() {
-    if !can_run("a_tcx_program_is_named_with_the_process_holding_it") {
-        return;
-    }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut version = release
         .trim()
@@ -375,13 +334,12 @@ fn a_tcx_program_is_named_with_the_process_holding_it() {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
     if (major, minor) < (6, 6) {
-        eprintln!(
-            "skipping a_tcx_program_is_named_with_the_process_holding_it: tcx needs Linux 6.6 or later (this is {})",
+        skip(format!(
+            "tcx needs Linux 6.6 or later (this is {})",
             release.trim()
-        );
-        return;
+        ));
     }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let pair = Pair::new();
     let holder = BpfHolder::start(&pair.b, "veth-b", "tcx-ingress", object, "drop_syn");
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
@@ -418,12 +376,8 @@ fn a_tcx_program_is_named_with_the_process_holding_it() {
     assert_mentions(f, &["`drop_syn`", "tcx link"]);
 }
 
-#[test]
 fn a_classic_tc_program_held_by_a_process_or_pinned_is_named_so() {
-    if !can_run("a_classic_tc_program_held_by_a_process_or_pinned_is_named_so") {
-        return;
-    }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let to = format!("{B4}:8080").parse().unwrap();
     {
         let pair = Pair::new();
@@ -493,11 +447,7 @@ fn a_classic_tc_program_held_by_a_process_or_pinned_is_named_so() {
     );
 }
 
-#[test]
 fn a_port_nothing_listens_on_is_no_listener() {
-    if !can_run("a_port_nothing_listens_on_is_no_listener") {
-        return;
-    }
     for (to, proto) in [
         (format!("{B4}:9"), "tcp"),
         (format!("[{B6}]:9"), "tcp"),
@@ -530,11 +480,7 @@ fn a_port_nothing_listens_on_is_no_listener() {
     }
 }
 
-#[test]
 fn reverse_path_filtering_is_named_with_its_sysctls() {
-    if !can_run("reverse_path_filtering_is_named_with_its_sysctls") {
-        return;
-    }
     let pair = Pair::new();
     // B routes 10.99.0.0/24 through another interface, so packets from there arriving on
     // veth-b fail the strict reverse-path check.
@@ -579,11 +525,7 @@ fn reverse_path_filtering_is_named_with_its_sysctls() {
     );
 }
 
-#[test]
 fn a_full_receive_buffer_names_the_socket_and_its_owner() {
-    if !can_run("a_full_receive_buffer_names_the_socket_and_its_owner") {
-        return;
-    }
     use std::os::fd::AsRawFd;
     let pair = Pair::new();
     let sink = pair.b.run(|| UdpSocket::bind("0.0.0.0:5300").unwrap());
@@ -656,11 +598,7 @@ fn a_full_receive_buffer_names_the_socket_and_its_owner() {
     }
 }
 
-#[test]
 fn an_accept_queue_overflow_is_found_from_the_counters() {
-    if !can_run("an_accept_queue_overflow_is_found_from_the_counters") {
-        return;
-    }
     use std::os::fd::AsRawFd;
     let pair = Pair::new();
     let listener = pair.b.run(|| TcpListener::bind("0.0.0.0:8081").unwrap());
@@ -705,12 +643,8 @@ fn an_accept_queue_overflow_is_found_from_the_counters() {
     assert!(f["drops"].as_u64().unwrap() > 0);
 }
 
-#[test]
 fn an_xdp_program_dropping_is_named_with_its_mode() {
-    if !can_run("an_xdp_program_dropping_is_named_with_its_mode") {
-        return;
-    }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let object = DROP_UDP_XDP;
     let pair = Pair::new();
     pair.b.exec(&[
         "ip",
@@ -752,12 +686,8 @@ fn an_xdp_program_dropping_is_named_with_its_mode() {
     assert_mentions(f, &["xdp, tag", "by uid 0"]);
 }
 
-#[test]
 fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
-    if !can_run("an_xdp_program_held_by_a_process_is_named_with_its_command_line") {
-        return;
-    }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_udp_xdp.bpf.o");
+    let object = DROP_UDP_XDP;
     let pair = Pair::new();
     let holder = BpfHolder::start(&pair.b, "veth-b", "xdp-skb", object, "drop_udp_6001");
     let marker = pair.b.run(|| UdpSocket::bind("0.0.0.0:6002").unwrap());
@@ -784,13 +714,9 @@ fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
     assert_mentions(f, &["xdp link"]);
 }
 
-#[test]
 fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
-    if !can_run("a_tc_program_attached_since_the_baseline_is_named_and_ranked_first") {
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/drop_syn.bpf.o");
+    let object = DROP_SYN;
     let pair = Pair::new();
     let netns = pair.b.path();
     let file = format!("/tmp/{}-baseline.json", pair.b.name);
@@ -879,11 +805,7 @@ fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
     assert!(evidence(f).contains(&sentence), "{f:#}");
 }
 
-#[test]
 fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
-    if !can_run("a_baseline_that_cannot_be_read_is_refused_with_a_clear_error") {
-        return;
-    }
     let file = format!("/tmp/dt{}-bad-baseline.json", std::process::id());
     for (content, says) in [
         ("{\"version\": 1, \"droptrace\"", "is not JSON"),
@@ -937,11 +859,7 @@ fn a_baseline_that_cannot_be_read_is_refused_with_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading the baseline"));
 }
 
-#[test]
 fn a_cgroup_skb_program_is_named_with_the_process_holding_it() {
-    if !can_run("a_cgroup_skb_program_is_named_with_the_process_holding_it") {
-        return;
-    }
     // This machine mounts cgroup v2 beside the v1 controllers.
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let Some(root) = mounts
@@ -950,8 +868,7 @@ fn a_cgroup_skb_program_is_named_with_the_process_holding_it() {
         .find(|w| w.get(2) == Some(&"cgroup2"))
         .map(|w| w[1].to_owned())
     else {
-        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
-        return;
+        skip("no cgroup v2 hierarchy is mounted");
     };
     let ns = Netns::new("c");
     let cgroup = format!("{root}/{}-cg", ns.name);
@@ -1058,11 +975,7 @@ fn policy_rule_seen(ns: &Netns, tool: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counting rule in {tool}'s INPUT chain:\n{table}"))
 }
 
-#[test]
 fn a_chain_policy_of_drop_is_named_with_the_rule_that_admits() {
-    if !can_run("a_chain_policy_of_drop_is_named_with_the_rule_that_admits") {
-        return;
-    }
     for (tool, to) in [
         ("nft", format!("{B4}:4444")),
         ("nft", format!("[{B6}]:4444")),
@@ -1138,11 +1051,7 @@ fn pair_routing_through_b() -> Pair {
     pair
 }
 
-#[test]
 fn forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup() {
-    if !can_run("forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup") {
-        return;
-    }
     for (to, v, query) in [
         (
             "10.88.0.5:4444",
@@ -1193,11 +1102,7 @@ fn forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup() {
     }
 }
 
-#[test]
 fn a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup() {
-    if !can_run("a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup") {
-        return;
-    }
     for (to, ip, refuse, answer, needle, fix) in [
         (
             "10.88.0.5:4444",
@@ -1277,11 +1182,7 @@ fn a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup() {
     }
 }
 
-#[test]
 fn a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly() {
-    if !can_run("a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly") {
-        return;
-    }
     for to in [format!("{B4}:7777"), format!("[{B6}]:7777")] {
         let pair = Pair::new();
         pair.b
@@ -1315,11 +1216,7 @@ fn a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly() {
     }
 }
 
-#[test]
 fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
-    if !can_run("without_btf_findings_say_what_is_unknown_and_print_no_placeholders") {
-        return;
-    }
     for to in [format!("{B4}:4444"), format!("[{B6}]:4444")] {
         let pair = Pair::new();
         let to: SocketAddr = to.parse().unwrap();
@@ -1380,11 +1277,7 @@ fn without_btf_findings_say_what_is_unknown_and_print_no_placeholders() {
     }
 }
 
-#[test]
 fn a_namespace_wide_counter_is_given_as_the_namespaces_total() {
-    if !can_run("a_namespace_wide_counter_is_given_as_the_namespaces_total") {
-        return;
-    }
     let pair = Pair::new();
     let netns = pair.b.path();
     let before = pair.b.snmp("Udp", "NoPorts");
@@ -1434,19 +1327,11 @@ fn finding_in<'a>(report: &'a Value, ns: &Netns) -> &'a Value {
         .unwrap_or_else(|| panic!("no finding in {name}: {report:#}"))
 }
 
-#[test]
 fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
-    if !can_run("drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule") {
-        return;
-    }
     if time_scale() > 1 {
         // Under emulation 100 namespaces, and diagnose's 64 samples of them, take minutes
         // of the guest's budget; the cap and where it samples do not depend on the kernel.
-        eprintln!(
-            "skipping drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule: \
-             100 namespaces take minutes under emulation (it runs on the host)"
-        );
-        return;
+        skip("100 namespaces take minutes under emulation (it runs on the host)");
     }
     // 98 idle namespaces, then the pair: `b`, made last, has the largest inode of them
     // (the kernel hands out the lowest free one), past the first 64.
@@ -1458,11 +1343,9 @@ fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
     );
 
     // By default 64 are sampled before the window: `b` only after it, and said so.
-    let started = std::time::Instant::now();
     let report = diagnose(&[], || {
         pair.nft_dropped_syns(6);
     });
-    let beyond_cap = started.elapsed();
     let f = finding_in(&report, &pair.b);
     assert_eq!(f["cause"], "netfilter_rule", "{f:#}");
     assert_mentions(
@@ -1489,11 +1372,9 @@ fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
 
     // With the cap above them all, `b` is sampled on both sides: the counter's growth.
     let before = nft_rule_packets(&pair.b, "dt", "dt1678");
-    let started = std::time::Instant::now();
     let report = diagnose(&["--max-namespaces", "128"], || {
         pair.nft_dropped_syns(6);
     });
-    let all_sampled = started.elapsed();
     let grown = nft_rule_packets(&pair.b, "dt", "dt1678") - before;
     let f = finding_in(&report, &pair.b);
     assert_eq!(f["cause"], "netfilter_rule", "{f:#}");
@@ -1508,17 +1389,10 @@ fn drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule() {
     );
     assert!(report.get("not_sampled").is_none(), "{report:#}");
     assert!(report["namespaces"].as_u64().unwrap() >= 100, "{report:#}");
-    eprintln!(
-        "wall time with a {DIAGNOSE_WINDOW_SECS} s window: {beyond_cap:?} (64 sampled before), \
-         {all_sampled:?} (all sampled before)"
-    );
+    // Its wall time: `cargo xtask bench-diagnose`.
 }
 
-#[test]
 fn a_namespace_deleted_during_the_window_is_said_gone() {
-    if !can_run("a_namespace_deleted_during_the_window_is_said_gone") {
-        return;
-    }
     let (pair, _server) = Pair::with_nft_drop_on_1678();
     let report = diagnose(&[], || {
         pair.nft_dropped_syns(4);
@@ -1547,11 +1421,7 @@ fn a_namespace_deleted_during_the_window_is_said_gone() {
     assert_mentions(f, &["tcp dport 1678", "counter +4 in the window"]);
 }
 
-#[test]
 fn hostile_names_never_reach_the_terminal_raw() {
-    if !can_run("hostile_names_never_reach_the_terminal_raw") {
-        return;
-    }
     let (pair, _server) = Pair::with_nft_drop_on_1678();
     // An interface name may hold an escape (only whitespace, '/' and ':' are refused).
     let iface = "dt\x1b[31mX";
@@ -1704,11 +1574,7 @@ fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
 /// checksums. The finding names what the kernel counted them as (the counter that grew in
 /// step, by as much as the packets sent), the JSON lists every counter that moved, and
 /// `Udp:InErrors`, which grew with them, is not taken for a full receive buffer.
-#[test]
 fn drops_outside_the_list_are_named_by_the_counters_that_grew_with_them() {
-    if !can_run("drops_outside_the_list_are_named_by_the_counters_that_grew_with_them") {
-        return;
-    }
     for (to, group) in [
         (format!("{B4}:9999"), "Udp"),
         (format!("[{B6}]:9999"), "Udp6"),
@@ -1765,11 +1631,7 @@ fn drops_outside_the_list_are_named_by_the_counters_that_grew_with_them() {
 /// namespace's address, and a service running in the other namespace refuses nothing
 /// where the packets arrive. Each finding names the socket that does not take them, its
 /// process and why, and a fix on its address or place.
-#[test]
 fn a_listener_on_loopback_or_in_another_namespace_is_named() {
-    if !can_run("a_listener_on_loopback_or_in_another_namespace_is_named") {
-        return;
-    }
     let pair = Pair::new();
     let _loopback_only = pair.b.run(|| TcpListener::bind("127.0.0.1:9090").unwrap());
     let to: SocketAddr = format!("{B4}:9090").parse().unwrap();
@@ -1814,11 +1676,7 @@ fn a_listener_on_loopback_or_in_another_namespace_is_named() {
 /// receiver, which is not promiscuous, drops the frames as OTHERHOST. Not housekeeping:
 /// the finding names the entry in the sender's namespace and the fix replaces it with the
 /// receiver's address.
-#[test]
 fn frames_to_a_wrong_mac_name_the_senders_neighbour_entry() {
-    if !can_run("frames_to_a_wrong_mac_name_the_senders_neighbour_entry") {
-        return;
-    }
     let pair = Pair::new();
     pair.a.exec(&[
         "ip",
@@ -1895,11 +1753,7 @@ fn finding_with<'a>(report: &'a Value, cause: &str, needle: &str) -> &'a Value {
 /// one blocks udp/5000 (IPv4 and IPv6), one demands ESP for udp/5001, which comes in
 /// clear. Each finding names its policy by selector with the exact `ip xfrm policy
 /// delete`, and counts what the kernel's xfrm_stat counted (InPolBlock, InTmplMismatch).
-#[test]
 fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
-    if !can_run("ipsec_policies_refusing_packets_are_named_by_their_selector") {
-        return;
-    }
     let pair = Pair::new();
     let b = &pair.b;
     let policy = |words: String| {
@@ -2005,11 +1859,7 @@ fn ipsec_policies_refusing_packets_are_named_by_their_selector() {
 /// Replies from a server's port (53) to a client port of the receiver's ephemeral range
 /// where no socket is left are housekeeping, said from the packet and the state (the
 /// range read in that namespace, no socket on the port), over IPv4 and IPv6.
-#[test]
 fn replies_to_a_client_port_whose_socket_is_gone_are_housekeeping() {
-    if !can_run("replies_to_a_client_port_whose_socket_is_gone_are_housekeeping") {
-        return;
-    }
     let pair = Pair::new();
     let range = pair
         .b
@@ -2053,3 +1903,36 @@ fn replies_to_a_client_port_whose_socket_is_gone_are_housekeeping() {
         );
     }
 }
+
+droptrace_tests::root_tests!(
+    nftables_rule_dropping_a_port_is_named_with_its_handle,
+    iptables_statistic_random_drops_are_found,
+    a_tbf_qdisc_dropping_is_found_with_its_statistics,
+    a_too_small_mtu_on_the_receiving_side_is_named,
+    a_tc_bpf_program_dropping_syns_is_named_with_its_id,
+    a_tcx_program_is_named_with_the_process_holding_it,
+    a_classic_tc_program_held_by_a_process_or_pinned_is_named_so,
+    a_port_nothing_listens_on_is_no_listener,
+    reverse_path_filtering_is_named_with_its_sysctls,
+    a_full_receive_buffer_names_the_socket_and_its_owner,
+    an_accept_queue_overflow_is_found_from_the_counters,
+    an_xdp_program_dropping_is_named_with_its_mode,
+    an_xdp_program_held_by_a_process_is_named_with_its_command_line,
+    a_tc_program_attached_since_the_baseline_is_named_and_ranked_first,
+    a_baseline_that_cannot_be_read_is_refused_with_a_clear_error,
+    a_cgroup_skb_program_is_named_with_the_process_holding_it,
+    a_chain_policy_of_drop_is_named_with_the_rule_that_admits,
+    forwarding_disabled_is_named_with_its_sysctl_and_the_route_lookup,
+    a_route_or_rule_that_refuses_is_named_with_the_kernels_lookup,
+    a_veth_peers_smaller_mtu_in_a_namespace_not_given_is_named_exactly,
+    without_btf_findings_say_what_is_unknown_and_print_no_placeholders,
+    a_namespace_wide_counter_is_given_as_the_namespaces_total,
+    drops_in_the_last_of_100_namespaces_are_diagnosed_with_the_rule,
+    a_namespace_deleted_during_the_window_is_said_gone,
+    hostile_names_never_reach_the_terminal_raw,
+    drops_outside_the_list_are_named_by_the_counters_that_grew_with_them,
+    a_listener_on_loopback_or_in_another_namespace_is_named,
+    frames_to_a_wrong_mac_name_the_senders_neighbour_entry,
+    ipsec_policies_refusing_packets_are_named_by_their_selector,
+    replies_to_a_client_port_whose_socket_is_gone_are_housekeeping,
+);

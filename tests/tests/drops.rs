@@ -59,18 +59,9 @@ fn nft_port_drop(attach: Option<&str>) {
     assert_eq!(summary["lost_events"], 0);
 }
 
-#[test]
-fn nftables_drop_on_port_1678_matches_the_rule_counter() {
-    if can_run("nftables_drop_on_port_1678_matches_the_rule_counter") {
-        nft_port_drop(None);
-    }
-}
-
-#[test]
-fn classic_tracepoint_attach_gives_the_same_figures() {
-    if can_run("classic_tracepoint_attach_gives_the_same_figures") {
-        nft_port_drop(Some("tracepoint"));
-    }
+droptrace_tests::cases! { nft_port_drop:
+    nftables_drop_on_port_1678_matches_the_rule_counter => (None),
+    classic_tracepoint_attach_gives_the_same_figures => (Some("tracepoint")),
 }
 
 fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
@@ -97,19 +88,10 @@ fn syn_to_closed_port(b_addr: &str, function: &str, snmp_proto: &str) {
     assert_eq!(summary["total"], resets, "{summary:#}");
 }
 
-#[test]
-fn syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv() {
-    if can_run("syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv") {
-        syn_to_closed_port(B4, "tcp_v4_rcv", "Tcp");
-    }
-}
-
-#[test]
-fn ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv() {
-    if can_run("ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv") {
-        // /proc/net/snmp's Tcp line counts both families.
-        syn_to_closed_port(&format!("[{B6}]"), "tcp_v6_rcv", "Tcp");
-    }
+// /proc/net/snmp's Tcp line counts both families.
+droptrace_tests::cases! { syn_to_closed_port:
+    syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv => (B4, "tcp_v4_rcv", "Tcp"),
+    ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv => (&format!("[{B6}]"), "tcp_v6_rcv", "Tcp"),
 }
 
 /// A UDP flood through a tbf qdisc with a tiny rate: droptrace's QDISC_DROP count must equal
@@ -164,70 +146,55 @@ fn qdisc_flood(extra: &[&str], stall: bool, ports: u16) -> Value {
     summary
 }
 
-#[test]
 fn qdisc_drops_match_tc_dropped() {
-    if can_run("qdisc_drops_match_tc_dropped") {
-        let summary = qdisc_flood(&[], false, 1);
-        assert_eq!(summary["counting"], "kernel", "{summary:#}");
-        assert_eq!(summary["lost_events"], 0, "{summary:#}");
-    }
+    let summary = qdisc_flood(&[], false, 1);
+    assert_eq!(summary["counting"], "kernel", "{summary:#}");
+    assert_eq!(summary["lost_events"], 0, "{summary:#}");
 }
 
-#[test]
 fn qdisc_drops_match_tc_dropped_when_every_drop_is_streamed() {
-    if can_run("qdisc_drops_match_tc_dropped_when_every_drop_is_streamed") {
-        let summary = qdisc_flood(&["--stream"], false, 1);
-        assert_eq!(summary["counting"], "events", "{summary:#}");
-        assert_eq!(summary["lost_events"], 0, "{summary:#}");
-    }
+    let summary = qdisc_flood(&["--stream"], false, 1);
+    assert_eq!(summary["counting"], "events", "{summary:#}");
+    assert_eq!(summary["lost_events"], 0, "{summary:#}");
 }
 
 /// Counting in the kernel, a stalled reader and a flood over 3000 ports (a group each):
 /// the samples overflow the 4 KiB ring and the CPUs' sample budgets, and every count
 /// stays exact.
-#[test]
 fn qdisc_drops_stay_exact_when_samples_overflow_the_ring_and_the_budget() {
-    if can_run("qdisc_drops_stay_exact_when_samples_overflow_the_ring_and_the_budget") {
-        let summary = qdisc_flood(&["--ring-buffer-size", "4096"], true, 3000);
-        assert_eq!(summary["counting"], "kernel", "{summary:#}");
-        assert!(summary["lost_events"].as_u64().unwrap() > 0, "{summary:#}");
-        assert!(
-            summary["samples_over_budget"].as_u64().unwrap() > 0,
-            "{summary:#}"
-        );
-        assert_eq!(summary["unattributed"], 0, "{summary:#}");
-        for g in groups(&summary, |_| true) {
-            assert_eq!(g["lost"], 0, "lost samples lose no drop: {g}");
-        }
+    let summary = qdisc_flood(&["--ring-buffer-size", "4096"], true, 3000);
+    assert_eq!(summary["counting"], "kernel", "{summary:#}");
+    assert!(summary["lost_events"].as_u64().unwrap() > 0, "{summary:#}");
+    assert!(
+        summary["samples_over_budget"].as_u64().unwrap() > 0,
+        "{summary:#}"
+    );
+    assert_eq!(summary["unattributed"], 0, "{summary:#}");
+    for g in groups(&summary, |_| true) {
+        assert_eq!(g["lost"], 0, "lost samples lose no drop: {g}");
     }
 }
 
 /// A kernel group map of 16 and a flood over 300 ports: the drops of groups beyond are
 /// in the total, as unattributed, and the groups kept still count exactly.
-#[test]
 fn drops_beyond_the_kernels_group_map_are_counted_as_unattributed() {
-    if can_run("drops_beyond_the_kernels_group_map_are_counted_as_unattributed") {
-        let summary = qdisc_flood(&["--max-groups", "16"], false, 300);
-        assert!(groups(&summary, |_| true).len() <= 16, "{summary:#}");
-        assert!(summary["unattributed"].as_u64().unwrap() > 0, "{summary:#}");
-    }
+    let summary = qdisc_flood(&["--max-groups", "16"], false, 300);
+    assert!(groups(&summary, |_| true).len() <= 16, "{summary:#}");
+    assert!(summary["unattributed"].as_u64().unwrap() > 0, "{summary:#}");
 }
 
-#[test]
 fn qdisc_drops_stay_exact_when_the_ring_buffer_overflows() {
-    if can_run("qdisc_drops_stay_exact_when_the_ring_buffer_overflows") {
-        let summary = qdisc_flood(&["--stream", "--ring-buffer-size", "4096"], true, 1);
-        let lost = summary["lost_events"].as_u64().unwrap();
-        assert!(lost > 0, "a 4 KiB ring must overflow: {summary:#}");
-        let lost_in_groups: u64 = groups(&summary, |_| true)
-            .iter()
-            .map(|g| g["lost"].as_u64().unwrap())
-            .sum();
-        assert_eq!(
-            lost_in_groups + summary["unattributed"].as_u64().unwrap(),
-            lost
-        );
-    }
+    let summary = qdisc_flood(&["--stream", "--ring-buffer-size", "4096"], true, 1);
+    let lost = summary["lost_events"].as_u64().unwrap();
+    assert!(lost > 0, "a 4 KiB ring must overflow: {summary:#}");
+    let lost_in_groups: u64 = groups(&summary, |_| true)
+        .iter()
+        .map(|g| g["lost"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        lost_in_groups + summary["unattributed"].as_u64().unwrap(),
+        lost
+    );
 }
 
 fn leaves_no_program(signal: i32) {
@@ -249,25 +216,12 @@ fn leaves_no_program(signal: i32) {
     assert!(summary["total"].is_u64());
 }
 
-#[test]
-fn sigint_detaches_everything() {
-    if can_run("sigint_detaches_everything") {
-        leaves_no_program(libc::SIGINT);
-    }
+droptrace_tests::cases! { leaves_no_program:
+    sigint_detaches_everything => (libc::SIGINT),
+    sigterm_detaches_everything => (libc::SIGTERM),
 }
 
-#[test]
-fn sigterm_detaches_everything() {
-    if can_run("sigterm_detaches_everything") {
-        leaves_no_program(libc::SIGTERM);
-    }
-}
-
-#[test]
 fn duration_stops_by_itself_with_one_json_object() {
-    if !can_run("duration_stops_by_itself_with_one_json_object") {
-        return;
-    }
     let out = std::process::Command::new(droptrace_bin())
         .args(["--duration", "1", "--format", "json", "--port", "1"])
         .output()
@@ -283,11 +237,7 @@ fn duration_stops_by_itself_with_one_json_object() {
 
 /// Several droptrace instances with different kernel filters watch the same mixed drops;
 /// each must count exactly the drops its filters select.
-#[test]
 fn kernel_filters_keep_exactly_the_matching_drops() {
-    if !can_run("kernel_filters_keep_exactly_the_matching_drops") {
-        return;
-    }
     let pair = Pair::new();
     let b = pair.b.path();
     let run = |extra: &[&str]| {
@@ -366,11 +316,7 @@ fn kernel_filters_keep_exactly_the_matching_drops() {
 /// Frames that say IPv4 but carry another IP version: the kernel program counts the
 /// anomaly, warns about it with `--verbose` (aya-log), and only counts it without; the
 /// drops themselves are counted either way, as `b`'s Ip InHdrErrors counts them.
-#[test]
 fn unreadable_headers_are_warned_about_with_verbose() {
-    if !can_run("unreadable_headers_are_warned_about_with_verbose") {
-        return;
-    }
     let pair = Pair::new();
     let netns = pair.b.path();
     for verbose in [true, false] {
@@ -404,125 +350,138 @@ fn unreadable_headers_are_warned_about_with_verbose() {
 /// counters) stays within a few MiB whatever the number of CPUs, with a 10,000-port scan in
 /// the group map: on a 256-CPU node it is what it is here (issue 26). `serve` reads the
 /// groups every second meanwhile; its memory and CPU time are printed for the record.
-#[test]
 fn the_counting_maps_take_a_few_mib_whatever_the_cpus() {
-    if can_run("the_counting_maps_take_a_few_mib_whatever_the_cpus") {
-        const PORTS: u16 = 10_000;
-        const ROUNDS: u64 = 3;
-        const COUNTING: [&str; 5] = ["GROUPS", "GROUP_SLOTS", "COUNTERS", "LOST_GROUPS", "EPOCH"];
-        let ns = Netns::new("mapmem");
-        let netns = ns.path();
-        let dt = Droptrace::start(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--netns",
-            netns.as_str(),
-        ]);
-        let addr = dt.serving();
-        let cpu_ticks = || {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", dt.pid())).unwrap();
-            let fields: Vec<u64> = stat
-                .rsplit(") ")
-                .next()
-                .unwrap()
-                .split(' ')
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
-            (fields[11], fields[12])
-        };
-        let before = cpu_ticks();
-        ns.run(|| {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            for _ in 0..ROUNDS {
-                for port in 1..=PORTS {
-                    socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
-                }
+    const PORTS: u16 = 10_000;
+    const ROUNDS: u64 = 3;
+    const COUNTING: [&str; 5] = ["GROUPS", "GROUP_SLOTS", "COUNTERS", "LOST_GROUPS", "EPOCH"];
+    let ns = Netns::new("mapmem");
+    let netns = ns.path();
+    let dt = Droptrace::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--netns",
+        netns.as_str(),
+    ]);
+    let addr = dt.serving();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", dt.pid())).unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit(") ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        (fields[11], fields[12])
+    };
+    let before = cpu_ticks();
+    ns.run(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..ROUNDS {
+            for port in 1..=PORTS {
+                socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
             }
-        });
-        let sent = ROUNDS * u64::from(PORTS);
-        let no_ports = reaches("Udp NoPorts", sent, || ns.snmp("Udp", "NoPorts"));
-        assert_eq!(no_ports, sent);
-        // Served once droptrace has read every group's count.
-        let served = reaches("droptrace_drops_total of NO_SOCKET", sent, || {
-            let answer = http::get(addr, "/metrics", &[]).expect("a scrape");
-            answer
-                .body
-                .lines()
-                .filter(|l| l.starts_with("droptrace_drops_total{reason=\"NO_SOCKET\""))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum()
-        });
-        assert_eq!(served, sent);
-        let after = cpu_ticks();
-        let maps = bpf_maps_of(dt.pid());
-        let table: String = maps
-            .iter()
-            .map(|m| {
-                format!(
-                    "\n  {:14} {:14} {:>8} entries {:>10} bytes",
-                    m.name, m.kind, m.max_entries, m.memlock
-                )
-            })
-            .collect();
-        let counting: u64 = maps
-            .iter()
-            .filter(|m| COUNTING.contains(&m.name.as_str()))
-            .map(|m| m.memlock)
-            .sum();
-        let status = std::fs::read_to_string(format!("/proc/{}/status", dt.pid())).unwrap();
-        let rss: Vec<&str> = status
+        }
+    });
+    let sent = ROUNDS * u64::from(PORTS);
+    let no_ports = reaches("Udp NoPorts", sent, || ns.snmp("Udp", "NoPorts"));
+    assert_eq!(no_ports, sent);
+    // Served once droptrace has read every group's count.
+    let served = reaches("droptrace_drops_total of NO_SOCKET", sent, || {
+        let answer = http::get(addr, "/metrics", &[]).expect("a scrape");
+        answer
+            .body
             .lines()
-            .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
-            .collect();
-        eprintln!(
-            "{} possible CPUs; counting maps {counting} bytes; droptrace {rss:?}, CPU during \
-             the scan {} user + {} system ticks:{table}",
-            possible_cpus(),
-            after.0 - before.0,
-            after.1 - before.1,
-        );
-        assert!(
-            COUNTING
-                .iter()
-                .all(|name| maps.iter().any(|m| m.name == *name)),
-            "every counting map is seen:{table}"
-        );
-        assert!(counting <= 4 << 20, "{counting} bytes:{table}");
-    }
+            .filter(|l| l.starts_with("droptrace_drops_total{reason=\"NO_SOCKET\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    });
+    assert_eq!(served, sent);
+    let after = cpu_ticks();
+    let maps = bpf_maps_of(dt.pid());
+    let table: String = maps
+        .iter()
+        .map(|m| {
+            format!(
+                "\n  {:14} {:14} {:>8} entries {:>10} bytes",
+                m.name, m.kind, m.max_entries, m.memlock
+            )
+        })
+        .collect();
+    let counting: u64 = maps
+        .iter()
+        .filter(|m| COUNTING.contains(&m.name.as_str()))
+        .map(|m| m.memlock)
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", dt.pid())).unwrap();
+    let rss: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+        .collect();
+    eprintln!(
+        "{} possible CPUs; counting maps {counting} bytes; droptrace {rss:?}, CPU during \
+         the scan {} user + {} system ticks:{table}",
+        possible_cpus(),
+        after.0 - before.0,
+        after.1 - before.1,
+    );
+    assert!(
+        COUNTING
+            .iter()
+            .all(|name| maps.iter().any(|m| m.name == *name)),
+        "every counting map is seen:{table}"
+    );
+    assert!(counting <= 4 << 20, "{counting} bytes:{table}");
 }
 
 /// A scan of 10,000 closed UDP ports, twice over: more groups than one batch read of the
 /// kernel's group map takes (4,096 keys), and every group counts exactly its two drops;
 /// the total is the namespace's own Udp NoPorts.
-#[test]
 fn every_group_of_a_port_scan_counts_exactly() {
-    if can_run("every_group_of_a_port_scan_counts_exactly") {
-        const PORTS: u16 = 10_000;
-        let ns = Netns::new("scan");
-        let netns = ns.path();
-        let dt = Droptrace::start(&["--netns", netns.as_str(), "--format", "json"]);
-        ns.run(|| {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            for _ in 0..2 {
-                for port in 1..=PORTS {
-                    socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
-                }
+    const PORTS: u16 = 10_000;
+    let ns = Netns::new("scan");
+    let netns = ns.path();
+    let dt = Droptrace::start(&["--netns", netns.as_str(), "--format", "json"]);
+    ns.run(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..2 {
+            for port in 1..=PORTS {
+                socket.send_to(b"x", ("127.0.0.1", port)).unwrap();
             }
-        });
-        let no_ports = reaches("Udp NoPorts", 2 * u64::from(PORTS), || {
-            ns.snmp("Udp", "NoPorts")
-        });
-        let summary = dt.stop_json();
-        assert_eq!(summary["counting"], "kernel", "{summary:#}");
-        assert_eq!(summary["total"], no_ports, "{summary:#}");
-        assert_eq!(summary["unattributed"], 0, "{summary:#}");
-        let scan = groups(&summary, |g| {
-            g["reason"] == "NO_SOCKET" && g["protocol"] == "udp"
-        });
-        assert_eq!(scan.len(), usize::from(PORTS));
-        for g in &scan {
-            assert_eq!(g["count"], 2, "{g}");
         }
+    });
+    let no_ports = reaches("Udp NoPorts", 2 * u64::from(PORTS), || {
+        ns.snmp("Udp", "NoPorts")
+    });
+    let summary = dt.stop_json();
+    assert_eq!(summary["counting"], "kernel", "{summary:#}");
+    assert_eq!(summary["total"], no_ports, "{summary:#}");
+    assert_eq!(summary["unattributed"], 0, "{summary:#}");
+    let scan = groups(&summary, |g| {
+        g["reason"] == "NO_SOCKET" && g["protocol"] == "udp"
+    });
+    assert_eq!(scan.len(), usize::from(PORTS));
+    for g in &scan {
+        assert_eq!(g["count"], 2, "{g}");
     }
 }
+
+droptrace_tests::root_tests!(
+    nftables_drop_on_port_1678_matches_the_rule_counter,
+    classic_tracepoint_attach_gives_the_same_figures,
+    syn_to_a_closed_port_is_no_socket_at_tcp_v4_rcv,
+    ipv6_syn_to_a_closed_port_is_no_socket_at_tcp_v6_rcv,
+    qdisc_drops_match_tc_dropped,
+    qdisc_drops_match_tc_dropped_when_every_drop_is_streamed,
+    qdisc_drops_stay_exact_when_samples_overflow_the_ring_and_the_budget,
+    drops_beyond_the_kernels_group_map_are_counted_as_unattributed,
+    qdisc_drops_stay_exact_when_the_ring_buffer_overflows,
+    sigint_detaches_everything,
+    sigterm_detaches_everything,
+    duration_stops_by_itself_with_one_json_object,
+    kernel_filters_keep_exactly_the_matching_drops,
+    unreadable_headers_are_warned_about_with_verbose,
+    the_counting_maps_take_a_few_mib_whatever_the_cpus,
+    every_group_of_a_port_scan_counts_exactly,
+);

@@ -21,11 +21,7 @@ fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
     assert!(out.stdout.is_empty(), "nothing on stdout on failure");
 }
 
-#[test]
 fn without_capabilities_it_says_which_and_how() {
-    if !can_run("without_capabilities_it_says_which_and_how") {
-        return;
-    }
     // A copy nobody can reach (the build tree may sit under /root, mode 0700).
     let dir = std::env::temp_dir().join(format!("droptrace-nobody-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -51,11 +47,7 @@ fn without_capabilities_it_says_which_and_how() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("setcap"));
 }
 
-#[test]
 fn bad_flags_are_usage_errors() {
-    if !can_run("bad_flags_are_usage_errors") {
-        return;
-    }
     assert_clean_failure(&droptrace(&["--port", "99999"]), 2, "--port");
     assert_clean_failure(&droptrace(&["--format", "xml"]), 2, "--format");
     assert_clean_failure(&droptrace(&["--no-such-flag"]), 2, "--no-such-flag");
@@ -66,11 +58,7 @@ fn bad_flags_are_usage_errors() {
     );
 }
 
-#[test]
 fn bad_filter_values_name_the_problem() {
-    if !can_run("bad_filter_values_name_the_problem") {
-        return;
-    }
     let out = droptrace(&["--reason", "NETFILTER_DRO", "--duration", "1"]);
     // Bad values of flags are usage errors, as clap's own are (2).
     assert_clean_failure(
@@ -95,11 +83,7 @@ fn bad_filter_values_name_the_problem() {
     );
 }
 
-#[test]
 fn bad_recordings_are_named_with_the_problem() {
-    if !can_run("bad_recordings_are_named_with_the_problem") {
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("droptrace-badrec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
@@ -169,11 +153,7 @@ fn bad_recordings_are_named_with_the_problem() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn replay_without_a_terminal_points_to_report() {
-    if !can_run("replay_without_a_terminal_points_to_report") {
-        return;
-    }
     // The file is checked before the terminal: give it a real recording.
     let dir = std::env::temp_dir().join(format!("droptrace-replay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -201,11 +181,7 @@ fn replay_without_a_terminal_points_to_report() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn interfaces_and_namespaces_resolve_where_they_live() {
-    if !can_run("interfaces_and_namespaces_resolve_where_they_live") {
-        return;
-    }
     let ns = Netns::new("res");
     let path = ns.path();
     // Loopback is index 1 in every namespace; the filter names it with its namespace.
@@ -267,3 +243,12 @@ fn interfaces_and_namespaces_resolve_where_they_live() {
         "not a network namespace (give /run/netns/NAME or /proc/PID/ns/net)",
     );
 }
+
+droptrace_tests::root_tests!(
+    without_capabilities_it_says_which_and_how,
+    bad_flags_are_usage_errors,
+    bad_filter_values_name_the_problem,
+    bad_recordings_are_named_with_the_problem,
+    replay_without_a_terminal_points_to_report,
+    interfaces_and_namespaces_resolve_where_they_live,
+);

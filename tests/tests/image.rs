@@ -45,10 +45,8 @@ const CTR_DEFAULTS: &[&str] = &[
 
 /// The image archive and its reference, from `cargo xtask image` (which `cargo xtask
 /// test` runs first and passes on).
-fn image(test: &str) -> Option<(PathBuf, String)> {
-    if !can_run(test) || !containerd::available(test) {
-        return None;
-    }
+fn image() -> (PathBuf, String) {
+    containerd::require();
     let version = env!("CARGO_PKG_VERSION");
     let archive = std::env::var_os("DROPTRACE_IMAGE").map_or_else(
         || {
@@ -60,18 +58,17 @@ fn image(test: &str) -> Option<(PathBuf, String)> {
     if !archive.exists() {
         assert!(
             std::env::var_os("DROPTRACE_IMAGE").is_none(),
-            "{test}: DROPTRACE_IMAGE names {} which does not exist",
+            "DROPTRACE_IMAGE names {} which does not exist",
             archive.display()
         );
-        eprintln!(
-            "skipping {test}: no image at {} (`cargo xtask image` builds it)",
+        skip(format!(
+            "no image at {} (`cargo xtask image` builds it)",
             archive.display()
-        );
-        return None;
+        ));
     }
     let reference = std::env::var("DROPTRACE_IMAGE_REF")
         .unwrap_or_else(|_| format!("docker.io/library/droptrace:{version}"));
-    Some((archive, reference))
+    (archive, reference)
 }
 
 /// `ctr run` arguments for the image as the DaemonSet runs it, with `caps` added.
@@ -136,7 +133,6 @@ fn import(ctd: &Containerd, archive: &std::path::Path, reference: &str) {
 /// What `daemonset_args` gives the container is what the manifest asks for: the same
 /// capabilities, the runtime's default seccomp filter, a read-only root, host network and
 /// PIDs. Needs no root.
-#[test]
 fn the_container_runs_with_what_the_daemonset_asks_for() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml");
@@ -170,13 +166,8 @@ fn the_container_runs_with_what_the_daemonset_asks_for() {
     }
 }
 
-#[test]
 fn the_image_serves_and_diagnoses_as_the_daemonset_runs_it() {
-    let Some((archive, reference)) =
-        image("the_image_serves_and_diagnoses_as_the_daemonset_runs_it")
-    else {
-        return;
-    };
+    let (archive, reference) = image();
     let ctd = Containerd::start();
     import(&ctd, &archive, &reference);
 
@@ -288,13 +279,8 @@ fn the_image_serves_and_diagnoses_as_the_daemonset_runs_it() {
     assert!(said.contains("shop/web-7d9f"), "the pod's name: {said}");
 }
 
-#[test]
 fn the_image_without_bpf_privileges_says_which_capability() {
-    let Some((archive, reference)) =
-        image("the_image_without_bpf_privileges_says_which_capability")
-    else {
-        return;
-    };
+    let (archive, reference) = image();
     let ctd = Containerd::start();
     import(&ctd, &archive, &reference);
     // CAP_SYS_ADMIN alone would let it load programs too: take both away.
@@ -329,3 +315,9 @@ fn the_image_without_bpf_privileges_says_which_capability() {
         "{status}"
     );
 }
+
+droptrace_tests::root_tests!(
+    the_container_runs_with_what_the_daemonset_asks_for,
+    the_image_serves_and_diagnoses_as_the_daemonset_runs_it,
+    the_image_without_bpf_privileges_says_which_capability,
+);

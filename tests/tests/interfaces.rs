@@ -72,11 +72,7 @@ fn served_tx_dropped(body: &str, netns: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[test]
 fn a_veth_whose_peer_takes_less_shows_its_tx_drops_as_the_kernel_counts_them() {
-    if !can_run("a_veth_whose_peer_takes_less_shows_its_tx_drops_as_the_kernel_counts_them") {
-        return;
-    }
     let ns = veth_whose_peer_takes_less();
     let path = ns.path();
     // Drops before droptrace starts are not its to show: only the growth is.
@@ -137,11 +133,7 @@ fn a_veth_whose_peer_takes_less_shows_its_tx_drops_as_the_kernel_counts_them() {
     assert_eq!(watched["xdp_programs"], 0, "{watched}");
 }
 
-#[test]
 fn the_machines_own_interfaces_are_read_without_error() {
-    if !can_run("the_machines_own_interfaces_are_read_without_error") {
-        return;
-    }
     // Every namespace, the machine's own among them; read only.
     let summary =
         Droptrace::start(&["--format", "json", "--port", "1", "--duration", "1"]).wait_json();
@@ -199,11 +191,7 @@ fn attach_xdp_drop(dev: &str) -> OwnedFd {
     bpf(BPF_LINK_CREATE, &mut attr).expect("attaching the XDP program")
 }
 
-#[test]
 fn a_native_xdp_drop_on_a_veth_is_counted_by_the_driver_per_queue() {
-    if !can_run("a_native_xdp_drop_on_a_veth_is_counted_by_the_driver_per_queue") {
-        return;
-    }
     let pair = Pair::new();
     // Frames to veth-b are dropped by its program: no ARP can be answered there.
     let mac = pair.b.exec(&["cat", "/sys/class/net/veth-b/address"]);
@@ -255,3 +243,9 @@ fn a_native_xdp_drop_on_a_veth_is_counted_by_the_driver_per_queue() {
     let on_b = groups(&summary, |g| g["interface"] == "veth-b");
     assert_eq!(count_of(&on_b), SENT, "{summary:#}");
 }
+
+droptrace_tests::root_tests!(
+    a_veth_whose_peer_takes_less_shows_its_tx_drops_as_the_kernel_counts_them,
+    the_machines_own_interfaces_are_read_without_error,
+    a_native_xdp_drop_on_a_veth_is_counted_by_the_driver_per_queue,
+);

@@ -19,25 +19,16 @@ fn nft_row_count(pane: &str) -> Option<u64> {
     })
 }
 
-#[test]
 fn live_view_shows_the_drop_and_gives_the_terminal_back() {
-    if !can_run("live_view_shows_the_drop_and_gives_the_terminal_back") {
-        return;
-    }
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtv", 1678);
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.b.path()
+    let tmux = Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.b.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
 
     let failed = dropped_syns(
         &pair.a,
@@ -119,27 +110,18 @@ fn nft_rule_handle(ns: &Netns, table: &str, comment: &str) -> u64 {
         .unwrap_or_else(|| panic!("no rule {comment} with a handle in {listing}"))
 }
 
-#[test]
 fn live_view_diagnoses_the_row_in_its_drill_down() {
-    if !can_run("live_view_diagnoses_the_row_in_its_drill_down") {
-        return;
-    }
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtd", 1678);
     let to = format!("{B4}:1678").parse().unwrap();
     let rule_count = || nft_rule_packets(&pair.b, "dtd", "dtd1678");
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.b.path()
+    let tmux = Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.b.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
         5
@@ -203,19 +185,11 @@ fn live_view_diagnoses_the_row_in_its_drill_down() {
 /// `d` on a row that has stopped dropping: no drop comes in the longest window, and the
 /// diagnosis is made from the row's figures so far and the state now, saying so: the rule
 /// is named as the likely one with its counter as it is, and its fix.
-#[test]
 fn live_view_diagnoses_a_row_that_has_stopped_dropping() {
-    if !can_run("live_view_diagnoses_a_row_that_has_stopped_dropping") {
-        return;
-    }
     if time_scale() > 1 {
         // Ten seconds of waiting, four times over under emulation, for what no kernel
         // changes: the host's run covers it.
-        eprintln!(
-            "skipping live_view_diagnoses_a_row_that_has_stopped_dropping: \
-             kernel-independent and slow under emulation (the host suite runs it)"
-        );
-        return;
+        skip("kernel-independent and slow under emulation (the host suite runs it)");
     }
     let (pair, tmux) = row_being_diagnosed("dtq", 120, 40);
     let rule_count = || nft_rule_packets(&pair.b, "dtq", "dtq1678");
@@ -253,16 +227,12 @@ fn live_view_diagnoses_a_row_that_has_stopped_dropping() {
     quit_and_check_the_terminal(&tmux);
 }
 
-#[test]
 fn replay_plays_a_recording_in_the_live_view() {
-    if !can_run("replay_plays_a_recording_in_the_live_view") {
-        return;
-    }
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtp", 1678);
     let file = std::env::temp_dir().join(format!("droptrace-replay-{}.dtr", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678"]);
     assert_eq!(
         dropped_syns(
             &pair.a,
@@ -276,14 +246,7 @@ fn replay_plays_a_recording_in_the_live_view() {
     let packets = nft_rule_packets(&pair.b, "dtp", "dtp1678");
     assert!(recorder.stop(libc::SIGINT).status.success());
 
-    let tmux = Tmux::new(100, 30);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} replay {} --speed 4",
-        droptrace_bin().display(),
-        file.display()
-    );
-    tmux.send(&[&command, "Enter"]);
+    let tmux = Tmux::droptrace(100, 30, &format!("replay {} --speed 4", file.display()));
     let pane = tmux.wait_for("the recorded row and the end of the recording", |p| {
         p.contains("droptrace  recording")
             && nft_row_count(p) == Some(packets)
@@ -308,23 +271,14 @@ fn replay_plays_a_recording_in_the_live_view() {
     let _ = std::fs::remove_file(&file);
 }
 
-#[test]
 fn live_view_says_when_the_rows_namespace_is_gone() {
-    if !can_run("live_view_says_when_the_rows_namespace_is_gone") {
-        return;
-    }
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtg", 1678);
     let to = format!("{B4}:1678").parse().unwrap();
 
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
     // Not --netns: droptrace would hold the namespace open.
-    let command = format!("{} --port 1678 --interval 0.2", droptrace_bin().display());
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    let tmux = Tmux::droptrace(120, 40, "--port 1678 --interval 0.2");
+    tmux.wait_for_live_view();
     let rule_count = || nft_rule_packets(&pair.b, "dtg", "dtg1678");
     assert_eq!(
         dropped_syns(&pair.a, to, 5, "the nft rule counter", rule_count),
@@ -349,27 +303,18 @@ fn live_view_says_when_the_rows_namespace_is_gone() {
 /// Starts the live view on `ns` (and kernel-side filters `more`) in a `width` x `height`
 /// pane and waits for its header.
 fn live_view_on(ns: &Netns, more: &str, width: u16, height: u16) -> Tmux {
-    let tmux = Tmux::new(width, height);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} {more} --interval 0.2",
-        droptrace_bin().display(),
-        ns.path()
+    let tmux = Tmux::droptrace(
+        width,
+        height,
+        &format!("--netns {} {more} --interval 0.2", ns.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     tmux
 }
 
 /// At 80x24 a diagnosed row's drill-down is longer than the screen: it says so, and the
 /// scroll keys bring its end (the drop site's fix, the latest packets) into view.
-#[test]
 fn live_view_drill_down_scrolls_at_80x24() {
-    if !can_run("live_view_drill_down_scrolls_at_80x24") {
-        return;
-    }
     let (pair, tmux) = row_being_diagnosed("dts", 80, 24);
     let to = format!("{B4}:1678").parse().unwrap();
     let rule_count = || nft_rule_packets(&pair.b, "dts", "dts1678");
@@ -447,11 +392,7 @@ fn lines_above(pane: &str) -> Option<usize> {
 /// The `/` prompt: Ctrl-U clears the filter it opens on, a misspelt reason is refused with
 /// the kernel's spelling, a port given twice keeps both, a namespace is taken by its path,
 /// and the header's total and the Share column follow the filter.
-#[test]
 fn live_view_filter_prompt_edits_checks_and_counts() {
-    if !can_run("live_view_filter_prompt_edits_checks_and_counts") {
-        return;
-    }
     let pair = Pair::new();
     let ports = [1678, 1679, 1680];
     for port in ports {
@@ -540,11 +481,7 @@ fn nft_row_first(pane: &str) -> Option<f64> {
 }
 
 /// `r`: the counts, the First column and the header's percentiles all start over.
-#[test]
 fn live_view_reset_starts_first_and_percentiles_over() {
-    if !can_run("live_view_reset_starts_first_and_percentiles_over") {
-        return;
-    }
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtr", 1678);
     let to = format!("{B4}:1678").parse().unwrap();
@@ -583,21 +520,10 @@ fn live_view_reset_starts_first_and_percentiles_over() {
     quit_and_check_the_terminal(&tmux);
 }
 
-#[test]
 fn an_empty_live_view_says_what_it_watches() {
-    if !can_run("an_empty_live_view_says_what_it_watches") {
-        return;
-    }
     // A namespace with nothing in it but lo: nothing to drop, one interface to read.
     let ns = Netns::new("w");
-    let tmux = Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        ns.path()
-    );
-    tmux.send(&[&command, "Enter"]);
+    let tmux = Tmux::droptrace(120, 40, &format!("--netns {} --interval 0.2", ns.path()));
     let pane = tmux.wait_for("the layers watched in the header", |p| {
         // Programs traced are the host's (every namespace): how many depends on the host.
         p.contains("s sort count  watching kfree_skb, XDP programs: ")
@@ -618,3 +544,15 @@ fn quit_and_check_the_terminal_empty(tmux: &Tmux) {
     });
     wait_unloaded("`q`", &droptrace_programs());
 }
+
+droptrace_tests::root_tests!(
+    live_view_shows_the_drop_and_gives_the_terminal_back,
+    live_view_diagnoses_the_row_in_its_drill_down,
+    live_view_diagnoses_a_row_that_has_stopped_dropping,
+    replay_plays_a_recording_in_the_live_view,
+    live_view_says_when_the_rows_namespace_is_gone,
+    live_view_drill_down_scrolls_at_80x24,
+    live_view_filter_prompt_edits_checks_and_counts,
+    live_view_reset_starts_first_and_percentiles_over,
+    an_empty_live_view_says_what_it_watches,
+);

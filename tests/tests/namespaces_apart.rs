@@ -83,11 +83,7 @@ fn text_count<'a>(lines: impl Iterator<Item = &'a str>, pair: &Pair) -> u64 {
         .sum()
 }
 
-#[test]
 fn the_json_summary_and_report_keep_each_namespace_with_its_rules_count() {
-    if !can_run("the_json_summary_and_report_keep_each_namespace_with_its_rules_count") {
-        return;
-    }
     let pairs = [nft_pair(), nft_pair()];
     let file = std::env::temp_dir().join(format!("{}.dtr", pairs[0].b.name));
     struct Remove<'a>(&'a std::path::Path);
@@ -98,7 +94,7 @@ fn the_json_summary_and_report_keep_each_namespace_with_its_rules_count() {
     }
     let _remove = Remove(&file);
     let file_arg = file.to_str().unwrap();
-    let recorder = Droptrace::start(&["record", "-o", file_arg, "--port", "1678"]);
+    let recorder = Droptrace::record(file_arg, &["--port", "1678"]);
     let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
     let counts = [syn_burst(&pairs[0], 4), syn_burst(&pairs[1], 9)];
     let recorded = recorder.stop(libc::SIGINT);
@@ -124,11 +120,7 @@ fn the_json_summary_and_report_keep_each_namespace_with_its_rules_count() {
     }
 }
 
-#[test]
 fn text_blocks_add_up_to_their_headers_and_keep_each_namespace() {
-    if !can_run("text_blocks_add_up_to_their_headers_and_keep_each_namespace") {
-        return;
-    }
     let pairs = [nft_pair(), nft_pair()];
     let dt = Droptrace::start(&["--port", "1678", "--format", "text", "--interval", "0.3"]);
     // Bursts of more drops than the kernel samples, in groups it has not seen before.
@@ -210,11 +202,7 @@ fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Output {
     out
 }
 
-#[test]
 fn diagnose_names_each_namespaces_rule_with_figures_that_say_their_window() {
-    if !can_run("diagnose_names_each_namespaces_rule_with_figures_that_say_their_window") {
-        return;
-    }
     let pairs = [nft_pair(), nft_pair()];
     let before = [rule(&pairs[0]), rule(&pairs[1])];
     let mut after = [0, 0];
@@ -247,11 +235,7 @@ fn diagnose_names_each_namespaces_rule_with_figures_that_say_their_window() {
     }
 }
 
-#[test]
 fn a_rule_added_since_the_baseline_is_no_news_about_an_old_rules_drops() {
-    if !can_run("a_rule_added_since_the_baseline_is_no_news_about_an_old_rules_drops") {
-        return;
-    }
     let pairs = [nft_pair(), nft_pair()];
     let file = std::env::temp_dir().join(format!("{}-baseline.json", pairs[0].b.name));
     struct Remove<'a>(&'a std::path::Path);
@@ -301,3 +285,10 @@ fn a_rule_added_since_the_baseline_is_no_news_about_an_old_rules_drops() {
         findings[small]
     );
 }
+
+droptrace_tests::root_tests!(
+    the_json_summary_and_report_keep_each_namespace_with_its_rules_count,
+    text_blocks_add_up_to_their_headers_and_keep_each_namespace,
+    diagnose_names_each_namespaces_rule_with_figures_that_say_their_window,
+    a_rule_added_since_the_baseline_is_no_news_about_an_old_rules_drops,
+);

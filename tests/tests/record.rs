@@ -49,24 +49,12 @@ fn dropped_at_1678(pair: &Pair, n: usize) -> u64 {
     counter()
 }
 
-#[test]
 fn report_equals_the_live_summary_and_pcapng_shows_why() {
-    if !can_run("report_equals_the_live_summary_and_pcapng_shows_why") {
-        return;
-    }
     let dir = TempDir::new("record");
     let file = dir.file("drops.dtr");
     let pair = nft_pair();
     let file_arg = file.to_str().unwrap();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
-        file_arg,
-        "--port",
-        "1678",
-        "--snaplen",
-        "128",
-    ]);
+    let recorder = Droptrace::record(file_arg, &["--port", "1678", "--snaplen", "128"]);
     let live = Droptrace::start(&["--port", "1678", "--format", "json"]);
     let packets = dropped_at_1678(&pair, 6);
     let recorded = recorder.stop(libc::SIGINT);
@@ -207,15 +195,11 @@ fn report_equals_the_live_summary_and_pcapng_shows_why() {
     assert_eq!(elsewhere, report);
 }
 
-#[test]
 fn a_killed_recorder_leaves_a_readable_file() {
-    if !can_run("a_killed_recorder_leaves_a_readable_file") {
-        return;
-    }
     let dir = TempDir::new("killed");
     let file = dir.file("killed.dtr");
     let pair = nft_pair();
-    let recorder = Droptrace::start(&["record", "-o", file.to_str().unwrap(), "--port", "1678"]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678"]);
     let packets = dropped_at_1678(&pair, 4);
     // Blocks go out every 250 ms: wait until the file, read as it is, holds every drop.
     wait_for("the recording to hold every drop before the kill", || {
@@ -242,24 +226,15 @@ fn a_killed_recorder_leaves_a_readable_file() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("cut at byte"));
 }
 
-#[test]
 fn lost_events_are_recorded_and_counts_stay_exact() {
-    if !can_run("lost_events_are_recorded_and_counts_stay_exact") {
-        return;
-    }
     let dir = TempDir::new("lost");
     let file = dir.file("lost.dtr");
     let (pair, _sink) = Pair::with_tbf();
     let netns = pair.a.path();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
+    let recorder = Droptrace::record(
         file.to_str().unwrap(),
-        "--netns",
-        &netns,
-        "--ring-buffer-size",
-        "4096",
-    ]);
+        &["--netns", &netns, "--ring-buffer-size", "4096"],
+    );
     // A stalled recorder: the ring overflows and the kernel counts by group.
     recorder.pause();
     pair.a.run(|| {
@@ -291,23 +266,11 @@ fn lost_events_are_recorded_and_counts_stay_exact() {
     );
 }
 
-#[test]
 fn count_stops_the_recording_and_keeps_every_drop_counted() {
-    if !can_run("count_stops_the_recording_and_keeps_every_drop_counted") {
-        return;
-    }
     let dir = TempDir::new("count");
     let file = dir.file("count.dtr");
     let pair = nft_pair();
-    let recorder = Droptrace::start(&[
-        "record",
-        "-o",
-        file.to_str().unwrap(),
-        "--port",
-        "1678",
-        "--count",
-        "3",
-    ]);
+    let recorder = Droptrace::record(file.to_str().unwrap(), &["--port", "1678", "--count", "3"]);
     dropped_at_1678(&pair, 6);
     let out = recorder.wait();
     assert!(
@@ -326,11 +289,7 @@ fn count_stops_the_recording_and_keeps_every_drop_counted() {
 /// (the skb is the IP packet) and in UDP for want of a socket (the IP header already
 /// pulled). Its length is 1028 everywhere: in JSON Lines, live and exported, and in
 /// pcapng, whose lengths tshark finds consistent.
-#[test]
 fn a_packet_has_its_own_length_wherever_it_was_dropped() {
-    if !can_run("a_packet_has_its_own_length_wherever_it_was_dropped") {
-        return;
-    }
     let dir = TempDir::new("lengths");
     let file = dir.file("lengths.dtr");
     let file_arg = file.to_str().unwrap();
@@ -463,3 +422,11 @@ fn tbf_drops(ns: &Netns) -> u64 {
         .filter_map(|q| q["drops"].as_u64())
         .sum()
 }
+
+droptrace_tests::root_tests!(
+    report_equals_the_live_summary_and_pcapng_shows_why,
+    a_killed_recorder_leaves_a_readable_file,
+    lost_events_are_recorded_and_counts_stay_exact,
+    count_stops_the_recording_and_keeps_every_drop_counted,
+    a_packet_has_its_own_length_wherever_it_was_dropped,
+);

@@ -123,11 +123,7 @@ fn scrape(addr: std::net::SocketAddr) -> String {
     answer.body
 }
 
-#[test]
 fn serve_counts_a_namespace_on_a_reused_inode_as_its_own() {
-    if !can_run("serve_counts_a_namespace_on_a_reused_inode_as_its_own") {
-        return;
-    }
     let dt = Droptrace::start(&["serve", "--listen", "127.0.0.1:0", "--port", &port()]);
     let addr = dt.serving();
     // The old namespace's series, as seen at every scrape: it may go (its namespace is
@@ -191,11 +187,7 @@ fn written(path: &std::path::Path, needle: &str) {
     });
 }
 
-#[test]
 fn live_json_lines_name_a_namespace_on_a_reused_inode_as_itself() {
-    if !can_run("live_json_lines_name_a_namespace_on_a_reused_inode_as_itself") {
-        return;
-    }
     let out = Scratch(PathBuf::from(format!(
         "/tmp/dt{}-reused-inode.jsonl",
         std::process::id()
@@ -257,17 +249,13 @@ fn droptrace(args: &[&str]) -> std::process::Output {
     out
 }
 
-#[test]
 fn a_recording_keeps_a_namespace_on_a_reused_inode_apart() {
-    if !can_run("a_recording_keeps_a_namespace_on_a_reused_inode_apart") {
-        return;
-    }
     let file = Scratch(PathBuf::from(format!(
         "/tmp/dt{}-reused-inode.dtr",
         std::process::id()
     )));
     let path = file.0.to_str().unwrap().to_owned();
-    let recorder = Droptrace::start(&["record", "-o", &path, "--port", &port()]);
+    let recorder = Droptrace::record(&path, &["--port", &port()]);
     // The old namespace is deleted once the recording names it (names go in before the
     // drops that use them).
     let (old_name, new, counted) = old_then_new(|old_name| written(&file.0, old_name));
@@ -294,11 +282,7 @@ fn a_recording_keeps_a_namespace_on_a_reused_inode_apart() {
     assert_eq!(count_of(&nft), OLD_DROPS as u64 + counted, "{report:#}");
 }
 
-#[test]
 fn diagnose_counts_and_names_a_namespace_on_a_reused_inode() {
-    if !can_run("diagnose_counts_and_names_a_namespace_on_a_reused_inode") {
-        return;
-    }
     let old = dropping_namespace("ro");
     let old_name = old.name.clone();
     assert_eq!(udp_drops(&old, OLD_DROPS), OLD_DROPS as u64);
@@ -328,11 +312,7 @@ fn diagnose_counts_and_names_a_namespace_on_a_reused_inode() {
     assert!(!text.contains(&old_name), "not the old one: {f:#}");
 }
 
-#[test]
 fn a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode() {
-    if !can_run("a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode") {
-        return;
-    }
     let old = dropping_namespace("ro");
     let dt = Droptrace::start(&[
         "--format",
@@ -353,3 +333,11 @@ fn a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode() {
         "the filtered namespace's drops only: {summary:#}"
     );
 }
+
+droptrace_tests::root_tests!(
+    serve_counts_a_namespace_on_a_reused_inode_as_its_own,
+    live_json_lines_name_a_namespace_on_a_reused_inode_as_itself,
+    a_recording_keeps_a_namespace_on_a_reused_inode_apart,
+    diagnose_counts_and_names_a_namespace_on_a_reused_inode,
+    a_namespace_filter_does_not_let_in_a_namespace_on_the_same_inode,
+);

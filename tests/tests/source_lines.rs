@@ -18,23 +18,19 @@ use serde_json::Value;
 /// A UDP port nothing listens on in the namespace.
 const CLOSED_UDP: u16 = 5999;
 
-fn vmlinux(test: &str) -> Option<PathBuf> {
-    if !can_run(test) {
-        return None;
-    }
+fn vmlinux() -> PathBuf {
     if let Some(path) = std::env::var_os("DROPTRACE_TEST_VMLINUX") {
-        return Some(PathBuf::from(path));
+        return PathBuf::from(path);
     }
     let release = sh(&["uname", "-r"]);
     let usual = PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{}", release.trim()));
     if usual.exists() {
-        return Some(usual);
+        return usual;
     }
-    eprintln!(
-        "skipping {test}: no vmlinux with debug info for {} (`cargo xtask vmtest` runs it in its 6.1 guest)",
+    skip(format!(
+        "no vmlinux with debug info for {} (`cargo xtask vmtest` runs it in its 6.1 guest)",
         release.trim()
-    );
-    None
+    ))
 }
 
 /// The module's .ko with debug info beside the vmlinux (`.../boot/vmlinux-R` and
@@ -135,11 +131,8 @@ fn expected(vmlinux: &Path, g: &Value) -> String {
     }
 }
 
-#[test]
 fn json_groups_name_the_source_line_of_their_drop_site() {
-    let Some(vmlinux) = vmlinux("json_groups_name_the_source_line_of_their_drop_site") else {
-        return;
-    };
+    let vmlinux = vmlinux();
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dts", 1678);
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:1678").unwrap());
@@ -192,11 +185,8 @@ fn json_groups_name_the_source_line_of_their_drop_site() {
     );
 }
 
-#[test]
 fn the_drill_down_names_the_source_line_of_each_drop_site() {
-    let Some(vmlinux) = vmlinux("the_drill_down_names_the_source_line_of_each_drop_site") else {
-        return;
-    };
+    let vmlinux = vmlinux();
     let pair = Pair::new();
     nft_drop_tcp_port(&pair.b, "dtd", 1678);
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:1678").unwrap());
@@ -224,17 +214,15 @@ fn the_drill_down_names_the_source_line_of_each_drop_site() {
 
     // One live view per site, filtered to its port: its only row, Enter, its source line.
     for (port, want) in &sites {
-        let tmux = Tmux::new(250, 50);
-        tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-        let command = format!(
-            "{} --netns {} --port {port} --interval 0.2 --vmlinux {vmlinux_s}",
-            droptrace_bin().display(),
-            pair.b.path()
+        let tmux = Tmux::droptrace(
+            250,
+            50,
+            &format!(
+                "--netns {} --port {port} --interval 0.2 --vmlinux {vmlinux_s}",
+                pair.b.path()
+            ),
         );
-        tmux.send(&[&command, "Enter"]);
-        tmux.wait_for("the live view's header", |p| {
-            p.contains("droptrace  live") && p.contains("q quit")
-        });
+        tmux.wait_for_live_view();
         if port == "1678" {
             nft_drops(&pair, "dtd");
         } else {
@@ -266,3 +254,8 @@ fn the_drill_down_names_the_source_line_of_each_drop_site() {
         tmux.wait_for("the prompt", |p| p.trim_end().ends_with("dt-prompt$"));
     }
 }
+
+droptrace_tests::root_tests!(
+    json_groups_name_the_source_line_of_their_drop_site,
+    the_drill_down_names_the_source_line_of_each_drop_site,
+);

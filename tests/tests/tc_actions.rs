@@ -61,11 +61,7 @@ fn finding_for_port(report: &Value, port: u16) -> &Value {
         .unwrap_or_else(|| panic!("no finding for port {port}: {report:#}"))
 }
 
-#[test]
 fn tc_drops_by_netem_loss_are_named_with_its_figure() {
-    if !can_run("tc_drops_by_netem_loss_are_named_with_its_figure") {
-        return;
-    }
     let pair = Pair::new();
     // netem takes every packet veth-a sends: no IPv6 router solicitations or MLD reports
     // of its own, so its count is the test's datagrams only.
@@ -75,11 +71,10 @@ fn tc_drops_by_netem_loss_are_named_with_its_figure() {
         "qdisc", "add", "dev", "veth-a", "root", "netem", "loss", "30%",
     ];
     if let Err(why) = tc(&pair.a, &netem) {
-        eprintln!(
-            "skipping tc_drops_by_netem_loss_are_named_with_its_figure: no netem in this \
+        skip(format!(
+            "no netem in this \
              kernel ({why}); `cargo xtask vmtest` runs it on Debian's"
-        );
-        return;
+        ));
     }
     let dropped = || {
         let json = tc(&pair.a, &["-s", "-j", "qdisc", "show", "dev", "veth-a"]).unwrap();
@@ -108,11 +103,7 @@ fn tc_drops_by_netem_loss_are_named_with_its_figure() {
     );
 }
 
-#[test]
 fn tc_drops_by_gact_and_police_are_named_with_their_filters() {
-    if !can_run("tc_drops_by_gact_and_police_are_named_with_their_filters") {
-        return;
-    }
     let pair = Pair::new();
     tc(&pair.b, &["qdisc", "add", "dev", "veth-b", "clsact"]).unwrap();
     let gact = [
@@ -120,11 +111,10 @@ fn tc_drops_by_gact_and_police_are_named_with_their_filters() {
         "ip_proto", "udp", "dst_port", "7001", "action", "drop",
     ];
     if let Err(why) = tc(&pair.b, &gact) {
-        eprintln!(
-            "skipping tc_drops_by_gact_and_police_are_named_with_their_filters: no flower or \
+        skip(format!(
+            "no flower or \
              gact in this kernel ({why}); `cargo xtask vmtest` runs it on Debian's"
-        );
-        return;
+        ));
     }
     tc(
         &pair.b,
@@ -197,3 +187,8 @@ fn tc_drops_by_gact_and_police_are_named_with_their_filters() {
         ],
     );
 }
+
+droptrace_tests::root_tests!(
+    tc_drops_by_netem_loss_are_named_with_its_figure,
+    tc_drops_by_gact_and_police_are_named_with_their_filters,
+);

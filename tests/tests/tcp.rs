@@ -120,11 +120,7 @@ fn transfer_with_retransmits(pair: &Pair, port: u16) -> u64 {
     panic!("5 transfers through the tbf made no retransmits");
 }
 
-#[test]
 fn tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops() {
-    if !can_run("tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops") {
-        return;
-    }
     let (pair, _udp) = Pair::with_tbf();
     let before = Retransmits::read(&pair.a);
     let dt = Droptrace::start(&["--netns", &pair.a.path(), "--format", "json"]);
@@ -207,27 +203,14 @@ fn resets_for_syns_to_a_closed_port(a_addr: &str, b_addr: &str, port: u16) {
     assert_eq!(tcp["resets_sent"], 3, "{tcp:#}");
 }
 
-#[test]
-fn tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    if can_run("tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
-        resets_for_syns_to_a_closed_port(A4, B4, 5211);
-    }
-}
-
-#[test]
-fn tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received() {
-    if can_run("tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received") {
-        resets_for_syns_to_a_closed_port(A6, B6, 5214);
-    }
+droptrace_tests::cases! { resets_for_syns_to_a_closed_port:
+    tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received => (A4, B4, 5211),
+    tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received => (A6, B6, 5214),
 }
 
 /// a -- r -- b, r routing between its two veths and dropping on the way to b (a tbf);
 /// droptrace watches a only.
-#[test]
 fn tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
-    if !can_run("tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host") {
-        return;
-    }
     let (a, r, b) = (Netns::new("ta"), Netns::new("tr"), Netns::new("tb"));
     for (x, xdev, y, ydev) in [
         (&a, "veth-ar", &r, "veth-ra"),
@@ -285,17 +268,13 @@ fn tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host() {
 /// A tbf transfer recorded, watched live as JSON and as JSON Lines at the same time: the
 /// recording's report has the live `tcp` section, and the lines one retransmit each,
 /// explained by the qdisc's drops.
-#[test]
 fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit() {
-    if !can_run("tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit") {
-        return;
-    }
     let dir = TempDir::new("tcp-record");
     let file = dir.file("tcp.dtr");
     let file_arg = file.to_str().unwrap();
     let (pair, _udp) = Pair::with_tbf();
     let netns = pair.a.path();
-    let recorder = Droptrace::start(&["record", "-o", file_arg, "--netns", &netns]);
+    let recorder = Droptrace::record(file_arg, &["--netns", &netns]);
     let live = Droptrace::start(&["--netns", &netns, "--format", "json"]);
     let lines = Droptrace::start(&["--netns", &netns, "--format", "jsonl"]);
     let retrans = transfer_with_retransmits(&pair, 5215);
@@ -383,11 +362,7 @@ fn tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmi
 
 /// `--no-tcp`: no TCP program is loaded, the drops are counted as ever, and the `tcp`
 /// section says TCP was not traced instead of zeros.
-#[test]
 fn tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced() {
-    if !can_run("tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced") {
-        return;
-    }
     let pair = Pair::new();
     let dt = Droptrace::start(&["--no-tcp", "--port", "5216", "--format", "json"]);
     let tcp_programs: Vec<Value> = {
@@ -438,23 +413,14 @@ fn number_before(text: &str, after: &str) -> Option<u64> {
 /// The live view in a tmux pane: a tbf transfer's retransmits in the header with the
 /// kernel's count, `t` shows the connection with them all after drops here, `Enter` the
 /// qdisc's drop group that explains them, and `Enter` again that group's drill-down.
-#[test]
 fn tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it() {
-    if !can_run("tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it") {
-        return;
-    }
     let (pair, _udp) = Pair::with_tbf();
-    let tmux = droptrace_tests::tmux::Tmux::new(120, 40);
-    tmux.wait_for("the shell prompt", |p| p.contains("dt-prompt$"));
-    let command = format!(
-        "{} --netns {} --interval 0.2",
-        droptrace_bin().display(),
-        pair.a.path()
+    let tmux = droptrace_tests::tmux::Tmux::droptrace(
+        120,
+        40,
+        &format!("--netns {} --interval 0.2", pair.a.path()),
     );
-    tmux.send(&[&command, "Enter"]);
-    tmux.wait_for("the live view's header", |p| {
-        p.contains("droptrace  live") && p.contains("q quit")
-    });
+    tmux.wait_for_live_view();
     let retrans = transfer_with_retransmits(&pair, 5217);
     // The header's count: the kernel's, or short of it by no more than the runs the
     // kernel skipped, which the header then says.
@@ -516,3 +482,13 @@ fn tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it
     assert!(after.contains("QDISC_DROP"), "{after}");
     wait_unloaded("`q`", &droptrace_programs());
 }
+
+droptrace_tests::root_tests!(
+    tcp_retransmits_after_tbf_drops_are_explained_by_the_qdisc_drops,
+    tcp_a_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received,
+    tcp_ipv6_syn_to_a_closed_port_gets_a_reset_sent_with_its_reason_and_received,
+    tcp_retransmits_after_loss_in_an_unwatched_router_are_beyond_this_host,
+    tcp_a_recorded_transfer_reports_the_live_figures_and_jsonl_has_each_retransmit,
+    tcp_no_tcp_loads_no_tcp_program_and_says_tcp_was_not_traced,
+    tcp_live_view_shows_a_connection_and_drills_down_to_the_drops_that_explain_it,
+);

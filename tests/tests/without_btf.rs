@@ -14,17 +14,10 @@ use serde_json::Value;
 
 const REASON: &[&str] = &["--reason", "NETFILTER_DROP"];
 
-fn without_btf(test: &str) -> bool {
-    if !can_run(test) {
-        return false;
-    }
+fn without_btf() {
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
-        eprintln!(
-            "skipping {test}: the kernel has BTF (`cargo xtask vmtest` runs it with /sys/kernel/btf hidden)"
-        );
-        return false;
+        skip("the kernel has BTF (`cargo xtask vmtest` runs it with /sys/kernel/btf hidden)");
     }
-    true
 }
 
 /// A pair whose `b` drops TCP to 1678 with an nft rule.
@@ -61,11 +54,8 @@ fn attached_classic(stderr: &str) {
     );
 }
 
-#[test]
 fn json_text_and_jsonl_count_exactly_without_btf() {
-    if !without_btf("json_text_and_jsonl_count_exactly_without_btf") {
-        return;
-    }
+    without_btf();
     let pair = nft_pair("dtn");
     let json = Droptrace::start(&with_reason(&["--format", "json"]));
     let text = Droptrace::start(&with_reason(&["--format", "text"]));
@@ -113,11 +103,8 @@ impl Drop for Scratch {
     }
 }
 
-#[test]
 fn record_and_report_count_exactly_without_btf() {
-    if !without_btf("record_and_report_count_exactly_without_btf") {
-        return;
-    }
+    without_btf();
     let file = Scratch(std::env::temp_dir().join(format!("dt-nobtf-{}.dtr", std::process::id())));
     let path = file.0.to_str().unwrap();
     let pair = nft_pair("dtn");
@@ -144,11 +131,8 @@ fn record_and_report_count_exactly_without_btf() {
     assert_eq!(count_of(&nft), packets, "{report:#}");
 }
 
-#[test]
 fn diagnose_counts_exactly_without_btf() {
-    if !without_btf("diagnose_counts_exactly_without_btf") {
-        return;
-    }
+    without_btf();
     let pair = nft_pair("dtn");
     let window = (10 * time_scale()).to_string();
     let dt = Droptrace::start(&with_reason(&[
@@ -173,11 +157,8 @@ fn diagnose_counts_exactly_without_btf() {
     assert_eq!(top["drops"], packets, "{report:#}");
 }
 
-#[test]
 fn serve_counts_exactly_without_btf() {
-    if !without_btf("serve_counts_exactly_without_btf") {
-        return;
-    }
+    without_btf();
     let pair = nft_pair("dtn");
     let dt = Droptrace::start(&with_reason(&["serve", "--listen", "127.0.0.1:0"]));
     let addr = dt.serving();
@@ -203,3 +184,10 @@ fn serve_counts_exactly_without_btf() {
     );
     attached_classic(&String::from_utf8_lossy(&out.stderr));
 }
+
+droptrace_tests::root_tests!(
+    json_text_and_jsonl_count_exactly_without_btf,
+    record_and_report_count_exactly_without_btf,
+    diagnose_counts_exactly_without_btf,
+    serve_counts_exactly_without_btf,
+);

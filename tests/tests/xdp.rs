@@ -173,24 +173,18 @@ fn counted_once_and_named(test: &str, mode: Mode) {
     drop(untraced);
 }
 
-#[test]
-fn a_native_xdp_programs_drops_are_counted_once_and_named_by_it() {
-    if !can_run("a_native_xdp_programs_drops_are_counted_once_and_named_by_it") {
-        return;
-    }
-    counted_once_and_named(
+droptrace_tests::cases! { counted_once_and_named:
+    a_native_xdp_programs_drops_are_counted_once_and_named_by_it => (
         "a_native_xdp_programs_drops_are_counted_once_and_named_by_it",
         Mode::Native,
-    );
-}
-
-#[test]
-fn a_generic_xdp_programs_drops_are_counted_once_and_named_by_it() {
-    if !can_run("a_generic_xdp_programs_drops_are_counted_once_and_named_by_it") {
-        return;
-    }
-    counted_once_and_named(
+    ),
+    a_generic_xdp_programs_drops_are_counted_once_and_named_by_it => (
         "a_generic_xdp_programs_drops_are_counted_once_and_named_by_it",
         Mode::Generic,
-    );
+    ),
 }
+
+droptrace_tests::root_tests!(
+    a_native_xdp_programs_drops_are_counted_once_and_named_by_it,
+    a_generic_xdp_programs_drops_are_counted_once_and_named_by_it,
+);

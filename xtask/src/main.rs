@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: the tasks around droptrace that are not droptrace itself.
 mod bench;
+mod bench_diagnose;
 mod bench_serve;
 mod bench_view;
 mod deb;
@@ -44,6 +45,9 @@ enum Task {
     Test,
     /// Throughput of a UDP drop flood with droptrace, with bpftrace and with nothing attached.
     Bench(bench::BenchArgs),
+    /// diagnose's wall time on a host with many network namespaces: its default cap on those
+    /// sampled before the window, and all of them.
+    BenchDiagnose(bench_diagnose::BenchDiagnoseArgs),
     /// The live view under a drop flood (in tmux): key-to-screen latency, memory, CPU.
     BenchView(bench_view::BenchViewArgs),
     /// droptrace serve with 10,000 series under a drop flood: scrape latency, CPU, memory.
@@ -75,6 +79,7 @@ fn main() {
         Task::BuildEbpf { check } => build_ebpf(check),
         Task::Test => test(),
         Task::Bench(args) => bench::bench(&args),
+        Task::BenchDiagnose(args) => bench_diagnose::bench_diagnose(&args),
         Task::BenchView(args) => bench_view::bench_view(&args),
         Task::BenchServe(args) => bench_serve::bench_serve(&args),
         Task::Man { check } => docs::man(check),
@@ -236,6 +241,10 @@ fn test() -> Result<()> {
             "--exclude",
             "droptrace-tests",
         ])
+        .current_dir(&ws))?;
+    // The root tests' runner and helpers have unit tests that need no root.
+    run(cargo()
+        .args(["test", "--locked", "-p", "droptrace-tests", "--lib"])
         .current_dir(&ws))?;
     run(cargo()
         .args(["build", "--locked", "--release", "-p", "droptrace"])

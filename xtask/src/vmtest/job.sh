@@ -1,6 +1,7 @@
 # The guest's job, run in the chroot of the host's root (vmtest writes the variables
 # above this line): each root test binary, one test at a time, its output (of passing
-# tests too: their "skipping" lines are counted) and exit code in the share. Bounded:
+# tests too, for --show-output) and exit code in the share; the runner marks a test that
+# cannot run here `ignored, REASON`, which the tally counts as skipped. Bounded:
 # each binary under `timeout`.
 export HOME=/tmp/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DROPTRACE_BIN TERM=xterm-256color

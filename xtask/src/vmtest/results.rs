@@ -11,8 +11,8 @@ pub struct Binary {
     pub exit: i32,
     pub passed: Vec<String>,
     pub failed: Vec<String>,
-    /// Tests that passed by doing nothing, with the reason they printed (`skipping NAME:
-    /// why`, as the tests' helpers say it).
+    /// Tests that did not run here, with their reason (`test NAME ... ignored, why`, as the
+    /// root tests' runner says it); never counted as passed.
     pub skipped: Vec<(String, String)>,
     /// libtest's "failures:" section (each failing test's output), or the log's end when
     /// the binary ended without a summary (a crash, its timeout).
@@ -45,8 +45,7 @@ impl Outcome {
     pub fn line(&self) -> String {
         let skipped: Vec<&(String, String)> =
             self.binaries.iter().flat_map(|b| &b.skipped).collect();
-        let ran: usize = self.binaries.iter().map(|b| b.passed.len()).sum();
-        let passed = ran.saturating_sub(skipped.len());
+        let passed: usize = self.binaries.iter().map(|b| b.passed.len()).sum();
         let failed: usize = self.binaries.iter().map(|b| b.failed.len()).sum();
         let broken: Vec<&str> = self
             .binaries
@@ -152,20 +151,17 @@ pub fn parse_log(log: &str) -> Binary {
                 match verdict.trim() {
                     "ok" => b.passed.push(name.to_owned()),
                     "FAILED" => b.failed.push(name.to_owned()),
-                    _ => {}
+                    "ignored" => b.skipped.push((name.to_owned(), String::new())),
+                    v => {
+                        if let Some(why) = v.strip_prefix("ignored, ") {
+                            b.skipped.push((name.to_owned(), why.to_owned()));
+                        }
+                    }
                 }
             }
         }
         if line.starts_with("test result: ") {
             b.summary_seen = true;
-        }
-        if let Some((name, why)) = line
-            .strip_prefix("skipping ")
-            .and_then(|rest| rest.split_once(": "))
-        {
-            if !b.skipped.iter().any(|(n, _)| n == name) {
-                b.skipped.push((name.to_owned(), why.to_owned()));
-            }
         }
     }
     b.failure_text = match log.find("\nfailures:\n") {
@@ -207,10 +203,11 @@ mod tests {
         assert!(b.failure_text.starts_with("failures:\n\n---- a_udp"));
         assert!(b.skipped.is_empty());
         let skipping = parse_log(
-            "test json_groups ... ok\n\nsuccesses:\n\n---- json_groups stdout ----\n\
-             skipping json_groups: no vmlinux with debug info for 6.12.117+deb12-amd64\n\n\
-             test result: ok. 1 passed; 0 failed\n",
+            "test json_groups ... ignored, no vmlinux with debug info for 6.12.117+deb12-amd64\n\
+             test qdisc ... ok\n\n\
+             test result: ok. 1 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 3.10s\n",
         );
+        assert_eq!(skipping.passed, ["qdisc"]);
         assert_eq!(
             skipping.skipped,
             [(
