@@ -1,17 +1,20 @@
-//! The only module that touches aya and the bpf() system call: loading the kernel program,
-//! attaching it to skb:kfree_skb, reading the ring buffer and the kernel's counters, and
-//! detaching.
+//! Loading the kernel program and attaching it to skb:kfree_skb (aya), then the probe's
+//! logic over its maps, through the [`KernelMaps`] seam: sampling epochs, the kernel's
+//! counters and its figures by group, detaching.
 use std::{collections::HashSet, os::fd::AsFd};
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use droptrace_common::{self as wire, Config, GroupCount, GroupKey, Slot};
+use droptrace_common::{self as wire, Config, GroupKey};
 use tokio::io::unix::AsyncFd;
 
-use super::loader::{recursion_misses, stand_in_btf};
+use super::{
+    kernel::{AyaMaps, KernelMaps},
+    loader::stand_in_btf,
+};
 use crate::{
     kernel::{
         layout::{Attach, KernelLayout},
@@ -45,7 +48,7 @@ pub struct ProbeOptions {
 }
 
 /// Writes the kernel program's warnings to stderr.
-struct KernelLog;
+pub struct KernelLog;
 
 impl log::Log for KernelLog {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -81,34 +84,50 @@ impl Default for Sampling {
     }
 }
 
-/// The attached kernel program and the maps it fills.
-pub struct Probe {
-    /// `None` once detached: dropping `Ebpf` detaches and unloads the program.
-    ebpf: Option<Ebpf>,
+/// The attached kernel program and the maps it fills, with what is remembered between
+/// readings.
+pub struct Probe<K: KernelMaps = AyaMaps> {
+    kernel: K,
     program: &'static str,
-    ring: AsyncFd<RingBuf<MapData>>,
-    counters: PerCpuArray<MapData, [u64; wire::COUNTER_COUNT as usize]>,
-    lost: BpfHashMap<MapData, GroupKey, u64>,
-    groups: Option<BpfHashMap<MapData, GroupKey, GroupCount>>,
-    /// Each CPU's group cache, with `CONFIG_GROUP_SLOTS`.
-    slots: Option<(Array<MapData, [Slot; wire::SLOTS]>, SlotReader)>,
+    /// The kernel counts by group (and sends samples).
+    counts_groups: bool,
+    /// Each CPU's group cache's reader, with `CONFIG_GROUP_SLOTS`.
+    slots: Option<SlotReader>,
     /// Each CPU's matched drops at the last two readings: a CPU whose count has not
     /// moved since the one before has nothing new in its slots.
     matched_by_cpu: Vec<[u64; 2]>,
-    epoch: Array<MapData, u32>,
     epoch_now: u32,
     /// The group map's readings: only the groups that moved are handed on.
     readings: MapReadings,
-    log: Option<aya_log::EbpfLogger<KernelLog>>,
     missed_at_detach: u64,
-    /// The TCP programs' ring and counters, where attached.
-    tcp: Option<super::tcp::TcpProbe>,
 }
 
-impl Probe {
+impl<K: KernelMaps> Probe<K> {
+    /// The probe's logic over `kernel`, a program attached as `program` on `cpus` CPUs.
+    pub fn new(
+        kernel: K,
+        program: &'static str,
+        cpus: usize,
+        counts_groups: bool,
+        slots: bool,
+    ) -> Probe<K> {
+        Probe {
+            kernel,
+            program,
+            counts_groups,
+            slots: slots.then(SlotReader::default),
+            matched_by_cpu: vec![[0; 2]; cpus],
+            epoch_now: 0,
+            readings: MapReadings::default(),
+            missed_at_detach: 0,
+        }
+    }
+}
+
+impl Probe<AyaMaps> {
     /// Loads, configures and attaches the program. Needs a tokio runtime (for the ring
     /// buffer's readiness).
-    pub fn attach(opts: ProbeOptions) -> Result<Probe, Error> {
+    pub fn attach(opts: ProbeOptions) -> Result<Probe<AyaMaps>, Error> {
         let mut config = opts.config;
         config.wakeup_events = wakeup_events(opts.ring_buffer_size, config.snaplen);
         // Only the map the mode uses gets its size; the other is made one entry small.
@@ -245,58 +264,60 @@ impl Probe {
         let slots = if config.flags & wire::CONFIG_GROUP_SLOTS != 0 {
             let map = Array::try_from(take_map(&mut ebpf, "GROUP_SLOTS")?)
                 .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
-            Some((map, SlotReader::default()))
+            Some(map)
         } else {
             None
         };
-        Ok(Probe {
+        let has_slots = slots.is_some();
+        let maps = AyaMaps {
             ebpf: Some(ebpf),
             program,
             ring,
             counters,
             lost,
-            groups: opts.sampling.map(|_| groups),
+            groups,
             slots,
-            matched_by_cpu: vec![[0; 2]; cpus],
             epoch,
-            epoch_now: 0,
-            readings: MapReadings::default(),
             log,
-            missed_at_detach: 0,
             tcp,
-        })
+        };
+        Ok(Probe::new(
+            maps,
+            program,
+            cpus,
+            opts.sampling.is_some(),
+            has_slots,
+        ))
     }
 
     /// A descriptor of the `XDP_OWNED` map, for the XDP verdict counters to mark the
     /// frames they see dropped.
     pub fn xdp_owned(&self) -> Option<std::os::fd::OwnedFd> {
-        match self.ebpf.as_ref()?.map("XDP_OWNED")? {
+        match self.kernel.ebpf.as_ref()?.map("XDP_OWNED")? {
             aya::maps::Map::PerCpuArray(data) => data.fd().as_fd().try_clone_to_owned().ok(),
             _ => None,
         }
     }
+}
 
+impl<K: KernelMaps> Probe<K> {
     /// Prints the kernel program's waiting warnings (`--verbose`).
     pub fn flush_log(&mut self) {
-        if let Some(log) = self.log.as_mut() {
-            log.flush();
-        }
+        self.kernel.flush_log();
     }
 
     /// Starts a new sampling epoch: every group may send its samples again.
     pub fn next_epoch(&mut self) -> Result<(), Error> {
-        if self.groups.is_none() {
+        if !self.counts_groups {
             return Ok(());
         }
         self.epoch_now = self.epoch_now.wrapping_add(1);
-        self.epoch
-            .set(0, self.epoch_now, 0)
-            .map_err(|e| ProbeError::Map("EPOCH", e).into())
+        self.kernel.set_epoch(self.epoch_now)
     }
 
     /// The TCP programs, where attached.
     pub fn tcp(&mut self) -> Option<&mut super::tcp::TcpProbe> {
-        self.tcp.as_mut()
+        self.kernel.tcp()
     }
 
     /// Name of the attached program, for the status line.
@@ -315,18 +336,13 @@ impl Probe {
 
     /// Waits until the kernel signals waiting events.
     pub async fn readable(&mut self) {
-        if let Ok(mut guard) = self.ring.readable_mut().await {
-            guard.clear_ready();
-        }
+        self.kernel.readable().await;
     }
 
     /// Hands every waiting event to `sink`, at most `limit`; returns how many.
     pub fn drain(&mut self, limit: usize, mut sink: impl FnMut(&[u8])) -> usize {
-        let ring = self.ring.get_mut();
         let mut n = 0;
-        while n < limit {
-            let Some(item) = ring.next() else { break };
-            sink(&item);
+        while n < limit && self.kernel.next_event(&mut sink) {
             n += 1;
         }
         n
@@ -336,10 +352,7 @@ impl Probe {
     /// the groups that moved since the last reading (all of them at the first) when the
     /// kernel counts by group, the lost drops by group otherwise.
     pub fn read_counters(&mut self) -> Result<(KernelCounters, Vec<(Group, u64)>), Error> {
-        let per_cpu = self
-            .counters
-            .get(&0, 0)
-            .map_err(|e| ProbeError::Map("COUNTERS", e))?;
+        let per_cpu = self.kernel.counters()?;
         let sum = |i: u32| per_cpu.iter().map(|c| c[i as usize]).sum::<u64>();
         let counters = KernelCounters {
             seen: sum(wire::COUNTER_SEEN),
@@ -350,15 +363,15 @@ impl Probe {
             sent: sum(wire::COUNTER_SENT),
             over_budget: sum(wire::COUNTER_OVER_BUDGET),
             anomalies: sum(wire::COUNTER_ANOMALIES),
-            groups_in_kernel: self.groups.is_some(),
+            groups_in_kernel: self.counts_groups,
             read_ns: super::clock::boottime_ns(),
         };
         let mut by_group = Vec::new();
-        if let Some(groups) = &self.groups {
+        if self.counts_groups {
             // Groups whose count in a CPU's slot grew since the last reading.
             let mut in_slots = HashSet::new();
-            if let Some((map, reader)) = self.slots.as_mut() {
-                let settled = self.ebpf.is_none();
+            if let Some(reader) = self.slots.as_mut() {
+                let settled = !self.kernel.attached();
                 for (cpu, (values, matched)) in per_cpu
                     .iter()
                     .zip(self.matched_by_cpu.iter_mut())
@@ -374,19 +387,17 @@ impl Probe {
                         continue;
                     }
                     let index = u32::try_from(cpu).unwrap_or(u32::MAX);
-                    let slots = map
-                        .get(&index, 0)
-                        .map_err(|e| ProbeError::Map("GROUP_SLOTS", e))?;
+                    let slots = self.kernel.slots(index)?;
                     reader.read_cpu(cpu, &slots, settled, &mut in_slots);
                 }
             }
             // A group is in one CPU's slot or in the shared map for that CPU, never both:
             // the slots' counts add to the map's.
-            let reader = self.slots.as_ref().map(|(_, reader)| reader);
+            let reader = self.slots.as_ref();
             let total = |key: &GroupKey, n: u64| n + reader.map_or(0, |r| r.total(key));
             let readings = &mut self.readings;
             readings.start();
-            read_hash(groups, "GROUPS", |key, value: GroupCount| {
+            self.kernel.groups(&mut |key, value| {
                 let moved_in_slots = !in_slots.is_empty() && in_slots.remove(&key);
                 if readings.moved(key, value.count) || moved_in_slots {
                     by_group.push((Group::from(key), total(&key, value.count)));
@@ -399,7 +410,7 @@ impl Probe {
                     .map(|key| (Group::from(key), total(&key, 0))),
             );
         } else {
-            read_hash(&self.lost, "LOST_GROUPS", |key, n: u64| {
+            self.kernel.lost_groups(&mut |key, n| {
                 by_group.push((Group::from(key), n));
             })?;
         }
@@ -409,51 +420,19 @@ impl Probe {
     /// Detaches and unloads the program; the maps stay readable so the last events can be
     /// drained and the final counters read.
     pub fn detach(&mut self) -> Result<(), Error> {
-        if self.ebpf.is_some() {
-            self.missed_at_detach = self.missed()?;
+        if self.kernel.attached() {
+            self.missed_at_detach = self.kernel.missed()?;
         }
-        self.ebpf = None;
+        self.kernel.detach();
         Ok(())
     }
 
     fn missed(&self) -> Result<u64, Error> {
-        let Some(ebpf) = &self.ebpf else {
+        if !self.kernel.attached() {
             return Ok(self.missed_at_detach);
-        };
-        let prog = ebpf
-            .program(self.program)
-            .ok_or(ProbeError::MissingProgram(self.program))?;
-        let fd = prog
-            .fd()
-            .map_err(|e| ProbeError::Program(self.program, Box::new(e)))?;
-        recursion_misses(fd.as_fd())
-            .map_err(|e| Error::Io("reading the program's statistics".into(), e))
-    }
-}
-
-/// Calls `each` with every key and value of a hash map: in a few system calls (batch
-/// lookups), or one key at a time on a kernel without them.
-fn read_hash<V: aya::Pod + Default>(
-    map: &BpfHashMap<MapData, GroupKey, V>,
-    name: &'static str,
-    mut each: impl FnMut(GroupKey, V),
-) -> Result<(), Error> {
-    let mut entries = Vec::new();
-    let fd = map.map().fd().as_fd();
-    // One value a key: the maps are shared by every CPU, not per-CPU.
-    let batched = super::batch::entries(fd, 1, |key: GroupKey, values: &[V]| {
-        entries.push((key, values[0]));
-    });
-    if batched.is_err() {
-        entries.clear();
-        for entry in map.iter() {
-            entries.push(entry.map_err(|e| ProbeError::Map(name, e))?);
         }
+        self.kernel.missed()
     }
-    for (key, value) in entries {
-        each(key, value);
-    }
-    Ok(())
 }
 
 /// Linux 6.1 gave hash maps that allocate as elements come an allocator safe in any
@@ -546,6 +525,154 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Error
 
 #[cfg(test)]
 mod tests {
+    use droptrace_common::{self as wire, GroupCount, GroupKey, Slot};
+
+    use super::Probe;
+    use crate::probe::kernel::{fake::FakeKernel, CpuCounters};
+
+    fn cpu(matched: u64, sent: u64) -> CpuCounters {
+        let mut c = [0; wire::COUNTER_COUNT as usize];
+        c[wire::COUNTER_SEEN as usize] = matched + 1;
+        c[wire::COUNTER_MATCHED as usize] = matched;
+        c[wire::COUNTER_SENT as usize] = sent;
+        c
+    }
+
+    fn key(dport: u16) -> GroupKey {
+        GroupKey {
+            location: 0xffff_ffff_81f6_3411,
+            reason: 12,
+            dport,
+            flags: wire::EVENT_PORTS,
+            ..GroupKey::default()
+        }
+    }
+
+    fn count(n: u64) -> GroupCount {
+        GroupCount {
+            count: n,
+            ..GroupCount::default()
+        }
+    }
+
+    #[test]
+    fn counters_are_summed_over_cpus_and_only_groups_that_moved_are_handed_on() {
+        let fake = FakeKernel {
+            counters: vec![cpu(5, 2), cpu(7, 1)],
+            groups: vec![(key(1678), count(9)), (key(53), count(3))],
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 2, true, false);
+        let (c, groups) = probe.read_counters().unwrap();
+        assert_eq!((c.matched, c.seen, c.sent), (12, 14, 3));
+        assert!(c.groups_in_kernel);
+        let mut got: Vec<(Option<u16>, u64)> = groups.iter().map(|(g, n)| (g.dport, *n)).collect();
+        got.sort();
+        assert_eq!(got, [(Some(53), 3), (Some(1678), 9)]);
+        // Read again with one group grown: only that one comes.
+        probe.kernel.groups[0].1 = count(11);
+        let (_, groups) = probe.read_counters().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].0.dport, groups[0].1), (Some(1678), 11));
+    }
+
+    #[test]
+    fn a_groups_count_in_a_cpus_slot_adds_to_the_maps() {
+        let mut slots = [Slot::default(); wire::SLOTS];
+        slots[wire::slot_index(&key(1678))] = Slot {
+            count: count(4),
+            key: key(1678),
+        };
+        let fake = FakeKernel {
+            counters: vec![cpu(10, 0)],
+            slots: vec![slots],
+            groups: vec![(key(1678), count(6))],
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 1, true, true);
+        // A slot's key is trusted once two readings agree on it (the kernel may be
+        // writing it): the first reading has the map's count only...
+        let (_, groups) = probe.read_counters().unwrap();
+        assert_eq!((groups.len(), groups[0].1), (1, 6));
+        // ... and the CPU is read again, though its count did not move.
+        let (_, groups) = probe.read_counters().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1, 10, "6 in the map and 4 in the slot");
+        // Once detached, nothing writes: a slot is trusted at its first reading.
+        let mut slots = [Slot::default(); wire::SLOTS];
+        slots[wire::slot_index(&key(53))] = Slot {
+            count: count(2),
+            key: key(53),
+        };
+        probe.kernel.slots = vec![slots];
+        probe.detach().unwrap();
+        let (_, groups) = probe.read_counters().unwrap();
+        assert!(
+            groups.iter().any(|(g, n)| g.dport == Some(53) && *n == 2),
+            "{groups:?}"
+        );
+    }
+
+    #[test]
+    fn streaming_reads_the_lost_groups_and_starts_no_epochs() {
+        let fake = FakeKernel {
+            counters: vec![cpu(3, 1)],
+            lost: vec![(key(80), 2)],
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 1, false, false);
+        probe.next_epoch().unwrap();
+        assert_eq!(probe.kernel.epoch, 0, "no epochs without counting by group");
+        let (c, groups) = probe.read_counters().unwrap();
+        assert!(!c.groups_in_kernel);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].1, 2);
+    }
+
+    #[test]
+    fn missed_runs_are_kept_from_the_moment_of_detaching() {
+        let fake = FakeKernel {
+            counters: vec![cpu(1, 1)],
+            missed: 4,
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 1, true, false);
+        probe.next_epoch().unwrap();
+        assert_eq!(probe.kernel.epoch, 1);
+        probe.detach().unwrap();
+        assert!(probe.kernel.detached);
+        // The program is gone; its last figure stays.
+        let (c, _) = probe.read_counters().unwrap();
+        assert_eq!(c.missed, 4);
+        probe.detach().unwrap();
+    }
+
+    #[test]
+    fn a_map_that_cannot_be_read_is_an_error_not_zero() {
+        let fake = FakeKernel {
+            counters: vec![cpu(1, 1)],
+            broken: true,
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 1, true, false);
+        let err = probe.read_counters().unwrap_err();
+        assert!(err.to_string().contains("COUNTERS"), "{err}");
+    }
+
+    #[test]
+    fn draining_hands_on_at_most_the_limit() {
+        let fake = FakeKernel {
+            events: (0..5u8).map(|i| vec![i]).collect(),
+            ..FakeKernel::default()
+        };
+        let mut probe = Probe::new(fake, "fake", 1, true, false);
+        let mut got = Vec::new();
+        assert_eq!(probe.drain(3, |b| got.push(b[0])), 3);
+        assert_eq!(probe.drain(10, |b| got.push(b[0])), 2);
+        assert_eq!(probe.drain(10, |b| got.push(b[0])), 0);
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+    }
+
     #[test]
     fn kernels_before_6_1_get_preallocated_group_maps() {
         assert!(!super::allocates_in_tracing("6.0.19-amd64"));

@@ -13,6 +13,7 @@ pub mod discover;
 pub mod error;
 pub mod filters;
 pub mod host;
+pub mod kernel;
 pub mod lines;
 pub mod links;
 pub mod loader;
