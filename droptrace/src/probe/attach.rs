@@ -12,7 +12,7 @@ use droptrace_common::{self as wire, Config, GroupKey};
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    kernel::{AyaMaps, KernelMaps},
+    kernel::{AyaMaps, KernelLog, KernelMaps},
     loader::stand_in_btf,
 };
 use crate::{
@@ -45,21 +45,6 @@ pub struct ProbeOptions {
     pub verbose: bool,
     /// Attach the TCP programs too (retransmits and resets), where the kernel has them.
     pub tcp: Option<crate::kernel::tcp::TcpLayout>,
-}
-
-/// Writes the kernel program's warnings to stderr.
-pub struct KernelLog;
-
-impl log::Log for KernelLog {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        eprintln!("droptrace: kernel program: {}", record.args());
-    }
-
-    fn flush(&self) {}
 }
 
 /// How the kernel samples when it counts by group (`CONFIG_COUNT_GROUPS`).
@@ -425,6 +410,11 @@ impl<K: KernelMaps> Probe<K> {
         }
         self.kernel.detach();
         Ok(())
+    }
+
+    /// Whether the program has been detached.
+    pub fn kernel_detached(&self) -> bool {
+        !self.kernel.attached()
     }
 
     fn missed(&self) -> Result<u64, Error> {

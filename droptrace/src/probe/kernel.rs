@@ -64,6 +64,21 @@ pub fn read_entries<K, V>(
     Ok(())
 }
 
+/// Writes the kernel program's warnings to stderr.
+pub struct KernelLog;
+
+impl log::Log for KernelLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!("droptrace: kernel program: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
 /// The loaded program's maps, through aya.
 pub struct AyaMaps {
     /// `None` once detached: dropping `Ebpf` detaches and unloads the program.
@@ -76,7 +91,7 @@ pub struct AyaMaps {
     /// Each CPU's group cache, with `CONFIG_GROUP_SLOTS`.
     pub(super) slots: Option<Array<MapData, [Slot; wire::SLOTS]>>,
     pub(super) epoch: Array<MapData, u32>,
-    pub(super) log: Option<aya_log::EbpfLogger<super::attach::KernelLog>>,
+    pub(super) log: Option<aya_log::EbpfLogger<KernelLog>>,
     /// The TCP programs' ring and counters, where attached.
     pub(super) tcp: Option<super::tcp::TcpProbe>,
 }

@@ -29,6 +29,7 @@ use super::{
     clock::boottime_ns,
     discover,
     filters::{FilterSpec, Filters},
+    kernel::{AyaMaps, KernelMaps},
     links::{LinkWatch, Scope},
     places::Places,
     workloads::{HostPaths, Scan, WorkloadResolver},
@@ -104,11 +105,11 @@ pub struct LiveOptions {
     pub no_xdp: bool,
 }
 
-pub struct LiveSource {
+pub struct LiveSource<K: KernelMaps = AyaMaps> {
     /// Packet bytes the sinks are given (`--snaplen`): the kernel sends at least the
     /// few the length is read from.
     snaplen: usize,
-    probe: Probe,
+    probe: Probe<K>,
     filters: Filters,
     reasons: Option<DropReasonTable>,
     /// The kernel's TCP reset reasons.
@@ -138,11 +139,11 @@ pub struct LiveSource {
     tick: Option<Interval>,
     // Installed before attaching (and before the "watching" line), so a signal that comes
     // right after is never the default action that kills the process.
-    sigint: Signal,
-    sigterm: Signal,
+    sigint: Option<Signal>,
+    sigterm: Option<Signal>,
 }
 
-impl LiveSource {
+impl LiveSource<AyaMaps> {
     /// Checks privileges, learns the kernel, resolves the filters and attaches. Needs a
     /// tokio runtime.
     pub fn start(args: &ProbeSpec, opts: LiveOptions) -> Result<LiveSource, Error> {
@@ -291,11 +292,13 @@ impl LiveSource {
             deadline: opts.duration.map(|d| Instant::now() + d),
             poll,
             tick,
-            sigint,
-            sigterm,
+            sigint: Some(sigint),
+            sigterm: Some(sigterm),
         })
     }
+}
 
+impl<K: KernelMaps> LiveSource<K> {
     pub fn filters(&self) -> &Filters {
         &self.filters
     }
@@ -437,7 +440,7 @@ impl LiveSource {
     }
 }
 
-impl Source for LiveSource {
+impl<K: KernelMaps> Source for LiveSource<K> {
     fn names(&self) -> Names {
         Names {
             workloads: self.initial_workloads.clone(),
@@ -472,8 +475,8 @@ impl Source for LiveSource {
                 }
                 return Ok(Step::Tick);
             }
-            _ = self.sigint.recv() => return Ok(Step::Stop(Stop::Signal)),
-            _ = self.sigterm.recv() => return Ok(Step::Stop(Stop::Signal)),
+            () = signalled(&mut self.sigint) => return Ok(Step::Stop(Stop::Signal)),
+            () = signalled(&mut self.sigterm) => return Ok(Step::Stop(Stop::Signal)),
             () = sleep_until(deadline) => return Ok(Step::Stop(Stop::Deadline)),
             () = control.stopping() => return Ok(Step::Stop(Stop::Requested)),
         }
@@ -552,6 +555,16 @@ async fn tick(every: &mut Option<Interval>) {
     }
 }
 
+/// Resolves when the signal comes (or its stream ends); never without a handler.
+async fn signalled(signal: &mut Option<Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -567,5 +580,163 @@ fn give_back_freed_memory() {
     // SAFETY: glibc's malloc_trim only releases free memory; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+impl<K: KernelMaps> LiveSource<K> {
+    /// A live source over `probe` with nothing else of the host: no names, no interfaces,
+    /// no XDP, no signals; for the loop's tests over a fake kernel.
+    pub(crate) fn over(probe: Probe<K>, duration: Duration) -> LiveSource<K> {
+        let mut poll = interval(POLL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        LiveSource {
+            snaplen: 64,
+            probe,
+            filters: Filters::default(),
+            reasons: None,
+            reset_reasons: std::collections::BTreeMap::new(),
+            tcp_off: false,
+            symbols: SymbolNames::new(None),
+            places: None,
+            workloads: None,
+            initial_workloads: std::collections::HashMap::new(),
+            control: Arc::default(),
+            links: None,
+            xdp: None,
+            lines: None,
+            link_readings: Vec::new(),
+            malformed: 0,
+            verbose: false,
+            started_ns: 0,
+            deadline: Some(Instant::now() + duration),
+            poll,
+            tick: None,
+            sigint: None,
+            sigterm: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use droptrace_common as wire;
+
+    use super::*;
+    use crate::{
+        pipeline::drive,
+        probe::kernel::{fake::FakeKernel, CpuCounters},
+    };
+
+    fn event(dport: u16) -> Vec<u8> {
+        let ev = wire::DropEvent {
+            timestamp_ns: 1_000,
+            location: 0xffff_ffff_81f6_3411,
+            reason: 12,
+            netns: 4_026_532_000,
+            netns_cookie: 8193,
+            ifindex: 2,
+            skb_len: 60,
+            cpu: 0,
+            l3_proto: event::ETH_P_IP,
+            l4_proto: 6,
+            flags: wire::EVENT_IPV4 | wire::EVENT_PORTS,
+            saddr: [10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [10, 77, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            sport: 40_000,
+            dport,
+            icmp_type: 0,
+            icmp_code: 0,
+            _pad: [0; 2],
+        };
+        // SAFETY: a plain #[repr(C)] struct of integers, 88 bytes, read as bytes.
+        let bytes = unsafe { std::mem::transmute::<wire::DropEvent, [u8; 88]>(ev) };
+        bytes.to_vec()
+    }
+
+    fn cpu(matched: u64, sent: u64, lost: u64) -> CpuCounters {
+        let mut c = [0; wire::COUNTER_COUNT as usize];
+        c[wire::COUNTER_SEEN as usize] = matched;
+        c[wire::COUNTER_MATCHED as usize] = matched;
+        c[wire::COUNTER_SENT as usize] = sent;
+        c[wire::COUNTER_LOST as usize] = lost;
+        c
+    }
+
+    /// Runs the loop over the fake for `secs` of tokio's clock (paused: it runs at once).
+    fn run(
+        fake: FakeKernel,
+        secs: u64,
+    ) -> (
+        Result<crate::pipeline::Outcome, crate::pipeline::Error>,
+        bool,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let probe = Probe::new(fake, "fake", 1, false, false);
+            let mut source = LiveSource::over(probe, Duration::from_secs(secs));
+            let outcome = drive(&mut source, &mut []).await;
+            (outcome, source.probe.kernel_detached())
+        })
+    }
+
+    #[test]
+    fn every_event_is_drained_and_counted_then_the_program_detached() {
+        let fake = FakeKernel {
+            events: (0..3).map(|i| event(1678 + i)).collect(),
+            counters: vec![cpu(5, 3, 2)],
+            lost: vec![(
+                wire::GroupKey {
+                    location: 0xffff_ffff_81f6_3411,
+                    reason: 12,
+                    dport: 1678,
+                    flags: wire::EVENT_PORTS | wire::EVENT_IPV4,
+                    l3_proto: event::ETH_P_IP,
+                    l4_proto: 6,
+                    netns: 4_026_532_000,
+                    ifindex: 2,
+                    ..wire::GroupKey::default()
+                },
+                2,
+            )],
+            ..FakeKernel::default()
+        };
+        let (outcome, detached) = run(fake, 2);
+        let outcome = outcome.unwrap();
+        assert!(detached, "finish detaches");
+        assert_eq!(outcome.agg.delivered(), 3);
+        let c = outcome.agg.counters();
+        assert_eq!((c.matched, c.lost, c.sent), (5, 2, 3));
+        // The group of port 1678: its delivered event and the two lost with no room.
+        let total: u64 = outcome.agg.groups().map(|(_, s)| s.count()).sum();
+        assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn a_malformed_event_is_skipped_and_counted_not_fatal() {
+        let fake = FakeKernel {
+            events: [event(53), vec![1, 2, 3]].into_iter().collect(),
+            counters: vec![cpu(2, 2, 0)],
+            ..FakeKernel::default()
+        };
+        let (outcome, _) = run(fake, 1);
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.agg.delivered(), 1);
+    }
+
+    #[test]
+    fn a_map_that_cannot_be_read_stops_the_run_with_its_error() {
+        let fake = FakeKernel {
+            counters: vec![cpu(0, 0, 0)],
+            broken: true,
+            ..FakeKernel::default()
+        };
+        let (outcome, _) = run(fake, 1);
+        let err = outcome.unwrap_err();
+        assert!(err.to_string().contains("COUNTERS"), "{err}");
     }
 }
