@@ -444,3 +444,107 @@ fn resolve_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node's files as a runtime leaves them, in a directory of the test's own: two
+    /// processes of a pod's container in one network namespace (a file both `ns/net` are
+    /// hard links to, so they share its inode as a namespace's processes share its
+    /// nsfs inode), one process of a namespace with no container, and the container's
+    /// bundle in containerd's state.
+    struct Node(PathBuf);
+
+    impl Node {
+        fn new(name: &str) -> Node {
+            let root =
+                std::env::temp_dir().join(format!("droptrace-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(root.join("proc/self")).unwrap();
+            Node(root)
+        }
+
+        fn file(&self, path: &str, text: &str) {
+            let path = self.0.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+
+        fn process(&self, pid: u32, netns: &str, cgroup: &str) {
+            let ns = self.0.join(netns);
+            if !ns.exists() {
+                std::fs::write(&ns, "").unwrap();
+            }
+            std::fs::create_dir_all(self.0.join(format!("proc/{pid}/ns"))).unwrap();
+            std::fs::hard_link(&ns, self.0.join(format!("proc/{pid}/ns/net"))).unwrap();
+            self.file(&format!("proc/{pid}/cgroup"), cgroup);
+            self.file(
+                &format!("proc/{pid}/stat"),
+                &format!("{pid} (sh) S 1 {pid} {pid} 0"),
+            );
+        }
+
+        fn inode(&self, netns: &str) -> u32 {
+            u32::try_from(std::fs::metadata(self.0.join(netns)).unwrap().ino()).unwrap()
+        }
+    }
+
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/fixtures/containers/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pods_namespace_is_named_from_what_the_node_keeps() {
+        let node = Node::new("workloads");
+        let cgroup = fixture("containerd.systemd.v2.cgroup");
+        let id = "9b2e7d4a1c6f3e8b0d5a2c7f4e9b1d6a3c8f5e2b7d0a4c9f6e1b8d3a5c2f7e4b";
+        node.process(4242, "netns-pod", &cgroup);
+        node.process(4243, "netns-pod", &cgroup);
+        node.process(4300, "netns-plain", "0::/user.slice/session-1.scope\n");
+        node.file(
+            &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json"),
+            &fixture("containerd-1.6.20.container.config.json"),
+        );
+        let scan = Scan::run(&HostPaths::new(&node.0));
+        let pod = node.inode("netns-pod");
+        assert_eq!(scan.workloads.len(), 1, "{:?}", scan.workloads);
+        assert_eq!(scan.workloads[&pod].short(), "shop/web-7d9f");
+        assert_eq!(scan.workloads[&pod].container.name, "web");
+        assert_eq!(scan.members[&pod].len(), 1, "two processes, one container");
+        assert_eq!(scan.pod("shop", "web-7d9f"), [pod]);
+        assert_eq!(scan.container(&id[..12]), [pod]);
+        assert!(scan.container("nginx").is_empty());
+        assert_eq!(
+            scan.paths[&pod],
+            node.0.join("proc/4242/ns/net"),
+            "opened through its first process"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_shaped_like_containerds_that_no_runtime_keeps_is_no_container() {
+        let node = Node::new("workloads-stray");
+        let id = "4c1f9e2b7a3d5c8e0f6b2a9d4e7c1b3f5a8d0e2c6b9f4a7e1d3c5b8f0a2e6d9c";
+        node.process(5000, "netns-stray", &format!("0::/k8s.io/{id}\n"));
+        let scan = Scan::run(&HostPaths::new(&node.0));
+        assert!(scan.workloads.is_empty(), "{:?}", scan.workloads);
+        // The same cgroup once containerd keeps the task: a container.
+        node.file(
+            &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json"),
+            &fixture("containerd-1.6.20.container.config.json"),
+        );
+        let scan = Scan::run(&HostPaths::new(&node.0));
+        assert_eq!(scan.workloads.len(), 1, "{:?}", scan.workloads);
+    }
+}
