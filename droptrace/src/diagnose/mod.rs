@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod engine;
 pub mod evidence;
+pub mod host;
 pub mod knowledge;
 pub mod programs;
 pub mod raw;

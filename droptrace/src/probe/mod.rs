@@ -13,6 +13,7 @@ pub mod discover;
 pub mod error;
 pub mod filters;
 pub mod host;
+pub mod host_sampler;
 pub mod kernel;
 pub mod lines;
 pub mod links;

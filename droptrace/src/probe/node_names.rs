@@ -40,13 +40,15 @@ impl NamespaceNames for NodeNames {
     fn workload(&self, inode: u32) -> Option<Workload> {
         self.workloads.get(&inode).cloned()
     }
-}
 
-impl NodeNames {
+    fn found_as(&self, inode: u32) -> String {
+        self.namespaces.describe(inode)
+    }
+
     /// The name a baseline knows the namespace by: its own name (`ip netns`) when it has
     /// one, else its pod or container, else the command of a process in it. Whether a
     /// workload is seen in it can change between runs; its own name does not.
-    pub fn baseline_name(&self, inode: u32) -> String {
+    fn baseline_name(&self, inode: u32) -> String {
         if self.namespaces.has_own_name(inode) {
             return self.namespaces.describe(inode);
         }

@@ -85,6 +85,14 @@ pub trait NamespaceNames {
     fn workload(&self, _inode: u32) -> Option<Workload> {
         None
     }
+    /// As it was found, without what became of it during the window.
+    fn found_as(&self, inode: u32) -> String {
+        self.describe(inode)
+    }
+    /// The name a baseline knows it by: one that stays the same between runs.
+    fn baseline_name(&self, inode: u32) -> String {
+        self.describe(inode)
+    }
 }
 
 pub struct Window<'a> {
