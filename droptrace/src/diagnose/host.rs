@@ -130,3 +130,134 @@ pub fn diagnose_host(
     };
     (report, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Names;
+    impl NamespaceNames for Names {
+        fn describe(&self, inode: u32) -> String {
+            format!("netns n{inode}")
+        }
+        fn command_prefix(&self, inode: u32) -> String {
+            format!("ip netns exec n{inode} ")
+        }
+    }
+
+    /// The captured ruleset before the window, and after it with its rule's counter grown
+    /// by the window's drops.
+    fn samples(grown: u64) -> (BTreeMap<u32, RawSnapshot>, BTreeMap<u32, RawSnapshot>) {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/evidence/nft-ruleset.txt"
+        ))
+        .unwrap();
+        let raw = |text: String| {
+            let mut r = RawSnapshot::default();
+            r.commands.insert("nft".into(), text);
+            BTreeMap::from([(1, r)])
+        };
+        let after = text.replace(
+            "tcp dport 1678 counter packets 1 bytes 60 drop",
+            &format!(
+                "tcp dport 1678 counter packets {} bytes {} drop",
+                1 + grown,
+                60 * (1 + grown)
+            ),
+        );
+        (raw(text), raw(after))
+    }
+
+    fn window<'a>(
+        groups: &'a [DropGroup],
+        vanished: &'a BTreeSet<u32>,
+        tcp: &'a TcpTable,
+        names: &'a Names,
+        pipeline_names: &'a crate::pipeline::names::Names,
+        baseline: Option<&'a Baseline>,
+    ) -> HostWindow<'a> {
+        let (before, after) = samples(5);
+        HostWindow {
+            groups,
+            before,
+            after,
+            names,
+            vanished,
+            default_netns: 1,
+            host_netns: 9,
+            secs: 2.0,
+            samples_secs: 2.5,
+            conntrack_full_log_lines: 0,
+            details_unknown: None,
+            tcp: (tcp, pipeline_names),
+            total: 5,
+            lost_events: 0,
+            not_sampled: Vec::new(),
+            baseline,
+            scoped: false,
+            host: "web-1".into(),
+            now_secs: 1_765_000_000,
+        }
+    }
+
+    fn drops() -> Vec<DropGroup> {
+        vec![DropGroup {
+            function: Some("nft_do_chain".into()),
+            location: "nft_do_chain+0x1c1".into(),
+            reason: Some("NETFILTER_DROP".into()),
+            protocol: Some("tcp".into()),
+            dport: Some(1678),
+            count: 5,
+            places: vec![(1, 2)],
+            max_len: 60,
+            ..DropGroup::default()
+        }]
+    }
+
+    #[test]
+    fn the_rule_whose_counter_grew_with_the_drops_is_the_finding_and_the_baseline_keeps_it() {
+        let (groups, tcp, pn) = (drops(), TcpTable::default(), Default::default());
+        let vanished = BTreeSet::new();
+        let (report, now) = diagnose_host(
+            window(&groups, &vanished, &tcp, &Names, &pn, None),
+            |_, _| None,
+        );
+        assert_eq!((report.total, report.namespaces), (5, 1));
+        let top = &report.findings[0];
+        assert_eq!(top.cause, "netfilter_rule", "{report:#?}");
+        assert_eq!(top.drops, 5);
+        assert!(top.fix.contains("handle 7"), "{}", top.fix);
+        assert!(report.baseline_diff.is_none());
+        assert_eq!(now.host, "web-1");
+        assert!(
+            now.namespaces.contains_key("netns n1"),
+            "{:?}",
+            now.namespaces.keys()
+        );
+        // Against that baseline, nothing has changed.
+        let (again, _) = diagnose_host(
+            window(&groups, &vanished, &tcp, &Names, &pn, Some(&now)),
+            |_, _| None,
+        );
+        assert_eq!(again.baseline_diff.as_deref().map(<[_]>::len), Some(0));
+        assert!(again.baseline_of.unwrap().starts_with("host web-1, saved "));
+    }
+
+    #[test]
+    fn a_namespace_gone_during_the_window_has_no_fix_to_run() {
+        let (groups, tcp, pn) = (drops(), TcpTable::default(), Default::default());
+        let vanished = BTreeSet::from([1]);
+        let (report, _) = diagnose_host(
+            window(&groups, &vanished, &tcp, &Names, &pn, None),
+            |_, _| None,
+        );
+        let top = &report.findings[0];
+        assert!(
+            top.fix
+                .starts_with("none to run: netns n1 no longer exists"),
+            "{}",
+            top.fix
+        );
+    }
+}
