@@ -73,73 +73,7 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
             .collect::<BTreeMap<String, String>>()
     })
     .unwrap_or_default();
-    let batched = |key: &str| IP_BATCHES.iter().any(|(_, keys, _)| keys.contains(&key));
-    for (key, program, args) in COMMANDS {
-        let result = if let Some(shared) = machine.get(*key) {
-            shared.clone()
-        } else if batched(key) {
-            continue;
-        } else if needless(key, &presence, snap.commands.get("nft").map(String::as_str)) {
-            Ok((String::new(), String::new()))
-        } else {
-            run_in(netns, program, args).map_err(|why| format!("{program}: {why}"))
-        };
-        record(&mut snap, key, result);
-    }
-    for (family, keys, lines) in IP_BATCHES {
-        let input = lines.join("\n") + "\n";
-        let parts = run_with_input(netns, "ip", &["-j", family, "-batch", "-"], &input)
-            .ok()
-            .and_then(|(out, _)| split_batch(&out, keys.len()));
-        match parts {
-            Some(parts) => {
-                for (key, out) in keys.iter().zip(parts) {
-                    snap.commands.insert((*key).to_owned(), out);
-                }
-            }
-            // A command of the batch failed: each alone, to keep what ip says of it.
-            None => {
-                for (key, program, args) in COMMANDS.iter().filter(|c| keys.contains(&c.0)) {
-                    let result =
-                        run_in(netns, program, args).map_err(|why| format!("{program}: {why}"));
-                    record(&mut snap, key, result);
-                }
-            }
-        }
-    }
-    for (dev, dir) in clsact_devices(snap.commands.get("qdiscs").map(String::as_str)) {
-        // With statistics: every action's packets and drops (a gact drop, a police).
-        let args = [
-            "-s",
-            "-j",
-            "filter",
-            "show",
-            "dev",
-            dev.as_str(),
-            dir.as_str(),
-        ];
-        match run_in(netns, "tc", &args) {
-            Ok((out, _)) => {
-                // iproute2's JSON gives no police rate: its text does.
-                if out.contains("\"kind\":\"police\"") {
-                    let text = ["-s", "filter", "show", "dev", dev.as_str(), dir.as_str()];
-                    match run_in(netns, "tc", &text) {
-                        Ok((text, _)) => {
-                            snap.tc_filters_text
-                                .insert((dev.clone(), dir.clone()), text);
-                        }
-                        Err(why) => snap
-                            .missing
-                            .push(format!("tc filter show dev {dev} {dir} (text): {why}")),
-                    }
-                }
-                snap.tc_filters.insert((dev, dir), out);
-            }
-            Err(why) => snap
-                .missing
-                .push(format!("tc filter show dev {dev} {dir}: {why}")),
-        }
-    }
+    run_tools(&System, netns, machine, &presence, &mut snap);
     let links = snap.commands.get("links").cloned().unwrap_or_default();
     snap.tcx = tcx_programs(netns, &link_names(&links));
     bpf_identity(&mut snap);
@@ -197,6 +131,122 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
         Err(why) => snap.missing.push(format!("/proc/net and sysctls: {why}")),
     }
     snap
+}
+
+/// How a tool runs in a namespace: [`System`] runs the program there; the tests' canned
+/// answers stand in for it.
+pub trait Tools {
+    /// (stdout, stderr) of `program args` in `netns` (`None`: droptrace's own), with
+    /// `input` on its standard input.
+    fn run(
+        &self,
+        netns: Option<&Path>,
+        program: &str,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<(String, String), CollectError>;
+}
+
+/// The programs themselves, run inside the namespace.
+pub struct System;
+
+impl Tools for System {
+    fn run(
+        &self,
+        netns: Option<&Path>,
+        program: &str,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<(String, String), CollectError> {
+        match input {
+            Some(input) => run_with_input(netns, program, args, input),
+            None => run_in(netns, program, args),
+        }
+    }
+}
+
+/// The tools' part of a sample: each tool of `COMMANDS` that would print something there
+/// (`presence`: what /proc showed), the routes, rules and neighbours of a family in one
+/// `ip -batch` run (each alone when the batch fails), and the filters of every clsact
+/// qdisc with their statistics (their text too where a policer's rate is only there).
+fn run_tools(
+    tools: &impl Tools,
+    netns: Option<&Path>,
+    machine: &MachineWide,
+    presence: &BTreeMap<String, String>,
+    snap: &mut RawSnapshot,
+) {
+    let batched = |key: &str| IP_BATCHES.iter().any(|(_, keys, _)| keys.contains(&key));
+    for (key, program, args) in COMMANDS {
+        let result = if let Some(shared) = machine.get(*key) {
+            shared.clone()
+        } else if batched(key) {
+            continue;
+        } else if needless(key, presence, snap.commands.get("nft").map(String::as_str)) {
+            Ok((String::new(), String::new()))
+        } else {
+            tools
+                .run(netns, program, args, None)
+                .map_err(|why| format!("{program}: {why}"))
+        };
+        record(snap, key, result);
+    }
+    for (family, keys, lines) in IP_BATCHES {
+        let input = lines.join("\n") + "\n";
+        let parts = tools
+            .run(netns, "ip", &["-j", family, "-batch", "-"], Some(&input))
+            .ok()
+            .and_then(|(out, _)| split_batch(&out, keys.len()));
+        match parts {
+            Some(parts) => {
+                for (key, out) in keys.iter().zip(parts) {
+                    snap.commands.insert((*key).to_owned(), out);
+                }
+            }
+            // A command of the batch failed: each alone, to keep what ip says of it.
+            None => {
+                for (key, program, args) in COMMANDS.iter().filter(|c| keys.contains(&c.0)) {
+                    let result = tools
+                        .run(netns, program, args, None)
+                        .map_err(|why| format!("{program}: {why}"));
+                    record(snap, key, result);
+                }
+            }
+        }
+    }
+    for (dev, dir) in clsact_devices(snap.commands.get("qdiscs").map(String::as_str)) {
+        // With statistics: every action's packets and drops (a gact drop, a police).
+        let args = [
+            "-s",
+            "-j",
+            "filter",
+            "show",
+            "dev",
+            dev.as_str(),
+            dir.as_str(),
+        ];
+        match tools.run(netns, "tc", &args, None) {
+            Ok((out, _)) => {
+                // iproute2's JSON gives no police rate: its text does.
+                if out.contains("\"kind\":\"police\"") {
+                    let text = ["-s", "filter", "show", "dev", dev.as_str(), dir.as_str()];
+                    match tools.run(netns, "tc", &text, None) {
+                        Ok((text, _)) => {
+                            snap.tc_filters_text
+                                .insert((dev.clone(), dir.clone()), text);
+                        }
+                        Err(why) => snap
+                            .missing
+                            .push(format!("tc filter show dev {dev} {dir} (text): {why}")),
+                    }
+                }
+                snap.tc_filters.insert((dev, dir), out);
+            }
+            Err(why) => snap
+                .missing
+                .push(format!("tc filter show dev {dev} {dir}: {why}")),
+        }
+    }
 }
 
 /// The xfrm policies and states of the namespace the calling thread is in, as the kernel
@@ -561,4 +611,170 @@ fn outputs(out: std::io::Result<std::process::Output>) -> Result<(String, String
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Captured outputs by command line; anything else is not installed. Keeps every
+    /// command line it was asked to run.
+    struct Canned {
+        answers: BTreeMap<String, String>,
+        ran: RefCell<Vec<String>>,
+    }
+
+    fn evidence(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/fixtures/evidence/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    impl Tools for Canned {
+        fn run(
+            &self,
+            _netns: Option<&Path>,
+            program: &str,
+            args: &[&str],
+            _input: Option<&str>,
+        ) -> Result<(String, String), CollectError> {
+            let line = format!("{program} {}", args.join(" "));
+            self.ran.borrow_mut().push(line.clone());
+            self.answers
+                .get(&line)
+                .map(|out| (out.clone(), String::new()))
+                .ok_or(CollectError::NotInstalled)
+        }
+    }
+
+    fn canned() -> Canned {
+        let answers = [
+            ("nft -a list ruleset", "nft-ruleset.txt"),
+            ("tc -s -j qdisc show", "tc-qdisc.clsact.json"),
+            (
+                "tc -s -j filter show dev dtv1 ingress",
+                "tc-filter.s.gact-police.json",
+            ),
+            (
+                "tc -s filter show dev dtv1 ingress",
+                "tc-filter.s.gact-police.txt",
+            ),
+            (
+                "tc -s -j filter show dev dtv1 egress",
+                "tc-filter.clsact-egress.json",
+            ),
+            // Captured when the batch had two commands: with three it is short, and each
+            // is asked alone.
+            ("ip -j -4 -batch -", "ip-batch.route-rule.v4.json"),
+            (
+                "ip -j -4 route show table all",
+                "ip-route-all.rule-table.v4.json",
+            ),
+            ("ss -H -t -l -n -p -e -m", "ss-tcp-listen.txt"),
+        ]
+        .into_iter()
+        .map(|(line, file)| (line.to_owned(), evidence(file)))
+        .collect();
+        Canned {
+            answers,
+            ran: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// /proc/net as a namespace with one TCP listener shows it: no legacy iptables
+    /// table, no UDP socket.
+    fn presence() -> BTreeMap<String, String> {
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n";
+        [
+            ("ip_tables_names", String::new()),
+            ("ip6_tables_names", String::new()),
+            ("tcp", evidence("proc-net-tcp.listen")),
+            ("tcp6", evidence("proc-net-tcp6.empty")),
+            ("udp", udp.to_owned()),
+            ("udp6", udp.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn sample(tools: &Canned) -> RawSnapshot {
+        let machine = MachineWide::from([(
+            "bpf-cgroup".to_owned(),
+            Ok(("[]".to_owned(), String::new())),
+        )]);
+        let mut snap = RawSnapshot::default();
+        run_tools(tools, None, &machine, &presence(), &mut snap);
+        snap
+    }
+
+    #[test]
+    fn tools_that_would_print_nothing_are_not_run() {
+        let tools = canned();
+        let snap = sample(&tools);
+        let ran = tools.ran.borrow();
+        for skipped in [
+            "iptables-legacy-save -c",
+            "ss -H -u -a -n -p -m",
+            "iptables-nft-save -c",
+        ] {
+            assert!(!ran.iter().any(|l| l == skipped), "{skipped} ran: {ran:?}");
+        }
+        assert_eq!(snap.commands["udp"], "");
+        assert_eq!(snap.commands["iptables-legacy"], "");
+        // The machine-wide tool is taken from the round's one run.
+        assert!(!ran.iter().any(|l| l.starts_with("bpftool -j cgroup")));
+        assert_eq!(snap.commands["bpf-cgroup"], "[]");
+        assert_eq!(snap.commands["tcp-listen"], evidence("ss-tcp-listen.txt"));
+    }
+
+    #[test]
+    fn a_tool_that_is_not_there_is_said_missing_and_the_rest_still_sampled() {
+        let snap = sample(&canned());
+        assert!(
+            snap.missing.iter().any(|m| m == "bpftool: not installed"),
+            "{:?}",
+            snap.missing
+        );
+        assert_eq!(snap.commands["nft"], evidence("nft-ruleset.txt"));
+    }
+
+    #[test]
+    fn a_short_ip_batch_falls_back_to_each_command_alone() {
+        let tools = canned();
+        let snap = sample(&tools);
+        assert!(tools
+            .ran
+            .borrow()
+            .iter()
+            .any(|l| l == "ip -j -4 route show table all"));
+        assert_eq!(
+            snap.commands["routes4"],
+            evidence("ip-route-all.rule-table.v4.json")
+        );
+    }
+
+    #[test]
+    fn clsact_filters_are_read_with_their_policers_text() {
+        let snap = sample(&canned());
+        let ingress = ("dtv1".to_owned(), "ingress".to_owned());
+        let egress = ("dtv1".to_owned(), "egress".to_owned());
+        assert_eq!(
+            snap.tc_filters[&ingress],
+            evidence("tc-filter.s.gact-police.json")
+        );
+        assert_eq!(
+            snap.tc_filters_text[&ingress],
+            evidence("tc-filter.s.gact-police.txt")
+        );
+        assert!(snap.tc_filters.contains_key(&egress));
+        assert!(
+            !snap.tc_filters_text.contains_key(&egress),
+            "no policer there"
+        );
+    }
 }
