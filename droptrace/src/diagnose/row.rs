@@ -132,7 +132,7 @@ pub fn details_unknown(groups: &[DropGroup], has_btf: bool) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         kernel::reasons::DropReasonTable,
@@ -174,7 +174,7 @@ mod tests {
         }
     }
 
-    fn stats(delivered: u64, lost: u64) -> GroupStats {
+    pub(crate) fn stats(delivered: u64, lost: u64) -> GroupStats {
         GroupStats {
             delivered,
             lost,

@@ -447,6 +447,7 @@ fn row_finding(f: Finding) -> RowFinding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnose::row::tests::stats;
 
     fn group(netns: u32) -> Group {
         Group {
@@ -457,15 +458,6 @@ mod tests {
             dport: Some(1678),
             netns: Netns::inode(netns),
             ifindex: 2,
-        }
-    }
-
-    fn stats(delivered: u64, lost: u64) -> GroupStats {
-        GroupStats {
-            delivered,
-            lost,
-            max_len: 60,
-            ..GroupStats::default()
         }
     }
 

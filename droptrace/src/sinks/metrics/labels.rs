@@ -1,4 +1,5 @@
 //! The labels of `droptrace_drops_total`, and `--labels` read into them.
+
 /// A label of `droptrace_drops_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropLabel {
