@@ -116,20 +116,24 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
     let cfg = config();
-    // SAFETY (each read_at): copies plain integers from the tracepoint record with
+    // Each read_at copies plain integers from the tracepoint record with
     // bpf_probe_read_kernel; an offset the loader got wrong (or `OFFSET_UNKNOWN`) only
     // fails the read, which is handled.
     let (Ok(skb), Ok(location)) = (
+        // SAFETY: a read of the record, checked (above).
         unsafe { ctx.read_at::<u64>(cfg.tp_skbaddr as usize) },
+        // SAFETY: a read of the record, checked (above).
         unsafe { ctx.read_at::<u64>(cfg.tp_location as usize) },
     ) else {
         return 0;
     };
     let reason = if cfg.flags & CONFIG_HAS_REASON != 0 {
+        // SAFETY: a read of the record, checked (above).
         unsafe { ctx.read_at::<u32>(cfg.tp_reason as usize) }.unwrap_or(0)
     } else {
         0
     };
+    // SAFETY: a read of the record, checked (above).
     let protocol = unsafe { ctx.read_at::<u16>(cfg.tp_protocol as usize) }.ok();
     on_drop::<Probe, _>(&ctx, cfg, skb, location, reason, protocol);
     0
