@@ -125,36 +125,64 @@ struct Reader {
     scope: Scope,
 }
 
-impl Reader {
-    fn read(&self) -> HostReading {
+/// One namespace's links with their driver's statistics, and its cookie.
+type NamespaceLinks = (u64, Vec<(Link, Option<DriverStats>)>);
+
+/// What the reader asks of the host: its namespaces (inode, path, label), and one's links
+/// (`None`: gone just now, or it cannot be entered). [`System`] asks the kernel.
+trait LinkHost {
+    fn namespaces(&self, also: Option<&Path>) -> Vec<(u32, PathBuf, String)>;
+    fn links(&self, inode: u32, path: &Path) -> Option<NamespaceLinks>;
+}
+
+/// The host's namespaces and an rtnetlink dump in each.
+struct System;
+
+impl LinkHost for System {
+    fn namespaces(&self, also: Option<&Path>) -> Vec<(u32, PathBuf, String)> {
         let mut found = Namespaces::scan();
-        if let Some(path) = &self.scope.netns_path {
+        if let Some(path) = also {
             let _ = found.add(path);
         }
-        let own = netns::own_inode();
+        found
+            .all()
+            .map(|(inode, path)| (inode, path.clone(), found.label(inode)))
+            .collect()
+    }
+
+    fn links(&self, inode: u32, path: &Path) -> Option<NamespaceLinks> {
+        let dump = || (netns::own_cookie(), read_here());
+        let read = if inode == netns::own_inode() {
+            Ok(dump())
+        } else {
+            netns::in_netns(Some(path), dump)
+        };
+        match read {
+            Ok((cookie, Ok(links))) => Some((cookie, links)),
+            _ => None,
+        }
+    }
+}
+
+impl Reader {
+    fn read(&self, host: &impl LinkHost) -> HostReading {
         let mut reading = HostReading {
             read_ns: boottime_ns(),
             ..HostReading::default()
         };
-        let dump = || (netns::own_cookie(), read_here());
-        for (inode, path) in found.all() {
+        for (inode, path, label) in host.namespaces(self.scope.netns_path.as_deref()) {
             if self.scope.netns.is_some_and(|only| only != inode) {
                 continue;
             }
             if reading.namespaces >= MAX_NAMESPACES {
                 break;
             }
-            let read = if inode == own {
-                Ok(dump())
-            } else {
-                netns::in_netns(Some(path as &Path), dump)
-            };
             // A namespace that went away just now, or that cannot be entered, is not read.
-            let Ok((cookie, Ok(links))) = read else {
+            let Some((cookie, links)) = host.links(inode, &path) else {
                 continue;
             };
             reading.namespaces += 1;
-            let (ns, label) = (Netns::new(inode, cookie), found.label(inode));
+            let ns = Netns::new(inode, cookie);
             for (link, stats) in links {
                 let wanted = self
                     .scope
@@ -207,7 +235,7 @@ impl LinkWatch {
     /// counter's baseline, taken before droptrace says it is watching.
     pub fn start(scope: Scope, every: Duration) -> (LinkWatch, HostReading) {
         let reader = Arc::new(Reader { scope });
-        let first = reader.read();
+        let first = reader.read(&System);
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         // Room for a few readings: the source takes them all on its tick.
         let (tx, latest) = mpsc::sync_channel(4);
@@ -216,7 +244,7 @@ impl LinkWatch {
             .name("droptrace-links".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-                    let reading = shared.read();
+                    let reading = shared.read(&System);
                     if let Err(mpsc::TrySendError::Disconnected(_)) = tx.try_send(reading) {
                         return;
                     }
@@ -247,7 +275,7 @@ impl LinkWatch {
             let _ = t.join();
         }
         let mut readings = self.take();
-        readings.push(self.reader.read());
+        readings.push(self.reader.read(&System));
         readings
     }
 }
@@ -258,5 +286,99 @@ impl Drop for LinkWatch {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::kernel::netlink_fixture;
+
+    /// Three namespaces: two whose link dumps were captured, one gone before it is read.
+    struct Captured {
+        asked_also: RefCell<Option<PathBuf>>,
+    }
+
+    impl LinkHost for Captured {
+        fn namespaces(&self, also: Option<&Path>) -> Vec<(u32, PathBuf, String)> {
+            *self.asked_also.borrow_mut() = also.map(Path::to_path_buf);
+            [(100, "host"), (200, "veths"), (300, "gone")]
+                .into_iter()
+                .map(|(i, l)| (i, PathBuf::from(format!("/run/netns/{l}")), l.to_owned()))
+                .collect()
+        }
+
+        fn links(&self, inode: u32, _path: &Path) -> Option<NamespaceLinks> {
+            let file = match inode {
+                100 => "rtm_getlink.host.bin",
+                200 => "rtm_getlink.veth-peer-down.bin",
+                _ => return None,
+            };
+            let links = netlink::parse_part(&netlink_fixture(file)).unwrap().links;
+            Some((
+                u64::from(inode) + 7,
+                links.into_iter().map(|l| (l, None)).collect(),
+            ))
+        }
+    }
+
+    fn host() -> Captured {
+        Captured {
+            asked_also: RefCell::new(None),
+        }
+    }
+
+    fn dumped(file: &str) -> Vec<Link> {
+        netlink::parse_part(&netlink_fixture(file)).unwrap().links
+    }
+
+    #[test]
+    fn every_namespace_that_can_be_read_is_read_with_its_cookie_and_label() {
+        let reading = Reader {
+            scope: Scope::default(),
+        }
+        .read(&host());
+        assert_eq!(reading.namespaces, 2, "the gone one is not counted");
+        let want =
+            dumped("rtm_getlink.host.bin").len() + dumped("rtm_getlink.veth-peer-down.bin").len();
+        assert_eq!(reading.interfaces.len(), want);
+        let veths: Vec<&InterfaceReading> = reading
+            .interfaces
+            .iter()
+            .filter(|i| i.netns_label == "veths")
+            .collect();
+        assert!(!veths.is_empty());
+        assert!(veths.iter().all(|i| i.netns == Netns::new(200, 207)));
+        // Each interface with the kernel's counters as the dump gave them.
+        let first = &dumped("rtm_getlink.veth-peer-down.bin")[0];
+        let got = veths.iter().find(|i| i.name == first.name).unwrap();
+        assert!(!got.counters.is_empty());
+        for (kind, value) in &got.counters {
+            assert_eq!(Some(*value), first.stat(&kind.name), "{}", kind.name);
+        }
+    }
+
+    #[test]
+    fn the_scope_keeps_one_namespace_and_one_interface() {
+        let name = dumped("rtm_getlink.veth-peer-down.bin")[0].name.clone();
+        let host = host();
+        let reading = Reader {
+            scope: Scope {
+                netns: Some(200),
+                netns_path: Some(PathBuf::from("/proc/4242/ns/net")),
+                interface: Some(name.clone()),
+            },
+        }
+        .read(&host);
+        assert_eq!(reading.namespaces, 1);
+        assert_eq!(reading.interfaces.len(), 1);
+        assert_eq!(reading.interfaces[0].name, name);
+        // The path the user gave is looked for even if no scan finds it.
+        assert_eq!(
+            host.asked_also.borrow().as_deref(),
+            Some(Path::new("/proc/4242/ns/net"))
+        );
     }
 }
