@@ -194,3 +194,66 @@ fn a_generic_xdp_programs_drops_are_counted_once_and_named_by_it() {
         Mode::Generic,
     );
 }
+
+/// `diagnose`: the `xdp` finding carries the program's exact count (equal to the
+/// datagrams sent and to its own map counter), names it by name and id with its
+/// interface and namespace, and the drops are counted once: no other finding holds them.
+#[test]
+fn diagnose_names_the_xdp_program_with_its_exact_count() {
+    if !can_run("diagnose_names_the_xdp_program_with_its_exact_count") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    // Attached before diagnose starts: traced from its first reading of the programs.
+    let program = pair
+        .b
+        .run(|| attach_drop_udp("veth-b", Mode::Generic, DROP_PORT));
+    let refused = droptrace_tests::xdp::fexit_allowed(&program).err();
+    let report = diagnose(&["--netns", &path], || {
+        pair.a.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..DROPPED {
+                s.send_to(b"x", format!("{B4}:{DROP_PORT}")).unwrap();
+            }
+        });
+        reaches("the program's own count", DROPPED, || program.dropped());
+    });
+    assert_eq!(program.dropped(), DROPPED, "the program's own count");
+    let findings = report["findings"].as_array().expect("findings");
+    let xdp: Vec<&Value> = findings.iter().filter(|f| f["cause"] == "xdp").collect();
+    assert_eq!(xdp.len(), 1, "one xdp finding: {report:#}");
+    let f = xdp[0];
+    // Once: the finding holds every drop, and no other finding holds any of them (the
+    // namespace drops nothing else).
+    assert_eq!(f["drops"], DROPPED, "{f:#}");
+    let all: u64 = findings.iter().filter_map(|f| f["drops"].as_u64()).sum();
+    assert_eq!(all, DROPPED, "counted once: {report:#}");
+    assert_eq!(f["iface"], "veth-b", "{f:#}");
+    let named = format!("`dt_xdp_udp` (id {})", program.id);
+    assert_mentions(f, &[&named, "on veth-b", &pair.b.name]);
+    match refused {
+        None => assert_mentions(
+            f,
+            &[
+                &format!(
+                    "the XDP program `dt_xdp_udp` (id {}) returned XDP_DROP {DROPPED} times \
+                     on veth-b",
+                    program.id
+                ),
+                "counted exactly by a fexit program on it",
+                &format!("returned XDP_DROP for {DROPPED} frames"),
+            ],
+        ),
+        Some(e) => {
+            eprintln!(
+                "diagnose_names_the_xdp_program_with_its_exact_count: this kernel refuses \
+                 fexit programs on BPF programs ({e}): checking the finding made of the \
+                 frames' kfree_skb at do_xdp_generic"
+            );
+            assert_mentions(f, &["do_xdp_generic", "drops these packets"]);
+        }
+    }
+}
