@@ -199,8 +199,8 @@ fn a_generic_xdp_programs_drops_are_counted_once_and_named_by_it() {
 /// datagrams sent and to its own map counter), names it by name and id with its
 /// interface and namespace, and the drops are counted once: no other finding holds them.
 #[test]
-fn diagnose_names_the_xdp_program_with_its_exact_count() {
-    if !can_run("diagnose_names_the_xdp_program_with_its_exact_count") {
+fn xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count() {
+    if !can_run("xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count") {
         return;
     }
     let pair = Pair::new();
@@ -249,11 +249,116 @@ fn diagnose_names_the_xdp_program_with_its_exact_count() {
         ),
         Some(e) => {
             eprintln!(
-                "diagnose_names_the_xdp_program_with_its_exact_count: this kernel refuses \
+                "xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count: this kernel refuses \
                  fexit programs on BPF programs ({e}): checking the finding made of the \
                  frames' kfree_skb at do_xdp_generic"
             );
             assert_mentions(f, &["do_xdp_generic", "drops these packets"]);
         }
     }
+}
+
+/// Runs droptrace to its end (`report`, `export`): its stdout, failing on an error.
+fn run_to_end(args: &[&str]) -> String {
+    let out = std::process::Command::new(droptrace_bin())
+        .args(args)
+        .output()
+        .expect("run droptrace");
+    assert!(
+        out.status.success(),
+        "droptrace {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// `record`, then `report` and `export --jsonl` of the file: the verdicts the program
+/// returned are kept by the recording, named by the program with the exact count (equal
+/// to the program's own), once, and listed with the programs found.
+#[test]
+fn xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program() {
+    if !can_run("xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program") {
+        return;
+    }
+    let pair = Pair::new();
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    let dir = TempDir::new("xdp-record");
+    let file = dir.file("xdp.dtr");
+    let file = file.to_str().expect("a UTF-8 path");
+    let program = pair
+        .b
+        .run(|| attach_drop_udp("veth-b", Mode::Generic, DROP_PORT));
+    let refused = droptrace_tests::xdp::fexit_allowed(&program).err();
+    let rec = Droptrace::start(&["record", "--netns", &path, "-o", file]);
+    pair.a.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..DROPPED {
+            s.send_to(b"x", format!("{B4}:{DROP_PORT}")).unwrap();
+        }
+    });
+    reaches("the program's own count", DROPPED, || program.dropped());
+    let out = rec.stop(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "record failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&run_to_end(&["report", file, "--format", "json"]))
+        .expect("report JSON");
+    eprintln!("{report:#}");
+    let lines: Vec<Value> = run_to_end(&["export", file, "--jsonl", "-"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(report["total"], DROPPED, "once: {report:#}");
+    let programs = report["xdp_programs"].as_array().expect("xdp_programs");
+    let mine = programs
+        .iter()
+        .find(|p| p["id"] == program.id)
+        .expect("the program listed");
+    assert_eq!(mine["name"], "dt_xdp_udp");
+    if let Some(e) = refused {
+        eprintln!(
+            "xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program: this \
+             kernel refuses fexit programs on BPF programs ({e}): checking that the program \
+             is listed untraced and its drops are the recorded kfree_skb events"
+        );
+        assert_eq!(mine["traced"], false, "{mine}");
+        assert!(groups(&report, |g| g["reason"] == "XDP_DROP").is_empty());
+        let at_site = groups(&report, |g| g["function"] == "do_xdp_generic");
+        assert_eq!(count_of(&at_site), DROPPED, "{report:#}");
+        assert_eq!(
+            lines.iter().filter(|l| l["type"] == "drop").count() as u64,
+            DROPPED
+        );
+        assert!(lines.iter().all(|l| l["type"] != "xdp_verdicts"));
+        return;
+    }
+    assert_eq!(mine["traced"], true, "{mine}");
+    let verdicts = groups(&report, |g| g["reason"] == "XDP_DROP");
+    assert_eq!(verdicts.len(), 1, "{report:#}");
+    let g = verdicts[0];
+    assert_eq!(g["count"], DROPPED, "{g}");
+    assert_eq!(
+        g["location"],
+        format!("xdp dt_xdp_udp (id {})", program.id).as_str()
+    );
+    assert_eq!(g["interface"], "veth-b", "{g}");
+    assert_eq!(g["namespace"], pair.b.name.as_str(), "{g}");
+    // No drop event for the same frames.
+    assert!(
+        lines.iter().all(|l| l["type"] != "drop"),
+        "counted twice: {lines:#?}"
+    );
+    let xdp: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "xdp_verdicts")
+        .collect();
+    assert_eq!(xdp.len(), 1, "{lines:#?}");
+    assert_eq!(xdp[0]["program_id"], program.id);
+    assert_eq!(xdp[0]["program"], "dt_xdp_udp");
+    assert_eq!(xdp[0]["count"], DROPPED);
+    assert_eq!(xdp[0]["interface"], "veth-b");
 }
