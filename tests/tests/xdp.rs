@@ -362,3 +362,138 @@ fn xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program() {
     assert_eq!(xdp[0]["count"], DROPPED);
     assert_eq!(xdp[0]["interface"], "veth-b");
 }
+
+/// The interface (in the namespace the caller is in) whose address is `mac`.
+fn interface_with_mac(mac: &str) -> Option<String> {
+    std::fs::read_dir("/sys/class/net").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let address = std::fs::read_to_string(e.path().join("address")).ok()?;
+        (address.trim() == mac).then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// The two virtio-net devices `cargo xtask vmtest` gives its guests with BTF, joined by a
+/// qemu hub (xtask/src/vmtest/mod.rs, `VIRTIO_NET_MACS`).
+const VIRTIO_NET_MACS: [&str; 2] = ["52:54:00:d7:00:0a", "52:54:00:d7:00:0b"];
+
+/// A driver's native XDP (virtio_net) drops frames that never become skbs: kfree_skb sees
+/// none of them (a droptrace run with `--no-xdp` counts nothing), while droptrace counts
+/// every verdict, equal to the datagrams sent and to the program's own counter, named by
+/// the program and the interface. Needs the virtio-net pair of a vmtest guest.
+#[test]
+fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted() {
+    let test = "a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted";
+    if !can_run(test) {
+        return;
+    }
+    let (Some(dev_a), Some(dev_b)) = (
+        interface_with_mac(VIRTIO_NET_MACS[0]),
+        interface_with_mac(VIRTIO_NET_MACS[1]),
+    ) else {
+        eprintln!(
+            "skipping {test}: no virtio-net pair with the addresses {VIRTIO_NET_MACS:?} \
+             (`cargo xtask vmtest` gives its guests with BTF one, joined by a qemu hub)"
+        );
+        return;
+    };
+    let a = Netns::new("va");
+    let b = Netns::new("vb");
+    for (dev, ns, name, addr, peer, peer_mac) in [
+        (
+            &dev_a,
+            &a,
+            "dtv-a",
+            "10.78.0.1/24",
+            "10.78.0.2",
+            VIRTIO_NET_MACS[1],
+        ),
+        (
+            &dev_b,
+            &b,
+            "dtv-b",
+            "10.78.0.2/24",
+            "10.78.0.1",
+            VIRTIO_NET_MACS[0],
+        ),
+    ] {
+        let moved = std::process::Command::new("ip")
+            .args(["link", "set", "dev", dev, "netns", &ns.name])
+            .status()
+            .expect("ip");
+        assert!(moved.success(), "moving {dev} into {}", ns.name);
+        ns.exec(&["ip", "link", "set", "dev", dev, "name", name]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["ip", "addr", "add", addr, "dev", name]);
+        ns.exec(&["ip", "link", "set", "dev", name, "up"]);
+        ns.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            peer,
+            "lladdr",
+            peer_mac,
+            "dev",
+            name,
+            "nud",
+            "permanent",
+        ]);
+    }
+    let program = b.run(|| attach_drop_udp("dtv-b", Mode::Native, DROP_PORT));
+    if let Err(e) = droptrace_tests::xdp::fexit_allowed(&program) {
+        eprintln!("skipping {test}: this kernel refuses fexit programs on BPF programs ({e})");
+        return;
+    }
+    let path = b.path();
+    let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
+    let plain = Droptrace::start(&["--netns", &path, "--format", "json", "--no-xdp"]);
+    let traced = format!("tracing XDP program dt_xdp_udp (id {})", program.id);
+    assert!(
+        dt.stderr_so_far().contains(&traced),
+        "{}",
+        dt.stderr_so_far()
+    );
+    let sent_before = a.link_stat("dtv-a", "tx", "packets");
+    a.run(|| {
+        let s = UdpSocket::bind("10.78.0.1:0").unwrap();
+        for _ in 0..DROPPED {
+            s.send_to(b"x", format!("10.78.0.2:{DROP_PORT}")).unwrap();
+        }
+    });
+    reaches("the program's own count", DROPPED, || program.dropped());
+    let plain = plain.stop_json();
+    let summary = dt.stop_json();
+    eprintln!("{summary:#}\n--no-xdp: {plain:#}");
+    assert_eq!(program.dropped(), DROPPED, "the program's own count");
+    assert!(
+        a.link_stat("dtv-a", "tx", "packets") >= sent_before + DROPPED,
+        "the datagrams left dtv-a"
+    );
+    // kfree_skb saw none of them: no skb was ever made.
+    assert_eq!(plain["total"], 0, "kfree_skb saw drops: {plain:#}");
+    let verdicts = groups(&summary, |g| g["reason"] == "XDP_DROP");
+    assert_eq!(verdicts.len(), 1, "{summary:#}");
+    let g = verdicts[0];
+    assert_eq!(g["count"], DROPPED, "{g}");
+    assert_eq!(
+        g["location"],
+        format!("xdp dt_xdp_udp (id {})", program.id).as_str()
+    );
+    assert_eq!(g["interface"], "dtv-b", "{g}");
+    assert_eq!(g["namespace"], b.name.as_str(), "{g}");
+    assert_eq!(summary["total"], DROPPED, "{summary:#}");
+    // The driver's own count of its XDP drops (virtio_net's per-queue `xdp_drops`, read by
+    // droptrace from ethtool's statistics) agrees.
+    let driver: u64 = summary["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .filter(|i| i["interface"] == "dtv-b")
+        .filter(|i| {
+            i["counter"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("ethtool:rx") && c.ends_with("_xdp_drops"))
+        })
+        .filter_map(|i| i["drops"].as_u64())
+        .sum();
+    assert_eq!(driver, DROPPED, "virtio_net's xdp_drops: {summary:#}");
+}
