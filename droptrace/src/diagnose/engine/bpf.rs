@@ -47,7 +47,11 @@ pub(super) fn xdp_verdicts(
     } else {
         f.summary = f.summary.replace(
             " drops these packets",
-            &format!(" returned {verdict} for {} frames", g.count),
+            &format!(
+                " returned {verdict} for {} frame{}",
+                g.count,
+                if g.count == 1 { "" } else { "s" }
+            ),
         );
     }
     f.iface = iface.map(str::to_owned).or(f.iface.take());
