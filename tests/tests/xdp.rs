@@ -184,7 +184,300 @@ droptrace_tests::cases! { counted_once_and_named:
     ),
 }
 
+/// `diagnose`: the `xdp` finding carries the program's exact count (equal to the
+/// datagrams sent and to its own map counter), names it by name and id with its
+/// interface and namespace, and the drops are counted once: no other finding holds them.
+fn xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count() {
+    let pair = Pair::new();
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    // Attached before diagnose starts: traced from its first reading of the programs.
+    let program = pair
+        .b
+        .run(|| attach_drop_udp("veth-b", Mode::Generic, DROP_PORT));
+    let refused = droptrace_tests::xdp::fexit_allowed(&program).err();
+    let report = diagnose(&["--netns", &path], || {
+        pair.a.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..DROPPED {
+                s.send_to(b"x", format!("{B4}:{DROP_PORT}")).unwrap();
+            }
+        });
+        reaches("the program's own count", DROPPED, || program.dropped());
+    });
+    assert_eq!(program.dropped(), DROPPED, "the program's own count");
+    let findings = report["findings"].as_array().expect("findings");
+    let xdp: Vec<&Value> = findings.iter().filter(|f| f["cause"] == "xdp").collect();
+    assert_eq!(xdp.len(), 1, "one xdp finding: {report:#}");
+    let f = xdp[0];
+    // Once: the finding holds every drop, and no other finding holds any of them (the
+    // namespace drops nothing else).
+    assert_eq!(f["drops"], DROPPED, "{f:#}");
+    let all: u64 = findings.iter().filter_map(|f| f["drops"].as_u64()).sum();
+    assert_eq!(all, DROPPED, "counted once: {report:#}");
+    assert_eq!(f["iface"], "veth-b", "{f:#}");
+    let named = format!("`dt_xdp_udp` (id {})", program.id);
+    assert_mentions(f, &[&named, "on veth-b", &pair.b.name]);
+    match refused {
+        None => assert_mentions(
+            f,
+            &[
+                &format!(
+                    "the XDP program `dt_xdp_udp` (id {}) returned XDP_DROP {DROPPED} times \
+                     on veth-b",
+                    program.id
+                ),
+                "counted exactly by a fexit program on it",
+                &format!("returned XDP_DROP for {DROPPED} frames"),
+            ],
+        ),
+        Some(e) => {
+            eprintln!(
+                "xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count: this kernel refuses \
+                 fexit programs on BPF programs ({e}): checking the finding made of the \
+                 frames' kfree_skb at do_xdp_generic"
+            );
+            assert_mentions(f, &["do_xdp_generic", "drops these packets"]);
+        }
+    }
+}
+
+/// Runs droptrace to its end (`report`, `export`): its stdout, failing on an error.
+fn run_to_end(args: &[&str]) -> String {
+    let out = std::process::Command::new(droptrace_bin())
+        .args(args)
+        .output()
+        .expect("run droptrace");
+    assert!(
+        out.status.success(),
+        "droptrace {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// `record`, then `report` and `export --jsonl` of the file: the verdicts the program
+/// returned are kept by the recording, named by the program with the exact count (equal
+/// to the program's own), once, and listed with the programs found.
+fn xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program() {
+    let pair = Pair::new();
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    let dir = TempDir::new("xdp-record");
+    let file = dir.file("xdp.dtr");
+    let file = file.to_str().expect("a UTF-8 path");
+    let program = pair
+        .b
+        .run(|| attach_drop_udp("veth-b", Mode::Generic, DROP_PORT));
+    let refused = droptrace_tests::xdp::fexit_allowed(&program).err();
+    let rec = Droptrace::start(&["record", "--netns", &path, "-o", file]);
+    pair.a.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..DROPPED {
+            s.send_to(b"x", format!("{B4}:{DROP_PORT}")).unwrap();
+        }
+    });
+    reaches("the program's own count", DROPPED, || program.dropped());
+    let out = rec.stop(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "record failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&run_to_end(&["report", file, "--format", "json"]))
+        .expect("report JSON");
+    eprintln!("{report:#}");
+    let lines: Vec<Value> = run_to_end(&["export", file, "--jsonl", "-"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(report["total"], DROPPED, "once: {report:#}");
+    let programs = report["xdp_programs"].as_array().expect("xdp_programs");
+    let mine = programs
+        .iter()
+        .find(|p| p["id"] == program.id)
+        .expect("the program listed");
+    assert_eq!(mine["name"], "dt_xdp_udp");
+    if let Some(e) = refused {
+        eprintln!(
+            "xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program: this \
+             kernel refuses fexit programs on BPF programs ({e}): checking that the program \
+             is listed untraced and its drops are the recorded kfree_skb events"
+        );
+        assert_eq!(mine["traced"], false, "{mine}");
+        assert!(groups(&report, |g| g["reason"] == "XDP_DROP").is_empty());
+        let at_site = groups(&report, |g| g["function"] == "do_xdp_generic");
+        assert_eq!(count_of(&at_site), DROPPED, "{report:#}");
+        assert_eq!(
+            lines.iter().filter(|l| l["type"] == "drop").count() as u64,
+            DROPPED
+        );
+        assert!(lines.iter().all(|l| l["type"] != "xdp_verdicts"));
+        return;
+    }
+    assert_eq!(mine["traced"], true, "{mine}");
+    let verdicts = groups(&report, |g| g["reason"] == "XDP_DROP");
+    assert_eq!(verdicts.len(), 1, "{report:#}");
+    let g = verdicts[0];
+    assert_eq!(g["count"], DROPPED, "{g}");
+    assert_eq!(
+        g["location"],
+        format!("xdp dt_xdp_udp (id {})", program.id).as_str()
+    );
+    assert_eq!(g["interface"], "veth-b", "{g}");
+    assert_eq!(g["namespace"], pair.b.name.as_str(), "{g}");
+    // No drop event for the same frames.
+    assert!(
+        lines.iter().all(|l| l["type"] != "drop"),
+        "counted twice: {lines:#?}"
+    );
+    let xdp: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "xdp_verdicts")
+        .collect();
+    assert_eq!(xdp.len(), 1, "{lines:#?}");
+    assert_eq!(xdp[0]["program_id"], program.id);
+    assert_eq!(xdp[0]["program"], "dt_xdp_udp");
+    assert_eq!(xdp[0]["count"], DROPPED);
+    assert_eq!(xdp[0]["interface"], "veth-b");
+}
+
+/// The interface (in the namespace the caller is in) whose address is `mac`.
+fn interface_with_mac(mac: &str) -> Option<String> {
+    std::fs::read_dir("/sys/class/net").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let address = std::fs::read_to_string(e.path().join("address")).ok()?;
+        (address.trim() == mac).then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// The two virtio-net devices `cargo xtask vmtest` gives its guests with BTF, joined by a
+/// qemu hub (xtask/src/vmtest/mod.rs, `VIRTIO_NET_MACS`).
+const VIRTIO_NET_MACS: [&str; 2] = ["52:54:00:d7:00:0a", "52:54:00:d7:00:0b"];
+
+/// A driver's native XDP (virtio_net) drops frames that never become skbs: kfree_skb sees
+/// none of them (a droptrace run with `--no-xdp` counts nothing), while droptrace counts
+/// every verdict, equal to the datagrams sent and to the program's own counter, named by
+/// the program and the interface. Needs the virtio-net pair of a vmtest guest.
+fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted() {
+    let (Some(dev_a), Some(dev_b)) = (
+        interface_with_mac(VIRTIO_NET_MACS[0]),
+        interface_with_mac(VIRTIO_NET_MACS[1]),
+    ) else {
+        skip(format!(
+            "no virtio-net pair with the addresses {VIRTIO_NET_MACS:?} \
+             (`cargo xtask vmtest` gives its guests with BTF one, joined by a qemu hub)"
+        ));
+    };
+    let a = Netns::new("va");
+    let b = Netns::new("vb");
+    for (dev, ns, name, addr, peer, peer_mac) in [
+        (
+            &dev_a,
+            &a,
+            "dtv-a",
+            "10.78.0.1/24",
+            "10.78.0.2",
+            VIRTIO_NET_MACS[1],
+        ),
+        (
+            &dev_b,
+            &b,
+            "dtv-b",
+            "10.78.0.2/24",
+            "10.78.0.1",
+            VIRTIO_NET_MACS[0],
+        ),
+    ] {
+        let moved = std::process::Command::new("ip")
+            .args(["link", "set", "dev", dev, "netns", &ns.name])
+            .status()
+            .expect("ip");
+        assert!(moved.success(), "moving {dev} into {}", ns.name);
+        ns.exec(&["ip", "link", "set", "dev", dev, "name", name]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["ip", "addr", "add", addr, "dev", name]);
+        ns.exec(&["ip", "link", "set", "dev", name, "up"]);
+        ns.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            peer,
+            "lladdr",
+            peer_mac,
+            "dev",
+            name,
+            "nud",
+            "permanent",
+        ]);
+    }
+    let program = b.run(|| attach_drop_udp("dtv-b", Mode::Native, DROP_PORT));
+    if let Err(e) = droptrace_tests::xdp::fexit_allowed(&program) {
+        skip(format!(
+            "this kernel refuses fexit programs on BPF programs ({e})"
+        ));
+    }
+    let path = b.path();
+    let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
+    let plain = Droptrace::start(&["--netns", &path, "--format", "json", "--no-xdp"]);
+    let traced = format!("tracing XDP program dt_xdp_udp (id {})", program.id);
+    assert!(
+        dt.stderr_so_far().contains(&traced),
+        "{}",
+        dt.stderr_so_far()
+    );
+    let sent_before = a.link_stat("dtv-a", "tx", "packets");
+    a.run(|| {
+        let s = UdpSocket::bind("10.78.0.1:0").unwrap();
+        for _ in 0..DROPPED {
+            s.send_to(b"x", format!("10.78.0.2:{DROP_PORT}")).unwrap();
+        }
+    });
+    reaches("the program's own count", DROPPED, || program.dropped());
+    let plain = plain.stop_json();
+    let summary = dt.stop_json();
+    eprintln!("{summary:#}\n--no-xdp: {plain:#}");
+    assert_eq!(program.dropped(), DROPPED, "the program's own count");
+    assert!(
+        a.link_stat("dtv-a", "tx", "packets") >= sent_before + DROPPED,
+        "the datagrams left dtv-a"
+    );
+    // kfree_skb saw none of them: no skb was ever made.
+    assert_eq!(plain["total"], 0, "kfree_skb saw drops: {plain:#}");
+    let verdicts = groups(&summary, |g| g["reason"] == "XDP_DROP");
+    assert_eq!(verdicts.len(), 1, "{summary:#}");
+    let g = verdicts[0];
+    assert_eq!(g["count"], DROPPED, "{g}");
+    assert_eq!(
+        g["location"],
+        format!("xdp dt_xdp_udp (id {})", program.id).as_str()
+    );
+    assert_eq!(g["interface"], "dtv-b", "{g}");
+    assert_eq!(g["namespace"], b.name.as_str(), "{g}");
+    assert_eq!(summary["total"], DROPPED, "{summary:#}");
+    // The driver's own count of its XDP drops (virtio_net's per-queue `xdp_drops`, read by
+    // droptrace from ethtool's statistics) agrees.
+    let driver: u64 = summary["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .filter(|i| i["interface"] == "dtv-b")
+        .filter(|i| {
+            i["counter"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("ethtool:rx") && c.ends_with("_xdp_drops"))
+        })
+        .filter_map(|i| i["drops"].as_u64())
+        .sum();
+    assert_eq!(driver, DROPPED, "virtio_net's xdp_drops: {summary:#}");
+}
+
 droptrace_tests::root_tests!(
     a_native_xdp_programs_drops_are_counted_once_and_named_by_it,
     a_generic_xdp_programs_drops_are_counted_once_and_named_by_it,
+    xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count,
+    xdp_verdicts_in_a_recording_are_reported_and_exported_by_their_program,
+    a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted,
 );

@@ -32,9 +32,9 @@ pub async fn run(args: DiagnoseArgs) -> Result<(), Error> {
         LiveOptions {
             duration: Some(Duration::from_secs_f64(args.duration)),
             name_workloads: true,
-            // The engine's `xdp` finding reads the XDP drops at their kfree_skb sites
-            // (`veth_xdp_rcv_skb`, `do_xdp_generic`); verdict groups are not in it yet.
-            no_xdp: true,
+            // XDP verdicts are counted (unless --no-xdp or a header filter): the `xdp`
+            // finding names the program with its exact count; the frames' kfree_skb at
+            // `veth_xdp_rcv_skb` / `do_xdp_generic` is not counted again.
             ..LiveOptions::default()
         },
     )?;

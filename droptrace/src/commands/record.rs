@@ -28,9 +28,9 @@ pub async fn run(args: RecordArgs) -> Result<(), Error> {
             // Not in recordings (yet): their format has no block for them.
             interfaces: false,
             on_terminal: false,
-            // XDP verdicts are counted, not events: a recording would miss them (and the
-            // kfree_skb drops they stand for), so the drops stay kfree_skb's here.
-            no_xdp: true,
+            // XDP verdicts are counted, not events: their groups go in the counters
+            // (format version 5), the programs named there.
+            no_xdp: false,
         },
     )?;
     let file = super::create_private(&args.output, args.force)?;

@@ -83,10 +83,8 @@ impl<'a, 'b> Flow<'a, 'b> {
         read_ns: u64,
         keep: impl Fn(&crate::kernel::xdp::VerdictKey) -> bool,
     ) {
-        for p in &reading.programs {
-            xdp::name_program(&mut self.names, p.id, &p.name);
-        }
-        self.agg.set_xdp(
+        self.xdp_groups(
+            &reading.programs,
             reading
                 .counts
                 .iter()
@@ -97,7 +95,21 @@ impl<'a, 'b> Flow<'a, 'b> {
                 }),
             read_ns,
         );
-        self.agg.set_xdp_programs(&reading.programs);
+    }
+
+    /// The XDP programs and their verdicts by group (absolute values; a recording's):
+    /// the programs are named, the groups counted.
+    pub fn xdp_groups(
+        &mut self,
+        programs: &[xdp::XdpProgram],
+        groups: impl IntoIterator<Item = (event::Group, u64)>,
+        read_ns: u64,
+    ) {
+        for p in programs {
+            xdp::name_program(&mut self.names, p.id, &p.name);
+        }
+        self.agg.set_xdp(groups, read_ns);
+        self.agg.set_xdp_programs(programs);
     }
 
     /// A TCP retransmit or reset, named already: counted, then handed to every sink.

@@ -188,12 +188,18 @@ impl<R: Read> RecordingSource<R> {
                 self.bytes = bytes;
             }
             Pending::Counters(c) => {
+                if self.reader.names().len() != flow.names.len() {
+                    flow.names.clone_from(self.reader.names());
+                }
                 flow.counters(c.kernel, c.lost_groups.iter().copied());
                 if let Some(tcp) = c.tcp {
                     flow.tcp_counters(tcp);
                 }
                 if c.tcp_off {
                     flow.tcp_off();
+                }
+                if let Some(x) = &c.xdp {
+                    flow.xdp_groups(&x.programs, x.groups.iter().copied(), c.at_ns);
                 }
                 self.last_counters = Some(c);
             }
@@ -290,9 +296,10 @@ impl<R: Read> Source for RecordingSource<R> {
                 let mut kernel = c.kernel;
                 if self.reader.status() != Status::Complete {
                     let lost: u64 = c.lost_groups.iter().map(|(_, n)| n).sum();
+                    let verdicts: u64 = c.xdp.iter().flat_map(|x| &x.groups).map(|g| g.1).sum();
                     kernel.matched = kernel
                         .matched
-                        .max(agg.delivered() + lost + kernel.lost_ungrouped);
+                        .max(agg.delivered() + lost + verdicts + kernel.lost_ungrouped);
                 }
                 flow.counters(kernel, c.lost_groups);
             }

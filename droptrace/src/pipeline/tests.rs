@@ -66,6 +66,7 @@ pub(crate) fn counters(at_ns: u64, matched: u64, lost: Vec<(event::Group, u64)>)
         overflow: 0,
         tcp: None,
         tcp_off: false,
+        xdp: None,
     }
 }
 

@@ -43,6 +43,18 @@ pub fn name_program(names: &mut Names, prog_id: u32, name: &str) {
     );
 }
 
+/// The program a location's display stands for (`xdp drop_udp_6001 (id 42)` -> 42), for
+/// consumers that have only the names (a diagnosis): the inverse of [`name_program`]
+/// (program names are `[A-Za-z0-9_.]`, no spaces or parentheses).
+pub fn program_of_display(display: &str) -> Option<u32> {
+    let rest = display.strip_prefix("xdp ")?.strip_suffix(')')?;
+    let (name, id) = rest.rsplit_once(" (id ")?;
+    if name.is_empty() || name.contains(' ') {
+        return None;
+    }
+    id.parse().ok()
+}
+
 /// An XDP program droptrace found on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XdpProgram {
@@ -80,5 +92,8 @@ mod tests {
             "xdp drop_udp_6001 (id 42)"
         );
         assert_eq!(verdict_name(XDP_ABORTED), "XDP_ABORTED");
+        assert_eq!(program_of_display("xdp drop_udp_6001 (id 42)"), Some(42));
+        assert_eq!(program_of_display("do_xdp_generic+0x2a4"), None);
+        assert_eq!(program_of_display("xdp a b (id 4)"), None);
     }
 }

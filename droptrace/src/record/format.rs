@@ -15,7 +15,8 @@ use crate::pipeline::event::{Group, Netns};
 use crate::pipeline::names::{Container, Location, Pod, Workload};
 use crate::pipeline::tcp::{DropCause, DropMark, TcpCounters, TcpEvent, TcpFlow, TcpKind};
 
-use super::{Counters, Header};
+use super::{Counters, Header, XdpCounts};
+use crate::pipeline::xdp::XdpProgram;
 
 pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
 /// 2 added the `NAME_WORKLOAD` entry (containers and pods). A reader of version 1 would
@@ -26,12 +27,15 @@ pub const MAGIC: [u8; 8] = *b"DROPTRC\n";
 /// namespace is both. Files of 1 and 2 are read as cookie 0. 4: TCP retransmits and resets
 /// (`TCP` blocks), the TCP programs' counters at the end of a `COUNTERS` block, and the
 /// kernel's reset reasons at the end of the header; files before it have no TCP figures.
-/// This reader takes all four.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the XDP programs' verdicts (programs and counted groups) at the end of a `COUNTERS`
+/// block. This reader takes all five.
+pub const FORMAT_VERSION: u32 = 5;
 /// The first version whose namespaces carry a cookie.
 pub const VERSION_COOKIES: u32 = 3;
 /// The first version with TCP events and counters.
 pub const VERSION_TCP: u32 = 4;
+/// The first version with XDP verdicts.
+pub const VERSION_XDP: u32 = 5;
 
 /// An event's length as version 3 stores it: the packet's length and its layer-2 bytes.
 pub fn pack_len(len: u32, l2_len: u8) -> u64 {
@@ -93,6 +97,9 @@ const TCP_DROP: u8 = 4;
 const COUNTERS_TCP: u8 = 1;
 /// TCP tracing was turned off (`--no-tcp`): no counters follow.
 const COUNTERS_TCP_OFF: u8 = 2;
+/// The XDP programs' verdicts follow, after the TCP fields (format version 5): programs
+/// (`id | name | untraced: 0, or 1 and why`), then groups ([`encode_group`] and count).
+const COUNTERS_XDP: u8 = 1;
 
 /// What a run of drops shares, stored once per block and then referred to by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,7 +210,8 @@ pub fn encode_header(out: &mut Vec<u8>, h: &Header) -> Result<(), usize> {
     Ok(())
 }
 
-pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
+/// Fails on a program name or reason longer than `MAX_STRING`.
+pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) -> Result<(), usize> {
     let k = &c.kernel;
     for v in [
         c.at_ns,
@@ -238,6 +246,34 @@ pub fn encode_counters(out: &mut Vec<u8>, c: &Counters) {
         None if c.tcp_off => out.push(COUNTERS_TCP_OFF),
         None => out.push(0),
     }
+    encode_xdp(out, c.xdp.as_ref())
+}
+
+/// The XDP part of a `COUNTERS` block: `0`, or `COUNTERS_XDP | programs | groups`.
+fn encode_xdp(out: &mut Vec<u8>, xdp: Option<&XdpCounts>) -> Result<(), usize> {
+    let Some(x) = xdp else {
+        out.push(0);
+        return Ok(());
+    };
+    out.push(COUNTERS_XDP);
+    put_varint(out, x.programs.len() as u64);
+    for p in &x.programs {
+        put_varint(out, u64::from(p.id));
+        put_str(out, &p.name)?;
+        match &p.untraced {
+            None => out.push(0),
+            Some(why) => {
+                out.push(1);
+                put_str(out, why)?;
+            }
+        }
+    }
+    put_varint(out, x.groups.len() as u64);
+    for (group, n) in &x.groups {
+        encode_group(out, group);
+        put_varint(out, *n);
+    }
+    Ok(())
 }
 
 /// One TCP event: `kind (u8) | flags (u8) | timestamp | netns | local address | local
@@ -347,6 +383,8 @@ pub struct Cursor<'a> {
     cookies: bool,
     /// The file has TCP figures (format version 4 on).
     tcp: bool,
+    /// The file has XDP verdicts (format version 5 on).
+    xdp: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -362,6 +400,7 @@ impl<'a> Cursor<'a> {
             pos: 0,
             cookies: version >= VERSION_COOKIES,
             tcp: version >= VERSION_TCP,
+            xdp: version >= VERSION_XDP,
         }
     }
 
@@ -611,6 +650,7 @@ impl<'a> Cursor<'a> {
         } else {
             (None, false)
         };
+        let xdp = if self.xdp { self.xdp()? } else { None };
         Ok(Counters {
             at_ns: v[0],
             kernel: KernelCounters {
@@ -626,7 +666,42 @@ impl<'a> Cursor<'a> {
             lost_groups,
             tcp,
             tcp_off,
+            xdp,
         })
+    }
+
+    /// Inverse of [`encode_xdp`].
+    fn xdp(&mut self) -> Result<Option<XdpCounts>, Fault> {
+        match self.u8()? {
+            0 => return Ok(None),
+            COUNTERS_XDP => {}
+            _ => {
+                self.pos -= 1;
+                return Err(self.fault("unknown XDP fields"));
+            }
+        }
+        // A program takes at least 3 bytes (id, name's length, untraced flag).
+        let n = self.count(3, MAX_BLOCK)?;
+        let mut programs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.varint_u32()?;
+            let name = self.str()?.to_owned();
+            let untraced = match self.u8()? {
+                0 => None,
+                1 => Some(self.str()?.to_owned()),
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.fault("unknown XDP program fields"));
+                }
+            };
+            programs.push(XdpProgram { id, name, untraced });
+        }
+        let n = self.count(15, MAX_BLOCK)?;
+        let mut groups = Vec::with_capacity(n);
+        for _ in 0..n {
+            groups.push((self.group()?, self.varint()?));
+        }
+        Ok(Some(XdpCounts { programs, groups }))
     }
 
     /// Inverse of [`encode_tcp`].

@@ -15,6 +15,7 @@ use crate::pipeline::{
     aggregate::KernelCounters,
     event::{Drop, Group},
     tcp::{TcpCounters, TcpEvent},
+    xdp::XdpProgram,
 };
 
 pub mod format;
@@ -81,6 +82,18 @@ pub struct Counters {
     pub tcp: Option<TcpCounters>,
     /// TCP tracing was turned off (`--no-tcp`; format version 4).
     pub tcp_off: bool,
+    /// The XDP programs' verdicts; `None` when they were not counted (and in files before
+    /// format version 5).
+    pub xdp: Option<XdpCounts>,
+}
+
+/// The XDP programs' verdicts at one moment (format version 5): the programs found, traced
+/// or not, and the verdicts counted by group (absolute; their drops are in the kernel
+/// counters' totals already).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XdpCounts {
+    pub programs: Vec<XdpProgram>,
+    pub groups: Vec<(Group, u64)>,
 }
 
 /// One thing read from a recording, in the order it was written.

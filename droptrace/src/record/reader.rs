@@ -303,7 +303,19 @@ impl<R: Read> Reader<R> {
                 f::COUNTERS => {
                     let mut c = Cursor::of_version(&self.buf, self.version);
                     match c.counters().and_then(|v| whole(&c).map(|()| v)) {
-                        Ok(counters) => return Ok(Next::Counters(counters)),
+                        Ok(counters) => {
+                            // The XDP programs' names travel with their counts.
+                            for p in counters.xdp.iter().flat_map(|x| &x.programs) {
+                                if self.names.locations.len() < f::MAX_NAMES {
+                                    crate::pipeline::xdp::name_program(
+                                        &mut self.names,
+                                        p.id,
+                                        &p.name,
+                                    );
+                                }
+                            }
+                            return Ok(Next::Counters(counters));
+                        }
                         Err(_) => self.skip_rest_of_block(0),
                     }
                 }

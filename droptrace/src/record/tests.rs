@@ -120,6 +120,7 @@ fn counters(at_ns: u64) -> Counters {
         overflow: 2,
         tcp: None,
         tcp_off: false,
+        xdp: None,
     }
 }
 
@@ -612,4 +613,102 @@ fn a_captured_version_3_recording_still_reads() {
         Owned::Drop(..) => true,
     }));
     assert!(names.reset_reasons.is_empty());
+}
+
+/// The XDP programs' verdicts a `COUNTERS` block holds (format version 5): programs traced
+/// and not, with why, and the verdict groups with their counts, read back as written.
+#[test]
+fn xdp_verdicts_round_trip_in_counters() {
+    use crate::pipeline::xdp::{group, XdpProgram};
+    use crate::record::XdpCounts;
+    let mut c = counters(5_000);
+    c.xdp = Some(XdpCounts {
+        programs: vec![
+            XdpProgram {
+                id: 42,
+                name: "dt_xdp_udp".into(),
+                untraced: None,
+            },
+            XdpProgram {
+                id: 43,
+                name: "dt_drop".into(),
+                untraced: Some("it has no BTF (a fexit program needs its function's type)".into()),
+            },
+        ],
+        groups: vec![
+            (group(42, 1, ns(4_026_532_182), 2), 40),
+            (group(42, 0, ns(4_026_532_182), 2), 1),
+        ],
+    });
+    let empty = Counters {
+        xdp: Some(XdpCounts::default()),
+        ..counters(6_000)
+    };
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    w.write_counters(&c).unwrap();
+    w.write_counters(&empty).unwrap();
+    let bytes = w.finish().unwrap();
+    let (_, _, items, status) = read_all(&bytes).unwrap();
+    assert_eq!(status, Status::Complete);
+    assert_eq!(items, [Owned::Counters(c), Owned::Counters(empty)]);
+}
+
+/// An unknown XDP fields byte is a damaged block, not a panic or a wrong figure.
+#[test]
+fn an_unknown_xdp_fields_byte_is_damage() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    w.write_counters(&counters(5_000)).unwrap();
+    w.flush().unwrap();
+    let mut bytes = w.finish().unwrap();
+    // The counters block is the first after the header block; its last byte is the XDP
+    // fields byte (0: none).
+    let header_len = u32::from_le_bytes(
+        bytes[f::PREAMBLE_LEN + 1..f::PREAMBLE_LEN + 5]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let at = f::PREAMBLE_LEN + f::FRAME_LEN + header_len;
+    assert_eq!(bytes[at], f::COUNTERS);
+    let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+    let end = at + f::FRAME_LEN + len;
+    assert_eq!(bytes[end - 1], 0);
+    bytes[end - 1] = 7;
+    let mut block = bytes[at..end].to_vec();
+    f::seal(&mut block, f::COUNTERS);
+    bytes[at..end].copy_from_slice(&block);
+    let mut reader = Reader::new(&bytes[..]).unwrap();
+    let mut counted = 0;
+    reader
+        .for_each(|item| counted += usize::from(matches!(item, Item::Counters(_))))
+        .unwrap();
+    assert_eq!(counted, 0);
+    assert_eq!(reader.damage().blocks, 1);
+}
+
+/// A real recording of version 4 (see fixtures/README.capture), read by this reader.
+pub(crate) const V4_RECORDING: &[u8] = include_bytes!("../../fixtures/recording.v4.dtr");
+
+#[test]
+fn a_captured_version_4_recording_still_reads() {
+    let (h, _, items, status) = read_all(V4_RECORDING).unwrap();
+    assert_eq!(status, Status::Complete);
+    assert_eq!(h.kernel_release, "6.18.44-fc-v1272");
+    let drops = items
+        .iter()
+        .filter(|i| matches!(i, Owned::Drop(..)))
+        .count();
+    assert_eq!(drops, 7);
+    let counters: Vec<&Counters> = items
+        .iter()
+        .filter_map(|i| match i {
+            Owned::Counters(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(!counters.is_empty());
+    assert!(
+        counters.iter().all(|c| c.xdp.is_none()),
+        "no XDP figures before version 5"
+    );
+    assert!(counters.iter().any(|c| c.tcp.is_some()), "its TCP figures");
 }

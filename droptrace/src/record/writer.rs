@@ -174,7 +174,7 @@ impl<W: Write> Writer<W> {
     pub fn write_counters(&mut self, counters: &Counters) -> Result<(), WriteError> {
         self.write_events()?;
         let mut block = empty_block();
-        f::encode_counters(&mut block, counters);
+        f::encode_counters(&mut block, counters).map_err(WriteError::StringTooLong)?;
         if block.len() > f::MAX_BLOCK {
             return Err(WriteError::TooManyGroups(counters.lost_groups.len()));
         }

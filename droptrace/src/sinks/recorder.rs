@@ -18,7 +18,7 @@ use crate::{
         sink::{Moment, Sink},
         tcp::TcpEvent,
     },
-    record::{Counters, WriteError, Writer},
+    record::{Counters, WriteError, Writer, XdpCounts},
 };
 
 pub fn write_error(path: &Path, e: WriteError) -> Error {
@@ -229,12 +229,21 @@ impl Recorder {
             overflow: agg.overflow(),
             tcp: agg.tcp().attached.then_some(agg.tcp().counters),
             tcp_off: agg.tcp().off,
+            xdp: agg.xdp_programs().map(|programs| XdpCounts {
+                programs: programs.to_vec(),
+                groups: agg
+                    .groups()
+                    .filter(|(g, _)| crate::pipeline::xdp::program_of(g.location).is_some())
+                    .map(|(g, s)| (*g, s.counted))
+                    .collect(),
+            }),
         };
         let moved = self.last.as_ref().is_none_or(|l| {
             l.kernel != counters.kernel
                 || l.lost_groups.len() != counters.lost_groups.len()
                 || l.tcp != counters.tcp
                 || l.tcp_off != counters.tcp_off
+                || l.xdp != counters.xdp
         });
         if moved {
             writer.write_counters(&counters)?;

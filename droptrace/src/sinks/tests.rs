@@ -9,6 +9,7 @@ use crate::{
         fixtures::location,
         resolve, tcp,
         tests::{counters, header, recording, NETNS, NFT, STARTED},
+        xdp::{group, XdpProgram},
         Flow, Names, Sink,
     },
     record::Writer,
@@ -99,6 +100,62 @@ fn a_captured_version_3_recording_reports_what_the_build_that_made_it_reported()
         got.get("tcp").is_none(),
         "a version 3 file has no TCP figures"
     );
+}
+
+#[test]
+fn a_captured_version_4_recording_reports_what_the_build_that_made_it_reported() {
+    let mut source = recording(crate::record::tests::V4_RECORDING.to_vec());
+    let outcome = drive_blocking(&mut source, &mut []).unwrap();
+    let summary = super::summary::Summary::new(&outcome.agg, &outcome.names).to_line();
+    let got: serde_json::Value = serde_json::from_str(&summary.unwrap()).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/recording.v4.report.json")).unwrap();
+    assert_eq!(got, want);
+    assert!(
+        got.get("xdp_programs").is_none(),
+        "a version 4 file has no XDP figures"
+    );
+}
+
+/// A recording's XDP verdicts (format version 5) come back as the program's groups, named
+/// by it, in the total, with the programs listed.
+#[test]
+fn a_recordings_xdp_verdicts_are_groups_named_by_their_program() {
+    use crate::record::XdpCounts;
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    w.add_interface(NETNS, 2, "veth-b").unwrap();
+    w.add_namespace(NETNS, "dt-b").unwrap();
+    let mut c = counters(2_000, 40, vec![]);
+    c.xdp = Some(XdpCounts {
+        programs: vec![
+            XdpProgram {
+                id: 42,
+                name: "dt_xdp_udp".into(),
+                untraced: None,
+            },
+            XdpProgram {
+                id: 43,
+                name: "dt_drop".into(),
+                untraced: Some("it has no BTF".into()),
+            },
+        ],
+        groups: vec![(group(42, 1, NETNS, 2), 40)],
+    });
+    w.write_counters(&c).unwrap();
+    let outcome = drive_blocking(&mut recording(w.finish().unwrap()), &mut []).unwrap();
+    let summary = super::summary::Summary::new(&outcome.agg, &outcome.names).to_line();
+    let got: serde_json::Value = serde_json::from_str(&summary.unwrap()).unwrap();
+    assert_eq!(got["total"], 40, "{got:#}");
+    let groups = got["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{got:#}");
+    assert_eq!(groups[0]["location"], "xdp dt_xdp_udp (id 42)");
+    assert_eq!(groups[0]["reason"], "XDP_DROP");
+    assert_eq!(groups[0]["count"], 40);
+    assert_eq!(groups[0]["interface"], "veth-b");
+    assert_eq!(groups[0]["namespace"], "dt-b");
+    let programs = got["xdp_programs"].as_array().unwrap();
+    assert_eq!(programs.len(), 2, "{got:#}");
+    assert_eq!(programs[1]["traced"], false);
 }
 
 /// Keeps the TCP events it was handed, with the name of the drop that explains each.

@@ -7,6 +7,8 @@ export HOME=/tmp/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export DROPTRACE_BIN TERM=xterm-256color
 mkdir -p "$HOME" "$SHARE/results"
 uname -r > "$SHARE/results/uname"
+# The virtio-net devices of guests with BTF (no udev here to load their driver).
+"$SHARE/modprobe" -q virtio_net 2>/dev/null
 cd "$TESTS_DIR" || exit 1
 # A line: the binary's name, its path, and the guest's own test filters (the big node's).
 while read -r name bin tests; do

@@ -351,6 +351,10 @@ fn test_binaries(ws: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// The addresses of the two virtio-net devices a guest with BTF gets (the tests find them
+/// by these).
+const VIRTIO_NET_MACS: [&str; 2] = ["52:54:00:d7:00:0a", "52:54:00:d7:00:0b"];
+
 /// qemu under `timeout` (a guest that hangs, or KVM's pause after an emulation error,
 /// ends there).
 fn qemu(
@@ -377,11 +381,26 @@ fn qemu(
         .args(["-monitor", "none", "-serial", "stdio"])
         .arg("-virtfs")
         .arg("local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap");
-    if let Some((share, _)) = share {
+    if let Some((share, btf)) = share {
         cmd.arg("-virtfs").arg(format!(
             "local,path={},mount_tag=share,security_model=none,multidevs=remap",
             share.display()
         ));
+        // Guests with BTF get two virtio-net devices joined by a qemu hub: a real driver
+        // with native XDP, where a dropped frame never becomes an skb
+        // (tests/tests/xdp.rs finds them by these addresses). XDP on virtio_net needs the
+        // guest offloads off.
+        if btf {
+            for (i, mac) in VIRTIO_NET_MACS.iter().enumerate() {
+                cmd.arg("-netdev")
+                    .arg(format!("hubport,id=dtnet{i},hubid=7"))
+                    .arg("-device")
+                    .arg(format!(
+                        "virtio-net-pci,netdev=dtnet{i},mac={mac},guest_tso4=off,\
+                         guest_tso6=off,guest_ecn=off,guest_ufo=off,guest_csum=off"
+                    ));
+            }
+        }
     }
     cmd.arg("-kernel")
         .arg(&k.vmlinuz)

@@ -3,11 +3,68 @@
 use super::{Finding, Ns};
 use crate::diagnose::programs::BpfProgram;
 
+/// The XDP verdicts droptrace counted itself (fexit on the program, `pipeline::xdp`): the
+/// group names its program by id, so the finding names that program, with the exact count,
+/// even where no attachment of it was sampled.
+pub(super) fn xdp_verdicts(
+    n: &Ns<'_>,
+    g: &super::DropGroup,
+    iface: Option<&str>,
+    prog_id: u32,
+    f: &mut Finding,
+) -> String {
+    let verdict = g.reason.as_deref().unwrap_or("XDP_DROP");
+    let name = g
+        .function
+        .as_deref()
+        .and_then(|f| f.strip_prefix("xdp "))
+        .unwrap_or("?");
+    let on = iface.map(|i| format!(" on {i}")).unwrap_or_default();
+    f.evidence.push(format!(
+        "droptrace: the XDP program `{name}` (id {prog_id}) returned {verdict} {} time{}{on} in \
+         {}, counted exactly by a fexit program on it; none of these frames is counted again \
+         at kfree_skb",
+        g.count,
+        if g.count == 1 { "" } else { "s" },
+        n.name
+    ));
+    // The attachment sampled for this program, if any, gives its hook, holders and fix.
+    let key = bpf(n, iface, None, true, Some(prog_id), f);
+    if f.summary.is_empty() {
+        f.summary = format!(
+            "the XDP program `{name}` (id {prog_id}){on} in {} returned {verdict} for {} \
+             frame{}",
+            n.name,
+            g.count,
+            if g.count == 1 { "" } else { "s" }
+        );
+        f.fix = format!(
+            "find which component attached it (bpftool prog show id {prog_id}), then detach \
+             it: {}ip link set dev {} xdp off",
+            n.prefix,
+            iface.unwrap_or("<iface>")
+        );
+    } else {
+        f.summary = f.summary.replace(
+            " drops these packets",
+            &format!(
+                " returned {verdict} for {} frame{}",
+                g.count,
+                if g.count == 1 { "" } else { "s" }
+            ),
+        );
+    }
+    f.iface = iface.map(str::to_owned).or(f.iface.take());
+    format!("{key}|{verdict}")
+}
+
+/// `xdp`: XDP attachments, else tc ones; `program`: only that program's.
 pub(super) fn bpf(
     n: &Ns<'_>,
     iface: Option<&str>,
     reason: Option<&str>,
     xdp: bool,
+    program: Option<u32>,
     f: &mut Finding,
 ) -> String {
     let Some(after) = n.after else {
@@ -36,6 +93,7 @@ pub(super) fn bpf(
             }
         })
         .filter(|a| direction.is_none_or(|d| a.hook.ends_with(d)))
+        .filter(|a| program.is_none_or(|id| a.prog_id == id))
         .collect();
     let Some(top) = attached.first() else {
         f.evidence.push(format!(

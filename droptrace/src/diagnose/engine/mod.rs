@@ -35,7 +35,7 @@ use super::{
     knowledge::{self, Cause},
     state::NsState,
 };
-use bpf::{bpf, cgroup_bpf};
+use bpf::{bpf, cgroup_bpf, xdp_verdicts};
 use counters::from_counters;
 use device::{backlog, nic};
 pub use moved::{counters_moved, is_trouble, CounterMove};
@@ -356,7 +356,13 @@ fn ns<'a>(w: &Window<'a>, inode: u32) -> Ns<'a> {
 }
 
 fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
-    let class = knowledge::classify(g.reason.as_deref(), g.function.as_deref());
+    // An XDP program's verdicts (counted by droptrace itself) are classified as the
+    // kernel's own XDP reason.
+    let xdp_program = crate::pipeline::xdp::program_of_display(&g.location);
+    let class = match xdp_program {
+        Some(_) => knowledge::classify(Some("XDP"), None),
+        None => knowledge::classify(g.reason.as_deref(), g.function.as_deref()),
+    };
     let (mut inode, ifindex) = place(w.default_netns, g);
     // Without packet details the kernel did not say where: its counters may.
     let located = if g.places.iter().all(|p| p.0 == 0) && w.details_unknown.is_some() {
@@ -411,8 +417,25 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     let key_detail = match class.cause {
         Cause::NetfilterRule | Cause::ConntrackFull => netfilter(w, &n, Some(g), &mut f),
         Cause::Qdisc => qdisc(&n, iface.as_deref(), &mut f),
-        Cause::TcBpf => bpf(&n, iface.as_deref(), g.reason.as_deref(), false, &mut f),
-        Cause::Xdp => bpf(&n, iface.as_deref(), g.reason.as_deref(), true, &mut f),
+        Cause::TcBpf => bpf(
+            &n,
+            iface.as_deref(),
+            g.reason.as_deref(),
+            false,
+            None,
+            &mut f,
+        ),
+        Cause::Xdp => match xdp_program {
+            Some(id) => xdp_verdicts(&n, g, iface.as_deref(), id, &mut f),
+            None => bpf(
+                &n,
+                iface.as_deref(),
+                g.reason.as_deref(),
+                true,
+                None,
+                &mut f,
+            ),
+        },
         Cause::Mtu => mtu(w, &n, g, &mut f),
         Cause::RpFilter => rp_filter(&n, iface.as_deref(), &mut f),
         Cause::NoListener => no_listener(w, &n, g, &mut f),

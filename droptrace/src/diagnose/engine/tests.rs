@@ -819,3 +819,64 @@ fn housekeeping_among_unheard_packets_is_decided_from_the_packet_and_the_state()
     let f = run(&[unheard("224.0.0.251", 5353, 5353)], held.clone(), held);
     assert!(!f[0].benign, "{f:#?}");
 }
+
+/// XDP verdicts droptrace counted itself: the finding names the program of the group (not
+/// merely the first XDP program on the interface), with the exact count, and says how to
+/// detach it; without its attachment sampled it still names it by id.
+#[test]
+fn xdp_verdicts_name_their_program_with_the_exact_count() {
+    use crate::diagnose::programs::BpfAttachment;
+    let attachment = |id: u32, name: &str| BpfAttachment {
+        dev: "eth0".into(),
+        hook: "xdp".into(),
+        prog_id: id,
+        name: name.into(),
+        label: None,
+        tag: None,
+        detach: "ip link set dev eth0 xdp off".into(),
+    };
+    let verdicts = DropGroup {
+        function: Some("xdp dt_xdp_udp".into()),
+        location: "xdp dt_xdp_udp (id 42)".into(),
+        reason: Some("XDP_DROP".into()),
+        count: 40,
+        places: vec![(1, 2)],
+        ..DropGroup::default()
+    };
+    let mut after = state(vec![]);
+    after.bpf = vec![attachment(7, "other"), attachment(42, "dt_xdp_udp")];
+    let f = run(std::slice::from_ref(&verdicts), state(vec![]), after);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].cause, "xdp");
+    assert_eq!(f[0].drops, 40);
+    assert_eq!(f[0].iface.as_deref(), Some("eth0"));
+    assert_eq!(
+        f[0].summary,
+        "the BPF program `dt_xdp_udp` (id 42) attached at xdp on eth0 in netns n1 returned \
+         XDP_DROP for 40 frames"
+    );
+    assert!(
+        f[0].evidence.iter().any(|e| e
+            == "droptrace: the XDP program `dt_xdp_udp` (id 42) returned XDP_DROP 40 times on \
+                eth0 in netns n1, counted exactly by a fexit program on it; none of these \
+                frames is counted again at kfree_skb"),
+        "{:#?}",
+        f[0].evidence
+    );
+    assert!(
+        f[0].fix
+            .ends_with("ip netns exec n1 ip link set dev eth0 xdp off"),
+        "{}",
+        f[0].fix
+    );
+
+    // Its attachment not sampled: named by id all the same.
+    let f = run(&[verdicts], state(vec![]), state(vec![]));
+    assert_eq!(f[0].cause, "xdp");
+    assert_eq!(
+        f[0].summary,
+        "the XDP program `dt_xdp_udp` (id 42) on eth0 in netns n1 returned XDP_DROP for 40 \
+         frames"
+    );
+    assert!(f[0].fix.contains("bpftool prog show id 42"), "{}", f[0].fix);
+}

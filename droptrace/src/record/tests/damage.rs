@@ -229,13 +229,13 @@ fn wrong_magic_and_versions_are_named() {
     ));
     assert!(matches!(read_all(b"DROP"), Err(ReadError::NoHeader { .. })));
     let mut newer = bytes.clone();
-    newer[8] = 5;
+    newer[8] = 6;
     let err = read_all(&newer).unwrap_err();
     assert!(matches!(
         err,
         ReadError::NewerVersion {
-            found: 5,
-            supported: 4
+            found: 6,
+            supported: 5
         }
     ));
     assert!(err.to_string().contains("newer droptrace"), "{err}");

@@ -11,6 +11,7 @@ use crate::pipeline::{
     names::{Container, Names, Pod},
     sink::{Moment, Sink},
     tcp::{self, TcpEvent, TcpKind},
+    xdp,
 };
 use crate::record::Header;
 
@@ -102,6 +103,28 @@ struct TcpLine<'a> {
     reset_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reset_reason_code: Option<Option<u32>>,
+}
+
+/// The XDP verdicts of one group, counted (not events): one line each at the end
+/// (`xdp_verdicts`), with the program, the verdict and the exact count.
+#[derive(Debug, Serialize)]
+struct XdpLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// `xdp drop_udp_6001 (id 42)`.
+    location: String,
+    program_id: u32,
+    program: Option<&'a str>,
+    /// `XDP_DROP`, `XDP_ABORTED`.
+    reason: String,
+    count: u64,
+    ifindex: u32,
+    interface: Option<&'a str>,
+    netns: u32,
+    namespace: Option<&'a str>,
+    /// Boot-time nanoseconds of the first and last readings that saw the count grow.
+    first_boottime_ns: u64,
+    last_boottime_ns: u64,
 }
 
 /// The drop that explains a retransmit: the fields of its group, and when it was.
@@ -249,6 +272,37 @@ impl<W: Write> JsonlSink<W> {
         }
     }
 
+    /// One `xdp_verdicts` line per group of XDP verdicts (they are counted, never events).
+    fn write_xdp(&mut self, at: &Moment<'_>) -> std::io::Result<()> {
+        let names = at.names;
+        for (g, s) in at.agg.groups() {
+            let Some(program_id) = xdp::program_of(g.location) else {
+                continue;
+            };
+            let line = XdpLine {
+                kind: "xdp_verdicts",
+                location: names.location_display(g.location),
+                program_id,
+                program: names
+                    .locations
+                    .get(&g.location)
+                    .and_then(|l| l.function.as_deref())
+                    .and_then(|f| f.strip_prefix("xdp ")),
+                reason: xdp::verdict_name(xdp::verdict_of(g.reason).unwrap_or(g.reason)),
+                count: s.count(),
+                ifindex: g.ifindex,
+                interface: names.interface_name(g.netns, g.ifindex),
+                netns: g.netns.inode,
+                namespace: names.namespace_name(g.netns),
+                first_boottime_ns: s.first_ns,
+                last_boottime_ns: s.last_ns,
+            };
+            serde_json::to_writer(&mut self.out, &line).map_err(std::io::Error::from)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
     fn write_tcp(&mut self, ev: &TcpEvent, names: &Names) -> std::io::Result<()> {
         let time_ns = wall_ns(&self.header, ev.timestamp_ns);
         let f = &ev.flow;
@@ -343,6 +397,9 @@ impl<W: Write> Sink for JsonlSink<W> {
     /// in the ring buffer, TCP events lost or skipped by the kernel): how many, beside the
     /// exact total.
     fn finish(&mut self, at: &Moment<'_>) -> Result<(), Error> {
+        if let Err(e) = self.write_xdp(at) {
+            self.failed.get_or_insert(e.into());
+        }
         let c = at.agg.counters();
         let tcp = at.agg.tcp().counters;
         let left_out = self.budget.map_or(0, |b| b.left_out);

@@ -671,3 +671,53 @@ fn jsonl_has_a_line_per_tcp_retransmit_and_reset_with_its_match() {
     assert!(lines[3].get("reset_reason").is_none());
     assert_eq!(lines[3]["local_port"], 40002);
 }
+
+/// A recording's XDP verdicts (counted, never events) end the JSON Lines: one
+/// `xdp_verdicts` line per group, with the program, verdict, exact count and places.
+#[test]
+fn jsonl_ends_with_a_line_per_group_of_xdp_verdicts() {
+    use crate::{
+        kernel::xdp::XDP_DROP,
+        pipeline::xdp::{group, XdpProgram},
+    };
+    let mut w = writer(&header(0));
+    w.add_interface(BLUE, 5, "veth-b").unwrap();
+    w.add_namespace(BLUE, "blue").unwrap();
+    let counters = Counters {
+        at_ns: 4_000_000_000,
+        kernel: crate::pipeline::aggregate::KernelCounters {
+            seen: 40,
+            matched: 40,
+            ..Default::default()
+        },
+        xdp: Some(crate::record::XdpCounts {
+            programs: vec![XdpProgram {
+                id: 42,
+                name: "dt_xdp_udp".into(),
+                untraced: None,
+            }],
+            groups: vec![(group(42, XDP_DROP, BLUE, 5), 40)],
+        }),
+        ..Counters::default()
+    };
+    w.write_counters(&counters).unwrap();
+    let rec = w.finish().unwrap();
+    let mut out = Vec::new();
+    write_jsonl(Reader::new(&rec[..]).unwrap(), &mut out).unwrap();
+    let lines: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let l = &lines[0];
+    assert_eq!(l["type"], "xdp_verdicts");
+    assert_eq!(l["location"], "xdp dt_xdp_udp (id 42)");
+    assert_eq!(l["program_id"], 42);
+    assert_eq!(l["program"], "dt_xdp_udp");
+    assert_eq!(l["reason"], "XDP_DROP");
+    assert_eq!(l["count"], 40);
+    assert_eq!(l["interface"], "veth-b");
+    assert_eq!(l["namespace"], "blue");
+    assert_eq!(l["last_boottime_ns"], 4_000_000_000u64);
+}
