@@ -275,14 +275,8 @@ mod tests {
     /// `rx_sk` came in 6.11: Debian's 6.1 (the vmtest guest's BTF) passes none, 6.18 does.
     #[test]
     fn the_socket_a_packet_was_dropped_at_is_passed_from_6_11() {
-        use std::io::Read as _;
         assert!(btf_tracepoint_has_rx_sk(&btf_6_18()));
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vmlinux-6.1.btf.gz");
-        let mut data = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-            .read_to_end(&mut data)
-            .unwrap();
-        let btf = Btf::parse(&data).unwrap();
+        let btf = crate::kernel::btf::tests::vmlinux_6_1();
         assert!(!btf_tracepoint_has_rx_sk(&btf));
         assert_eq!(btf_tracepoint_has_reason(&btf), Some(true));
     }
