@@ -40,12 +40,18 @@ fn finding(cause: &'static str, count: u64, flow: &TcpFlow, ns: &dyn NamespaceNa
 }
 
 /// `tcp 10.1.0.2:443 <- 10.1.0.1 in netns web`.
-fn connection(flow: &TcpFlow, names: &Names) -> String {
+/// The namespace as the pipeline named it, else as the diagnosis names it (a namespace
+/// the live names never saw a drop in: its name, not its inode).
+fn connection(flow: &TcpFlow, names: &Names, ns: &dyn NamespaceNames) -> String {
+    let place = if names.namespaces.contains_key(&flow.netns) {
+        names.place(flow.netns, 0)
+    } else {
+        format!(" in {}", ns.describe(flow.netns.inode))
+    };
     format!(
-        "tcp {} <- {}{}",
+        "tcp {} <- {}{place}",
         endpoint(flow.local, flow.lport),
         flow.remote,
-        names.place(flow.netns, 0)
     )
 }
 
@@ -56,7 +62,7 @@ fn retransmit_findings(
     ns: &dyn NamespaceNames,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let who = connection(flow, names);
+    let who = connection(flow, names, ns);
     let here = s.after_drops();
     if here > 0 {
         let mut f = finding("tcp_retransmits_after_drops", here, flow, ns);
@@ -129,7 +135,7 @@ pub fn tcp_findings(
                 .collect();
             f.summary = crate::format::printable(&format!(
                 "{}: {sent} resets sent by this host ({})",
-                connection(flow, names),
+                connection(flow, names, ns),
                 reasons.join(", ")
             ))
             .into_owned();
@@ -159,7 +165,7 @@ mod tests {
     struct Plain;
     impl NamespaceNames for Plain {
         fn describe(&self, inode: u32) -> String {
-            format!("netns {inode}")
+            format!("netns #{inode}")
         }
         fn command_prefix(&self, _: u32) -> String {
             String::new()
@@ -188,6 +194,15 @@ mod tests {
         assert_eq!(
             findings[0].summary,
             "tcp 10.1.0.1:443 <- 10.1.0.2 in netns web: 5 segments retransmitted, 4 after a drop at 0xffffffff81d41a2b on if2 in netns web"
+        );
+        // A namespace the live names do not know is named as the diagnosis names it.
+        let unnamed = tcp_findings(&table, &Names::default(), &Plain, 10.0);
+        assert!(
+            unnamed[0]
+                .summary
+                .starts_with("tcp 10.1.0.1:443 <- 10.1.0.2 in netns #4026532100: "),
+            "{}",
+            unnamed[0].summary
         );
         assert_eq!(findings[1].cause, "tcp_loss_beyond_host");
         assert_eq!(findings[1].drops, 1);
