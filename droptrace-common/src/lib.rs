@@ -238,6 +238,8 @@ pub const EVENT_IPV6: u8 = 1 << 1;
 pub const EVENT_PORTS: u8 = 1 << 2;
 /// `icmp_type` and `icmp_code` are valid.
 pub const EVENT_ICMP: u8 = 1 << 3;
+/// `tcp_flags` is valid.
+pub const EVENT_TCP_FLAGS: u8 = 1 << 4;
 
 /// One dropped packet, as the kernel program sends it through the ring buffer; with a
 /// snaplen, the record goes on with up to `snaplen` bytes of the packet from its IP header.
@@ -267,7 +269,9 @@ pub struct DropEvent {
     pub dport: u16,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad: [u8; 2],
+    /// A TCP segment's flags (byte 13 of its header: CWR ECE URG ACK PSH RST SYN FIN).
+    pub tcp_flags: u8,
+    pub _pad: u8,
     /// The namespace's `net_cookie`, 0 when unknown (`CONFIG_HAS_NET_COOKIE` unset).
     pub netns_cookie: u64,
 }

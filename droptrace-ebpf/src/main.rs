@@ -220,7 +220,8 @@ fn on_drop<F: Fields, C: EbpfContext>(
         dport: 0,
         icmp_type: 0,
         icmp_code: 0,
-        _pad: [0; 2],
+        tcp_flags: 0,
+        _pad: 0,
         netns_cookie: 0,
     };
     let mut capture = Capture { from: 0, len: 0 };
@@ -673,7 +674,7 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) -> Anomaly {
         return Anomaly::None;
     }
     if ihl == 20 {
-        l4_fields([h[20], h[21], h[22], h[23]], ev);
+        l4_fields([h[20], h[21], h[22], h[23]], l3 + 20, ev);
     } else {
         read_l4(l3 + ihl, ev);
     }
@@ -704,7 +705,7 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) -> Anomaly {
     let mut next = h[6];
     if !matches!(next, 0 | 43 | 60 | 51 | 44) {
         ev.l4_proto = next;
-        l4_fields([h[40], h[41], h[42], h[43]], ev);
+        l4_fields([h[40], h[41], h[42], h[43]], l3 + 40, ev);
         return Anomaly::None;
     }
     let mut offset = l3 + 40;
@@ -747,13 +748,20 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) -> Anomaly {
 #[inline(always)]
 fn read_l4(l4: u64, ev: &mut DropEvent) {
     if let Some(p) = read::<[u8; 4]>(l4) {
-        l4_fields(p, ev);
+        l4_fields(p, l4, ev);
     }
 }
 
-/// Ports or ICMP type/code from the first 4 bytes of the transport header.
+/// Ports or ICMP type/code from the first 4 bytes of the transport header (at `l4`), and a
+/// TCP segment's flags.
 #[inline(always)]
-fn l4_fields(p: [u8; 4], ev: &mut DropEvent) {
+fn l4_fields(p: [u8; 4], l4: u64, ev: &mut DropEvent) {
+    if ev.l4_proto == 6 {
+        if let Some(flags) = read::<u8>(l4 + 13) {
+            ev.tcp_flags = flags;
+            ev.flags |= EVENT_TCP_FLAGS;
+        }
+    }
     match ev.l4_proto {
         // tcp, udp, dccp, sctp, udplite: ports first.
         6 | 17 | 33 | 132 | 136 => {

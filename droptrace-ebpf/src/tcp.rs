@@ -336,7 +336,8 @@ fn empty_drop() -> DropEvent {
         dport: 0,
         icmp_type: 0,
         icmp_code: 0,
-        _pad: [0; 2],
+        tcp_flags: 0,
+        _pad: 0,
         netns_cookie: 0,
     }
 }

@@ -46,6 +46,7 @@ fn udp_flood(rng: &mut Rng, ts: u64) -> Drop {
             ip_proto: Some(17),
             ports: Some((1024 + rng.below(64_000) as u16, 53)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }
@@ -86,6 +87,7 @@ fn syn(rng: &mut Rng, ts: u64) -> Drop {
             ip_proto: Some(6),
             ports: Some((32_768 + rng.below(28_000) as u16, 443)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }

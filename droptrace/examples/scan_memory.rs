@@ -75,6 +75,7 @@ fn drop_to(port: u16, t: u64) -> Drop {
             ip_proto: Some(17),
             ports: Some((40_000, port)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }

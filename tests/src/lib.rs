@@ -200,16 +200,20 @@ pub fn kernel_has_qstats() -> bool {
     kernel_version() >= (6, 9)
 }
 
-/// The interfaces of the namespace the caller is in whose driver is `driver`
-/// (/sys/class/net/NAME/device/driver).
-pub fn interfaces_of_driver(driver: &str) -> Vec<String> {
+/// The interfaces of the namespace the caller is in that are up (IFF_UP in
+/// /sys/class/net/NAME/flags) and whose driver is `driver` (NAME/device/driver): the
+/// kernel dumps the queue statistics of devices that are up only.
+pub fn up_interfaces_of_driver(driver: &str) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
     };
     dir.filter_map(|e| {
         let e = e.ok()?;
         let link = std::fs::read_link(e.path().join("device/driver")).ok()?;
-        (link.file_name()? == driver).then(|| e.file_name().to_string_lossy().into_owned())
+        let flags = std::fs::read_to_string(e.path().join("flags")).ok()?;
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+        (link.file_name()? == driver && flags & 1 != 0)
+            .then(|| e.file_name().to_string_lossy().into_owned())
     })
     .collect()
 }

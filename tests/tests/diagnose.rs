@@ -477,6 +477,10 @@ fn a_port_nothing_listens_on_is_no_listener() {
                 "+5",
             ],
         );
+        if proto == "tcp" {
+            assert_eq!(f["benign"], false, "{f:#}");
+            assert_mentions(f, &["were connection attempts (SYN)"]);
+        }
     }
 }
 
@@ -1515,9 +1519,40 @@ fn hostile_names_never_reach_the_terminal_raw() {
     }
 }
 
-/// Sends `n` UDP datagrams from a raw socket in `ns` to `to` with a checksum that is wrong
-/// (the kernel leaves a raw socket's transport header as given), from source port 40000 on.
-fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
+/// `to` as a socket address for sendto(2) and bind(2), with its length.
+fn sockaddr(to: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage (an unspecified address).
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match to {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Sends each of `segments` (a transport header and what follows) once from a raw socket of
+/// `protocol` in `ns`, bound to `from`'s address, to `to`; the kernel adds the IP header.
+/// With `ipv6_checksum_at`, the kernel fills an IPv6 segment's checksum at that offset.
+fn raw_send(
+    ns: &Netns,
+    protocol: i32,
+    from: Option<SocketAddr>,
+    to: SocketAddr,
+    segments: &[Vec<u8>],
+    ipv6_checksum_at: Option<i32>,
+) {
     ns.run(|| {
         let family = if to.is_ipv4() {
             libc::AF_INET
@@ -1525,49 +1560,141 @@ fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
             libc::AF_INET6
         };
         // SAFETY: socket(2) with constant arguments; the descriptor is closed below.
-        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, protocol) };
         assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        // SAFETY: all-zero bytes are a valid sockaddr_storage (an unspecified address).
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match to {
-            SocketAddr::V4(v4) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(v6) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_addr.s6_addr = v6.ip().octets();
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        for i in 0..n {
+        if let Some(from) = from {
+            let (local, len) = sockaddr(from);
+            // SAFETY: the address lives across the call, with its length.
+            let bound =
+                unsafe { libc::bind(fd, (&local as *const libc::sockaddr_storage).cast(), len) };
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        }
+        if let (Some(at), false) = (ipv6_checksum_at, to.is_ipv4()) {
+            // SAFETY: an int option, passed by pointer with its size.
+            let set = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_CHECKSUM,
+                    (&at as *const i32).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(set, 0, "IPV6_CHECKSUM: {}", std::io::Error::last_os_error());
+        }
+        let (storage, len) = sockaddr(to);
+        for segment in segments {
+            // SAFETY: the buffer and the address live across the call, with their lengths.
+            let sent = unsafe {
+                libc::sendto(
+                    fd,
+                    segment.as_ptr().cast(),
+                    segment.len(),
+                    0,
+                    (&storage as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            };
+            assert_eq!(
+                sent,
+                segment.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: fd is the socket opened above, closed once.
+        unsafe { libc::close(fd) };
+    });
+}
+
+/// Sends `n` UDP datagrams from a raw socket in `ns` to `to` with a checksum that is wrong
+/// (the kernel leaves a raw socket's transport header as given), from source port 40000 on.
+fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
+    let datagrams: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
             let mut datagram = Vec::new();
             datagram.extend_from_slice(&(40000 + i).to_be_bytes());
             datagram.extend_from_slice(&to.port().to_be_bytes());
             datagram.extend_from_slice(&24u16.to_be_bytes());
             datagram.extend_from_slice(&0x1234u16.to_be_bytes());
             datagram.extend_from_slice(&[7u8; 16]);
-            // SAFETY: the buffer and the address live across the call, with their lengths.
-            let sent = unsafe {
-                libc::sendto(
-                    fd,
-                    datagram.as_ptr().cast(),
-                    datagram.len(),
-                    0,
-                    (&storage as *const libc::sockaddr_storage).cast(),
-                    len as libc::socklen_t,
-                )
-            };
-            assert_eq!(sent, 24, "sendto: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: fd is the socket opened above, closed once.
-        unsafe { libc::close(fd) };
-    });
+            datagram
+        })
+        .collect();
+    raw_send(ns, libc::IPPROTO_UDP, None, to, &datagrams, None);
+}
+
+const TCP_ACK: u8 = 0x10;
+const TCP_PSH: u8 = 0x08;
+
+/// `n` TCP segments with `flags` from `from` to `to` (sequence numbers one apart, no
+/// payload), their checksums right: IPv4's computed here over the pseudo-header, IPv6's by
+/// the kernel (IPV6_CHECKSUM).
+fn tcp_segments(ns: &Netns, from: SocketAddr, to: SocketAddr, flags: u8, n: u32) {
+    let segments: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut h = Vec::with_capacity(20);
+            h.extend_from_slice(&from.port().to_be_bytes());
+            h.extend_from_slice(&to.port().to_be_bytes());
+            h.extend_from_slice(&(0x1000_0000u32 + i).to_be_bytes());
+            h.extend_from_slice(&0x2000_0000u32.to_be_bytes());
+            h.extend_from_slice(&[5 << 4, flags]);
+            h.extend_from_slice(&64240u16.to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 0]);
+            if let (SocketAddr::V4(f), SocketAddr::V4(t)) = (from, to) {
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&f.ip().octets());
+                pseudo.extend_from_slice(&t.ip().octets());
+                pseudo.extend_from_slice(&[0, 6]);
+                pseudo.extend_from_slice(&(h.len() as u16).to_be_bytes());
+                pseudo.extend_from_slice(&h);
+                let mut sum: u32 = pseudo
+                    .chunks(2)
+                    .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+                    .sum();
+                while sum > 0xffff {
+                    sum = (sum & 0xffff) + (sum >> 16);
+                }
+                h[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            }
+            h
+        })
+        .collect();
+    raw_send(ns, libc::IPPROTO_TCP, Some(from), to, &segments, Some(16));
+}
+
+/// TCP segments of connections no socket holds any more (what a peer sends on after the
+/// service here restarted) are housekeeping, said from their flags read in the kernel:
+/// the finding has them all, exactly as many as the resets the receiver sent. Over IPv4
+/// and IPv6. Connection attempts to such a port are not (a_port_nothing_listens_on_...).
+fn late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags() {
+    for (from, to) in [
+        (format!("{A4}:8080"), format!("{B4}:41000")),
+        (format!("[{A6}]:8080"), format!("[{B6}]:41000")),
+    ] {
+        let pair = Pair::new();
+        let (from, to): (SocketAddr, SocketAddr) = (from.parse().unwrap(), to.parse().unwrap());
+        let before = pair.b.snmp("Tcp", "OutRsts");
+        let report = diagnose(&["--netns", &pair.b.path()], || {
+            tcp_segments(&pair.a, from, to, TCP_ACK | TCP_PSH, 5);
+            reaches("Tcp OutRsts", before + 5, || pair.b.snmp("Tcp", "OutRsts"));
+        });
+        let f = top(&report);
+        assert_eq!(f["cause"], "no_listener", "{to}: {report:#}");
+        assert_eq!(f["benign"], true, "{f:#}");
+        assert_eq!(f["drops"], 5, "{f:#}");
+        assert_eq!(pair.b.snmp("Tcp", "OutRsts"), before + 5);
+        assert_mentions(
+            f,
+            &[
+                &format!(
+                    "5 tcp segments from {from} to port 41000 in netns {}, none a connection attempt",
+                    pair.b.name
+                ),
+                "none was a connection attempt (SYN)",
+            ],
+        );
+    }
 }
 
 /// A situation outside the cause families the engine was written for: datagrams with bad
@@ -1935,4 +2062,5 @@ droptrace_tests::root_tests!(
     frames_to_a_wrong_mac_name_the_senders_neighbour_entry,
     ipsec_policies_refusing_packets_are_named_by_their_selector,
     replies_to_a_client_port_whose_socket_is_gone_are_housekeeping,
+    late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags,
 );

@@ -474,6 +474,33 @@ fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted(
         .filter_map(|i| i["drops"].as_u64())
         .sum();
     assert_eq!(driver, DROPPED, "virtio_net's xdp_drops: {summary:#}");
+    // virtio_net counts each of them in its receive `drops` too: buffers given back
+    // without an skb, never kfree_skb's, the verdicts' frames again.
+    let rows: Vec<&serde_json::Value> = summary["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .filter(|i| i["interface"] == "dtv-b")
+        .filter(|i| {
+            i["counter"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("ethtool:rx"))
+        })
+        .collect();
+    let drops: u64 = rows
+        .iter()
+        .filter(|i| {
+            i["counter"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("_drops") && !c.contains("xdp"))
+        })
+        .filter_map(|i| i["drops"].as_u64())
+        .sum();
+    assert_eq!(drops, DROPPED, "virtio_net's drops: {summary:#}");
+    for row in rows {
+        assert_eq!(row["in_kfree_skb"], false, "{row}");
+        assert_eq!(row["counts_xdp_drops"], true, "{row}");
+    }
     // virtio_net's queue statistics (qstats) read in b (its lo gives none): where the
     // kernel has them (6.12), on dtv-b; 6.1 has no netdev family, and droptrace says so.
     assert_qstats_said(&said, &summary["watched"], 1);

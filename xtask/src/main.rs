@@ -4,6 +4,7 @@ mod bench_diagnose;
 mod bench_serve;
 mod bench_view;
 mod deb;
+mod disk;
 mod docs;
 mod image;
 mod manifests;
@@ -204,8 +205,14 @@ fn cargo() -> Command {
 }
 
 fn test() -> Result<()> {
-    setup::setup()?;
+    // One build of each profile, never rebuilt piecemeal: incremental caches would only
+    // take disk (several GiB), which a CI machine may be short of.
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
     let ws = workspace();
+    disk::report(&ws, disk::SUITE_NEEDS_GIB);
+    setup::setup()?;
     let tracked_before = tracked_changes(&ws);
     build_ebpf(true)?;
     run(cargo().args(["fmt", "--all", "--check"]).current_dir(&ws))?;
@@ -273,6 +280,12 @@ fn test() -> Result<()> {
         .env("DROPTRACE_IMAGE", &image.archive)
         .env("DROPTRACE_IMAGE_REF", &image.reference)
         .current_dir(&ws))?;
+    // The debug builds (lints, unit tests, the runner's own tests) are done with: their
+    // disk goes to the guests' images. Only on CI (`CI` set, as .ci/run does): a developer
+    // keeps theirs.
+    if std::env::var_os("CI").is_some() {
+        disk::remove_build(&ws.join("target/debug"))?;
+    }
     // The same suite inside qemu guests: Debian's 6.1 and 6.12, with BTF and without.
     vmtest::vmtest(&vmtest::VmtestArgs::all())?;
     fuzz(FUZZ_SECONDS)?;

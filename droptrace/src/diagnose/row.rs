@@ -112,11 +112,20 @@ pub fn drop_groups(
                     .collect(),
                 max_len: members.iter().map(|(_, s)| s.max_len).max().unwrap_or(0),
                 example: latest.map(packet_line),
+                tcp_segments: tcp_segments(members.iter().map(|(_, s)| s)),
             }
         })
         .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
     out
+}
+
+/// The TCP segments whose flags were read, by kind, of the stats of a site's groups.
+fn tcp_segments<'a>(stats: impl Iterator<Item = &'a GroupStats>) -> Option<(u64, u64)> {
+    let (syn, other) = stats.fold((0u64, 0u64), |(syn, other), s| {
+        (syn + u64::from(s.tcp_syn), other + u64::from(s.tcp_other))
+    });
+    (syn + other > 0).then_some((syn, other))
 }
 
 /// Why no drop of the window has packet details, when none has: without the kernel's BTF
@@ -199,6 +208,7 @@ pub(crate) mod tests {
                 ip_proto: Some(6),
                 ports: Some((sport, 1678)),
                 icmp: None,
+                tcp_flags: None,
             },
         }
     }

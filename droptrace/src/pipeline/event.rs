@@ -120,6 +120,8 @@ pub struct Packet {
     pub ports: Option<(u16, u16)>,
     /// ICMP or ICMPv6 type and code.
     pub icmp: Option<(u8, u8)>,
+    /// A TCP segment's flags (its header's byte 13); not kept in recordings.
+    pub tcp_flags: Option<u8>,
 }
 
 /// How drops are counted: by drop site, reason, protocol, destination port, and the
@@ -277,8 +279,16 @@ pub fn decode(bytes: &[u8]) -> Result<Drop, DecodeError> {
             ip_proto: addrs.map(|_| b[38]),
             ports: (flags & wire::EVENT_PORTS != 0).then(|| (u16_at(72), u16_at(74))),
             icmp: (flags & wire::EVENT_ICMP != 0).then_some((b[76], b[77])),
+            tcp_flags: (flags & wire::EVENT_TCP_FLAGS != 0).then_some(b[78]),
         },
     })
+}
+
+/// A TCP segment that opens a connection: SYN without ACK.
+pub fn is_connection_attempt(tcp_flags: u8) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    tcp_flags & (SYN | ACK) == SYN
 }
 
 fn v4(a: &[u8; 16]) -> Ipv4Addr {
@@ -403,6 +413,7 @@ mod tests {
         assert_eq!(offset_of!(DropEvent, dport), 74);
         assert_eq!(offset_of!(DropEvent, icmp_type), 76);
         assert_eq!(offset_of!(DropEvent, icmp_code), 77);
+        assert_eq!(offset_of!(DropEvent, tcp_flags), 78);
         assert_eq!(offset_of!(DropEvent, netns_cookie), 80);
     }
 
@@ -419,7 +430,7 @@ mod tests {
         out.extend(ev.daddr);
         out.extend(ev.sport.to_ne_bytes());
         out.extend(ev.dport.to_ne_bytes());
-        out.extend([ev.icmp_type, ev.icmp_code, 0, 0]);
+        out.extend([ev.icmp_type, ev.icmp_code, ev.tcp_flags, 0]);
         out.extend(ev.netns_cookie.to_ne_bytes());
         out
     }
@@ -439,14 +450,15 @@ mod tests {
             cpu: 1,
             l3_proto: ETH_P_IP,
             l4_proto: 6,
-            flags: wire::EVENT_IPV4 | wire::EVENT_PORTS,
+            flags: wire::EVENT_IPV4 | wire::EVENT_PORTS | wire::EVENT_TCP_FLAGS,
             saddr,
             daddr,
             sport: 40000,
             dport: 9,
             icmp_type: 0,
             icmp_code: 0,
-            _pad: [0; 2],
+            tcp_flags: 0x02,
+            _pad: 0,
             netns_cookie: 4097,
         }
     }
@@ -463,6 +475,7 @@ mod tests {
         );
         assert_eq!(d.packet.ports, Some((40000, 9)));
         assert_eq!(d.packet.icmp, None);
+        assert_eq!(d.packet.tcp_flags, Some(0x02));
         let g = d.group();
         assert_eq!(
             (g.protocol().as_deref(), g.dport, g.family()),

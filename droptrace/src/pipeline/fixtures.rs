@@ -27,6 +27,7 @@ pub fn tcp4(
             ip_proto: Some(6),
             ports: Some((sport, dport)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }

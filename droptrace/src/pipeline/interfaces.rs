@@ -14,7 +14,9 @@
 //!   a drop there). They are shown, and said to be possibly in the kfree_skb
 //!   rows already (`in_kfree_skb`), and never added to the host's total.
 //! - `driver` too: the driver's own statistics (`ethtool -S`) that count drops, per queue
-//!   where it counts per queue; see [`driver_counters`] for which are kfree_skb's too.
+//!   where it counts per queue; see [`driver_counters`] for which are kfree_skb's too, and
+//!   which count the frames a native XDP program dropped (`counts_xdp_drops`): those are
+//!   the XDP verdict rows' frames again when droptrace traces the program.
 //! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
 //!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
 //! - `nic` and `driver`: the netdev family's queue statistics (qstats) that count drops, per
@@ -46,12 +48,15 @@ impl Layer {
 }
 
 /// One counter droptrace follows: its name (the kernel's stats64 field), its layer, and
-/// whether its drops may also be kfree_skb drops.
+/// whether its drops may also be kfree_skb drops or XDP verdicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterKind {
     pub name: Cow<'static, str>,
     pub layer: Layer,
     pub in_kfree_skb: bool,
+    /// It counts (among others, maybe) the frames an XDP program dropped without an skb:
+    /// the same frames as the program's verdict rows where droptrace traces it.
+    pub counts_xdp_drops: bool,
 }
 
 const fn kind(name: &'static str, layer: Layer, in_kfree_skb: bool) -> CounterKind {
@@ -59,6 +64,7 @@ const fn kind(name: &'static str, layer: Layer, in_kfree_skb: bool) -> CounterKi
         name: Cow::Borrowed(name),
         layer,
         in_kfree_skb,
+        counts_xdp_drops: false,
     }
 }
 
@@ -143,6 +149,9 @@ pub struct InterfaceRow {
     pub layer: Layer,
     /// These drops may also be in the kfree_skb groups (not added to the host's total).
     pub in_kfree_skb: bool,
+    /// These drops are (or include) frames an XDP program dropped: its verdict rows count
+    /// them too where droptrace traces it.
+    pub counts_xdp_drops: bool,
     /// Growth since droptrace first read the counter.
     pub drops: u64,
     /// When it was last seen growing (the source's clock).
@@ -248,6 +257,7 @@ impl InterfaceDrops {
                     counter: f.kind.name.clone(),
                     layer: f.kind.layer,
                     in_kfree_skb: f.kind.in_kfree_skb,
+                    counts_xdp_drops: f.kind.counts_xdp_drops,
                     drops: f.grown,
                     last_ns: f.last_ns,
                 }
@@ -265,24 +275,40 @@ impl InterfaceDrops {
         rows
     }
 
-    /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer, a native
-    /// driver's XDP drops). A device's losses in stats64's error fields and in its queue
-    /// statistics' hw drops are two views of the same frames (drivers fill both from the
-    /// same hardware counters): per interface the larger of the two counts, never their
-    /// sum. `qstats:*-alloc-fail` is not a count of drops and adds nothing.
-    pub fn beyond_kfree_skb(&self) -> u64 {
+    /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer, and the
+    /// driver's own counts of frames freed without an skb). The counters of XDP drops are
+    /// left out when droptrace counts the verdicts (`verdicts_counted`): they are the
+    /// verdict rows' frames again. Otherwise an interface's XDP counters count the same
+    /// frames (virtio_net's `rx0_drops` and `rx0_xdp_drops` both grow by one for an
+    /// XDP_DROP), so only the largest of them adds. A device's losses in stats64's error
+    /// fields and in its queue statistics' hw drops are two views of the same frames
+    /// (drivers fill both from the same hardware counters): per interface the larger of
+    /// the two counts, never their sum. `qstats:*-alloc-fail` is not a count of drops and
+    /// adds nothing.
+    pub fn beyond_kfree_skb(&self, verdicts_counted: bool) -> u64 {
+        let rows = self.rows();
+        let mut xdp: BTreeMap<(Netns, u32), u64> = BTreeMap::new();
         let mut nic: BTreeMap<(Netns, u32), (u64, u64)> = BTreeMap::new();
-        let mut other = 0;
-        for r in self.rows().iter().filter(|r| !r.in_kfree_skb) {
-            let views = nic.entry((r.netns, r.ifindex)).or_default();
+        let mut sum = 0;
+        for r in rows.iter().filter(|r| !r.in_kfree_skb) {
+            let at = (r.netns, r.ifindex);
+            if r.counts_xdp_drops {
+                let most = xdp.entry(at).or_default();
+                *most = (*most).max(r.drops);
+                continue;
+            }
             match (r.counter.starts_with(QSTATS), r.layer) {
-                (false, Layer::Nic) => views.0 += r.drops,
-                (true, Layer::Nic) => views.1 += r.drops,
+                (false, Layer::Nic) => nic.entry(at).or_default().0 += r.drops,
+                (true, Layer::Nic) => nic.entry(at).or_default().1 += r.drops,
                 (true, _) => {}
-                (false, _) => other += r.drops,
+                (false, _) => sum += r.drops,
             }
         }
-        other + nic.values().map(|(a, b)| *a.max(b)).sum::<u64>()
+        sum += nic.values().map(|(a, b)| *a.max(b)).sum::<u64>();
+        if !verdicts_counted {
+            sum += xdp.values().sum::<u64>();
+        }
+        sum
     }
 }
 
@@ -319,8 +345,11 @@ fn queue_of(name: &str) -> Option<(u32, String)> {
 /// `driver` layer named `ethtool:NAME`, per queue where the driver counts per queue (a
 /// total whose queues are all there is left out: it would count them twice). XDP drops
 /// are frames a native XDP program freed without an skb (virtio_net, mlx5...), never in
-/// kfree_skb, but for a veth, whose XDP runs on skbs that kfree_skb frees; any other drop
-/// a driver counts may have been an skb freed through kfree_skb.
+/// kfree_skb, but for a veth, whose XDP runs on skbs that kfree_skb frees. virtio_net's
+/// receive `drops` are buffers it gave back without an skb (an XDP verdict other than
+/// pass, a frame too short, no memory for an skb), never in kfree_skb, and they include
+/// its XDP drops (`receive_small_xdp` and `receive_mergeable_xdp` count an XDP_DROP in
+/// both). Any other drop a driver counts may have been an skb freed through kfree_skb.
 pub fn driver_counters(driver: &str, names: &[String], values: &[u64]) -> Vec<(CounterKind, u64)> {
     let per_queue: std::collections::HashSet<String> = names
         .iter()
@@ -337,11 +366,16 @@ pub fn driver_counters(driver: &str, names: &[String], values: &[u64]) -> Vec<(C
         })
         .map(|(name, value)| {
             let xdp_without_skb = name.contains("xdp") && driver != "veth";
+            let virtio_rx_drops = driver == "virtio_net"
+                && name.starts_with("rx")
+                && name.ends_with("_drops")
+                && !name.contains("xdp");
             (
                 CounterKind {
                     name: Cow::Owned(format!("ethtool:{name}")),
                     layer: Layer::Driver,
-                    in_kfree_skb: !xdp_without_skb,
+                    in_kfree_skb: !(xdp_without_skb || virtio_rx_drops),
+                    counts_xdp_drops: xdp_without_skb || virtio_rx_drops,
                 },
                 *value,
             )
@@ -400,6 +434,7 @@ pub fn qstats_counters(queues: &[&QueueStats]) -> Vec<(CounterKind, u64)> {
                     name: Cow::Owned(format!("{QSTATS}{dir}{}-{rest}", q.queue_id)),
                     layer: *layer,
                     in_kfree_skb: false,
+                    counts_xdp_drops: false,
                 },
                 *value,
             ));
@@ -480,7 +515,7 @@ mod tests {
             ("rx_missed_errors", Layer::Nic, 2, 3)
         );
         // tx_dropped may be kfree_skb's too: only the nic's drops add to the host's.
-        assert_eq!(d.beyond_kfree_skb(), 2);
+        assert_eq!(d.beyond_kfree_skb(true), 2);
         assert_eq!(
             d.watched(),
             Watched {
@@ -516,11 +551,14 @@ mod tests {
         assert_eq!(
             kept,
             [
-                ("ethtool:rx0_drops".to_owned(), true, 10),
+                ("ethtool:rx0_drops".to_owned(), false, 10),
                 ("ethtool:rx0_xdp_drops".to_owned(), false, 14),
                 ("ethtool:tx0_xdp_tx_drops".to_owned(), false, 17),
             ]
         );
+        assert!(driver_counters("virtio_net", &virtio, &values)
+            .iter()
+            .all(|(k, _)| k.counts_xdp_drops));
         // A veth's XDP drops free skbs: kfree_skb sees them too.
         let veth = names("peer_ifindex rx_queue_0_drops rx_queue_0_xdp_drops rx_queue_0_xdp_tx");
         let kept = driver_counters("veth", &veth, &[4, 5, 6, 7]);
@@ -605,8 +643,30 @@ mod tests {
         d.update(&at(2, 6, 9, 40));
         assert_eq!(d.rows().len(), 3, "{:?}", d.rows());
         // The larger view of the device's losses, not 6 + 9; alloc-fail is no count of drops.
-        assert_eq!(d.beyond_kfree_skb(), 9);
+        assert_eq!(d.beyond_kfree_skb(true), 9);
+        assert_eq!(d.beyond_kfree_skb(false), 9);
         assert_eq!(d.watched().qstats_interfaces, Some(1));
+    }
+
+    #[test]
+    fn a_native_xdp_drop_that_two_driver_counters_count_adds_once_and_not_beside_its_verdict() {
+        // virtio_net counts an XDP_DROP in rx0_drops and in rx0_xdp_drops.
+        let virtio = names("rx0_drops rx0_xdp_drops");
+        let at = |read_ns, xdp: u64, missed| {
+            let mut r = reading(read_ns, 0, missed);
+            r.interfaces[0]
+                .counters
+                .extend(driver_counters("virtio_net", &virtio, &[xdp, xdp]));
+            r
+        };
+        let mut d = InterfaceDrops::default();
+        d.update(&at(1, 100, 0));
+        d.update(&at(2, 140, 2));
+        assert_eq!(d.rows().len(), 3, "{:?}", d.rows());
+        // The verdicts counted 40 already: only the nic's 2 are beyond them.
+        assert_eq!(d.beyond_kfree_skb(true), 2);
+        // Untraced, the 40 frames add once.
+        assert_eq!(d.beyond_kfree_skb(false), 42);
     }
 
     #[test]
@@ -625,7 +685,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d.rows()[0]).unwrap(),
             serde_json::json!({"netns": "web", "interface": "veth-a", "counter": "rx_missed_errors",
-                "layer": "nic", "in_kfree_skb": false, "drops": 3})
+                "layer": "nic", "in_kfree_skb": false, "counts_xdp_drops": false, "drops": 3})
         );
     }
 }

@@ -152,6 +152,7 @@ impl Recent {
                 ip_proto: group.ip_proto,
                 ports: group.dport.map(|d| (u16::from_be_bytes(sample.l4), d)),
                 icmp: icmp.then_some((sample.l4[0], sample.l4[1])),
+                tcp_flags: None,
             },
         }
     }

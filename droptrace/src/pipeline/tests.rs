@@ -45,6 +45,7 @@ fn syn(at: u64, location: u64, reason: u32, dport: u16) -> Drop {
             ip_proto: Some(6),
             ports: Some((40_000, dport)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }

@@ -97,8 +97,9 @@ type Family = OnceLock<Option<u16>>;
 
 /// The queue statistics of every interface of the namespace the calling thread is in,
 /// through one generic-netlink socket; `None` when the kernel has no netdev family, or
-/// when they could not be read. A driver that gives none is left out of the dump (or
-/// refuses it: EOPNOTSUPP): no queues, not an error.
+/// when they could not be read. A driver that gives none, or an interface that is down,
+/// is left out of the dump (or the kernel refuses it: EOPNOTSUPP): no queues, not an
+/// error.
 fn qstats_here(family: &Family) -> Option<Vec<QueueStats>> {
     let mut socket = NetlinkSocket::open(libc::NETLINK_GENERIC).ok()?;
     let id = match family.get() {

@@ -647,7 +647,8 @@ mod tests {
             dport,
             icmp_type: 0,
             icmp_code: 0,
-            _pad: [0; 2],
+            tcp_flags: 0,
+            _pad: 0,
         };
         // SAFETY: a plain #[repr(C)] struct of integers, 88 bytes, read as bytes.
         let bytes = unsafe { std::mem::transmute::<wire::DropEvent, [u8; 88]>(ev) };

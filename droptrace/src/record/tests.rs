@@ -51,6 +51,7 @@ fn udp4(src: &str, sport: u16, dport: u16) -> Packet {
         ip_proto: Some(17),
         ports: Some((sport, dport)),
         icmp: None,
+        tcp_flags: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn varied() -> Vec<(Drop, Vec<u8>)> {
         ip_proto: Some(6),
         ports: Some((40_000, 443)),
         icmp: None,
+        tcp_flags: None,
     };
     let icmp6 = Packet {
         ip_proto: Some(58),

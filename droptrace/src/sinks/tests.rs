@@ -49,7 +49,8 @@ fn ingest_rate() {
                 dport: (i / 64) as u16,
                 icmp_type: 0,
                 icmp_code: 0,
-                _pad: [0; 2],
+                tcp_flags: 0,
+                _pad: 0,
             };
             // SAFETY: a plain #[repr(C)] struct of integers, 88 bytes, read as bytes.
             unsafe { std::mem::transmute::<wire::DropEvent, [u8; 88]>(ev) }

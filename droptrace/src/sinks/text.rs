@@ -218,6 +218,8 @@ pub fn interface_line(count: u64, row: &InterfaceRow) -> String {
         row.layer.label(),
         if row.in_kfree_skb {
             "; may also be a kfree_skb drop above"
+        } else if row.counts_xdp_drops {
+            "; never reached kfree_skb; counts an XDP program's drops, its verdicts above"
         } else {
             "; never reached kfree_skb"
         }
@@ -244,7 +246,11 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
             "droptrace: interfaces' own counters grew by {} while watching, {} of them drops \
              kfree_skb never saw",
             rows.iter().map(|r| r.drops).sum::<u64>(),
-            agg.interfaces().beyond_kfree_skb(),
+            agg.interfaces().beyond_kfree_skb(
+                agg.watched()
+                    .xdp_traced
+                    .is_some_and(|(traced, _)| traced > 0)
+            ),
         );
         for row in &rows {
             let _ = writeln!(out, "{}", interface_line(row.drops, row));

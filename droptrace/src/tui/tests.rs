@@ -103,6 +103,7 @@ fn sample(g: &Group, t: u64, sport: u16) -> Drop {
             ip_proto: g.ip_proto,
             ports: g.dport.map(|d| (sport, d)),
             icmp: None,
+            tcp_flags: None,
         },
     }
 }
@@ -149,6 +150,7 @@ fn snapshot_named(quarter: u64, request: Option<DetailRequest>, names: Arc<Names
                 first_ns: T0 + (start * S as f64) as u64 + S / 8,
                 last_ns: now - S / 10,
                 max_len: 60,
+                ..GroupStats::default()
             },
         ));
     }
@@ -518,6 +520,7 @@ fn interface_rows() -> Vec<InterfaceRow> {
         counter: std::borrow::Cow::Borrowed(counter),
         layer,
         in_kfree_skb,
+        counts_xdp_drops: false,
         drops,
         last_ns: T0,
     };

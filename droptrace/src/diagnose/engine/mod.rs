@@ -69,6 +69,9 @@ pub struct DropGroup {
     pub max_len: u32,
     /// One recent packet, for people: "10.0.0.1:40000 -> 10.0.0.2:1678, 60 bytes".
     pub example: Option<String>,
+    /// TCP segments droptrace read the flags of, in the window: (connection attempts,
+    /// the rest); `None` when none was read.
+    pub tcp_segments: Option<(u64, u64)>,
 }
 
 /// What a namespace is called and how to run a command in it.

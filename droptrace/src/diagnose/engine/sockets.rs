@@ -1,7 +1,8 @@
 //! Drops at sockets: no listener on the port, a full receive buffer, a full accept
 //! queue, and TCP segments with old timestamps (PAWS); and the housekeeping among packets
 //! nothing listens for (multicast nobody joined, replies to client ports whose socket is
-//! gone), decided from the packet and the state now.
+//! gone, late TCP segments of connections already closed), decided from the packet and
+//! the state now.
 
 use super::{DropGroup, Finding, Ns, Window};
 use crate::diagnose::state::{NsState, Socket};
@@ -143,8 +144,10 @@ fn ephemeral_range(after: &NsState) -> Option<(u16, u16)> {
 /// state now, never from the reason alone (no socket holds the port here, which the
 /// caller has seen): multicast or broadcast nobody here joined, and replies from a
 /// server's port to a client port of the ephemeral range whose socket is gone (a
-/// query that timed out, a late segment of a connection already closed). Takes the
-/// finding and returns true when it is one of them.
+/// query that timed out, a late segment of a connection already closed), and TCP
+/// segments none of which opens a connection (their flags read: ACK, FIN, RST of
+/// connections no socket holds any more). A TCP connection attempt (SYN) is never
+/// housekeeping. Takes the finding and returns true when it is one of them.
 fn housekeeping(
     n: &Ns<'_>,
     after: &NsState,
@@ -153,6 +156,22 @@ fn housekeeping(
     port: u16,
     f: &mut Finding,
 ) -> bool {
+    if proto == "tcp" {
+        match g.tcp_segments {
+            Some((syn, other)) if syn > 0 => {
+                f.evidence.push(format!(
+                    "droptrace read the flags of {} of these tcp segments: {syn} were connection attempts (SYN)",
+                    syn + other
+                ));
+                return false;
+            }
+            Some((_, other)) => {
+                late_segments(n, g, port, other, f);
+                return true;
+            }
+            None => {}
+        }
+    }
     let Some((src, dst)) = g.addrs else {
         return false;
     };
@@ -198,6 +217,29 @@ fn housekeeping(
         "none needed unless they are many: then the client gives up before {src} answers (raise its timeout), or they are not replies at all (a flood aimed at high ports)"
     );
     true
+}
+
+/// TCP segments to a port no socket holds, none of them a connection attempt: the late
+/// ACKs, FINs and RSTs of connections closed here already (the socket gone, its TIME_WAIT
+/// over or never entered, a service restarted).
+fn late_segments(n: &Ns<'_>, g: &DropGroup, port: u16, read: u64, f: &mut Finding) {
+    f.benign = true;
+    f.evidence.push(format!(
+        "droptrace read the flags of {read} of these tcp segments: none was a connection attempt (SYN); they are segments of connections (ACK, FIN, RST) that no socket here holds"
+    ));
+    let from = g
+        .addrs
+        .zip(g.sport)
+        .map(|((src, _), sport)| format!(" from {}", crate::pipeline::event::endpoint(src, sport)))
+        .unwrap_or_default();
+    f.summary = format!(
+        "{} tcp segments{from} to port {port} in {}, none a connection attempt: late segments of connections this host already closed (housekeeping)",
+        g.count, n.name
+    );
+    f.fix = format!(
+        "none needed unless they are many or keep coming: then a peer still sends on connections closed here (a service restarted, a NAT or load balancer that kept its state: check it), or they are not segments of real connections at all (an ACK scan); check: {}ss -tan '( sport = :{port} )'",
+        n.prefix
+    );
 }
 
 /// ` by nginx (pid 10)`, or nothing when ss did not say.

@@ -820,6 +820,66 @@ fn housekeeping_among_unheard_packets_is_decided_from_the_packet_and_the_state()
     assert!(!f[0].benign, "{f:#?}");
 }
 
+/// TCP segments to a port no socket holds are late segments of closed connections
+/// (housekeeping) only when droptrace read their flags and none opens a connection; one
+/// SYN among them makes it a refused connection, even from a server's port to a client
+/// port; flags not read, nothing is assumed.
+#[test]
+fn tcp_segments_nothing_listens_for_are_housekeeping_only_without_a_syn() {
+    let st = with_port_range();
+    let tcp = |segments| DropGroup {
+        protocol: Some("tcp".into()),
+        tcp_segments: segments,
+        ..group("tcp_v4_rcv", "NO_SOCKET", 5)
+    };
+    let late = tcp(Some((0, 5)));
+    let late = DropGroup {
+        sport: Some(40000),
+        dport: Some(8080),
+        addrs: Some(("10.0.0.5".parse().unwrap(), "10.0.0.9".parse().unwrap())),
+        ..late
+    };
+    let f = run(std::slice::from_ref(&late), st.clone(), st.clone());
+    assert_eq!((f[0].cause, f[0].benign), ("no_listener", true), "{f:#?}");
+    assert!(
+        f[0].summary.starts_with(
+            "5 tcp segments from 10.0.0.5:40000 to port 8080 in netns n1, none a connection attempt"
+        ),
+        "{}",
+        f[0].summary
+    );
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("none was a connection attempt (SYN)")));
+    // Two SYNs among them: connections refused, even from a server's port to a client's.
+    let refused = DropGroup {
+        tcp_segments: Some((2, 3)),
+        sport: Some(443),
+        dport: Some(41234),
+        ..late.clone()
+    };
+    let f = run(&[refused], st.clone(), st.clone());
+    assert!(!f[0].benign, "{f:#?}");
+    assert!(
+        f[0].summary
+            .starts_with("nothing listens on tcp port 41234"),
+        "{}",
+        f[0].summary
+    );
+    assert!(f[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("2 were connection attempts (SYN)")));
+    // Flags not read: not housekeeping on the port alone.
+    let unknown = DropGroup {
+        tcp_segments: None,
+        ..late
+    };
+    let f = run(&[unknown], st.clone(), st);
+    assert!(!f[0].benign, "{f:#?}");
+}
+
 /// XDP verdicts droptrace counted itself: the finding names the program of the group (not
 /// merely the first XDP program on the interface), with the exact count, and says how to
 /// detach it; without its attachment sampled it still names it by id.

@@ -144,6 +144,7 @@ impl EventDecoder {
                 ip_proto: ctx.ip_proto,
                 ports,
                 icmp,
+                tcp_flags: None,
             },
         };
         Ok((drop, bytes))

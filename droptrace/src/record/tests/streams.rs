@@ -74,6 +74,7 @@ fn syn_mix(n: usize) -> Vec<Drop> {
                     ip_proto: Some(6),
                     ports: Some((32_768 + rng.below(28_000) as u16, dport)),
                     icmp: None,
+                    tcp_flags: None,
                 },
             );
             d.location = location;

@@ -103,6 +103,7 @@ fn v4(proto: u8, dport: u16) -> Packet {
         ip_proto: Some(proto),
         ports: Some((40_000, dport)),
         icmp: None,
+        tcp_flags: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn udp_v6() -> Packet {
         ip_proto: Some(17),
         ports: Some((5353, 53)),
         icmp: None,
+        tcp_flags: None,
     }
 }
 

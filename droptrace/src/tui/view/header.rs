@@ -174,9 +174,11 @@ pub(super) fn render_interfaces(state: &State, frame: &mut Frame, area: Rect) {
         "Counted by the interfaces themselves, while watching",
         Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
     ))];
-    let note = |in_kfree_skb: bool| {
+    let note = |in_kfree_skb: bool, xdp: bool| {
         if in_kfree_skb {
             "may also be in the rows above"
+        } else if xdp {
+            "never reached kfree_skb; XDP drops, as the verdicts"
         } else {
             "never reached kfree_skb"
         }
@@ -194,7 +196,10 @@ pub(super) fn render_interfaces(state: &State, frame: &mut Frame, area: Rect) {
                 layer.label(),
                 count(sum),
                 if counters == 1 { "" } else { "s" },
-                note(of.iter().any(|r| r.in_kfree_skb)),
+                note(
+                    of.iter().any(|r| r.in_kfree_skb),
+                    of.iter().all(|r| r.counts_xdp_drops)
+                ),
             )));
         }
     } else {
@@ -206,7 +211,7 @@ pub(super) fn render_interfaces(state: &State, frame: &mut Frame, area: Rect) {
                 r.counter,
                 r.interface,
                 r.netns_label,
-                note(r.in_kfree_skb),
+                note(r.in_kfree_skb, r.counts_xdp_drops),
             );
             lines.push(Line::styled(
                 format::printable(&text).into_owned(),
