@@ -193,7 +193,8 @@ impl System {
                     .to_owned(),
             ),
             (_, Some(0)) => Some(
-                "queue statistics (qstats): no driver of the interfaces watched gives them"
+                "queue statistics (qstats): none of the interfaces watched gives them \
+                 (their drivers have none, or they are down)"
                     .to_owned(),
             ),
             (_, Some(n)) => Some(format!(
@@ -495,7 +496,7 @@ mod tests {
         let system = System::default();
         system.family.set(Some(20)).unwrap();
         let note = system.qstats_note(&reading(Some(0))).unwrap();
-        assert!(note.contains("no driver"), "{note}");
+        assert!(note.contains("none of the interfaces"), "{note}");
         let note = system.qstats_note(&reading(Some(1))).unwrap();
         assert_eq!(note, "queue statistics (qstats) read on 1 interface");
         // Never asked (no namespace could be read): nothing to say.
