@@ -138,6 +138,10 @@ pub const CONFIG_HAS_NET_COOKIE: u32 = 1 << 4;
 /// this CPU (`XDP_OWNED` holds its `data_hard_start`, the skb's `head`) is that program's
 /// drop, counted by the XDP tracing, and skipped here so it is counted once.
 pub const CONFIG_XDP_OWNED: u32 = 1 << 5;
+/// The BTF tracepoint passes `rx_sk` (6.11 and later): the socket a received packet was
+/// dropped at, whose namespace is the drop's where the skb has no device left (TCP
+/// segments dropped at an established socket).
+pub const CONFIG_HAS_RX_SK: u32 = 1 << 6;
 
 pub const FILTER_PORT: u32 = 1 << 0;
 pub const FILTER_SPORT: u32 = 1 << 1;

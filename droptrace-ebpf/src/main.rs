@@ -107,8 +107,13 @@ pub fn droptrace_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     } else {
         0
     };
+    let rx_sk: u64 = if cfg.flags & CONFIG_HAS_RX_SK != 0 {
+        ctx.arg(3)
+    } else {
+        0
+    };
     tcp::mark_drop(cfg, skb as u64, location, reason as u32);
-    on_drop::<Direct, _>(&ctx, cfg, skb as u64, location, reason as u32, None);
+    on_drop::<Direct, _>(&ctx, cfg, skb as u64, rx_sk, location, reason as u32, None);
     0
 }
 
@@ -135,7 +140,7 @@ pub fn droptrace_kfree_skb_tp(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: a read of the record, checked (above).
     let protocol = unsafe { ctx.read_at::<u16>(cfg.tp_protocol as usize) }.ok();
-    on_drop::<Probe, _>(&ctx, cfg, skb, location, reason, protocol);
+    on_drop::<Probe, _>(&ctx, cfg, skb, 0, location, reason, protocol);
     0
 }
 
@@ -174,6 +179,7 @@ fn on_drop<F: Fields, C: EbpfContext>(
     ctx: &C,
     cfg: &Config,
     skb: u64,
+    rx_sk: u64,
     location: u64,
     reason: u32,
     tp_protocol: Option<u16>,
@@ -231,7 +237,7 @@ fn on_drop<F: Fields, C: EbpfContext>(
         // drop that the header filters keep.
         let place_first = cfg.filters & (FILTER_IFINDEX | FILTER_NETNS) != 0;
         if place_first {
-            read_place::<F>(cfg, skb, &mut ev);
+            read_place::<F>(cfg, skb, rx_sk, &mut ev);
             if !in_place(cfg, &ev) {
                 return;
             }
@@ -245,7 +251,7 @@ fn on_drop<F: Fields, C: EbpfContext>(
             return;
         }
         if !place_first {
-            read_place::<F>(cfg, skb, &mut ev);
+            read_place::<F>(cfg, skb, rx_sk, &mut ev);
         }
     } else {
         if let Some(protocol) = tp_protocol {
@@ -537,9 +543,10 @@ fn output_with_packet(ev: &DropEvent, capture: Capture, flags: u64) -> bool {
 }
 
 /// Reads where the drop happened: the interface and the network namespace (struct fields
-/// only, through `F`).
+/// only, through `F`); the namespace of the skb's device, else of its socket, else of the
+/// socket it was dropped at (`rx_sk`, 0 when unknown).
 #[inline(always)]
-fn read_place<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
+fn read_place<F: Fields>(cfg: &Config, skb: u64, rx_sk: u64, ev: &mut DropEvent) {
     let mut net: u64 = 0;
     let dev: u64 = F::load(skb + cfg.skb_dev as u64).unwrap_or(0);
     if dev != 0 {
@@ -551,6 +558,9 @@ fn read_place<F: Fields>(cfg: &Config, skb: u64, ev: &mut DropEvent) {
         if sk != 0 {
             net = F::load(sk + cfg.sk_net as u64).unwrap_or(0);
         }
+    }
+    if net == 0 && rx_sk != 0 {
+        net = F::load(rx_sk + cfg.sk_net as u64).unwrap_or(0);
     }
     if net != 0 {
         ev.netns = F::load::<u32>(net + cfg.net_inum as u64).unwrap_or(0);

@@ -73,7 +73,7 @@ pub fn mark_drop(cfg: &Config, skb: u64, location: u64, reason: u32) {
         return;
     }
     let mut place = empty_drop();
-    read_place::<Direct>(cfg, skb, &mut place);
+    read_place::<Direct>(cfg, skb, 0, &mut place);
     // Only a drop droptrace watches explains a retransmit: one in a namespace or on an
     // interface the filters leave out is as far away as the network.
     if !in_place(cfg, &place) {
@@ -149,7 +149,7 @@ pub fn droptrace_tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
     } else if !skb.is_null() && cfg.flags & CONFIG_HAS_SKB_LAYOUT != 0 {
         let mut seg = empty_drop();
         let _ = read_packet::<Direct>(cfg, skb as u64, &mut seg);
-        read_place::<Direct>(cfg, skb as u64, &mut seg);
+        read_place::<Direct>(cfg, skb as u64, 0, &mut seg);
         if seg.flags & EVENT_PORTS == 0 {
             return 0;
         }

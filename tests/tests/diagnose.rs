@@ -1627,16 +1627,16 @@ fn udp_with_bad_checksums(ns: &Netns, to: SocketAddr, n: u16) {
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
 
-/// `n` TCP segments with `flags` from `from` to `to` (sequence numbers one apart, no
-/// payload), their checksums right: IPv4's computed here over the pseudo-header, IPv6's by
-/// the kernel (IPV6_CHECKSUM).
-fn tcp_segments(ns: &Netns, from: SocketAddr, to: SocketAddr, flags: u8, n: u32) {
+/// `n` TCP segments with `flags` from `from` to `to` (sequence numbers from `seq`, one
+/// apart, no payload), their checksums right: IPv4's computed here over the
+/// pseudo-header, IPv6's by the kernel (IPV6_CHECKSUM).
+fn tcp_segments(ns: &Netns, from: SocketAddr, to: SocketAddr, flags: u8, seq: u32, n: u32) {
     let segments: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let mut h = Vec::with_capacity(20);
             h.extend_from_slice(&from.port().to_be_bytes());
             h.extend_from_slice(&to.port().to_be_bytes());
-            h.extend_from_slice(&(0x1000_0000u32 + i).to_be_bytes());
+            h.extend_from_slice(&seq.wrapping_add(i).to_be_bytes());
             h.extend_from_slice(&0x2000_0000u32.to_be_bytes());
             h.extend_from_slice(&[5 << 4, flags]);
             h.extend_from_slice(&64240u16.to_be_bytes());
@@ -1676,7 +1676,7 @@ fn late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags()
         let (from, to): (SocketAddr, SocketAddr) = (from.parse().unwrap(), to.parse().unwrap());
         let before = pair.b.snmp("Tcp", "OutRsts");
         let report = diagnose(&["--netns", &pair.b.path()], || {
-            tcp_segments(&pair.a, from, to, TCP_ACK | TCP_PSH, 5);
+            tcp_segments(&pair.a, from, to, TCP_ACK | TCP_PSH, 0x1000_0000, 5);
             reaches("Tcp OutRsts", before + 5, || pair.b.snmp("Tcp", "OutRsts"));
         });
         let f = top(&report);
@@ -2031,6 +2031,113 @@ fn replies_to_a_client_port_whose_socket_is_gone_are_housekeeping() {
     }
 }
 
+/// The next sequence number `stream` sends (TCP_REPAIR's TCP_QUEUE_SEQ of its send
+/// queue; the socket leaves repair mode without a window probe).
+fn send_seq(stream: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    const TCP_REPAIR: i32 = 19;
+    const TCP_REPAIR_QUEUE: i32 = 20;
+    const TCP_QUEUE_SEQ: i32 = 21;
+    const TCP_SEND_QUEUE: i32 = 2;
+    const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+    let fd = stream.as_raw_fd();
+    let set = |option: i32, value: i32| {
+        // SAFETY: an int option, passed by pointer with its size, on a socket we hold.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                option,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "setsockopt {option}: {}",
+            std::io::Error::last_os_error()
+        );
+    };
+    set(TCP_REPAIR, 1);
+    set(TCP_REPAIR_QUEUE, TCP_SEND_QUEUE);
+    let mut seq: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: a u32 out-parameter with its length, on a socket we hold.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            TCP_QUEUE_SEQ,
+            (&mut seq as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_QUEUE_SEQ: {}", std::io::Error::last_os_error());
+    set(TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
+    seq
+}
+
+/// The drop counter of `ns`'s TCP socket of the connection from `peer` (ss's skmem `d`).
+fn connection_drops(ns: &Netns, peer: SocketAddr) -> u64 {
+    let out = ns.exec(&["ss", "-H", "-t", "-n", "-m", "state", "connected"]);
+    let mut lines = out.lines();
+    while let Some(line) = lines.next() {
+        if line.split_whitespace().nth(4) == Some(peer.to_string().as_str()) {
+            let skmem = lines.next().unwrap_or_default();
+            let d = skmem.split([',', ')']).find_map(|f| f.strip_prefix('d'));
+            return d.and_then(|d| d.parse().ok()).unwrap_or(0);
+        }
+    }
+    panic!("no connection from {peer} in {}: {out}", ns.name)
+}
+
+/// Segments outside an established connection's window (what a NAT that reuses a
+/// 4-tuple, or a middlebox rewriting sequence numbers, delivers) are dropped at the socket,
+/// with a reason no cause family knows: the finding names the connection whose own drop
+/// counter grew by them, with its peer, state and owner, and its figure equals the
+/// socket's own. Over IPv4 and IPv6.
+fn segments_outside_a_connections_window_name_the_connection_that_counted_them() {
+    for server in [format!("{B4}:8080"), format!("[{B6}]:8080")] {
+        let pair = Pair::new();
+        let server: SocketAddr = server.parse().unwrap();
+        let listener = pair.b.run(|| TcpListener::bind(server).unwrap());
+        let client = pair.a.run(|| TcpStream::connect(server).unwrap());
+        let (_accepted, from) = listener.accept().unwrap();
+        assert_eq!(from, client.local_addr().unwrap());
+        // Half the sequence space away from what the client sends next: outside any window.
+        let seq = send_seq(&client).wrapping_add(0x8000_0000);
+        let before = connection_drops(&pair.b, from);
+        let report = diagnose(&["--netns", &pair.b.path()], || {
+            tcp_segments(&pair.a, from, server, TCP_ACK | TCP_PSH, seq, 5);
+            reaches("the connection's drops", before + 5, || {
+                connection_drops(&pair.b, from)
+            });
+        });
+        let f = top(&report);
+        assert_eq!(f["drops"], 5, "{report:#}");
+        assert_eq!(f["protocol"], "tcp", "{f:#}");
+        let connection = format!("tcp {server} <- {from} (ESTAB) of ");
+        assert_mentions(
+            f,
+            &[
+                "the drop counter of 1 connection on port 8080 grew",
+                &connection,
+                &format!("(pid {}) drops +5", std::process::id()),
+            ],
+        );
+        if f["cause"] == "other" {
+            assert!(
+                f["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("; counted by the connection {connection}")),
+                "{f:#}"
+            );
+        }
+    }
+}
+
 droptrace_tests::root_tests!(
     nftables_rule_dropping_a_port_is_named_with_its_handle,
     iptables_statistic_random_drops_are_found,
@@ -2063,4 +2170,5 @@ droptrace_tests::root_tests!(
     ipsec_policies_refusing_packets_are_named_by_their_selector,
     replies_to_a_client_port_whose_socket_is_gone_are_housekeeping,
     late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags,
+    segments_outside_a_connections_window_name_the_connection_that_counted_them,
 );

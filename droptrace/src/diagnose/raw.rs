@@ -55,6 +55,13 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
         &["-H", "-t", "-l", "-n", "-p", "-e", "-m"],
     ),
     ("udp", "ss", &["-H", "-u", "-a", "-n", "-p", "-m"]),
+    // TCP sockets of connections (every state but LISTEN and CLOSE), with their own drop
+    // counters (skmem `d`): a segment dropped at an established socket is counted there.
+    (
+        "tcp-connected",
+        "ss",
+        &["-H", "-t", "-n", "-p", "-e", "-m", "state", "connected"],
+    ),
     (
         "routes4",
         "ip",
@@ -118,6 +125,9 @@ pub fn needless(key: &str, presence: &BTreeMap<String, String>, nft: Option<&str
         "iptables-nft" => nft.is_some_and(|r| !has_table_of(r, "ip")),
         "ip6tables-nft" => nft.is_some_and(|r| !has_table_of(r, "ip6")),
         "tcp-listen" => none_in(&["tcp", "tcp6"], is_listening),
+        "tcp-connected" => none_in(&["tcp", "tcp6"], |l| {
+            !l.trim().is_empty() && !is_listening(l)
+        }),
         "udp" => none_in(&["udp", "udp6"], |l| !l.trim().is_empty()),
         _ => false,
     }
@@ -400,6 +410,7 @@ mod tests {
             "iptables-nft",
             "ip6tables-nft",
             "tcp-listen",
+            "tcp-connected",
             "udp",
         ] {
             assert!(needless(key, &empty, Some("")), "{key}");
@@ -408,6 +419,13 @@ mod tests {
         }
         assert!(!needless("nft", &empty, Some("")));
         assert!(!needless("links", &empty, Some("")));
+        // A listener alone has no connection to list; one accepted has.
+        let listener = presence(&[("tcp", &tcp), ("tcp6", &tcp6)]);
+        assert!(needless("tcp-connected", &listener, None));
+        let connected = fixture("proc-net-tcp.established");
+        let connected = presence(&[("tcp", &connected), ("tcp6", &tcp6)]);
+        assert!(!needless("tcp-connected", &connected, None));
+        assert!(!needless("tcp-listen", &connected, None));
         let busy = presence(&[
             ("ip_tables_names", "filter\n"),
             ("ip6_tables_names", "mangle\n"),

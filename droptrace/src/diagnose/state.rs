@@ -116,6 +116,20 @@ pub struct Socket {
     pub drops: Option<u64>,
 }
 
+/// A TCP socket of a connection: its two ends, its state and owner, its drop counter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Connection {
+    pub local_ip: String,
+    pub port: u16,
+    pub peer_ip: String,
+    pub peer_port: u16,
+    /// As ss prints it: ESTAB, CLOSE-WAIT, SYN-RECV, TIME-WAIT...
+    pub state: String,
+    pub process: Option<String>,
+    /// Drops counted on the socket (ss's skmem `d`; none for a TIME-WAIT socket).
+    pub drops: Option<u64>,
+}
+
 /// The routing tables and policy-routing rules of one address family.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Routing {
@@ -174,6 +188,8 @@ pub struct NsState {
     /// global one, and only droptrace's own namespace can set them.
     pub global_sysctls: BTreeSet<String>,
     pub sockets: Vec<Socket>,
+    /// TCP sockets of connections (not listeners), with their own drop counters.
+    pub connections: Vec<Connection>,
     /// The programs in `bpf` and `cgroup_bpf`, as the kernel knows them, by id.
     pub programs: BTreeMap<u32, super::programs::BpfProgram>,
     /// cgroup skb programs (machine-wide: they filter the sockets of their cgroup).
@@ -510,5 +526,25 @@ fn sockets(raw: &RawSnapshot, st: &mut NsState) {
             })),
             Err(e) => st.missing.push(format!("ss output: {e}")),
         }
+    }
+    let Some(text) = raw.commands.get("tcp-connected") else {
+        return;
+    };
+    match ss::parse_sockets(text, Proto::Tcp) {
+        Ok(list) => st.connections.extend(list.into_iter().filter_map(|s| {
+            Some(Connection {
+                local_ip: s.local.addr.clone(),
+                port: s.local.port?,
+                peer_ip: s.peer.addr.clone(),
+                peer_port: s.peer.port?,
+                state: s.state.clone(),
+                process: s
+                    .processes
+                    .first()
+                    .map(|p| format!("{} (pid {})", p.name, p.pid)),
+                drops: s.skmem.as_ref().and_then(|m| m.drops),
+            })
+        })),
+        Err(e) => st.missing.push(format!("ss output: {e}")),
     }
 }

@@ -18,6 +18,8 @@ pub enum Attach {
 pub struct KernelLayout {
     pub attach: Attach,
     pub has_reason: bool,
+    /// The BTF tracepoint passes the socket a received packet was dropped at (`rx_sk`).
+    pub has_rx_sk: bool,
     /// sk_buff and friends; `None` without BTF (no packet details then).
     pub skb: Option<SkbOffsets>,
     /// Offsets in the classic tracepoint record.
@@ -137,6 +139,13 @@ pub fn btf_tracepoint_has_reason(btf: &Btf) -> Option<bool> {
     Some(params.get(3).is_some_and(|p| p.contains("skb_drop_reason")))
 }
 
+/// Whether the BTF tracepoint passes `rx_sk` (6.11 and later: ctx, skb, location, reason,
+/// rx_sk).
+pub fn btf_tracepoint_has_rx_sk(btf: &Btf) -> bool {
+    btf.func_proto_params("btf_trace_kfree_skb")
+        .is_some_and(|params| params.get(4).is_some_and(|p| p.contains("sock")))
+}
+
 impl KernelLayout {
     /// Chooses how to attach from what the kernel offers. `force` picks the mode instead.
     pub fn detect(
@@ -162,9 +171,12 @@ impl KernelLayout {
                 .reason
                 .is_some(),
         };
+        let has_rx_sk =
+            attach == Attach::BtfTracepoint && btf.is_some_and(btf_tracepoint_has_rx_sk);
         Ok(KernelLayout {
             attach,
             has_reason,
+            has_rx_sk,
             skb,
             tracepoint,
         })
@@ -174,6 +186,9 @@ impl KernelLayout {
     pub fn apply(&self, config: &mut Config) {
         if self.has_reason {
             config.flags |= CONFIG_HAS_REASON;
+        }
+        if self.has_rx_sk {
+            config.flags |= droptrace_common::CONFIG_HAS_RX_SK;
         }
         if let Some(s) = self.skb {
             config.flags |= CONFIG_HAS_SKB_LAYOUT;
@@ -245,13 +260,25 @@ mod tests {
         layout.apply(&mut config);
         assert_eq!(
             config.flags,
-            CONFIG_HAS_REASON | CONFIG_HAS_SKB_LAYOUT | droptrace_common::CONFIG_HAS_NET_COOKIE
+            CONFIG_HAS_REASON
+                | CONFIG_HAS_SKB_LAYOUT
+                | droptrace_common::CONFIG_HAS_NET_COOKIE
+                | droptrace_common::CONFIG_HAS_RX_SK
         );
         // `struct net`'s u64 `net_cookie`: bits_offset=33280 in `bpftool btf dump` of the
         // fixture.
         assert_eq!(skb.net_cookie, Some(4160));
         assert_eq!(config.net_cookie, 4160);
         assert_eq!(config.skb_head, 192);
+    }
+
+    /// `rx_sk` came in 6.11: Debian's 6.1 (the vmtest guest's BTF) passes none, 6.18 does.
+    #[test]
+    fn the_socket_a_packet_was_dropped_at_is_passed_from_6_11() {
+        assert!(btf_tracepoint_has_rx_sk(&btf_6_18()));
+        let btf = crate::kernel::btf::tests::vmlinux_6_1();
+        assert!(!btf_tracepoint_has_rx_sk(&btf));
+        assert_eq!(btf_tracepoint_has_reason(&btf), Some(true));
     }
 
     #[test]

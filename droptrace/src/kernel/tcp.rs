@@ -154,13 +154,7 @@ mod tests {
     /// reason and without the retransmit's error.
     #[test]
     fn linux_6_1_has_the_tracepoints_without_reasons_or_errors() {
-        use std::io::Read as _;
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vmlinux-6.1.btf.gz");
-        let mut data = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-            .read_to_end(&mut data)
-            .unwrap();
-        let btf = Btf::parse(&data).unwrap();
+        let btf = crate::kernel::btf::tests::vmlinux_6_1();
         let layout = TcpLayout::from_btf(&btf).unwrap();
         assert!(layout.tracepoints.iter().all(|t| t.btf_id.is_some()));
         assert!(!layout.has_reset_reasons());

@@ -503,6 +503,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     if class.cause != Cause::SocketRcvbuf {
         sockets::counted_on_socket(&n, g, &mut f);
     }
+    sockets::counted_on_connection(&n, g, &mut f);
     f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
     f
 }

@@ -125,7 +125,7 @@ const STEP_PREFIX: &str = "counters that grew in step with these ";
 /// Whether a counter's growth is that of `drops` drops: the samples bracket the watch, so
 /// a counter of those drops grew by at least about as much, and by not much more unless
 /// other packets met the same fate.
-fn in_step(delta: u64, drops: u64) -> bool {
+pub(super) fn in_step(delta: u64, drops: u64) -> bool {
     drops > 0 && delta * 10 >= drops * 9 && delta <= drops + (drops / 4).max(2)
 }
 

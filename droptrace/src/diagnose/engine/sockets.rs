@@ -5,7 +5,7 @@
 //! the state now.
 
 use super::{DropGroup, Finding, Ns, Window};
-use crate::diagnose::state::{NsState, Socket};
+use crate::diagnose::state::{Connection, NsState, Socket};
 
 pub(super) fn no_listener(w: &Window<'_>, n: &Ns<'_>, g: &DropGroup, f: &mut Finding) -> String {
     let proto = g
@@ -411,6 +411,94 @@ pub(super) fn counted_on_socket(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) {
             n.between,
             grew.join("; ")
         ));
+    }
+}
+
+/// For TCP drops on a port: the connections on that local port whose own drop counter
+/// grew in the window (a segment dropped at an established socket counts there: out of
+/// its window, an old timestamp, no memory...), with their peer, state and owner; the one
+/// of the sampled packet first. Where their growth is these drops' and the family named
+/// nothing, the summary names the connection. Nothing when none grew.
+pub(super) fn counted_on_connection(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) {
+    let (Some(after), Some(port), Some("tcp")) = (n.after, g.dport, g.protocol.as_deref()) else {
+        return;
+    };
+    let sampled = g.addrs.zip(g.sport);
+    let is_sampled = |c: &Connection| {
+        sampled.is_some_and(|((src, dst), sport)| {
+            c.peer_port == sport
+                && c.peer_ip.parse::<std::net::IpAddr>().ok() == Some(src)
+                && c.local_ip.parse::<std::net::IpAddr>().ok() == Some(dst)
+        })
+    };
+    let same = |a: &Connection, b: &Connection| {
+        (&a.local_ip, a.port, &a.peer_ip, a.peer_port)
+            == (&b.local_ip, b.port, &b.peer_ip, b.peer_port)
+    };
+    let mut grew: Vec<(&Connection, u64)> = after
+        .connections
+        .iter()
+        .filter(|c| c.port == port)
+        .filter_map(|c| {
+            let before = n
+                .before
+                .and_then(|b| b.connections.iter().find(|p| same(p, c)))
+                .and_then(|p| p.drops)
+                .unwrap_or(0);
+            let d = c.drops?.saturating_sub(before);
+            (d > 0).then_some((c, d))
+        })
+        .collect();
+    if grew.is_empty() {
+        return;
+    }
+    grew.sort_by_key(|(c, d)| (!is_sampled(c), std::cmp::Reverse(*d)));
+    let total: u64 = grew.iter().map(|(_, d)| d).sum();
+    let describe = |c: &Connection| {
+        let end = |ip: &str, port: u16| match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => crate::pipeline::event::endpoint(ip, port),
+            Err(_) => format!("{ip}:{port}"),
+        };
+        format!(
+            "tcp {} <- {} ({}){}",
+            end(&c.local_ip, c.port),
+            end(&c.peer_ip, c.peer_port),
+            c.state,
+            c.process
+                .as_ref()
+                .map(|p| format!(" of {p}"))
+                .unwrap_or_default()
+        )
+    };
+    let shown: Vec<String> = grew
+        .iter()
+        .take(3)
+        .map(|(c, d)| format!("{} drops +{d} (now {})", describe(c), c.drops.unwrap_or(0)))
+        .collect();
+    let more = grew.len().saturating_sub(shown.len());
+    f.evidence.push(format!(
+        "ss: the drop counter of {} connection{} on port {port} grew{}, by {total} in all: {}{}",
+        grew.len(),
+        if grew.len() == 1 { "" } else { "s" },
+        n.between,
+        shown.join("; "),
+        if more > 0 {
+            format!("; {more} more")
+        } else {
+            String::new()
+        }
+    ));
+    if f.cause == super::Cause::Other.id() && super::moved::in_step(total, g.count) {
+        f.summary = format!(
+            "{}; counted by the connection {}{}",
+            f.summary.trim_end_matches('.'),
+            describe(grew[0].0),
+            if grew.len() > 1 {
+                format!(" and {} more", grew.len() - 1)
+            } else {
+                String::new()
+            }
+        );
     }
 }
 

@@ -880,6 +880,51 @@ fn tcp_segments_nothing_listens_for_are_housekeeping_only_without_a_syn() {
     assert!(!f[0].benign, "{f:#?}");
 }
 
+/// A TCP drop of a reason no family knows, at an established socket: the connection whose
+/// own drop counter grew by them is named with its peer, state and owner, in the evidence
+/// and (its growth being the drops') in the summary; one on another port is not.
+#[test]
+fn the_connection_that_counted_a_drop_is_named() {
+    use crate::diagnose::state::Connection;
+    let conn = |peer_port, port, drops| Connection {
+        local_ip: "10.98.0.2".into(),
+        port,
+        peer_ip: "10.98.0.1".into(),
+        peer_port,
+        state: "ESTAB".into(),
+        process: Some("nginx (pid 30)".into()),
+        drops: Some(drops),
+    };
+    let mut before = state(vec![]);
+    before.connections = vec![conn(60680, 8080, 2), conn(60690, 9090, 0)];
+    let mut after = state(vec![]);
+    after.connections = vec![conn(60680, 8080, 7), conn(60690, 9090, 4)];
+    let g = DropGroup {
+        dport: Some(8080),
+        sport: Some(60680),
+        addrs: Some(("10.98.0.1".parse().unwrap(), "10.98.0.2".parse().unwrap())),
+        ..group("tcp_validate_incoming", "TCP_INVALID_SEQUENCE", 5)
+    };
+    let f = run(&[g], before, after);
+    assert_eq!(f[0].cause, "other", "{f:#?}");
+    assert!(
+        f[0].evidence.iter().any(|e| e.starts_with(
+            "ss: the drop counter of 1 connection on port 8080 grew between the samples"
+        ) && e.contains(
+            "tcp 10.98.0.2:8080 <- 10.98.0.1:60680 (ESTAB) of nginx (pid 30) drops +5 (now 7)"
+        )),
+        "{:#?}",
+        f[0].evidence
+    );
+    assert!(
+        f[0].summary.ends_with(
+            "; counted by the connection tcp 10.98.0.2:8080 <- 10.98.0.1:60680 (ESTAB) of nginx (pid 30)"
+        ),
+        "{}",
+        f[0].summary
+    );
+}
+
 /// XDP verdicts droptrace counted itself: the finding names the program of the group (not
 /// merely the first XDP program on the interface), with the exact count, and says how to
 /// detach it; without its attachment sampled it still names it by id.

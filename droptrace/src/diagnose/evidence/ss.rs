@@ -343,6 +343,25 @@ mod tests {
     }
 
     #[test]
+    fn a_connections_own_drops() {
+        // Five segments outside its window were dropped at it (README.capture).
+        let s = parse_sockets(fixture!("ss-tcp-connected.txt"), Proto::Tcp).unwrap();
+        assert_eq!(s.len(), 1);
+        let c = &s[0];
+        assert_eq!(c.state, "CLOSE-WAIT");
+        assert_eq!(
+            (c.local.addr.as_str(), c.local.port),
+            ("10.98.0.2", Some(8080))
+        );
+        assert_eq!(
+            (c.peer.addr.as_str(), c.peer.port),
+            ("10.98.0.1", Some(60680))
+        );
+        assert_eq!(c.processes[0].name, "python3");
+        assert_eq!(c.skmem.as_ref().and_then(|m| m.drops), Some(5));
+    }
+
+    #[test]
     fn all_tcp_states() {
         let s = parse_sockets(fixture!("ss-tcp-all.txt"), Proto::Tcp).unwrap();
         assert!(s.iter().any(|s| s.state == "SYN-SENT"));

@@ -9,7 +9,22 @@ pub(crate) fn vmlinux() -> &'static Btf {
 }
 
 pub(crate) fn vmlinux_bytes() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/vmlinux-6.18.btf.gz");
+    gunzip(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vmlinux-6.18.btf.gz"
+    ))
+}
+
+/// The vmlinux BTF of Debian's 6.1 (the vmtest guest's kernel).
+pub(crate) fn vmlinux_6_1() -> Btf {
+    Btf::parse(&gunzip(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vmlinux-6.1.btf.gz"
+    )))
+    .expect("fixture parses")
+}
+
+fn gunzip(path: &str) -> Vec<u8> {
     let file = std::fs::File::open(path).expect("fixture present");
     let mut data = Vec::new();
     flate2::read::GzDecoder::new(file)
