@@ -183,6 +183,74 @@ pub fn time_scale() -> u32 {
         .unwrap_or(1)
 }
 
+/// The running kernel's version (major, minor), from its release (`uname -r`).
+pub fn kernel_version() -> (u32, u32) {
+    let release = sh(&["uname", "-r"]);
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+/// Whether the running kernel answers the netdev family's queue statistics dump
+/// (NETDEV_CMD_QSTATS_GET came in Linux 6.9; the family itself in 6.5, so Debian's 6.1
+/// has none): what droptrace must say about qstats, decided apart from droptrace.
+pub fn kernel_has_qstats() -> bool {
+    kernel_version() >= (6, 9)
+}
+
+/// The interfaces of the namespace the caller is in that are up (IFF_UP in
+/// /sys/class/net/NAME/flags) and whose driver is `driver` (NAME/device/driver): the
+/// kernel dumps the queue statistics of devices that are up only.
+pub fn up_interfaces_of_driver(driver: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let link = std::fs::read_link(e.path().join("device/driver")).ok()?;
+        let flags = std::fs::read_to_string(e.path().join("flags")).ok()?;
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+        (link.file_name()? == driver && flags & 1 != 0)
+            .then(|| e.file_name().to_string_lossy().into_owned())
+    })
+    .collect()
+}
+
+/// Asserts what droptrace said of queue statistics (its stderr at the start, and
+/// `watched` of its JSON summary) fits the kernel: where it has them, they were read,
+/// on at least `at_least` interfaces; where it has no netdev family, it said so and the
+/// JSON has no figure.
+pub fn assert_qstats_said(stderr: &str, watched: &Value, at_least: u64) {
+    if kernel_has_qstats() {
+        let read = watched["qstats_interfaces"].as_u64();
+        assert!(
+            read >= Some(at_least),
+            "qstats on at least {at_least} interfaces: {watched}\n{stderr}"
+        );
+        if at_least > 0 {
+            assert!(
+                stderr.contains("queue statistics (qstats) read on"),
+                "{stderr}"
+            );
+        }
+    } else if kernel_version() < (6, 5) {
+        assert!(
+            stderr.contains("this kernel has no netdev generic-netlink family"),
+            "{stderr}"
+        );
+        assert!(watched.get("qstats_interfaces").is_none(), "{watched}");
+    } else {
+        // The family without its QSTATS_GET (6.5 to 6.8): refused, so none read.
+        assert!(
+            stderr.contains("none of the interfaces watched gives them"),
+            "{stderr}"
+        );
+        assert_eq!(watched["qstats_interfaces"], 0, "{watched}");
+    }
+}
+
 /// What TCP connection attempts ended with.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Attempts {

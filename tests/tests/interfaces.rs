@@ -7,7 +7,8 @@
 //! packets are freed there, and counted there once). A native XDP program dropping on a
 //! veth: the driver's own per-queue counter of XDP drops (`ethtool -S`) grows by the
 //! frames sent, and the program is counted among those watched. The machine's own
-//! interfaces are read without error.
+//! interfaces are read without error, their queue statistics (qstats) too where the
+//! kernel has them (every virtio_net's that is up), and a kernel without them says so.
 use std::{
     net::UdpSocket,
     os::fd::{FromRawFd, OwnedFd},
@@ -135,9 +136,15 @@ fn a_veth_whose_peer_takes_less_shows_its_tx_drops_as_the_kernel_counts_them() {
 
 fn the_machines_own_interfaces_are_read_without_error() {
     // Every namespace, the machine's own among them; read only.
-    let summary =
-        Droptrace::start(&["--format", "json", "--port", "1", "--duration", "1"]).wait_json();
+    let dt = Droptrace::start(&["--format", "json", "--port", "1", "--duration", "1"]);
+    let said = dt.stderr_so_far();
+    let summary = dt.wait_json();
     let watched = &summary["watched"];
+    // The queue statistics too: every virtio_net here that is up gives them (6.9 and
+    // later), a kernel without the netdev family says so.
+    let virtio = up_interfaces_of_driver("virtio_net");
+    eprintln!("virtio_net up here: {virtio:?}; droptrace said:\n{said}");
+    assert_qstats_said(&said, watched, virtio.len() as u64);
     assert_eq!(watched["interfaces_read"], true, "{watched}");
     assert!(watched["namespaces"].as_u64() >= Some(1), "{watched}");
     let own = std::fs::read_dir("/sys/class/net").unwrap().count() as u64;

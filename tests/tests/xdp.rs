@@ -360,7 +360,8 @@ const VIRTIO_NET_MACS: [&str; 2] = ["52:54:00:d7:00:0a", "52:54:00:d7:00:0b"];
 /// A driver's native XDP (virtio_net) drops frames that never become skbs: kfree_skb sees
 /// none of them (a droptrace run with `--no-xdp` counts nothing), while droptrace counts
 /// every verdict, equal to the datagrams sent and to the program's own counter, named by
-/// the program and the interface. Needs the virtio-net pair of a vmtest guest.
+/// the program and the interface; virtio_net's queue statistics (qstats) are read where the
+/// kernel has them. Needs the virtio-net pair of a vmtest guest.
 fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted() {
     let (Some(dev_a), Some(dev_b)) = (
         interface_with_mac(VIRTIO_NET_MACS[0]),
@@ -422,6 +423,7 @@ fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted(
     let path = b.path();
     let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
     let plain = Droptrace::start(&["--netns", &path, "--format", "json", "--no-xdp"]);
+    let said = dt.stderr_so_far();
     let traced = format!("tracing XDP program dt_xdp_udp (id {})", program.id);
     assert!(
         dt.stderr_so_far().contains(&traced),
@@ -485,6 +487,12 @@ fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted(
     for row in rows {
         assert_eq!(row["in_kfree_skb"], false, "{row}");
         assert_eq!(row["counts_xdp_drops"], true, "{row}");
+    }
+    // virtio_net's queue statistics (qstats) read in b (its lo gives none): where the
+    // kernel has them (6.12), on dtv-b; 6.1 has no netdev family, and droptrace says so.
+    assert_qstats_said(&said, &summary["watched"], 1);
+    if kernel_has_qstats() {
+        assert_eq!(summary["watched"]["qstats_interfaces"], 1, "{summary:#}");
     }
 }
 

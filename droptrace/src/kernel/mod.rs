@@ -6,6 +6,7 @@ pub mod debuginfo;
 pub mod ethtool;
 pub mod kallsyms;
 pub mod layout;
+pub mod netdev;
 pub mod netlink;
 pub mod reasons;
 pub mod slots;

@@ -19,11 +19,14 @@
 //!   the XDP verdict rows' frames again when droptrace traces the program.
 //! - `stack`: `rx_nohandler` and `rx_otherhost_dropped`, counted by the core where it frees
 //!   the skb through kfree_skb (UNHANDLED_PROTO, OTHERHOST): shown, not added.
+//! - `nic` and `driver`: the netdev family's queue statistics (qstats) that count drops, per
+//!   queue; see [`qstats_counters`] for each one's layer.
 use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::Serialize;
 
 use super::event::Netns;
+use crate::kernel::netdev::QueueStats;
 
 /// Which part of the machine dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -106,6 +109,9 @@ pub struct HostReading {
     pub read_ns: u64,
     pub namespaces: usize,
     pub interfaces: Vec<InterfaceReading>,
+    /// Interfaces whose driver gave queue statistics (qstats); `None` when none could be
+    /// read (the kernel has no netdev family: before 6.9).
+    pub qstats_interfaces: Option<usize>,
 }
 
 /// What is watched, for a view that has nothing to show to say so.
@@ -117,6 +123,11 @@ pub struct Watched {
     pub interfaces: usize,
     /// XDP programs attached to the interfaces watched.
     pub xdp_programs: usize,
+    /// Interfaces watched whose driver gave queue statistics (qstats, the netdev
+    /// family); `None` when the kernel has none to give (before 6.9) or the interfaces
+    /// were not read (a recording): then not in JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qstats_interfaces: Option<usize>,
     /// XDP programs on the host whose verdicts are traced, and those that cannot be;
     /// `None` when verdicts are not counted (`--no-xdp`, a header filter, a recording).
     /// Not in JSON: its `xdp_programs` lists them.
@@ -185,6 +196,7 @@ impl InterfaceDrops {
             namespaces: reading.namespaces,
             interfaces: reading.interfaces.len(),
             xdp_programs: reading.interfaces.iter().map(|i| i.xdp_programs).sum(),
+            qstats_interfaces: reading.qstats_interfaces,
             xdp_traced: None,
         };
         for i in &reading.interfaces {
@@ -268,19 +280,31 @@ impl InterfaceDrops {
     /// left out when droptrace counts the verdicts (`verdicts_counted`): they are the
     /// verdict rows' frames again. Otherwise an interface's XDP counters count the same
     /// frames (virtio_net's `rx0_drops` and `rx0_xdp_drops` both grow by one for an
-    /// XDP_DROP), so only the largest of them adds.
+    /// XDP_DROP), so only the largest of them adds. A device's losses in stats64's error
+    /// fields and in its queue statistics' hw drops are two views of the same frames
+    /// (drivers fill both from the same hardware counters): per interface the larger of
+    /// the two counts, never their sum. `qstats:*-alloc-fail` is not a count of drops and
+    /// adds nothing.
     pub fn beyond_kfree_skb(&self, verdicts_counted: bool) -> u64 {
         let rows = self.rows();
         let mut xdp: BTreeMap<(Netns, u32), u64> = BTreeMap::new();
+        let mut nic: BTreeMap<(Netns, u32), (u64, u64)> = BTreeMap::new();
         let mut sum = 0;
         for r in rows.iter().filter(|r| !r.in_kfree_skb) {
+            let at = (r.netns, r.ifindex);
             if r.counts_xdp_drops {
-                let most = xdp.entry((r.netns, r.ifindex)).or_default();
+                let most = xdp.entry(at).or_default();
                 *most = (*most).max(r.drops);
-            } else {
-                sum += r.drops;
+                continue;
+            }
+            match (r.counter.starts_with(QSTATS), r.layer) {
+                (false, Layer::Nic) => nic.entry(at).or_default().0 += r.drops,
+                (true, Layer::Nic) => nic.entry(at).or_default().1 += r.drops,
+                (true, _) => {}
+                (false, _) => sum += r.drops,
             }
         }
+        sum += nic.values().map(|(a, b)| *a.max(b)).sum::<u64>();
         if !verdicts_counted {
             sum += xdp.values().sum::<u64>();
         }
@@ -359,6 +383,66 @@ pub fn driver_counters(driver: &str, names: &[String], values: &[u64]) -> Vec<(C
         .collect()
 }
 
+/// The prefix of the counters read from the queue statistics (qstats).
+pub const QSTATS: &str = "qstats:";
+
+/// The queue statistics (qstats) attributes that count drops, with their layer and, for
+/// the kinds of a total, the total they are part of. The layers follow the attributes'
+/// definitions in the kernel's spec (`Documentation/netlink/specs/netdev.yaml`):
+/// - `rx-hw-drops`, "packets which entered the device, but never left it" (lack of buffer
+///   space, processing errors, policies and filters): `nic`, lost in the device before
+///   there was an skb, so never in kfree_skb. `rx-hw-drop-overruns` ("transient lack of
+///   resources, such as buffer space, host descriptors") and `rx-hw-drop-ratelimits` (the
+///   device's rate limit) are kinds of those drops.
+/// - `tx-hw-drops`, packets "that arrived at the device but never left it": `nic`; the
+///   driver has handed the frame to the device, which drops it, and frees the skb as
+///   sent (a consume, not kfree_skb). `tx-hw-drop-errors` ("invalid or malformed") and
+///   `tx-hw-drop-ratelimits` are kinds of those drops.
+/// - `rx-alloc-fail`, "skb or buffer allocation failed on the Rx datapath": `driver`, with
+///   no skb yet, so never in kfree_skb; the spec says it "may, or may not result in a
+///   packet drop", so it is shown but never added to the drops kfree_skb never saw.
+///
+/// The rest (packets, bytes, checksums, GRO/GSO, tx-stop/wake) count no drops.
+const QSTATS_DROPS: [(&str, Layer, Option<&str>); 7] = [
+    ("rx-hw-drops", Layer::Nic, None),
+    ("rx-hw-drop-overruns", Layer::Nic, Some("rx-hw-drops")),
+    ("rx-hw-drop-ratelimits", Layer::Nic, Some("rx-hw-drops")),
+    ("tx-hw-drops", Layer::Nic, None),
+    ("tx-hw-drop-errors", Layer::Nic, Some("tx-hw-drops")),
+    ("tx-hw-drop-ratelimits", Layer::Nic, Some("tx-hw-drops")),
+    ("rx-alloc-fail", Layer::Driver, None),
+];
+
+/// The queue statistics of one interface that count drops, as counters named like the
+/// driver's per-queue ones: `qstats:rx3-hw-drops` is `rx-hw-drops` of rx queue 3. A kind
+/// of a total (`rx-hw-drop-overruns`) is kept only where its queue has no total (that
+/// would count the same drops twice). None of them is in kfree_skb (see [`QSTATS_DROPS`]).
+pub fn qstats_counters(queues: &[&QueueStats]) -> Vec<(CounterKind, u64)> {
+    let mut out = Vec::new();
+    for q in queues {
+        for (name, value) in &q.counters {
+            let Some((_, layer, part_of)) = QSTATS_DROPS.iter().find(|(n, _, _)| n == name) else {
+                continue;
+            };
+            if part_of.is_some_and(|total| q.get(total).is_some()) {
+                continue;
+            }
+            let dir = q.queue_type.label();
+            let rest = name.split_once('-').map_or(*name, |(_, rest)| rest);
+            out.push((
+                CounterKind {
+                    name: Cow::Owned(format!("{QSTATS}{dir}{}-{rest}", q.queue_id)),
+                    layer: *layer,
+                    in_kfree_skb: false,
+                    counts_xdp_drops: false,
+                },
+                *value,
+            ));
+        }
+    }
+    out
+}
+
 /// The counter of a stats64 field droptrace follows.
 pub fn stats64_counter(name: &str) -> Option<CounterKind> {
     COUNTERS.iter().find(|k| k.name == name).cloned()
@@ -367,11 +451,13 @@ pub fn stats64_counter(name: &str) -> Option<CounterKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::netdev::QueueType;
 
     fn reading(read_ns: u64, tx_dropped: u64, rx_missed: u64) -> HostReading {
         HostReading {
             read_ns,
             namespaces: 1,
+            qstats_interfaces: None,
             interfaces: vec![InterfaceReading {
                 netns: Netns::inode(7),
                 netns_label: "web".into(),
@@ -437,6 +523,7 @@ mod tests {
                 namespaces: 1,
                 interfaces: 1,
                 xdp_programs: 1,
+                qstats_interfaces: None,
                 xdp_traced: None,
             }
         );
@@ -481,6 +568,84 @@ mod tests {
             .all(|(k, _)| k.in_kfree_skb && k.layer == Layer::Driver));
         assert_eq!(queue_of("rx-3.drops"), Some((3, "rx_drops".into())));
         assert_eq!(queue_of("rx_missed"), None);
+    }
+
+    fn queue(queue_type: QueueType, queue_id: u32, counters: &[(&'static str, u64)]) -> QueueStats {
+        QueueStats {
+            ifindex: 3,
+            queue_type,
+            queue_id,
+            counters: counters.to_vec(),
+        }
+    }
+
+    #[test]
+    fn queue_statistics_that_count_drops_are_kept_per_queue_with_their_layer() {
+        // Rx queue 3 gives the total and a kind of it (only the total is kept), tx queue 0
+        // only kinds (kept), rx queue 0 what virtio_net gives on this machine: no drops.
+        let rx3 = queue(
+            QueueType::Rx,
+            3,
+            &[
+                ("rx-packets", 900),
+                ("rx-hw-drops", 12),
+                ("rx-hw-drop-overruns", 5),
+                ("rx-alloc-fail", 2),
+            ],
+        );
+        let tx0 = queue(
+            QueueType::Tx,
+            0,
+            &[("tx-hw-drop-errors", 4), ("tx-stop", 1)],
+        );
+        let virtio = queue(
+            QueueType::Rx,
+            0,
+            &[("rx-packets", 421_117), ("rx-bytes", 1)],
+        );
+        let kept: Vec<(String, Layer, bool, u64)> = qstats_counters(&[&rx3, &tx0, &virtio])
+            .into_iter()
+            .map(|(k, v)| (k.name.into_owned(), k.layer, k.in_kfree_skb, v))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("qstats:rx3-hw-drops".to_owned(), Layer::Nic, false, 12),
+                ("qstats:rx3-alloc-fail".to_owned(), Layer::Driver, false, 2),
+                ("qstats:tx0-hw-drop-errors".to_owned(), Layer::Nic, false, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_devices_losses_seen_by_stats64_and_by_qstats_count_once() {
+        let at = |read_ns, missed, hw, alloc| HostReading {
+            read_ns,
+            namespaces: 1,
+            qstats_interfaces: Some(1),
+            interfaces: vec![InterfaceReading {
+                netns: Netns::inode(7),
+                ifindex: 3,
+                name: "eth0".into(),
+                counters: [(stats64_counter("rx_missed_errors").unwrap(), missed)]
+                    .into_iter()
+                    .chain(qstats_counters(&[&queue(
+                        QueueType::Rx,
+                        0,
+                        &[("rx-hw-drops", hw), ("rx-alloc-fail", alloc)],
+                    )]))
+                    .collect(),
+                ..InterfaceReading::default()
+            }],
+        };
+        let mut d = InterfaceDrops::default();
+        d.update(&at(1, 0, 0, 0));
+        d.update(&at(2, 6, 9, 40));
+        assert_eq!(d.rows().len(), 3, "{:?}", d.rows());
+        // The larger view of the device's losses, not 6 + 9; alloc-fail is no count of drops.
+        assert_eq!(d.beyond_kfree_skb(true), 9);
+        assert_eq!(d.beyond_kfree_skb(false), 9);
+        assert_eq!(d.watched().qstats_interfaces, Some(1));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The interfaces' own drop counters, read through rtnetlink (an RTM_GETLINK dump, the
-//! same `rtnl_link_stats64` that `ip -s -s link` prints) and the driver's own statistics
-//! (`ethtool -S`, through the SIOCETHTOOL ioctl) in every namespace watched. The
+//! same `rtnl_link_stats64` that `ip -s -s link` prints), the driver's own statistics
+//! (`ethtool -S`, through the SIOCETHTOOL ioctl) and the queue statistics of the netdev
+//! generic-netlink family (qstats, a QSTATS_GET dump) in every namespace watched. The
 //! readings run on a thread of their own; the live source takes them on its tick and
 //! reads once more, itself, at the end.
 use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
-    sync::{mpsc, Arc},
+    sync::{mpsc, Arc, OnceLock},
     thread::JoinHandle,
     time::Duration,
 };
@@ -14,11 +15,12 @@ use std::{
 use crate::{
     kernel::{
         ethtool,
-        netlink::{self, Link},
+        netdev::{self, QueueStats},
+        netlink::{self, Link, NetlinkError},
     },
     pipeline::{
         event::Netns,
-        interfaces::{driver_counters, HostReading, InterfaceReading, COUNTERS},
+        interfaces::{driver_counters, qstats_counters, HostReading, InterfaceReading, COUNTERS},
     },
 };
 
@@ -88,6 +90,40 @@ fn driver_stats(fd: &OwnedFd, name: &str) -> Option<DriverStats> {
     })
 }
 
+/// The netdev family's id, asked once of the generic-netlink controller (ids are the
+/// kernel's, the same in every namespace): `None` inside when the kernel has no such
+/// family. Left unset while the question cannot be asked.
+type Family = OnceLock<Option<u16>>;
+
+/// The queue statistics of every interface of the namespace the calling thread is in,
+/// through one generic-netlink socket; `None` when the kernel has no netdev family, or
+/// when they could not be read. A driver that gives none, or an interface that is down,
+/// is left out of the dump (or the kernel refuses it: EOPNOTSUPP): no queues, not an
+/// error.
+fn qstats_here(family: &Family) -> Option<Vec<QueueStats>> {
+    let mut socket = NetlinkSocket::open(libc::NETLINK_GENERIC).ok()?;
+    let id = match family.get() {
+        Some(id) => *id,
+        None => {
+            let answer = socket.ask(&netdev::family_request(netdev::FAMILY)).ok()?;
+            *family.get_or_init(|| netdev::parse_family(&answer).ok().flatten())
+        }
+    }?;
+    match socket.dump(&netdev::qstats_request(id)) {
+        Ok(reply) => netdev::parse_qstats(&reply).ok(),
+        Err(e) => {
+            let errno = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<NetlinkError>())
+                .map(|e| match e {
+                    NetlinkError::Kernel(errno) => *errno,
+                    NetlinkError::Short(_) => 0,
+                });
+            (errno == Some(libc::EOPNOTSUPP)).then(Vec::new)
+        }
+    }
+}
+
 /// Every link of the namespace the calling thread is in, with its driver's statistics.
 fn read_here() -> std::io::Result<Vec<(Link, Option<DriverStats>)>> {
     let reply = NetlinkSocket::open(libc::NETLINK_ROUTE)?.dump(&netlink::getlink_request(1))?;
@@ -126,7 +162,12 @@ struct Reader {
 }
 
 /// One namespace's links with their driver's statistics, and its cookie.
-type NamespaceLinks = (u64, Vec<(Link, Option<DriverStats>)>);
+struct NamespaceLinks {
+    cookie: u64,
+    links: Vec<(Link, Option<DriverStats>)>,
+    /// Its interfaces' queue statistics; `None`: not read (no netdev family).
+    qstats: Option<Vec<QueueStats>>,
+}
 
 /// What the reader asks of the host: its namespaces (inode, path, label), and one's links
 /// (`None`: gone just now, or it cannot be entered). [`System`] asks the kernel.
@@ -135,8 +176,35 @@ trait LinkHost {
     fn links(&self, inode: u32, path: &Path) -> Option<NamespaceLinks>;
 }
 
-/// The host's namespaces and an rtnetlink dump in each.
-struct System;
+/// The host's namespaces and an rtnetlink dump in each, with the queue statistics.
+#[derive(Default)]
+struct System {
+    family: Family,
+}
+
+impl System {
+    /// What droptrace says once, at the start, of the queue statistics (not an error:
+    /// most drivers give none).
+    fn qstats_note(&self, first: &HostReading) -> Option<String> {
+        match (self.family.get(), first.qstats_interfaces) {
+            (Some(None), _) => Some(
+                "queue statistics (qstats) not read: this kernel has no netdev \
+                 generic-netlink family (Linux 6.9 and later have it)"
+                    .to_owned(),
+            ),
+            (_, Some(0)) => Some(
+                "queue statistics (qstats): none of the interfaces watched gives them \
+                 (their drivers have none, or they are down)"
+                    .to_owned(),
+            ),
+            (_, Some(n)) => Some(format!(
+                "queue statistics (qstats) read on {n} interface{}",
+                if n == 1 { "" } else { "s" }
+            )),
+            (_, None) => None,
+        }
+    }
+}
 
 impl LinkHost for System {
     fn namespaces(&self, also: Option<&Path>) -> Vec<(u32, PathBuf, String)> {
@@ -151,14 +219,18 @@ impl LinkHost for System {
     }
 
     fn links(&self, inode: u32, path: &Path) -> Option<NamespaceLinks> {
-        let dump = || (netns::own_cookie(), read_here());
+        let dump = || (netns::own_cookie(), read_here(), qstats_here(&self.family));
         let read = if inode == netns::own_inode() {
             Ok(dump())
         } else {
             netns::in_netns(Some(path), dump)
         };
         match read {
-            Ok((cookie, Ok(links))) => Some((cookie, links)),
+            Ok((cookie, Ok(links), qstats)) => Some(NamespaceLinks {
+                cookie,
+                links,
+                qstats,
+            }),
             _ => None,
         }
     }
@@ -178,21 +250,32 @@ impl Reader {
                 break;
             }
             // A namespace that went away just now, or that cannot be entered, is not read.
-            let Some((cookie, links)) = host.links(inode, &path) else {
+            let Some(read) = host.links(inode, &path) else {
                 continue;
             };
             reading.namespaces += 1;
-            let ns = Netns::new(inode, cookie);
-            for (link, stats) in links {
+            let ns = Netns::new(inode, read.cookie);
+            for (link, stats) in read.links {
                 let wanted = self
                     .scope
                     .interface
                     .as_ref()
                     .is_none_or(|only| *only == link.name);
-                if wanted {
-                    let one = interface(ns, &label, &link, stats.as_ref());
-                    reading.interfaces.push(one);
+                if !wanted {
+                    continue;
                 }
+                let queues: Vec<&QueueStats> = read
+                    .qstats
+                    .iter()
+                    .flatten()
+                    .filter(|q| q.ifindex == link.ifindex)
+                    .collect();
+                if read.qstats.is_some() {
+                    let with = reading.qstats_interfaces.get_or_insert(0);
+                    *with += usize::from(!queues.is_empty());
+                }
+                let one = interface(ns, &label, &link, stats.as_ref(), &queues);
+                reading.interfaces.push(one);
             }
         }
         reading
@@ -204,6 +287,7 @@ fn interface(
     label: &str,
     link: &Link,
     stats: Option<&DriverStats>,
+    queues: &[&QueueStats],
 ) -> InterfaceReading {
     let mut counters: Vec<_> = COUNTERS
         .iter()
@@ -212,6 +296,7 @@ fn interface(
     if let Some(s) = stats {
         counters.extend(driver_counters(&s.driver, &s.names, &s.values));
     }
+    counters.extend(qstats_counters(queues));
     InterfaceReading {
         netns,
         netns_label: label.to_owned(),
@@ -225,6 +310,7 @@ fn interface(
 /// Reads the interfaces every `every` on a thread of its own.
 pub struct LinkWatch {
     reader: Arc<Reader>,
+    host: Arc<System>,
     latest: mpsc::Receiver<HostReading>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -235,16 +321,21 @@ impl LinkWatch {
     /// counter's baseline, taken before droptrace says it is watching.
     pub fn start(scope: Scope, every: Duration) -> (LinkWatch, HostReading) {
         let reader = Arc::new(Reader { scope });
-        let first = reader.read(&System);
+        let host = Arc::new(System::default());
+        let first = reader.read(host.as_ref());
+        if let Some(note) = host.qstats_note(&first) {
+            eprintln!("droptrace: {note}");
+        }
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         // Room for a few readings: the source takes them all on its tick.
         let (tx, latest) = mpsc::sync_channel(4);
         let shared = Arc::clone(&reader);
+        let system = Arc::clone(&host);
         let thread = std::thread::Builder::new()
             .name("droptrace-links".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-                    let reading = shared.read(&System);
+                    let reading = shared.read(system.as_ref());
                     if let Err(mpsc::TrySendError::Disconnected(_)) = tx.try_send(reading) {
                         return;
                     }
@@ -254,6 +345,7 @@ impl LinkWatch {
         (
             LinkWatch {
                 reader,
+                host,
                 latest,
                 stop: Some(stop_tx),
                 thread,
@@ -275,7 +367,7 @@ impl LinkWatch {
             let _ = t.join();
         }
         let mut readings = self.take();
-        readings.push(self.reader.read(&System));
+        readings.push(self.reader.read(self.host.as_ref()));
         readings
     }
 }
@@ -296,7 +388,9 @@ mod tests {
     use super::*;
     use crate::kernel::netlink_fixture;
 
-    /// Three namespaces: two whose link dumps were captured, one gone before it is read.
+    /// Three namespaces: two whose link dumps were captured, one gone before it is read;
+    /// the host's with the queue statistics captured on the same machine (eth0's), the
+    /// veths' with none read.
     struct Captured {
         asked_also: RefCell<Option<PathBuf>>,
     }
@@ -317,10 +411,14 @@ mod tests {
                 _ => return None,
             };
             let links = netlink::parse_part(&netlink_fixture(file)).unwrap().links;
-            Some((
-                u64::from(inode) + 7,
-                links.into_iter().map(|l| (l, None)).collect(),
-            ))
+            let qstats = (inode == 100).then(|| {
+                netdev::parse_qstats(&netlink_fixture("netdev_qstats_get.queue.bin")).unwrap()
+            });
+            Some(NamespaceLinks {
+                cookie: u64::from(inode) + 7,
+                links: links.into_iter().map(|l| (l, None)).collect(),
+                qstats,
+            })
         }
     }
 
@@ -358,6 +456,51 @@ mod tests {
         for (kind, value) in &got.counters {
             assert_eq!(Some(*value), first.stat(&kind.name), "{}", kind.name);
         }
+    }
+
+    #[test]
+    fn queue_statistics_are_counted_on_the_interfaces_that_gave_them() {
+        let reading = Reader {
+            scope: Scope::default(),
+        }
+        .read(&host());
+        // eth0 (virtio_net) gave its queues' statistics; lo and the ifbs gave none.
+        assert_eq!(reading.qstats_interfaces, Some(1));
+        // None of virtio_net's counts drops here: no qstats counter is followed.
+        assert!(reading
+            .interfaces
+            .iter()
+            .flat_map(|i| &i.counters)
+            .all(|(k, _)| !k.name.starts_with("qstats:")));
+        // Only the veths' namespace in scope: none read there.
+        let reading = Reader {
+            scope: Scope {
+                netns: Some(200),
+                ..Scope::default()
+            },
+        }
+        .read(&host());
+        assert_eq!(reading.qstats_interfaces, None);
+    }
+
+    #[test]
+    fn what_is_said_of_queue_statistics_once_at_the_start() {
+        let reading = |n| HostReading {
+            qstats_interfaces: n,
+            ..HostReading::default()
+        };
+        let system = System::default();
+        system.family.set(None).unwrap();
+        let note = system.qstats_note(&reading(None)).unwrap();
+        assert!(note.contains("no netdev generic-netlink family"), "{note}");
+        let system = System::default();
+        system.family.set(Some(20)).unwrap();
+        let note = system.qstats_note(&reading(Some(0))).unwrap();
+        assert!(note.contains("none of the interfaces"), "{note}");
+        let note = system.qstats_note(&reading(Some(1))).unwrap();
+        assert_eq!(note, "queue statistics (qstats) read on 1 interface");
+        // Never asked (no namespace could be read): nothing to say.
+        assert_eq!(System::default().qstats_note(&reading(None)), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A netlink socket made in the namespace of the calling thread, for one dump at a time:
-//! rtnetlink's links (`links`), xfrm's policies and states (`collect`). It sends a dump
-//! request and keeps every datagram of the reply up to NLMSG_DONE; the replies are
-//! parsed by `kernel::netlink` and `kernel::xfrm`, on captured bytes in their tests.
+//! rtnetlink's links and the netdev family's queue statistics (`links`), xfrm's policies
+//! and states (`collect`). It sends a dump request and keeps every datagram of the reply
+//! up to NLMSG_DONE (or asks one question, the generic-netlink family's id, and keeps its
+//! one answer); the replies are parsed by `kernel::netlink`, `kernel::netdev` and
+//! `kernel::xfrm`, on captured bytes in their tests.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::kernel::netlink;
@@ -15,7 +17,7 @@ pub struct NetlinkSocket {
 }
 
 impl NetlinkSocket {
-    /// A socket of `protocol` (NETLINK_ROUTE, NETLINK_XFRM) in the namespace the calling
+    /// A socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC, NETLINK_XFRM) in the namespace the calling
     /// thread is in.
     pub fn open(protocol: i32) -> std::io::Result<NetlinkSocket> {
         // SAFETY: plain socket(2); the descriptor is owned from here on.
@@ -49,9 +51,8 @@ impl NetlinkSocket {
         Ok(NetlinkSocket { fd, seq: 0 })
     }
 
-    /// Sends the dump request `req` (a whole message; its sequence number is set here)
-    /// and returns every datagram of the reply, one after another, up to NLMSG_DONE.
-    pub fn dump(&mut self, req: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Sends the request `req` (a whole message; its sequence number is set here).
+    fn send(&mut self, req: &[u8]) -> std::io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let mut req = req.to_vec();
         if let Some(seq) = req.get_mut(8..12) {
@@ -74,6 +75,26 @@ impl NetlinkSocket {
         if sent != req.len() as isize {
             return Err(std::io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Sends the request `req` (not a dump: answered by one message, or an error) and
+    /// returns the datagram of the answer as it came.
+    pub fn ask(&mut self, req: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.send(req)?;
+        let mut buf = vec![0u8; 64 << 10];
+        // SAFETY: a buffer of the length given, a socket we own.
+        let got = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Sends the dump request `req` (a whole message; its sequence number is set here)
+    /// and returns every datagram of the reply, one after another, up to NLMSG_DONE. An
+    /// error the kernel answers with is a `netlink::NetlinkError` inside the `io::Error`.
+    pub fn dump(&mut self, req: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.send(req)?;
         let mut reply = Vec::new();
         // The kernel fills datagrams of up to 32 kB for a dump.
         let mut buf = vec![0u8; 64 << 10];

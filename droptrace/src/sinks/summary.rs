@@ -455,6 +455,7 @@ mod tests {
         let reading = |tx: u64, missed: u64| HostReading {
             read_ns: 1,
             namespaces: 1,
+            qstats_interfaces: None,
             interfaces: vec![InterfaceReading {
                 netns: 7.into(),
                 netns_label: "web".into(),

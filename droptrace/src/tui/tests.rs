@@ -490,6 +490,7 @@ fn watched() -> Watched {
         namespaces: 3,
         interfaces: 7,
         xdp_programs: 1,
+        qstats_interfaces: Some(1),
         xdp_traced: Some((1, 1)),
     }
 }

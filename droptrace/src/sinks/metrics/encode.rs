@@ -344,6 +344,7 @@ mod tests {
         let reading = |value| HostReading {
             read_ns: 1,
             namespaces: 1,
+            qstats_interfaces: None,
             interfaces: vec![InterfaceReading {
                 netns: 7.into(),
                 netns_label: "web".into(),

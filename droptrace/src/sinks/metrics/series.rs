@@ -1020,6 +1020,7 @@ mod tests {
         let reading = |tx: u64, missed: u64| HostReading {
             read_ns: 1,
             namespaces: 1,
+            qstats_interfaces: None,
             interfaces: vec![InterfaceReading {
                 netns: WEB,
                 netns_label: "web".into(),
