@@ -2112,6 +2112,12 @@ fn connection_drops(ns: &Netns, peer: SocketAddr) -> u64 {
 /// counter grew by them, with its peer, state and owner, and its figure equals the
 /// socket's own. Over IPv4 and IPv6.
 fn segments_outside_a_connections_window_name_the_connection_that_counted_them() {
+    if kernel_version() < (6, 11) {
+        skip(
+            "before 6.11 kfree_skb passes no rx_sk: a segment dropped at an established socket \
+             has no device left, so no namespace to place it in (docs/usage.md)",
+        );
+    }
     for server in [format!("{B4}:8080"), format!("[{B6}]:8080")] {
         let pair = Pair::new();
         let server: SocketAddr = server.parse().unwrap();
