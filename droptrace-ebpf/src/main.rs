@@ -677,6 +677,8 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) -> Anomaly {
     }
     ev.flags |= EVENT_IPV4;
     ev.l4_proto = h[9];
+    // The packet's end by its own header (0 for a BIG TCP packet over 64 KiB: none).
+    let end = l3 + u16::from_be_bytes([h[2], h[3]]) as u64;
     ev.saddr[..4].copy_from_slice(&h[12..16]);
     ev.daddr[..4].copy_from_slice(&h[16..20]);
     let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
@@ -684,9 +686,9 @@ fn read_ipv4(l3: u64, ev: &mut DropEvent) -> Anomaly {
         return Anomaly::None;
     }
     if ihl == 20 {
-        l4_fields([h[20], h[21], h[22], h[23]], l3 + 20, ev);
+        l4_fields([h[20], h[21], h[22], h[23]], l3 + 20, end, ev);
     } else {
-        read_l4(l3 + ihl, ev);
+        read_l4(l3 + ihl, end, ev);
     }
     Anomaly::None
 }
@@ -709,13 +711,15 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) -> Anomaly {
     if h[0] >> 4 != 6 {
         return Anomaly::WrongVersion;
     }
+    // The packet's end by its own header (a jumbogram says 0: none).
+    let end = l3 + 40 + u16::from_be_bytes([h[4], h[5]]) as u64;
     ev.flags |= EVENT_IPV6;
     ev.saddr.copy_from_slice(&h[8..24]);
     ev.daddr.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     if !matches!(next, 0 | 43 | 60 | 51 | 44) {
         ev.l4_proto = next;
-        l4_fields([h[40], h[41], h[42], h[43]], l3 + 40, ev);
+        l4_fields([h[40], h[41], h[42], h[43]], l3 + 40, end, ev);
         return Anomaly::None;
     }
     let mut offset = l3 + 40;
@@ -751,22 +755,23 @@ fn read_ipv6(l3: u64, ev: &mut DropEvent) -> Anomaly {
         }
     }
     ev.l4_proto = next;
-    read_l4(offset, ev);
+    read_l4(offset, end, ev);
     Anomaly::None
 }
 
 #[inline(always)]
-fn read_l4(l4: u64, ev: &mut DropEvent) {
+fn read_l4(l4: u64, end: u64, ev: &mut DropEvent) {
     if let Some(p) = read::<[u8; 4]>(l4) {
-        l4_fields(p, l4, ev);
+        l4_fields(p, l4, end, ev);
     }
 }
 
 /// Ports or ICMP type/code from the first 4 bytes of the transport header (at `l4`), and a
-/// TCP segment's flags.
+/// TCP segment's flags where the IP packet (ending at `end`, its header's length) holds
+/// them: a truncated segment has none to read.
 #[inline(always)]
-fn l4_fields(p: [u8; 4], l4: u64, ev: &mut DropEvent) {
-    if ev.l4_proto == 6 {
+fn l4_fields(p: [u8; 4], l4: u64, end: u64, ev: &mut DropEvent) {
+    if ev.l4_proto == 6 && l4 + 14 <= end {
         if let Some(flags) = read::<u8>(l4 + 13) {
             ev.tcp_flags = flags;
             ev.flags |= EVENT_TCP_FLAGS;

@@ -1688,7 +1688,7 @@ fn late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags()
             f,
             &[
                 &format!(
-                    "5 tcp segments from {from} to port 41000 in netns {}, none a connection attempt",
+                    "5 tcp segments from {from} to port 41000 in netns {}, none of the ",
                     pair.b.name
                 ),
                 "none was a connection attempt (SYN)",

@@ -123,7 +123,7 @@ pub fn drop_groups(
 /// The TCP segments whose flags were read, by kind, of the stats of a site's groups.
 fn tcp_segments<'a>(stats: impl Iterator<Item = &'a GroupStats>) -> Option<(u64, u64)> {
     let (syn, other) = stats.fold((0u64, 0u64), |(syn, other), s| {
-        (syn + u64::from(s.tcp_syn), other + u64::from(s.tcp_other))
+        (syn + s.tcp_syn, other + s.tcp_other)
     });
     (syn + other > 0).then_some((syn, other))
 }

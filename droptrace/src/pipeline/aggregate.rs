@@ -59,10 +59,10 @@ pub struct GroupStats {
     pub last_ns: u64,
     /// Largest packet seen (delivered events only).
     pub max_len: u32,
-    /// Delivered TCP segments whose flags were read, by kind (saturating): connection
-    /// attempts (SYN without ACK) and the rest (segments of a connection: ACK, FIN, RST).
-    pub tcp_syn: u16,
-    pub tcp_other: u16,
+    /// Delivered TCP segments whose flags were read, by kind: connection attempts (SYN
+    /// without ACK) and the rest (segments of a connection: ACK, FIN, RST).
+    pub tcp_syn: u64,
+    pub tcp_other: u64,
 }
 
 impl GroupStats {
@@ -100,8 +100,8 @@ impl GroupStats {
         self.counted += other.counted;
         self.last_ns = self.last_ns.max(other.last_ns);
         self.max_len = self.max_len.max(other.max_len);
-        self.tcp_syn = self.tcp_syn.saturating_add(other.tcp_syn);
-        self.tcp_other = self.tcp_other.saturating_add(other.tcp_other);
+        self.tcp_syn += other.tcp_syn;
+        self.tcp_other += other.tcp_other;
     }
 }
 
@@ -177,9 +177,9 @@ impl Aggregator {
         stats.max_len = stats.max_len.max(drop.len);
         if let Some(flags) = drop.packet.tcp_flags {
             if crate::pipeline::event::is_connection_attempt(flags) {
-                stats.tcp_syn = stats.tcp_syn.saturating_add(1);
+                stats.tcp_syn += 1;
             } else {
-                stats.tcp_other = stats.tcp_other.saturating_add(1);
+                stats.tcp_other += 1;
             }
         }
         entry.recent.push(drop);

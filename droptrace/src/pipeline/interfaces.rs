@@ -98,8 +98,8 @@ pub struct InterfaceReading {
     pub name: String,
     /// Each counter with its value.
     pub counters: Vec<(CounterKind, u64)>,
-    /// XDP programs attached to it (generic, native or offloaded).
-    pub xdp_programs: usize,
+    /// The ids of the XDP programs attached to it (generic, native or offloaded).
+    pub xdp_programs: Vec<u32>,
 }
 
 /// Every interface of every namespace watched, read at one moment.
@@ -174,6 +174,8 @@ pub struct InterfaceDrops {
     followed: BTreeMap<(Netns, u32, Cow<'static, str>), Followed>,
     /// The latest names of (namespace, ifindex).
     names: BTreeMap<(Netns, u32), (String, String)>,
+    /// The XDP programs attached to (namespace, ifindex) at the latest reading, by id.
+    programs: BTreeMap<(Netns, u32), Vec<u32>>,
     watched: Watched,
     /// The clock of the latest reading taken: an older one arriving late is not taken.
     latest_ns: Option<u64>,
@@ -195,7 +197,11 @@ impl InterfaceDrops {
             interfaces_read: true,
             namespaces: reading.namespaces,
             interfaces: reading.interfaces.len(),
-            xdp_programs: reading.interfaces.iter().map(|i| i.xdp_programs).sum(),
+            xdp_programs: reading
+                .interfaces
+                .iter()
+                .map(|i| i.xdp_programs.len())
+                .sum(),
             qstats_interfaces: reading.qstats_interfaces,
             xdp_traced: None,
         };
@@ -204,6 +210,8 @@ impl InterfaceDrops {
                 (i.netns, i.ifindex),
                 (i.netns_label.clone(), i.name.clone()),
             );
+            self.programs
+                .insert((i.netns, i.ifindex), i.xdp_programs.clone());
             for (kind, value) in &i.counters {
                 let value = *value;
                 match self.followed.entry((i.netns, i.ifindex, kind.name.clone())) {
@@ -276,25 +284,42 @@ impl InterfaceDrops {
     }
 
     /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer, and the
-    /// driver's own counts of frames freed without an skb). The counters of XDP drops are
-    /// left out when droptrace counts the verdicts (`verdicts_counted`): they are the
-    /// verdict rows' frames again. Otherwise an interface's XDP counters count the same
-    /// frames (virtio_net's `rx0_drops` and `rx0_xdp_drops` both grow by one for an
-    /// XDP_DROP), so only the largest of them adds. A device's losses in stats64's error
-    /// fields and in its queue statistics' hw drops are two views of the same frames
-    /// (drivers fill both from the same hardware counters): per interface the larger of
-    /// the two counts, never their sum. `qstats:*-alloc-fail` is not a count of drops and
-    /// adds nothing.
-    pub fn beyond_kfree_skb(&self, verdicts_counted: bool) -> u64 {
+    /// driver's own counts of frames freed without an skb).
+    ///
+    /// XDP: a driver's counts of the frames its native XDP program dropped (`rx0_xdp_drops`)
+    /// are the program's verdict rows' frames again where droptrace traces a program
+    /// attached to that interface (`traced`, by program id): they add nothing there, and
+    /// elsewhere they add. virtio_net's receive `drops` count every buffer it gave back,
+    /// XDP drops among them (an XDP_DROP grows `rx0_drops` and `rx0_xdp_drops`): where the
+    /// verdicts are counted only what `drops` has beyond the XDP ones adds, elsewhere the
+    /// larger of the two. Failed XDP_TX and redirects (`tx0_xdp_tx_drops`) were no drop
+    /// verdict: they always add.
+    ///
+    /// A device's losses in stats64's error fields and in its queue statistics' hw drops
+    /// are two views of the same frames (drivers fill both from the same hardware
+    /// counters): per interface the larger of the two counts, never their sum.
+    /// `qstats:*-alloc-fail` is not a count of drops and adds nothing.
+    pub fn beyond_kfree_skb(&self, traced: impl Fn(u32) -> bool) -> u64 {
+        #[derive(Default)]
+        struct Xdp {
+            rx_xdp: u64,
+            rx_all: u64,
+            other: u64,
+        }
         let rows = self.rows();
-        let mut xdp: BTreeMap<(Netns, u32), u64> = BTreeMap::new();
+        let mut xdp: BTreeMap<(Netns, u32), Xdp> = BTreeMap::new();
         let mut nic: BTreeMap<(Netns, u32), (u64, u64)> = BTreeMap::new();
         let mut sum = 0;
         for r in rows.iter().filter(|r| !r.in_kfree_skb) {
             let at = (r.netns, r.ifindex);
             if r.counts_xdp_drops {
-                let most = xdp.entry(at).or_default();
-                *most = (*most).max(r.drops);
+                let x = xdp.entry(at).or_default();
+                let name = r.counter.strip_prefix("ethtool:").unwrap_or(&r.counter);
+                match (name.starts_with("rx"), name.contains("xdp")) {
+                    (true, true) => x.rx_xdp += r.drops,
+                    (true, false) => x.rx_all += r.drops,
+                    (false, _) => x.other += r.drops,
+                }
                 continue;
             }
             match (r.counter.starts_with(QSTATS), r.layer) {
@@ -305,8 +330,17 @@ impl InterfaceDrops {
             }
         }
         sum += nic.values().map(|(a, b)| *a.max(b)).sum::<u64>();
-        if !verdicts_counted {
-            sum += xdp.values().sum::<u64>();
+        for (at, x) in &xdp {
+            let counted = self
+                .programs
+                .get(at)
+                .is_some_and(|ids| ids.iter().any(|id| traced(*id)));
+            sum += x.other
+                + if counted {
+                    x.rx_all.saturating_sub(x.rx_xdp)
+                } else {
+                    x.rx_all.max(x.rx_xdp)
+                };
         }
         sum
     }
@@ -467,7 +501,7 @@ mod tests {
                     (stats64_counter("tx_dropped").unwrap(), tx_dropped),
                     (stats64_counter("rx_missed_errors").unwrap(), rx_missed),
                 ],
-                xdp_programs: 1,
+                xdp_programs: vec![12],
             }],
         }
     }
@@ -515,7 +549,7 @@ mod tests {
             ("rx_missed_errors", Layer::Nic, 2, 3)
         );
         // tx_dropped may be kfree_skb's too: only the nic's drops add to the host's.
-        assert_eq!(d.beyond_kfree_skb(true), 2);
+        assert_eq!(d.beyond_kfree_skb(|_| true), 2);
         assert_eq!(
             d.watched(),
             Watched {
@@ -643,8 +677,8 @@ mod tests {
         d.update(&at(2, 6, 9, 40));
         assert_eq!(d.rows().len(), 3, "{:?}", d.rows());
         // The larger view of the device's losses, not 6 + 9; alloc-fail is no count of drops.
-        assert_eq!(d.beyond_kfree_skb(true), 9);
-        assert_eq!(d.beyond_kfree_skb(false), 9);
+        assert_eq!(d.beyond_kfree_skb(|_| true), 9);
+        assert_eq!(d.beyond_kfree_skb(|_| false), 9);
         assert_eq!(d.watched().qstats_interfaces, Some(1));
     }
 
@@ -664,9 +698,21 @@ mod tests {
         d.update(&at(2, 140, 2));
         assert_eq!(d.rows().len(), 3, "{:?}", d.rows());
         // The verdicts counted 40 already: only the nic's 2 are beyond them.
-        assert_eq!(d.beyond_kfree_skb(true), 2);
+        assert_eq!(d.beyond_kfree_skb(|_| true), 2);
         // Untraced, the 40 frames add once.
-        assert_eq!(d.beyond_kfree_skb(false), 42);
+        assert_eq!(d.beyond_kfree_skb(|_| false), 42);
+        // Another interface's program traced: this one's (id 12) frames still add.
+        assert_eq!(d.beyond_kfree_skb(|id| id == 99), 42);
+        // Buffers virtio_net gave back for other reasons add beside traced verdicts.
+        let mut r = at(3, 140, 2);
+        r.interfaces[0]
+            .counters
+            .retain(|(k, _)| k.name != "ethtool:rx0_drops");
+        r.interfaces[0]
+            .counters
+            .extend(driver_counters("virtio_net", &names("rx0_drops"), &[143]));
+        d.update(&r);
+        assert_eq!(d.beyond_kfree_skb(|id| id == 12), 5);
     }
 
     #[test]

@@ -90,23 +90,36 @@ fn driver_stats(fd: &OwnedFd, name: &str) -> Option<DriverStats> {
     })
 }
 
-/// The netdev family's id, asked once of the generic-netlink controller (ids are the
-/// kernel's, the same in every namespace): `None` inside when the kernel has no such
-/// family. Left unset while the question cannot be asked.
-type Family = OnceLock<Option<u16>>;
+/// What the kernel's netdev family offers, learnt once (ids and commands are the
+/// kernel's, the same in every namespace).
+#[derive(Default)]
+struct Family {
+    /// The family's id, asked of the generic-netlink controller: `None` inside when the
+    /// kernel has no such family (before 6.3). Left unset while the question cannot be
+    /// asked or its answer read.
+    id: OnceLock<Option<u16>>,
+    /// The family refused QSTATS_GET as a command it does not know (EOPNOTSUPP: 6.3 to
+    /// 6.8, before queue statistics came in 6.9).
+    no_qstats: std::sync::atomic::AtomicBool,
+}
 
 /// The queue statistics of every interface of the namespace the calling thread is in,
-/// through one generic-netlink socket; `None` when the kernel has no netdev family, or
-/// when they could not be read. A driver that gives none, or an interface that is down,
-/// is left out of the dump (or the kernel refuses it: EOPNOTSUPP): no queues, not an
-/// error.
+/// through one generic-netlink socket; `None` when the kernel has no netdev family or no
+/// QSTATS_GET, or when they could not be read. A driver that gives none, or an interface
+/// that is down, is left out of the dump: no queues, not an error.
 fn qstats_here(family: &Family) -> Option<Vec<QueueStats>> {
+    use std::sync::atomic::Ordering;
+    if family.no_qstats.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut socket = NetlinkSocket::open(libc::NETLINK_GENERIC).ok()?;
-    let id = match family.get() {
+    let id = match family.id.get() {
         Some(id) => *id,
         None => {
             let answer = socket.ask(&netdev::family_request(netdev::FAMILY)).ok()?;
-            *family.get_or_init(|| netdev::parse_family(&answer).ok().flatten())
+            // An answer that cannot be read is not a kernel without the family.
+            let found = netdev::parse_family(&answer).ok()?;
+            *family.id.get_or_init(|| found)
         }
     }?;
     match socket.dump(&netdev::qstats_request(id)) {
@@ -119,7 +132,10 @@ fn qstats_here(family: &Family) -> Option<Vec<QueueStats>> {
                     NetlinkError::Kernel(errno) => *errno,
                     NetlinkError::Short(_) => 0,
                 });
-            (errno == Some(libc::EOPNOTSUPP)).then(Vec::new)
+            if errno == Some(libc::EOPNOTSUPP) {
+                family.no_qstats.store(true, Ordering::Relaxed);
+            }
+            None
         }
     }
 }
@@ -186,10 +202,19 @@ impl System {
     /// What droptrace says once, at the start, of the queue statistics (not an error:
     /// most drivers give none).
     fn qstats_note(&self, first: &HostReading) -> Option<String> {
-        match (self.family.get(), first.qstats_interfaces) {
+        let no_qstats = self
+            .family
+            .no_qstats
+            .load(std::sync::atomic::Ordering::Relaxed);
+        match (self.family.id.get(), first.qstats_interfaces) {
             (Some(None), _) => Some(
                 "queue statistics (qstats) not read: this kernel has no netdev \
-                 generic-netlink family (Linux 6.9 and later have it)"
+                 generic-netlink family (Linux 6.9 and later have it with queue statistics)"
+                    .to_owned(),
+            ),
+            (Some(Some(_)), _) if no_qstats => Some(
+                "queue statistics (qstats) not read: this kernel's netdev family has no \
+                 QSTATS_GET (Linux 6.9 and later have it)"
                     .to_owned(),
             ),
             (_, Some(0)) => Some(
@@ -303,7 +328,7 @@ fn interface(
         ifindex: link.ifindex,
         name: link.name.clone(),
         counters,
-        xdp_programs: link.xdp_programs.len(),
+        xdp_programs: link.xdp_programs.clone(),
     }
 }
 
@@ -490,13 +515,20 @@ mod tests {
             ..HostReading::default()
         };
         let system = System::default();
-        system.family.set(None).unwrap();
+        system.family.id.set(None).unwrap();
         let note = system.qstats_note(&reading(None)).unwrap();
         assert!(note.contains("no netdev generic-netlink family"), "{note}");
         let system = System::default();
-        system.family.set(Some(20)).unwrap();
+        system.family.id.set(Some(20)).unwrap();
         let note = system.qstats_note(&reading(Some(0))).unwrap();
         assert!(note.contains("none of the interfaces"), "{note}");
+        let old = System::default();
+        old.family.id.set(Some(20)).unwrap();
+        old.family
+            .no_qstats
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let note = old.qstats_note(&reading(None)).unwrap();
+        assert!(note.contains("has no QSTATS_GET"), "{note}");
         let note = system.qstats_note(&reading(Some(1))).unwrap();
         assert_eq!(note, "queue statistics (qstats) read on 1 interface");
         // Never asked (no namespace could be read): nothing to say.

@@ -465,7 +465,7 @@ mod tests {
                     (stats64_counter("tx_dropped").unwrap(), tx),
                     (stats64_counter("rx_missed_errors").unwrap(), missed),
                 ],
-                xdp_programs: 0,
+                xdp_programs: Vec::new(),
             }],
         };
         agg.set_interfaces(&reading(90, 10));

@@ -219,7 +219,7 @@ pub fn interface_line(count: u64, row: &InterfaceRow) -> String {
         if row.in_kfree_skb {
             "; may also be a kfree_skb drop above"
         } else if row.counts_xdp_drops {
-            "; never reached kfree_skb; counts an XDP program's drops, its verdicts above"
+            "; never reached kfree_skb; counts frames an XDP program dropped"
         } else {
             "; never reached kfree_skb"
         }
@@ -246,11 +246,10 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
             "droptrace: interfaces' own counters grew by {} while watching, {} of them drops \
              kfree_skb never saw",
             rows.iter().map(|r| r.drops).sum::<u64>(),
-            agg.interfaces().beyond_kfree_skb(
-                agg.watched()
-                    .xdp_traced
-                    .is_some_and(|(traced, _)| traced > 0)
-            ),
+            agg.interfaces()
+                .beyond_kfree_skb(|id| agg.xdp_programs().is_some_and(|programs| programs
+                    .iter()
+                    .any(|p| p.id == id && p.untraced.is_none()))),
         );
         for row in &rows {
             let _ = writeln!(out, "{}", interface_line(row.drops, row));

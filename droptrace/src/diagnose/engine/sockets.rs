@@ -233,7 +233,7 @@ fn late_segments(n: &Ns<'_>, g: &DropGroup, port: u16, read: u64, f: &mut Findin
         .map(|((src, _), sport)| format!(" from {}", crate::pipeline::event::endpoint(src, sport)))
         .unwrap_or_default();
     f.summary = format!(
-        "{} tcp segments{from} to port {port} in {}, none a connection attempt: late segments of connections this host already closed (housekeeping)",
+        "{} tcp segments{from} to port {port} in {}, none of the {read} whose flags were read a connection attempt: late segments of connections this host already closed (housekeeping)",
         g.count, n.name
     );
     f.fix = format!(
@@ -424,11 +424,17 @@ pub(super) fn counted_on_connection(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) 
         return;
     };
     let sampled = g.addrs.zip(g.sport);
+    // ss prints a dual-stack socket's IPv4 peer as `::ffff:a.b.c.d`.
+    let ip = |text: &str| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|a| a.to_canonical())
+    };
     let is_sampled = |c: &Connection| {
         sampled.is_some_and(|((src, dst), sport)| {
             c.peer_port == sport
-                && c.peer_ip.parse::<std::net::IpAddr>().ok() == Some(src)
-                && c.local_ip.parse::<std::net::IpAddr>().ok() == Some(dst)
+                && ip(&c.peer_ip) == Some(src.to_canonical())
+                && ip(&c.local_ip) == Some(dst.to_canonical())
         })
     };
     let same = |a: &Connection, b: &Connection| {

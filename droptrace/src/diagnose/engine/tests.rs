@@ -843,7 +843,7 @@ fn tcp_segments_nothing_listens_for_are_housekeeping_only_without_a_syn() {
     assert_eq!((f[0].cause, f[0].benign), ("no_listener", true), "{f:#?}");
     assert!(
         f[0].summary.starts_with(
-            "5 tcp segments from 10.0.0.5:40000 to port 8080 in netns n1, none a connection attempt"
+            "5 tcp segments from 10.0.0.5:40000 to port 8080 in netns n1, none of the 5 whose flags were read a connection attempt"
         ),
         "{}",
         f[0].summary

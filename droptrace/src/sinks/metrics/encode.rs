@@ -351,7 +351,7 @@ mod tests {
                 ifindex: 2,
                 name: "veth-b".into(),
                 counters: vec![(stats64_counter("tx_dropped").unwrap(), value)],
-                xdp_programs: 0,
+                xdp_programs: Vec::new(),
             }],
         };
         agg.set_interfaces(&reading(100));

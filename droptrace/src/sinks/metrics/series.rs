@@ -1030,7 +1030,7 @@ mod tests {
                     (stats64_counter("tx_dropped").unwrap(), tx),
                     (stats64_counter("rx_missed_errors").unwrap(), missed),
                 ],
-                xdp_programs: 0,
+                xdp_programs: Vec::new(),
             }],
         };
         let mut agg = Aggregator::new();

@@ -178,7 +178,7 @@ pub(super) fn render_interfaces(state: &State, frame: &mut Frame, area: Rect) {
         if in_kfree_skb {
             "may also be in the rows above"
         } else if xdp {
-            "never reached kfree_skb; XDP drops, as the verdicts"
+            "never reached kfree_skb; includes XDP drops"
         } else {
             "never reached kfree_skb"
         }
