@@ -128,6 +128,9 @@ pub struct Connection {
     pub process: Option<String>,
     /// Drops counted on the socket (ss's skmem `d`; none for a TIME-WAIT socket).
     pub drops: Option<u64>,
+    /// The socket's inode (ss -e): tells a connection from a later one between the same
+    /// two ends.
+    pub inode: Option<u64>,
 }
 
 /// The routing tables and policy-routing rules of one address family.
@@ -543,6 +546,7 @@ fn sockets(raw: &RawSnapshot, st: &mut NsState) {
                     .first()
                     .map(|p| format!("{} (pid {})", p.name, p.pid)),
                 drops: s.skmem.as_ref().and_then(|m| m.drops),
+                inode: s.inode.filter(|i| *i != 0),
             })
         })),
         Err(e) => st.missing.push(format!("ss output: {e}")),

@@ -437,9 +437,11 @@ pub(super) fn counted_on_connection(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) 
                 && ip(&c.local_ip) == Some(dst.to_canonical())
         })
     };
+    // The same socket: by inode where ss gave both, else by its two ends.
     let same = |a: &Connection, b: &Connection| {
         (&a.local_ip, a.port, &a.peer_ip, a.peer_port)
             == (&b.local_ip, b.port, &b.peer_ip, b.peer_port)
+            && (a.inode.is_none() || b.inode.is_none() || a.inode == b.inode)
     };
     let mut grew: Vec<(&Connection, u64)> = after
         .connections

@@ -894,6 +894,7 @@ fn the_connection_that_counted_a_drop_is_named() {
         state: "ESTAB".into(),
         process: Some("nginx (pid 30)".into()),
         drops: Some(drops),
+        inode: Some(u64::from(peer_port)),
     };
     let mut before = state(vec![]);
     before.connections = vec![conn(60680, 8080, 2), conn(60690, 9090, 0)];
@@ -905,6 +906,16 @@ fn the_connection_that_counted_a_drop_is_named() {
         addrs: Some(("10.98.0.1".parse().unwrap(), "10.98.0.2".parse().unwrap())),
         ..group("tcp_validate_incoming", "TCP_INVALID_SEQUENCE", 5)
     };
+    // A later connection between the same two ends (another inode) counts from 0.
+    let mut reused = after.clone();
+    reused.connections[0].inode = Some(1);
+    reused.connections[0].drops = Some(5);
+    let f = run(std::slice::from_ref(&g), before.clone(), reused);
+    assert!(
+        f[0].evidence.iter().any(|e| e.contains("drops +5 (now 5)")),
+        "{:#?}",
+        f[0].evidence
+    );
     let f = run(&[g], before, after);
     assert_eq!(f[0].cause, "other", "{f:#?}");
     assert!(
