@@ -555,9 +555,16 @@ impl Pair {
     /// [`DROP_SYN`] (clsact ingress, direct action): TC_ACT_SHOT, no action module needed.
     pub fn with_tc_drop_syn() -> Pair {
         let pair = Pair::new();
-        pair.b
+        pair.attach_tc_drop_syn();
+        pair
+    }
+
+    /// Attaches the committed SYN-dropping tc program at `veth-b`'s ingress (a clsact
+    /// qdisc first), as a network component would.
+    pub fn attach_tc_drop_syn(&self) {
+        self.b
             .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
-        pair.b.exec(&[
+        self.b.exec(&[
             "tc",
             "filter",
             "add",
@@ -571,7 +578,6 @@ impl Pair {
             "sec",
             "classifier",
         ]);
-        pair
     }
 }
 

@@ -720,7 +720,6 @@ fn an_xdp_program_held_by_a_process_is_named_with_its_command_line() {
 
 fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
     use std::os::unix::fs::PermissionsExt;
-    let object = DROP_SYN;
     let pair = Pair::new();
     let netns = pair.b.path();
     let file = format!("/tmp/{}-baseline.json", pair.b.name);
@@ -742,22 +741,7 @@ fn a_tc_program_attached_since_the_baseline_is_named_and_ranked_first() {
 
     // Then a component attaches a program that drops SYNs; meanwhile more datagrams than
     // SYNs are dropped at a closed UDP port (nothing new: that port was closed before too).
-    pair.b
-        .exec(&["tc", "qdisc", "add", "dev", "veth-b", "clsact"]);
-    pair.b.exec(&[
-        "tc",
-        "filter",
-        "add",
-        "dev",
-        "veth-b",
-        "ingress",
-        "bpf",
-        "da",
-        "obj",
-        object,
-        "sec",
-        "classifier",
-    ]);
+    pair.attach_tc_drop_syn();
     let _server = pair.b.run(|| TcpListener::bind("0.0.0.0:8080").unwrap());
     let no_ports = pair.b.snmp("Udp", "NoPorts");
     let report = diagnose(&["--netns", &netns, "--baseline", &file], || {
