@@ -171,7 +171,7 @@ fn of_namespace(st: &NsState) -> NsBaseline {
                 kind: q.kind.clone(),
                 handle: q.handle.clone(),
                 parent: q.parent.clone(),
-                options: q.options.clone(),
+                options: q.options_flat(),
             })
             .collect(),
         sysctls: st

@@ -41,30 +41,8 @@ pub struct Rule {
     pub hook: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Qdisc {
-    pub dev: String,
-    pub kind: String,
-    pub handle: String,
-    /// Parent handle, for qdiscs that are not the root.
-    pub parent: Option<String>,
-    pub root: bool,
-    /// Options as tc's JSON has them (limit, rate, burst ...), flattened to text: what a
-    /// baseline compares.
-    pub options: String,
-    /// The options as `tc qdisc show` prints them, in its units (`rate 200Kbit burst 4Kb
-    /// lat 164ms`).
-    pub options_tc: String,
-    /// `limit` (packets, or bytes for tbf and bfifo), `rate` (bytes/s), `burst` (bytes)
-    /// and `lat` (microseconds), where the kind has them.
-    pub limit: Option<u64>,
-    pub rate: Option<u64>,
-    pub burst: Option<u64>,
-    pub latency_us: Option<u64>,
-    pub drops: u64,
-    pub overlimits: u64,
-    pub backlog_packets: u64,
-}
+/// A qdisc as tc reports it, with its statistics (`tc -s`).
+pub use super::evidence::tc::Qdisc;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Link {

@@ -19,8 +19,8 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
                         .iter()
                         .find(|p| p.dev == q.dev && p.handle == q.handle)
                 })
-                .map_or(0, |p| p.drops);
-            (q, q.drops.saturating_sub(before))
+                .map_or(0, |p| p.drops.unwrap_or(0));
+            (q, q.drops.unwrap_or(0).saturating_sub(before))
         })
         .filter(|(_, d)| *d > 0)
         .collect();
@@ -42,13 +42,13 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
     };
     f.summary = match q.kind.as_str() {
         // netem loses packets on purpose: its loss figure is the cause, not a full queue.
-        "netem" if q.options_tc.contains("loss ") => format!(
+        "netem" if q.options_tc().contains("loss ") => format!(
             "the netem qdisc on {} in {} {dropped} {d} packets{window}: it drops them on purpose, as told ({})",
-            q.dev, n.name, q.options_tc
+            q.dev, n.name, q.options_tc()
         ),
         _ => format!(
             "the {} qdisc on {} in {} {dropped} {d} packets{window}: it is full or over its rate ({})",
-            q.kind, q.dev, n.name, q.options_tc
+            q.kind, q.dev, n.name, q.options_tc()
         ),
     };
     for (q, d) in &grown {
@@ -60,15 +60,15 @@ pub(super) fn qdisc(n: &Ns<'_>, iface: Option<&str>, f: &mut Finding) -> String 
             q.handle,
             q.dev,
             if q.root { " (root)" } else { "" },
-            q.options_tc,
+            q.options_tc(),
             if n.before.is_some() {
                 format!("+{d} in the window")
             } else {
                 "in all".to_owned()
             },
-            q.drops,
-            q.overlimits,
-            q.backlog_packets
+            q.drops.unwrap_or(0),
+            q.overlimits.unwrap_or(0),
+            q.qlen.unwrap_or(0)
         ));
     }
     f.iface = Some(q.dev.clone());
@@ -98,7 +98,7 @@ fn fix(prefix: &str, q: &Qdisc) -> String {
         "; or go back to the default: {prefix}tc qdisc del dev {} {at}",
         q.dev
     );
-    if q.kind == "netem" && q.options_tc.contains("loss ") {
+    if q.kind == "netem" && q.options_tc().contains("loss ") {
         return format!(
             "remove the emulated loss (a test left in place?): {prefix}tc qdisc del dev {} {at}",
             q.dev
@@ -112,13 +112,13 @@ fn fix(prefix: &str, q: &Qdisc) -> String {
         )
     };
     let tbf_queue = q
-        .latency_us
+        .latency_us()
         .map(|us| format!("latency {}", tc::time_text(twice(us))))
         .or_else(|| {
             q.limit
                 .map(|b| format!("limit {}", tc::size_text(twice(b))))
         });
-    match (q.kind.as_str(), q.rate, q.burst, tbf_queue, q.limit) {
+    match (q.kind.as_str(), q.rate, q.burst(), tbf_queue, q.limit) {
         // tbf takes its rate, burst and latency (or limit) together.
         ("tbf", Some(rate), Some(burst), Some(queue), _) => change(format!(
             "rate {} burst {} {queue}",
@@ -136,7 +136,9 @@ fn fix(prefix: &str, q: &Qdisc) -> String {
         }
         _ => format!(
             "raise the {} qdisc's limit or rate ({}; see `{prefix}tc qdisc show dev {}`){back}",
-            q.kind, q.options_tc, q.dev
+            q.kind,
+            q.options_tc(),
+            q.dev
         ),
     }
 }
@@ -152,15 +154,16 @@ mod tests {
             handle: "1:".into(),
             parent: None,
             root: true,
-            options: String::new(),
-            options_tc: String::new(),
+            options: serde_json::json!({}),
             limit: None,
             rate: None,
-            burst: None,
-            latency_us: None,
-            drops: 0,
-            overlimits: 0,
-            backlog_packets: 0,
+            bytes: None,
+            packets: None,
+            drops: Some(0),
+            overlimits: Some(0),
+            requeues: None,
+            backlog: None,
+            qlen: None,
         }
     }
 
@@ -169,8 +172,7 @@ mod tests {
         // tc says `rate 200Kbit burst 4Kb lat 164ms`.
         let tbf = Qdisc {
             rate: Some(25_000),
-            burst: Some(4096),
-            latency_us: Some(164_000),
+            options: serde_json::json!({"rate": 25_000, "burst": 4096, "lat": 164_000}),
             ..qdisc("tbf")
         };
         assert_eq!(
@@ -180,8 +182,8 @@ mod tests {
              ip netns exec web tc qdisc del dev veth-a root handle 1:"
         );
         let tbf_limit = Qdisc {
-            latency_us: None,
             limit: Some(3000),
+            options: serde_json::json!({"rate": 25_000, "burst": 4096, "limit": 3000}),
             ..tbf.clone()
         };
         assert!(fix("", &tbf_limit).contains("tbf rate 400Kbit burst 8Kb limit 6000b;"));
@@ -200,7 +202,7 @@ mod tests {
             fix("", &pfifo)
         );
         let htb = Qdisc {
-            options_tc: "default 0x10 r2q 10".into(),
+            options: serde_json::json!({"default": "0x10", "r2q": 10}),
             ..qdisc("htb")
         };
         assert_eq!(

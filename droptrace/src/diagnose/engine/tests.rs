@@ -326,18 +326,19 @@ fn benign_drops_rank_after_real_causes() {
         handle: "8001:".into(),
         parent: None,
         root: true,
-        options: "rate 125000".into(),
-        options_tc: "rate 1Mbit".into(),
+        options: serde_json::json!({"rate": 125_000}),
         limit: None,
         rate: Some(125_000),
-        burst: None,
-        latency_us: None,
-        drops: 0,
-        overlimits: 0,
-        backlog_packets: 0,
+        bytes: None,
+        packets: None,
+        drops: Some(0),
+        overlimits: Some(0),
+        requeues: None,
+        backlog: None,
+        qlen: None,
     });
     let mut after = before.clone();
-    after.qdiscs[0].drops = 7;
+    after.qdiscs[0].drops = Some(7);
     let f = run(
         &[
             group("unix_release_sock", "UNIX_DISCONNECT", 500),

@@ -41,6 +41,41 @@ pub struct Qdisc {
     pub qlen: Option<u64>,
 }
 
+impl Qdisc {
+    /// The options as `tc qdisc show` prints them, in its units (`rate 200Kbit burst 4Kb
+    /// lat 164ms`).
+    pub fn options_tc(&self) -> String {
+        options_text(&self.kind, &self.options)
+    }
+
+    /// The options flattened as tc's JSON has them (`limit 8192 rate 1Mbit`): what a
+    /// baseline compares.
+    pub fn options_flat(&self) -> String {
+        match self.options.as_object() {
+            Some(map) if !map.is_empty() => map
+                .iter()
+                .filter(|(_, v)| !v.is_object() && !v.is_array())
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k} {s}"),
+                    other => format!("{k} {other}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => "default options".into(),
+        }
+    }
+
+    /// options.burst in bytes, where the kind has one (tbf).
+    pub fn burst(&self) -> Option<u64> {
+        self.options.get("burst").and_then(Value::as_u64)
+    }
+
+    /// options.lat in microseconds (tbf).
+    pub fn latency_us(&self) -> Option<u64> {
+        self.options.get("lat").and_then(Value::as_u64)
+    }
+}
+
 /// One cls_bpf filter. `tc filter show` prints each filter twice, a bare header and then
 /// the entry with "options"; only the latter is kept.
 #[derive(Debug, Clone, PartialEq, Serialize)]

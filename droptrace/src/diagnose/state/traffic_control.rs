@@ -6,25 +6,7 @@ pub(super) fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
     if let Some(json) = raw.commands.get("qdiscs") {
         match tc::parse_qdiscs(json) {
             Ok(qdiscs) => {
-                st.qdiscs = qdiscs
-                    .into_iter()
-                    .map(|q| Qdisc {
-                        options: options_text(&q.options),
-                        options_tc: tc::options_text(&q.kind, &q.options),
-                        limit: q.limit,
-                        rate: q.rate,
-                        burst: q.options.get("burst").and_then(serde_json::Value::as_u64),
-                        latency_us: q.options.get("lat").and_then(serde_json::Value::as_u64),
-                        dev: q.dev,
-                        kind: q.kind,
-                        handle: q.handle,
-                        parent: q.parent,
-                        root: q.root,
-                        drops: q.drops.unwrap_or(0),
-                        overlimits: q.overlimits.unwrap_or(0),
-                        backlog_packets: q.qlen.unwrap_or(0),
-                    })
-                    .collect();
+                st.qdiscs = qdiscs;
             }
             Err(e) => st.missing.push(format!("tc qdisc output: {e}")),
         }
@@ -151,21 +133,5 @@ pub(super) fn traffic_control(raw: &RawSnapshot, st: &mut NsState) {
                 dev: f.dev,
             });
         }
-    }
-}
-
-/// `{"limit":8192,"rate":"1Mbit"}` as `limit 8192 rate 1Mbit`.
-fn options_text(options: &serde_json::Value) -> String {
-    match options.as_object() {
-        Some(map) if !map.is_empty() => map
-            .iter()
-            .filter(|(_, v)| !v.is_object() && !v.is_array())
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k} {s}"),
-                other => format!("{k} {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => "default options".into(),
     }
 }
