@@ -1839,6 +1839,54 @@ fn frames_to_a_wrong_mac_name_the_senders_neighbour_entry() {
     );
 }
 
+/// Datagrams to on-link addresses nobody holds (IPv4 and IPv6) wait for the neighbour
+/// layer, which gives up and drops them: the finding names the next hop's FAILED entry.
+/// The sender gives up after one probe of 100 ms (its own namespace's sysctls), and each
+/// dropped datagram is answered to the sender by an ICMP error, the count waited for.
+fn an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry() {
+    let pair = Pair::new();
+    for family in ["ipv4", "ipv6"] {
+        for (name, value) in [("mcast_solicit", "1"), ("retrans_time_ms", "100")] {
+            pair.a.exec(&[
+                "sysctl",
+                "-qw",
+                &format!("net.{family}.neigh.veth-a.{name}={value}"),
+            ]);
+        }
+    }
+    let (v4, v6) = ("10.77.0.9", "fd77::9");
+    let errors4 = pair.a.snmp("Icmp", "InErrors");
+    let errors6 = snmp6(&pair.a, "Icmp6InErrors");
+    let report = diagnose(&["--netns", &pair.a.path(), "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{v4}:7000").parse().unwrap(), 3, 20);
+        udp_burst(&pair.a, format!("[{v6}]:7000").parse().unwrap(), 3, 20);
+        reaches("the ICMP errors of the drops", errors4 + 3, || {
+            pair.a.snmp("Icmp", "InErrors")
+        });
+        reaches("the ICMPv6 errors of the drops", errors6 + 3, || {
+            snmp6(&pair.a, "Icmp6InErrors")
+        });
+    });
+    for (addr, protocol) in [(v4, "ARP"), (v6, "neighbour discovery")] {
+        let f = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["summary"].as_str().unwrap().contains(addr))
+            .unwrap_or_else(|| panic!("a finding for {addr}: {report:#}"));
+        assert_eq!(f["drops"], 3, "{f:#}");
+        assert_eq!(f["benign"], false);
+        assert_mentions(
+            f,
+            &[
+                &format!("the next hop {addr} does not answer {protocol} on veth-a"),
+                &format!("ip neigh show {addr} dev veth-a"),
+                &format!("{addr} FAILED on veth-a"),
+            ],
+        );
+    }
+}
+
 /// A counter of /proc/net/xfrm_stat in `ns` (`InPolBlock` for XfrmInPolBlock).
 fn xfrm_stat(ns: &Netns, name: &str) -> u64 {
     let text = ns.exec(&["cat", "/proc/net/xfrm_stat"]);
@@ -2174,4 +2222,5 @@ droptrace_tests::root_tests!(
     replies_to_a_client_port_whose_socket_is_gone_are_housekeeping,
     late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags,
     segments_outside_a_connections_window_name_the_connection_that_counted_them,
+    an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry,
 );

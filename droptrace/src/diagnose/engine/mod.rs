@@ -497,7 +497,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     }
     // What the kernel does with such a packet now, where the family did not ask already.
     if !matches!(class.cause, Cause::NoRoute | Cause::ForwardingDisabled) {
-        routing::path(&n, g, iface.as_deref(), &mut f);
+        routing::path(w, &n, g, iface.as_deref(), &mut f);
     }
     // The socket that counted them, where the family did not name it already.
     if class.cause != Cause::SocketRcvbuf {

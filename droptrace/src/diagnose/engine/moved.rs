@@ -119,6 +119,20 @@ pub(super) fn explained_by_drops(findings: &[Finding], inode: u32, counter: &str
         .sum()
 }
 
+/// Whether `counter` (`Udp:InErrors`) counts packets of `protocol` (`udp`): the IP layer's
+/// and the device's count every protocol; ICMP's count only ICMP.
+fn counts_protocol(counter: &str, protocol: Option<&str>) -> bool {
+    let group = counter.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let proto = protocol.unwrap_or("");
+    match group.as_str() {
+        "icmp" | "icmpmsg" => proto == "icmp",
+        "icmp6" => proto == "icmpv6",
+        "udp" | "udplite" | "udp6" | "udplite6" => proto == "udp" || proto == "udplite",
+        "tcp" | "tcpext" | "mptcpext" => proto == "tcp" || proto == "mptcp",
+        _ => true,
+    }
+}
+
 /// How the evidence line of counters in step begins.
 const STEP_PREFIX: &str = "counters that grew in step with these ";
 
@@ -153,11 +167,21 @@ pub(super) fn name_counters(w: &Window<'_>, f: &mut Finding, inode: u32, named_n
             f.drops, n.between, n.name
         ));
         if named_nothing {
-            f.summary = format!(
-                "{}; the kernel counted them as {counter} (+{} in the window)",
-                f.summary.trim_end_matches('.'),
-                now - before
-            );
+            // A counter of the packets' own protocol counts them; another one (ICMP errors
+            // that the drops caused, say) only grew with them.
+            f.summary = if counts_protocol(counter, f.protocol.as_deref()) {
+                format!(
+                    "{}; the kernel counted them as {counter} (+{} in the window)",
+                    f.summary.trim_end_matches('.'),
+                    now - before
+                )
+            } else {
+                format!(
+                    "{}; {counter} grew with them (+{} in the window)",
+                    f.summary.trim_end_matches('.'),
+                    now - before
+                )
+            };
         }
         return;
     }

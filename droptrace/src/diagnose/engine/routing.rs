@@ -6,9 +6,9 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use super::{place, DropGroup, Finding, Ns};
+use super::{place, DropGroup, Finding, Ns, Window};
 use crate::diagnose::{
-    evidence::route::{walk, Walk},
+    evidence::route::{walk, RouteAnswer, Walk},
     knowledge::{self, Cause},
     state::NsState,
 };
@@ -94,7 +94,13 @@ fn path_query(g: &DropGroup, iif: Option<&str>) -> Option<String> {
 
 /// What the kernel does with the packet of a group, asked after the window (see
 /// `route_queries`), with what that means for the drop: one evidence line.
-pub(super) fn path(n: &Ns<'_>, g: &DropGroup, iface: Option<&str>, f: &mut Finding) {
+pub(super) fn path(
+    w: &Window<'_>,
+    n: &Ns<'_>,
+    g: &DropGroup,
+    iface: Option<&str>,
+    f: &mut Finding,
+) {
     let (Some(after), Some((src, _))) = (n.after, g.addrs) else {
         return;
     };
@@ -140,6 +146,122 @@ pub(super) fn path(n: &Ns<'_>, g: &DropGroup, iface: Option<&str>, f: &mut Findi
         n.name,
         lookup.text()
     ));
+    if let Some(a) = &lookup.answer {
+        if !matches!(a.kind.as_str(), "local" | "broadcast" | "multicast")
+            && !REFUSING.contains(&a.kind.as_str())
+        {
+            if let Some((_, dst)) = g.addrs {
+                next_hop(w, n, a, dst, g, f);
+            }
+        }
+    }
+}
+
+/// The neighbour entry the packet's route sends it by (the gateway's, or the
+/// destination's on a link route), as sampled after the window: its state and
+/// link-layer address, and whether that address is the other end's where the device is a
+/// pair. A drop by the neighbour layer (`NEIGH_*`) whose family named nothing is said to
+/// be that entry's in the summary.
+fn next_hop(
+    w: &Window<'_>,
+    n: &Ns<'_>,
+    route: &RouteAnswer,
+    dst: IpAddr,
+    g: &DropGroup,
+    f: &mut Finding,
+) {
+    let (Some(after), Some(dev)) = (n.after, route.dev.as_deref()) else {
+        return;
+    };
+    // A point-to-point or loopback route has no neighbour to resolve.
+    if dev == "lo" {
+        return;
+    }
+    let hop = route.gateway.clone().unwrap_or_else(|| dst.to_string());
+    let same_ip = |a: &str| {
+        a.parse::<IpAddr>().ok().map(|a| a.to_canonical())
+            == hop.parse::<IpAddr>().ok().map(|h| h.to_canonical())
+    };
+    let entry = after
+        .neighbours
+        .iter()
+        .find(|e| e.dev == dev && same_ip(&e.dst));
+    let link = after.links.iter().find(|l| l.name == dev);
+    // The other end of a pair device, and its link-layer address.
+    let other = link.and_then(|l| {
+        let p = l.peer.as_ref()?;
+        let st = w.after.get(&p.netns.unwrap_or(n.inode))?;
+        let address = st
+            .links
+            .iter()
+            .find(|x| x.ifindex == p.ifindex)?
+            .address
+            .clone()?;
+        let ns = p
+            .netns
+            .filter(|i| *i != n.inode)
+            .map(|i| format!(" in {}", w.names.label(i)))
+            .unwrap_or_default();
+        Some((format!("{}{ns}", p.name), address))
+    });
+    let unresolved = |e: &crate::diagnose::evidence::neigh::Neighbour| {
+        e.lladdr.is_none()
+            || e.state
+                .iter()
+                .any(|s| matches!(s.as_str(), "FAILED" | "INCOMPLETE"))
+    };
+    let meaning = match (entry, &other) {
+        (None, _) => format!(
+            "no entry: {hop} is not resolved on {dev} now (never sent to since the table was cleared, or removed)"
+        ),
+        (Some(e), _) if unresolved(e) => format!(
+            "unresolved: {hop} does not answer {} on {dev}",
+            if dst.is_ipv4() { "ARP" } else { "neighbour discovery" }
+        ),
+        (Some(e), Some((peer, address))) => {
+            if e.lladdr.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(address)) {
+                format!("the address of {peer}, the other end of {dev}: the right receiver")
+            } else {
+                format!(
+                    "not the address of {peer} ({address}), the other end of {dev}: frames sent by it reach no one there"
+                )
+            }
+        }
+        (Some(_), None) => "resolved".to_owned(),
+    };
+    let text = entry
+        .map(|e| e.describe())
+        .unwrap_or_else(|| format!("{hop} on {dev}: none"));
+    f.evidence.push(format!(
+        "neighbour: ip neigh show {hop} dev {dev} (in {}): {text} ({meaning})",
+        n.name
+    ));
+    // The neighbour layer's drops: by reason, or by site where the kernel gives none.
+    let by_neighbour = g.reason.as_deref().is_some_and(|r| r.starts_with("NEIGH_"))
+        || g.function
+            .as_deref()
+            .is_some_and(|f| f.starts_with("neigh_"));
+    if by_neighbour && f.cause == Cause::Other.id() {
+        let said =
+            match entry {
+                Some(e) if unresolved(e) => {
+                    format!(
+                "the next hop {hop} does not answer {} on {dev} (its neighbour entry is {})",
+                if dst.is_ipv4() { "ARP" } else { "neighbour discovery" },
+                e.state.join(",")
+            )
+                }
+                None => format!("there is no neighbour entry for the next hop {hop} on {dev} now"),
+                Some(_) => format!("the next hop {hop} on {dev}: {meaning}"),
+            };
+        f.summary = format!("{}; {said}", f.summary.trim_end_matches('.'));
+        f.fix = format!(
+            "check that {hop} is up on {dev}'s link and answers {} ({}ip neigh show {hop} dev {dev}), or that the route to {dst} is the right one ({}ip route get {dst})",
+            if dst.is_ipv4() { "ARP" } else { "neighbour discovery" },
+            n.prefix,
+            n.prefix
+        );
+    }
 }
 
 fn queries(src: IpAddr, dst: IpAddr, iif: Option<&str>) -> Vec<String> {

@@ -997,3 +997,97 @@ fn xdp_verdicts_name_their_program_with_the_exact_count() {
     );
     assert!(f[0].fix.contains("bpftool prog show id 42"), "{}", f[0].fix);
 }
+
+/// A drop by the neighbour layer names the entry its route sends it by, as the kernel
+/// holds it after the window: FAILED, so the next hop does not answer ARP.
+#[test]
+fn a_neighbour_drop_names_the_next_hops_entry() {
+    let mut st = NsState {
+        links: vec![link(2, "ev-va", 1500)],
+        ..NsState::default()
+    };
+    let mut g = group("neigh_invalidate", "NEIGH_FAILED", 25);
+    g.protocol = Some("udp".into());
+    g.addrs = Some(("10.77.1.1".parse().unwrap(), "10.77.1.9".parse().unwrap()));
+    let after = BTreeMap::from([(1, st.clone())]);
+    let queries = route_queries(std::slice::from_ref(&g), &after, 1);
+    assert_eq!(queries, [(1, "10.77.1.9".to_owned())], "on the way out");
+    st.add_route_lookup(
+        queries[0].1.clone(),
+        Ok(evidence_fixture("ip-route-get.link.v4.json")),
+    );
+    st.neighbours = crate::diagnose::evidence::neigh::parse_neighbours(&evidence_fixture(
+        "ip-neigh.failed.json",
+    ))
+    .unwrap();
+    let f = run(std::slice::from_ref(&g), NsState::default(), st);
+    assert!(
+        f[0].evidence.iter().any(|e| e
+            == "neighbour: ip neigh show 10.77.1.9 dev ev-va (in netns n1): 10.77.1.9 FAILED on ev-va (unresolved: 10.77.1.9 does not answer ARP on ev-va)"),
+        "{f:#?}"
+    );
+    assert!(
+        f[0].summary.contains(
+            "the next hop 10.77.1.9 does not answer ARP on ev-va (its neighbour entry is FAILED)"
+        ),
+        "{}",
+        f[0].summary
+    );
+    assert!(
+        f[0].fix
+            .contains("ip netns exec n1 ip neigh show 10.77.1.9 dev ev-va"),
+        "{}",
+        f[0].fix
+    );
+}
+
+/// On a pair device, the entry's link-layer address is compared with the other end's:
+/// a permanent entry pointing elsewhere sends frames to no one.
+#[test]
+fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
+    let mut a = link(2, "ev-va", 1500);
+    a.peer = Some(crate::diagnose::state::Peer {
+        netns: Some(3),
+        ifindex: 7,
+        name: "ev-vb".into(),
+        mtu: 1500,
+    });
+    let mut b = link(7, "ev-vb", 1500);
+    b.address = Some("9e:5b:00:00:00:02".into());
+    let mut st = NsState {
+        links: vec![a],
+        ..NsState::default()
+    };
+    let peer = NsState {
+        links: vec![b],
+        ..NsState::default()
+    };
+    let mut g = group("nft_do_chain", "NETFILTER_DROP", 4);
+    g.addrs = Some(("10.77.1.1".parse().unwrap(), "10.77.1.9".parse().unwrap()));
+    g.function = Some("ip_finish_output2".into());
+    st.add_route_lookup(
+        "10.77.1.9".into(),
+        Ok(evidence_fixture("ip-route-get.link.v4.json")),
+    );
+    let wrong =
+        r#"[{"dst":"10.77.1.9","dev":"ev-va","lladdr":"02:00:00:00:00:99","state":["PERMANENT"]}]"#;
+    st.neighbours = crate::diagnose::evidence::neigh::parse_neighbours(wrong).unwrap();
+    let before = BTreeMap::from([(1, NsState::default()), (3, peer.clone())]);
+    let after = BTreeMap::from([(1, st.clone()), (3, peer.clone())]);
+    let f = run_in(std::slice::from_ref(&g), &before, &after);
+    assert!(
+        f[0].evidence.iter().any(|e| e.ends_with(
+            "(not the address of ev-vb in n3 (9e:5b:00:00:00:02), the other end of ev-va: frames sent by it reach no one there)"
+        )),
+        "{f:#?}"
+    );
+    // The right address is said to be the receiver's.
+    st.neighbours[0].lladdr = Some("9E:5B:00:00:00:02".into());
+    let after = BTreeMap::from([(1, st), (3, peer)]);
+    let f = run_in(std::slice::from_ref(&g), &before, &after);
+    assert!(
+        f[0].evidence.iter().any(|e| e
+            .ends_with("(the address of ev-vb in n3, the other end of ev-va: the right receiver)")),
+        "{f:#?}"
+    );
+}
