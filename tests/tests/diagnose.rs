@@ -1875,6 +1875,7 @@ fn an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry() {
             .find(|f| f["summary"].as_str().unwrap().contains(addr))
             .unwrap_or_else(|| panic!("a finding for {addr}: {report:#}"));
         assert_eq!(f["drops"], 3, "{f:#}");
+        assert_eq!(f["cause"], "neighbour", "{f:#}");
         assert_eq!(f["benign"], false);
         assert_mentions(
             f,
@@ -1885,6 +1886,50 @@ fn an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry() {
             ],
         );
     }
+}
+
+/// A veth whose other end is down drops what it is given to send (QDISC_DROP at
+/// `__dev_queue_xmit` on 6.18): the finding is the interface that carries nothing, with the
+/// other end named and the command that brings it up, for IPv4 and IPv6 alike. Static
+/// neighbour entries send the datagrams straight to the device.
+fn an_interface_whose_pair_end_is_down_is_named_with_it() {
+    let pair = Pair::new();
+    pair.b.exec(&["ip", "link", "set", "veth-b", "down"]);
+    for addr in [B4, B6] {
+        pair.a.exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "veth-a",
+            "nud",
+            "permanent",
+        ]);
+    }
+    let dropped = || pair.a.link_stat("veth-a", "tx", "dropped");
+    let before = dropped();
+    let report = diagnose(&["--netns", &pair.a.path(), "--proto", "udp"], || {
+        udp_burst(&pair.a, format!("{B4}:7000").parse().unwrap(), 5, 20);
+        udp_burst(&pair.a, format!("[{B6}]:7000").parse().unwrap(), 5, 20);
+        reaches("veth-a's transmit drops", before + 10, dropped);
+    });
+    let f = top(&report);
+    assert_eq!(f["cause"], "nic", "{report:#}");
+    assert_eq!(f["drops"], 10, "{report:#}");
+    assert_mentions(
+        f,
+        &[
+            &format!(
+                "nothing passes veth-a: veth-a in netns {} has no carrier",
+                pair.a.name
+            ),
+            &format!("its other end veth-b in netns {} is down", pair.b.name),
+            &format!("ip netns exec {} ip link set veth-b up", pair.b.name),
+        ],
+    );
 }
 
 /// A counter of /proc/net/xfrm_stat in `ns` (`InPolBlock` for XfrmInPolBlock).
@@ -2223,4 +2268,5 @@ droptrace_tests::root_tests!(
     late_tcp_segments_to_a_port_nothing_holds_are_housekeeping_from_their_flags,
     segments_outside_a_connections_window_name_the_connection_that_counted_them,
     an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry,
+    an_interface_whose_pair_end_is_down_is_named_with_it,
 );

@@ -65,6 +65,13 @@ pub struct Link {
     /// In promiscuous mode (the PROMISC flag, or a promiscuity count above 0): it sees
     /// frames for other hosts.
     pub promisc: bool,
+    /// Set up by its administrator (the UP flag).
+    pub admin_up: bool,
+    /// Up but without a carrier (the NO-CARRIER flag): a pair device whose other end is
+    /// down, a cable out.
+    pub no_carrier: bool,
+    /// The kernel's operational state (`UP`, `DOWN`, `LOWERLAYERDOWN`, `UNKNOWN`...).
+    pub oper_state: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,6 +81,10 @@ pub struct Peer {
     pub ifindex: u32,
     pub name: String,
     pub mtu: u32,
+    /// Set up (its UP flag): a pair device whose other end is down has no carrier.
+    pub admin_up: bool,
+    /// Its link-layer address: what a neighbour entry for the receiver should hold.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -328,6 +339,10 @@ fn links(raw: &RawSnapshot, st: &mut NsState) {
                         tx_dropped: l.tx.as_ref().map_or(0, |t| t.dropped),
                         promisc: l.flags.iter().any(|f| f == "PROMISC")
                             || l.promiscuity.is_some_and(|p| p > 0),
+                        admin_up: l.flags.iter().any(|f| f == "UP"),
+                        no_carrier: l.flags.iter().any(|f| f == "UP")
+                            && !l.flags.iter().any(|f| f == "LOWER_UP"),
+                        oper_state: l.oper_state,
                         address: l.address,
                         name: l.name,
                         peer,
@@ -365,6 +380,8 @@ fn peers(
                 ifindex: p.ifindex,
                 name: p.name.clone(),
                 mtu: p.mtu.unwrap_or(0),
+                admin_up: p.flags.iter().any(|f| f == "UP"),
+                address: p.address.clone(),
             };
             match (l.link_netnsid, l.link_index, &l.link_name) {
                 (Some(id), Some(index), _) => match others.get(&id) {

@@ -100,6 +100,9 @@ pub(super) fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding
                 }
                 Cause::Nic => {
                     nic(&n, &mut f);
+                    if let Some(i) = f.iface.clone() {
+                        super::link_state::explain(w, &n, &i, true, &mut f);
+                    }
                 }
                 Cause::SocketRcvbuf => {
                     rcvbuf(&n, None, &mut f);

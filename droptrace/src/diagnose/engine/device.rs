@@ -52,6 +52,38 @@ pub(super) fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
             }
         }
     }
+    // Transmit drops, where nothing was dropped on receive: the device refused to send.
+    if key == "unknown" {
+        for l in &after.links {
+            let before = n
+                .before
+                .and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex));
+            let tx = l
+                .tx_dropped
+                .saturating_sub(before.map_or(0, |b| b.tx_dropped));
+            if tx == 0 {
+                continue;
+            }
+            f.evidence.push(format!(
+                "ip -s link {}: tx dropped +{tx} in the window",
+                l.name
+            ));
+            if key == "unknown" {
+                key = l.name.clone();
+                f.iface = Some(l.name.clone());
+                f.summary = format!(
+                    "the interface {} in {} drops packets it is given to send (driver, or a pair device's other end)",
+                    l.name, n.name
+                );
+                f.fix = format!(
+                    "look at the device ({p}ip -s -d link show {k}; {p}ethtool -S {k}); for a pair device, its other end",
+                    p = n.prefix,
+                    k = key
+                );
+            }
+        }
+        return key;
+    }
     // The ring's advice only where an interface's own counters say it dropped; else the
     // reason's own fix (a bad checksum is corruption on the way, not a full ring).
     if key != "unknown" {

@@ -9,6 +9,7 @@
 mod bpf;
 mod counters;
 mod device;
+mod link_state;
 mod moved;
 mod mtu;
 mod neighbour;
@@ -475,6 +476,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
             format!("{}|{}", g.location, g.reason.clone().unwrap_or_default())
         }
     };
+    // A family that named nothing leaves the summary empty (or is `other`): an interface
+    // that carries nothing is then the better answer.
+    let family_named = !f.summary.is_empty() && class.cause != Cause::Other;
     if f.summary.is_empty() {
         f.summary = format!("{} packets{what}: {}", g.count, class.explanation);
     }
@@ -498,6 +502,9 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     // What the kernel does with such a packet now, where the family did not ask already.
     if !matches!(class.cause, Cause::NoRoute | Cause::ForwardingDisabled) {
         routing::path(w, &n, g, iface.as_deref(), &mut f);
+    }
+    if let Some(i) = iface.as_deref() {
+        link_state::explain(w, &n, i, !family_named && !f.benign, &mut f);
     }
     // The socket that counted them, where the family did not name it already.
     if class.cause != Cause::SocketRcvbuf {

@@ -190,19 +190,12 @@ fn next_hop(
     // The other end of a pair device, and its link-layer address.
     let other = link.and_then(|l| {
         let p = l.peer.as_ref()?;
-        let st = w.after.get(&p.netns.unwrap_or(n.inode))?;
-        let address = st
-            .links
-            .iter()
-            .find(|x| x.ifindex == p.ifindex)?
-            .address
-            .clone()?;
         let ns = p
             .netns
             .filter(|i| *i != n.inode)
             .map(|i| format!(" in {}", w.names.label(i)))
             .unwrap_or_default();
-        Some((format!("{}{ns}", p.name), address))
+        Some((format!("{}{ns}", p.name), p.address.clone()?))
     });
     let unresolved = |e: &crate::diagnose::evidence::neigh::Neighbour| {
         e.lladdr.is_none()
@@ -254,6 +247,7 @@ fn next_hop(
                 None => format!("there is no neighbour entry for the next hop {hop} on {dev} now"),
                 Some(_) => format!("the next hop {hop} on {dev}: {meaning}"),
             };
+        f.cause = Cause::Neighbour.id();
         f.summary = format!("{}; {said}", f.summary.trim_end_matches('.'));
         f.fix = format!(
             "check that {hop} is up on {dev}'s link and answers {} ({}ip neigh show {hop} dev {dev}), or that the route to {dst} is the right one ({}ip route get {dst})",

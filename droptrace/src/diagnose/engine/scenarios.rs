@@ -234,6 +234,53 @@ fn a_veths_peer_in_an_unsampled_namespace_is_resolved_exactly() {
     );
 }
 
+/// Drops on a veth whose other end (in a namespace not sampled itself) is down: whatever
+/// their reason, the interface that carries nothing is the finding, with the command that
+/// brings the other end up there.
+#[test]
+fn a_pair_whose_other_end_is_down_is_named_with_it() {
+    let mut sender = raw(&[("links", fixture!("ip-link.peer-down.json"))]);
+    sender.peer_namespaces.insert(
+        0,
+        crate::diagnose::raw::PeerNamespace {
+            inode: 7,
+            links: fixture!("ip-link.peer-down.other.json"),
+        },
+    );
+    let g = DropGroup {
+        function: Some("__dev_queue_xmit".into()),
+        location: "__dev_queue_xmit+0xdd1".into(),
+        reason: Some("QDISC_DROP".into()),
+        protocol: Some("udp".into()),
+        family: Some("ipv4".into()),
+        count: 20,
+        places: vec![(1, 2)],
+        max_len: 62,
+        ..DropGroup::default()
+    };
+    let f = run(std::slice::from_ref(&g), &sender, &sender);
+    assert_eq!(f[0].cause, "nic", "{f:#?}");
+    assert_eq!(
+        f[0].summary,
+        "nothing passes ev-va: ev-va in netns n1 has no carrier (operstate DOWN): its other end ev-vb in netns n7 is down"
+    );
+    assert_eq!(
+        f[0].fix,
+        "bring the other end up: ip netns exec n7 ip link set ev-vb up"
+    );
+    // With both ends up the qdisc family keeps the finding.
+    let up = sender.commands["links"]
+        .replace("\"NO-CARRIER\",", "")
+        .replace("\"UP\"]", "\"UP\",\"LOWER_UP\"]");
+    sender.commands.insert("links".into(), up);
+    let f = run(std::slice::from_ref(&g), &sender, &sender);
+    assert_eq!(f[0].cause, "qdisc", "{f:#?}");
+    assert!(
+        !f[0].evidence.iter().any(|e| e.starts_with("ip link: ")),
+        "{f:#?}"
+    );
+}
+
 #[test]
 fn a_veth_peer_in_the_same_namespace_is_found_by_name() {
     let links = from_raw(&raw(&[("links", fixture!("ip-link.veth-same-netns.json"))])).links;

@@ -44,6 +44,9 @@ fn link(ifindex: u32, name: &str, mtu: u32) -> Link {
         link_netnsid: None,
         address: None,
         promisc: false,
+        admin_up: true,
+        no_carrier: false,
+        oper_state: Some("UP".into()),
     }
 }
 
@@ -1051,6 +1054,8 @@ fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
         ifindex: 7,
         name: "ev-vb".into(),
         mtu: 1500,
+        admin_up: true,
+        address: Some("9e:5b:00:00:00:02".into()),
     });
     let mut b = link(7, "ev-vb", 1500);
     b.address = Some("9e:5b:00:00:00:02".into());

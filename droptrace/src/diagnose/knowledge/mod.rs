@@ -68,8 +68,9 @@ pub enum Cause {
     NoRoute,
     /// A packet not for this host arrived where forwarding is disabled.
     ForwardingDisabled,
-    /// Frames addressed to another link-layer address arrived on an interface that is not
-    /// promiscuous: a sender's neighbour (ARP/NDP) entry points elsewhere.
+    /// The neighbour layer: frames addressed to another link-layer address arrived on an
+    /// interface that is not promiscuous (a sender's neighbour entry points elsewhere), or
+    /// a next hop did not answer ARP/NDP and the packets waiting for it were dropped.
     Neighbour,
     /// An IPsec (xfrm) policy refused the packet: it blocks such packets, or demands a
     /// transform (ESP, AH) the packet did not have.
