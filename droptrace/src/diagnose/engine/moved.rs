@@ -24,7 +24,7 @@ pub struct CounterMove {
 
 /// Words in a counter's name that make it one of trouble (errors, drops, overflows,
 /// refusals) rather than one of traffic (`InReceives`, `OutSegs`).
-const TROUBLE: [&str; 23] = [
+const TROUBLE: [&str; 30] = [
     "err",
     "drop",
     "fail",
@@ -48,6 +48,16 @@ const TROUBLE: [&str; 23] = [
     "early_drop",
     "noroute",
     "paws",
+    // TCP-MD5 and TCP-AO refusals (TCPMD5NotFound, TCPMD5Unexpected, TCPAORequired).
+    "notfound",
+    "unexpected",
+    "required",
+    // IPReversePathFilter, OutOfWindowIcmps.
+    "reversepath",
+    "outofwindow",
+    // IPsec: XfrmInTmplMismatch, XfrmInPolBlock.
+    "mismatch",
+    "polblock",
 ];
 
 /// Whether a counter counts trouble by its name (case does not matter).
@@ -226,6 +236,9 @@ mod tests {
             "dev:eth0:rx_fifo",
             "nf_conntrack:insert_failed",
             "TcpExt:PAWSEstab",
+            "TcpExt:TCPMD5NotFound",
+            "TcpExt:IPReversePathFilter",
+            "TcpExt:TCPAORequired",
         ] {
             assert!(is_trouble(c), "{c}");
         }
