@@ -89,6 +89,7 @@ pub(super) fn from_counters(w: &Window<'_>, existing: &[Finding]) -> Vec<Finding
                 iface: None,
                 merge_key: format!("{cause}|{inode}|counter"),
                 netns_inode: Some(inode),
+                family: None,
                 subjects: Vec::new(),
             };
             match info.cause {

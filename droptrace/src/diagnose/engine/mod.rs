@@ -154,6 +154,10 @@ pub struct Finding {
     merge_key: String,
     #[serde(skip)]
     netns_inode: Option<u32>,
+    /// `ipv4` or `ipv6` when the drops' IP version is known: a counter of the other
+    /// version cannot be theirs.
+    #[serde(skip)]
+    family: Option<&'static str>,
     /// The state its evidence names (rules, chains, qdiscs, programs), as
     /// `subject` keys: a difference since a baseline concerns this finding only
     /// if it is about one of them (differences of other kinds go by kind and place).
@@ -178,8 +182,13 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
             None => findings.push(f),
         }
     }
-    // What the kernel counted these drops as, where their family named nothing.
-    for f in &mut findings {
+    // What the kernel counted these drops as, where their family named nothing: real
+    // causes first, the most drops first; a counter one finding took is not another's.
+    let mut order: Vec<usize> = (0..findings.len()).collect();
+    order.sort_by_key(|&i| (findings[i].benign, std::cmp::Reverse(findings[i].drops)));
+    let mut taken = std::collections::BTreeSet::new();
+    for i in order {
+        let f = &mut findings[i];
         let Some(inode) = f.netns_inode else { continue };
         let named_nothing = f.cause == Cause::Other.id()
             || f.evidence.iter().all(|e| {
@@ -187,7 +196,7 @@ pub fn diagnose(w: &Window<'_>) -> Vec<Finding> {
                     || e.starts_with("not collected: ")
                     || e.starts_with(routing::PATH_PREFIX)
             });
-        moved::name_counters(w, f, inode, named_nothing);
+        moved::name_counters(w, f, inode, named_nothing, &mut taken);
     }
     findings.extend(from_counters(w, &findings));
     for f in &mut findings {
@@ -413,6 +422,7 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
         iface: iface.clone(),
         merge_key: String::new(),
         netns_inode: Some(inode),
+        family: ip_family(g),
         subjects: Vec::new(),
     };
     f.evidence.extend(located);
@@ -513,6 +523,16 @@ fn from_group(w: &Window<'_>, g: &DropGroup) -> Finding {
     sockets::counted_on_connection(&n, g, &mut f);
     f.merge_key = format!("{}|{}|{}", f.cause, inode, key_detail);
     f
+}
+
+/// The drops' IP version, from their addresses or the kernel's ethertype.
+fn ip_family(g: &DropGroup) -> Option<&'static str> {
+    match (g.addrs, g.family.as_deref()) {
+        (Some((_, dst)), _) => Some(if dst.is_ipv4() { "ipv4" } else { "ipv6" }),
+        (None, Some("ipv4")) => Some("ipv4"),
+        (None, Some("ipv6")) => Some("ipv6"),
+        _ => None,
+    }
 }
 
 /// " tcp dport 1678 on veth-b in netns web"

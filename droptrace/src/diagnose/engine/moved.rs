@@ -143,6 +143,18 @@ fn counts_protocol(counter: &str, protocol: Option<&str>) -> bool {
     }
 }
 
+/// Whether `counter` can count packets of IP version `family`: /proc/net/snmp's and
+/// netstat's Ip, IpExt, Icmp and Udp count IPv4 only, snmp6's only IPv6; TCP's, the
+/// devices' and the rest count both.
+fn of_family(counter: &str, family: Option<&str>) -> bool {
+    let group = counter.split(':').next().unwrap_or("").to_ascii_lowercase();
+    match (group.as_str(), family) {
+        ("ip" | "ipext" | "icmp" | "icmpmsg" | "udp" | "udplite", Some("ipv6")) => false,
+        ("ip6" | "icmp6" | "udp6" | "udplite6", Some("ipv4")) => false,
+        _ => true,
+    }
+}
+
 /// How the evidence line of counters in step begins.
 const STEP_PREFIX: &str = "counters that grew in step with these ";
 
@@ -155,7 +167,13 @@ pub(super) fn in_step(delta: u64, drops: u64) -> bool {
 
 /// Adds to a finding of drops whose family named nothing the trouble counters of its
 /// namespace that grew in step with its drops, or says that none did among those read.
-pub(super) fn name_counters(w: &Window<'_>, f: &mut Finding, inode: u32, named_nothing: bool) {
+pub(super) fn name_counters(
+    w: &Window<'_>,
+    f: &mut Finding,
+    inode: u32,
+    named_nothing: bool,
+    taken: &mut std::collections::BTreeSet<(u32, String)>,
+) {
     let n = ns(w, inode);
     let Some(after) = n.after else {
         return;
@@ -164,7 +182,9 @@ pub(super) fn name_counters(w: &Window<'_>, f: &mut Finding, inode: u32, named_n
     let mut step: Vec<&(String, u64, u64)> = moved
         .iter()
         .filter(|(c, b, a)| is_trouble(c) && in_step(a - b, f.drops))
+        .filter(|(c, _, _)| of_family(c, f.family) && !taken.contains(&(inode, c.clone())))
         .collect();
+    taken.extend(step.iter().map(|(c, _, _)| (inode, c.clone())));
     step.sort_by_key(|(c, b, a)| ((a - b).abs_diff(f.drops), c.clone()));
     if let Some((counter, before, now)) = step.first() {
         let list = step

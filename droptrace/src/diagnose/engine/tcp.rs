@@ -35,6 +35,7 @@ fn finding(cause: &'static str, count: u64, flow: &TcpFlow, ns: &dyn NamespaceNa
             flow.local, flow.lport, flow.remote
         ),
         netns_inode: (inode != 0).then_some(inode),
+        family: None,
         subjects: Vec::new(),
     }
 }
