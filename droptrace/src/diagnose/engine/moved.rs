@@ -148,11 +148,13 @@ fn counts_protocol(counter: &str, protocol: Option<&str>) -> bool {
 /// devices' and the rest count both.
 fn of_family(counter: &str, family: Option<&str>) -> bool {
     let group = counter.split(':').next().unwrap_or("").to_ascii_lowercase();
-    match (group.as_str(), family) {
-        ("ip" | "ipext" | "icmp" | "icmpmsg" | "udp" | "udplite", Some("ipv6")) => false,
-        ("ip6" | "icmp6" | "udp6" | "udplite6", Some("ipv4")) => false,
-        _ => true,
-    }
+    !matches!(
+        (group.as_str(), family),
+        (
+            "ip" | "ipext" | "icmp" | "icmpmsg" | "udp" | "udplite",
+            Some("ipv6")
+        ) | ("ip6" | "icmp6" | "udp6" | "udplite6", Some("ipv4"))
+    )
 }
 
 /// How the evidence line of counters in step begins.
