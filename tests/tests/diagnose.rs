@@ -1909,16 +1909,26 @@ fn an_interface_whose_pair_end_is_down_is_named_with_it() {
             "permanent",
         ]);
     }
+    // No queue and a resolved neighbour: each datagram is dropped inside its send_to,
+    // so none is still on its way when the sends return. 6.12 and 6.18 count them in
+    // veth-a's tx_dropped; 6.1 does not (there the device without carrier has the noop
+    // qdisc, which counts nothing).
     let dropped = || pair.a.link_stat("veth-a", "tx", "dropped");
     let before = dropped();
     let report = diagnose(&["--netns", &pair.a.path(), "--proto", "udp"], || {
         udp_burst(&pair.a, format!("{B4}:7000").parse().unwrap(), 5, 20);
         udp_burst(&pair.a, format!("[{B6}]:7000").parse().unwrap(), 5, 20);
-        reaches("veth-a's transmit drops", before + 10, dropped);
     });
     let f = top(&report);
     assert_eq!(f["cause"], "nic", "{report:#}");
     assert_eq!(f["drops"], 10, "{report:#}");
+    // The device's count, where it keeps one, has the namespace's own multicast
+    // listener reports and solicitations besides (not UDP).
+    let counted = dropped() - before;
+    assert!(
+        counted == 0 || counted >= 10,
+        "veth-a's tx_dropped grew by {counted}"
+    );
     assert_mentions(
         f,
         &[
