@@ -227,6 +227,26 @@ pub fn interface_line(count: u64, row: &InterfaceRow) -> String {
     crate::format::printable(&s).into_owned()
 }
 
+/// The XDP exceptions, each with where else its frames are counted.
+fn exception_lines(out: &mut String, agg: &Aggregator, names: &Names) {
+    let rows = agg.xdp_exceptions();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "droptrace: XDP exceptions (each frame counted once: those counted elsewhere are shown, \
+         not added)"
+    );
+    for r in rows {
+        let why = match r.also_counted_as {
+            Some(a) => format!("; also counted as {}, not added", a.label()),
+            None => "; counted nowhere else, in the total".to_owned(),
+        };
+        let _ = writeln!(out, "{}{why}", line(r.count, &r.group, names));
+    }
+}
+
 /// The closing table of a text run: every group with its total, then what the
 /// interfaces' own counters say.
 pub fn final_table(agg: &Aggregator, names: &Names) -> String {
@@ -239,6 +259,7 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
     unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
+    exception_lines(&mut out, agg, names);
     let rows = agg.interfaces().rows();
     if !rows.is_empty() {
         let _ = writeln!(
