@@ -466,6 +466,83 @@ pub struct TcpEvent {
 }
 const _: () = assert!(size_of::<TcpEvent>() == 112);
 
+// ---------------------------------------------------------------------------------------
+// XDP exceptions: aborts and failed XDP_TX/redirects (`xdp:xdp_exception`,
+// `xdp:xdp_redirect_err`, `xdp:xdp_redirect_map_err`), counted by key in the kernel
+// (`droptrace-ebpf/src/xdp.rs`).
+// ---------------------------------------------------------------------------------------
+
+/// Where the exception programs find what they read (offsets from the running kernel's
+/// BTF), beside the drop program's `Config` (interface and namespace offsets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpExcConfig {
+    /// `XDP_EXC_CONFIG_*` bits.
+    pub flags: u32,
+    /// `bpf_prog.aux` (a `struct bpf_prog_aux *`).
+    pub prog_aux: u32,
+    /// `bpf_prog_aux.id`.
+    pub aux_id: u32,
+    /// `net_device.xdp_prog`: the generic-mode (skb) program, the one `do_xdp_generic` runs.
+    pub dev_xdp_prog: u32,
+    /// `net_device.rtnl_link_ops` (a `struct rtnl_link_ops *`).
+    pub dev_link_ops: u32,
+    /// `rtnl_link_ops.kind` (a `const char *`: `"veth"`).
+    pub link_ops_kind: u32,
+}
+const _: () = assert!(size_of::<XdpExcConfig>() == 24);
+
+impl XdpExcConfig {
+    pub const ZERO: XdpExcConfig = XdpExcConfig {
+        flags: 0,
+        prog_aux: 0,
+        aux_id: 0,
+        dev_xdp_prog: 0,
+        dev_link_ops: 0,
+        link_ops_kind: 0,
+    };
+}
+
+/// The exception programs count (their programs are attached only with it).
+pub const XDP_EXC_CONFIG_ON: u32 = 1 << 0;
+/// `struct net` has `net_cookie`.
+pub const XDP_EXC_CONFIG_HAS_NET_COOKIE: u32 = 1 << 1;
+
+/// Which tracepoint counted an exception (`XdpExcKey::tracepoint`).
+pub const XDP_TP_EXCEPTION: u8 = 0;
+pub const XDP_TP_REDIRECT_ERR: u8 = 1;
+pub const XDP_TP_REDIRECT_MAP_ERR: u8 = 2;
+
+/// Where the program ran (`XdpExcKey::path`), read from the interface: a driver's own
+/// (native) XDP, generic (skb) mode, or a veth's native XDP (which runs on skbs).
+pub const XDP_PATH_DRIVER: u8 = 0;
+pub const XDP_PATH_GENERIC: u8 = 1;
+pub const XDP_PATH_VETH: u8 = 2;
+
+/// What an exception is counted by.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct XdpExcKey {
+    pub prog_id: u32,
+    pub ifindex: u32,
+    /// The namespace's inode.
+    pub netns: u32,
+    /// `xdp_exception`: the action (`enum xdp_action`); the redirect errors: the error
+    /// (a negative errno, as its two's complement).
+    pub value: u32,
+    /// `XDP_TP_*`.
+    pub tracepoint: u8,
+    /// `XDP_PATH_*`.
+    pub path: u8,
+    pub _pad: [u8; 6],
+    /// The namespace's cookie (0 when the kernel has none).
+    pub netns_cookie: u64,
+}
+const _: () = assert!(size_of::<XdpExcKey>() == 32);
+
+/// Exception keys the kernel's map holds.
+pub const XDP_EXC_MAX: u32 = 1024;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
@@ -486,4 +563,10 @@ mod user {
     // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::TcpDropMark {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
+    unsafe impl aya::Pod for super::XdpExcConfig {}
+    // SAFETY: a #[repr(C)] struct of integers with explicit padding: every bit pattern
+    // is a valid value.
+    unsafe impl aya::Pod for super::XdpExcKey {}
 }

@@ -26,6 +26,7 @@ use aya_log_ebpf::warn;
 use droptrace_common::*;
 
 mod tcp;
+mod xdp;
 
 /// Filled in by the loader before the program is verified (a frozen `.rodata` global, so
 /// the verifier prunes the filters that are off).

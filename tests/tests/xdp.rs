@@ -496,7 +496,149 @@ fn a_virtio_net_native_xdp_programs_drops_never_reach_kfree_skb_and_are_counted(
     }
 }
 
+/// The XDP program that aborts UDP to 6002 and fails to redirect UDP to 6003
+/// (`droptrace-ebpf/src/bin/xdp_exception_udp.rs`).
+const XDP_EXCEPTION_UDP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/xdp_exception_udp.bpf.o"
+);
+const ABORTED: u64 = 30;
+const REDIRECTED: u64 = 20;
+
+/// XDP exceptions on a veth: an abort and a failed redirect, each counted exactly by its
+/// tracepoint and named by the program, and each frame once in the total. Measured on
+/// 6.18 and ruled in `pipeline::xdp::also_counted_as`: an abort's skb (native and
+/// generic) and a failed generic redirect's reach kfree_skb (the exception is shown, not
+/// added); a failed native redirect's skb is consumed, counted only by the veth's
+/// `rx_dropped` (the exception is added).
+fn xdp_exceptions_counted_once(mode: Mode) {
+    let pair = Pair::new();
+    pair.a
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    let path = pair.b.path();
+    let dt = Droptrace::start(&["--netns", &path, "--format", "json"]);
+    let how = match mode {
+        Mode::Native => "xdpdrv",
+        Mode::Generic => "xdpgeneric",
+    };
+    pair.b.exec(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "veth-b",
+        how,
+        "obj",
+        XDP_EXCEPTION_UDP,
+        "sec",
+        "xdp",
+    ]);
+    let link: Value =
+        serde_json::from_str(&pair.b.exec(&["ip", "-j", "link", "show", "dev", "veth-b"]))
+            .expect("ip link json");
+    let id = link[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .or_else(|| link[0]["xdp"]["attached"][0]["prog"]["id"].as_u64())
+        .unwrap_or_else(|| panic!("no XDP program on veth-b: {link}"));
+    // droptrace follows the program before the traffic (its list is read each second).
+    let named = format!("XDP program xdp_exc_udp (id {id})");
+    wait_for(&named, || dt.stderr_so_far().contains(&named).then_some(()));
+    let rx_dropped = pair.b.link_stat("veth-b", "rx", "dropped");
+    let no_ports = pair.b.snmp("Udp", "NoPorts");
+    pair.a.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..ABORTED {
+            s.send_to(b"x", format!("{B4}:6002")).unwrap();
+        }
+        for _ in 0..REDIRECTED {
+            s.send_to(b"x", format!("{B4}:6003")).unwrap();
+        }
+        // A marker the program passes and the stack drops: after it, all went through.
+        s.send_to(b"x", format!("{B4}:{CLOSED_PORT}")).unwrap();
+    });
+    reaches("Udp NoPorts", no_ports + 1, || {
+        pair.b.snmp("Udp", "NoPorts")
+    });
+    let dropped_by_veth = pair.b.link_stat("veth-b", "rx", "dropped") - rx_dropped;
+    let summary = dt.stop_json();
+    eprintln!("{summary:#}");
+    let location = format!("xdp xdp_exc_udp (id {id})");
+    let exceptions = summary["xdp_exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no xdp_exceptions: {summary:#}"));
+    let row = |reason: &str| {
+        let rows: Vec<&Value> = exceptions
+            .iter()
+            .filter(|r| r["reason"] == reason)
+            .collect();
+        assert_eq!(rows.len(), 1, "{reason}: {exceptions:#?}");
+        assert_eq!(rows[0]["location"], location.as_str(), "{}", rows[0]);
+        assert_eq!(rows[0]["interface"], "veth-b", "{}", rows[0]);
+        assert_eq!(rows[0]["namespace"], pair.b.name.as_str(), "{}", rows[0]);
+        rows[0]
+    };
+    let traced = summary["xdp_programs"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["id"] == id))
+        .is_some_and(|p| p["traced"] == true);
+    // The abort: exact, and its frame counted where it is counted already.
+    let aborted = row("XDP_ABORTED (xdp_exception)");
+    assert_eq!(aborted["count"], ABORTED, "{aborted}");
+    let elsewhere = if traced { "xdp_verdict" } else { "kfree_skb" };
+    assert_eq!(aborted["also_counted_as"], elsewhere, "{aborted}");
+    // The failed redirect (EINVAL: no such interface).
+    let redirect = row("XDP_REDIRECT failed (err -22)");
+    assert_eq!(redirect["count"], REDIRECTED, "{redirect}");
+    let at_site = groups(&summary, |g| {
+        g["function"] == "veth_xdp_rcv_skb" || g["function"] == "do_xdp_generic"
+    });
+    let as_groups = groups(&summary, |g| g["location"] == location.as_str());
+    match mode {
+        Mode::Generic => {
+            // Both skbs freed through kfree_skb at do_xdp_generic.
+            assert_eq!(redirect["also_counted_as"], "kfree_skb", "{redirect}");
+            let verdicts = if traced { ABORTED } else { 0 };
+            assert_eq!(
+                count_of(&at_site),
+                ABORTED + REDIRECTED - verdicts,
+                "{summary:#}"
+            );
+            assert_eq!(count_of(&as_groups), verdicts, "{summary:#}");
+        }
+        Mode::Native => {
+            // The redirect's skb was consumed: only the veth counted it (its rx_dropped,
+            // the kernel's own figure), so the exception is the drop, once.
+            assert_eq!(dropped_by_veth, REDIRECTED, "veth-b's rx_dropped");
+            assert_eq!(redirect["also_counted_as"], Value::Null, "{redirect}");
+            let verdicts = if traced { ABORTED } else { 0 };
+            assert_eq!(count_of(&at_site), ABORTED - verdicts, "{summary:#}");
+            assert_eq!(count_of(&as_groups), REDIRECTED + verdicts, "{summary:#}");
+        }
+    }
+    // Each frame once: every group together is the datagrams sent (the marker
+    // included), and the total is the groups.
+    // (Attaching in native mode turns on the veth's NAPI, which frees one skb of its own:
+    // `napi_get_frags_check` on 6.1 and 6.12, `netif_napi_add_weight_locked` on 6.18.)
+    let attaching = groups(&summary, |g| {
+        g["function"] == "napi_get_frags_check" || g["function"] == "netif_napi_add_weight_locked"
+    });
+    let all = groups(&summary, |_| true);
+    assert_eq!(
+        count_of(&all) - count_of(&attaching),
+        ABORTED + REDIRECTED + 1,
+        "{summary:#}"
+    );
+    assert_eq!(summary["total"], count_of(&all), "{summary:#}");
+}
+
+droptrace_tests::cases! { xdp_exceptions_counted_once:
+    native_xdp_exceptions_are_counted_exactly_and_each_frame_once => (Mode::Native),
+    generic_xdp_exceptions_are_counted_exactly_and_each_frame_once => (Mode::Generic),
+}
+
 droptrace_tests::root_tests!(
+    native_xdp_exceptions_are_counted_exactly_and_each_frame_once,
+    generic_xdp_exceptions_are_counted_exactly_and_each_frame_once,
     a_native_xdp_programs_drops_are_counted_once_and_named_by_it,
     a_generic_xdp_programs_drops_are_counted_once_and_named_by_it,
     xdp_verdicts_in_diagnose_name_the_program_with_its_exact_count,

@@ -126,6 +126,12 @@ const OBJECTS: &[(&str, &str)] = &[
     ("drop_syn", "tests/fixtures/drop_syn.bpf.o"),
     // An XDP program that drops UDP to port 6001, for the same tests.
     ("drop_udp_xdp", "tests/fixtures/drop_udp_xdp.bpf.o"),
+    // An XDP program that aborts UDP to port 6002 and fails to redirect UDP to 6003, for
+    // the XDP exception tests.
+    (
+        "xdp_exception_udp",
+        "tests/fixtures/xdp_exception_udp.bpf.o",
+    ),
 ];
 
 fn build_ebpf(check: bool) -> Result<()> {
@@ -226,6 +232,7 @@ fn test() -> Result<()> {
             "droptrace-ebpf/src/main.rs",
             "droptrace-ebpf/src/bin/drop_syn.rs",
             "droptrace-ebpf/src/bin/drop_udp_xdp.rs",
+            "droptrace-ebpf/src/bin/xdp_exception_udp.rs",
             "droptrace/fuzz/fuzz_targets/read_recording.rs",
         ])
         .current_dir(&ws))?;

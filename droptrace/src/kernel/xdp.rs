@@ -45,6 +45,51 @@ impl XdpLayout {
     }
 }
 
+/// The XDP exception tracepoints and the programs counting them
+/// (`droptrace-ebpf/src/xdp.rs`): (tracepoint, program).
+pub const EXCEPTION_TRACEPOINTS: [(&str, &str); 3] = [
+    ("xdp_exception", "droptrace_xdp_exception"),
+    ("xdp_redirect_err", "droptrace_xdp_redirect_err"),
+    ("xdp_redirect_map_err", "droptrace_xdp_redirect_map_err"),
+];
+
+/// What the exception programs need of the running kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpExcLayout {
+    pub config: droptrace_common::XdpExcConfig,
+    /// Each tracepoint of [`EXCEPTION_TRACEPOINTS`] with its BTF typedef's id, `None`
+    /// where this kernel lacks it (`xdp_redirect_map_err` is gone in 6.18).
+    pub tracepoints: Vec<(&'static str, &'static str, Option<u32>)>,
+}
+
+impl XdpExcLayout {
+    pub fn from_btf(btf: &Btf, skb: &SkbOffsets) -> Result<XdpExcLayout, String> {
+        let off = |s: &str, path: &[&str]| {
+            btf.member_offset(s, path)
+                .map_err(|e| format!("{s}.{}: {e}", path.join(".")))
+        };
+        let mut config = droptrace_common::XdpExcConfig {
+            flags: droptrace_common::XDP_EXC_CONFIG_ON,
+            prog_aux: off("bpf_prog", &["aux"])?,
+            aux_id: off("bpf_prog_aux", &["id"])?,
+            dev_xdp_prog: off("net_device", &["xdp_prog"])?,
+            dev_link_ops: off("net_device", &["rtnl_link_ops"])?,
+            link_ops_kind: off("rtnl_link_ops", &["kind"])?,
+        };
+        if skb.net_cookie.is_some() {
+            config.flags |= droptrace_common::XDP_EXC_CONFIG_HAS_NET_COOKIE;
+        }
+        let tracepoints = EXCEPTION_TRACEPOINTS
+            .iter()
+            .map(|&(tp, program)| (tp, program, btf.typedef_id(&format!("btf_trace_{tp}"))))
+            .collect();
+        Ok(XdpExcLayout {
+            config,
+            tracepoints,
+        })
+    }
+}
+
 /// The key of the verdict counter's hash map: what a drop is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VerdictKey {
@@ -266,6 +311,32 @@ mod tests {
             Insn::new(LDX_DW, 7, 1, 8, 0).to_bytes(),
             [0x79, 0x17, 8, 0, 0, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn linux_6_18_and_6_1_have_what_the_exception_programs_read() {
+        let btf = crate::kernel::btf::tests::vmlinux();
+        let skb = SkbOffsets::from_btf(btf).unwrap();
+        let layout = XdpExcLayout::from_btf(btf, &skb).unwrap();
+        // `bpftool btf dump file /sys/kernel/btf/vmlinux format c` on 6.18.
+        assert_eq!(layout.config.aux_id, 32, "bpf_prog_aux.id");
+        let ids: Vec<_> = layout
+            .tracepoints
+            .iter()
+            .map(|t| (t.0, t.2.is_some()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("xdp_exception", true),
+                ("xdp_redirect_err", true),
+                ("xdp_redirect_map_err", false)
+            ]
+        );
+        let old = crate::kernel::btf::tests::vmlinux_6_1();
+        let skb = SkbOffsets::from_btf(&old).unwrap();
+        let layout = XdpExcLayout::from_btf(&old, &skb).unwrap();
+        assert!(layout.tracepoints.iter().all(|t| t.2.is_some()));
     }
 
     #[test]

@@ -133,6 +133,8 @@ pub struct Aggregator {
     tcp: super::tcp::TcpTable,
     /// The XDP programs found, traced or not; `None` when XDP verdicts are not counted.
     xdp_programs: Option<Vec<super::xdp::XdpProgram>>,
+    /// The XDP exceptions by group, with where else each is counted (absolute).
+    xdp_exceptions: Vec<super::xdp::ExceptionRow>,
 }
 
 impl Aggregator {
@@ -282,6 +284,23 @@ impl Aggregator {
                 stats.counted = n;
             }
         }
+    }
+
+    /// Takes the XDP exceptions as read (absolute): every row is kept to be shown; those
+    /// counted nowhere else are drop groups too (`set_xdp`).
+    pub fn set_xdp_exceptions(&mut self, rows: Vec<super::xdp::ExceptionRow>, read_ns: u64) {
+        self.set_xdp(
+            rows.iter()
+                .filter(|r| r.also_counted_as.is_none())
+                .map(|r| (r.group, r.count)),
+            read_ns,
+        );
+        self.xdp_exceptions = rows;
+    }
+
+    /// The XDP exceptions, each with where else it is counted.
+    pub fn xdp_exceptions(&self) -> &[super::xdp::ExceptionRow] {
+        &self.xdp_exceptions
     }
 
     /// Takes a reading of the interfaces' counters (absolute values).

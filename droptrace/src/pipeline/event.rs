@@ -72,6 +72,58 @@ pub fn verdict_name(verdict: u32) -> String {
     }
 }
 
+/// Reasons of XDP exceptions: this, the tracepoint (`XDP_TP_*`) at bit 14 and the action
+/// or the error's magnitude below (another subsystem number no kernel uses).
+pub const EXCEPTION_REASONS: u32 = 0xfffd << crate::kernel::reasons::SUBSYS_SHIFT;
+
+/// The reason of an XDP exception: its tracepoint and its action (`xdp_exception`) or
+/// error (the redirect errors, a negative errno).
+pub fn exception_reason(tracepoint: u8, value: u32) -> u32 {
+    let magnitude = if tracepoint == wire::XDP_TP_EXCEPTION {
+        value
+    } else {
+        (value as i32).unsigned_abs()
+    };
+    EXCEPTION_REASONS | (u32::from(tracepoint & 3) << 14) | magnitude.min(0x3fff)
+}
+
+/// The tracepoint and action (or error, negative) an exception's reason stands for.
+pub fn exception_of(reason: u32) -> Option<(u8, i64)> {
+    if reason & !0xffff != EXCEPTION_REASONS {
+        return None;
+    }
+    let tracepoint = ((reason >> 14) & 3) as u8;
+    let v = i64::from(reason & 0x3fff);
+    Some((
+        tracepoint,
+        if tracepoint == wire::XDP_TP_EXCEPTION {
+            v
+        } else {
+            -v
+        },
+    ))
+}
+
+/// An exception's name: `XDP_ABORTED (xdp_exception)`, `XDP_REDIRECT failed (err -6)`.
+pub fn exception_name(tracepoint: u8, value: i64) -> String {
+    match (tracepoint, value) {
+        (wire::XDP_TP_EXCEPTION, 0) => "XDP_ABORTED (xdp_exception)".into(),
+        (wire::XDP_TP_EXCEPTION, 3) => "XDP_TX failed (xdp_exception)".into(),
+        (wire::XDP_TP_EXCEPTION, 4) => "XDP_REDIRECT failed (xdp_exception)".into(),
+        (wire::XDP_TP_EXCEPTION, v) => format!("XDP action {v} (xdp_exception)"),
+        (wire::XDP_TP_REDIRECT_MAP_ERR, e) => format!("XDP_REDIRECT to a map failed (err {e})"),
+        (_, e) => format!("XDP_REDIRECT failed (err {e})"),
+    }
+}
+
+/// The name of a reason that stands for an XDP verdict or exception.
+pub fn xdp_reason_name(reason: u32) -> Option<String> {
+    if let Some(v) = verdict_of(reason) {
+        return Some(verdict_name(v));
+    }
+    exception_of(reason).map(|(tp, v)| exception_name(tp, v))
+}
+
 #[cfg(test)]
 impl From<u32> for Netns {
     /// A namespace known by its inode only (tests).

@@ -283,6 +283,14 @@ impl InterfaceDrops {
         rows
     }
 
+    /// Whether the interface has a driver counter read that counts the frames an XDP
+    /// program dropped without an skb (virtio_net's `xdp_drops`...).
+    pub fn counts_xdp_drops_at(&self, netns: Netns, ifindex: u32) -> bool {
+        self.followed
+            .iter()
+            .any(|((n, i, _), f)| *n == netns && *i == ifindex && f.kind.counts_xdp_drops)
+    }
+
     /// Drops the interfaces counted that kfree_skb never saw (the `nic` layer, and the
     /// driver's own counts of frames freed without an skb).
     ///

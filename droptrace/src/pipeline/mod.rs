@@ -75,14 +75,26 @@ impl<'a, 'b> Flow<'a, 'b> {
         self.agg.set_interfaces(reading);
     }
 
+    /// The XDP exceptions of a reading, ruled (see `xdp::also_counted_as`) against the
+    /// interfaces' counters read so far.
+    pub fn xdp_exception_rows(&self, reading: &xdp::XdpReading) -> Vec<xdp::ExceptionRow> {
+        let interfaces = self.agg.interfaces();
+        xdp::exception_rows(reading, |netns, ifindex| {
+            interfaces.counts_xdp_drops_at(netns, ifindex)
+        })
+    }
+
     /// The XDP programs' verdicts as read (absolute values): the programs are named, the
-    /// counts that `keep` keeps become groups.
+    /// counts that `keep` keeps become groups; `exceptions` (from `xdp_exception_rows`)
+    /// are kept, those counted nowhere else as groups.
     pub fn xdp(
         &mut self,
         reading: &xdp::XdpReading,
+        exceptions: Vec<xdp::ExceptionRow>,
         read_ns: u64,
         keep: impl Fn(&crate::kernel::xdp::VerdictKey) -> bool,
     ) {
+        self.agg.set_xdp_exceptions(exceptions, read_ns);
         self.xdp_groups(
             &reading.programs,
             reading

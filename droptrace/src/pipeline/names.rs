@@ -159,8 +159,8 @@ impl Names {
     /// The reason's name (`reason N` for a value the table lacks); `None` when the kernel
     /// gives no reasons.
     pub fn reason(&self, raw: u32) -> Option<String> {
-        if let Some(verdict) = super::event::verdict_of(raw) {
-            return Some(super::event::verdict_name(verdict));
+        if let Some(name) = super::event::xdp_reason_name(raw) {
+            return Some(name);
         }
         self.reasons.as_ref().map(|t| t.display(raw))
     }

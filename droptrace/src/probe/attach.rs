@@ -45,6 +45,8 @@ pub struct ProbeOptions {
     pub verbose: bool,
     /// Attach the TCP programs too (retransmits and resets), where the kernel has them.
     pub tcp: Option<crate::kernel::tcp::TcpLayout>,
+    /// Attach the XDP exception programs too (with XDP counting on).
+    pub xdp_exceptions: Option<crate::kernel::xdp::XdpExcLayout>,
 }
 
 /// How the kernel samples when it counts by group (`CONFIG_COUNT_GROUPS`).
@@ -88,6 +90,12 @@ pub struct Probe<K: KernelMaps = AyaMaps> {
 }
 
 impl<K: KernelMaps> Probe<K> {
+    /// The XDP exceptions counted so far by key (absolute); `None` when they are not
+    /// counted.
+    pub fn xdp_exceptions(&self) -> Option<Vec<(wire::XdpExcKey, u64)>> {
+        self.kernel.xdp_exceptions()
+    }
+
     /// The probe's logic over `kernel`, a program attached as `program` on `cpus` CPUs.
     pub fn new(
         kernel: K,
@@ -165,6 +173,14 @@ impl Probe<AyaMaps> {
             .override_global("CONFIG", &config, true)
             .override_global("AYA_LOG_LEVEL", &log_level, true)
             .override_global("TCP_CONFIG", &tcp_config, true)
+            .override_global(
+                "XDP_EXC_CONFIG",
+                &opts
+                    .xdp_exceptions
+                    .as_ref()
+                    .map_or(wire::XdpExcConfig::ZERO, |x| x.config),
+                true,
+            )
             .map_max_entries("EVENTS", opts.ring_buffer_size)
             .map_max_entries("GROUPS", groups_max)
             .map_max_entries("LOST_GROUPS", lost_max)
@@ -220,6 +236,20 @@ impl Probe<AyaMaps> {
             }
             _ => None,
         };
+        let xdp_exceptions = match (&opts.xdp_exceptions, opts.layout.attach) {
+            (Some(layout), Attach::BtfTracepoint) if opts.layout.skb.is_some() => {
+                super::xdp::attach_exceptions(&mut ebpf, layout)
+            }
+            _ => false,
+        };
+        let xdp_exceptions = if xdp_exceptions {
+            Some(
+                BpfHashMap::try_from(take_map(&mut ebpf, "XDP_EXCEPTIONS")?)
+                    .map_err(|e| ProbeError::Map("XDP_EXCEPTIONS", e))?,
+            )
+        } else {
+            None
+        };
         let log = if opts.verbose {
             Some(
                 aya_log::EbpfLogger::init_with_logger(&mut ebpf, KernelLog).map_err(|e| {
@@ -265,6 +295,7 @@ impl Probe<AyaMaps> {
             epoch,
             log,
             tcp,
+            xdp_exceptions,
         };
         Ok(Probe::new(
             maps,

@@ -32,6 +32,8 @@ pub struct KernelFacts {
     pub tcp: Option<crate::kernel::tcp::TcpLayout>,
     /// What the XDP verdict counter reads; `None` without BTF.
     pub xdp: Option<crate::kernel::xdp::XdpLayout>,
+    /// What the XDP exception programs read (`None`: exceptions are not counted).
+    pub xdp_exceptions: Option<crate::kernel::xdp::XdpExcLayout>,
 }
 
 /// Reads the kernel's BTF (once), the tracepoint's tracefs format and kallsyms.
@@ -96,9 +98,16 @@ pub fn learn_kernel(force: Option<Attach>) -> Result<KernelFacts, Error> {
             .ok(),
         _ => None,
     };
+    let xdp_exceptions = match (btf.as_ref(), layout.skb.as_ref()) {
+        (Some(btf), Some(skb)) => crate::kernel::xdp::XdpExcLayout::from_btf(btf, skb)
+            .map_err(|e| warn(&format!("XDP exceptions not counted: {e}")))
+            .ok(),
+        _ => None,
+    };
     Ok(KernelFacts {
         tcp,
         xdp,
+        xdp_exceptions,
         tracepoint_btf_id: btf.as_ref().and_then(|b| b.typedef_id(TRACEPOINT_TYPEDEF)),
         layout,
         reasons,

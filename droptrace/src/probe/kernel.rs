@@ -43,6 +43,10 @@ pub trait KernelMaps {
     fn tcp(&mut self) -> Option<&mut super::tcp::TcpProbe> {
         None
     }
+    /// The XDP exceptions by key (absolute), where their programs are attached.
+    fn xdp_exceptions(&self) -> Option<Vec<(wire::XdpExcKey, u64)>> {
+        None
+    }
 }
 
 /// Reads a map's entries with `batch` (a few system calls), or, when that fails (a kernel
@@ -94,6 +98,9 @@ pub struct AyaMaps {
     pub(super) log: Option<aya_log::EbpfLogger<KernelLog>>,
     /// The TCP programs' ring and counters, where attached.
     pub(super) tcp: Option<super::tcp::TcpProbe>,
+    /// The XDP exceptions by key, where their programs are attached (readable after
+    /// the detach).
+    pub(super) xdp_exceptions: Option<BpfHashMap<MapData, wire::XdpExcKey, u64>>,
 }
 
 /// A shared hash map's entries: batched, or one key at a time on a kernel without batch
@@ -196,6 +203,11 @@ impl KernelMaps for AyaMaps {
 
     fn tcp(&mut self) -> Option<&mut super::tcp::TcpProbe> {
         self.tcp.as_mut()
+    }
+
+    fn xdp_exceptions(&self) -> Option<Vec<(wire::XdpExcKey, u64)>> {
+        let map = self.xdp_exceptions.as_ref()?;
+        Some(map.iter().filter_map(Result::ok).collect())
     }
 }
 

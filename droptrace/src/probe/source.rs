@@ -228,6 +228,11 @@ impl LiveSource<AyaMaps> {
             } else {
                 kernel.tcp.clone()
             },
+            xdp_exceptions: if count_xdp {
+                kernel.xdp_exceptions.clone()
+            } else {
+                None
+            },
         })?;
         let xdp = match (count_xdp, kernel.xdp, probe.xdp_owned()) {
             (true, Some(layout), Some(owned)) => {
@@ -337,8 +342,18 @@ impl<K: KernelMaps> LiveSource<K> {
     }
 
     fn refresh(&mut self, flow: &mut Flow<'_, '_>) -> Result<(), Error> {
+        // The interfaces first: the XDP exceptions are ruled against their counters.
+        if let Some(links) = &self.links {
+            self.link_readings.extend(links.take());
+        }
+        for reading in self.link_readings.drain(..) {
+            flow.interfaces(&reading);
+        }
         let (mut counters, lost) = self.probe.read_counters()?;
-        let xdp = self.xdp.as_ref().map(super::xdp::XdpWatch::read);
+        let mut xdp = self.xdp.as_ref().map(super::xdp::XdpWatch::read);
+        if let Some(reading) = xdp.as_mut() {
+            reading.exceptions = self.probe.xdp_exceptions().unwrap_or_default();
+        }
         let filters = &self.filters;
         let keep = |k: &crate::kernel::xdp::VerdictKey| {
             filters.netns.is_none_or(|ns| ns == k.netns)
@@ -359,22 +374,38 @@ impl<K: KernelMaps> LiveSource<K> {
             counters.seen += n;
             counters.matched += n;
         }
+        let exceptions: Vec<_> = xdp.as_ref().map_or_else(Vec::new, |reading| {
+            flow.xdp_exception_rows(reading)
+                .into_iter()
+                .filter(|r| {
+                    filters.netns.is_none_or(|ns| ns == r.group.netns.inode)
+                        && filters.ifindex.is_none_or(|i| i == r.group.ifindex)
+                })
+                .collect()
+        });
+        // Exceptions counted nowhere else are drops too.
+        let added: u64 = exceptions
+            .iter()
+            .filter(|r| r.also_counted_as.is_none())
+            .map(|r| r.count)
+            .sum();
+        counters.seen += added;
+        counters.matched += added;
         let read_ns = counters.read_ns;
         flow.counters(counters, lost);
         if let Some(reading) = &xdp {
-            flow.xdp(reading, read_ns, keep);
+            for r in &exceptions {
+                if let Some(places) = self.places.as_mut() {
+                    places.name_drop(&mut flow.names, r.group.netns, r.group.ifindex);
+                }
+            }
+            flow.xdp(reading, exceptions, read_ns, keep);
             if let Some(places) = self.places.as_mut() {
                 for (k, _) in reading.counts.iter().filter(|(k, _)| keep(k)) {
                     let netns = crate::pipeline::event::Netns::new(k.netns, k.netns_cookie);
                     places.name_drop(&mut flow.names, netns, k.ifindex);
                 }
             }
-        }
-        if let Some(links) = &self.links {
-            self.link_readings.extend(links.take());
-        }
-        for reading in self.link_readings.drain(..) {
-            flow.interfaces(&reading);
         }
 
         if let Some(tcp) = self.probe.tcp() {

@@ -124,7 +124,7 @@ impl TcpProbe {
     }
 }
 
-fn load_and_attach(
+pub(super) fn load_and_attach(
     ebpf: &mut Ebpf,
     program: &'static str,
     typedef: &str,

@@ -241,6 +241,22 @@ impl Tracer {
     }
 }
 
+/// Attaches the XDP exception programs this kernel has tracepoints for; false (said why)
+/// when none could be. They live in the drop program's object, beside these.
+pub fn attach_exceptions(ebpf: &mut aya::Ebpf, layout: &crate::kernel::xdp::XdpExcLayout) -> bool {
+    let mut any = false;
+    for &(tp, program, id) in &layout.tracepoints {
+        let Some(id) = id else {
+            continue; // `xdp_redirect_map_err` is gone from newer kernels
+        };
+        match super::tcp::load_and_attach(ebpf, program, &format!("btf_trace_{tp}"), tp, id) {
+            Ok(_) => any = true,
+            Err(e) => crate::format::warn(&format!("xdp:{tp} not counted: {e}")),
+        }
+    }
+    any
+}
+
 /// The XDP programs traced, and their verdicts' counter.
 pub struct XdpWatch {
     counts: Arc<OwnedFd>,
@@ -324,7 +340,11 @@ impl XdpWatch {
                 counts.push((k, u64::from_ne_bytes(value)));
             }
         }
-        XdpReading { programs, counts }
+        XdpReading {
+            programs,
+            counts,
+            exceptions: Vec::new(),
+        }
     }
 
     /// Stops following programs and detaches every counter; the counts stay readable.

@@ -71,6 +71,27 @@ pub struct Summary {
     /// not counted (`--no-xdp`, a header filter, a recording, a kernel without BTF).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp_programs: Option<Vec<XdpProgramSummary>>,
+    /// The XDP exceptions (`xdp:xdp_exception`, `xdp:xdp_redirect_err`,
+    /// `xdp:xdp_redirect_map_err`) by program, interface and namespace, each with its exact
+    /// count and where else its frames are counted (`also_counted_as`: `xdp_verdict`,
+    /// `kfree_skb`, `driver_counter`; then not added to `total`); those counted nowhere
+    /// else (`null`) are in `total` and in `groups` too. Absent when there were none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub xdp_exceptions: Vec<XdpExceptionSummary>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct XdpExceptionSummary {
+    pub program_id: u32,
+    /// `xdp NAME (id N)`.
+    pub location: String,
+    pub reason: String,
+    pub count: u64,
+    pub netns: u32,
+    pub namespace: Option<String>,
+    pub ifindex: u32,
+    pub interface: Option<String>,
+    pub also_counted_as: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -187,6 +208,24 @@ impl Summary {
                     })
                     .collect()
             }),
+            xdp_exceptions: agg
+                .xdp_exceptions()
+                .iter()
+                .map(|r| {
+                    let g = &r.group;
+                    XdpExceptionSummary {
+                        program_id: crate::pipeline::xdp::program_of(g.location).unwrap_or(0),
+                        location: names.location_display(g.location),
+                        reason: names.reason(g.reason).unwrap_or_default(),
+                        count: r.count,
+                        netns: g.netns.inode,
+                        namespace: names.namespace_name(g.netns).map(str::to_owned),
+                        ifindex: g.ifindex,
+                        interface: names.interface_name(g.netns, g.ifindex).map(str::to_owned),
+                        also_counted_as: r.also_counted_as.map(|a| a.label()),
+                    }
+                })
+                .collect(),
         }
     }
 }

@@ -227,6 +227,26 @@ pub fn interface_line(count: u64, row: &InterfaceRow) -> String {
     crate::format::printable(&s).into_owned()
 }
 
+/// The XDP exceptions, each with where else its frames are counted.
+fn exception_lines(out: &mut String, agg: &Aggregator, names: &Names) {
+    let rows = agg.xdp_exceptions();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "droptrace: XDP exceptions (each frame counted once: those counted elsewhere are shown, \
+         not added)"
+    );
+    for r in rows {
+        let why = match r.also_counted_as {
+            Some(a) => format!("; also counted as {}, not added", a.label()),
+            None => "; counted nowhere else, in the total".to_owned(),
+        };
+        let _ = writeln!(out, "{}{why}", line(r.count, &r.group, names));
+    }
+}
+
 /// The closing table of a text run: every group with its total, then what the
 /// interfaces' own counters say.
 pub fn final_table(agg: &Aggregator, names: &Names) -> String {
@@ -239,6 +259,7 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
         let _ = writeln!(out, "{}", line(s.count(), &g, names));
     }
     unattributed_lines(&mut out, agg.overflow(), c.lost_ungrouped);
+    exception_lines(&mut out, agg, names);
     let rows = agg.interfaces().rows();
     if !rows.is_empty() {
         let _ = writeln!(
@@ -262,6 +283,66 @@ pub fn final_table(agg: &Aggregator, names: &Names) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xdp_exceptions_are_listed_with_where_else_they_are_counted_and_only_new_ones_added() {
+        use crate::pipeline::xdp::{
+            exception_reason, name_program, program_location, AlsoCountedAs, ExceptionRow,
+        };
+        let row = |tp, value, n, also| ExceptionRow {
+            group: Group {
+                location: program_location(9),
+                reason: exception_reason(tp, value),
+                ethertype: 0,
+                ip_proto: None,
+                dport: None,
+                netns: 7.into(),
+                ifindex: 0,
+            },
+            count: n,
+            also_counted_as: also,
+        };
+        let mut agg = Aggregator::new();
+        agg.set_xdp_exceptions(
+            vec![
+                row(0, 0, 30, Some(AlsoCountedAs::KfreeSkb)),
+                row(1, (-22i32) as u32, 20, None),
+            ],
+            5,
+        );
+        let mut names = Names::default();
+        name_program(&mut names, 9, "xdp_exc_udp");
+        let table = final_table(&agg, &names);
+        assert!(
+            table.contains(
+                "      30 drops at xdp xdp_exc_udp (id 9) (XDP_ABORTED (xdp_exception)) in netns 7; \
+                 also counted as kfree_skb, not added\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "      20 drops at xdp xdp_exc_udp (id 9) (XDP_REDIRECT failed (err -22)) in netns 7; \
+                 counted nowhere else, in the total\n"
+            ),
+            "{table}"
+        );
+        // Only the one counted nowhere else is a drop group.
+        let ranked = agg.ranked();
+        assert_eq!(ranked.len(), 1);
+        assert_eq!(ranked[0].1.count(), 20);
+        let json = serde_json::to_value(super::super::summary::Summary::new(&agg, &names)).unwrap();
+        assert_eq!(json["xdp_exceptions"][0]["also_counted_as"], "kfree_skb");
+        assert_eq!(
+            json["xdp_exceptions"][1]["also_counted_as"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["xdp_exceptions"][1]["program_id"], 9);
+        assert_eq!(
+            json["xdp_exceptions"][1]["reason"],
+            "XDP_REDIRECT failed (err -22)"
+        );
+    }
 
     #[test]
     fn a_workload_name_with_control_characters_is_printed_escaped() {

@@ -20,20 +20,33 @@ pub(super) fn xdp_verdicts(
         .and_then(|f| f.strip_prefix("xdp "))
         .unwrap_or("?");
     let on = iface.map(|i| format!(" on {i}")).unwrap_or_default();
-    f.evidence.push(format!(
-        "droptrace: the XDP program `{name}` (id {prog_id}) returned {verdict} {} time{}{on} in \
-         {}, counted exactly by a fexit program on it; none of these frames is counted again \
-         at kfree_skb",
-        g.count,
-        if g.count == 1 { "" } else { "s" },
-        n.name
-    ));
+    // An XDP exception that nothing else counted (`pipeline::xdp::exception_name`): an
+    // abort, a failed XDP_TX or redirect, seen at the xdp tracepoints.
+    let exception = verdict.ends_with("(xdp_exception)") || verdict.starts_with("XDP_REDIRECT");
+    if exception {
+        f.evidence.push(format!(
+            "droptrace: the XDP program `{name}` (id {prog_id}) had {verdict} {} time{}{on} in \
+             {}, counted exactly at the xdp tracepoints; these frames are counted nowhere else",
+            g.count,
+            if g.count == 1 { "" } else { "s" },
+            n.name
+        ));
+    } else {
+        f.evidence.push(format!(
+            "droptrace: the XDP program `{name}` (id {prog_id}) returned {verdict} {} time{}{on} \
+             in {}, counted exactly by a fexit program on it; none of these frames is counted \
+             again at kfree_skb",
+            g.count,
+            if g.count == 1 { "" } else { "s" },
+            n.name
+        ));
+    }
     // The attachment sampled for this program, if any, gives its hook, holders and fix.
     let key = bpf(n, iface, None, true, Some(prog_id), f);
+    let did = if exception { "had" } else { "returned" };
     if f.summary.is_empty() {
         f.summary = format!(
-            "the XDP program `{name}` (id {prog_id}){on} in {} returned {verdict} for {} \
-             frame{}",
+            "the XDP program `{name}` (id {prog_id}){on} in {} {did} {verdict} for {} frame{}",
             n.name,
             g.count,
             if g.count == 1 { "" } else { "s" }
@@ -48,7 +61,7 @@ pub(super) fn xdp_verdicts(
         f.summary = f.summary.replace(
             " drops these packets",
             &format!(
-                " returned {verdict} for {} frame{}",
+                " {did} {verdict} for {} frame{}",
                 g.count,
                 if g.count == 1 { "" } else { "s" }
             ),

@@ -991,7 +991,7 @@ fn xdp_verdicts_name_their_program_with_the_exact_count() {
     );
 
     // Its attachment not sampled: named by id all the same.
-    let f = run(&[verdicts], state(vec![]), state(vec![]));
+    let f = run(std::slice::from_ref(&verdicts), state(vec![]), state(vec![]));
     assert_eq!(f[0].cause, "xdp");
     assert_eq!(
         f[0].summary,
@@ -999,6 +999,28 @@ fn xdp_verdicts_name_their_program_with_the_exact_count() {
          frames"
     );
     assert!(f[0].fix.contains("bpftool prog show id 42"), "{}", f[0].fix);
+
+    // An XDP exception counted nowhere else: the same finding, said as what happened.
+    let failed = DropGroup {
+        reason: Some("XDP_REDIRECT failed (err -22)".into()),
+        count: 20,
+        ..verdicts
+    };
+    let f = run(&[failed], state(vec![]), state(vec![]));
+    assert_eq!(f[0].cause, "xdp");
+    assert_eq!(
+        f[0].summary,
+        "the XDP program `dt_xdp_udp` (id 42) on eth0 in netns n1 had XDP_REDIRECT failed \
+         (err -22) for 20 frames"
+    );
+    assert!(
+        f[0].evidence.iter().any(|e| e
+            == "droptrace: the XDP program `dt_xdp_udp` (id 42) had XDP_REDIRECT failed (err \
+                -22) 20 times on eth0 in netns n1, counted exactly at the xdp tracepoints; \
+                these frames are counted nowhere else"),
+        "{:#?}",
+        f[0].evidence
+    );
 }
 
 /// A drop by the neighbour layer names the entry its route sends it by, as the kernel

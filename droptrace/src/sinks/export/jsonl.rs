@@ -288,7 +288,8 @@ impl<W: Write> JsonlSink<W> {
                     .get(&g.location)
                     .and_then(|l| l.function.as_deref())
                     .and_then(|f| f.strip_prefix("xdp ")),
-                reason: xdp::verdict_name(xdp::verdict_of(g.reason).unwrap_or(g.reason)),
+                reason: xdp::xdp_reason_name(g.reason)
+                    .unwrap_or_else(|| xdp::verdict_name(g.reason)),
                 count: s.count(),
                 ifindex: g.ifindex,
                 interface: names.interface_name(g.netns, g.ifindex),
