@@ -5,7 +5,7 @@ export HOME=/tmp/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 mkdir -p "$HOME" "$SHARE/results"
 cd "$WS" || exit 1
 start=$(date +%s)
-timeout -k 10 1800 "$XTASK" bench --xdp --droptrace-bin "$DROPTRACE_BIN" --rounds 3 --seconds 2 \
+timeout -k 10 1800 "$XTASK" bench --xdp --droptrace-bin "$DROPTRACE_BIN" --rounds 5 --seconds 2 \
     > "$SHARE/results/bench.out" 2> "$SHARE/results/bench.err"
 echo $? > "$SHARE/results/bench.rc"
 echo $(($(date +%s) - start)) > "$SHARE/results/bench.seconds"
