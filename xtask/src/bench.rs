@@ -23,10 +23,10 @@ use crate::workspace;
 pub struct BenchArgs {
     /// Rounds; each measures every tool once.
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
+    pub rounds: usize,
     /// Seconds of flooding per measurement.
     #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    pub seconds: f64,
     /// Leave out the peers (bpftrace, perf).
     #[arg(long)]
     no_peers: bool,
@@ -37,6 +37,14 @@ pub struct BenchArgs {
     /// serve), e.g. the main branch's: before and after a change in one table.
     #[arg(long, value_name = "PATH")]
     before: Option<PathBuf>,
+    /// Instead: the cost of droptrace's XDP verdict counter on frames an XDP_PASS program
+    /// passes (veth between two namespaces; bpf_stats, throughput, BPF_PROG_TEST_RUN).
+    #[arg(long)]
+    pub xdp: bool,
+    /// The droptrace to run instead of building this workspace's (`--xdp` only; how the
+    /// qemu guests of `cargo xtask vmtest --bench-xdp` run it).
+    #[arg(long, value_name = "PATH", requires = "xdp")]
+    pub droptrace_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,6 +104,9 @@ pub fn prepare(prefix: &str) -> Result<(PathBuf, Namespace)> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
+    if args.xdp {
+        return crate::bench_xdp::bench_xdp(args);
+    }
     let (bin, ns) = prepare("dtbench")?;
 
     let mut tools = vec![
@@ -223,10 +234,10 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 const COST_ROUNDS: usize = 3;
 
 /// `kernel.bpf_stats_enabled` on for as long as this lives, then back as it was found.
-struct BpfStats(String);
+pub(crate) struct BpfStats(String);
 
 impl BpfStats {
-    fn enable() -> Result<BpfStats> {
+    pub(crate) fn enable() -> Result<BpfStats> {
         let was = std::fs::read_to_string(BPF_STATS).context("reading bpf_stats_enabled")?;
         std::fs::write(BPF_STATS, "1").context("enabling bpf_stats")?;
         Ok(BpfStats(was.trim().to_string()))
@@ -245,7 +256,7 @@ impl Drop for BpfStats {
 }
 
 /// `(id, run_time_ns, run_cnt, name)` of every loaded BPF program.
-fn programs() -> Result<Vec<(u64, u64, u64, String)>> {
+pub(crate) fn programs() -> Result<Vec<(u64, u64, u64, String)>> {
     let out = Command::new("bpftool")
         .args(["-j", "prog", "show"])
         .output()
@@ -298,7 +309,7 @@ fn run_time_per_run(before: &std::collections::HashSet<u64>) -> Result<f64> {
     Ok(time as f64 / runs as f64)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
@@ -319,6 +330,17 @@ fn flood(ns: &str, seconds: f64) -> Result<f64> {
 /// Floods 127.0.0.1 inside the namespace for `seconds`, each packet to the next port of
 /// `ports` (nothing listens on them); returns packets sent per second.
 pub fn flood_ports(ns: &str, seconds: f64, ports: std::ops::RangeInclusive<u16>) -> Result<f64> {
+    flood_to(ns, seconds, [127, 0, 0, 1].into(), ports)
+}
+
+/// Floods `to` from inside the namespace for `seconds`, each packet to the next port of
+/// `ports`; returns packets sent per second.
+pub fn flood_to(
+    ns: &str,
+    seconds: f64,
+    to: std::net::Ipv4Addr,
+    ports: std::ops::RangeInclusive<u16>,
+) -> Result<f64> {
     let file = File::open(format!("/run/netns/{ns}")).context("opening the namespace")?;
     std::thread::scope(|s| {
         s.spawn(|| -> Result<f64> {
@@ -328,8 +350,8 @@ pub fn flood_ports(ns: &str, seconds: f64, ports: std::ops::RangeInclusive<u16>)
             }
             // Unconnected: a connected socket would return every other send as
             // ECONNREFUSED (the ICMP error of the previous packet) without sending.
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            let mut to: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            let mut to = std::net::SocketAddr::from((to, 9));
             let mut port = ports.clone().cycle();
             let payload = [0u8; 64];
             let start = Instant::now();
@@ -474,7 +496,7 @@ pub fn wait_for_line(child: &mut Child, prefix: &'static str) -> Result<()> {
 }
 
 /// A running tracer, stopped (SIGINT, then bounded wait) when dropped.
-struct Tracer(Option<Child>);
+pub(crate) struct Tracer(pub(crate) Option<Child>);
 
 impl Drop for Tracer {
     fn drop(&mut self) {

@@ -3,6 +3,7 @@ mod bench;
 mod bench_diagnose;
 mod bench_serve;
 mod bench_view;
+mod bench_xdp;
 mod deb;
 mod disk;
 mod docs;

@@ -81,8 +81,9 @@ pub fn newest(line: Line) -> Result<String> {
         })
 }
 
-/// Downloads (once) and extracts (once) a kernel, and builds its initramfs.
-pub fn prepare(line: Line, dir: &Path) -> Result<Kernel> {
+/// Downloads (once) and extracts (once) a kernel, and builds its initramfs; with
+/// `debug_info`, the DWARF vmlinux of the lines that want it.
+pub fn prepare(line: Line, dir: &Path, debug_info: bool) -> Result<Kernel> {
     let release = newest(line)?;
     let package = format!("linux-image-{release}");
     let root = dir.join("kernels").join(&release);
@@ -102,7 +103,7 @@ pub fn prepare(line: Line, dir: &Path) -> Result<Kernel> {
         bail!("{} has no {}", package, vmlinuz.display());
     }
     let initrd = initramfs(&root, &release, &dir.join("initramfs"))?;
-    let vmlinux = if line.wants_debug_info() {
+    let vmlinux = if debug_info && line.wants_debug_info() {
         Some(debug_vmlinux(&release, dir)?)
     } else {
         None

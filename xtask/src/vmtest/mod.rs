@@ -49,6 +49,10 @@ pub struct VmtestArgs {
     /// branch's, to compare): a path the guests see, so not under /tmp or /run.
     #[arg(long, value_name = "PATH")]
     droptrace_bin: Option<PathBuf>,
+    /// Instead of the tests: `cargo xtask bench --xdp` (the XDP verdict counter's cost) in
+    /// a guest of each kernel with BTF, its tables printed per guest. Not part of CI.
+    #[arg(long, conflicts_with_all = ["filter", "big_node_only"])]
+    bench_xdp: bool,
 }
 
 impl VmtestArgs {
@@ -63,6 +67,7 @@ impl VmtestArgs {
             big_node_cpus: BIG_NODE_CPUS,
             big_node_only: false,
             droptrace_bin: None,
+            bench_xdp: false,
         }
     }
 }
@@ -233,16 +238,24 @@ pub fn vmtest(args: &VmtestArgs) -> Result<()> {
     run(cargo()
         .args(["build", "--locked", "--release", "-p", "droptrace"])
         .current_dir(&ws))?;
-    let binaries = test_binaries(&ws)?;
+    let binaries = if args.bench_xdp {
+        Vec::new()
+    } else {
+        test_binaries(&ws)?
+    };
+    // The bench needs no source lines: no 858 MB debug package for it.
     let kernels = lines
         .iter()
-        .map(|l| kernel::prepare(*l, &dir))
+        .map(|l| kernel::prepare(*l, &dir, !args.bench_xdp))
         .collect::<Result<Vec<_>>>()?;
     let accel = if kvm_works(&kernels[0], &dir) {
         "kvm"
     } else {
         "tcg"
     };
+    if args.bench_xdp {
+        return bench_xdp(&kernels, &dir, &ws, accel, args);
+    }
     eprintln!(
         "xtask: vmtest: {} test binaries on {} with {accel}",
         binaries.len(),
@@ -496,13 +509,7 @@ fn boot(
         })
         .collect();
     std::fs::write(share.join("binaries"), list)?;
-    let modprobe = format!(
-        "#!/bin/sh\n# The kernel runs this from the initramfs, tools from the shared root.\n\
-         if [ -e /vmtest-initramfs ]; then\n    exec /bin/chroot /root /sbin/modprobe -d {d} \"$@\"\nfi\n\
-         exec /sbin/modprobe -d {d} \"$@\"\n",
-        d = k.root.display()
-    );
-    write_executable(&share.join("modprobe"), &modprobe)?;
+    write_modprobe(k, &share)?;
     let mut job = format!(
         "#!/bin/bash\nSHARE={share}\nTESTS_DIR={tests}\nDROPTRACE_BIN={bin}\n\
          BINARY_TIMEOUT={BINARY_TIMEOUT_SECS}\nFILTER={filter}\n",
@@ -552,6 +559,100 @@ fn boot(
         );
     }
     Ok(outcome)
+}
+
+/// The guest's modprobe wrapper, in its share: modules from the extracted package.
+fn write_modprobe(k: &Kernel, share: &Path) -> Result<()> {
+    let modprobe = format!(
+        "#!/bin/sh\n# The kernel runs this from the initramfs, tools from the shared root.\n\
+         if [ -e /vmtest-initramfs ]; then\n    exec /bin/chroot /root /sbin/modprobe -d {d} \"$@\"\nfi\n\
+         exec /sbin/modprobe -d {d} \"$@\"\n",
+        d = k.root.display()
+    );
+    write_executable(&share.join("modprobe"), &modprobe)
+}
+
+/// `--bench-xdp`: this xtask's `bench --xdp` in one guest with BTF per kernel, one at a
+/// time (a benchmark wants the host's cores to itself as far as it can have them).
+fn bench_xdp(
+    kernels: &[Kernel],
+    dir: &Path,
+    ws: &Path,
+    accel: &str,
+    args: &VmtestArgs,
+) -> Result<()> {
+    let xtask = std::env::current_exe().context("this xtask's path")?;
+    let bin = args
+        .droptrace_bin
+        .as_ref()
+        .and_then(|b| std::fs::canonicalize(b).ok())
+        .unwrap_or_else(|| ws.join("target/release/droptrace"));
+    let mut failed = false;
+    for k in kernels {
+        let share = dir.join("run").join(format!("{}-bench-xdp", k.release));
+        if share.exists() {
+            std::fs::remove_dir_all(&share)?;
+        }
+        std::fs::create_dir_all(share.join("results"))?;
+        write_modprobe(k, &share)?;
+        let job = format!(
+            "#!/bin/bash\nSHARE={share}\nWS={ws}\nXTASK={xtask}\nDROPTRACE_BIN={bin}\n{body}",
+            share = share.display(),
+            ws = ws.display(),
+            xtask = xtask.display(),
+            bin = bin.display(),
+            body = include_str!("bench_job.sh"),
+        );
+        write_executable(&share.join("job.sh"), &job)?;
+        let console = share.join("console.log");
+        let file = std::fs::File::create(&console)?;
+        let started = Instant::now();
+        let status = qemu(k, accel, 1, Some((&share, true)), GUEST_TIMEOUT)
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+            .context("starting qemu-system-x86_64")?;
+        let wall = results::minutes(started.elapsed());
+        let read = |name: &str| std::fs::read_to_string(share.join("results").join(name));
+        let rc = read("bench.rc").unwrap_or_default();
+        if rc.trim() == "0" {
+            println!(
+                "vmtest: bench --xdp on {} ({accel}{}), guest wall time {wall}:\n{}",
+                k.release,
+                if accel == "tcg" {
+                    ", emulated: absolute times are TCG's"
+                } else {
+                    ""
+                },
+                read("bench.out").unwrap_or_default()
+            );
+            continue;
+        }
+        failed = true;
+        let err = read("bench.err").unwrap_or_default();
+        let console = std::fs::read_to_string(&console).unwrap_or_default();
+        let tail = |t: &str| {
+            t.lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        println!(
+            "vmtest: bench --xdp on {} failed (exit {}; qemu {status}) in {wall}:\n{}\n---- console:\n{}",
+            k.release,
+            if rc.is_empty() { "none" } else { rc.trim() },
+            tail(&err),
+            tail(&console)
+        );
+    }
+    if failed {
+        bail!("vmtest --bench-xdp failed");
+    }
+    Ok(())
 }
 
 /// 'text' for the job script's shell.
