@@ -3,6 +3,10 @@
 //! from here on parses that text, so it is testable on captured files.
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::kernel::sockdiag::{
+    ALL_STATES, CONNECTED_STATES, IPPROTO_TCP, IPPROTO_UDP, LISTEN_STATES,
+};
+
 /// Files read from /proc inside the namespace (relative to /proc/thread-self/net).
 pub const PROC_NET_FILES: &[&str] = &[
     "snmp",
@@ -50,19 +54,6 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     // namespace (see `MACHINE_WIDE`).
     ("bpf-cgroup", "bpftool", &["-j", "cgroup", "tree"]),
     (
-        "tcp-listen",
-        "ss",
-        &["-H", "-t", "-l", "-n", "-p", "-e", "-m"],
-    ),
-    ("udp", "ss", &["-H", "-u", "-a", "-n", "-p", "-m"]),
-    // TCP sockets of connections (every state but LISTEN and CLOSE), with their own drop
-    // counters (skmem `d`): a segment dropped at an established socket is counted there.
-    (
-        "tcp-connected",
-        "ss",
-        &["-H", "-t", "-n", "-p", "-e", "-m", "state", "connected"],
-    ),
-    (
         "routes4",
         "ip",
         &["-j", "-4", "route", "show", "table", "all"],
@@ -76,6 +67,19 @@ pub const COMMANDS: &[(&str, &str, &[&str])] = &[
     ("rules6", "ip", &["-j", "-6", "rule", "show"]),
     ("neigh4", "ip", &["-j", "-4", "neigh", "show"]),
     ("neigh6", "ip", &["-j", "-6", "neigh", "show"]),
+];
+
+/// Sockets read from the kernel inside the namespace (NETLINK_SOCK_DIAG, IPv4 and IPv6,
+/// with each socket's memory and own drop counter), kept under these keys of
+/// `RawSnapshot::commands` as `ss -H -n -p -e -m` prints them (`evidence::ss::render`):
+/// the form snapshots and baselines have always stored. (key, protocol, states): TCP
+/// listeners (ss -t -l), UDP sockets (ss -u -a), and TCP sockets of connections (every
+/// state but LISTEN and CLOSE, ss's `state connected`: a segment dropped at an
+/// established socket is counted there).
+pub const SOCKET_DUMPS: &[(&str, u8, u32)] = &[
+    ("tcp-listen", IPPROTO_TCP, LISTEN_STATES),
+    ("udp", IPPROTO_UDP, ALL_STATES),
+    ("tcp-connected", IPPROTO_TCP, CONNECTED_STATES),
 ];
 
 /// Keys of `COMMANDS` whose output is the same in every namespace.
@@ -107,7 +111,7 @@ pub const PRESENCE_FILES: &[&str] = &[
     "udp6",
 ];
 
-/// Whether the tool of `key` would print nothing in a namespace, from what /proc showed
+/// Whether the tool (or socket dump) of `key` would print nothing in a namespace, from what /proc showed
 /// there (`presence`, by file of `PRESENCE_FILES`) and what nft printed (`nft`): no
 /// legacy iptables table, no iptables-nft table of the family, no listening TCP socket,
 /// no UDP socket. Sampling hundreds of namespaces runs most tools for nothing; a file or
@@ -202,7 +206,8 @@ pub fn route_get_args(query: &str) -> Vec<String> {
 /// Raw state of one namespace at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct RawSnapshot {
-    /// Output of each of `COMMANDS` by key.
+    /// Output of each of `COMMANDS` by key, and the sockets of `SOCKET_DUMPS` as ss
+    /// prints them.
     pub commands: BTreeMap<String, String>,
     /// Their standard error, where it said something (nft warns there about tables
     /// that iptables-nft manages).

@@ -10,6 +10,7 @@ pub mod netdev;
 pub mod netlink;
 pub mod reasons;
 pub mod slots;
+pub mod sockdiag;
 pub mod tcp;
 pub mod tracefs;
 pub mod xdp;

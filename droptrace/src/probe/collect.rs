@@ -1,22 +1,31 @@
 //! Sampling one network namespace for diagnose: the tools of `diagnose::raw::COMMANDS` run
-//! inside it, and its /proc/net files and sysctls read from a thread inside it.
+//! inside it, and its sockets (NETLINK_SOCK_DIAG dumps), /proc/net files and sysctls read
+//! from a thread inside it.
 use std::{
     collections::BTreeMap,
     fs::File,
     os::{fd::AsRawFd, unix::fs::PermissionsExt},
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use thiserror::Error;
 
-use crate::diagnose::{
-    evidence::holders::parse_fdinfo,
-    raw::{
-        attached_ids, clsact_devices, link_names, link_netnsids, map_ids, needless, route_get_args,
-        split_batch, valid_json_text, PeerNamespace, RawSnapshot, COMMANDS, IP_BATCHES,
-        LINK_SYSCTLS, MACHINE_WIDE, MAX_BPF_FDS, PRESENCE_FILES, PROC_NET_FILES, SYSCTLS,
+use crate::{
+    diagnose::{
+        evidence::{
+            holders::parse_fdinfo,
+            ss::{self, Owners, SsProcess},
+        },
+        raw::{
+            attached_ids, clsact_devices, link_names, link_netnsids, map_ids, needless,
+            route_get_args, split_batch, valid_json_text, PeerNamespace, RawSnapshot, COMMANDS,
+            IP_BATCHES, LINK_SYSCTLS, MACHINE_WIDE, MAX_BPF_FDS, PRESENCE_FILES, PROC_NET_FILES,
+            SOCKET_DUMPS, SYSCTLS,
+        },
     },
+    kernel::sockdiag::{self, DiagSocket},
 };
 
 use super::{
@@ -61,7 +70,13 @@ pub fn machine_wide() -> MachineWide {
 /// The state of the namespace at `netns` (`None`: droptrace's own) now. Tools that would
 /// print nothing there (what /proc shows says so) are not run, and ip answers the routes
 /// and rules of a family in one run: an idle namespace costs six tool runs, not fifteen.
-pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
+/// `owners`: the sockets' processes, walked once for the round when a namespace first
+/// has a socket to name.
+pub fn snapshot(
+    netns: Option<&Path>,
+    machine: &MachineWide,
+    owners: &OnceLock<Owners>,
+) -> RawSnapshot {
     let mut snap = RawSnapshot::default();
     let presence = in_netns(netns, || {
         PRESENCE_FILES
@@ -74,6 +89,7 @@ pub fn snapshot(netns: Option<&Path>, machine: &MachineWide) -> RawSnapshot {
     })
     .unwrap_or_default();
     run_tools(&System, netns, machine, &presence, &mut snap);
+    sockets(netns, &presence, owners, &mut snap);
     let links = snap.commands.get("links").cloned().unwrap_or_default();
     snap.tcx = tcx_programs(netns, &link_names(&links));
     bpf_identity(&mut snap);
@@ -249,6 +265,152 @@ fn run_tools(
     }
 }
 
+/// The namespace's TCP listeners, UDP sockets and TCP connections from the kernel
+/// (`SOCKET_DUMPS`), kept as ss prints them with their owners; none asked for where
+/// /proc showed there is nothing to list.
+fn sockets(
+    netns: Option<&Path>,
+    presence: &BTreeMap<String, String>,
+    owners: &OnceLock<Owners>,
+    snap: &mut RawSnapshot,
+) {
+    let mut wanted = Vec::new();
+    for &(key, protocol, states) in SOCKET_DUMPS {
+        if needless(key, presence, None) {
+            snap.commands.insert(key.to_owned(), String::new());
+        } else {
+            wanted.push((key, protocol, states));
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let (dumps, devices) = match in_netns(netns, || socket_dumps(&wanted)) {
+        Ok(found) => found,
+        Err(why) => {
+            snap.missing.push(format!("sockets: {why}"));
+            return;
+        }
+    };
+    let nobody = Owners::new();
+    for (key, dump) in dumps {
+        match dump {
+            Ok(list) => {
+                let named = if list.iter().any(|s| s.inode != 0) {
+                    owners.get_or_init(socket_owners)
+                } else {
+                    &nobody
+                };
+                snap.commands
+                    .insert(key.to_owned(), ss::render(&list, named, &devices));
+            }
+            Err(why) => snap.missing.push(format!("sockets ({key}): {why}")),
+        }
+    }
+}
+
+/// Socket dumps answered, by key, with the names of the devices sockets are bound to.
+type SocketDumps = (
+    Vec<(&'static str, std::io::Result<Vec<DiagSocket>>)>,
+    BTreeMap<u32, String>,
+);
+
+/// Dumps the sockets of `wanted` (key, protocol, states) of both families in the
+/// namespace the calling thread is in.
+fn socket_dumps(wanted: &[(&'static str, u8, u32)]) -> SocketDumps {
+    let mut devices = BTreeMap::new();
+    let mut socket = NetlinkSocket::open(sockdiag::NETLINK_SOCK_DIAG);
+    let mut out = Vec::new();
+    for &(key, protocol, states) in wanted {
+        let mut dump = || -> std::io::Result<Vec<DiagSocket>> {
+            let socket = socket
+                .as_mut()
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))?;
+            let mut list = Vec::new();
+            for family in [sockdiag::AF_INET, sockdiag::AF_INET6] {
+                let reply = socket.dump(&sockdiag::dump_request(family, protocol, states))?;
+                list.extend(sockdiag::parse_dump(&reply).map_err(std::io::Error::other)?);
+            }
+            Ok(list)
+        };
+        let dump = dump();
+        if let Ok(list) = &dump {
+            for s in list.iter().filter(|s| s.ifindex != 0) {
+                devices
+                    .entry(s.ifindex)
+                    .or_insert_with(|| device_name(s.ifindex));
+            }
+        }
+        out.push((key, dump));
+    }
+    (out, devices)
+}
+
+/// The name of interface `ifindex` in the calling thread's namespace (`if7` when it is
+/// gone, as ss says).
+fn device_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname wants.
+    let name = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return format!("if{ifindex}");
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Every process's socket descriptors by the socket's inode: one walk of /proc/*/fd for
+/// every namespace of a round (inodes are unique on the host). Each socket's processes
+/// come in ss's order, the last found first.
+fn socket_owners() -> Owners {
+    let mut owners = Owners::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return owners;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut comm: Option<String> = None;
+        for fd in fds.flatten() {
+            let Some(n) = fd.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some(inode) = std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| l.to_str().and_then(ss::socket_inode))
+            else {
+                continue;
+            };
+            let name = comm
+                .get_or_insert_with(|| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .map(|c| c.trim_end_matches('\n').to_owned())
+                        .unwrap_or_default()
+                })
+                .clone();
+            owners.entry(inode).or_default().push(SsProcess {
+                name,
+                pid,
+                fd: Some(n),
+            });
+        }
+    }
+    for procs in owners.values_mut() {
+        procs.sort_by_key(|p| std::cmp::Reverse((p.pid, p.fd)));
+    }
+    owners
+}
+
 /// The xfrm policies and states of the namespace the calling thread is in, as the kernel
 /// sends them; `None` when the kernel has no xfrm (no NETLINK_XFRM).
 fn xfrm_dumps() -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
@@ -331,6 +493,7 @@ impl HeldNamespaces {
     /// the next namespace when it is done with one).
     pub fn snapshot(&self) -> BTreeMap<u32, RawSnapshot> {
         let machine = machine_wide();
+        let owners = OnceLock::new();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || {
             let mut done = Vec::new();
@@ -339,7 +502,7 @@ impl HeldNamespaces {
                 let Some((inode, path)) = self.targets.get(i) else {
                     return done;
                 };
-                done.push((*inode, snapshot(path.as_deref(), &machine)));
+                done.push((*inode, snapshot(path.as_deref(), &machine, &owners)));
             }
         };
         std::thread::scope(|s| {
@@ -674,7 +837,6 @@ mod tests {
                 "ip -j -4 route show table all",
                 "ip-route-all.rule-table.v4.json",
             ),
-            ("ss -H -t -l -n -p -e -m", "ss-tcp-listen.txt"),
         ]
         .into_iter()
         .map(|(line, file)| (line.to_owned(), evidence(file)))
@@ -717,19 +879,39 @@ mod tests {
         let tools = canned();
         let snap = sample(&tools);
         let ran = tools.ran.borrow();
-        for skipped in [
-            "iptables-legacy-save -c",
-            "ss -H -u -a -n -p -m",
-            "iptables-nft-save -c",
-        ] {
+        for skipped in ["iptables-legacy-save -c", "iptables-nft-save -c"] {
             assert!(!ran.iter().any(|l| l == skipped), "{skipped} ran: {ran:?}");
         }
-        assert_eq!(snap.commands["udp"], "");
+        assert!(!ran.iter().any(|l| l.starts_with("ss ")), "{ran:?}");
         assert_eq!(snap.commands["iptables-legacy"], "");
         // The machine-wide tool is taken from the round's one run.
         assert!(!ran.iter().any(|l| l.starts_with("bpftool -j cgroup")));
         assert_eq!(snap.commands["bpf-cgroup"], "[]");
-        assert_eq!(snap.commands["tcp-listen"], evidence("ss-tcp-listen.txt"));
+    }
+
+    #[test]
+    fn sockets_are_not_asked_for_where_proc_shows_none() {
+        let mut presence = presence();
+        let listen = presence["tcp6"].clone();
+        presence.insert("tcp".to_owned(), listen);
+        let owners = OnceLock::new();
+        let mut snap = RawSnapshot::default();
+        // A namespace that cannot be entered: nothing there is asked for.
+        let nowhere = Path::new("/nonexistent/netns");
+        sockets(Some(nowhere), &presence, &owners, &mut snap);
+        for key in ["tcp-listen", "tcp-connected", "udp"] {
+            assert_eq!(snap.commands[key], "", "{key}");
+        }
+        assert!(snap.missing.is_empty(), "{:?}", snap.missing);
+        assert!(owners.get().is_none(), "no walk of /proc for no socket");
+        // With a listener there, the dumps are asked for: the namespace could not be
+        // entered, and that is said.
+        sockets(Some(nowhere), &self::presence(), &owners, &mut snap);
+        assert!(
+            snap.missing.iter().any(|m| m.starts_with("sockets: ")),
+            "{:?}",
+            snap.missing
+        );
     }
 
     #[test]

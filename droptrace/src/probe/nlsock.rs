@@ -1,9 +1,9 @@
 //! A netlink socket made in the namespace of the calling thread, for one dump at a time:
 //! rtnetlink's links and the netdev family's queue statistics (`links`), xfrm's policies
-//! and states (`collect`). It sends a dump request and keeps every datagram of the reply
+//! and states and the sockets of sock_diag (`collect`). It sends a dump request and keeps every datagram of the reply
 //! up to NLMSG_DONE (or asks one question, the generic-netlink family's id, and keeps its
 //! one answer); the replies are parsed by `kernel::netlink`, `kernel::netdev` and
-//! `kernel::xfrm`, on captured bytes in their tests.
+//! `kernel::xfrm`, `kernel::sockdiag`, on captured bytes in their tests.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::kernel::netlink;
@@ -17,7 +17,7 @@ pub struct NetlinkSocket {
 }
 
 impl NetlinkSocket {
-    /// A socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC, NETLINK_XFRM) in the namespace the calling
+    /// A socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC, NETLINK_XFRM, NETLINK_SOCK_DIAG) in the namespace the calling
     /// thread is in.
     pub fn open(protocol: i32) -> std::io::Result<NetlinkSocket> {
         // SAFETY: plain socket(2); the descriptor is owned from here on.

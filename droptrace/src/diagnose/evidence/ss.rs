@@ -4,10 +4,21 @@
 //! For a listening TCP socket Recv-Q is the current accept queue and Send-Q the backlog, so
 //! a full queue shows as Recv-Q > Send-Q; the listener's skmem `d` counts the SYNs and
 //! ACKs it dropped. For UDP, `d` counts datagrams dropped at a full receive buffer.
+//!
+//! droptrace no longer runs ss: it reads the sockets from the kernel (`kernel::sockdiag`)
+//! and keeps them in ss's text (`render`), the form its snapshots and baselines have
+//! always stored, which this parser reads whichever wrote it.
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    net::IpAddr,
+};
+
 use serde::Serialize;
 use thiserror::Error;
 
 use super::snippet;
+use crate::kernel::sockdiag::{self, DiagSocket};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SsError {
@@ -274,6 +285,91 @@ fn parse_skmem(text: &str) -> Option<SkMem> {
     (seen >= 4).then_some(m)
 }
 
+/// The processes holding each socket open, by the socket's inode (inodes are unique on the
+/// host, so one map serves every namespace).
+pub type Owners = HashMap<u64, Vec<SsProcess>>;
+
+/// The inode of a `/proc/PID/fd/N` link's target when it is a socket (`socket:[1234]`).
+pub fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The sockets of a dump as `ss -H -n -p -e -m` prints them, one line and its skmem line
+/// each: what `parse_sockets` reads. `owners`: the processes by inode; `devices`: interface
+/// names by index, for sockets bound to one.
+pub fn render(sockets: &[DiagSocket], owners: &Owners, devices: &BTreeMap<u32, String>) -> String {
+    let mut out = String::with_capacity(sockets.len() * 160);
+    for s in sockets {
+        let v6only = s.v6only.unwrap_or(false);
+        let device = (s.ifindex != 0).then(|| {
+            devices
+                .get(&s.ifindex)
+                .cloned()
+                .unwrap_or_else(|| format!("if{}", s.ifindex))
+        });
+        let _ = write!(
+            out,
+            "{} {} {} {} {}",
+            sockdiag::state_name(s.state),
+            s.rqueue,
+            s.wqueue,
+            endpoint(s.local, s.local_port, v6only, device.as_deref()),
+            endpoint(s.peer, s.peer_port, v6only, None),
+        );
+        if let Some(procs) = owners.get(&u64::from(s.inode)).filter(|_| s.inode != 0) {
+            out.push_str(" users:(");
+            for (i, p) in procs.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(out, "{sep}(\"{}\",pid={}", p.name, p.pid);
+                if let Some(fd) = p.fd {
+                    let _ = write!(out, ",fd={fd}");
+                }
+                out.push(')');
+            }
+            out.push(')');
+        }
+        if s.uid != 0 {
+            let _ = write!(out, " uid:{}", s.uid);
+        }
+        let _ = write!(out, " ino:{}", s.inode);
+        if let Some(v6only) = s.v6only {
+            let _ = write!(out, " v6only:{}", u8::from(v6only));
+        }
+        out.push('\n');
+        if let [r, rb, t, tb, f, w, o, rest @ ..] = s.skmem.as_slice() {
+            let _ = write!(out, "\t skmem:(r{r},rb{rb},t{t},tb{tb},f{f},w{w},o{o}");
+            if let Some(bl) = rest.first() {
+                let _ = write!(out, ",bl{bl}");
+            }
+            if let Some(d) = rest.get(1) {
+                let _ = write!(out, ",d{d}");
+            }
+            out.push_str(")\n");
+        }
+    }
+    out
+}
+
+/// An end as ss prints it: `127.0.0.1:80`, `[::1]:80`, `*:80` (IPv6 "any" taking IPv4
+/// too), `0.0.0.0%lo:80`, `*` for port 0.
+fn endpoint(addr: IpAddr, port: u16, v6only: bool, device: Option<&str>) -> String {
+    let host = match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) if a.is_unspecified() && !v6only => "*".to_owned(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let scope = device.map(|d| format!("%{d}")).unwrap_or_default();
+    let port = if port == 0 {
+        "*".to_owned()
+    } else {
+        port.to_string()
+    };
+    format!("{host}{scope}:{port}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +482,54 @@ mod tests {
         assert_eq!(s[0].processes[0].name, "a,b\\\"),c");
         assert_eq!((s[0].processes[1].pid, s[0].uid), (8, Some(101)));
         assert_eq!(s[0].skmem.as_ref().unwrap().drops, None);
+    }
+
+    fn capture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/fixtures/netlink/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// The dumps captured in one namespace, rendered, read as what ss printed of the same
+    /// sockets at the same moment (`capture-sockdiag.sh`), with the owners ss found given
+    /// by inode as the /proc walk gives them.
+    #[test]
+    fn rendered_dumps_read_as_ss_printed_them() {
+        let devices = BTreeMap::from([(1, "lo".to_owned()), (3, "dtq0".to_owned())]);
+        for (name, proto) in [
+            ("tcp-listen", Proto::Tcp),
+            ("tcp-connected", Proto::Tcp),
+            ("udp", Proto::Udp),
+        ] {
+            let text = String::from_utf8(capture(&format!("sock_diag.{name}.ss.txt"))).unwrap();
+            let printed = parse_sockets(&text, proto).unwrap();
+            let owners: Owners = printed
+                .iter()
+                .filter(|s| !s.processes.is_empty())
+                .filter_map(|s| Some((s.inode?, s.processes.clone())))
+                .collect();
+            let mut dump = Vec::new();
+            for family in ["v4", "v6"] {
+                let bytes = capture(&format!("sock_diag.{name}.{family}.bin"));
+                dump.extend(sockdiag::parse_dump(&bytes).unwrap());
+            }
+            let rendered = render(&dump, &owners, &devices);
+            assert_eq!(
+                parse_sockets(&rendered, proto).unwrap(),
+                printed,
+                "{name}:\n{rendered}"
+            );
+        }
+    }
+
+    #[test]
+    fn socket_inodes_of_descriptors() {
+        assert_eq!(socket_inode("socket:[3682504]"), Some(3_682_504));
+        assert_eq!(socket_inode("pipe:[12]"), None);
+        assert_eq!(socket_inode("socket:[x]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
     }
 
     #[test]
