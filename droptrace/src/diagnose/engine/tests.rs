@@ -991,7 +991,11 @@ fn xdp_verdicts_name_their_program_with_the_exact_count() {
     );
 
     // Its attachment not sampled: named by id all the same.
-    let f = run(std::slice::from_ref(&verdicts), state(vec![]), state(vec![]));
+    let f = run(
+        std::slice::from_ref(&verdicts),
+        state(vec![]),
+        state(vec![]),
+    );
     assert_eq!(f[0].cause, "xdp");
     assert_eq!(
         f[0].summary,
