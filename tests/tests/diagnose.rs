@@ -1942,6 +1942,75 @@ fn an_interface_whose_pair_end_is_down_is_named_with_it() {
     );
 }
 
+/// A classic BPF filter on a UDP socket (`ret #0`: refuse everything) drops what comes
+/// to it (SOCKET_FILTER), which no tool lists: the socket's own drop counter names it, in
+/// the summary, with its owner, IPv4 and IPv6; the kernel's Udp/Udp6 InErrors count them.
+fn a_socket_whose_own_filter_refuses_is_named_by_its_drop_counter() {
+    use std::os::fd::AsRawFd;
+    let ns = Netns::new("f");
+    let (v4, v6) = ns.run(|| {
+        (
+            UdpSocket::bind("127.0.0.1:6011").unwrap(),
+            UdpSocket::bind("[::1]:6012").unwrap(),
+        )
+    });
+    for sock in [&v4, &v6] {
+        let mut refuse = [libc::sock_filter {
+            code: 0x06, // BPF_RET | BPF_K
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: refuse.as_mut_ptr(),
+        };
+        // SAFETY: a valid socket, and a program that outlives the call (the kernel copies it).
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&raw const prog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "SO_ATTACH_FILTER: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let errors4 = ns.snmp("Udp", "InErrors");
+    let errors6 = snmp6(&ns, "Udp6InErrors");
+    let report = diagnose(&["--netns", &ns.path(), "--proto", "udp"], || {
+        udp_burst(&ns, "127.0.0.1:6011".parse().unwrap(), 5, 10);
+        udp_burst(&ns, "[::1]:6012".parse().unwrap(), 4, 10);
+        reaches("Udp InErrors", errors4 + 5, || ns.snmp("Udp", "InErrors"));
+        reaches("Udp6 InErrors", errors6 + 4, || snmp6(&ns, "Udp6InErrors"));
+    });
+    let owner = format!("(pid {})", std::process::id());
+    for (port, drops) in [(6011, 5), (6012, 4)] {
+        let f = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["dport"] == port)
+            .unwrap_or_else(|| panic!("a finding for port {port}: {report:#}"));
+        assert_eq!(f["reason"], "SOCKET_FILTER", "{f:#}");
+        assert_eq!(f["drops"], drops, "{f:#}");
+        let summary = f["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("; counted by the socket udp ")
+                && summary.contains(&format!(":{port} of "))
+                && summary.contains(&format!("{owner} (its drops +{drops})")),
+            "{summary}"
+        );
+    }
+    drop((v4, v6));
+}
+
 /// A counter of /proc/net/xfrm_stat in `ns` (`InPolBlock` for XfrmInPolBlock).
 fn xfrm_stat(ns: &Netns, name: &str) -> u64 {
     let text = ns.exec(&["cat", "/proc/net/xfrm_stat"]);
@@ -2279,4 +2348,5 @@ droptrace_tests::root_tests!(
     segments_outside_a_connections_window_name_the_connection_that_counted_them,
     an_unanswered_next_hop_is_named_by_its_failed_neighbour_entry,
     an_interface_whose_pair_end_is_down_is_named_with_it,
+    a_socket_whose_own_filter_refuses_is_named_by_its_drop_counter,
 );

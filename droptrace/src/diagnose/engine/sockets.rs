@@ -386,31 +386,44 @@ pub(super) fn counted_on_socket(n: &Ns<'_>, g: &DropGroup, f: &mut Finding) {
     let (Some(after), Some(port), Some(proto)) = (n.after, g.dport, g.protocol.as_deref()) else {
         return;
     };
-    let grew: Vec<String> = after
+    let grew: Vec<(&Socket, u64)> = after
         .sockets
         .iter()
         .filter(|s| s.port == port && s.proto == proto)
-        .filter_map(|s| {
-            let d = drops_grown(n, s).filter(|d| *d > 0)?;
-            Some(format!(
-                "{} {}:{}{} drops +{d} (now {})",
-                s.proto,
-                s.local_ip,
-                s.port,
-                s.process
-                    .as_ref()
-                    .map(|p| format!(" of {p}"))
-                    .unwrap_or_default(),
-                s.drops.unwrap_or(0)
-            ))
-        })
+        .filter_map(|s| Some((s, drops_grown(n, s).filter(|d| *d > 0)?)))
         .collect();
-    if !grew.is_empty() {
-        f.evidence.push(format!(
-            "ss: the socket's own drop counter grew{}: {}",
-            n.between,
-            grew.join("; ")
-        ));
+    if grew.is_empty() {
+        return;
+    }
+    let name = |s: &Socket| {
+        format!(
+            "{} {}:{}{}",
+            s.proto,
+            s.local_ip,
+            s.port,
+            s.process
+                .as_ref()
+                .map(|p| format!(" of {p}"))
+                .unwrap_or_default()
+        )
+    };
+    f.evidence.push(format!(
+        "ss: the socket's own drop counter grew{}: {}",
+        n.between,
+        grew.iter()
+            .map(|(s, d)| format!("{} drops +{d} (now {})", name(s), s.drops.unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    // Where the family named nothing and one socket counted them all, it is the object.
+    if let [(s, d)] = grew.as_slice() {
+        if f.cause == super::Cause::Other.id() && super::moved::in_step(*d, g.count) {
+            f.summary = format!(
+                "{}; counted by the socket {} (its drops +{d})",
+                f.summary.trim_end_matches('.'),
+                name(s)
+            );
+        }
     }
 }
 

@@ -1122,3 +1122,49 @@ fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
         "{f:#?}"
     );
 }
+
+/// A drop whose reason no family knows, counted by one socket's own drop counter: the
+/// summary names that socket (a socket filter here, which the kernel cannot show).
+#[test]
+fn one_socket_that_counted_the_drops_is_named_in_the_summary() {
+    let socket = |drops| Socket {
+        proto: "udp".into(),
+        local_ip: "0.0.0.0".into(),
+        port: 5300,
+        device: None,
+        recv_q: 0,
+        send_q: 0,
+        process: Some("python3 (pid 799)".into()),
+        rcvbuf: None,
+        drops: Some(drops),
+    };
+    let mut g = group("udp_queue_rcv_one_skb", "SOCKET_FILTER", 25);
+    g.protocol = Some("udp".into());
+    g.dport = Some(5300);
+    let mut before = state(vec![]);
+    before.sockets.push(socket(0));
+    let mut after = state(vec![]);
+    after.sockets.push(socket(25));
+    let f = run(std::slice::from_ref(&g), before.clone(), after.clone());
+    assert!(
+        f[0].summary.contains(
+            "; counted by the socket udp 0.0.0.0:5300 of python3 (pid 799) (its drops +25)"
+        ),
+        "{}",
+        f[0].summary
+    );
+    // A socket that counted only some of them is evidence, not the summary's object.
+    after.sockets[0].drops = Some(5);
+    let f = run(std::slice::from_ref(&g), before, after);
+    assert!(
+        !f[0].summary.contains("counted by the socket"),
+        "{}",
+        f[0].summary
+    );
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.contains("udp 0.0.0.0:5300 of python3 (pid 799) drops +5 (now 5)")),
+        "{f:#?}"
+    );
+}
