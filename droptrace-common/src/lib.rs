@@ -512,6 +512,9 @@ pub const XDP_EXC_CONFIG_HAS_NET_COOKIE: u32 = 1 << 1;
 pub const XDP_TP_EXCEPTION: u8 = 0;
 pub const XDP_TP_REDIRECT_ERR: u8 = 1;
 pub const XDP_TP_REDIRECT_MAP_ERR: u8 = 2;
+/// Not a tracepoint: the one key ([`XdpExcKey::OVERFLOW`]) that counts the exceptions
+/// whose own key found no room in the map.
+pub const XDP_TP_OVERFLOW: u8 = 3;
 
 /// Where the program ran (`XdpExcKey::path`), read from the interface: a driver's own
 /// (native) XDP, generic (skb) mode, or a veth's native XDP (which runs on skbs).
@@ -539,6 +542,21 @@ pub struct XdpExcKey {
     pub netns_cookie: u64,
 }
 const _: () = assert!(size_of::<XdpExcKey>() == 32);
+
+impl XdpExcKey {
+    /// Put in the map by user space before the programs are attached, so that an
+    /// exception whose key finds the map full is still counted, there.
+    pub const OVERFLOW: XdpExcKey = XdpExcKey {
+        prog_id: 0,
+        ifindex: 0,
+        netns: 0,
+        value: 0,
+        tracepoint: XDP_TP_OVERFLOW,
+        path: 0,
+        _pad: [0; 6],
+        netns_cookie: 0,
+    };
+}
 
 /// Exception keys the kernel's map holds.
 pub const XDP_EXC_MAX: u32 = 1024;

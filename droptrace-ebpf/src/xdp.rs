@@ -106,8 +106,11 @@ fn count(ctx: &BtfTracePointContext, tracepoint: u8, value: u32) {
     if let Some(n) = XDP_EXCEPTIONS.get_ptr_mut(&key) {
         add_one(n);
     } else if XDP_EXCEPTIONS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
-        // Another CPU inserted it meanwhile (or the map is full: not counted).
+        // Another CPU inserted it meanwhile; or the map is full: then in the key user
+        // space put there first for that.
         if let Some(n) = XDP_EXCEPTIONS.get_ptr_mut(&key) {
+            add_one(n);
+        } else if let Some(n) = XDP_EXCEPTIONS.get_ptr_mut(&XdpExcKey::OVERFLOW) {
             add_one(n);
         }
     }

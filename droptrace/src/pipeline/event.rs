@@ -112,6 +112,10 @@ pub fn exception_name(tracepoint: u8, value: i64) -> String {
         (wire::XDP_TP_EXCEPTION, 4) => "XDP_REDIRECT failed (xdp_exception)".into(),
         (wire::XDP_TP_EXCEPTION, v) => format!("XDP action {v} (xdp_exception)"),
         (wire::XDP_TP_REDIRECT_MAP_ERR, e) => format!("XDP_REDIRECT to a map failed (err {e})"),
+        (wire::XDP_TP_OVERFLOW, _) => format!(
+            "XDP exceptions not told apart (droptrace's map of {} keys was full)",
+            wire::XDP_EXC_MAX
+        ),
         (_, e) => format!("XDP_REDIRECT failed (err {e})"),
     }
 }

@@ -88,6 +88,9 @@ pub enum AlsoCountedAs {
     /// The driver's own XDP counters (virtio_net's `xdp_drops`, `xdp_tx_drops`), a row of
     /// the interfaces' counters.
     DriverCounter,
+    /// Not known: exceptions counted together once the map was full (their program,
+    /// interface and path are lost), shown but not added.
+    Unknown,
 }
 
 impl AlsoCountedAs {
@@ -96,6 +99,7 @@ impl AlsoCountedAs {
             AlsoCountedAs::XdpVerdict => "xdp_verdict",
             AlsoCountedAs::KfreeSkb => "kfree_skb",
             AlsoCountedAs::DriverCounter => "driver_counter",
+            AlsoCountedAs::Unknown => "unknown",
         }
     }
 }
@@ -120,6 +124,9 @@ pub fn also_counted_as(
     traced: bool,
     driver_counts_xdp: bool,
 ) -> Option<AlsoCountedAs> {
+    if tracepoint == wire::XDP_TP_OVERFLOW {
+        return Some(AlsoCountedAs::Unknown);
+    }
     let abort = tracepoint == wire::XDP_TP_EXCEPTION && !(1..=4).contains(&value);
     if abort && traced && value == crate::kernel::xdp::XDP_ABORTED {
         return Some(AlsoCountedAs::XdpVerdict);
@@ -153,6 +160,8 @@ pub fn exception_rows(
     reading
         .exceptions
         .iter()
+        // The overflow key is there from the start, at 0.
+        .filter(|(_, n)| *n > 0)
         .map(|(k, n)| {
             let netns = Netns::new(k.netns, k.netns_cookie);
             let traced = reading
@@ -222,6 +231,11 @@ mod tests {
             ((EXC, 3, VETH, true, false), None),
             ((EXC, 3, GENERIC, false, false), Some(KfreeSkb)),
             ((EXC, 3, DRIVER, false, false), None),
+            // Exceptions counted together once the map was full: not known, not added.
+            (
+                (wire::XDP_TP_OVERFLOW, 0, DRIVER, false, false),
+                Some(Unknown),
+            ),
         ];
         for ((tp, v, path, traced, driver), want) in cases {
             assert_eq!(
@@ -262,6 +276,8 @@ mod tests {
                 (key(5, EXC, XDP_ABORTED, VETH), 40),
                 (key(6, EXC, XDP_ABORTED, DRIVER), 2),
                 (key(6, REDIR, EINVAL, VETH), 9),
+                // The overflow key, at 0 until the map is full: no row.
+                (wire::XdpExcKey::OVERFLOW, 0),
             ],
         };
         let rows = exception_rows(&reading, |_, _| false);
@@ -294,6 +310,22 @@ mod tests {
             Some(AlsoCountedAs::DriverCounter)
         );
         assert_eq!(verdict_of(rows[0].group.reason), None);
+        // Once it counts, a row of its own, not added.
+        let mut full = reading.clone();
+        full.exceptions.push((wire::XdpExcKey::OVERFLOW, 3));
+        let last = exception_rows(&full, |_, _| false).pop().unwrap();
+        assert_eq!(
+            (
+                xdp_reason_name(last.group.reason).unwrap(),
+                last.count,
+                last.also_counted_as
+            ),
+            (
+                "XDP exceptions not told apart (droptrace's map of 1024 keys was full)".to_owned(),
+                3,
+                Some(AlsoCountedAs::Unknown)
+            )
+        );
         assert_eq!(
             exception_name(wire::XDP_TP_REDIRECT_MAP_ERR, -6),
             "XDP_REDIRECT to a map failed (err -6)"

@@ -243,10 +243,13 @@ impl Probe<AyaMaps> {
             _ => false,
         };
         let xdp_exceptions = if xdp_exceptions {
-            Some(
+            let mut map: BpfHashMap<aya::maps::MapData, wire::XdpExcKey, u64> =
                 BpfHashMap::try_from(take_map(&mut ebpf, "XDP_EXCEPTIONS")?)
-                    .map_err(|e| ProbeError::Map("XDP_EXCEPTIONS", e))?,
-            )
+                    .map_err(|e| ProbeError::Map("XDP_EXCEPTIONS", e))?;
+            // The key that counts what finds the map full, there before any exception.
+            map.insert(wire::XdpExcKey::OVERFLOW, 0, 0)
+                .map_err(|e| ProbeError::Map("XDP_EXCEPTIONS", e))?;
+            Some(map)
         } else {
             None
         };

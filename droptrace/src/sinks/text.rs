@@ -240,6 +240,9 @@ fn exception_lines(out: &mut String, agg: &Aggregator, names: &Names) {
     );
     for r in rows {
         let why = match r.also_counted_as {
+            Some(crate::pipeline::xdp::AlsoCountedAs::Unknown) => {
+                "; where else they are counted is not known, not added".to_owned()
+            }
             Some(a) => format!("; also counted as {}, not added", a.label()),
             None => "; counted nowhere else, in the total".to_owned(),
         };
