@@ -476,3 +476,28 @@ fn required_counters_are_present() {
         assert_eq!(c.cause, Cause::ConntrackFull, "{}", c.name);
     }
 }
+
+/// At the forward functions IP_INHDR is the TTL (hop limit) running out, nothing else.
+#[test]
+fn a_header_error_while_forwarding_is_the_ttl() {
+    let v4 = classify(Some("IP_INHDR"), Some("ip_forward"));
+    assert!(
+        v4.explanation
+            .starts_with("The TTL ran out while forwarding"),
+        "{}",
+        v4.explanation
+    );
+    let v6 = classify(Some("IP_INHDR"), Some("ip6_forward"));
+    assert!(
+        v6.explanation.starts_with("The hop limit ran out"),
+        "{}",
+        v6.explanation
+    );
+    // Elsewhere the reason's own sentence.
+    let input = classify(Some("IP_INHDR"), Some("ip_rcv_core"));
+    assert!(
+        !input.explanation.starts_with("The TTL ran out"),
+        "{}",
+        input.explanation
+    );
+}
