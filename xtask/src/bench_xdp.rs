@@ -307,7 +307,18 @@ pub fn bench_xdp(args: &BenchArgs) -> Result<()> {
     let mut test_run: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let packet = frame();
     let packet_file = std::env::temp_dir().join(format!("dtx-bench-{}.bin", std::process::id()));
-    std::fs::write(&packet_file, packet).context("writing the test-run frame")?;
+    {
+        // Root writes it in a shared directory: never through a link someone put there.
+        use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+        let _ = std::fs::remove_file(&packet_file);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&packet_file)
+            .and_then(|mut f| f.write_all(&packet))
+            .context("writing the test-run frame")?;
+    }
     {
         let _stats = BpfStats::enable()?;
         for round in 0..COST_ROUNDS {

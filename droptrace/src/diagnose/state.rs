@@ -85,6 +85,9 @@ pub struct Peer {
     pub admin_up: bool,
     /// Its link-layer address: what a neighbour entry for the receiver should hold.
     pub address: Option<String>,
+    /// The bridge (or bond...) it is a port of: frames through it are for whatever is
+    /// behind that bridge, not for its own address.
+    pub master: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -382,6 +385,7 @@ fn peers(
                 mtu: p.mtu.unwrap_or(0),
                 admin_up: p.flags.iter().any(|f| f == "UP"),
                 address: p.address.clone(),
+                master: p.master.clone(),
             };
             match (l.link_netnsid, l.link_index, &l.link_name) {
                 (Some(id), Some(index), _) => match others.get(&id) {

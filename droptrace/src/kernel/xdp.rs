@@ -9,6 +9,8 @@ use super::layout::SkbOffsets;
 /// XDP's verdicts that drop the frame (`enum xdp_action`, fixed by the UAPI).
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
 
 /// Offsets of what the counter reads behind the XDP program's context: the kernel hands a
 /// fexit program on an XDP program the `struct xdp_buff` the program's `xdp_md` stands for.

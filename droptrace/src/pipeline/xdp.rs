@@ -88,6 +88,10 @@ pub enum AlsoCountedAs {
     /// The driver's own XDP counters (virtio_net's `xdp_drops`, `xdp_tx_drops`), a row of
     /// the interfaces' counters.
     DriverCounter,
+    /// The failed redirect's own row (`xdp:xdp_redirect_err`): a driver that reports a
+    /// failed `xdp_do_redirect` at `xdp:xdp_exception` too (most: ixgbe, i40e, mlx5...)
+    /// reports the same frame twice.
+    XdpRedirectErr,
     /// Not known: exceptions counted together once the map was full (their program,
     /// interface and path are lost), shown but not added.
     Unknown,
@@ -99,6 +103,7 @@ impl AlsoCountedAs {
             AlsoCountedAs::XdpVerdict => "xdp_verdict",
             AlsoCountedAs::KfreeSkb => "kfree_skb",
             AlsoCountedAs::DriverCounter => "driver_counter",
+            AlsoCountedAs::XdpRedirectErr => "xdp_redirect_err",
             AlsoCountedAs::Unknown => "unknown",
         }
     }
@@ -131,11 +136,19 @@ pub fn also_counted_as(
     if abort && traced && value == crate::kernel::xdp::XDP_ABORTED {
         return Some(AlsoCountedAs::XdpVerdict);
     }
+    // `xdp_do_redirect` reports its failure itself before any driver does.
+    if tracepoint == wire::XDP_TP_EXCEPTION && value == crate::kernel::xdp::XDP_REDIRECT {
+        return Some(AlsoCountedAs::XdpRedirectErr);
+    }
+    let tx_failed = tracepoint == wire::XDP_TP_EXCEPTION && value == crate::kernel::xdp::XDP_TX;
     match path {
         wire::XDP_PATH_GENERIC => Some(AlsoCountedAs::KfreeSkb),
         wire::XDP_PATH_VETH if abort => Some(AlsoCountedAs::KfreeSkb),
         wire::XDP_PATH_VETH => None,
-        _ if driver_counts_xdp => Some(AlsoCountedAs::DriverCounter),
+        // Where the program's verdicts are traced, the interface's receive-side XDP drop
+        // counters are left out of the total as the verdicts' (interfaces.rs): only its
+        // failed-XDP_TX counter still adds.
+        _ if driver_counts_xdp && (!traced || tx_failed) => Some(AlsoCountedAs::DriverCounter),
         _ => None,
     }
 }
@@ -226,11 +239,17 @@ mod tests {
             ((REDIR, EINVAL, GENERIC, true, false), Some(KfreeSkb)),
             ((REDIR, EINVAL, VETH, false, false), None),
             ((REDIR, EINVAL, VETH, true, true), None),
-            ((REDIR, EINVAL, DRIVER, true, true), Some(DriverCounter)),
+            ((REDIR, EINVAL, DRIVER, false, true), Some(DriverCounter)),
+            // Traced, the driver's receive-side XDP drops are the verdicts': nothing else.
+            ((REDIR, EINVAL, DRIVER, true, true), None),
+            // A driver's own report of a failed redirect repeats the redirect's row.
+            ((EXC, 4, DRIVER, false, false), Some(XdpRedirectErr)),
+            ((EXC, 4, DRIVER, true, true), Some(XdpRedirectErr)),
             // A failed XDP_TX: like a failed redirect.
             ((EXC, 3, VETH, true, false), None),
             ((EXC, 3, GENERIC, false, false), Some(KfreeSkb)),
             ((EXC, 3, DRIVER, false, false), None),
+            ((EXC, 3, DRIVER, true, true), Some(DriverCounter)),
             // Exceptions counted together once the map was full: not known, not added.
             (
                 (wire::XDP_TP_OVERFLOW, 0, DRIVER, false, false),

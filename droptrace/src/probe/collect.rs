@@ -319,15 +319,14 @@ type SocketDumps = (
 /// namespace the calling thread is in.
 fn socket_dumps(wanted: &[(&'static str, u8, u32)]) -> SocketDumps {
     let mut devices = BTreeMap::new();
-    let mut socket = NetlinkSocket::open(sockdiag::NETLINK_SOCK_DIAG);
     let mut out = Vec::new();
     for &(key, protocol, states) in wanted {
-        let mut dump = || -> std::io::Result<Vec<DiagSocket>> {
-            let socket = socket
-                .as_mut()
-                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))?;
+        let dump = || -> std::io::Result<Vec<DiagSocket>> {
             let mut list = Vec::new();
             for family in [sockdiag::AF_INET, sockdiag::AF_INET6] {
+                // A socket of its own for each dump: one that failed half read leaves no
+                // answer behind for the next.
+                let mut socket = NetlinkSocket::open(sockdiag::NETLINK_SOCK_DIAG)?;
                 let reply = socket.dump(&sockdiag::dump_request(family, protocol, states))?;
                 list.extend(sockdiag::parse_dump(&reply).map_err(std::io::Error::other)?);
             }

@@ -237,7 +237,11 @@ impl LiveSource<AyaMaps> {
         let xdp = match (count_xdp, kernel.xdp, probe.xdp_owned()) {
             (true, Some(layout), Some(owned)) => {
                 super::xdp::XdpWatch::start(layout, owned, !opts.on_terminal)
-                    .map_err(|e| warn(&format!("XDP programs' verdicts not counted: {e}")))
+                    .map_err(|e| {
+                        warn(&format!(
+                            "XDP programs' verdicts and exceptions not counted: {e}"
+                        ))
+                    })
                     .ok()
             }
             _ => None,

@@ -54,13 +54,18 @@ pub(super) fn nic(n: &Ns<'_>, f: &mut Finding) -> String {
     }
     // Transmit drops, where nothing was dropped on receive: the device refused to send.
     if key == "unknown" {
-        for l in &after.links {
-            let before = n
+        // The finding's own interface first; only links sampled before too (a count
+        // alone is not the window's growth).
+        let mut links: Vec<&Link> = after.links.iter().collect();
+        links.sort_by_key(|l| f.iface.as_deref() != Some(l.name.as_str()));
+        for l in links {
+            let Some(before) = n
                 .before
-                .and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex));
-            let tx = l
-                .tx_dropped
-                .saturating_sub(before.map_or(0, |b| b.tx_dropped));
+                .and_then(|b| b.links.iter().find(|p| p.ifindex == l.ifindex))
+            else {
+                continue;
+            };
+            let tx = l.tx_dropped.saturating_sub(before.tx_dropped);
             if tx == 0 {
                 continue;
             }

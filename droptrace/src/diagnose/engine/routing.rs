@@ -173,8 +173,10 @@ fn next_hop(
     let (Some(after), Some(dev)) = (n.after, route.dev.as_deref()) else {
         return;
     };
-    // A point-to-point or loopback route has no neighbour to resolve.
-    if dev == "lo" {
+    // Loopback, tunnels and point-to-point links (no link-layer address) have no
+    // neighbour to resolve.
+    let link = after.links.iter().find(|l| l.name == dev);
+    if dev == "lo" || link.is_some_and(|l| l.address.is_none()) {
         return;
     }
     let hop = route.gateway.clone().unwrap_or_else(|| dst.to_string());
@@ -186,10 +188,11 @@ fn next_hop(
         .neighbours
         .iter()
         .find(|e| e.dev == dev && same_ip(&e.dst));
-    let link = after.links.iter().find(|l| l.name == dev);
     // The other end of a pair device, and its link-layer address.
+    // A port of a bridge (docker0, a CNI bridge, OVS) forwards to whatever is behind it:
+    // its own address says nothing about the receiver.
     let other = link.and_then(|l| {
-        let p = l.peer.as_ref()?;
+        let p = l.peer.as_ref().filter(|p| p.master.is_none())?;
         let ns = p
             .netns
             .filter(|i| *i != n.inode)

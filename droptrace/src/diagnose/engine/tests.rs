@@ -1031,8 +1031,10 @@ fn xdp_verdicts_name_their_program_with_the_exact_count() {
 /// holds it after the window: FAILED, so the next hop does not answer ARP.
 #[test]
 fn a_neighbour_drop_names_the_next_hops_entry() {
+    let mut va = link(2, "ev-va", 1500);
+    va.address = Some("9e:5b:00:00:00:01".into());
     let mut st = NsState {
-        links: vec![link(2, "ev-va", 1500)],
+        links: vec![va],
         ..NsState::default()
     };
     let mut g = group("neigh_invalidate", "NEIGH_FAILED", 25);
@@ -1075,6 +1077,7 @@ fn a_neighbour_drop_names_the_next_hops_entry() {
 #[test]
 fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
     let mut a = link(2, "ev-va", 1500);
+    a.address = Some("9e:5b:00:00:00:01".into());
     a.peer = Some(crate::diagnose::state::Peer {
         netns: Some(3),
         ifindex: 7,
@@ -1082,6 +1085,7 @@ fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
         mtu: 1500,
         admin_up: true,
         address: Some("9e:5b:00:00:00:02".into()),
+        master: None,
     });
     let mut b = link(7, "ev-vb", 1500);
     b.address = Some("9e:5b:00:00:00:02".into());
@@ -1112,13 +1116,34 @@ fn a_next_hop_entry_is_compared_with_the_pairs_other_end() {
         )),
         "{f:#?}"
     );
+    // The other end a port of a bridge: the address is some host's behind it, no claim.
+    let mut bridged = st.clone();
+    if let Some(p) = bridged.links[0].peer.as_mut() {
+        p.master = Some("br0".into());
+    }
+    let after = BTreeMap::from([(1, bridged), (3, peer.clone())]);
+    let f = run_in(std::slice::from_ref(&g), &before, &after);
+    assert!(
+        f[0].evidence
+            .iter()
+            .any(|e| e.starts_with("neighbour: ") && e.ends_with("PERMANENT on ev-va (resolved)")),
+        "{f:#?}"
+    );
     // The right address is said to be the receiver's.
     st.neighbours[0].lladdr = Some("9E:5B:00:00:00:02".into());
-    let after = BTreeMap::from([(1, st), (3, peer)]);
+    let after = BTreeMap::from([(1, st.clone()), (3, peer.clone())]);
     let f = run_in(std::slice::from_ref(&g), &before, &after);
     assert!(
         f[0].evidence.iter().any(|e| e
             .ends_with("(the address of ev-vb in n3, the other end of ev-va: the right receiver)")),
+        "{f:#?}"
+    );
+    // A link without a link-layer address (a tunnel) has no neighbour to say.
+    st.links[0].address = None;
+    let after = BTreeMap::from([(1, st), (3, peer)]);
+    let f = run_in(std::slice::from_ref(&g), &before, &after);
+    assert!(
+        !f[0].evidence.iter().any(|e| e.starts_with("neighbour: ")),
         "{f:#?}"
     );
 }

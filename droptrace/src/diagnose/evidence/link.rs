@@ -43,6 +43,8 @@ pub struct Link {
     pub address: Option<String>,
     /// How many times promiscuous mode is asked for (needs -d); 0: not promiscuous.
     pub promiscuity: Option<u32>,
+    /// The bridge (or bond, VRF...) the interface is a port of.
+    pub master: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,7 @@ struct RawLink {
     link: Option<String>,
     address: Option<String>,
     promiscuity: Option<u32>,
+    master: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +145,7 @@ pub fn parse_links(json: &str) -> Result<Vec<Link>, LinkError> {
                 link_name: l.link,
                 address: l.address,
                 promiscuity: l.promiscuity,
+                master: l.master,
             }
         })
         .collect())

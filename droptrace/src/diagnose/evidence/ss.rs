@@ -300,6 +300,21 @@ pub fn socket_inode(link: &str) -> Option<u64> {
 /// The sockets of a dump as `ss -H -n -p -e -m` prints them, one line and its skmem line
 /// each: what `parse_sockets` reads. `owners`: the processes by inode; `devices`: interface
 /// names by index, for sockets bound to one.
+/// A process name as written into the rendered text: any process sets its own (up to 15
+/// bytes, newlines included), so what could end the name or forge a field (quotes,
+/// brackets, commas, spaces, control characters) becomes `?`.
+fn plain_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() || matches!(c, '"' | '(' | ')' | ',' | '\\') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 pub fn render(sockets: &[DiagSocket], owners: &Owners, devices: &BTreeMap<u32, String>) -> String {
     let mut out = String::with_capacity(sockets.len() * 160);
     for s in sockets {
@@ -323,7 +338,7 @@ pub fn render(sockets: &[DiagSocket], owners: &Owners, devices: &BTreeMap<u32, S
             out.push_str(" users:(");
             for (i, p) in procs.iter().enumerate() {
                 let sep = if i == 0 { "" } else { "," };
-                let _ = write!(out, "{sep}(\"{}\",pid={}", p.name, p.pid);
+                let _ = write!(out, "{sep}(\"{}\",pid={}", plain_name(&p.name), p.pid);
                 if let Some(fd) = p.fd {
                     let _ = write!(out, ",fd={fd}");
                 }
@@ -522,6 +537,32 @@ mod tests {
                 "{name}:\n{rendered}"
             );
         }
+    }
+
+    /// A process names itself: a name that would end the field or forge one (a quote, a
+    /// bracket, a newline and a socket line) is written with `?`, and every socket of the
+    /// dump still reads, owned by that process.
+    #[test]
+    fn a_process_name_cannot_break_or_forge_the_rendered_text() {
+        let bytes = capture("sock_diag.udp.v4.bin");
+        let dump = sockdiag::parse_dump(&bytes).unwrap();
+        let inode = u64::from(dump.iter().find(|s| s.inode != 0).unwrap().inode);
+        let hostile = "x\"),(\"y\",pid=1\nUNCONN 0 0 *:1 *:* ino:9 skmem:(";
+        let owners: Owners = HashMap::from([(
+            inode,
+            vec![SsProcess {
+                name: hostile.to_owned(),
+                pid: 42,
+                fd: Some(3),
+            }],
+        )]);
+        let rendered = render(&dump, &owners, &BTreeMap::new());
+        let read = parse_sockets(&rendered, Proto::Udp).unwrap();
+        assert_eq!(read.len(), dump.len(), "{rendered}");
+        let owned = read.iter().find(|s| s.inode == Some(inode)).unwrap();
+        assert_eq!(owned.processes.len(), 1, "{rendered}");
+        assert_eq!(owned.processes[0].pid, 42);
+        assert!(!owned.processes[0].name.contains(['"', '(', '\n', ' ']));
     }
 
     #[test]
