@@ -302,11 +302,12 @@ pub fn socket_inode(link: &str) -> Option<u64> {
 /// names by index, for sockets bound to one.
 /// A process name as written into the rendered text: any process sets its own (up to 15
 /// bytes, newlines included), so what could end the name or forge a field (quotes,
-/// brackets, commas, spaces, control characters) becomes `?`.
+/// brackets, commas, whitespace and line ends, NUL) becomes `?`. Other control characters
+/// stay, as ss prints them: they cannot break a line, and what shows the name escapes them.
 fn plain_name(name: &str) -> String {
     name.chars()
         .map(|c| {
-            if c.is_control() || c.is_whitespace() || matches!(c, '"' | '(' | ')' | ',' | '\\') {
+            if c.is_whitespace() || matches!(c, '"' | '(' | ')' | ',' | '\\' | '\0') {
                 '?'
             } else {
                 c
