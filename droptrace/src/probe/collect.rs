@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
+    ops::ControlFlow,
     os::{fd::AsRawFd, unix::fs::PermissionsExt},
     path::{Path, PathBuf},
     process::Command,
@@ -360,13 +361,11 @@ fn device_name(ifindex: u32) -> String {
         .into_owned()
 }
 
-/// Every process's socket descriptors by the socket's inode: one walk of /proc/*/fd for
-/// every namespace of a round (inodes are unique on the host). Each socket's processes
-/// come in ss's order, the last found first.
-fn socket_owners() -> Owners {
-    let mut owners = Owners::new();
+/// Every open descriptor on the host, as `f(pid, fd, link target)`, process by process,
+/// until `f` breaks: the one walk of /proc/*/fd the samplers share.
+fn each_descriptor(mut f: impl FnMut(u32, u32, &str) -> ControlFlow<()>) {
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return owners;
+        return;
     };
     for entry in procs.flatten() {
         let Some(pid) = entry
@@ -379,31 +378,44 @@ fn socket_owners() -> Owners {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let mut comm: Option<String> = None;
         for fd in fds.flatten() {
             let Some(n) = fd.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            let Some(inode) = std::fs::read_link(fd.path())
-                .ok()
-                .and_then(|l| l.to_str().and_then(ss::socket_inode))
-            else {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
                 continue;
             };
-            let name = comm
-                .get_or_insert_with(|| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .map(|c| c.trim_end_matches('\n').to_owned())
-                        .unwrap_or_default()
-                })
-                .clone();
+            if f(pid, n, &target.to_string_lossy()).is_break() {
+                return;
+            }
+        }
+    }
+}
+
+/// Every process's socket descriptors by the socket's inode: one walk of /proc/*/fd for
+/// every namespace of a round (inodes are unique on the host). Each socket's processes
+/// come in ss's order, the last found first.
+fn socket_owners() -> Owners {
+    let mut owners = Owners::new();
+    // The process name, read once per process that holds a socket.
+    let mut comm: Option<(u32, String)> = None;
+    each_descriptor(|pid, fd, target| {
+        if let Some(inode) = ss::socket_inode(target) {
+            if comm.as_ref().is_none_or(|(p, _)| *p != pid) {
+                let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim_end_matches('\n').to_owned())
+                    .unwrap_or_default();
+                comm = Some((pid, name));
+            }
+            let name = comm.as_ref().map(|(_, n)| n.clone()).unwrap_or_default();
             owners.entry(inode).or_default().push(SsProcess {
                 name,
                 pid,
-                fd: Some(n),
+                fd: Some(fd),
             });
         }
-    }
+        ControlFlow::Continue(())
+    });
     for procs in owners.values_mut() {
         procs.sort_by_key(|p| std::cmp::Reverse((p.pid, p.fd)));
     }
@@ -615,40 +627,21 @@ fn bpf_identity(snap: &mut RawSnapshot) {
 /// The fdinfo of every process's BPF program and link descriptors that refer to `ids`.
 fn bpf_descriptors(ids: &[u32]) -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
+    each_descriptor(|pid, fd, target| {
+        if target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" {
+            return ControlFlow::Continue(());
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            return ControlFlow::Continue(());
         };
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" {
-                continue;
-            }
-            let info_path = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
-            let Ok(text) = std::fs::read_to_string(info_path) else {
-                continue;
-            };
-            if parse_fdinfo(&text).is_some_and(|f| ids.contains(&f.prog_id)) {
-                out.push((pid, text));
-                if out.len() >= MAX_BPF_FDS {
-                    return out;
-                }
+        if parse_fdinfo(&text).is_some_and(|f| ids.contains(&f.prog_id)) {
+            out.push((pid, text));
+            if out.len() >= MAX_BPF_FDS {
+                return ControlFlow::Break(());
             }
         }
-    }
+        ControlFlow::Continue(())
+    });
     out
 }
 
